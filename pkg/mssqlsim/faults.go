@@ -1,0 +1,123 @@
+package mssqlsim
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+)
+
+// FaultKind names a failure a test can inject into the next BACKUP or
+// RESTORE stream.
+type FaultKind int
+
+// Faults.
+const (
+	// FaultDropConnection drops the client connection in the middle of a
+	// backup, as a server that dies or a network that fails would.
+	FaultDropConnection FaultKind = iota + 1
+	// FaultStall stops the stream until the request is cancelled or the
+	// fault is removed.
+	FaultStall
+	// FaultUploadFailure fails the next part upload of a BACKUP TO URL.
+	FaultUploadFailure
+	// FaultDiskFull fails a BACKUP TO DISK with "not enough space".
+	FaultDiskFull
+)
+
+// Fault is one injected failure. It fires once, when a backup of Database
+// (any database when empty) has written AfterBytes bytes.
+type Fault struct {
+	Kind       FaultKind
+	Database   string
+	AfterBytes int64
+
+	fired   bool
+	release chan struct{}
+}
+
+// InjectFault arms a fault; remove disarms it (and releases a stall).
+func (i *Instance) InjectFault(f Fault) (remove func()) {
+	fp := &f
+	fp.release = make(chan struct{})
+	i.mu.Lock()
+	i.faults = append(i.faults, fp)
+	i.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(fp.release)
+			i.mu.Lock()
+			defer i.mu.Unlock()
+			for k, g := range i.faults {
+				if g == fp {
+					i.faults = append(i.faults[:k], i.faults[k+1:]...)
+					break
+				}
+			}
+		})
+	}
+}
+
+// armedFaults returns the faults that apply to a backup of db; they are
+// claimed so that each fires once.
+func (i *Instance) armedFaults(db string) []*Fault {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var out []*Fault
+	for _, f := range i.faults {
+		if !f.fired && (f.Database == "" || i.sameName(f.Database, db)) {
+			f.fired = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+var (
+	errDiskFull       = syscall.ENOSPC
+	errUploadRefused  = errors.New("the upload of a part was refused (injected fault)")
+	errConnectionDrop = errors.New("the connection was dropped (injected fault)")
+)
+
+// faultWriter applies faults to the bytes of one backup stream.
+type faultWriter struct {
+	ctx    context.Context
+	w      io.Writer
+	n      int64
+	faults []*Fault
+	abort  func() // drops the client connection
+	upload bool   // the stream goes to URL
+}
+
+func (fw *faultWriter) Write(p []byte) (int, error) {
+	for _, f := range fw.faults {
+		if f.fired && fw.n+int64(len(p)) >= f.AfterBytes && f.release != nil {
+			switch f.Kind {
+			case FaultDropConnection:
+				if fw.abort != nil {
+					fw.abort()
+				}
+				return 0, errConnectionDrop
+			case FaultStall:
+				select {
+				case <-fw.ctx.Done():
+					return 0, fw.ctx.Err()
+				case <-f.release:
+				}
+			case FaultDiskFull:
+				if !fw.upload {
+					return 0, errDiskFull
+				}
+			case FaultUploadFailure:
+				if fw.upload {
+					return 0, errUploadRefused
+				}
+			}
+		}
+	}
+	n, err := fw.w.Write(p)
+	fw.n += int64(n)
+	return n, err
+}

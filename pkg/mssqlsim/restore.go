@@ -1,0 +1,554 @@
+package mssqlsim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// restoreStmt is a parsed RESTORE statement.
+type restoreStmt struct {
+	kind           string // DATABASE, LOG, HEADERONLY, FILELISTONLY, VERIFYONLY
+	database       string
+	sources        []target
+	file           int
+	noRecovery     bool
+	recoveryOnly   bool // RESTORE DATABASE x WITH RECOVERY, no FROM
+	replace        bool
+	moves          [][2]string
+	stopAt         time.Time
+	stopAtMark     string
+	stopBeforeMark string
+	markAfter      time.Time
+	checksum       bool
+	noChecksum     bool
+	stats          int
+	credential     string
+}
+
+func (s *restoreStmt) verb() string {
+	switch s.kind {
+	case "LOG":
+		return "RESTORE LOG"
+	case "DATABASE":
+		return "RESTORE DATABASE"
+	case "VERIFYONLY":
+		return "VERIFY DATABASE"
+	}
+	return "RESTORE " + s.kind
+}
+
+func (s *restoreStmt) hasStop() bool {
+	return !s.stopAt.IsZero() || s.stopAtMark != "" || s.stopBeforeMark != ""
+}
+
+// restoreState is the restore sequence of a database in RESTORING.
+type restoreState struct {
+	redo           LSN       // next LSN to roll forward
+	redoTime       time.Time // the database is consistent as of this moment
+	fork           GUID
+	family         GUID
+	baseCheckpoint LSN // checkpoint of the restored full; 0 when none
+	baseCopyOnly   bool
+	haveData       bool // a full has been restored in this sequence
+	tail           bool // left by BACKUP LOG WITH NORECOVERY
+	recovery       RecoveryModel
+}
+
+// source is an opened backup set on its devices.
+type source struct {
+	devs  []*device
+	set   backupSet
+	media mediaHeader
+}
+
+// openSource reads the set at position file from the devices.
+func (i *Instance) openSource(ctx context.Context, st *restoreStmt) (*source, *Error) {
+	devs, e := i.devices(st.sources, st.credential)
+	if e != nil {
+		return nil, e
+	}
+	file := st.file
+	if file == 0 {
+		file = 1
+	}
+	src := &source{devs: devs}
+	for k, d := range devs {
+		if d.nul {
+			return nil, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 2(The system cannot find the file specified.).", d.spec)
+		}
+		m, sets, _, e := i.readSets(ctx, d)
+		if e != nil {
+			return nil, e
+		}
+		if k == 0 {
+			src.media = m
+		} else if m.MediaSetGUID != src.media.MediaSetGUID {
+			return nil, newErr(3227, 16, "The backup media on \"%s\" is part of media set which was not specified in the RESTORE statement.", d.spec)
+		}
+		if file > len(sets) {
+			return nil, newErr(4038, 16, "Cannot find file ID %d on device '%s'.", file, d.spec)
+		}
+		if k == 0 || sets[file-1].StripeSeq == 1 {
+			src.set = sets[file-1]
+		}
+	}
+	if src.media.FamilyCount != len(devs) {
+		return nil, newErr(3132, 16, "The media set has %d media families but only %d are provided. All members must be provided.", src.media.FamilyCount, len(devs))
+	}
+	return src, nil
+}
+
+// body opens the set's body for reading across its stripes.
+func (i *Instance) body(ctx context.Context, src *source, verify bool) (*setReader, func(), *Error) {
+	// each device holds its own stripe; find each one's body offset
+	readers := make([]io.Reader, len(src.devs))
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	for _, d := range src.devs {
+		_, sets, _, e := i.readSets(ctx, d)
+		if e != nil {
+			closeAll()
+			return nil, nil, e
+		}
+		s := sets[src.set.Position-1]
+		r, err := i.openReader(ctx, d, s.bodyOffset)
+		if err != nil {
+			closeAll()
+			return nil, nil, errOpenDevice(d, err)
+		}
+		closers = append(closers, r)
+		if s.StripeSeq < 1 || s.StripeSeq > len(readers) || readers[s.StripeSeq-1] != nil {
+			closeAll()
+			return nil, nil, newErr(3241, 16, "The media family on device '%s' is incorrectly formed. SQL Server cannot process this media family.", d.spec)
+		}
+		readers[s.StripeSeq-1] = r
+	}
+	sr, err := newSetReader(readers, verify)
+	if err != nil {
+		closeAll()
+		return nil, nil, newErr(3013, 16, "RESTORE is terminating abnormally: %v", err)
+	}
+	return sr, func() { sr.Close(); closeAll() }, nil
+}
+
+// readError turns a failure while reading a backup body into SQL Server's
+// error.
+func readError(db string, src *source, err error) *Error {
+	var bc errBlockChecksum
+	switch {
+	case errors.As(err, &bc):
+		return newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", bc.block*pagesPerExtent, db)
+	case errors.Is(err, errMalformed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return newErr(3241, 16, "The media family on device '%s' is incorrectly formed. SQL Server cannot process this media family.", src.devs[0].spec)
+	case errors.Is(err, context.Canceled):
+		return newErr(3204, 16, "The backup or restore was aborted.")
+	}
+	return newErr(3203, 16, "Read on \"%s\" failed: %v", src.devs[0].spec, err)
+}
+
+// restore runs RESTORE DATABASE or RESTORE LOG.
+func (i *Instance) restore(ctx context.Context, user string, st *restoreStmt, m messenger) *Error {
+	verb := st.verb()
+	if !i.isSysadmin(user) {
+		return abnormal(newErr(262, 14, "CREATE DATABASE permission denied in database 'master'."), verb)
+	}
+	if st.recoveryOnly {
+		return i.recoverOnly(st, verb)
+	}
+	src, e := i.openSource(ctx, st)
+	if e != nil {
+		return abnormal(e, verb)
+	}
+	h := src.set.setHeader
+	switch {
+	case st.kind == "LOG" && h.Type != typeLog:
+		return abnormal(newErr(3135, 16, "The backup set in file '%s' was created by BACKUP DATABASE and cannot be used for this restore operation.", src.devs[0].spec), verb)
+	case st.kind == "DATABASE" && h.Type == typeLog:
+		return abnormal(newErr(3135, 16, "The backup set in file '%s' was created by BACKUP LOG and cannot be used for this restore operation.", src.devs[0].spec), verb)
+	}
+	if e := checkName(st.database); e != nil {
+		return abnormal(e, verb)
+	}
+	start := time.Now()
+	var n int
+	switch {
+	case h.Type == typeFull:
+		n, e = i.restoreFull(ctx, st, src)
+	case h.Type == typeDiff:
+		n, e = i.restoreDiff(ctx, st, src)
+	default:
+		n, e = i.restoreLog(ctx, st, src, m)
+	}
+	if e != nil {
+		return abnormal(e, verb)
+	}
+	secs := max(time.Since(start).Seconds(), 0.001)
+	m.info(3014, "%s successfully processed %d pages in %.3f seconds (%.3f MB/sec).", verb, n, secs, float64(n)*PageSize/secs/1e6)
+	return nil
+}
+
+// restoreTarget finds or creates the database a full restore writes,
+// applying the REPLACE and tail-of-log rules.
+func (i *Instance) restoreTarget(st *restoreStmt, h setHeader) (*Database, *Error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	files, e := movedFiles(h, st.moves)
+	if e != nil {
+		return nil, e
+	}
+	db := i.dbByName(st.database)
+	if db != nil {
+		if db.ID <= 4 && db.ID != 1 {
+			return nil, newErr(3147, 16, "Backup and restore operations are not allowed on database %s.", db.Name)
+		}
+		if db.agName != "" {
+			return nil, newErr(3104, 16, "RESTORE cannot operate on database '%s' because it is configured for database mirroring or has joined an availability group.", db.Name)
+		}
+		db.mu.Lock()
+		sameFamily := db.familyGUID == h.FamilyGUID
+		tailUnsaved := db.State == Online && db.recovery != Simple && db.logChainStart != 0 &&
+			len(db.recordsIn(max(db.lastLogBackup, db.logChainStart), db.lsn.next)) > 0
+		db.mu.Unlock()
+		if !st.replace {
+			if !sameFamily {
+				return nil, newErr(3154, 16, "The backup set holds a backup of a database other than the existing '%s' database.", db.Name)
+			}
+			if tailUnsaved && st.stopAt.IsZero() {
+				return nil, newErr(3159, 16, "The tail of the log for the database \"%s\" has not been backed up. Use BACKUP LOG WITH NORECOVERY to back up the log if it contains work you do not want to lose. Use the WITH REPLACE or WITH STOPAT clause of the RESTORE statement to just overwrite the contents of the log.", db.Name)
+			}
+		}
+	}
+	for _, f := range files {
+		if other := i.physicalInUse(f.Physical, db); other != nil {
+			return nil, &Error{Number: 1834, Severity: 16, State: 1,
+				Message: fmt.Sprintf("The file '%s' cannot be overwritten.  It is being used by database '%s'.", f.Physical, other.Name),
+				Then: []*Error{
+					newErr(3156, 16, "File '%s' cannot be restored to '%s'. Use WITH MOVE to identify a valid location for the file.", f.Logical, f.Physical),
+					newErr(3119, 16, "Problems were identified while planning for the RESTORE statement. Previous messages provide details."),
+				}}
+		}
+	}
+	if db == nil {
+		var ce *Error
+		db, ce = i.createDatabase(st.database, 1, files, h.RecoveryModel)
+		if ce != nil {
+			return nil, ce
+		}
+	}
+	db.mu.Lock()
+	db.Files = files
+	db.State = Restoring
+	db.restore = nil
+	db.mu.Unlock()
+	return db, nil
+}
+
+// movedFiles applies WITH MOVE to the backup's file list.
+func movedFiles(h setHeader, moves [][2]string) ([]File, *Error) {
+	files := append([]File(nil), h.Files...)
+	for _, mv := range moves {
+		found := false
+		for k := range files {
+			if strings.EqualFold(files[k].Logical, mv[0]) {
+				files[k].Physical = mv[1]
+				found = true
+			}
+		}
+		if !found {
+			return nil, newErr(3234, 16, "Logical file '%s' is not part of database '%s'. Use RESTORE FILELISTONLY to list the logical file names.", mv[0], h.DatabaseName)
+		}
+	}
+	return files, nil
+}
+
+// readPages reads a full or differential body into d.
+func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source) (int, *Error) {
+	br := bufio.NewReaderSize(sr, 256<<10)
+	page := make([]byte, PageSize)
+	want := make([]byte, PageSize)
+	n := 0
+	for {
+		if _, err := io.ReadFull(br, page); err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, readError(dbName, src, err)
+		}
+		ph, ok := readPageHeader(page)
+		if !ok || int(ph.id) >= len(d.versions) {
+			return n, newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", n, dbName)
+		}
+		if verify && !pageChecksumOK(page) {
+			return n, newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", ph.id, dbName)
+		}
+		d.versions[ph.id] = ph.version
+		d.dcm[ph.id/pagesPerExtent] = true
+		fillPage(want, d.seed, ph.id, ph.version)
+		if string(want) != string(page) {
+			// damage the backup did not detect: the page is restored as it
+			// was read, as SQL Server would without checksums
+			d.overrides[ph.id] = append([]byte(nil), page...)
+		} else {
+			delete(d.overrides, ph.id)
+		}
+		n++
+	}
+}
+
+func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source) (int, *Error) {
+	h := src.set.setHeader
+	if !st.stopAt.IsZero() && st.stopAt.Before(h.ConsistentTime) {
+		return 0, newErr(4338, 16, "The STOPAT clause specifies a point too early to allow this backup set to be restored. Choose a different stop point or use RESTORE DATABASE WITH RECOVERY to recover at the current point.")
+	}
+	verify := h.Checksums && !st.noChecksum
+	if st.checksum && !h.Checksums {
+		return 0, newErr(3187, 16, "RESTORE WITH CHECKSUM cannot be specified because the backup set does not contain checksum information.")
+	}
+	sr, closeBody, e := i.body(ctx, src, verify)
+	if e != nil {
+		return 0, e
+	}
+	defer closeBody()
+	db, e := i.restoreTarget(st, h)
+	if e != nil {
+		return 0, e
+	}
+	data := &dbData{
+		seed:         h.Seed,
+		versions:     make([]uint32, h.DataPages),
+		overrides:    map[uint32][]byte{},
+		dcm:          make([]bool, (h.DataPages+pagesPerExtent-1)/pagesPerExtent),
+		bcm:          make([]bool, (h.DataPages+pagesPerExtent-1)/pagesPerExtent),
+		recovery:     h.RecoveryModel,
+		familyGUID:   h.FamilyGUID,
+		databaseGUID: h.DatabaseGUID,
+		forkGUID:     h.LastRecoveryForkGUID,
+		lastTime:     h.ConsistentTime,
+	}
+	n, e := readPages(sr, data, verify, st.database, src)
+	if e != nil {
+		// the target is left RESTORING with nothing to roll forward
+		return n, e
+	}
+	clear(data.dcm)
+	data.restore = &restoreState{
+		redo: h.LastLSN, redoTime: h.ConsistentTime, fork: h.LastRecoveryForkGUID, family: h.FamilyGUID,
+		baseCheckpoint: h.CheckpointLSN, baseCopyOnly: h.IsCopyOnly, haveData: true, recovery: h.RecoveryModel,
+	}
+	data.lsn.next = h.LastLSN
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.dbData = data
+	db.State = Restoring
+	i.finishStep(db, st, false)
+	return n, nil
+}
+
+func (i *Instance) restoringDB(name string) (*Database, *Error) {
+	db, e := i.lookup(name)
+	if e != nil {
+		return nil, e
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.State == Online || db.State == Offline {
+		return nil, newErr(4306, 16, "The preceding restore operation did not specify WITH NORECOVERY or WITH STANDBY. Restart the restore sequence, specifying WITH NORECOVERY or WITH STANDBY for all but the final step.")
+	}
+	if db.restore == nil {
+		return nil, newErr(3117, 16, "The log or differential backup cannot be restored because no files are ready to rollforward.")
+	}
+	return db, nil
+}
+
+func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source) (int, *Error) {
+	h := src.set.setHeader
+	db, e := i.restoringDB(st.database)
+	if e != nil {
+		return 0, e
+	}
+	db.mu.Lock()
+	rs := db.restore
+	switch {
+	case rs.family != h.FamilyGUID:
+		db.mu.Unlock()
+		return 0, newErr(3154, 16, "The backup set holds a backup of a database other than the existing '%s' database.", db.Name)
+	case !rs.haveData || rs.baseCopyOnly || rs.baseCheckpoint != h.DifferentialBaseLSN || rs.redo > h.LastLSN:
+		db.mu.Unlock()
+		return 0, newErr(3136, 16, "This differential backup cannot be restored because the database has not been restored to the correct earlier state.")
+	}
+	db.mu.Unlock()
+	verify := h.Checksums && !st.noChecksum
+	sr, closeBody, e := i.body(ctx, src, verify)
+	if e != nil {
+		return 0, e
+	}
+	defer closeBody()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	n, e := readPages(sr, db.dbData, verify, db.Name, src)
+	if e != nil {
+		db.restore = nil // the sequence is broken: restart from a full
+		return n, e
+	}
+	rs.redo, rs.redoTime = h.LastLSN, h.ConsistentTime
+	db.lsn.next = h.LastLSN
+	i.finishStep(db, st, false)
+	return n, nil
+}
+
+func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source, m messenger) (int, *Error) {
+	h := src.set.setHeader
+	db, e := i.restoringDB(st.database)
+	if e != nil {
+		return 0, e
+	}
+	db.mu.Lock()
+	rs := *db.restore
+	db.mu.Unlock()
+	switch {
+	case rs.family != h.FamilyGUID:
+		return 0, newErr(3154, 16, "The backup set holds a backup of a database other than the existing '%s' database.", db.Name)
+	case h.LastLSN <= rs.redo:
+		return 0, newErr(4326, 16, "The log in this backup set terminates at LSN %s, which is too early to apply to the database. A more recent log backup that includes LSN %s can be restored.", h.LastLSN, rs.redo)
+	case h.FirstLSN > rs.redo:
+		return 0, newErr(4305, 16, "The log in this backup set begins at LSN %s, which is too late to apply to the database. An earlier log backup that includes LSN %s can be restored.", h.FirstLSN, rs.redo)
+	case h.FirstRecoveryForkGUID != rs.fork && !(h.LastRecoveryForkGUID == rs.fork && rs.redo >= h.ForkPointLSN):
+		return 0, newErr(4330, 16, "This backup set cannot be applied because it is on a recovery path that is inconsistent with the database. The recovery path is the sequence of data and log backups that have brought the database to a particular recovery point. Find a compatible backup to restore, or restore the rest of the database to match a recovery point within this backup set, which will restore the database to a different point in time.")
+	case !st.stopAt.IsZero() && st.stopAt.Before(rs.redoTime):
+		return 0, newErr(4335, 16, "The specified STOPAT time is too early. All or part of the database is already rolled forward beyond that point.")
+	case !st.stopAt.IsZero() && h.HasBulkLoggedData && st.stopAt.Before(h.ConsistentTime):
+		return 0, newErr(4327, 16, "The log in this backup set contains bulk-logged changes. Point-in-time recovery to %s inside it is inhibited. Restore the whole log backup, or stop at a point outside it.", st.stopAt.Format("2006-01-02 15:04:05.000"))
+	}
+	sr, closeBody, e := i.body(ctx, src, h.Checksums && !st.noChecksum)
+	if e != nil {
+		return 0, e
+	}
+	defer closeBody()
+	br := bufio.NewReaderSize(sr, 256<<10)
+	var recs []logRecord
+	for {
+		rec, err := decodeRecord(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return 0, readError(db.Name, src, err)
+		}
+		recs = append(recs, rec)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.restore == nil || db.restore.redo != rs.redo {
+		return 0, newErr(3117, 16, "The log or differential backup cannot be restored because no files are ready to rollforward.")
+	}
+	stopped := false
+	redo, redoTime := h.LastLSN, h.ConsistentTime
+	applied := 0
+	for _, rec := range recs {
+		if rec.LSN < rs.redo {
+			continue
+		}
+		if !st.stopAt.IsZero() && rec.Time.After(st.stopAt) {
+			stopped, redo, redoTime = true, rec.LSN, st.stopAt
+			break
+		}
+		if st.stopBeforeMark != "" && rec.Mark == st.stopBeforeMark && !rec.Time.Before(st.markAfter) {
+			stopped, redo, redoTime = true, rec.LSN, rec.Time
+			break
+		}
+		db.apply(rec)
+		applied++
+		if st.stopAtMark != "" && rec.Mark == st.stopAtMark && !rec.Time.Before(st.markAfter) {
+			stopped, redo, redoTime = true, rec.LSN+1, rec.Time
+			break
+		}
+	}
+	if !stopped && !st.stopAt.IsZero() && !st.stopAt.After(h.ConsistentTime) {
+		// the log covers the stop time and nothing was committed after it
+		stopped, redoTime = true, st.stopAt
+	}
+	db.restore.redo, db.restore.redoTime = redo, redoTime
+	if h.LastRecoveryForkGUID != rs.fork && redo >= h.ForkPointLSN {
+		db.restore.fork = h.LastRecoveryForkGUID
+	}
+	db.lsn.next = redo
+	if st.hasStop() && !stopped && !st.noRecovery {
+		m.info(4322, "This backup set contains records that were logged before the designated point in time. The database is being left in the restoring state so that more roll forward can be performed.")
+		return max(1, applied/8), nil
+	}
+	i.finishStep(db, st, stopped)
+	return max(1, applied/8), nil
+}
+
+// finishStep recovers the database when the statement asks for RECOVERY.
+// db.mu must be held.
+func (i *Instance) finishStep(db *Database, st *restoreStmt, stopped bool) {
+	if st.noRecovery {
+		return
+	}
+	if st.kind == "DATABASE" && st.hasStop() {
+		// RESTORE DATABASE ... WITH STOPAT past the data backup: more log
+		// is needed to reach the stop point
+		return
+	}
+	i.recover(db)
+}
+
+// recover brings a restoring database online at its redo point, starting
+// a new recovery fork. db.mu must be held.
+func (i *Instance) recover(db *Database) {
+	rs := db.restore
+	now := i.cfg.Now()
+	db.State = Online
+	db.forkGUID = i.guid()
+	db.forkPointLSN = rs.redo
+	db.forks = append(db.forks, forkEntry{guid: rs.fork, until: rs.redo})
+	db.lsn.next = rs.redo
+	db.lsn.take() // the recovery's own record
+	if rs.baseCheckpoint != 0 && !rs.baseCopyOnly {
+		db.diffBaseLSN = rs.baseCheckpoint
+	} else {
+		db.diffBaseLSN = 0
+		clear(db.dcm)
+	}
+	db.recovery = rs.recovery
+	if db.diffBaseLSN != 0 && db.recovery != Simple {
+		db.logChainStart = rs.redo
+		db.lastLogBackup = rs.redo
+	} else {
+		db.logChainStart, db.lastLogBackup = 0, 0
+	}
+	db.lastTime = rs.redoTime
+	db.restore = nil
+	db.resetOrigin(now)
+	if db.lastTime.After(now) {
+		db.lastTime = now
+	}
+}
+
+// recoverOnly is RESTORE DATABASE x WITH RECOVERY without a backup.
+func (i *Instance) recoverOnly(st *restoreStmt, verb string) *Error {
+	db, e := i.lookup(st.database)
+	if e != nil {
+		return abnormal(e, verb)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.State != Restoring {
+		return abnormal(newErr(3153, 16, "The database is already fully recovered."), verb)
+	}
+	if db.restore == nil {
+		return abnormal(newErr(3117, 16, "The log or differential backup cannot be restored because no files are ready to rollforward."), verb)
+	}
+	i.recover(db)
+	return nil
+}
