@@ -1,0 +1,12 @@
+package miniotest
+
+import "syscall"
+
+// sysProcAttr makes the kernel kill minio if the test binary dies without
+// running its cleanups (a panic, go test's -timeout), so no server outlives
+// the tests that started it. Strictly the signal follows the OS thread that
+// started minio, but the Go runtime does not end its threads while the
+// process lives, barring a goroutine that exits locked to one.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the tools coffer's tests and code generation need, at pinned
+# versions: the MinIO server (tests run a real one), FreeTDS's tsql (an
+# independent TDS client for the SQL Server simulator's tests), protoc and
+# protoc-gen-go. Safe to run again: whatever is already installed at the
+# right version is skipped. Go binaries land in $(go env GOPATH)/bin.
+set -euo pipefail
+
+MINIO_MODULE=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+PROTOC_GEN_GO_MODULE=google.golang.org/protobuf
+PROTOC_GEN_GO_VERSION=v1.36.12
+APT_PACKAGES=(freetds-bin protobuf-compiler)
+
+log() { printf 'install-tools: %s\n' "$*"; }
+
+gobin="$(go env GOPATH | cut -d: -f1)/bin"
+
+# go_install NAME MODULE VERSION PACKAGE installs PACKAGE@VERSION unless
+# $gobin/NAME was already built from MODULE at VERSION.
+go_install() {
+	local name=$1 module=$2 version=$3 pkg=$4
+	local bin="$gobin/$name" have=""
+	if [[ -x $bin ]]; then
+		have=$(go version -m "$bin" 2>/dev/null |
+			awk -v m="$module" '$1 == "mod" && $2 == m { print $3 }')
+	fi
+	if [[ $have == "$version" ]]; then
+		log "$name $version already installed at $bin"
+		return
+	fi
+	log "installing $name: go install $pkg@$version (found: ${have:-none})"
+	local start=$SECONDS
+	GOBIN="$gobin" go install "$pkg@$version"
+	log "installed $name $version in $((SECONDS - start))s"
+}
+
+install_apt_packages() {
+	local missing=() pkg
+	for pkg in "${APT_PACKAGES[@]}"; do
+		if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]]; then
+			log "$pkg already installed"
+		else
+			missing+=("$pkg")
+		fi
+	done
+	# make runs the tests; the image has it, but a bare machine might not.
+	if ! command -v make >/dev/null; then
+		missing+=(make)
+	fi
+	if ((${#missing[@]} == 0)); then
+		return
+	fi
+
+	local sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		sudo=(sudo)
+	fi
+	log "installing Debian packages: ${missing[*]}"
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq "${missing[@]}"
+}
+
+install_apt_packages
+go_install minio "$MINIO_MODULE" "$MINIO_VERSION" "$MINIO_MODULE"
+go_install protoc-gen-go "$PROTOC_GEN_GO_MODULE" "$PROTOC_GEN_GO_VERSION" "$PROTOC_GEN_GO_MODULE/cmd/protoc-gen-go"
+log "done"
