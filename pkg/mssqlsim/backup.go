@@ -195,21 +195,21 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 	}
 	now := db.commitTime(i.cfg.Now())
 	hdr := setHeader{
-		Name:          st.name,
-		Description:   st.description,
-		DatabaseName:  db.Name,
-		ServerName:    i.cfg.ServerName,
-		Collation:     db.Collation,
-		DatabaseGUID:  db.databaseGUID,
-		FamilyGUID:    db.familyGUID,
+		Name:            st.name,
+		Description:     st.description,
+		DatabaseName:    db.Name,
+		ServerName:      i.cfg.ServerName,
+		Collation:       db.Collation,
+		DatabaseGUID:    db.databaseGUID,
+		FamilyGUID:      db.familyGUID,
 		BackupStartDate: now,
-		ConsistentTime: now,
-		RecoveryModel: db.recovery,
-		Seed:          db.seed,
-		DataPages:     len(db.versions),
-		Files:         append([]File(nil), db.Files...),
-		Checksums:     st.checksum,
-		IsCopyOnly:    st.copyOnly && !st.differential,
+		ConsistentTime:  now,
+		RecoveryModel:   db.recovery,
+		Seed:            db.seed,
+		DataPages:       len(db.versions),
+		Files:           append([]File(nil), db.Files...),
+		Checksums:       st.checksum,
+		IsCopyOnly:      st.copyOnly && !st.differential,
 	}
 	if st.compression != nil {
 		hdr.Compressed = *st.compression

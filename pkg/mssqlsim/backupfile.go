@@ -85,8 +85,8 @@ type setHeader struct {
 	DataPages             int
 	Files                 []File
 	// StripeCount and StripeSeq place this device in the set's stripes.
-	StripeCount int
-	StripeSeq   int
+	StripeCount  int
+	StripeSeq    int
 	MediaSetGUID GUID
 }
 

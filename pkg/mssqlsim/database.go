@@ -89,18 +89,18 @@ type dbData struct {
 
 	// backup chain state, as SQL Server keeps it in the boot page and
 	// sys.database_recovery_status.
-	familyGUID     GUID
-	databaseGUID   GUID
-	forkGUID       GUID
-	forkPointLSN   LSN
-	diffBaseLSN    LSN // checkpoint LSN of the last non-copy-only full; 0 none
-	diffBaseGUID   GUID
-	diffBaseTime   time.Time
-	lastLogBackup  LSN // last_log_backup_lsn; 0 means NULL
-	logChainStart  LSN // first_lsn a first log backup starts from; 0 means no chain (4214)
-	activeBackups  int // backups running, which hold the log
-	restore        *restoreState
-	forks          []forkEntry // earlier recovery forks, oldest first
+	familyGUID    GUID
+	databaseGUID  GUID
+	forkGUID      GUID
+	forkPointLSN  LSN
+	diffBaseLSN   LSN // checkpoint LSN of the last non-copy-only full; 0 none
+	diffBaseGUID  GUID
+	diffBaseTime  time.Time
+	lastLogBackup LSN // last_log_backup_lsn; 0 means NULL
+	logChainStart LSN // first_lsn a first log backup starts from; 0 means no chain (4214)
+	activeBackups int // backups running, which hold the log
+	restore       *restoreState
+	forks         []forkEntry // earlier recovery forks, oldest first
 }
 
 // forkEntry is an earlier recovery fork and the LSN where it ended.

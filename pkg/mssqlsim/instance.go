@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf16"
+
+	"github.com/cofferhq/coffer/pkg/mssqlsim/tds"
 )
 
 // Version is the product version the simulator reports (SQL Server 2022).
@@ -114,6 +116,8 @@ type Instance struct {
 	ags         map[string]*AvailabilityGroup
 	startTime   time.Time
 	closed      bool
+	servers     []*tds.Server
+	wg          sync.WaitGroup
 }
 
 // New returns an instance holding the system databases master, tempdb,

@@ -71,7 +71,7 @@ func fillPage(p []byte, seed uint64, id, v uint32) {
 		row := p[off:]
 		row[0] = 0x30 // status bits of a fixed-length row
 		row[1] = 0x00
-		binary.LittleEndian.PutUint32(row[4:], base+uint32(slots))      // key
+		binary.LittleEndian.PutUint32(row[4:], base+uint32(slots))     // key
 		binary.LittleEndian.PutUint32(row[8:], uint32(x%100000))       // quantity
 		binary.LittleEndian.PutUint64(row[12:], 738000+(x>>20)%4000)   // date
 		binary.LittleEndian.PutUint32(row[20:], uint32(x>>40)%5000*25) // amount in cents
