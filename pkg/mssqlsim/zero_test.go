@@ -1,0 +1,6 @@
+package mssqlsim
+
+import "time"
+
+// zeroTime asks for the content hash now.
+var zeroTime time.Time
