@@ -11,10 +11,14 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: test vet bench build fmt-check tools
+.PHONY: run test vet bench build fmt-check tools
+
+## run: run coffer against the SQL Server simulator with demo databases
+run:
+	$(GO) run ./services/coffer sim --demo --addr 127.0.0.1:14330 --sa-password Coffer-Demo-1
 
 ## test: vet, then run every test with the race detector
-test: vet
+test: tools vet
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## vet: go vet every package
