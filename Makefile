@@ -11,14 +11,14 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run test vet bench build fmt-check tools
+.PHONY: run test vet bench build fmt-check tools proto proto-check
 
 ## run: run coffer against the SQL Server simulator with demo databases
 run:
 	$(GO) run ./services/coffer sim --demo --addr 127.0.0.1:14330 --sa-password Coffer-Demo-1
 
 ## test: vet, then run every test with the race detector
-test: tools vet
+test: tools proto-check vet
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## vet: go vet every package
@@ -41,3 +41,18 @@ fmt-check:
 ## tools: install the pinned external tools the tests need (MinIO, tsql, protoc, protoc-gen-go)
 tools:
 	scripts/install-tools.sh
+
+PROTOS = coffer/v1/types.proto coffer/v1/events.proto
+PROTOC = protoc --proto_path=. --go_opt=module=github.com/cofferhq/coffer/proto
+
+## proto: regenerate the Go code of the event contracts in proto/
+proto:
+	cd proto && $(PROTOC) --go_out=. $(PROTOS)
+
+## proto-check: fail when the committed generated code is stale
+proto-check:
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	(cd proto && $(PROTOC) --go_out="$$tmp" $(PROTOS)) && \
+	for f in $$(cd "$$tmp" && find . -name '*.pb.go'); do \
+		cmp -s "$$tmp/$$f" "proto/$$f" || { echo "proto/$$f is stale: run make proto"; exit 1; }; \
+	done
