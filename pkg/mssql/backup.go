@@ -1,0 +1,345 @@
+package mssql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// BackupType is the kind of BACKUP statement.
+type BackupType int
+
+// Backup types.
+const (
+	Full BackupType = iota + 1
+	Differential
+	Log
+	CopyOnlyFull
+)
+
+// BackupRequest describes one BACKUP statement to DISK.
+type BackupRequest struct {
+	Database string
+	Type     BackupType
+	// Files are the stripes, as paths on the SQL Server's machine.
+	Files []string
+	// Compression asks SQL Server for WITH COMPRESSION (nil: the server's
+	// default). coffer compresses in its own pipeline, so it is normally
+	// off.
+	Compression *bool
+	// NoRecovery takes a tail-log backup that leaves the database
+	// RESTORING.
+	NoRecovery bool
+	// OnProgress receives "N percent processed." as N.
+	OnProgress func(percent int)
+}
+
+// Backup runs BACKUP DATABASE or BACKUP LOG with CHECKSUM and FORMAT into
+// the files.
+func (c *Client) Backup(ctx context.Context, r BackupRequest) error {
+	if len(r.Files) == 0 {
+		return fmt.Errorf("backup %q: no target file", r.Database)
+	}
+	var q strings.Builder
+	args := []any{sql.Named("db", r.Database)}
+	if r.Type == Log {
+		q.WriteString("BACKUP LOG @db TO ")
+	} else {
+		q.WriteString("BACKUP DATABASE @db TO ")
+	}
+	for k, f := range r.Files {
+		if k > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "DISK = @f%d", k)
+		args = append(args, sql.Named(fmt.Sprintf("f%d", k), f))
+	}
+	q.WriteString(" WITH FORMAT, INIT, CHECKSUM, STATS = 5")
+	switch r.Type {
+	case Differential:
+		q.WriteString(", DIFFERENTIAL")
+	case CopyOnlyFull:
+		q.WriteString(", COPY_ONLY")
+	}
+	if r.Compression != nil {
+		if *r.Compression {
+			q.WriteString(", COMPRESSION")
+		} else {
+			q.WriteString(", NO_COMPRESSION")
+		}
+	}
+	if r.NoRecovery {
+		q.WriteString(", NORECOVERY")
+	}
+	if err := c.exec(ctx, q.String(), progressFunc(r.OnProgress), args...); err != nil {
+		return fmt.Errorf("back up database %q: %w", r.Database, err)
+	}
+	return nil
+}
+
+// Header is one backup set as RESTORE HEADERONLY reports it. LSNs are
+// decimal strings, empty for NULL.
+type Header struct {
+	Position             int
+	BackupType           int // 1 full, 2 log, 5 differential
+	DatabaseName         string
+	ServerName           string
+	FirstLSN             string
+	LastLSN              string
+	CheckpointLSN        string
+	DatabaseBackupLSN    string
+	DifferentialBaseLSN  string
+	DifferentialBaseGUID string
+	BackupStart          time.Time
+	BackupFinish         time.Time
+	IsCopyOnly           bool
+	HasBulkLoggedData    bool
+	BeginsLogChain       bool
+	HasChecksums         bool
+	BindingID            string // the database's GUID
+	FamilyGUID           string
+	RecoveryForkID       string
+	FirstRecoveryForkID  string
+	ForkPointLSN         string
+	RecoveryModel        string
+	Collation            string
+}
+
+// HeaderOnly reads the backup sets on the files (one striped media set).
+func (c *Client) HeaderOnly(ctx context.Context, files []string) ([]Header, error) {
+	q, args := fromDisk("RESTORE HEADERONLY FROM ", files)
+	rows, err := c.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read backup header: %w", wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []Header
+	err = scanByName(rows, func(col map[string]any) {
+		out = append(out, Header{
+			Position:             int(asInt(col["position"])),
+			BackupType:           int(asInt(col["backuptype"])),
+			DatabaseName:         asString(col["databasename"]),
+			ServerName:           asString(col["servername"]),
+			FirstLSN:             asString(col["firstlsn"]),
+			LastLSN:              asString(col["lastlsn"]),
+			CheckpointLSN:        asString(col["checkpointlsn"]),
+			DatabaseBackupLSN:    asString(col["databasebackuplsn"]),
+			DifferentialBaseLSN:  asString(col["differentialbaselsn"]),
+			DifferentialBaseGUID: asGUID(col["differentialbaseguid"]),
+			BackupStart:          asTime(col["backupstartdate"]),
+			BackupFinish:         asTime(col["backupfinishdate"]),
+			IsCopyOnly:           asInt(col["iscopyonly"]) != 0,
+			HasBulkLoggedData:    asInt(col["hasbulkloggeddata"]) != 0,
+			BeginsLogChain:       asInt(col["beginslogchain"]) != 0,
+			HasChecksums:         asInt(col["hasbackupchecksums"]) != 0,
+			BindingID:            asGUID(col["bindingid"]),
+			FamilyGUID:           asGUID(col["familyguid"]),
+			RecoveryForkID:       asGUID(col["recoveryforkid"]),
+			FirstRecoveryForkID:  asGUID(col["firstrecoveryforkid"]),
+			ForkPointLSN:         asString(col["forkpointlsn"]),
+			RecoveryModel:        asString(col["recoverymodel"]),
+			Collation:            asString(col["collation"]),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read backup header: %w", wrapSQL(err))
+	}
+	return out, nil
+}
+
+// FileList reads the database files a backup set holds (RESTORE
+// FILELISTONLY).
+func (c *Client) FileList(ctx context.Context, files []string) ([]File, error) {
+	q, args := fromDisk("RESTORE FILELISTONLY FROM ", files)
+	rows, err := c.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read backup file list: %w", wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []File
+	err = scanByName(rows, func(col map[string]any) {
+		typ := "ROWS"
+		if asString(col["type"]) == "L" {
+			typ = "LOG"
+		}
+		n, _ := col["size"].([]byte)
+		var size int64
+		fmt.Sscan(string(n), &size)
+		out = append(out, File{ID: int32(asInt(col["fileid"])), Logical: asString(col["logicalname"]),
+			Physical: asString(col["physicalname"]), Type: typ, Size: size})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read backup file list: %w", wrapSQL(err))
+	}
+	return out, nil
+}
+
+// Move relocates one logical file of a restore.
+type Move struct {
+	Logical  string
+	Physical string
+}
+
+// RestoreRequest describes one RESTORE DATABASE or RESTORE LOG from DISK.
+type RestoreRequest struct {
+	Database string
+	Log      bool
+	Files    []string
+	Moves    []Move
+	Replace  bool
+	// Recovery brings the database online; otherwise WITH NORECOVERY.
+	Recovery bool
+	StopAt   time.Time
+	// OnProgress receives "N percent processed." as N.
+	OnProgress func(percent int)
+}
+
+// Restore runs the RESTORE statement.
+func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
+	verb := "RESTORE DATABASE @db FROM "
+	if r.Log {
+		verb = "RESTORE LOG @db FROM "
+	}
+	q, args := fromDisk(verb, r.Files)
+	args = append(args, sql.Named("db", r.Database))
+	var b strings.Builder
+	b.WriteString(q)
+	b.WriteString(" WITH FILE = 1, STATS = 5")
+	for k, m := range r.Moves {
+		fmt.Fprintf(&b, ", MOVE @ml%d TO @mp%d", k, k)
+		args = append(args, sql.Named(fmt.Sprintf("ml%d", k), m.Logical), sql.Named(fmt.Sprintf("mp%d", k), m.Physical))
+	}
+	if r.Replace {
+		b.WriteString(", REPLACE")
+	}
+	if !r.StopAt.IsZero() {
+		b.WriteString(", STOPAT = @stopat")
+		args = append(args, sql.Named("stopat", r.StopAt.UTC().Format("2006-01-02T15:04:05.000")))
+	}
+	if r.Recovery {
+		b.WriteString(", RECOVERY")
+	} else {
+		b.WriteString(", NORECOVERY")
+	}
+	if err := c.exec(ctx, b.String(), progressFunc(r.OnProgress), args...); err != nil {
+		return fmt.Errorf("restore %q: %w", r.Database, err)
+	}
+	return nil
+}
+
+// DropDatabase drops a database (used to clean up a failed restore to a
+// new name). DROP DATABASE takes no variable, so the name is quoted.
+func (c *Client) DropDatabase(ctx context.Context, name string) error {
+	if err := c.exec(ctx, "DROP DATABASE "+QuoteName(name), nil); err != nil {
+		return fmt.Errorf("drop database %q: %w", name, err)
+	}
+	return nil
+}
+
+// DatabaseExists reports whether a database of that name exists.
+func (c *Client) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	var id sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, "SELECT DB_ID(@p1)", name).Scan(&id); err != nil {
+		return false, fmt.Errorf("look up database %q: %w", name, wrapSQL(err))
+	}
+	return id.Valid, nil
+}
+
+func fromDisk(prefix string, files []string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(prefix)
+	var args []any
+	for k, f := range files {
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "DISK = @f%d", k)
+		args = append(args, sql.Named(fmt.Sprintf("f%d", k), f))
+	}
+	return b.String(), args
+}
+
+// scanByName calls fn with each row as a map from lower-case column name
+// to value.
+func scanByName(rows *sql.Rows, fn func(map[string]any)) error {
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for k := range vals {
+		ptrs[k] = &vals[k]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		m := make(map[string]any, len(cols))
+		for k, c := range cols {
+			m[strings.ToLower(c)] = vals[k]
+		}
+		fn(m)
+	}
+	return rows.Err()
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case bool:
+		if x {
+			return 1
+		}
+	}
+	return 0
+}
+
+func asTime(v any) time.Time {
+	if t, ok := v.(time.Time); ok {
+		return t.UTC()
+	}
+	return time.Time{}
+}
+
+// asGUID formats a uniqueidentifier as go-mssqldb returns it (16 bytes in
+// SQL Server's order).
+func asGUID(v any) string {
+	b, ok := v.([]byte)
+	if !ok || len(b) != 16 {
+		return asString(v)
+	}
+	order := []int{3, 2, 1, 0, -1, 5, 4, -1, 7, 6, -1, 8, 9, -1, 10, 11, 12, 13, 14, 15}
+	const hexd = "0123456789abcdef"
+	var s strings.Builder
+	for _, k := range order {
+		if k < 0 {
+			s.WriteByte('-')
+			continue
+		}
+		s.WriteByte(hexd[b[k]>>4])
+		s.WriteByte(hexd[b[k]&15])
+	}
+	return s.String()
+}

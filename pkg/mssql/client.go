@@ -1,0 +1,300 @@
+package mssql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-sql/sqlexp"
+	mssqldb "github.com/microsoft/go-mssqldb"
+)
+
+// Client is a connection pool to one SQL Server instance.
+type Client struct {
+	db *sql.DB
+}
+
+// Open returns a client for dsn (a go-mssqldb connection string such as
+// sqlserver://user:password@host:port?encrypt=disable). It does not
+// connect; Ping does.
+func Open(dsn string) (*Client, error) {
+	if _, err := mssqldb.NewConnector(dsn); err != nil {
+		return nil, fmt.Errorf("parse connection string: %w", redact(err, dsn))
+	}
+	db, err := sql.Open("sqlserver", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open connection: %w", redact(err, dsn))
+	}
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &Client{db: db}, nil
+}
+
+// redact removes the connection string from an error, which may carry a
+// password.
+func redact(err error, dsn string) error {
+	if err == nil || dsn == "" || !strings.Contains(err.Error(), dsn) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), dsn, "<connection string>"))
+}
+
+// Close closes the pool.
+func (c *Client) Close() error { return c.db.Close() }
+
+// Ping connects and runs a trivial query.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.db.PingContext(ctx)
+}
+
+// Error is a SQL Server error: the cause, then what followed it (3013 for
+// a failed BACKUP or RESTORE).
+type Error struct {
+	Number  int32
+	Message string
+	All     []mssqldb.Error
+}
+
+func (e *Error) Error() string {
+	var parts []string
+	for _, x := range e.All {
+		parts = append(parts, fmt.Sprintf("%s (%d)", x.Message, x.Number))
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%s (%d)", e.Message, e.Number)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Number returns the number of the first SQL Server error in err (the
+// cause), or 0 when err is not one.
+func Number(err error) int32 {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Number
+	}
+	var m mssqldb.Error
+	if errors.As(err, &m) {
+		if len(m.All) > 0 {
+			return m.All[0].Number
+		}
+		return m.Number
+	}
+	return 0
+}
+
+func wrapSQL(err error) error {
+	var m mssqldb.Error
+	if errors.As(err, &m) {
+		e := &Error{Number: m.Number, Message: m.Message, All: m.All}
+		if len(m.All) > 0 {
+			e.Number, e.Message = m.All[0].Number, m.All[0].Message
+		}
+		return e
+	}
+	return err
+}
+
+// Server describes the instance.
+type Server struct {
+	Name     string
+	Version  string
+	Edition  string
+	Sysadmin bool
+	DataPath string
+	LogPath  string
+}
+
+// ServerInfo reads the instance's name, version, edition, default paths,
+// and whether the login is sysadmin.
+func (c *Client) ServerInfo(ctx context.Context) (Server, error) {
+	var s Server
+	var name, dataPath, logPath sql.NullString
+	var sysadmin sql.NullInt64
+	err := c.db.QueryRowContext(ctx, `SELECT CAST(SERVERPROPERTY('ServerName') AS nvarchar(128)),
+		CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), CAST(SERVERPROPERTY('Edition') AS nvarchar(128)),
+		IS_SRVROLEMEMBER('sysadmin'), CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(260)),
+		CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(260))`).Scan(&name, &s.Version, &s.Edition, &sysadmin, &dataPath, &logPath)
+	if err != nil {
+		return s, fmt.Errorf("read server properties: %w", wrapSQL(err))
+	}
+	s.Name, s.DataPath, s.LogPath = name.String, dataPath.String, logPath.String
+	s.Sysadmin = sysadmin.Valid && sysadmin.Int64 == 1
+	return s, nil
+}
+
+// File is one database file.
+type File struct {
+	ID       int32
+	Logical  string
+	Physical string
+	Type     string // ROWS or LOG
+	Size     int64  // bytes
+}
+
+// Database is what discovery reads of a database. LSNs are decimal
+// strings, empty for NULL.
+type Database struct {
+	Name             string
+	ID               int32
+	State            string
+	RecoveryModel    string
+	ReadOnly         bool
+	UserAccess       string
+	InStandby        bool
+	Snapshot         bool
+	GroupDatabaseID  string
+	ReplicaID        string
+	Encrypted        bool
+	Created          time.Time
+	Collation        string
+	LastLogBackupLSN string
+	DiffBaseLSN      string
+	RecoveryForkGUID string
+	Files            []File
+}
+
+// Size is the sum of the database's file sizes.
+func (d *Database) Size() int64 {
+	var n int64
+	for _, f := range d.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Databases lists every database but tempdb, with files and log-chain
+// state.
+func (c *Client) Databases(ctx context.Context) ([]Database, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT d.name, d.database_id, d.state_desc, d.recovery_model_desc,
+		d.is_read_only, d.user_access_desc, d.is_in_standby, d.source_database_id,
+		CAST(d.group_database_id AS nvarchar(36)), CAST(d.replica_id AS nvarchar(36)), d.is_encrypted,
+		d.create_date, d.collation_name, rs.last_log_backup_lsn, CAST(rs.recovery_fork_guid AS nvarchar(36))
+		FROM sys.databases d LEFT JOIN sys.database_recovery_status rs ON rs.database_id = d.database_id
+		WHERE d.database_id <> 2 ORDER BY d.database_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []Database
+	byID := map[int32]int{}
+	for rows.Next() {
+		var d Database
+		var src sql.NullInt64
+		var gdb, rep, coll, lsn, fork sql.NullString
+		if err := rows.Scan(&d.Name, &d.ID, &d.State, &d.RecoveryModel, &d.ReadOnly, &d.UserAccess, &d.InStandby,
+			&src, &gdb, &rep, &d.Encrypted, &d.Created, &coll, &lsn, &fork); err != nil {
+			return nil, fmt.Errorf("list databases: %w", err)
+		}
+		d.Snapshot = src.Valid
+		d.GroupDatabaseID, d.ReplicaID, d.Collation = gdb.String, rep.String, coll.String
+		d.LastLogBackupLSN, d.RecoveryForkGUID = lsn.String, strings.ToLower(fork.String)
+		byID[d.ID] = len(out)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list databases: %w", wrapSQL(err))
+	}
+	frows, err := c.db.QueryContext(ctx, `SELECT database_id, file_id, type_desc, name, physical_name, size, differential_base_lsn
+		FROM sys.master_files ORDER BY database_id, file_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list database files: %w", wrapSQL(err))
+	}
+	defer frows.Close()
+	for frows.Next() {
+		var id int32
+		var f File
+		var pages int64
+		var base sql.NullString
+		if err := frows.Scan(&id, &f.ID, &f.Type, &f.Logical, &f.Physical, &pages, &base); err != nil {
+			return nil, fmt.Errorf("list database files: %w", err)
+		}
+		f.Size = pages * 8192
+		if k, ok := byID[id]; ok {
+			out[k].Files = append(out[k].Files, f)
+			if f.Type == "ROWS" && f.ID == 1 {
+				out[k].DiffBaseLSN = base.String
+			}
+		}
+	}
+	return out, wrapSQL(frows.Err())
+}
+
+// exec runs a statement, passing each informational message to onInfo,
+// and returns SQL Server's errors as *Error.
+func (c *Client) exec(ctx context.Context, query string, onInfo func(number int32, msg string), args ...any) error {
+	msgs := &sqlexp.ReturnMessage{}
+	rows, err := c.db.QueryContext(ctx, query, append(args, msgs)...)
+	if err != nil {
+		return wrapSQL(err)
+	}
+	defer rows.Close()
+	var errs []mssqldb.Error
+	for active := true; active; {
+		switch m := msgs.Message(ctx).(type) {
+		case sqlexp.MsgNotice:
+			if onInfo != nil {
+				if e, ok := m.Message.(mssqldb.Error); ok {
+					onInfo(e.Number, e.Message)
+				} else {
+					onInfo(0, m.Message.String())
+				}
+			}
+		case sqlexp.MsgError:
+			var e mssqldb.Error
+			if errors.As(m.Error, &e) {
+				if len(e.All) > 0 {
+					errs = append(errs, e.All...)
+				} else {
+					errs = append(errs, e)
+				}
+			} else {
+				return m.Error
+			}
+		case sqlexp.MsgNext:
+			for rows.Next() {
+			}
+		case sqlexp.MsgNextResultSet:
+			active = rows.NextResultSet()
+		case nil:
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			active = false
+		}
+	}
+	if len(errs) > 0 {
+		return &Error{Number: errs[0].Number, Message: errs[0].Message, All: errs}
+	}
+	if err := rows.Err(); err != nil {
+		return wrapSQL(err)
+	}
+	return nil
+}
+
+var percentRE = regexp.MustCompile(`^(\d+) percent processed`)
+
+// progressFunc turns BACKUP and RESTORE "N percent processed." messages
+// into calls of fn.
+func progressFunc(fn func(percent int)) func(int32, string) {
+	return func(number int32, msg string) {
+		if fn == nil {
+			return
+		}
+		if m := percentRE.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			fn(n)
+		}
+	}
+}
+
+// QuoteName quotes an identifier for the statements that accept no
+// variable: [name] with every ] doubled.
+func QuoteName(name string) string {
+	return "[" + strings.ReplaceAll(name, "]", "]]") + "]"
+}
