@@ -1371,6 +1371,92 @@ func (x *JobFailed) GetTarget() *DatabaseRef {
 	return nil
 }
 
+// JobQueued reports a job put on the work queue, so that it shows before a
+// worker takes it. scheduler, gateway -> committer (jobs).
+type JobQueued struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Kind          JobKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
+	BackupType    BackupType             `protobuf:"varint,4,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
+	Target        *DatabaseRef           `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	Detail        string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobQueued) Reset() {
+	*x = JobQueued{}
+	mi := &file_coffer_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobQueued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobQueued) ProtoMessage() {}
+
+func (x *JobQueued) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobQueued.ProtoReflect.Descriptor instead.
+func (*JobQueued) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JobQueued) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *JobQueued) GetKind() JobKind {
+	if x != nil {
+		return x.Kind
+	}
+	return JobKind_JOB_KIND_UNSPECIFIED
+}
+
+func (x *JobQueued) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *JobQueued) GetBackupType() BackupType {
+	if x != nil {
+		return x.BackupType
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *JobQueued) GetTarget() *DatabaseRef {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *JobQueued) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -1475,7 +1561,15 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\aservice\x18\x05 \x01(\tR\aservice\x126\n" +
 	"\vbackup_type\x18\x06 \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
 	"backupType\x12.\n" +
-	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06targetB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\"\x91\x02\n" +
+	"\tJobQueued\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
+	"\bdatabase\x18\x03 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x126\n" +
+	"\vbackup_type\x18\x04 \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
+	"backupType\x12.\n" +
+	"\x06target\x18\x05 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detailB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -1489,7 +1583,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -1510,72 +1604,78 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RecoveryPointCommitted)(nil),  // 16: coffer.v1.RecoveryPointCommitted
 	(*RestoreCompleted)(nil),        // 17: coffer.v1.RestoreCompleted
 	(*JobFailed)(nil),               // 18: coffer.v1.JobFailed
-	(*EventMeta)(nil),               // 19: coffer.v1.EventMeta
-	(*Instance)(nil),                // 20: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 21: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 22: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 23: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 24: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 25: coffer.v1.BackupType
-	(JobKind)(0),                    // 26: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 27: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 28: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 29: coffer.v1.RecoveryPoint
+	(*JobQueued)(nil),               // 19: coffer.v1.JobQueued
+	(*EventMeta)(nil),               // 20: coffer.v1.EventMeta
+	(*Instance)(nil),                // 21: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 22: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 23: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 24: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 25: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 26: coffer.v1.BackupType
+	(JobKind)(0),                    // 27: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 28: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 29: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 30: coffer.v1.RecoveryPoint
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	19, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	19, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	19, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	20, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	19, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	21, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	19, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	21, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	21, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	19, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	19, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	22, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	19, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	19, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	24, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	19, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	23, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	19, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	19, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	19, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	19, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	23, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	19, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	26, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	23, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	23, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	25, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	19, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	23, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	27, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	28, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	19, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	29, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	19, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	23, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	23, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	19, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	26, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	23, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	25, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	23, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	20, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	20, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	20, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	21, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	20, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	22, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	20, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	22, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	22, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	20, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	20, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	23, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	20, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	20, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	25, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	20, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	24, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	20, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	20, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	26, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	20, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	26, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	20, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	24, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	20, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	27, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	24, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	24, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	26, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	20, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	24, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	28, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	29, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	20, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	30, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	20, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	24, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	24, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	20, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	27, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	24, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	26, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	24, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	20, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	27, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	24, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	26, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	24, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -1590,7 +1690,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

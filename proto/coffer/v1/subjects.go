@@ -29,6 +29,7 @@ const (
 	SubjectRestoreCompleted       = "coffer.evt.restore.completed"
 	SubjectJobProgress            = "coffer.evt.job.progress"
 	SubjectJobFailed              = "coffer.evt.job.failed"
+	SubjectJobQueued              = "coffer.evt.job.queued"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
