@@ -140,16 +140,18 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	i.mu.Unlock()
 
 	pages := len(snap.pages)
-	file := db.Files[0].Logical
+	// the files and name as the snapshot saw them: db's may change under a
+	// restore once the backup is done
+	file := snap.hdr.Files[0].Logical
 	if st.log {
 		pages = max(1, len(snap.recs)/8)
-		for _, f := range db.Files {
+		for _, f := range snap.hdr.Files {
 			if f.IsLog {
 				file = f.Logical
 			}
 		}
 	}
-	m.info(4035, "Processed %d pages for database '%s', file '%s' on file %d.", pages, db.Name, file, 1)
+	m.info(4035, "Processed %d pages for database '%s', file '%s' on file %d.", pages, snap.hdr.DatabaseName, file, 1)
 	secs := max(time.Since(start).Seconds(), 0.001)
 	m.info(3014, "%s successfully processed %d pages in %.3f seconds (%.3f MB/sec).", verb, pages, secs, float64(pages)*PageSize/secs/1e6)
 	return nil
@@ -243,9 +245,12 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 			snap.bcm = append([]bool(nil), db.bcm...)
 			clear(db.bcm)
 		}
-		hdr.FirstRecoveryForkGUID = db.forkAt(first)
+		hdr.FirstRecoveryForkGUID = logStartFork(db.dbData, first)
 		hdr.LastRecoveryForkGUID = db.forkGUID
-		hdr.ForkPointLSN = db.forkPointLSN
+		if hdr.FirstRecoveryForkGUID != hdr.LastRecoveryForkGUID {
+			// fork_point_lsn is set only on a log that spans a fork
+			hdr.ForkPointLSN = db.forkPointLSN
+		}
 	case st.differential:
 		if db.ID == 1 {
 			return nil, newErr(3024, 16, "You can only perform a full backup of the master database. Use BACKUP DATABASE to back up the entire master database.")
@@ -300,6 +305,19 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 	return snap, nil
 }
 
+// logStartFork returns the recovery fork a log backup starting at first
+// begins on. Every recovery restarts the log chain at its fork point, so the
+// first log backup after a recovery starts exactly there and spans the
+// fork, as in SQL Server: first_recovery_fork_guid is the fork that ended at
+// the fork point, last_recovery_fork_guid the new one. That is what lets a
+// restore follow the database across the recovery. d.mu must be held.
+func logStartFork(d *dbData, first LSN) GUID {
+	if n := len(d.forks); n > 0 && first == d.forks[n-1].until {
+		return d.forks[n-1].guid
+	}
+	return d.forkAt(first)
+}
+
 // afterBackup records a finished backup in the database's chain state.
 // db.mu must be held.
 func (i *Instance) afterBackup(db *Database, st *backupStmt, snap *snapshot) {
@@ -331,6 +349,16 @@ func (i *Instance) afterBackup(db *Database, st *backupStmt, snap *snapshot) {
 				baseCheckpoint: db.diffBaseLSN, haveData: true, tail: true, recovery: db.recovery}
 		}
 	}
+}
+
+// pageBytes writes the bytes page id had when the snapshot was taken. It
+// reads nothing of the database, which a restore may replace meanwhile.
+func (s *snapshot) pageBytes(buf []byte, id uint32) {
+	if o, ok := s.overrides[id]; ok {
+		copy(buf, o)
+		return
+	}
+	fillPage(buf, s.hdr.Seed, id, s.versions[id])
 }
 
 func (s *snapshot) trailer() setTrailer {
@@ -397,10 +425,10 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 	} else {
 		page := make([]byte, PageSize)
 		for n, id := range snap.pages {
-			db.pageBytes(page, id, snap.versions, snap.overrides)
+			snap.pageBytes(page, id)
 			if st.checksum && !pageChecksumOK(page) {
 				abortAll()
-				return newErr(3043, 16, "BACKUP '%s' detected an error on page (1:%d) in file '%s'.", db.Name, id, db.Files[0].Physical)
+				return newErr(3043, 16, "BACKUP '%s' detected an error on page (1:%d) in file '%s'.", snap.hdr.DatabaseName, id, snap.hdr.Files[0].Physical)
 			}
 			if _, err := sw.Write(page); err != nil {
 				abortAll()
@@ -413,6 +441,7 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 			progress.step(int64(n + 1))
 		}
 	}
+	progress.finish()
 	if err := sw.Close(i.cfg.Now()); err != nil {
 		abortAll()
 		return i.streamError(devs, err)
@@ -525,10 +554,23 @@ func newProgress(m messenger, every int, total int64) *progress {
 }
 
 func (p *progress) step(done int64) {
-	if p.every <= 0 || p.total == 0 {
+	if p == nil || p.every <= 0 || p.total == 0 {
 		return
 	}
 	for p.next <= 100 && done*100 >= int64(p.next)*p.total {
+		p.m.info(3211, "%d percent processed.", p.next)
+		p.next += p.every
+	}
+}
+
+// finish sends the messages up to 100 percent not sent yet: all of them
+// for a backup or restore that had nothing to copy, which SQL Server
+// reports as done too.
+func (p *progress) finish() {
+	if p == nil || p.every <= 0 {
+		return
+	}
+	for p.next <= 100 {
 		p.m.info(3211, "%d percent processed.", p.next)
 		p.next += p.every
 	}

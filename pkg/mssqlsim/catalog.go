@@ -87,13 +87,23 @@ var views = map[string]viewDef{
 			var rows [][]any
 			x.forDatabases(func(db *Database) {
 				if db.State != Online {
-					return // the view lists online databases only
+					// one row per database; one that is not open has
+					// no recovery state to show
+					rows = append(rows, []any{int64(db.ID), nil, nil, nil, nil, nil, nil})
+					return
 				}
 				first := db.forkGUID
 				if len(db.forks) > 0 {
 					first = db.forks[0].guid
 				}
-				rows = append(rows, []any{int64(db.ID), db.databaseGUID, db.familyGUID, lsnOrNull(db.lastLogBackup),
+				// last_log_backup_lsn is where the next log backup starts:
+				// NULL under SIMPLE or before the first full, the full's
+				// first LSN until the first log backup
+				next := db.lastLogBackup
+				if next == 0 {
+					next = db.logChainStart
+				}
+				rows = append(rows, []any{int64(db.ID), db.databaseGUID, db.familyGUID, lsnOrNull(next),
 					db.forkGUID, first, lsnOrNull(db.forkPointLSN)})
 			})
 			return rows

@@ -202,7 +202,9 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			}
 			var names []string
 			for {
-				n, e := p.name()
+				// DROP DATABASE takes identifiers only: SQL Server has no
+				// DROP DATABASE @variable (dynamic SQL is the way)
+				n, e := p.ident()
 				if e != nil {
 					return nil, e
 				}
@@ -497,7 +499,9 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 // parseCreateDatabase: CREATE DATABASE name [ON (...)] [LOG ON (...)]
 // [COLLATE x].
 func (p *parser) parseCreateDatabase() (stmt, *Error) {
-	name, e := p.name()
+	// an identifier only: CREATE DATABASE @variable is a syntax error in
+	// SQL Server, unlike BACKUP and RESTORE
+	name, e := p.ident()
 	if e != nil {
 		return nil, e
 	}
@@ -702,7 +706,9 @@ func (p *parser) parseCreateCredential() (stmt, *Error) {
 
 // parseAlterDatabase: ALTER DATABASE name SET option [WITH ROLLBACK ...].
 func (p *parser) parseAlterDatabase() (stmt, *Error) {
-	name, e := p.name()
+	// an identifier only, as in SQL Server (ALTER DATABASE @variable is a
+	// syntax error); CURRENT is not supported
+	name, e := p.ident()
 	if e != nil {
 		return nil, e
 	}
@@ -760,7 +766,11 @@ func (p *parser) parseAlterDatabase() (stmt, *Error) {
 			return e
 		}
 		if err := run(x.inst); err != nil {
-			return asError(err)
+			if e := asError(err); e.Number != 911 {
+				return e
+			}
+			// ALTER DATABASE reports a missing database as 5011
+			return newErr(5011, 14, "User does not have permission to alter database '%s', the database does not exist, or the database is not in a state that allows access checks.", name)
 		}
 		return x.doneNoCount()
 	}, nil

@@ -277,12 +277,21 @@ func (i *Instance) physicalInUse(p string, except *Database) *Database {
 			continue
 		}
 		for _, f := range db.Files {
-			if strings.EqualFold(f.Physical, p) {
+			if samePath(f.Physical, p) {
 				return db
 			}
 		}
 	}
 	return nil
+}
+
+// samePath compares file paths as the server's file system would: Linux
+// paths (rooted at /) by case, Windows paths without.
+func samePath(a, b string) bool {
+	if strings.HasPrefix(a, "/") || strings.HasPrefix(b, "/") {
+		return a == b
+	}
+	return strings.EqualFold(a, b)
 }
 
 // DatabaseOptions are the options of CreateDatabase.
@@ -351,6 +360,12 @@ func (i *Instance) dropDatabase(name string) *Error {
 	}
 	if db.agName != "" {
 		return newErr(3752, 16, "The database '%s' is currently joined to an availability group.  Before you can drop the database, you need to remove it from the availability group.", db.Name)
+	}
+	db.mu.Lock()
+	busy := db.activeBackups > 0
+	db.mu.Unlock()
+	if busy {
+		return newErr(3702, 16, "Cannot drop database \"%s\" because it is currently in use.", db.Name)
 	}
 	if w := i.workloads[db.dbData]; w != nil {
 		w.stop()

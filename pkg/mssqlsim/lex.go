@@ -3,6 +3,7 @@ package mssqlsim
 import (
 	"strings"
 	"unicode"
+	"unicode/utf16"
 )
 
 // tokKind classifies a T-SQL token.
@@ -202,6 +203,15 @@ func lex(src string) ([]token, *sqlError) {
 		}
 	}
 	toks = append(toks, token{kind: tEOF, pos: len(rs), line: line})
+	for _, t := range toks {
+		// an identifier is a sysname: at most 128 UTF-16 code units, quoted
+		// or not (SQL Server checks this while parsing)
+		if (t.kind == tIdent || t.kind == tQuoted) && len(utf16.Encode([]rune(t.text))) > 128 {
+			e := newErr(103, 15, "The identifier that starts with '%s' is too long. Maximum length is 128.", truncRunes(t.text, 128))
+			e.Line = int32(t.line)
+			return nil, e
+		}
+	}
 	return toks, nil
 }
 

@@ -182,11 +182,11 @@ func (i *Instance) restore(ctx context.Context, user string, st *restoreStmt, m 
 	var n int
 	switch {
 	case h.Type == typeFull:
-		n, e = i.restoreFull(ctx, st, src)
+		n, e = i.restoreFull(ctx, st, src, newProgress(m, st.stats, src.set.RawBytes/PageSize))
 	case h.Type == typeDiff:
-		n, e = i.restoreDiff(ctx, st, src)
+		n, e = i.restoreDiff(ctx, st, src, newProgress(m, st.stats, src.set.RawBytes/PageSize))
 	default:
-		n, e = i.restoreLog(ctx, st, src, m)
+		n, e = i.restoreLog(ctx, st, src, m, newProgress(m, st.stats, src.set.RawBytes))
 	}
 	if e != nil {
 		return abnormal(e, verb)
@@ -197,14 +197,36 @@ func (i *Instance) restore(ctx context.Context, user string, st *restoreStmt, m 
 }
 
 // restoreTarget finds or creates the database a full restore writes,
-// applying the REPLACE and tail-of-log rules.
-func (i *Instance) restoreTarget(st *restoreStmt, h setHeader) (*Database, *Error) {
+// applying the REPLACE and tail-of-log rules. created reports a database
+// that did not exist before.
+func (i *Instance) restoreTarget(st *restoreStmt, h setHeader) (db *Database, created bool, _ *Error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	files, e := movedFiles(h, st.moves)
 	if e != nil {
-		return nil, e
+		return nil, false, e
 	}
+	db, e = i.existingRestoreTarget(st, h, files)
+	if e != nil {
+		return nil, false, e
+	}
+	if db != nil {
+		return db, false, nil
+	}
+	db, e = i.createDatabase(st.database, 1, files, h.RecoveryModel)
+	if e != nil {
+		return nil, false, e
+	}
+	db.mu.Lock()
+	db.State = Restoring
+	db.mu.Unlock()
+	return db, true, nil
+}
+
+// existingRestoreTarget applies the rules of a full restore to the
+// database of that name and readies it; it returns nil, nil when there is
+// none and no file is in the way. i.mu must be held.
+func (i *Instance) existingRestoreTarget(st *restoreStmt, h setHeader, files []File) (*Database, *Error) {
 	db := i.dbByName(st.database)
 	if db != nil {
 		if db.ID <= 4 && db.ID != 1 {
@@ -214,10 +236,16 @@ func (i *Instance) restoreTarget(st *restoreStmt, h setHeader) (*Database, *Erro
 			return nil, newErr(3104, 16, "RESTORE cannot operate on database '%s' because it is configured for database mirroring or has joined an availability group.", db.Name)
 		}
 		db.mu.Lock()
+		busy := db.activeBackups > 0
 		sameFamily := db.familyGUID == h.FamilyGUID
 		tailUnsaved := db.State == Online && db.recovery != Simple && db.logChainStart != 0 &&
 			len(db.recordsIn(max(db.lastLogBackup, db.logChainStart), db.lsn.next)) > 0
 		db.mu.Unlock()
+		if busy {
+			// a restore needs the database to itself; a running backup
+			// uses it
+			return nil, newErr(3101, 16, "Exclusive access could not be obtained because the database is in use.")
+		}
 		if !st.replace {
 			if !sameFamily {
 				return nil, newErr(3154, 16, "The backup set holds a backup of a database other than the existing '%s' database.", db.Name)
@@ -238,11 +266,7 @@ func (i *Instance) restoreTarget(st *restoreStmt, h setHeader) (*Database, *Erro
 		}
 	}
 	if db == nil {
-		var ce *Error
-		db, ce = i.createDatabase(st.database, 1, files, h.RecoveryModel)
-		if ce != nil {
-			return nil, ce
-		}
+		return nil, nil
 	}
 	db.mu.Lock()
 	db.Files = files
@@ -270,8 +294,9 @@ func movedFiles(h setHeader, moves [][2]string) ([]File, *Error) {
 	return files, nil
 }
 
-// readPages reads a full or differential body into d.
-func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source) (int, *Error) {
+// readPages reads a full or differential body into d, reporting progress
+// in pages.
+func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source, prog *progress) (int, *Error) {
 	br := bufio.NewReaderSize(sr, 256<<10)
 	page := make([]byte, PageSize)
 	want := make([]byte, PageSize)
@@ -279,6 +304,7 @@ func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source
 	for {
 		if _, err := io.ReadFull(br, page); err != nil {
 			if errors.Is(err, io.EOF) {
+				prog.finish()
 				return n, nil
 			}
 			return n, readError(dbName, src, err)
@@ -301,10 +327,11 @@ func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source
 			delete(d.overrides, ph.id)
 		}
 		n++
+		prog.step(int64(n))
 	}
 }
 
-func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source) (int, *Error) {
+func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source, prog *progress) (int, *Error) {
 	h := src.set.setHeader
 	if !st.stopAt.IsZero() && st.stopAt.Before(h.ConsistentTime) {
 		return 0, newErr(4338, 16, "The STOPAT clause specifies a point too early to allow this backup set to be restored. Choose a different stop point or use RESTORE DATABASE WITH RECOVERY to recover at the current point.")
@@ -318,9 +345,17 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 		return 0, e
 	}
 	defer closeBody()
-	db, e := i.restoreTarget(st, h)
+	db, created, e := i.restoreTarget(st, h)
 	if e != nil {
 		return 0, e
+	}
+	dbGUID := h.DatabaseGUID
+	if created {
+		// RESTORE gives a database that did not exist a new database_guid
+		// (the family_guid stays the backup's)
+		db.mu.Lock()
+		dbGUID = db.databaseGUID
+		db.mu.Unlock()
 	}
 	data := &dbData{
 		seed:         h.Seed,
@@ -330,11 +365,11 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 		bcm:          make([]bool, (h.DataPages+pagesPerExtent-1)/pagesPerExtent),
 		recovery:     h.RecoveryModel,
 		familyGUID:   h.FamilyGUID,
-		databaseGUID: h.DatabaseGUID,
+		databaseGUID: dbGUID,
 		forkGUID:     h.LastRecoveryForkGUID,
 		lastTime:     h.ConsistentTime,
 	}
-	n, e := readPages(sr, data, verify, st.database, src)
+	n, e := readPages(sr, data, verify, st.database, src, prog)
 	if e != nil {
 		// the target is left RESTORING with nothing to roll forward
 		return n, e
@@ -347,10 +382,31 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 	data.lsn.next = h.LastLSN
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.dbData = data
+	// the restored content goes into the database's own dbData: its mutex
+	// is the database's lock, so the pointer must never change under
+	// sessions that read it
+	db.dbData.takeRestored(data)
 	db.State = Restoring
 	i.finishStep(db, st, false)
 	return n, nil
+}
+
+// restoredFields are the dbData fields takeRestored replaces; a test keeps
+// the list in step with the struct.
+var restoredFields = []string{"seed", "versions", "overrides", "dcm", "bcm", "lsn", "recovery", "lastTime",
+	"originVersions", "originOverrides", "originTime", "recs", "familyGUID", "databaseGUID", "forkGUID",
+	"forkPointLSN", "diffBaseLSN", "diffBaseGUID", "diffBaseTime", "lastLogBackup", "logChainStart", "restore", "forks"}
+
+// takeRestored replaces d's content and chain state with n's, the
+// database a full restore read: everything but the lock and the count of
+// backups running. d.mu must be held.
+func (d *dbData) takeRestored(n *dbData) {
+	d.seed, d.versions, d.overrides, d.dcm, d.bcm = n.seed, n.versions, n.overrides, n.dcm, n.bcm
+	d.lsn, d.recovery, d.lastTime = n.lsn, n.recovery, n.lastTime
+	d.originVersions, d.originOverrides, d.originTime, d.recs = n.originVersions, n.originOverrides, n.originTime, n.recs
+	d.familyGUID, d.databaseGUID, d.forkGUID, d.forkPointLSN = n.familyGUID, n.databaseGUID, n.forkGUID, n.forkPointLSN
+	d.diffBaseLSN, d.diffBaseGUID, d.diffBaseTime = n.diffBaseLSN, n.diffBaseGUID, n.diffBaseTime
+	d.lastLogBackup, d.logChainStart, d.restore, d.forks = n.lastLogBackup, n.logChainStart, n.restore, n.forks
 }
 
 func (i *Instance) restoringDB(name string) (*Database, *Error) {
@@ -369,7 +425,7 @@ func (i *Instance) restoringDB(name string) (*Database, *Error) {
 	return db, nil
 }
 
-func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source) (int, *Error) {
+func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source, prog *progress) (int, *Error) {
 	h := src.set.setHeader
 	db, e := i.restoringDB(st.database)
 	if e != nil {
@@ -394,7 +450,7 @@ func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source
 	defer closeBody()
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	n, e := readPages(sr, db.dbData, verify, db.Name, src)
+	n, e := readPages(sr, db.dbData, verify, db.Name, src, prog)
 	if e != nil {
 		db.restore = nil // the sequence is broken: restart from a full
 		return n, e
@@ -405,7 +461,7 @@ func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source
 	return n, nil
 }
 
-func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source, m messenger) (int, *Error) {
+func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source, m messenger, prog *progress) (int, *Error) {
 	h := src.set.setHeader
 	db, e := i.restoringDB(st.database)
 	if e != nil {
@@ -421,7 +477,7 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 		return 0, newErr(4326, 16, "The log in this backup set terminates at LSN %s, which is too early to apply to the database. A more recent log backup that includes LSN %s can be restored.", h.LastLSN, rs.redo)
 	case h.FirstLSN > rs.redo:
 		return 0, newErr(4305, 16, "The log in this backup set begins at LSN %s, which is too late to apply to the database. An earlier log backup that includes LSN %s can be restored.", h.FirstLSN, rs.redo)
-	case h.FirstRecoveryForkGUID != rs.fork && !(h.LastRecoveryForkGUID == rs.fork && rs.redo >= h.ForkPointLSN):
+	case !onRecoveryPath(h, rs):
 		return 0, newErr(4330, 16, "This backup set cannot be applied because it is on a recovery path that is inconsistent with the database. The recovery path is the sequence of data and log backups that have brought the database to a particular recovery point. Find a compatible backup to restore, or restore the rest of the database to match a recovery point within this backup set, which will restore the database to a different point in time.")
 	case !st.stopAt.IsZero() && st.stopAt.Before(rs.redoTime):
 		return 0, newErr(4335, 16, "The specified STOPAT time is too early. All or part of the database is already rolled forward beyond that point.")
@@ -433,7 +489,8 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 		return 0, e
 	}
 	defer closeBody()
-	br := bufio.NewReaderSize(sr, 256<<10)
+	cr := &countingReader{r: sr}
+	br := bufio.NewReaderSize(cr, 256<<10)
 	var recs []logRecord
 	for {
 		rec, err := decodeRecord(br)
@@ -444,7 +501,9 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 			return 0, readError(db.Name, src, err)
 		}
 		recs = append(recs, rec)
+		prog.step(cr.n - int64(br.Buffered()))
 	}
+	prog.finish()
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.restore == nil || db.restore.redo != rs.redo {
@@ -487,6 +546,25 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 	}
 	i.finishStep(db, st, stopped)
 	return max(1, applied/8), nil
+}
+
+// onRecoveryPath reports whether a log backup continues a restore's
+// recovery path. A log on one fork fits a restore on that fork. A log that
+// spans a fork (the first log after a recovery) fits a restore on the old
+// fork that has not gone past the fork point, or one already on the new
+// fork at or past it; a restore that rolled the old fork forward past the
+// fork point holds changes the new fork never saw (4330).
+func onRecoveryPath(h setHeader, rs restoreState) bool {
+	if h.FirstRecoveryForkGUID == h.LastRecoveryForkGUID {
+		return h.FirstRecoveryForkGUID == rs.fork
+	}
+	switch rs.fork {
+	case h.FirstRecoveryForkGUID:
+		return rs.redo <= h.ForkPointLSN
+	case h.LastRecoveryForkGUID:
+		return rs.redo >= h.ForkPointLSN
+	}
+	return false
 }
 
 // finishStep recovers the database when the statement asks for RECOVERY.

@@ -224,10 +224,12 @@ type evalCtx struct {
 
 func (c *evalCtx) resolve(col colExpr) (int, int, *Error) {
 	si, ci := -1, -1
+	bound := false // the qualifier names a source
 	for k, s := range c.srcs {
 		if col.qual != "" && !strings.EqualFold(col.qual, s.alias) && !strings.EqualFold(col.qual, s.full) {
 			continue
 		}
+		bound = true
 		for j, cc := range s.t.cols {
 			if strings.EqualFold(cc.name, col.name) {
 				if si >= 0 {
@@ -238,7 +240,9 @@ func (c *evalCtx) resolve(col colExpr) (int, int, *Error) {
 		}
 	}
 	if si < 0 {
-		if col.qual != "" {
+		// SQL Server: an unknown qualifier is 4104, a known one with an
+		// unknown column 207
+		if col.qual != "" && !bound {
 			return 0, 0, newErr(4104, 16, "The multi-part identifier \"%s.%s\" could not be bound.", col.qual, col.name)
 		}
 		return 0, 0, errInvalidColumn(col.name)
@@ -457,7 +461,7 @@ func (c *evalCtx) eval(e expr) (any, *Error) {
 	return nil, newErr(102, 15, "Incorrect syntax in expression.")
 }
 
-// likeMatch implements LIKE with % and _ (no character classes).
+// likeMatch implements LIKE with %, _ and character classes ([a-z], [^x]); there is no ESCAPE clause.
 func likeMatch(i *Instance, s, pat string) bool {
 	if !i.cfg.CaseSensitive {
 		s, pat = strings.ToLower(s), strings.ToLower(pat)
@@ -478,6 +482,30 @@ func likeMatch(i *Instance, s, pat string) bool {
 				if a >= len(rs) {
 					return false
 				}
+			case '[':
+				// a character class: [abc], [a-z], [^a-z]; [_] and [%]
+				// match the character itself
+				end := b + 1
+				if end < len(rp) && rp[end] == '^' {
+					end++
+				}
+				if end < len(rp) && rp[end] == ']' {
+					end++ // a ] first in the class is a member
+				}
+				for end < len(rp) && rp[end] != ']' {
+					end++
+				}
+				if end >= len(rp) {
+					// no closing bracket: the [ is an ordinary character
+					if a >= len(rs) || rs[a] != '[' {
+						return false
+					}
+					break
+				}
+				if a >= len(rs) || !inClass(rs[a], rp[b+1:end]) {
+					return false
+				}
+				b = end
 			default:
 				if a >= len(rs) || rs[a] != rp[b] {
 					return false
@@ -489,6 +517,29 @@ func likeMatch(i *Instance, s, pat string) bool {
 		return a == len(rs)
 	}
 	return m(0, 0)
+}
+
+// inClass reports whether r is in a LIKE character class (the text between
+// the brackets).
+func inClass(r rune, class []rune) bool {
+	neg := len(class) > 0 && class[0] == '^'
+	if neg {
+		class = class[1:]
+	}
+	in := false
+	for k := 0; k < len(class); k++ {
+		if k+2 < len(class) && class[k+1] == '-' {
+			if class[k] <= r && r <= class[k+2] {
+				in = true
+			}
+			k += 2
+			continue
+		}
+		if class[k] == r {
+			in = true
+		}
+	}
+	return in != neg
 }
 
 func castValue(v any, t colType) (any, *Error) {
