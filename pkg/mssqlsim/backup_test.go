@@ -51,3 +51,61 @@ func TestPointInTimeRestore(t *testing.T) {
 		t.Fatalf("restored hash %s, want source as of %v %s", got, target, want)
 	}
 }
+
+// TestPointInTimeUnderRunningWorkload repeats the point-in-time restore
+// with the real clock while a workload commits in the background during
+// every backup, stopping at a millisecond inside the last log.
+func TestPointInTimeUnderRunningWorkload(t *testing.T) {
+	dir := t.TempDir()
+	inst, db := startInstance(t, Config{BackupDir: dir})
+	exec(t, db, "CREATE DATABASE [Live]")
+	exec(t, db, "EXEC sim.workload @database = N'Live', @tps = 400")
+	// waitCommits waits until the workload has committed n more transactions.
+	waitCommits := func(n int) {
+		t.Helper()
+		start := len(recordsOf(t, inst, "Live"))
+		deadline := time.Now().Add(20 * time.Second)
+		for len(recordsOf(t, inst, "Live")) < start+n {
+			if time.Now().After(deadline) {
+				t.Fatal("the workload stopped committing")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitCommits(20)
+	exec(t, db, "BACKUP DATABASE [Live] TO DISK = 'f.bak'")
+	waitCommits(20)
+	exec(t, db, "BACKUP DATABASE [Live] TO DISK = 'd.bak' WITH DIFFERENTIAL")
+	waitCommits(20)
+	exec(t, db, "BACKUP LOG [Live] TO DISK = 'l1.trn'")
+	waitCommits(20)
+	target := time.Now().UTC().Truncate(time.Millisecond)
+	waitCommits(20)
+	exec(t, db, "BACKUP LOG [Live] TO DISK = 'l2.trn'")
+	exec(t, db, "EXEC sim.workload @database = N'Live', @tps = 0")
+
+	want, err := inst.ContentHash("Live", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, db, "RESTORE DATABASE [Live_pit] FROM DISK = 'f.bak' WITH NORECOVERY, MOVE 'Live' TO @p1, MOVE 'Live_log' TO @p2",
+		filepath.Join(dir, "lp.mdf"), filepath.Join(dir, "lp.ldf"))
+	exec(t, db, "RESTORE DATABASE [Live_pit] FROM DISK = 'd.bak' WITH NORECOVERY")
+	exec(t, db, "RESTORE LOG [Live_pit] FROM DISK = 'l1.trn' WITH NORECOVERY")
+	exec(t, db, "RESTORE LOG [Live_pit] FROM DISK = 'l2.trn' WITH STOPAT = @p1, RECOVERY", target.Format("2006-01-02T15:04:05.000"))
+	if got := queryHash(t, db, "Live_pit", zeroTime); got != want {
+		t.Fatalf("restored to %v: hash %s, want %s", target, got, want)
+	}
+}
+
+// recordsOf returns the database's committed transactions so far.
+func recordsOf(t *testing.T, inst *Instance, name string) []logRecord {
+	t.Helper()
+	d, e := inst.lookup(name)
+	if e != nil {
+		t.Fatal(e)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.recs
+}
