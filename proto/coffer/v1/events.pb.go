@@ -1457,6 +1457,52 @@ func (x *JobQueued) GetDetail() string {
 	return ""
 }
 
+// Envelope reads the metadata of any event: every event has its EventMeta
+// as field 1.
+type Envelope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Envelope) Reset() {
+	*x = Envelope{}
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Envelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Envelope) ProtoMessage() {}
+
+func (x *Envelope) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
+func (*Envelope) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Envelope) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -1569,7 +1615,9 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\vbackup_type\x18\x04 \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
 	"backupType\x12.\n" +
 	"\x06target\x18\x05 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detailB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"4\n" +
+	"\bEnvelope\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04metaB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -1583,7 +1631,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -1605,77 +1653,79 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RestoreCompleted)(nil),        // 17: coffer.v1.RestoreCompleted
 	(*JobFailed)(nil),               // 18: coffer.v1.JobFailed
 	(*JobQueued)(nil),               // 19: coffer.v1.JobQueued
-	(*EventMeta)(nil),               // 20: coffer.v1.EventMeta
-	(*Instance)(nil),                // 21: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 22: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 23: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 24: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 25: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 26: coffer.v1.BackupType
-	(JobKind)(0),                    // 27: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 28: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 29: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 30: coffer.v1.RecoveryPoint
+	(*Envelope)(nil),                // 20: coffer.v1.Envelope
+	(*EventMeta)(nil),               // 21: coffer.v1.EventMeta
+	(*Instance)(nil),                // 22: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 23: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 24: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 25: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 26: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 27: coffer.v1.BackupType
+	(JobKind)(0),                    // 28: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 29: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 30: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 31: coffer.v1.RecoveryPoint
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	20, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	20, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	20, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	21, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	20, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	22, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	20, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	22, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	22, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	20, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	20, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	23, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	20, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	20, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	25, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	20, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	24, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	20, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	20, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	26, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	20, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	26, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	20, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	24, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	20, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	27, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	24, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	24, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	26, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	20, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	24, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	28, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	29, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	20, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	30, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	20, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	24, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	24, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	20, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	27, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	24, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	26, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	24, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	20, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	27, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	24, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	26, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	24, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	21, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	21, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	21, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	22, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	21, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	23, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	21, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	23, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	23, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	21, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	21, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	21, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	21, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	26, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	21, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	25, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	21, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	21, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	27, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	21, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	27, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	21, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	25, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	21, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	28, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	25, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	25, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	27, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	21, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	25, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	29, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	30, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	21, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	31, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	21, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	25, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	25, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	21, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	28, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	25, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	27, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	25, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	21, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	28, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	25, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	27, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	25, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	21, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -1690,7 +1740,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,10 @@
+// Package blob defines the storage contract the vault is built on: a flat,
+// dumb namespace of immutable-looking objects addressed by slash-separated
+// keys, with nothing but put, get, stat, list and delete.
+//
+// Backends live in subpackages (dirstore for a local directory, s3store for
+// S3 and MinIO) and each one runs the conformance suite in blobtest, so code
+// written against [Store] behaves the same on all of them. Everything clever
+// (encryption, compression, deduplication, retries, limits) wraps a Store; it
+// never lives inside a backend.
+package blob

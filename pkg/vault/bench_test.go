@@ -1,0 +1,147 @@
+package vault_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+const benchStreamSize = 1 << 30
+
+// pageStream yields size bytes of SQL-like pages without generating them
+// all: it repeats a 64 MiB pool of pages, stamping each page with a round
+// number so that no page, and so no chunk, repeats. Rounds continue across
+// streams from one pageStream, so each stream is new data to the vault.
+type pageStream struct {
+	pool  []byte
+	round uint64
+}
+
+func newPageStream() *pageStream { return &pageStream{pool: makePages(1000, 0, 64<<20/pageSize)} }
+
+// writeTo writes size bytes of fresh pages to w, 1 MiB at a time.
+func (s *pageStream) writeTo(w io.Writer, size int) error {
+	for size > 0 {
+		s.round++
+		for off := 0; off < len(s.pool); off += pageSize {
+			binary.LittleEndian.PutUint64(s.pool[off+48:], s.round)
+		}
+		for p := s.pool[:min(size, len(s.pool))]; len(p) > 0; {
+			n := min(len(p), 1<<20)
+			if _, err := w.Write(p[:n]); err != nil {
+				return err
+			}
+			p = p[n:]
+			size -= n
+		}
+	}
+	return nil
+}
+
+func benchVault(b *testing.B, discard bool) *vault.Vault {
+	b.Helper()
+	var store blob.Store
+	store, err := dirstore.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if discard {
+		store = discardStore{store}
+	}
+	v, err := vault.Init(b.Context(), store, testMaster)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// discardStore drops chunks instead of storing them, to measure the
+// writer's pipeline without the cost of a store.
+type discardStore struct{ blob.Store }
+
+func (d discardStore) Stat(ctx context.Context, key string) (blob.Info, error) {
+	if strings.HasPrefix(key, "chunks/") {
+		return blob.Info{}, blob.ErrNotExist
+	}
+	return d.Store.Stat(ctx, key)
+}
+
+func (d discardStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.HasPrefix(key, "chunks/") {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	}
+	return d.Store.Put(ctx, key, r, size)
+}
+
+// BenchmarkWriter stores 1 GiB streams of SQL-like pages in a directory
+// store: chunking, hashing, compression, sealing and writing files (synced).
+// The discard case drops the sealed chunks instead, measuring the pipeline
+// alone.
+func BenchmarkWriter(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		opts    vault.WriterOptions
+		discard bool
+	}{
+		{"dir/zstd", vault.WriterOptions{}, false},
+		{"dir/nocompress", vault.WriterOptions{NoCompression: true}, false},
+		{"discard/zstd", vault.WriterOptions{}, true},
+		{"discard/nocompress", vault.WriterOptions{NoCompression: true}, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			v := benchVault(b, bc.discard)
+			src := newPageStream()
+			b.SetBytes(benchStreamSize)
+			var stored, chunks int64
+			for b.Loop() {
+				w := v.NewWriter(b.Context(), bc.opts)
+				if err := src.writeTo(w, benchStreamSize); err != nil {
+					b.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+				res := w.Result()
+				// Only the last chunk may repeat: if it is shorter than a
+				// page it can miss the stamp.
+				if res.NewBytes < benchStreamSize-8192 {
+					b.Fatalf("only %d of %d bytes new", res.NewBytes, benchStreamSize)
+				}
+				stored += res.StoredBytes
+				chunks += int64(len(res.Chunks))
+			}
+			b.ReportMetric(float64(b.N)*benchStreamSize/float64(stored), "ratio")
+			b.ReportMetric(float64(b.N)*benchStreamSize/float64(chunks)/(1<<20), "MiB/chunk")
+		})
+	}
+}
+
+// BenchmarkReader reads a 1 GiB stream of SQL-like pages back from a
+// directory store, verifying every chunk.
+func BenchmarkReader(b *testing.B) {
+	v := benchVault(b, false)
+	w := v.NewWriter(b.Context(), vault.WriterOptions{})
+	if err := newPageStream().writeTo(w, benchStreamSize); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	chunks := w.Result().Chunks
+	b.SetBytes(benchStreamSize)
+	for b.Loop() {
+		r := v.NewReader(b.Context(), chunks)
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil || n != benchStreamSize {
+			b.Fatalf("read %d bytes, %v", n, err)
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+)
+
+// Manifest is one recovery point: the chunks of a backup stream, in order,
+// with the caller's metadata. Storing it with [Vault.PutManifest] is the
+// commit; a stream without a manifest does not exist, and its chunks are
+// garbage once a grace period passes.
+type Manifest struct {
+	// ID names the manifest; see [Vault.PutManifest] for what it may be.
+	ID string `json:"id"`
+	// CreatedAt is when the recovery point was made.
+	CreatedAt time.Time `json:"created_at"`
+	// Size and Checksum are the stream's, as in [Result].
+	Size     int64  `json:"size"`
+	Checksum string `json:"checksum"`
+	// Chunks are the stream's chunks in order.
+	Chunks []ChunkRef `json:"chunks"`
+	// Meta is the caller's metadata, kept as is. The vault does not look at
+	// it: for coffer, the backup's type, LSNs, server, database and times.
+	Meta json.RawMessage `json:"meta,omitempty"`
+}
+
+const (
+	manifestsPrefix = "manifests/"
+	// maxManifestSize bounds a manifest, sealed or not: at about 120 bytes
+	// a chunk, room for a stream of several tens of terabytes.
+	maxManifestSize = 1 << 30
+	maxManifestID   = 128
+	// statConcurrency bounds the Stat calls PutManifest makes at once.
+	statConcurrency = 16
+)
+
+// ValidateManifestID reports whether id can name a manifest: 1 to 128
+// letters, digits, '.', '_' and '-', not starting with '.'.
+func ValidateManifestID(id string) error {
+	if id == "" || len(id) > maxManifestID {
+		return fmt.Errorf("invalid manifest id %q: want 1 to %d characters", id, maxManifestID)
+	}
+	if id[0] == '.' {
+		return fmt.Errorf("invalid manifest id %q: starts with a dot", id)
+	}
+	for _, c := range []byte(id) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return fmt.Errorf("invalid manifest id %q: character %q not allowed", id, c)
+		}
+	}
+	return nil
+}
+
+// PutManifest stores m as manifest id, encrypted, replacing any manifest
+// of that id (so a retried commit is harmless). m.ID must be id or empty.
+//
+// It is the commit of a recovery point, so it first checks that m is
+// consistent (its chunk sizes add up to its size) and that every chunk it
+// refers to is in the vault, with the stored size recorded; if any is
+// missing it stores nothing and returns an error naming one, a *[ChunkError]
+// matching [blob.ErrNotExist].
+func (v *Vault) PutManifest(ctx context.Context, id string, m *Manifest) error {
+	if err := v.putManifest(ctx, id, m); err != nil {
+		return fmt.Errorf("put manifest %s: %w", id, err)
+	}
+	return nil
+}
+
+func (v *Vault) putManifest(ctx context.Context, id string, m *Manifest) error {
+	if err := ValidateManifestID(id); err != nil {
+		return err
+	}
+	if m.ID != "" && m.ID != id {
+		return fmt.Errorf("manifest holds id %q", m.ID)
+	}
+	mc := *m
+	mc.ID = id
+	var total int64
+	for i, c := range mc.Chunks {
+		if err := checkChunkID(c.ID); err != nil {
+			return fmt.Errorf("chunk %d: %w", i, err)
+		}
+		if c.Size <= 0 || c.Size > maxChunkSize {
+			return fmt.Errorf("chunk %d (%s): size %d out of range", i, c.ID, c.Size)
+		}
+		total += c.Size
+	}
+	if total != mc.Size {
+		return fmt.Errorf("chunks add up to %d bytes, but the manifest says %d", total, mc.Size)
+	}
+	if err := v.checkChunksExist(ctx, mc.Chunks); err != nil {
+		return err
+	}
+	plain, err := json.Marshal(&mc)
+	if err != nil {
+		return err
+	}
+	payload, flags := plain, byte(0)
+	if z := v.enc.EncodeAll(plain, nil); len(z) < len(plain) {
+		payload, flags = z, flagZstd
+	}
+	if len(payload) > maxManifestSize-sealOverhead {
+		return fmt.Errorf("manifest is %d bytes, more than the %d allowed", len(payload), maxManifestSize)
+	}
+	sealed, _ := sealTo(make([]byte, 0, len(payload)+sealOverhead), v.keys.activeKey(), kindManifest, flags, payload, manifestName(id), nil)
+	return v.store.Put(ctx, manifestsPrefix+id, bytes.NewReader(sealed), int64(len(sealed)))
+}
+
+func manifestName(id string) string { return "manifest/" + id }
+
+// checkChunksExist Stats every distinct chunk of chunks, a few at a time,
+// and returns the first problem found.
+func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	seen := make(map[string]bool, len(chunks))
+	sem := make(chan struct{}, statConcurrency)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	fail := func(err error) {
+		once.Do(func() { first = err })
+		cancel(err)
+	}
+	for _, c := range chunks {
+		if seen[c.ID] {
+			continue
+		}
+		seen[c.ID] = true
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			info, err := v.store.Stat(ctx, chunkKey(c.ID))
+			switch {
+			case errors.Is(err, blob.ErrNotExist):
+				fail(&ChunkError{ID: c.ID, Err: fmt.Errorf("missing from the vault: %w", err)})
+			case err != nil:
+				fail(&ChunkError{ID: c.ID, Err: fmt.Errorf("check: %w", err)})
+			case c.StoredSize > 0 && info.Size != c.StoredSize:
+				fail(corruptChunk(c.ID, "stored object is %d bytes; when written it was %d", info.Size, c.StoredSize))
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
+}
+
+// GetManifest reads and verifies manifest id. A missing manifest gives an
+// error matching [blob.ErrNotExist]; one that was altered, truncated or
+// stored under another id, one matching [ErrCorrupt].
+func (v *Vault) GetManifest(ctx context.Context, id string) (*Manifest, error) {
+	m, err := v.getManifest(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get manifest %s: %w", id, err)
+	}
+	return m, nil
+}
+
+func (v *Vault) getManifest(ctx context.Context, id string) (*Manifest, error) {
+	if err := ValidateManifestID(id); err != nil {
+		return nil, err
+	}
+	raw, err := readSmall(ctx, v.store, manifestsPrefix+id, maxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	payload, flags, err := v.open(raw, kindManifest, manifestName(id))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if flags&flagZstd != 0 {
+		payload, err = v.mdec.DecodeAll(payload, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
+		}
+	}
+	var m Manifest
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return nil, fmt.Errorf("%w: decode: %v", ErrCorrupt, err)
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("%w: holds manifest %q", ErrCorrupt, m.ID)
+	}
+	return &m, nil
+}
+
+// ListManifests calls fn with the id of every manifest, in lexical order,
+// stopping at and returning fn's first error.
+func (v *Vault) ListManifests(ctx context.Context, fn func(id string) error) error {
+	err := v.store.List(ctx, manifestsPrefix, func(i blob.Info) error {
+		id := strings.TrimPrefix(i.Key, manifestsPrefix)
+		if ValidateManifestID(id) != nil {
+			return nil // not a manifest
+		}
+		return fn(id)
+	})
+	if err != nil {
+		return fmt.Errorf("list manifests: %w", err)
+	}
+	return nil
+}
+
+// DeleteManifest removes manifest id; its chunks stay until garbage
+// collection. Deleting a missing manifest is not an error.
+func (v *Vault) DeleteManifest(ctx context.Context, id string) error {
+	if err := ValidateManifestID(id); err != nil {
+		return fmt.Errorf("delete manifest: %w", err)
+	}
+	if err := v.store.Delete(ctx, manifestsPrefix+id); err != nil {
+		return fmt.Errorf("delete manifest %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,814 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+// TestVault runs the vault's behaviour on every real backend.
+func TestVault(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, newStore newStoreFunc) {
+		tests := []struct {
+			name string
+			fn   func(t *testing.T, newStore newStoreFunc)
+		}{
+			{"RoundTrip64MiB", testRoundTrip},
+			{"Dedup", testDedup},
+			{"OnePageChange", testOnePageChange},
+			{"ConcurrentWriters", testConcurrentWriters},
+			{"WriteSizes", testWriteSizes},
+			{"EmptyStream", testEmptyStream},
+			{"Incompressible", testIncompressible},
+			{"CorruptChunk", testCorruptChunk},
+			{"MissingChunk", testMissingChunk},
+			{"Manifests", testManifests},
+			{"TamperedManifest", testTamperedManifest},
+			{"PutManifestChecksChunks", testPutManifestChecksChunks},
+			{"ListAndDeleteChunks", testListAndDeleteChunks},
+			{"Keys", testKeys},
+			{"KeyRotation", testKeyRotation},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
+		}
+	})
+}
+
+func testRoundTrip(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	data := sqlPages(1, 0, 64<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+
+	if res.Size != int64(len(data)) {
+		t.Errorf("Result.Size = %d; want %d", res.Size, len(data))
+	}
+	sum := blake3.Sum256(data)
+	if want := "blake3:" + hex.EncodeToString(sum[:]); res.Checksum != want {
+		t.Errorf("Result.Checksum = %s; want %s", res.Checksum, want)
+	}
+	var total, stored int64
+	for i, c := range res.Chunks {
+		total += c.Size
+		stored += c.StoredSize
+		if c.Size > 4<<20 || (i < len(res.Chunks)-1 && c.Size < 256<<10) {
+			t.Errorf("chunk %d is %d bytes; want 256 KiB to 4 MiB", i, c.Size)
+		}
+	}
+	if total != res.Size {
+		t.Errorf("chunk sizes add up to %d; want %d", total, res.Size)
+	}
+	if res.NewChunks != len(res.Chunks) || res.NewBytes != res.Size || res.DedupBytes != 0 || res.StoredBytes != stored {
+		t.Errorf("Result counts = %d new chunks, %d new bytes, %d stored, %d dedup; want %d, %d, %d, 0",
+			res.NewChunks, res.NewBytes, res.StoredBytes, res.DedupBytes, len(res.Chunks), res.Size, stored)
+	}
+	t.Logf("%d chunks, mean %.2f MiB, compression ratio %.2f", len(res.Chunks), float64(res.Size)/float64(len(res.Chunks))/(1<<20), float64(res.Size)/float64(stored))
+	if float64(stored) > 0.7*float64(res.Size) {
+		t.Errorf("stored %d bytes of %d; want SQL-like pages compressed", stored, res.Size)
+	}
+
+	got, err := read(t, openVault(t, store), res.Chunks)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes differing from the %d written", len(got), len(data))
+	}
+}
+
+func testDedup(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	data := sqlPages(2, 0, 16<<20/8192)
+	first := write(t, v, data, vault.WriterOptions{})
+
+	// Again in the same process, which remembers the chunks, and from a
+	// freshly opened vault, which must ask the store.
+	for _, tt := range []struct {
+		name string
+		v    *vault.Vault
+	}{{"same vault", v}, {"reopened vault", openVault(t, store)}} {
+		t.Run(tt.name, func(t *testing.T) {
+			again := write(t, tt.v, data, vault.WriterOptions{})
+			if again.NewChunks != 0 || again.NewBytes != 0 || again.StoredBytes != 0 {
+				t.Errorf("second write uploaded %d chunks, %d bytes; want none", again.NewChunks, again.StoredBytes)
+			}
+			if again.DedupBytes != int64(len(data)) {
+				t.Errorf("DedupBytes = %d; want %d", again.DedupBytes, len(data))
+			}
+			if !slices.Equal(again.Chunks, first.Chunks) {
+				t.Errorf("second write's chunks differ from the first's")
+			}
+			if again.Checksum != first.Checksum {
+				t.Errorf("checksums differ: %s, %s", again.Checksum, first.Checksum)
+			}
+		})
+	}
+}
+
+func testOnePageChange(t *testing.T, newStore newStoreFunc) {
+	v := initVault(t, newStore(t))
+	data := sqlPages(3, 0, 32<<20/8192)
+	first := write(t, v, data, vault.WriterOptions{})
+
+	changed := slices.Clone(data)
+	page := changed[1500*8192 : 1501*8192]
+	copy(page[200:], sqlPages(99, 7, 1)[200:600]) // rewrite some rows
+	page[40]++                                    // and the LSN
+	second := write(t, v, changed, vault.WriterOptions{})
+
+	t.Logf("one page changed: %d of %d chunks new", second.NewChunks, len(second.Chunks))
+	// Usually exactly the chunk holding the page; rarely the edit adds or
+	// removes a boundary, which touches a neighbour too.
+	if second.NewChunks < 1 || second.NewChunks > 3 {
+		t.Errorf("one page changed uploaded %d chunks; want 1 to 3", second.NewChunks)
+	}
+	if second.DedupBytes < int64(len(data))-8<<20 {
+		t.Errorf("DedupBytes = %d of %d; want all but a few chunks", second.DedupBytes, len(data))
+	}
+	got, err := read(t, v, second.Chunks)
+	if err != nil || !bytes.Equal(got, changed) {
+		t.Errorf("changed stream read back wrong (%d bytes, %v)", len(got), err)
+	}
+	if first.Checksum == second.Checksum {
+		t.Errorf("checksum did not change")
+	}
+}
+
+// testConcurrentWriters writes the same stream twice at once: each chunk
+// must still be uploaded only once.
+func testConcurrentWriters(t *testing.T, newStore newStoreFunc) {
+	v := initVault(t, newStore(t))
+	data := sqlPages(4, 0, 12<<20/8192)
+	var wg sync.WaitGroup
+	results := make([]vault.Result, 2)
+	for i := range results {
+		wg.Go(func() { results[i] = write(t, v, data, vault.WriterOptions{}) })
+	}
+	wg.Wait()
+	if n := results[0].NewChunks + results[1].NewChunks; n != len(results[0].Chunks) {
+		t.Errorf("two concurrent writers uploaded %d chunks together; want %d, each once", n, len(results[0].Chunks))
+	}
+	if !slices.Equal(results[0].Chunks, results[1].Chunks) {
+		t.Errorf("concurrent writers' chunks differ")
+	}
+}
+
+// testWriteSizes checks that chunks do not depend on how the stream is cut
+// into writes.
+func testWriteSizes(t *testing.T, newStore newStoreFunc) {
+	v := initVault(t, newStore(t))
+	data := sqlPages(5, 0, 6<<20/8192)
+	want := write(t, v, data, vault.WriterOptions{})
+	w := v.NewWriter(t.Context(), vault.WriterOptions{Workers: 3, InFlight: 3})
+	sizes := []int{1, 100, 8191, 65536, 3 << 20, 7}
+	for i, p := 0, data; len(p) > 0; i++ {
+		n := min(len(p), sizes[i%len(sizes)])
+		if m, err := w.Write(p[:n]); err != nil || m != n {
+			t.Fatalf("Write(%d bytes) = %d, %v", n, m, err)
+		}
+		p = p[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := w.Result()
+	if !slices.Equal(got.Chunks, want.Chunks) || got.Checksum != want.Checksum {
+		t.Errorf("writes of mixed sizes gave other chunks than 1 MiB writes")
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Errorf("Write after Close succeeded")
+	}
+}
+
+func testEmptyStream(t *testing.T, newStore newStoreFunc) {
+	v := initVault(t, newStore(t))
+	res := write(t, v, nil, vault.WriterOptions{})
+	sum := blake3.Sum256(nil)
+	if len(res.Chunks) != 0 || res.Size != 0 || res.Checksum != "blake3:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("empty stream: %+v", res)
+	}
+	got, err := read(t, v, res.Chunks)
+	if err != nil || len(got) != 0 {
+		t.Errorf("reading an empty stream: %d bytes, %v", len(got), err)
+	}
+	if err := v.PutManifest(t.Context(), "empty", &vault.Manifest{Size: 0, Checksum: res.Checksum}); err != nil {
+		t.Errorf("PutManifest of an empty stream: %v", err)
+	}
+}
+
+func testIncompressible(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	random := make([]byte, 8<<20)
+	r := rand.New(rand.NewPCG(6, 6))
+	for i := 0; i < len(random); i += 8 {
+		binary.LittleEndian.PutUint64(random[i:], r.Uint64())
+	}
+	// The sealed overhead: 22 bytes of header and a 16-byte tag.
+	const overhead = 38
+	tests := []struct {
+		name           string
+		data           []byte
+		opts           vault.WriterOptions
+		wantCompressed bool
+	}{
+		{"random", random, vault.WriterOptions{}, false},
+		{"zeros, in chunks of the maximum size", make([]byte, 12<<20), vault.WriterOptions{}, true},
+		{"pages", sqlPages(7, 0, 1024), vault.WriterOptions{}, true},
+		{"pages, compression off", sqlPages(8, 0, 1024), vault.WriterOptions{NoCompression: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := write(t, v, tt.data, tt.opts)
+			for i, c := range res.Chunks {
+				raw := getRaw(t, store, chunkKey(c.ID))
+				compressed := raw[1]&1 != 0
+				if compressed != tt.wantCompressed {
+					t.Errorf("chunk %d compressed = %v; want %v", i, compressed, tt.wantCompressed)
+				}
+				if !compressed && c.StoredSize != c.Size+overhead {
+					t.Errorf("uncompressed chunk %d stored in %d bytes; want %d", i, c.StoredSize, c.Size+overhead)
+				}
+				if int64(len(raw)) != c.StoredSize {
+					t.Errorf("chunk %d object is %d bytes; ChunkRef says %d", i, len(raw), c.StoredSize)
+				}
+			}
+			got, err := read(t, v, res.Chunks)
+			if err != nil || !bytes.Equal(got, tt.data) {
+				t.Errorf("read back wrong (%d bytes, %v)", len(got), err)
+			}
+		})
+	}
+}
+
+func testCorruptChunk(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	data := sqlPages(9, 0, 8<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+	if len(res.Chunks) < 4 {
+		t.Fatalf("only %d chunks; the test needs 4", len(res.Chunks))
+	}
+	const victim = 2
+	id, other := res.Chunks[victim].ID, res.Chunks[victim+1].ID
+	orig := getRaw(t, store, chunkKey(id))
+	flip := func(i int) func([]byte) []byte {
+		return func(b []byte) []byte { b = slices.Clone(b); b[i] ^= 0x01; return b }
+	}
+	tests := []struct {
+		name   string
+		tamper func([]byte) []byte
+	}{
+		{"flipped byte in ciphertext", flip(len(orig) / 2)},
+		{"flipped byte in tag", flip(len(orig) - 1)},
+		{"flipped flag", flip(1)},
+		{"flipped key id", flip(5)},
+		{"flipped nonce", flip(15)},
+		{"flipped version", flip(0)},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"extended", func(b []byte) []byte { return append(slices.Clone(b), 0) }},
+		{"empty", func([]byte) []byte { return nil }},
+		{"swapped with another chunk", func([]byte) []byte { return getRaw(t, store, chunkKey(other)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			putRaw(t, store, chunkKey(id), tt.tamper(orig))
+			defer putRaw(t, store, chunkKey(id), orig)
+
+			got, err := read(t, v, res.Chunks)
+			wantChunkError(t, err, id, vault.ErrCorrupt)
+			// Everything before the bad chunk, and nothing after it.
+			if want := data[:offsetOf(res.Chunks, victim)]; !bytes.Equal(got, want) {
+				t.Errorf("read %d bytes before the error; want the %d before the bad chunk", len(got), len(want))
+			}
+			wantChunkError(t, v.VerifyChunk(t.Context(), id), id, vault.ErrCorrupt)
+		})
+	}
+	// The same swap, checked without the stored size from the ChunkRef.
+	t.Run("swapped, sizes unknown", func(t *testing.T) {
+		putRaw(t, store, chunkKey(id), getRaw(t, store, chunkKey(other)))
+		defer putRaw(t, store, chunkKey(id), orig)
+		refs := slices.Clone(res.Chunks)
+		for i := range refs {
+			refs[i].StoredSize = 0
+		}
+		_, err := read(t, v, refs)
+		wantChunkError(t, err, id, vault.ErrCorrupt)
+	})
+	if err := v.VerifyChunk(t.Context(), id); err != nil {
+		t.Errorf("VerifyChunk after restoring the chunk: %v", err)
+	}
+}
+
+func testMissingChunk(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	data := sqlPages(10, 0, 4<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+	last := len(res.Chunks) - 1
+	id := res.Chunks[last].ID
+	if err := store.Delete(t.Context(), chunkKey(id)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := read(t, v, res.Chunks)
+	wantChunkError(t, err, id, blob.ErrNotExist)
+	if errors.Is(err, vault.ErrCorrupt) {
+		t.Errorf("missing chunk reported as corrupt: %v", err)
+	}
+	if !strings.Contains(err.Error(), "missing") {
+		t.Errorf("error %q does not say the chunk is missing", err)
+	}
+	if want := data[:offsetOf(res.Chunks, last)]; !bytes.Equal(got, want) {
+		t.Errorf("read %d bytes before the error; want %d", len(got), len(want))
+	}
+	wantChunkError(t, v.VerifyChunk(t.Context(), id), id, blob.ErrNotExist)
+}
+
+func testManifests(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	ctx := t.Context()
+	data := sqlPages(11, 0, 3<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+	meta := json.RawMessage(`{"type":"full","database":"Sales","first_lsn":"42000000012300001","server":"sql01"}`)
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ids := []string{"sales-20260102-full", "a.log.1", "Z_diff"}
+	for _, id := range ids {
+		m := &vault.Manifest{CreatedAt: created, Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum, Meta: meta}
+		if err := v.PutManifest(ctx, id, m); err != nil {
+			t.Fatalf("PutManifest(%s): %v", id, err)
+		}
+		if m.ID != "" {
+			t.Errorf("PutManifest changed the caller's manifest")
+		}
+	}
+	// Idempotent: the same commit again is fine.
+	if err := v.PutManifest(ctx, ids[0], &vault.Manifest{ID: ids[0], CreatedAt: created, Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum, Meta: meta}); err != nil {
+		t.Errorf("PutManifest again: %v", err)
+	}
+
+	m, err := openVault(t, store).GetManifest(ctx, ids[0])
+	if err != nil {
+		t.Fatalf("GetManifest: %v", err)
+	}
+	if m.ID != ids[0] || !m.CreatedAt.Equal(created) || m.Size != res.Size || m.Checksum != res.Checksum || !slices.Equal(m.Chunks, res.Chunks) || !bytes.Equal(m.Meta, meta) {
+		t.Errorf("GetManifest = %+v; want what was put", m)
+	}
+	got, err := read(t, v, m.Chunks)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("stream of the manifest read back wrong (%d bytes, %v)", len(got), err)
+	}
+
+	var listed []string
+	if err := v.ListManifests(ctx, func(id string) error { listed = append(listed, id); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(listed, want) {
+		t.Errorf("ListManifests = %q; want %q", listed, want)
+	}
+
+	for range 2 {
+		if err := v.DeleteManifest(ctx, ids[1]); err != nil {
+			t.Errorf("DeleteManifest: %v", err)
+		}
+	}
+	if _, err := v.GetManifest(ctx, ids[1]); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("GetManifest of a deleted manifest: %v; want blob.ErrNotExist", err)
+	}
+
+	bad := []struct {
+		name string
+		id   string
+		m    *vault.Manifest
+	}{
+		{"invalid id", "../x", &vault.Manifest{}},
+		{"id with slash", "a/b", &vault.Manifest{}},
+		{"id mismatch", "one", &vault.Manifest{ID: "two"}},
+		{"sizes do not add up", "sizes", &vault.Manifest{Chunks: res.Chunks, Size: res.Size + 1}},
+		{"invalid chunk id", "chunkid", &vault.Manifest{Chunks: []vault.ChunkRef{{ID: "xyz", Size: 1}}, Size: 1}},
+	}
+	for _, tt := range bad {
+		if err := v.PutManifest(ctx, tt.id, tt.m); err == nil {
+			t.Errorf("PutManifest with %s succeeded", tt.name)
+		}
+	}
+}
+
+func testTamperedManifest(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	ctx := t.Context()
+	res := write(t, v, sqlPages(12, 0, 64), vault.WriterOptions{})
+	for _, id := range []string{"m1", "m2"} {
+		if err := v.PutManifest(ctx, id, &vault.Manifest{Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum, Meta: json.RawMessage(`{"n":"` + id + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orig := getRaw(t, store, "manifests/m1")
+	tests := []struct {
+		name   string
+		tamper func([]byte) []byte
+	}{
+		{"flipped byte", func(b []byte) []byte { b = slices.Clone(b); b[len(b)/2] ^= 0x80; return b }},
+		{"flipped header", func(b []byte) []byte { b = slices.Clone(b); b[3] ^= 0x01; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-5] }},
+		{"garbage", func(b []byte) []byte { return []byte("{\"id\":\"m1\"}") }},
+		{"swapped with another manifest", func([]byte) []byte { return getRaw(t, store, "manifests/m2") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			putRaw(t, store, "manifests/m1", tt.tamper(orig))
+			defer putRaw(t, store, "manifests/m1", orig)
+			_, err := v.GetManifest(ctx, "m1")
+			if !errors.Is(err, vault.ErrCorrupt) {
+				t.Errorf("GetManifest of a tampered manifest: %v; want ErrCorrupt", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "m1") {
+				t.Errorf("error %q does not name the manifest", err)
+			}
+		})
+	}
+}
+
+func testPutManifestChecksChunks(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	ctx := t.Context()
+	res := write(t, v, sqlPages(13, 0, 4<<20/8192), vault.WriterOptions{})
+	id := res.Chunks[1].ID
+	if err := store.Delete(ctx, chunkKey(id)); err != nil {
+		t.Fatal(err)
+	}
+	err := v.PutManifest(ctx, "incomplete", &vault.Manifest{Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum})
+	wantChunkError(t, err, id, blob.ErrNotExist)
+	if _, err := store.Stat(ctx, "manifests/incomplete"); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("a refused manifest was stored anyway: %v", err)
+	}
+
+	// A chunk whose stored size differs from what the writer recorded.
+	refs := slices.Clone(res.Chunks)
+	refs[0].StoredSize++
+	err = v.PutManifest(ctx, "wrongsize", &vault.Manifest{Chunks: refs[:1], Size: refs[0].Size})
+	wantChunkError(t, err, refs[0].ID, vault.ErrCorrupt)
+}
+
+func testListAndDeleteChunks(t *testing.T, newStore newStoreFunc) {
+	store := newStore(t)
+	v := initVault(t, store)
+	ctx := t.Context()
+	data := sqlPages(14, 0, 6<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+	// Something in chunks/ that is not a chunk must not be listed.
+	putRaw(t, store, "chunks/zz/not-a-chunk", []byte("x"))
+
+	var listed []string
+	err := v.ListChunks(ctx, func(c vault.ChunkInfo) error {
+		listed = append(listed, c.ID)
+		if c.StoredSize <= 0 || c.ModTime.IsZero() {
+			t.Errorf("ListChunks info for %s: %+v", c.ID, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range res.Chunks {
+		want = append(want, c.ID)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if !slices.Equal(listed, want) {
+		t.Errorf("ListChunks = %d ids; want the %d of the stream, in order", len(listed), len(want))
+	}
+
+	id := res.Chunks[0].ID
+	for range 2 {
+		if err := v.DeleteChunk(ctx, id); err != nil {
+			t.Errorf("DeleteChunk: %v", err)
+		}
+	}
+	wantChunkError(t, v.VerifyChunk(ctx, id), id, blob.ErrNotExist)
+	// Writing the stream again puts the deleted chunk back, and only it.
+	again := write(t, v, data, vault.WriterOptions{})
+	if again.NewChunks != 1 {
+		t.Errorf("after deleting one chunk, rewriting uploaded %d; want 1", again.NewChunks)
+	}
+	if err := v.DeleteChunk(ctx, "../../etc/passwd"); err == nil {
+		t.Errorf("DeleteChunk with an invalid id succeeded")
+	}
+}
+
+func testKeys(t *testing.T, newStore newStoreFunc) {
+	ctx := t.Context()
+	store := newStore(t)
+	if _, err := vault.Open(ctx, store, testMaster); !errors.Is(err, vault.ErrNotInitialized) {
+		t.Errorf("Open of an empty store: %v; want ErrNotInitialized", err)
+	}
+	v := initVault(t, store)
+	res := write(t, v, sqlPages(15, 0, 64), vault.WriterOptions{})
+	if _, err := vault.Init(ctx, store, testMaster); !errors.Is(err, vault.ErrInitialized) {
+		t.Errorf("second Init: %v; want ErrInitialized", err)
+	}
+
+	wrong := bytes.Repeat([]byte{0x43}, vault.MasterKeySize)
+	_, err := vault.Open(ctx, store, wrong)
+	if !errors.Is(err, vault.ErrWrongKey) {
+		t.Errorf("Open with the wrong master key: %v; want ErrWrongKey", err)
+	} else if !strings.Contains(err.Error(), "master key does not match this vault") {
+		t.Errorf("wrong-key error %q does not say so plainly", err)
+	}
+	if _, err := vault.Open(ctx, store, testMaster[:16]); err == nil || errors.Is(err, vault.ErrWrongKey) {
+		t.Errorf("Open with a 16-byte master key: %v; want a key-length error", err)
+	}
+
+	// A damaged key record is corruption, not a wrong key.
+	var keyName string
+	store.List(ctx, "keys/", func(i blob.Info) error { keyName = i.Key; return nil })
+	orig := getRaw(t, store, keyName)
+	var rec map[string]any
+	if err := json.Unmarshal(orig, &rec); err != nil {
+		t.Fatalf("key record is not JSON: %v", err)
+	}
+	sealed := rec["sealed"].(string)
+	rec["sealed"] = "A" + sealed[1:]
+	if sealed[0] == 'A' {
+		rec["sealed"] = "B" + sealed[1:]
+	}
+	tampered, _ := json.Marshal(rec)
+	putRaw(t, store, keyName, tampered)
+	if _, err := vault.Open(ctx, store, testMaster); !errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrWrongKey) {
+		t.Errorf("Open with a tampered key record: %v; want ErrCorrupt", err)
+	}
+	putRaw(t, store, keyName, orig)
+	if strings.Contains(string(orig), hex.EncodeToString(testMaster)) {
+		t.Errorf("key record contains the master key")
+	}
+
+	got, err := read(t, openVault(t, store), res.Chunks)
+	if err != nil || len(got) != int(res.Size) {
+		t.Errorf("read after reopening: %d bytes, %v", len(got), err)
+	}
+}
+
+func testKeyRotation(t *testing.T, newStore newStoreFunc) {
+	ctx := t.Context()
+	store := newStore(t)
+	v := initVault(t, store)
+	before := sqlPages(16, 0, 4<<20/8192)
+	res1 := write(t, v, before, vault.WriterOptions{})
+	oldKey := hex.EncodeToString(getRaw(t, store, chunkKey(res1.Chunks[0].ID))[2:10])
+
+	if _, err := v.AddKey(ctx, bytes.Repeat([]byte{1}, vault.MasterKeySize)); !errors.Is(err, vault.ErrWrongKey) {
+		t.Errorf("AddKey with another master key: %v; want ErrWrongKey", err)
+	}
+	newKey, err := v.AddKey(ctx, testMaster)
+	if err != nil {
+		t.Fatalf("AddKey: %v", err)
+	}
+	if newKey == oldKey {
+		t.Fatalf("AddKey returned the old key id")
+	}
+	after := sqlPages(17, 0, 4<<20/8192)
+	res2 := write(t, v, after, vault.WriterOptions{})
+	if err := v.PutManifest(ctx, "after", &vault.Manifest{Chunks: res2.Chunks, Size: res2.Size}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		res  vault.Result
+		want string
+	}{{res1, oldKey}, {res2, newKey}} {
+		for _, c := range tt.res.Chunks {
+			if got := hex.EncodeToString(getRaw(t, store, chunkKey(c.ID))[2:10]); got != tt.want {
+				t.Errorf("chunk %s sealed with key %s; want %s", c.ID, got, tt.want)
+			}
+		}
+	}
+	if got := hex.EncodeToString(getRaw(t, store, "manifests/after")[2:10]); got != newKey {
+		t.Errorf("manifest sealed with key %s; want %s", got, newKey)
+	}
+
+	// A vault opened later reads both, seals with the new key, and still
+	// deduplicates against data sealed with the old one.
+	v2 := openVault(t, store)
+	for _, tt := range []struct {
+		res  vault.Result
+		data []byte
+	}{{res1, before}, {res2, after}} {
+		if got, err := read(t, v2, tt.res.Chunks); err != nil || !bytes.Equal(got, tt.data) {
+			t.Errorf("read after rotation: %d bytes, %v", len(got), err)
+		}
+	}
+	if again := write(t, v2, before, vault.WriterOptions{}); again.NewChunks != 0 {
+		t.Errorf("rewriting pre-rotation data uploaded %d chunks; want 0", again.NewChunks)
+	}
+	res3 := write(t, v2, sqlPages(18, 0, 64), vault.WriterOptions{})
+	if got := hex.EncodeToString(getRaw(t, store, chunkKey(res3.Chunks[0].ID))[2:10]); got != newKey {
+		t.Errorf("reopened vault seals with key %s; want the newest, %s", got, newKey)
+	}
+}
+
+// TestWriterErrors checks that a failing store aborts the stream with its
+// error, from Write or Close, and leaves no goroutine behind.
+func TestWriterErrors(t *testing.T) {
+	data := sqlPages(20, 0, 24<<20/8192)
+	tests := []struct {
+		name  string
+		store func(blob.Store) *faultStore
+	}{
+		{"first put fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: 0} }},
+		{"later put fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: 5} }},
+		{"stat fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: -1, failStat: true} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkGoroutines(t)
+			fs := tt.store(newDirStore(t))
+			v := initVault(t, fs)
+			w := v.NewWriter(t.Context(), vault.WriterOptions{Workers: 2})
+			var err error
+			for p := data; len(p) > 0 && err == nil; {
+				n := min(len(p), 256<<10)
+				_, err = w.Write(p[:n])
+				p = p[n:]
+			}
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if !errors.Is(err, errInjected) {
+				t.Errorf("stream error = %v; want the store's", err)
+			}
+			if again := w.Close(); !errors.Is(again, errInjected) {
+				t.Errorf("second Close = %v; want the same error", again)
+			}
+			if res := w.Result(); res.Size != 0 || res.Chunks != nil {
+				t.Errorf("Result after a failed stream = %+v; want zero", res)
+			}
+		})
+	}
+}
+
+// TestWriterCancel cancels streams while uploads hang, and while writing.
+func TestWriterCancel(t *testing.T) {
+	t.Run("uploads hang", func(t *testing.T) {
+		checkGoroutines(t)
+		fs := &faultStore{Store: newDirStore(t), stallPuts: true, stalled: make(chan struct{}, 16)}
+		v := initVault(t, fs)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		w := v.NewWriter(ctx, vault.WriterOptions{Workers: 2, InFlight: 3})
+		errc := make(chan error, 1)
+		go func() {
+			data := sqlPages(21, 0, 64<<20/8192)
+			_, err := w.Write(data) // blocks: at most 3 chunks in flight
+			errc <- err
+		}()
+		<-fs.stalled
+		<-fs.stalled // both workers are stuck uploading
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("Write while cancelled = %v; want context.Canceled", err)
+		}
+		if err := w.Close(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Close = %v; want context.Canceled", err)
+		}
+	})
+	t.Run("between writes", func(t *testing.T) {
+		checkGoroutines(t)
+		v := initVault(t, newDirStore(t))
+		ctx, cancel := context.WithCancel(t.Context())
+		w := v.NewWriter(ctx, vault.WriterOptions{})
+		if _, err := w.Write(sqlPages(22, 0, 1024)); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		_, werr := w.Write(sqlPages(22, 1024, 1024))
+		cerr := w.Close()
+		if !errors.Is(werr, context.Canceled) && !errors.Is(cerr, context.Canceled) {
+			t.Errorf("after cancel: Write = %v, Close = %v; want context.Canceled", werr, cerr)
+		}
+		if !errors.Is(cerr, context.Canceled) {
+			t.Errorf("Close = %v; want context.Canceled", cerr)
+		}
+	})
+}
+
+// TestReaderStops checks that closing a reader early, or cancelling it,
+// stops its read-ahead.
+func TestReaderStops(t *testing.T) {
+	v := initVault(t, newDirStore(t))
+	data := sqlPages(23, 0, 16<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+
+	t.Run("close early", func(t *testing.T) {
+		checkGoroutines(t)
+		r := v.NewReader(t.Context(), res.Chunks)
+		buf := make([]byte, 100)
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, data[:100]) {
+			t.Errorf("first bytes differ")
+		}
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if _, err := r.Read(buf); err == nil {
+			t.Errorf("Read after Close succeeded")
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		checkGoroutines(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		r := v.NewReader(ctx, res.Chunks)
+		defer r.Close()
+		buf := make([]byte, 1<<20)
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		var err error
+		for err == nil {
+			_, err = r.Read(buf)
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Read after cancel = %v; want context.Canceled", err)
+		}
+	})
+	t.Run("invalid id", func(t *testing.T) {
+		_, err := read(t, v, []vault.ChunkRef{{ID: "../../x", Size: 1}})
+		var ce *vault.ChunkError
+		if !errors.As(err, &ce) {
+			t.Errorf("reading an invalid chunk id: %v; want a ChunkError", err)
+		}
+	})
+}
+
+func TestParseMasterKey(t *testing.T) {
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	hexKey := hex.EncodeToString(key)
+	tests := []struct {
+		name, in string
+		wantErr  bool
+	}{
+		{"hex", hexKey, false},
+		{"upper hex", strings.ToUpper(hexKey), false},
+		{"hex with newline", hexKey + "\n", false},
+		{"base64", "AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk=", false},
+		{"raw base64", "AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk", false},
+		{"url base64", "AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK-2vcTL0tk=", false},
+		{"empty", "", true},
+		{"short hex", hexKey[:62], true},
+		{"long hex", hexKey + "00", true},
+		{"not hex", strings.Repeat("g", 64), true},
+		{"base64 of 31 bytes", "AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0g==", true},
+		{"passphrase", "correct horse battery staple", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vault.ParseMasterKey(tt.in)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("ParseMasterKey(%q) succeeded; want an error", tt.in)
+				}
+				if tt.in != "" && strings.Contains(err.Error(), strings.TrimSpace(tt.in)) {
+					t.Errorf("error %q repeats the secret", err)
+				}
+				if !strings.Contains(err.Error(), "64 hexadecimal") {
+					t.Errorf("error %q does not say what is expected", err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, key) {
+				t.Errorf("ParseMasterKey(%q) = %x, %v; want %x", tt.in, got, err, key)
+			}
+		})
+	}
+	k1, k2 := vault.GenerateMasterKey(), vault.GenerateMasterKey()
+	if len(k1) != vault.MasterKeySize || bytes.Equal(k1, k2) {
+		t.Errorf("GenerateMasterKey gave %x and %x", k1, k2)
+	}
+	if back, err := vault.ParseMasterKey(hex.EncodeToString(k1)); err != nil || !bytes.Equal(back, k1) {
+		t.Errorf("generated key does not round-trip through hex: %v", err)
+	}
+}

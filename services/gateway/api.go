@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// The JSON shapes of the REST API. They are the API's contract with the
+// CLI, the dashboard and scripts, kept apart from the event contracts so
+// either can change without the other.
+
+// Instance is a registered instance. It never carries credentials.
+type Instance struct {
+	Name          string     `json:"name"`
+	Healthy       bool       `json:"healthy"`
+	Reason        string     `json:"reason,omitempty"`
+	Fix           string     `json:"fix,omitempty"`
+	ServerName    string     `json:"server_name,omitempty"`
+	Version       string     `json:"version,omitempty"`
+	Edition       string     `json:"edition,omitempty"`
+	Sysadmin      bool       `json:"sysadmin"`
+	Databases     int        `json:"databases"`
+	RegisteredAt  *time.Time `json:"registered_at,omitempty"`
+	DiscoveredAt  *time.Time `json:"discovered_at,omitempty"`
+	Autoprotect   bool       `json:"autoprotect"`
+	AutoprotectTo string     `json:"autoprotect_policy,omitempty"`
+}
+
+// AddInstance registers an instance.
+type AddInstance struct {
+	Name string `json:"name"`
+	DSN  string `json:"dsn"`
+}
+
+// Autoprotect turns auto-protection on or off.
+type Autoprotect struct {
+	Enabled bool   `json:"enabled"`
+	Policy  string `json:"policy,omitempty"`
+}
+
+// Database is one database of an instance with its protection.
+type Database struct {
+	Instance        string     `json:"instance"`
+	Name            string     `json:"name"`
+	State           string     `json:"state"`
+	RecoveryModel   string     `json:"recovery_model"`
+	ReadOnly        bool       `json:"read_only"`
+	SizeBytes       int64      `json:"size_bytes"`
+	Protected       bool       `json:"protected"`
+	Policy          string     `json:"policy,omitempty"`
+	ProtectionState string     `json:"protection_state,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
+	Created         *time.Time `json:"created,omitempty"`
+}
+
+// DatabaseRequest names one database.
+type DatabaseRequest struct {
+	Instance string `json:"instance"`
+	Database string `json:"database"`
+	Policy   string `json:"policy,omitempty"`
+}
+
+// BackupRequest asks for an on-demand backup.
+type BackupRequest struct {
+	Instance string `json:"instance"`
+	Database string `json:"database"`
+	// Type is full, copy_only, differential or log.
+	Type string `json:"type"`
+}
+
+// RestoreRequest asks for a restore.
+type RestoreRequest struct {
+	Instance string `json:"instance"`
+	Database string `json:"database"`
+	// Point is a recovery point id; Latest takes the latest full.
+	Point          string `json:"point,omitempty"`
+	Latest         bool   `json:"latest,omitempty"`
+	TargetInstance string `json:"target_instance,omitempty"`
+	TargetDatabase string `json:"target_database"`
+	Overwrite      bool   `json:"overwrite,omitempty"`
+	DataPath       string `json:"data_path,omitempty"`
+	LogPath        string `json:"log_path,omitempty"`
+}
+
+// Accepted answers a request that started a job.
+type Accepted struct {
+	JobID string   `json:"job_id,omitempty"`
+	Plan  []string `json:"plan,omitempty"`
+}
+
+// RecoveryPoint is one committed backup.
+type RecoveryPoint struct {
+	ID           string     `json:"id"`
+	Instance     string     `json:"instance"`
+	Database     string     `json:"database"`
+	Type         string     `json:"type"`
+	CopyOnly     bool       `json:"copy_only"`
+	FirstLSN     string     `json:"first_lsn"`
+	LastLSN      string     `json:"last_lsn"`
+	Checkpoint   string     `json:"checkpoint_lsn,omitempty"`
+	DiffBase     string     `json:"differential_base_lsn,omitempty"`
+	Start        *time.Time `json:"backup_start,omitempty"`
+	Finish       *time.Time `json:"backup_finish,omitempty"`
+	Size         int64      `json:"size"`
+	StoredBytes  int64      `json:"stored_bytes"`
+	NewBytes     int64      `json:"new_bytes"`
+	Chunks       int32      `json:"chunks"`
+	JobID        string     `json:"job_id"`
+	CommittedAt  *time.Time `json:"committed_at,omitempty"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	ServerName   string     `json:"server_name,omitempty"`
+	RecoveryFork string     `json:"recovery_fork,omitempty"`
+}
+
+// Job is one unit of work.
+type Job struct {
+	ID            string     `json:"id"`
+	Kind          string     `json:"kind"`
+	State         string     `json:"state"`
+	Instance      string     `json:"instance,omitempty"`
+	Database      string     `json:"database,omitempty"`
+	BackupType    string     `json:"backup_type,omitempty"`
+	Target        string     `json:"target,omitempty"`
+	Detail        string     `json:"detail,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Service       string     `json:"service,omitempty"`
+	Bytes         int64      `json:"bytes"`
+	Percent       float64    `json:"percent"`
+	Step          string     `json:"step,omitempty"`
+	RecoveryPoint string     `json:"recovery_point,omitempty"`
+	TraceID       string     `json:"trace_id,omitempty"`
+	Created       *time.Time `json:"created,omitempty"`
+	Updated       *time.Time `json:"updated,omitempty"`
+}
+
+// Done reports whether the job has ended.
+func (j Job) Done() bool { return j.State == "succeeded" || j.State == "failed" }
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func ts(t *timestamppb.Timestamp) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.AsTime()
+	return &v
+}
+
+var backupTypeNames = map[cofferv1.BackupType]string{
+	cofferv1.BackupType_BACKUP_TYPE_FULL:           "full",
+	cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:   "differential",
+	cofferv1.BackupType_BACKUP_TYPE_LOG:            "log",
+	cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL: "copy_only",
+}
+
+// ParseBackupType reads full, copy_only (or copy-only), differential (or
+// diff) and log.
+func ParseBackupType(s string) (cofferv1.BackupType, bool) {
+	switch s {
+	case "full", "":
+		return cofferv1.BackupType_BACKUP_TYPE_FULL, true
+	case "copy_only", "copy-only", "copyonly":
+		return cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL, true
+	case "differential", "diff":
+		return cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL, true
+	case "log":
+		return cofferv1.BackupType_BACKUP_TYPE_LOG, true
+	}
+	return 0, false
+}
+
+func jobFromProto(j *cofferv1.Job) Job {
+	out := Job{
+		ID: j.GetId(), Kind: map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
+			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover"}[j.GetKind()],
+		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
+			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
+		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],
+		Detail: j.GetDetail(), Error: j.GetError(), Service: j.GetService(), Bytes: j.GetBytes(), Percent: j.GetPercent(),
+		Step: j.GetStep(), RecoveryPoint: j.GetRecoveryPoint(), TraceID: j.GetTraceId(), Created: ts(j.GetCreatedAt()), Updated: ts(j.GetUpdatedAt()),
+	}
+	if t := j.GetTarget(); t != nil && t.GetDatabase() != "" {
+		out.Target = t.GetInstance() + "/" + t.GetDatabase()
+	}
+	return out
+}
+
+func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
+	b := r.GetBackup()
+	return RecoveryPoint{
+		ID: r.GetId(), Instance: r.GetDatabase().GetInstance(), Database: r.GetDatabase().GetDatabase(),
+		Type: backupTypeNames[b.GetType()], CopyOnly: b.GetCopyOnly(), FirstLSN: b.GetFirstLsn(), LastLSN: b.GetLastLsn(),
+		Checkpoint: b.GetCheckpointLsn(), DiffBase: b.GetDifferentialBaseLsn(), Start: ts(b.GetBackupStart()),
+		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
+		Chunks: r.GetChunks(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
+		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
+	}
+}

@@ -1,0 +1,610 @@
+// Package gateway is coffer's REST API: it turns users' commands into
+// events and answers queries from the catalog. It owns nothing durable.
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/secret"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// Config configures the gateway.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string
+	// MasterKey seals instance credentials.
+	MasterKey []byte
+	// Token, when set, is required as "Authorization: Bearer <token>".
+	Token          string
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	Now            func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.MasterKey) != 32 {
+		errs = append(errs, errors.New("a 32-byte master key is required to seal instance credentials"))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is the gateway.
+type Service struct {
+	cfg    Config
+	bus    *bus.Bus
+	cat    *catalog.Catalog
+	sealer *secret.Sealer
+	tracer trace.Tracer
+	ln     net.Listener
+}
+
+// New returns a gateway.
+func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	s, err := secret.New(cfg.MasterKey, "instance-credentials")
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway")}, nil
+}
+
+// Listen binds the HTTP address, so that callers learn it (Addr) before
+// Run serves.
+func (s *Service) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the address the gateway listens on, after Listen.
+func (s *Service) Addr() string {
+	if s.ln == nil {
+		return s.cfg.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+// Run serves the API until ctx is done, then shuts the server down.
+func (s *Service) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.ln) }()
+	s.cfg.Logger.Info("gateway listening", "addr", s.Addr())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// Handler returns the HTTP handler of the API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /api/v1/instances", s.listInstances)
+	mux.HandleFunc("POST /api/v1/instances", s.addInstance)
+	mux.HandleFunc("POST /api/v1/instances/{name}/discover", s.discover)
+	mux.HandleFunc("PUT /api/v1/instances/{name}/autoprotect", s.autoprotect)
+	mux.HandleFunc("GET /api/v1/databases", s.listDatabases)
+	mux.HandleFunc("POST /api/v1/protect", s.protect)
+	mux.HandleFunc("POST /api/v1/unprotect", s.unprotect)
+	mux.HandleFunc("POST /api/v1/backups", s.backup)
+	mux.HandleFunc("GET /api/v1/recovery-points", s.listRecoveryPoints)
+	mux.HandleFunc("POST /api/v1/restores", s.restore)
+	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /{$}", s.dashboard)
+	return s.authenticate(s.traced(mux))
+}
+
+func (s *Service) authenticate(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer ...)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// traced starts a span for each request: the root of a job's trace.
+func (s *Service) traced(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, span := s.tracer.Start(r.Context(), r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, Error{Error: fmt.Sprintf(format, args...)})
+}
+
+// readJSON decodes a request body, refusing unknown fields.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed request body: %v", err)
+		return false
+	}
+	return true
+}
+
+// unavailable answers a failure to reach NATS or the catalog.
+func (s *Service) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.cfg.Logger.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusServiceUnavailable, "coffer's event bus or catalog is unavailable: %v", err)
+}
+
+func (s *Service) publish(ctx context.Context, subject string, m proto.Message, id string) error {
+	return s.bus.Publish(ctx, subject, m, id)
+}
+
+func validInstanceName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("instance name is empty")
+	case strings.ContainsAny(name, "/"):
+		return errors.New("instance name must not contain '/': databases are named INSTANCE/DATABASE")
+	case len(name) > 128:
+		return errors.New("instance name is longer than 128 characters")
+	case strings.TrimSpace(name) != name:
+		return errors.New("instance name must not start or end with spaces")
+	}
+	return nil
+}
+
+func (s *Service) listInstances(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	auto := map[string]*cofferv1.AutoprotectSetting{}
+	err := s.cat.Bucket(cofferv1.BucketAutoprotect).List(ctx, "", func() proto.Message { return &cofferv1.AutoprotectSetting{} },
+		func(_ string, m proto.Message) error {
+			a := m.(*cofferv1.AutoprotectSetting)
+			auto[a.GetInstance()] = a
+			return nil
+		})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	out := []Instance{}
+	err = s.cat.Bucket(cofferv1.BucketInstances).List(ctx, "", func() proto.Message { return &cofferv1.Instance{} },
+		func(_ string, m proto.Message) error {
+			in := m.(*cofferv1.Instance)
+			out = append(out, Instance{Name: in.GetName(), Healthy: in.GetHealthy(), Reason: in.GetReason(), Fix: in.GetFix(),
+				ServerName: in.GetServerName(), Version: in.GetVersion(), Edition: in.GetEdition(), Sysadmin: in.GetSysadmin(),
+				Databases: int(in.GetDatabaseCount()), RegisteredAt: ts(in.GetRegisteredAt()), DiscoveredAt: ts(in.GetDiscoveredAt()),
+				Autoprotect: auto[in.GetName()].GetEnabled(), AutoprotectTo: auto[in.GetName()].GetPolicy()})
+			return nil
+		})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
+	var req AddInstance
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if err := validInstanceName(req.Name); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if req.DSN == "" {
+		writeError(w, http.StatusBadRequest, "dsn is empty: give a connection string such as sqlserver://user:password@host:1433")
+		return
+	}
+	c, err := mssql.Open(req.DSN)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid connection string: %v", err)
+		return
+	}
+	c.Close()
+	now := s.cfg.Now()
+	ev := &cofferv1.InstanceAddRequested{Meta: event.Meta(event.ID("instance-add", req.Name, now.String()), "", now),
+		Name: req.Name, SealedDsn: s.sealer.Seal([]byte(req.DSN), req.Name)}
+	if err := s.publish(r.Context(), cofferv1.SubjectInstanceAddRequested, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "instance registration requested", "instance", req.Name)
+	writeJSON(w, http.StatusAccepted, Instance{Name: req.Name})
+}
+
+func (s *Service) discover(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var in cofferv1.Instance
+	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(name), &in); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "instance %q is not registered", name)
+			return
+		}
+		s.unavailable(w, r, err)
+		return
+	}
+	now := s.cfg.Now()
+	ev := &cofferv1.DiscoverRequested{Meta: event.Meta(event.ID("discover", name, now.String()), "", now), Instance: name}
+	if err := s.publish(r.Context(), cofferv1.SubjectDiscoverRequested, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Instance{Name: name})
+}
+
+func (s *Service) autoprotect(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req Autoprotect
+	if !readJSON(w, r, &req) {
+		return
+	}
+	now := s.cfg.Now()
+	ev := &cofferv1.AutoprotectRequested{Meta: event.Meta(event.ID("autoprotect", name, now.String()), "", now),
+		Setting: &cofferv1.AutoprotectSetting{Instance: name, Enabled: req.Enabled, Policy: req.Policy}}
+	if err := s.publish(r.Context(), cofferv1.SubjectAutoprotectRequested, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, req)
+}
+
+func (s *Service) listDatabases(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	instance := r.URL.Query().Get("instance")
+	prefix := ""
+	if instance != "" {
+		prefix = catalog.Key(instance)
+	}
+	prot := map[string]*cofferv1.ProtectedItem{}
+	err := s.cat.Bucket(cofferv1.BucketProtected).List(ctx, prefix, func() proto.Message { return &cofferv1.ProtectedItem{} },
+		func(key string, m proto.Message) error {
+			prot[key] = m.(*cofferv1.ProtectedItem)
+			return nil
+		})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	out := []Database{}
+	err = s.cat.Bucket(cofferv1.BucketInventory).List(ctx, prefix, func() proto.Message { return &cofferv1.DatabaseInfo{} },
+		func(key string, m proto.Message) error {
+			d := m.(*cofferv1.DatabaseInfo)
+			parts, err := catalog.SplitKey(key)
+			if err != nil || len(parts) != 2 {
+				return nil
+			}
+			db := Database{Instance: parts[0], Name: d.GetName(), State: d.GetState(), RecoveryModel: d.GetRecoveryModel(),
+				ReadOnly: d.GetReadOnly(), SizeBytes: d.GetSizeBytes(), Created: ts(d.GetCreateDate())}
+			if p := prot[key]; p != nil {
+				db.Protected = p.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED
+				db.Policy, db.LastError = p.GetPolicy(), p.GetLastError()
+				db.ProtectionState = strings.ToLower(strings.TrimPrefix(p.GetState().String(), "PROTECTION_STATE_"))
+			}
+			out = append(out, db)
+			return nil
+		})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		if out[a].Instance != out[b].Instance {
+			return out[a].Instance < out[b].Instance
+		}
+		return out[a].Name < out[b].Name
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+// resolve finds a database in the inventory: the exact name, or else the
+// only one that matches ignoring case (SQL Server's default collation).
+func (s *Service) resolve(ctx context.Context, instance, database string) (*cofferv1.DatabaseRef, int, error) {
+	inv := s.cat.Bucket(cofferv1.BucketInventory)
+	var d cofferv1.DatabaseInfo
+	_, err := inv.Get(ctx, catalog.Key(instance, database), &d)
+	if err == nil {
+		return &cofferv1.DatabaseRef{Instance: instance, Database: d.GetName()}, 0, nil
+	}
+	if !errors.Is(err, catalog.ErrNotFound) {
+		return nil, http.StatusServiceUnavailable, err
+	}
+	var matches []string
+	err = inv.List(ctx, catalog.Key(instance), func() proto.Message { return &cofferv1.DatabaseInfo{} },
+		func(_ string, m proto.Message) error {
+			if n := m.(*cofferv1.DatabaseInfo).GetName(); strings.EqualFold(n, database) {
+				matches = append(matches, n)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, http.StatusServiceUnavailable, err
+	}
+	if len(matches) == 1 {
+		return &cofferv1.DatabaseRef{Instance: instance, Database: matches[0]}, 0, nil
+	}
+	return nil, http.StatusNotFound, fmt.Errorf("no database %q on instance %q (coffer db list %s)", database, instance, instance)
+}
+
+func (s *Service) protect(w http.ResponseWriter, r *http.Request) {
+	var req DatabaseRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ref, status, err := s.resolve(r.Context(), req.Instance, req.Database)
+	if err != nil {
+		writeError(w, status, "%v", err)
+		return
+	}
+	now := s.cfg.Now()
+	ev := &cofferv1.ProtectionRequested{Meta: event.Meta(event.ID("protect", ref.Instance, ref.Database, now.String()), "", now),
+		Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1}
+	if err := s.publish(r.Context(), cofferv1.SubjectProtectionRequested, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy})
+}
+
+func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
+	var req DatabaseRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ref := &cofferv1.DatabaseRef{Instance: req.Instance, Database: req.Database}
+	now := s.cfg.Now()
+	ev := &cofferv1.UnprotectRequested{Meta: event.Meta(event.ID("unprotect", ref.Instance, ref.Database, now.String()), "", now), Database: ref}
+	if err := s.publish(r.Context(), cofferv1.SubjectUnprotectRequested, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, req)
+}
+
+func (s *Service) backup(w http.ResponseWriter, r *http.Request) {
+	var req BackupRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	typ, ok := ParseBackupType(req.Type)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "unknown backup type %q: use full, copy_only, differential or log", req.Type)
+		return
+	}
+	ref, status, err := s.resolve(r.Context(), req.Instance, req.Database)
+	if err != nil {
+		writeError(w, status, "%v", err)
+		return
+	}
+	now := s.cfg.Now()
+	jobID := event.NewJobID(now)
+	ev := &cofferv1.BackupOnDemandRequested{Meta: event.Meta(event.ID("on-demand", jobID), jobID, now), Database: ref, Type: typ}
+	if err := s.publish(r.Context(), cofferv1.SubjectBackupOnDemand, ev, ev.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "on-demand backup requested", "job_id", jobID, "instance", ref.Instance, "database", ref.Database)
+	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID})
+}
+
+// recoveryPoints lists a database's recovery points, oldest first.
+func (s *Service) recoveryPoints(ctx context.Context, instance, database string) ([]*cofferv1.RecoveryPoint, error) {
+	prefix := ""
+	switch {
+	case instance != "" && database != "":
+		prefix = catalog.Key(instance, database)
+	case instance != "":
+		prefix = catalog.Key(instance)
+	}
+	var out []*cofferv1.RecoveryPoint
+	err := s.cat.Bucket(cofferv1.BucketRecoveryPoints).List(ctx, prefix, func() proto.Message { return &cofferv1.RecoveryPoint{} },
+		func(_ string, m proto.Message) error {
+			out = append(out, m.(*cofferv1.RecoveryPoint))
+			return nil
+		})
+	sort.SliceStable(out, func(a, b int) bool {
+		return out[a].GetBackup().GetBackupFinish().AsTime().Before(out[b].GetBackup().GetBackupFinish().AsTime())
+	})
+	return out, err
+}
+
+func (s *Service) listRecoveryPoints(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	instance, database := q.Get("instance"), q.Get("database")
+	if instance != "" && database != "" {
+		if ref, _, err := s.resolve(r.Context(), instance, database); err == nil {
+			database = ref.Database
+		}
+	}
+	rps, err := s.recoveryPoints(r.Context(), instance, database)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	out := make([]RecoveryPoint, 0, len(rps))
+	for _, rp := range rps {
+		out = append(out, rpFromProto(rp))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
+	var req RestoreRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.TargetDatabase == "" {
+		writeError(w, http.StatusBadRequest, "target_database is empty: name the database to restore into")
+		return
+	}
+	if (req.Point == "") == !req.Latest {
+		writeError(w, http.StatusBadRequest, "give exactly one of point and latest")
+		return
+	}
+	if req.TargetInstance == "" {
+		req.TargetInstance = req.Instance
+	}
+	database := req.Database
+	if ref, _, err := s.resolve(r.Context(), req.Instance, req.Database); err == nil {
+		database = ref.Database
+	}
+	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	plan, err := planRestore(rps, req.Point)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "%v", err)
+		return
+	}
+	var target cofferv1.Instance
+	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(req.TargetInstance), &target); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "target instance %q is not registered", req.TargetInstance)
+			return
+		}
+		s.unavailable(w, r, err)
+		return
+	}
+	now := s.cfg.Now()
+	jobID := event.NewJobID(now)
+	src := &cofferv1.DatabaseRef{Instance: req.Instance, Database: database}
+	dst := &cofferv1.DatabaseRef{Instance: req.TargetInstance, Database: req.TargetDatabase}
+	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now), Kind: cofferv1.JobKind_JOB_KIND_RESTORE,
+		Database: src, Target: dst, Detail: "restore " + strings.Join(plan, ", ")}
+	if err := s.publish(r.Context(), cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: plan,
+		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath}
+	if err := s.publish(r.Context(), cofferv1.SubjectWorkRestore, work, work.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "restore requested", "job_id", jobID, "instance", src.Instance, "database", src.Database,
+		"target_instance", dst.Instance, "target_database", dst.Database)
+	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID, Plan: plan})
+}
+
+// planRestore picks the recovery points a restore applies. This first cut
+// restores one full (or copy-only full): the one named, or the latest.
+func planRestore(rps []*cofferv1.RecoveryPoint, point string) ([]string, error) {
+	isFull := func(rp *cofferv1.RecoveryPoint) bool {
+		t := rp.GetBackup().GetType()
+		return t == cofferv1.BackupType_BACKUP_TYPE_FULL || t == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL
+	}
+	if point != "" {
+		for _, rp := range rps {
+			if rp.GetId() == point {
+				if !isFull(rp) {
+					return nil, fmt.Errorf("recovery point %s is a %s backup; restoring differential and log backups comes with point-in-time restore",
+						point, backupTypeNames[rp.GetBackup().GetType()])
+				}
+				return []string{rp.GetId()}, nil
+			}
+		}
+		return nil, fmt.Errorf("no recovery point %q for this database (coffer rp list)", point)
+	}
+	for k := len(rps) - 1; k >= 0; k-- {
+		if isFull(rps[k]) {
+			return []string{rps[k].GetId()}, nil
+		}
+	}
+	return nil, errors.New("the database has no full backup to restore yet")
+}
+
+func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
+	out := []Job{}
+	err := s.cat.Bucket(cofferv1.BucketJobs).List(r.Context(), "", func() proto.Message { return &cofferv1.Job{} },
+		func(_ string, m proto.Message) error {
+			out = append(out, jobFromProto(m.(*cofferv1.Job)))
+			return nil
+		})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].ID > out[b].ID })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var j cofferv1.Job
+	if _, err := s.cat.Bucket(cofferv1.BucketJobs).Get(r.Context(), catalog.Key(id), &j); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no job %q (it may not have been recorded yet)", id)
+			return
+		}
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jobFromProto(&j))
+}

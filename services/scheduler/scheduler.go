@@ -1,0 +1,272 @@
+// Package scheduler decides which backup is due for each protected
+// database and queues it as work for the backup-streamer. It owns the
+// "protected" bucket.
+//
+// In this first cut it records protection, queues the first full backup
+// after protection, and turns on-demand requests into queued work. The
+// Policy type and the clock are here so that scheduled full, differential
+// and log backups slot in without changing the event flow.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// DefaultPolicy is the policy a protection without one gets.
+const DefaultPolicy = "default"
+
+// Config configures the scheduler.
+type Config struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	Now            func() time.Time
+	// Policies are the names protection may ask for; DefaultPolicy is
+	// always known.
+	Policies []string
+	// DrainTimeout bounds the wait for in-flight handlers at shutdown.
+	DrainTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("drain timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is the scheduler.
+type Service struct {
+	cfg       Config
+	bus       *bus.Bus
+	protected *catalog.Bucket
+	inventory *catalog.Bucket
+	policies  map[string]bool
+}
+
+// New returns a scheduler publishing on b and keeping state in cat.
+func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("scheduler config: %w", err)
+	}
+	s := &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
+		inventory: cat.Bucket(cofferv1.BucketInventory), policies: map[string]bool{DefaultPolicy: true}}
+	for _, p := range cfg.Policies {
+		s.policies[p] = true
+	}
+	return s, nil
+}
+
+// Run consumes the scheduler's events until ctx is done, then drains.
+func (s *Service) Run(ctx context.Context) error {
+	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
+		Stream:  cofferv1.StreamEvents,
+		Durable: "scheduler",
+		FilterSubjects: []string{
+			cofferv1.SubjectProtectionRequested,
+			cofferv1.SubjectUnprotectRequested,
+			cofferv1.SubjectBackupOnDemand,
+			cofferv1.SubjectDatabaseDropped,
+		},
+		Concurrency: 4,
+	}, s.handle)
+	if err != nil {
+		return fmt.Errorf("scheduler: consume: %w", err)
+	}
+	<-ctx.Done()
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	return sub.Drain(dctx)
+}
+
+func (s *Service) handle(ctx context.Context, m *bus.Message) error {
+	switch m.Subject {
+	case cofferv1.SubjectProtectionRequested:
+		var ev cofferv1.ProtectionRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.protect(ctx, m.ID(), &ev)
+	case cofferv1.SubjectUnprotectRequested:
+		var ev cofferv1.UnprotectRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.unprotect(ctx, ev.GetDatabase())
+	case cofferv1.SubjectBackupOnDemand:
+		var ev cofferv1.BackupOnDemandRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.onDemand(ctx, &ev)
+	case cofferv1.SubjectDatabaseDropped:
+		var ev cofferv1.DatabaseDropped
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		s.cfg.Logger.InfoContext(ctx, "protected database dropped; its recovery points stay",
+			"instance", ev.GetInstance(), "database", ev.GetDatabase())
+		return nil
+	}
+	return bus.Permanent(fmt.Errorf("unexpected subject %s", m.Subject))
+}
+
+// refusal is a reason a protection cannot be configured.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+
+// check validates a protection request against the inventory.
+func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, policy string) error {
+	if !s.policies[policy] {
+		return &refusal{fmt.Sprintf("unknown policy %q", policy)}
+	}
+	var db cofferv1.DatabaseInfo
+	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return &refusal{fmt.Sprintf("database %q is not known on instance %q: run discovery (coffer instance discover %s)",
+				ref.GetDatabase(), ref.GetInstance(), ref.GetInstance())}
+		}
+		return err
+	}
+	switch {
+	case db.GetSnapshot():
+		return &refusal{fmt.Sprintf("%q is a database snapshot, which cannot be backed up", db.GetName())}
+	case db.GetName() == "tempdb":
+		return &refusal{"tempdb cannot be backed up"}
+	}
+	return nil
+}
+
+func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.ProtectionRequested) error {
+	ref := ev.GetDatabase()
+	policy := ev.GetPolicy()
+	if policy == "" {
+		policy = DefaultPolicy
+	}
+	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
+	if err := s.check(ctx, ref, policy); err != nil {
+		var r *refusal
+		if !errors.As(err, &r) {
+			return err
+		}
+		s.cfg.Logger.InfoContext(ctx, "protection refused", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "reason", r.reason)
+		f := &cofferv1.ProtectionFailed{Meta: event.Meta(event.ID("protection-failed", msgID), ev.GetMeta().GetJobId(), s.cfg.Now()),
+			Database: ref, Reason: r.reason, Attempt: ev.GetAttempt(), RequestedBy: ev.GetRequestedBy(), Policy: policy}
+		return s.bus.Publish(ctx, cofferv1.SubjectProtectionFailed, f, f.Meta.EventId)
+	}
+	requested := ev.GetMeta().GetTime().AsTime()
+	var item cofferv1.ProtectedItem
+	_, err := s.protected.Get(ctx, key, &item)
+	switch {
+	case err == nil && item.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED:
+		// already protected: confirm again (idempotent), queue nothing new
+	case err == nil || errors.Is(err, catalog.ErrNotFound):
+		item = cofferv1.ProtectedItem{
+			Database:     ref,
+			Policy:       policy,
+			State:        cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED,
+			ProtectedAt:  timestamppb.New(requested),
+			FirstFullJob: event.DerivedJobID(requested, "first-full", msgID),
+			RequestedBy:  ev.GetRequestedBy(),
+		}
+		if _, err := s.protected.Put(ctx, key, &item); err != nil {
+			return err
+		}
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full"); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	c := &cofferv1.ProtectionConfigured{Meta: event.Meta(event.ID("protection-configured", msgID), "", s.cfg.Now()),
+		Item: &item, Attempt: ev.GetAttempt()}
+	s.cfg.Logger.InfoContext(ctx, "database protected", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "policy", policy)
+	return s.bus.Publish(ctx, cofferv1.SubjectProtectionConfigured, c, c.Meta.EventId)
+}
+
+func (s *Service) unprotect(ctx context.Context, ref *cofferv1.DatabaseRef) error {
+	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
+	var item cofferv1.ProtectedItem
+	rev, err := s.protected.Get(ctx, key, &item)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	item.State = cofferv1.ProtectionState_PROTECTION_STATE_UNPROTECTED
+	if _, err := s.protected.Update(ctx, key, &item, rev); err != nil {
+		return err // a conflict is retried by redelivery
+	}
+	s.cfg.Logger.InfoContext(ctx, "protection stopped; recovery points stay", "instance", ref.GetInstance(), "database", ref.GetDatabase())
+	return nil
+}
+
+func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandRequested) error {
+	ref := ev.GetDatabase()
+	jobID := ev.GetMeta().GetJobId()
+	if jobID == "" {
+		return bus.Permanent(errors.New("on-demand backup request without a job id"))
+	}
+	var item cofferv1.ProtectedItem
+	_, err := s.protected.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &item)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return err
+	}
+	if err != nil || item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
+		f := &cofferv1.JobFailed{Meta: event.Meta(event.ID("job-failed", jobID), jobID, s.cfg.Now()),
+			Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: ev.GetType(), Service: "scheduler",
+			Reason: fmt.Sprintf("%s/%s is not protected: protect it first (coffer protect %s/%s)",
+				ref.GetInstance(), ref.GetDatabase(), ref.GetInstance(), ref.GetDatabase())}
+		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, f, f.Meta.EventId)
+	}
+	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand")
+}
+
+// queueBackup records the job as queued and puts the work on the queue.
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string) error {
+	now := s.cfg.Now()
+	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now),
+		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: reason}
+	if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
+		return err
+	}
+	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
+		Database: ref, Type: typ, Reason: reason}
+	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
+		return err
+	}
+	s.cfg.Logger.InfoContext(ctx, "backup queued", "job_id", jobID, "instance", ref.GetInstance(), "database", ref.GetDatabase(), "type", typ.String(), "reason", reason)
+	return nil
+}
