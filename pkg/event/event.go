@@ -5,9 +5,9 @@ package event
 
 import (
 	"crypto/rand"
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 
