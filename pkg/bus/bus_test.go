@@ -801,3 +801,38 @@ func TestDrainedSubscriptionLeavesNewWork(t *testing.T) {
 		t.Errorf("got %q; want scale-1", id)
 	}
 }
+
+// TestStoppedHandlerFailureIsNotLost: a handler that fails because its
+// subscription stopped hands the message back, and the next subscription
+// of the durable gets it — it is not naked into its MaxDeliver and dropped.
+func TestStoppedHandlerFailureIsNotLost(t *testing.T) {
+	e := newEnv(t, bus.Config{})
+	subject := e.stream(t, "STOPFAIL", bus.WorkQueue)
+	spec := bus.ConsumerSpec{Stream: "STOPFAIL", Durable: "w", MaxDeliver: 3, AckWait: 30 * time.Second}
+	started := make(chan struct{}, 1)
+	first, err := e.bus.Consume(t.Context(), spec, func(ctx context.Context, m *bus.Message) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, subject+".job", "work", "job-1")
+	recv(t, "handler start", started)
+	first.Stop()
+	<-first.Done()
+
+	got := make(chan string, 1)
+	e.consume(t, spec, func(ctx context.Context, m *bus.Message) error {
+		var v wrapperspb.StringValue
+		if err := m.Decode(&v); err != nil {
+			return err
+		}
+		got <- v.GetValue()
+		return nil
+	})
+	if v := recv(t, "redelivery to the next subscription", got); v != "work" {
+		t.Fatalf("got %q, want the stopped job", v)
+	}
+}

@@ -233,6 +233,12 @@ func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 func (s *Subscription) stopping() bool { return s.fetchCtx.Err() != nil }
 
+// stopNakDelay is the delay of a message handed back while stopping. The
+// subscription's last pull request stays open for up to FetchWait; a
+// message naked without delay would come straight back to it, be naked
+// again, and burn its deliveries until the server drops it unreported.
+func (s *Subscription) stopNakDelay() time.Duration { return 2 * s.bus.cfg.FetchWait }
+
 func (s *Subscription) fetchLoop() {
 	defer close(s.fetchDone)
 	bo := backoff.NewExponentialBackOff(
@@ -284,8 +290,10 @@ func (s *Subscription) fetchLoop() {
 		started := 0
 		for jm := range batch.Messages() {
 			if s.stopping() {
-				// Pulled as Stop or Drain began: hand it straight back.
-				_ = jm.Nak()
+				// Pulled as Stop or Drain began: hand it back, delayed past
+				// this subscription's last pull so that it goes to another
+				// consumer, not back here (see stopNakDelay).
+				_ = jm.NakWithDelay(s.stopNakDelay())
 				continue
 			}
 			started++
@@ -362,9 +370,9 @@ func (s *Subscription) process(jm jetstream.Msg) {
 		s.poison(ctx, log, jm, m, err)
 	case s.handlerCtx.Err() != nil:
 		// Stopped: the failure is most likely the cancellation itself. Give
-		// the message back now rather than after a delay, and never count
-		// it as poison.
-		if nerr := jm.Nak(); nerr != nil {
+		// the message back, never counting it as poison, delayed past this
+		// subscription's last pull (see stopNakDelay).
+		if nerr := jm.NakWithDelay(s.stopNakDelay()); nerr != nil {
 			log.WarnContext(ctx, "nak after stop failed", slog.Any("nak_error", nerr))
 		}
 	case s.spec.MaxDeliver > 0 && m.Delivered() >= uint64(s.spec.MaxDeliver):
