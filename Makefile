@@ -13,9 +13,9 @@ TEST_FLAGS ?= -race -count=1 -timeout 15m
 
 .PHONY: run test vet bench build fmt-check tools proto proto-check
 
-## run: run coffer against the SQL Server simulator with demo databases
-run:
-	$(GO) run ./services/coffer sim --demo --addr 127.0.0.1:14330 --sa-password Coffer-Demo-1
+## run: run coffer (every service in one process) with a simulated SQL Server
+run: build
+	bin/coffer up --demo
 
 ## test: vet, then run every test with the race detector
 test: tools proto-check vet

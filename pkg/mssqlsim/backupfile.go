@@ -2,6 +2,7 @@ package mssqlsim
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -120,10 +121,23 @@ func writeFrame(w io.Writer, kind byte, payload []byte) error {
 	return nil
 }
 
+// headerAlign is the size media and set headers are padded to, as MTF
+// pads its descriptor blocks: the pages that follow start at the same
+// offsets in every backup of a database, whatever the header holds, so
+// content-defined chunking deduplicates them across backups.
+const headerAlign = 4096
+
 func writeJSONFrame(w io.Writer, kind byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
+	}
+	if kind == frameMedia || kind == frameSet {
+		// trailing spaces are valid JSON whitespace
+		total := 9 + len(b)
+		if pad := (headerAlign - total%headerAlign) % headerAlign; pad > 0 {
+			b = append(b, bytes.Repeat([]byte{' '}, pad)...)
+		}
 	}
 	return writeFrame(w, kind, b)
 }

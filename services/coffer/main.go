@@ -26,12 +26,23 @@ func main() {
 	}
 }
 
-const usage = `usage: coffer <command> [flags]
+const usage = `usage: coffer <command> [arguments] [flags]
 
-commands:
-  sim    serve a simulated SQL Server 2022 instance over TDS
+Run coffer:
+  up [--demo] [--data DIR] [--http ADDR]   every service in one process, with an embedded NATS and a local vault
+  sim --addr ADDR --sa-password PW [--demo] a simulated SQL Server 2022 instance
 
-Run "coffer <command> -h" for a command's flags.
+Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
+  instance add NAME --dsn DSN | list | discover NAME | autoprotect NAME --on|--off
+  db list [INSTANCE]
+  protect INSTANCE/DATABASE... [--policy P]     unprotect INSTANCE/DATABASE...
+  backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
+  rp list INSTANCE/DATABASE
+  restore INSTANCE/DATABASE (--latest | --point ID) --as NAME [--target INSTANCE] [--overwrite] [--wait]
+  jobs [list] | jobs show ID | jobs wait ID
+
+A database is named INSTANCE/DATABASE; the first '/' splits, so the
+database part may itself contain '/'.
 `
 
 // run dispatches a subcommand; it is main without the process around it.
@@ -43,6 +54,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "sim":
 		return runSim(ctx, args[1:], stdout, stderr)
+	case "up":
+		return runUp(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "jobs":
+		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -98,7 +98,9 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectBackupOnDemand,
 			cofferv1.SubjectDatabaseDropped,
 		},
-		Concurrency: 4,
+		// one at a time, in stream order: a backup requested right after a
+		// protection must see the protection
+		Concurrency: 1,
 	}, s.handle)
 	if err != nil {
 		return fmt.Errorf("scheduler: consume: %w", err)
@@ -181,6 +183,9 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 			return err
 		}
 		s.cfg.Logger.InfoContext(ctx, "protection refused", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "reason", r.reason)
+		if err := s.recordRefusal(ctx, key, ref, policy, r.reason); err != nil {
+			return err
+		}
 		f := &cofferv1.ProtectionFailed{Meta: event.Meta(event.ID("protection-failed", msgID), ev.GetMeta().GetJobId(), s.cfg.Now()),
 			Database: ref, Reason: r.reason, Attempt: ev.GetAttempt(), RequestedBy: ev.GetRequestedBy(), Policy: policy}
 		return s.bus.Publish(ctx, cofferv1.SubjectProtectionFailed, f, f.Meta.EventId)
@@ -213,6 +218,22 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		Item: &item, Attempt: ev.GetAttempt()}
 	s.cfg.Logger.InfoContext(ctx, "database protected", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "policy", policy)
 	return s.bus.Publish(ctx, cofferv1.SubjectProtectionConfigured, c, c.Meta.EventId)
+}
+
+// recordRefusal records a refused protection on a database that is not
+// protected, so that the user sees why (coffer db list).
+func (s *Service) recordRefusal(ctx context.Context, key string, ref *cofferv1.DatabaseRef, policy, reason string) error {
+	var item cofferv1.ProtectedItem
+	_, err := s.protected.Get(ctx, key, &item)
+	switch {
+	case err == nil && item.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED:
+		return nil // a refused change leaves an existing protection alone
+	case err != nil && !errors.Is(err, catalog.ErrNotFound):
+		return err
+	}
+	item = cofferv1.ProtectedItem{Database: ref, Policy: policy, State: cofferv1.ProtectionState_PROTECTION_STATE_FAILED, LastError: reason}
+	_, err = s.protected.Put(ctx, key, &item)
+	return err
 }
 
 func (s *Service) unprotect(ctx context.Context, ref *cofferv1.DatabaseRef) error {
@@ -262,8 +283,10 @@ func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.D
 	if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
 		return err
 	}
+	// the default policy compresses in the vault (per chunk, after
+	// deduplication); SQL Server is never asked to compress
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
-		Database: ref, Type: typ, Reason: reason}
+		Database: ref, Type: typ, Reason: reason, Compression: true}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
 		return err
 	}

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/blob/s3store"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+// VaultStore is where the vault lives: a directory, or a bucket of an
+// S3-compatible store.
+type VaultStore struct {
+	Dir string
+
+	S3Endpoint  string // host:port
+	S3Bucket    string
+	S3Prefix    string
+	S3AccessKey string
+	S3SecretKey string
+	S3CAFile    string // PEM of the CAs to trust; empty means the system roots
+	S3PlainHTTP bool
+}
+
+// VaultStoreFromEnv reads COFFER_VAULT_DIR, or COFFER_S3_ENDPOINT,
+// COFFER_S3_BUCKET, COFFER_S3_PREFIX, COFFER_S3_ACCESS_KEY,
+// COFFER_S3_SECRET_KEY, COFFER_S3_CA_FILE and COFFER_S3_INSECURE_HTTP.
+func VaultStoreFromEnv(getenv func(string) string) VaultStore {
+	return VaultStore{
+		Dir:         getenv("COFFER_VAULT_DIR"),
+		S3Endpoint:  getenv("COFFER_S3_ENDPOINT"),
+		S3Bucket:    getenv("COFFER_S3_BUCKET"),
+		S3Prefix:    getenv("COFFER_S3_PREFIX"),
+		S3AccessKey: getenv("COFFER_S3_ACCESS_KEY"),
+		S3SecretKey: getenv("COFFER_S3_SECRET_KEY"),
+		S3CAFile:    getenv("COFFER_S3_CA_FILE"),
+		S3PlainHTTP: getenv("COFFER_S3_INSECURE_HTTP") == "true",
+	}
+}
+
+// Open returns the blob store.
+func (v VaultStore) Open() (blob.Store, error) {
+	switch {
+	case v.S3Endpoint != "" && v.Dir != "":
+		return nil, errors.New("vault: give a directory or an S3 endpoint, not both")
+	case v.S3Endpoint != "":
+		cfg := s3store.Config{Endpoint: v.S3Endpoint, Bucket: v.S3Bucket, Prefix: v.S3Prefix,
+			AccessKey: v.S3AccessKey, SecretKey: v.S3SecretKey, PlainHTTP: v.S3PlainHTTP}
+		if v.S3CAFile != "" {
+			pem, err := os.ReadFile(v.S3CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("vault: read CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("vault: %s holds no PEM certificate", v.S3CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		s, err := s3store.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		return s, nil
+	case v.Dir != "":
+		if err := os.MkdirAll(v.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		s, err := dirstore.New(v.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		return s, nil
+	}
+	return nil, errors.New("vault: no store configured: set COFFER_VAULT_DIR, or COFFER_S3_ENDPOINT and COFFER_S3_BUCKET")
+}
+
+// OpenVault opens the vault in the store with the master key. With create,
+// a store holding no vault gets a new one. A wrong master key is refused
+// with vault.ErrWrongKey.
+func OpenVault(ctx context.Context, store blob.Store, master []byte, create bool) (*vault.Vault, error) {
+	v, err := vault.Open(ctx, store, master)
+	if errors.Is(err, vault.ErrNotInitialized) && create {
+		v, err = vault.Init(ctx, store, master)
+	}
+	if err != nil {
+		if errors.Is(err, vault.ErrWrongKey) {
+			return nil, fmt.Errorf("the master key does not open this vault: it was created with another key (%w)", err)
+		}
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	return v, nil
+}

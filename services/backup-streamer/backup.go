@@ -1,0 +1,324 @@
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// backup runs one BackupRequested and settles its work message.
+func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.BackupRequested) error {
+	jid, db := req.GetMeta().GetJobId(), req.GetDatabase()
+	if err := checkJobID(jid); err != nil {
+		return err
+	}
+	if db.GetInstance() == "" || db.GetDatabase() == "" {
+		return bus.Permanent(fmt.Errorf("backup job %s names no database", jid))
+	}
+	log := s.jobLogger(jid, db)
+	trace.SpanFromContext(ctx).SetAttributes(dbAttrs(jid, db)...)
+	if done, err := s.jobDone(ctx, jid); err != nil || done {
+		if done {
+			log.InfoContext(ctx, "backup already has its outcome; skipping")
+		}
+		return err
+	}
+	streamed, err := s.runBackup(ctx, log, jid, req)
+	if err == nil {
+		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, streamed, streamed.Meta.EventId)
+	}
+	if err == nil {
+		log.InfoContext(ctx, "backup streamed", slog.Int64("size", streamed.GetSize()), slog.Int64("new_bytes", streamed.GetNewBytes()),
+			slog.Int("chunks", len(streamed.GetChunks())))
+	}
+	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
+		return &cofferv1.JobFailed{
+			Meta:       event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
+			Kind:       cofferv1.JobKind_JOB_KIND_BACKUP,
+			Database:   db,
+			Reason:     reason,
+			Service:    Name,
+			BackupType: req.GetType(),
+		}
+	})
+}
+
+func backupType(t cofferv1.BackupType) (mssql.BackupType, bool) {
+	switch t {
+	case cofferv1.BackupType_BACKUP_TYPE_FULL:
+		return mssql.Full, true
+	case cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
+		return mssql.Differential, true
+	case cofferv1.BackupType_BACKUP_TYPE_LOG:
+		return mssql.Log, true
+	case cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL:
+		return mssql.CopyOnlyFull, true
+	}
+	return 0, false
+}
+
+// statement is a BACKUP running in its own goroutine; err is set before
+// done is closed.
+type statement struct {
+	done chan struct{}
+	err  error
+}
+
+// runBackup takes the backup into the staging directory while it streams
+// the file into the vault, and returns the BackupStreamed to publish.
+func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested) (*cofferv1.BackupStreamed, error) {
+	db := req.GetDatabase()
+	typ, ok := backupType(req.GetType())
+	if !ok {
+		return nil, fail("unsupported backup type %v", req.GetType())
+	}
+	c, err := s.client(ctx, db.GetInstance())
+	if err != nil {
+		return nil, err
+	}
+	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: req.GetType()})
+	prog.report("backup", 0, 0, true)
+
+	name := jid + ".bak"
+	local := filepath.Join(s.cfg.StagingDir, name)
+	remote := serverPath(s.cfg.ServerStagingDir, name)
+	// A file left by an earlier attempt must not be read as this one.
+	if err := removeFile(local); err != nil {
+		return nil, fail("clear staging file: %v", err)
+	}
+	defer func() {
+		if err := removeFile(local); err != nil {
+			log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
+		}
+	}()
+
+	// Until it is closed successfully, the stream is aborted: its chunks
+	// become garbage, and with no manifest nothing refers to them.
+	wctx, abort := context.WithCancel(ctx)
+	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
+	closed := false
+	defer func() {
+		abort()
+		if !closed {
+			w.Close()
+		}
+	}()
+
+	// SQL Server's own compression is off: its output neither
+	// deduplicates nor compresses further; the vault compresses per chunk.
+	noCompression := false
+	var percent atomic.Int64
+	bctx, cancelBackup := context.WithCancel(ctx)
+	defer cancelBackup()
+	sctx, sqlSpan := s.tracer.Start(bctx, "mssql backup", trace.WithAttributes(dbAttrs(jid, db)...),
+		trace.WithAttributes(attribute.String("db.operation.name", "BACKUP"), attribute.String("backup.file", remote)))
+	st := &statement{done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		st.err = c.Backup(sctx, mssql.BackupRequest{
+			Database:    db.GetDatabase(),
+			Type:        typ,
+			Files:       []string{remote},
+			Compression: &noCompression,
+			OnProgress:  func(p int) { percent.Store(int64(p)) },
+		})
+		if st.err != nil {
+			sqlSpan.RecordError(st.err)
+			sqlSpan.SetStatus(codes.Error, st.err.Error())
+		}
+		sqlSpan.End()
+	}()
+
+	_, upSpan := s.tracer.Start(ctx, "vault upload", trace.WithAttributes(dbAttrs(jid, db)...))
+	tailErr := s.tail(ctx, local, w, st, func(n int64) {
+		prog.report("backup", float64(percent.Load()), n, false)
+	})
+	// Whichever failed first is the cause: a statement that failed by
+	// itself, or a stream that failed while the statement ran (which
+	// then fails the statement by cancelling it).
+	statementFirst := false
+	select {
+	case <-st.done:
+		statementFirst = true
+	default:
+	}
+	cancelBackup()
+	<-st.done
+
+	switch {
+	case ctx.Err() != nil:
+		upSpan.End()
+		return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+	case st.err != nil && (statementFirst || tailErr == nil):
+		upSpan.SetStatus(codes.Error, "backup failed")
+		upSpan.End()
+		return nil, fail("BACKUP of database %q on instance %q failed: %v", db.GetDatabase(), db.GetInstance(), st.err)
+	case tailErr != nil:
+		upSpan.RecordError(tailErr)
+		upSpan.SetStatus(codes.Error, tailErr.Error())
+		upSpan.End()
+		return nil, fail("backup of database %q on instance %q: %v", db.GetDatabase(), db.GetInstance(), tailErr)
+	}
+	closed = true
+	if err := w.Close(); err != nil {
+		upSpan.RecordError(err)
+		upSpan.SetStatus(codes.Error, err.Error())
+		upSpan.End()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+		}
+		return nil, fail("store the backup of database %q in the vault: %v", db.GetDatabase(), err)
+	}
+	res := w.Result()
+	upSpan.SetAttributes(attribute.Int64("backup.size", res.Size), attribute.Int64("vault.new_bytes", res.NewBytes),
+		attribute.Int("vault.chunks", len(res.Chunks)))
+	upSpan.End()
+
+	meta, err := s.readHeader(ctx, c, jid, db, remote)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeFile(local); err != nil {
+		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
+	}
+	chunks := make([]*cofferv1.ChunkRef, len(res.Chunks))
+	for i, ch := range res.Chunks {
+		chunks[i] = &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize}
+	}
+	return &cofferv1.BackupStreamed{
+		Meta:     event.Meta(event.ID("streamed", jid), jid, s.cfg.Now()),
+		Database: db,
+		Backup:   meta,
+		Chunks:   chunks,
+		Size:     res.Size,
+		Checksum: res.Checksum,
+		NewBytes: res.NewBytes,
+	}, nil
+}
+
+// readHeader reads what SQL Server says of the backup in file.
+func (s *Service) readHeader(ctx context.Context, c *mssql.Client, jid string, db *cofferv1.DatabaseRef, file string) (*cofferv1.BackupMetadata, error) {
+	ctx, span := s.tracer.Start(ctx, "mssql restore headeronly", trace.WithAttributes(dbAttrs(jid, db)...),
+		trace.WithAttributes(attribute.String("db.operation.name", "RESTORE HEADERONLY")))
+	defer span.End()
+	headers, err := c.HeaderOnly(ctx, []string{file})
+	if err == nil && len(headers) != 1 {
+		err = fmt.Errorf("the backup file holds %d backup sets, want 1", len(headers))
+	}
+	var files []mssql.File
+	if err == nil {
+		files, err = c.FileList(ctx, []string{file})
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+		}
+		return nil, fail("read the header of the backup of database %q: %v", db.GetDatabase(), err)
+	}
+	return backupMetadata(headers[0], files), nil
+}
+
+// tail copies the backup file at path into w while SQL Server writes it:
+// it reads to the end, waits for the file to grow, and stops once the
+// statement has returned and the end is reached. A statement that failed
+// stops it at once; the caller reports the statement's error.
+func (s *Service) tail(ctx context.Context, path string, w io.Writer, st *statement, onRead func(n int64)) error {
+	timer := time.NewTimer(s.cfg.PollInterval)
+	defer timer.Stop()
+	ended := false // the statement returned before the last read began
+	wait := func() error {
+		timer.Reset(s.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-st.done:
+			ended = true
+		case <-timer.C:
+		}
+		return nil
+	}
+
+	var f *os.File
+	for f == nil {
+		var err error
+		f, err = os.Open(path)
+		switch {
+		case err == nil:
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("open the backup file: %w", err)
+		case ended && st.err != nil:
+			return nil
+		case ended:
+			return fmt.Errorf("SQL Server reports the backup written, but %s does not exist: "+
+				"the staging directory must be the same directory for SQL Server and the streamer", path)
+		default:
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+	}
+	defer f.Close()
+
+	buf := make([]byte, s.cfg.ReadBuffer)
+	var off int64
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("store in the vault: %w", werr)
+			}
+			off += int64(n)
+			onRead(off)
+		}
+		switch {
+		case err == nil:
+			continue
+		case !errors.Is(err, io.EOF):
+			return fmt.Errorf("read the backup file: %w", err)
+		case ended:
+			if st.err != nil {
+				return nil
+			}
+			if fi, err := f.Stat(); err == nil && fi.Size() != off {
+				return fmt.Errorf("the backup file is %d bytes, but %d were read", fi.Size(), off)
+			}
+			return nil
+		}
+		if fi, err := f.Stat(); err == nil && fi.Size() < off {
+			return fmt.Errorf("the backup file shrank to %d bytes while %d were read", fi.Size(), off)
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+		if ended && st.err != nil {
+			return nil
+		}
+	}
+}
+
+// removeFile removes path; a missing file is not an error.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

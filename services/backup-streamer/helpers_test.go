@@ -1,0 +1,368 @@
+package streamer_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	"github.com/cofferhq/coffer/pkg/secret"
+	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	streamer "github.com/cofferhq/coffer/services/backup-streamer"
+	"github.com/cofferhq/coffer/services/committer"
+)
+
+const (
+	simPassword = "Sim-Pa55word!"
+	instName    = "sql01"
+)
+
+// env is one coffer installation for a test: embedded NATS with the
+// topology, a vault, a simulated SQL Server registered as instName, and a
+// staging directory.
+type env struct {
+	t       testing.TB
+	bus     *bus.Bus
+	cat     *catalog.Catalog
+	store   blob.Store
+	vault   *vault.Vault
+	master  []byte
+	inst    *mssqlsim.Instance
+	addr    string
+	staging string
+	tp      trace.TracerProvider
+}
+
+type envOptions struct {
+	store blob.Store           // default: a dirstore in a temp dir
+	tp    trace.TracerProvider // default: none
+	sim   mssqlsim.Config      // SAPassword, paths and pages get defaults
+}
+
+func newEnv(t testing.TB, opt envOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start NATS: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatalf("connect NATS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{Logger: testLogger(t), TracerProvider: opt.tp, FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("bus: %v", err)
+	}
+	cat, err := topology.Setup(ctx, b)
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	store := opt.store
+	if store == nil {
+		if store, err = dirstore.New(t.TempDir()); err != nil {
+			t.Fatalf("dirstore: %v", err)
+		}
+	}
+	master := vault.GenerateMasterKey()
+	v, err := vault.Init(ctx, store, master)
+	if err != nil {
+		t.Fatalf("init vault: %v", err)
+	}
+
+	cfg := opt.sim
+	cfg.SAPassword = simPassword
+	if cfg.DataPath == "" {
+		cfg.DataPath = "/var/opt/mssql/data/"
+	}
+	if cfg.LogPath == "" {
+		cfg.LogPath = "/var/opt/mssql/log"
+	}
+	if cfg.DefaultPages == 0 {
+		cfg.DefaultPages = 256
+	}
+	inst := mssqlsim.New(cfg)
+	addr, err := inst.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	t.Cleanup(func() { inst.Close() })
+
+	e := &env{t: t, bus: b, cat: cat, store: store, vault: v, master: master, inst: inst, addr: addr, staging: t.TempDir(), tp: opt.tp}
+	e.register(instName)
+	return e
+}
+
+func (e *env) dsn() string {
+	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", simPassword), Host: e.addr, RawQuery: "encrypt=disable&dial+timeout=5"}
+	return u.String()
+}
+
+// register records the simulator as instance name, its connection string
+// sealed as the gateway seals it.
+func (e *env) register(name string) {
+	e.t.Helper()
+	s, err := secret.New(e.master, "instance-credentials")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec := &cofferv1.Instance{Name: name, SealedDsn: s.Seal([]byte(e.dsn()), name), Healthy: true}
+	if _, err := e.cat.Bucket(cofferv1.BucketInstances).Put(context.Background(), catalog.Key(name), rec); err != nil {
+		e.t.Fatalf("register instance: %v", err)
+	}
+}
+
+// streamerConfig is the configuration tests run the streamer with.
+func (e *env) streamerConfig() streamer.Config {
+	return streamer.Config{MasterKey: e.master, StagingDir: e.staging, TracerProvider: e.tp, Logger: testLogger(e.t),
+		ProgressInterval: 50 * time.Millisecond, Backoff: []time.Duration{100 * time.Millisecond}}
+}
+
+// run runs a service until the test ends, or until the returned stop is
+// called, which returns Run's error.
+func (e *env) run(name string, r interface{ Run(context.Context) error }) (stop func() error) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var err error
+	var byTest bool
+	stop = func() error {
+		byTest = true
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				err = errors.New(name + " did not stop")
+			}
+		})
+		return err
+	}
+	e.t.Cleanup(func() {
+		if byTest {
+			return
+		}
+		if err := stop(); err != nil {
+			e.t.Errorf("%s: %v", name, err)
+		}
+	})
+	return stop
+}
+
+func (e *env) startStreamer(cfg streamer.Config) (stop func() error) {
+	e.t.Helper()
+	svc, err := streamer.New(e.bus, e.cat, e.vault, cfg)
+	if err != nil {
+		e.t.Fatalf("streamer: %v", err)
+	}
+	return e.run("streamer", svc)
+}
+
+func (e *env) startCommitter() (stop func() error) {
+	e.t.Helper()
+	svc, err := committer.New(e.bus, e.cat, e.vault, committer.Config{TracerProvider: e.tp, Backoff: []time.Duration{100 * time.Millisecond}})
+	if err != nil {
+		e.t.Fatalf("committer: %v", err)
+	}
+	return e.run("committer", svc)
+}
+
+func (e *env) publish(ctx context.Context, subject string, m proto.Message, id string) {
+	e.t.Helper()
+	if err := e.bus.Publish(ctx, subject, m, id); err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// backup queues a backup of database, as the scheduler does, and returns
+// its job id.
+func (e *env) backup(ctx context.Context, database string, typ cofferv1.BackupType) string {
+	e.t.Helper()
+	jid := event.NewJobID(time.Now())
+	db := &cofferv1.DatabaseRef{Instance: instName, Database: database}
+	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
+		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: typ}, event.ID("queued", jid))
+	e.publish(ctx, cofferv1.SubjectWorkBackup, &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
+		Database: db, Type: typ, Reason: "on-demand", Compression: true}, event.ID("backup", jid))
+	return jid
+}
+
+// restore queues a restore of the recovery points of source into target,
+// as the gateway does, and returns its job id.
+func (e *env) restore(ctx context.Context, source, target string, overwrite bool, rps ...string) string {
+	e.t.Helper()
+	jid := event.NewJobID(time.Now())
+	src := &cofferv1.DatabaseRef{Instance: instName, Database: source}
+	tgt := &cofferv1.DatabaseRef{Instance: instName, Database: target}
+	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
+		Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt}, event.ID("queued", jid))
+	e.publish(ctx, cofferv1.SubjectWorkRestore, &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore", jid), jid, time.Now()),
+		RecoveryPoints: rps, Source: src, Target: tgt, Overwrite: overwrite}, event.ID("restore", jid))
+	return jid
+}
+
+// waitJob waits for job id to reach an outcome and returns it.
+func (e *env) waitJob(id string, timeout time.Duration) *cofferv1.Job {
+	e.t.Helper()
+	var j *cofferv1.Job
+	waitFor(e.t, timeout, "job "+id+" to finish", func() bool {
+		j = &cofferv1.Job{}
+		_, err := e.cat.Bucket(cofferv1.BucketJobs).Get(context.Background(), catalog.Key(id), j)
+		return err == nil && (j.State == cofferv1.JobState_JOB_STATE_SUCCEEDED || j.State == cofferv1.JobState_JOB_STATE_FAILED)
+	})
+	return j
+}
+
+// mustSucceed waits for job id and fails the test unless it succeeded.
+func (e *env) mustSucceed(id string) *cofferv1.Job {
+	e.t.Helper()
+	j := e.waitJob(id, 2*time.Minute)
+	if j.State != cofferv1.JobState_JOB_STATE_SUCCEEDED {
+		e.t.Fatalf("job %s: state %v, error %q; want SUCCEEDED", id, j.State, j.Error)
+	}
+	return j
+}
+
+// mustFail waits for job id and fails the test unless it failed.
+func (e *env) mustFail(id string) *cofferv1.Job {
+	e.t.Helper()
+	j := e.waitJob(id, 2*time.Minute)
+	if j.State != cofferv1.JobState_JOB_STATE_FAILED {
+		e.t.Fatalf("job %s: state %v; want FAILED", id, j.State)
+	}
+	if j.Error == "" || j.Service == "" {
+		e.t.Errorf("job %s failed without reason or service: %+v", id, j)
+	}
+	return j
+}
+
+// recoveryPoint reads the recovery point of a backup job.
+func (e *env) recoveryPoint(database, jobID string) (*cofferv1.RecoveryPoint, error) {
+	rp := &cofferv1.RecoveryPoint{}
+	_, err := e.cat.Bucket(cofferv1.BucketRecoveryPoints).Get(context.Background(),
+		catalog.Key(instName, database, event.RecoveryPointID(jobID)), rp)
+	return rp, err
+}
+
+func (e *env) mustRecoveryPoint(database, jobID string) *cofferv1.RecoveryPoint {
+	e.t.Helper()
+	rp, err := e.recoveryPoint(database, jobID)
+	if err != nil {
+		e.t.Fatalf("recovery point of job %s: %v", jobID, err)
+	}
+	return rp
+}
+
+// backupOK runs a backup to success and returns its recovery point.
+func (e *env) backupOK(ctx context.Context, database string, typ cofferv1.BackupType) *cofferv1.RecoveryPoint {
+	e.t.Helper()
+	jid := e.backup(ctx, database, typ)
+	e.mustSucceed(jid)
+	return e.mustRecoveryPoint(database, jid)
+}
+
+// createFilled creates a database of pages pages and writes rows into
+// nearly all of them. A new simulated database is all empty pages, long
+// runs of zeros in which the vault's chunker finds no content-defined
+// boundary; real databases hold data.
+func (e *env) createFilled(name string, pages int) {
+	e.t.Helper()
+	if err := e.inst.CreateDatabase(name, mssqlsim.DatabaseOptions{Pages: pages}); err != nil {
+		e.t.Fatalf("create database %q: %v", name, err)
+	}
+	if _, err := e.inst.Commit(name, 4*pages); err != nil {
+		e.t.Fatalf("fill database %q: %v", name, err)
+	}
+}
+
+func (e *env) hash(database string) string {
+	e.t.Helper()
+	h, err := e.inst.ContentHash(database, time.Time{})
+	if err != nil {
+		e.t.Fatalf("content hash of %q: %v", database, err)
+	}
+	return h
+}
+
+func (e *env) exists(database string) bool {
+	_, err := e.inst.DatabaseState(database)
+	return err == nil
+}
+
+func (e *env) manifests() []string {
+	e.t.Helper()
+	var ids []string
+	if err := e.vault.ListManifests(context.Background(), func(id string) error { ids = append(ids, id); return nil }); err != nil {
+		e.t.Fatalf("list manifests: %v", err)
+	}
+	return ids
+}
+
+// stagingEmpty fails the test unless the staging directory is empty.
+func (e *env) stagingEmpty() {
+	e.t.Helper()
+	ents, err := os.ReadDir(e.staging)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, d := range ents {
+		e.t.Errorf("staging directory holds %s", d.Name())
+	}
+}
+
+func (e *env) sqlDB() *sql.DB {
+	e.t.Helper()
+	db, err := sql.Open("sqlserver", e.dsn())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// testLogger logs to the test's log, shown when it fails or with -v.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,125 @@
+package streamer
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/mssql"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+func TestFileStem(t *testing.T) {
+	for _, tc := range []struct{ db, job, want string }{
+		{"Sales", "j20261122T101010-a1b2c3d4", "Sales_a1b2c3d4"},
+		{"it's ]odd ", "j20261122T101010-a1b2c3d4", "it_s__odd__a1b2c3d4"},
+		{"../../etc/passwd", "j1-ffff0000", "______etc_passwd_ffff0000"},
+		{"Продажи", "j1-0000abcd", "db________0000abcd"},
+		{"a\\b:c*d?e\"f<g>h|i", "j1-x", "a_b_c_d_e_f_g_h_i_j1x"},
+		{"", "j1-ab", "db_j1ab"},
+		{"x", "", "x"},
+	} {
+		if got := fileStem(tc.db, tc.job); got != tc.want {
+			t.Errorf("fileStem(%q, %q) = %q; want %q", tc.db, tc.job, got, tc.want)
+		}
+	}
+	long := fileStem(strings.Repeat("x", 300), "j-12345678")
+	if len(long) != 64+1+8 {
+		t.Errorf("stem of a 300-character name is %d characters; want 73", len(long))
+	}
+}
+
+func TestServerPath(t *testing.T) {
+	for _, tc := range []struct{ dir, want string }{
+		{"/var/opt/mssql/data/", "/var/opt/mssql/data/f.bak"},
+		{"/var/opt/mssql/data", "/var/opt/mssql/data/f.bak"},
+		{`C:\Program Files\MSSQL\DATA\`, `C:\Program Files\MSSQL\DATA\f.bak`},
+		{`C:\Program Files\MSSQL\DATA`, `C:\Program Files\MSSQL\DATA\f.bak`},
+		{`\\nas\share`, `\\nas\share\f.bak`},
+		{"", "f.bak"},
+	} {
+		if got := serverPath(tc.dir, "f.bak"); got != tc.want {
+			t.Errorf("serverPath(%q) = %q; want %q", tc.dir, got, tc.want)
+		}
+	}
+}
+
+func TestPlanMoves(t *testing.T) {
+	files := []mssql.File{
+		{ID: 1, Logical: "Sales", Type: "ROWS"},
+		{ID: 2, Logical: "Sales_log", Type: "LOG"},
+		{ID: 3, Logical: "Sales_archive", Type: "ROWS"},
+		{ID: 4, Logical: "Sales_log2", Type: "LOG"},
+	}
+	got := planMoves(files, `D:\Data`, "/log/", "New_j1", nil)
+	want := []mssql.Move{
+		{Logical: "Sales", Physical: `D:\Data\New_j1.mdf`},
+		{Logical: "Sales_log", Physical: "/log/New_j1_log.ldf"},
+		{Logical: "Sales_archive", Physical: `D:\Data\New_j1_3.ndf`},
+		{Logical: "Sales_log2", Physical: "/log/New_j1_log4.ldf"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("moves %v; want %v", got, want)
+	}
+	// Overwriting keeps the existing database's files where they are.
+	got = planMoves(files[:2], "/data", "/log", "New_j1", map[string]string{"Sales": "/old/sales.mdf"})
+	want = []mssql.Move{{Logical: "Sales", Physical: "/old/sales.mdf"}, {Logical: "Sales_log", Physical: "/log/New_j1_log.ldf"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("moves when overwriting %v; want %v", got, want)
+	}
+}
+
+func TestHeaderType(t *testing.T) {
+	for _, tc := range []struct {
+		typ      int
+		copyOnly bool
+		want     cofferv1.BackupType
+	}{
+		{1, false, cofferv1.BackupType_BACKUP_TYPE_FULL},
+		{1, true, cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL},
+		{5, false, cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL},
+		{2, false, cofferv1.BackupType_BACKUP_TYPE_LOG},
+		{2, true, cofferv1.BackupType_BACKUP_TYPE_LOG},
+		{7, false, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED},
+	} {
+		if got := headerType(mssql.Header{BackupType: tc.typ, IsCopyOnly: tc.copyOnly}); got != tc.want {
+			t.Errorf("headerType(%d, copy-only %v) = %v; want %v", tc.typ, tc.copyOnly, got, tc.want)
+		}
+	}
+}
+
+func TestBackupMetadata(t *testing.T) {
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	h := mssql.Header{BackupType: 2, IsCopyOnly: true, FirstLSN: "41000000001600001", LastLSN: "41000000002400001",
+		CheckpointLSN: "41000000000800001", DatabaseBackupLSN: "41000000000800001", BackupStart: start,
+		BackupFinish: start.Add(time.Second), ServerName: "SQL01", DatabaseName: "it's ]odd ", BindingID: "AAAA-1",
+		FamilyGUID: "BBBB-2", FirstRecoveryForkID: "CCCC-3", RecoveryForkID: "DDDD-4", ForkPointLSN: "",
+		HasChecksums: true, RecoveryModel: "FULL", Collation: "SQL_Latin1_General_CP1_CI_AS"}
+	m := backupMetadata(h, []mssql.File{{ID: 1, Logical: "d", Physical: "/d.mdf", Type: "ROWS", Size: 8192}})
+	if m.Type != cofferv1.BackupType_BACKUP_TYPE_LOG || !m.CopyOnly || m.FirstLsn != h.FirstLSN || m.LastLsn != h.LastLSN ||
+		m.CheckpointLsn != h.CheckpointLSN || m.DatabaseBackupLsn != h.DatabaseBackupLSN || !m.BackupStart.AsTime().Equal(start) ||
+		m.DatabaseName != h.DatabaseName || m.DatabaseGuid != "aaaa-1" || m.FamilyGuid != "bbbb-2" ||
+		m.FirstRecoveryForkGuid != "cccc-3" || m.LastRecoveryForkGuid != "dddd-4" || !m.HasChecksums ||
+		len(m.Files) != 1 || m.Files[0].SizeBytes != 8192 || m.Files[0].Type != "ROWS" {
+		t.Errorf("metadata %v", m)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{MasterKey: make([]byte, 32), StagingDir: "/tmp/x"}
+	good.setDefaults()
+	if err := good.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	bad := Config{MasterKey: make([]byte, 16), Workers: -1, AckWait: time.Millisecond, Backoff: []time.Duration{0}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"master key", "staging", "workers", "ack wait", "backoff[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,449 @@
+package streamer
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/mssql"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// restore runs one RestoreRequested and settles its work message.
+func (s *Service) restore(ctx context.Context, m *bus.Message, req *cofferv1.RestoreRequested) error {
+	jid, src := req.GetMeta().GetJobId(), req.GetSource()
+	if err := checkJobID(jid); err != nil {
+		return err
+	}
+	if src.GetInstance() == "" || src.GetDatabase() == "" {
+		return bus.Permanent(fmt.Errorf("restore job %s names no source database", jid))
+	}
+	tgt := restoreTarget(req)
+	log := s.jobLogger(jid, tgt).With(slog.String("source_instance", src.GetInstance()), slog.String("source_database", src.GetDatabase()))
+	trace.SpanFromContext(ctx).SetAttributes(dbAttrs(jid, tgt)...)
+	if done, err := s.jobDone(ctx, jid); err != nil || done {
+		if done {
+			log.InfoContext(ctx, "restore already has its outcome; skipping")
+		}
+		return err
+	}
+	completed, err := s.runRestore(ctx, log, jid, req, tgt)
+	if err == nil {
+		err = s.publish(ctx, cofferv1.SubjectRestoreCompleted, completed, completed.Meta.EventId)
+	}
+	if err == nil {
+		log.InfoContext(ctx, "restore completed", slog.Int64("bytes", completed.GetBytes()))
+	}
+	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
+		return &cofferv1.JobFailed{
+			Meta:     event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
+			Kind:     cofferv1.JobKind_JOB_KIND_RESTORE,
+			Database: src,
+			Target:   tgt,
+			Reason:   reason,
+			Service:  Name,
+		}
+	})
+}
+
+// restoreTarget is where a restore goes: the request's target, with the
+// source's instance or name where it leaves them empty.
+func restoreTarget(req *cofferv1.RestoreRequested) *cofferv1.DatabaseRef {
+	t := &cofferv1.DatabaseRef{Instance: req.GetTarget().GetInstance(), Database: req.GetTarget().GetDatabase()}
+	if t.Instance == "" {
+		t.Instance = req.GetSource().GetInstance()
+	}
+	if t.Database == "" {
+		t.Database = req.GetSource().GetDatabase()
+	}
+	return t
+}
+
+// staged is one recovery point's backup file reassembled in the staging
+// directory.
+type staged struct {
+	rp     *cofferv1.RecoveryPoint
+	local  string
+	remote string
+}
+
+// runRestore reassembles every recovery point's backup file, each one
+// verified, before it runs any RESTORE, so that a damaged or missing chunk
+// stops the restore before data moves; then it restores them in order on
+// the target instance and returns the RestoreCompleted to publish.
+func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef) (*cofferv1.RestoreCompleted, error) {
+	src := req.GetSource()
+	ids := req.GetRecoveryPoints()
+	if len(ids) == 0 {
+		return nil, fail("the restore names no recovery point")
+	}
+	files := make([]staged, len(ids))
+	var total int64
+	for i, id := range ids {
+		rp := &cofferv1.RecoveryPoint{}
+		_, err := s.rps.Get(ctx, catalog.Key(src.GetInstance(), src.GetDatabase(), id), rp)
+		switch {
+		case errors.Is(err, catalog.ErrNotFound):
+			return nil, fail("recovery point %s of database %q on instance %q does not exist", id, src.GetDatabase(), src.GetInstance())
+		case err != nil:
+			return nil, fmt.Errorf("read recovery point %s: %w", id, err)
+		}
+		typ := rp.GetBackup().GetType()
+		isFull := typ == cofferv1.BackupType_BACKUP_TYPE_FULL || typ == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL
+		if (i == 0) != isFull {
+			if i == 0 {
+				return nil, fail("a restore starts with a full backup; recovery point %s is a %s", id, typeName(typ))
+			}
+			return nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
+		}
+		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
+		files[i] = staged{rp: rp, local: filepath.Join(s.cfg.StagingDir, name), remote: serverPath(s.cfg.ServerStagingDir, name)}
+		total += rp.GetSize()
+	}
+	defer func() {
+		for _, f := range files {
+			if err := removeFile(f.local); err != nil {
+				log.ErrorContext(ctx, "staging file not removed", slog.String("path", f.local), slog.Any("error", err))
+			}
+		}
+	}()
+
+	c, err := s.client(ctx, tgt.GetInstance())
+	if err != nil {
+		return nil, err
+	}
+	existed, err := c.DatabaseExists(ctx, tgt.GetDatabase())
+	if err != nil {
+		return nil, s.sqlFailure(ctx, err, "look up database %q on instance %q", tgt.GetDatabase(), tgt.GetInstance())
+	}
+	if existed && !req.GetOverwrite() {
+		return nil, fail("database %q already exists on instance %q: restore under another name, or overwrite", tgt.GetDatabase(), tgt.GetInstance())
+	}
+
+	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt})
+	n := len(files)
+	prog.report(fmt.Sprintf("fetch 1/%d", n), 0, 0, true)
+	// Fetching is the first half of the job's percentage, restoring the
+	// second, so the percentage only grows.
+	var fetched int64
+	for i, f := range files {
+		step := fmt.Sprintf("fetch %d/%d", i+1, n)
+		err := s.fetch(ctx, jid, tgt, f, func(b int64) {
+			prog.report(step, 50*float64(fetched+b)/float64(max(total, 1)), fetched+b, false)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
+			}
+			return nil, err
+		}
+		fetched += f.rp.GetSize()
+	}
+
+	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		step := fmt.Sprintf("restore %d/%d", i+1, n)
+		prog.report(step, 50+50*float64(i)/float64(n), total, true)
+		rr := mssql.RestoreRequest{
+			Database: tgt.GetDatabase(),
+			Log:      f.rp.GetBackup().GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG,
+			Files:    []string{f.remote},
+			Recovery: i == n-1,
+			OnProgress: func(p int) {
+				prog.report(step, 50+50*(float64(i)+float64(p)/100)/float64(n), total, false)
+			},
+		}
+		if i == 0 {
+			rr.Moves, rr.Replace = moves, existed
+		}
+		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
+			reason := err.Error()
+			if existed {
+				reason += fmt.Sprintf("; database %q was being overwritten and may be left RESTORING", tgt.GetDatabase())
+			} else {
+				reason += s.dropPartial(ctx, log, c, tgt)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
+			}
+			return nil, fail("%s", reason)
+		}
+		if err := removeFile(f.local); err != nil {
+			log.ErrorContext(ctx, "staging file not removed", slog.String("path", f.local), slog.Any("error", err))
+		}
+	}
+	return &cofferv1.RestoreCompleted{
+		Meta:   event.Meta(event.ID("restored", jid), jid, s.cfg.Now()),
+		Source: src,
+		Target: tgt,
+		Bytes:  total,
+	}, nil
+}
+
+func typeName(t cofferv1.BackupType) string {
+	switch t {
+	case cofferv1.BackupType_BACKUP_TYPE_FULL:
+		return "full backup"
+	case cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
+		return "differential backup"
+	case cofferv1.BackupType_BACKUP_TYPE_LOG:
+		return "log backup"
+	case cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL:
+		return "copy-only full backup"
+	}
+	return "backup of unknown type"
+}
+
+// fetch reassembles one recovery point's backup file from the vault, every
+// chunk verified as it is read, and checks the whole stream's length and
+// checksum against the manifest.
+func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseRef, f staged, onBytes func(int64)) (err error) {
+	ctx, span := s.tracer.Start(ctx, "vault download", trace.WithAttributes(dbAttrs(jid, tgt)...),
+		trace.WithAttributes(attribute.String("recovery_point", f.rp.GetId())))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	if err != nil {
+		return fail("recovery point %s: %v", f.rp.GetId(), err)
+	}
+	out, err := os.OpenFile(f.local, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fail("recovery point %s: staging file: %v", f.rp.GetId(), err)
+	}
+	defer out.Close()
+	refs := m.Chunks
+	r := s.vault.NewReader(ctx, refs)
+	defer r.Close()
+	sum := blake3.New()
+	n, err := io.Copy(io.MultiWriter(out, sum, &countWriter{fn: onBytes}), r)
+	if err != nil {
+		return fail("recovery point %s cannot be read from the vault, so the restore was refused: %v", f.rp.GetId(), err)
+	}
+	if err := out.Close(); err != nil {
+		return fail("recovery point %s: write staging file: %v", f.rp.GetId(), err)
+	}
+	if n != m.Size {
+		return fail("recovery point %s: the vault gave %d bytes, the manifest says %d; the restore was refused", f.rp.GetId(), n, m.Size)
+	}
+	if got := "blake3:" + hex.EncodeToString(sum.Sum(nil)); got != m.Checksum {
+		return fail("recovery point %s: the reassembled backup's checksum is %s, the manifest says %s; the restore was refused",
+			f.rp.GetId(), got, m.Checksum)
+	}
+	return nil
+}
+
+type countWriter struct {
+	n  int64
+	fn func(int64)
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	c.fn(c.n)
+	return len(p), nil
+}
+
+// restoreFile runs one RESTORE in its own span.
+func (s *Service) restoreFile(ctx context.Context, c *mssql.Client, jid string, tgt *cofferv1.DatabaseRef, f staged, rr mssql.RestoreRequest) error {
+	ctx, span := s.tracer.Start(ctx, "mssql restore", trace.WithAttributes(dbAttrs(jid, tgt)...),
+		trace.WithAttributes(attribute.String("db.operation.name", "RESTORE"), attribute.String("recovery_point", f.rp.GetId())))
+	defer span.End()
+	if err := c.Restore(ctx, rr); err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("RESTORE of recovery point %s into database %q on instance %q failed: %v",
+			f.rp.GetId(), tgt.GetDatabase(), tgt.GetInstance(), err)
+	}
+	return nil
+}
+
+// dropPartial drops a database a failed restore created, and says what
+// became of it, for the failure's reason.
+func (s *Service) dropPartial(ctx context.Context, log *slog.Logger, c *mssql.Client, tgt *cofferv1.DatabaseRef) string {
+	// Also after a cancellation: a half-restored database would make the
+	// redelivered job refuse to overwrite it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	exists, err := c.DatabaseExists(ctx, tgt.GetDatabase())
+	if err != nil {
+		log.ErrorContext(ctx, "partly restored database not checked", slog.Any("error", err))
+		return fmt.Sprintf("; whether a partly restored database %q is left could not be checked: %v", tgt.GetDatabase(), err)
+	}
+	if !exists {
+		return ""
+	}
+	if err := c.DropDatabase(ctx, tgt.GetDatabase()); err != nil {
+		log.ErrorContext(ctx, "partly restored database not dropped", slog.Any("error", err))
+		return fmt.Sprintf("; the partly restored database %q could not be dropped: %v", tgt.GetDatabase(), err)
+	}
+	log.InfoContext(ctx, "partly restored database dropped")
+	return fmt.Sprintf("; the partly restored database %q was dropped", tgt.GetDatabase())
+}
+
+// sqlFailure classifies an error of a statement other than BACKUP or
+// RESTORE: shutdown is returned as is, anything else fails the job.
+func (s *Service) sqlFailure(ctx context.Context, err error, format string, args ...any) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), context.Cause(ctx))
+	}
+	return fail("%s: %v", fmt.Sprintf(format, args...), err)
+}
+
+// moves places every file of the backup: where the request says, or in
+// the target instance's default data and log directories, under names
+// made from the target database's name and the job. A database being
+// overwritten keeps its files where they are.
+func (s *Service) moves(ctx context.Context, c *mssql.Client, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef, file string, existed bool, jid string) ([]mssql.Move, error) {
+	backupFiles, err := c.FileList(ctx, []string{file})
+	if err != nil {
+		return nil, s.sqlFailure(ctx, err, "read the file list of the backup")
+	}
+	dataDir, logDir := req.GetDataPath(), req.GetLogPath()
+	if dataDir == "" || logDir == "" {
+		srv, err := c.ServerInfo(ctx)
+		if err != nil {
+			return nil, s.sqlFailure(ctx, err, "read the default paths of instance %q", tgt.GetInstance())
+		}
+		if dataDir == "" {
+			dataDir = srv.DataPath
+		}
+		if logDir == "" {
+			logDir = srv.LogPath
+		}
+		if logDir == "" {
+			logDir = dataDir
+		}
+	}
+	keep := map[string]string{}
+	if existed {
+		dbs, err := c.Databases(ctx)
+		if err != nil {
+			return nil, s.sqlFailure(ctx, err, "read the files of database %q", tgt.GetDatabase())
+		}
+		if d := findDatabase(dbs, tgt.GetDatabase()); d != nil {
+			for _, f := range d.Files {
+				keep[f.Logical] = f.Physical
+			}
+		}
+	}
+	return planMoves(backupFiles, dataDir, logDir, fileStem(tgt.GetDatabase(), jid), keep), nil
+}
+
+// planMoves relocates every file of a backup: to keep[logical] when the
+// database being overwritten has a file of that logical name, otherwise
+// into dataDir or logDir as stem.mdf, stem_<id>.ndf, stem_log.ldf and
+// stem_log<id>.ldf.
+func planMoves(files []mssql.File, dataDir, logDir, stem string, keep map[string]string) []mssql.Move {
+	var moves []mssql.Move
+	rows, logs := 0, 0
+	for _, f := range files {
+		if p, ok := keep[f.Logical]; ok {
+			moves = append(moves, mssql.Move{Logical: f.Logical, Physical: p})
+			continue
+		}
+		var name, dir string
+		if f.Type == "LOG" {
+			logs++
+			name, dir = stem+"_log.ldf", logDir
+			if logs > 1 {
+				name = stem + "_log" + strconv.Itoa(int(f.ID)) + ".ldf"
+			}
+		} else {
+			rows++
+			name, dir = stem+".mdf", dataDir
+			if rows > 1 {
+				name = stem + "_" + strconv.Itoa(int(f.ID)) + ".ndf"
+			}
+		}
+		moves = append(moves, mssql.Move{Logical: f.Logical, Physical: serverPath(dir, name)})
+	}
+	return moves
+}
+
+// findDatabase finds name among dbs as SQL Server compares names: exactly,
+// else ignoring case and trailing spaces.
+func findDatabase(dbs []mssql.Database, name string) *mssql.Database {
+	for i := range dbs {
+		if dbs[i].Name == name {
+			return &dbs[i]
+		}
+	}
+	trim := strings.TrimRight(name, " ")
+	for i := range dbs {
+		if strings.EqualFold(strings.TrimRight(dbs[i].Name, " "), trim) {
+			return &dbs[i]
+		}
+	}
+	return nil
+}
+
+// fileStem makes a file name from a database name that is safe on any file
+// system and in any T-SQL: ASCII letters, digits, '-' and '_' are kept,
+// anything else becomes '_', the result is cut to 64 characters, and a
+// short suffix from the job id keeps two restores of one name apart.
+func fileStem(database, jobID string) string {
+	var b strings.Builder
+	for _, r := range database {
+		if b.Len() == 64 {
+			break
+		}
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	stem := b.String()
+	if strings.Trim(stem, "_") == "" {
+		stem = "db" + stem
+	}
+	var suffix []byte
+	for i := len(jobID) - 1; i >= 0 && len(suffix) < 8; i-- {
+		c := jobID[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			suffix = append([]byte{c}, suffix...)
+		}
+	}
+	if len(suffix) == 0 {
+		return stem
+	}
+	return stem + "_" + string(suffix)
+}
+
+// serverPath joins a directory and a file name as SQL Server's machine
+// spells paths: with the directory's own separator, '\' for a Windows path.
+func serverPath(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case strings.HasSuffix(dir, "/"), strings.HasSuffix(dir, `\`):
+		return dir + name
+	case strings.Contains(dir, `\`) && !strings.Contains(dir, "/"):
+		return dir + `\` + name
+	}
+	return dir + "/" + name
+}

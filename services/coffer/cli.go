@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// cli holds what every client command shares.
+type cli struct {
+	api    *apiClient
+	json   bool
+	stdout io.Writer
+	stderr io.Writer
+	// tty is true when stdout is a terminal (progress bars).
+	tty bool
+	// poll is how often --wait asks for a job's state.
+	poll time.Duration
+}
+
+// globalFlags adds --api and --json to a command's flags.
+func globalFlags(fs *flag.FlagSet, getenv func(string) string) (api *string, token *string, asJSON *bool) {
+	def := getenv("COFFER_API")
+	if def == "" {
+		def = "http://127.0.0.1:8080"
+	}
+	api = fs.String("api", def, "coffer API address (COFFER_API)")
+	token = fs.String("token", getenv("COFFER_API_TOKEN"), "API token (COFFER_API_TOKEN)")
+	asJSON = fs.Bool("json", false, "print JSON instead of tables")
+	return
+}
+
+// parseArgs parses flags that may come before or after the positional
+// arguments (coffer backup sql1/Sales --type full).
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// splitDB splits INSTANCE/DATABASE at the first '/': the database part
+// may itself hold '/'.
+func splitDB(s string) (instance, database string, err error) {
+	instance, database, ok := strings.Cut(s, "/")
+	if !ok || instance == "" || database == "" {
+		return "", "", fmt.Errorf("name a database as INSTANCE/DATABASE, got %q", s)
+	}
+	return instance, database, nil
+}
+
+// show prints a name so that spaces at either end and control characters
+// are visible.
+func show(name string) string {
+	if name == "" || strings.TrimSpace(name) != name || strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
+func (c *cli) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// runClient runs a client command (everything but up and sim).
+func runClient(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coffer "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	api, token, asJSON := globalFlags(fs, getenv)
+	c := &cli{json: false, stdout: stdout, stderr: stderr, poll: 500 * time.Millisecond}
+	if f, ok := stdout.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			c.tty = true
+		}
+	}
+	var run func(pos []string) error
+	switch cmd {
+	case "instance":
+		dsn := fs.String("dsn", "", "connection string, e.g. sqlserver://user:password@host:1433 (for add)")
+		on := fs.Bool("on", false, "turn auto-protection on (for autoprotect)")
+		off := fs.Bool("off", false, "turn auto-protection off (for autoprotect)")
+		policy := fs.String("policy", "", "policy for auto-protection")
+		run = func(pos []string) error { return c.instance(ctx, pos, *dsn, *on, *off, *policy) }
+	case "db":
+		run = func(pos []string) error { return c.dbList(ctx, pos) }
+	case "protect", "unprotect":
+		policy := fs.String("policy", "", "backup policy (default: the default policy)")
+		run = func(pos []string) error { return c.protect(ctx, cmd == "protect", pos, *policy) }
+	case "backup":
+		typ := fs.String("type", "full", "full, copy_only, differential or log")
+		wait := fs.Bool("wait", false, "follow the job to its end")
+		run = func(pos []string) error { return c.backup(ctx, pos, *typ, *wait) }
+	case "rp":
+		run = func(pos []string) error { return c.rpList(ctx, pos) }
+	case "restore":
+		latest := fs.Bool("latest", false, "restore the latest full backup")
+		point := fs.String("point", "", "recovery point id (coffer rp list)")
+		as := fs.String("as", "", "name of the database to restore into")
+		target := fs.String("target", "", "instance to restore to (default: the source's)")
+		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
+		wait := fs.Bool("wait", false, "follow the job to its end")
+		run = func(pos []string) error {
+			return c.restore(ctx, pos, gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
+				TargetInstance: *target, Overwrite: *overwrite}, *wait)
+		}
+	case "jobs":
+		run = func(pos []string) error { return c.jobs(ctx, pos) }
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	c.api = newAPIClient(*api, *token)
+	c.json = *asJSON
+	return run(pos)
+}
+
+func (c *cli) instance(ctx context.Context, pos []string, dsn string, on, off bool, policy string) error {
+	if len(pos) == 0 {
+		return errors.New("usage: coffer instance add NAME --dsn DSN | list | discover NAME | autoprotect NAME --on|--off")
+	}
+	switch pos[0] {
+	case "list":
+		var out []gateway.Instance
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/instances", nil, &out); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(out)
+		}
+		var rows [][]string
+		for _, in := range out {
+			health := "healthy"
+			if !in.Healthy {
+				health = "UNHEALTHY: " + in.Reason
+				if in.Fix != "" {
+					health += " — " + in.Fix
+				}
+			}
+			auto := "off"
+			if in.Autoprotect {
+				auto = "on"
+			}
+			rows = append(rows, []string{in.Name, in.ServerName, in.Version, strconv.Itoa(in.Databases), auto, health})
+		}
+		c.table("INSTANCE\tSERVER\tVERSION\tDATABASES\tAUTOPROTECT\tHEALTH", rows)
+		return nil
+	case "add":
+		if len(pos) != 2 || dsn == "" {
+			return errors.New("usage: coffer instance add NAME --dsn DSN")
+		}
+		var out gateway.Instance
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: pos[1], DSN: dsn}, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "instance %s registered; discovery is listing its databases (coffer db list %s)\n", pos[1], pos[1])
+		return nil
+	case "discover":
+		if len(pos) != 2 {
+			return errors.New("usage: coffer instance discover NAME")
+		}
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances/"+url.PathEscape(pos[1])+"/discover", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "discovery of %s requested\n", pos[1])
+		return nil
+	case "autoprotect":
+		if len(pos) != 2 || on == off {
+			return errors.New("usage: coffer instance autoprotect NAME --on|--off [--policy P]")
+		}
+		if err := c.api.do(ctx, http.MethodPut, "/api/v1/instances/"+url.PathEscape(pos[1])+"/autoprotect",
+			gateway.Autoprotect{Enabled: on, Policy: policy}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "auto-protection of %s turned %s\n", pos[1], map[bool]string{true: "on", false: "off"}[on])
+		return nil
+	}
+	return fmt.Errorf("unknown instance command %q", pos[0])
+}
+
+func (c *cli) dbList(ctx context.Context, pos []string) error {
+	if len(pos) == 0 || pos[0] != "list" || len(pos) > 2 {
+		return errors.New("usage: coffer db list [INSTANCE]")
+	}
+	path := "/api/v1/databases"
+	if len(pos) == 2 {
+		path += "?instance=" + url.QueryEscape(pos[1])
+	}
+	var out []gateway.Database
+	if err := c.api.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(out)
+	}
+	var rows [][]string
+	for _, d := range out {
+		prot := "no"
+		if d.Protected {
+			prot = "yes (" + d.Policy + ")"
+		} else if d.ProtectionState != "" {
+			prot = d.ProtectionState
+		}
+		rows = append(rows, []string{d.Instance + "/" + show(d.Name), d.State, d.RecoveryModel, humanBytes(d.SizeBytes), prot})
+	}
+	c.table("DATABASE\tSTATE\tRECOVERY\tSIZE\tPROTECTED", rows)
+	return nil
+}
+
+func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string) error {
+	if len(pos) == 0 {
+		return errors.New("usage: coffer protect INSTANCE/DATABASE... [--policy P]")
+	}
+	for _, p := range pos {
+		inst, db, err := splitDB(p)
+		if err != nil {
+			return err
+		}
+		path := "/api/v1/protect"
+		if !on {
+			path = "/api/v1/unprotect"
+		}
+		var out gateway.DatabaseRequest
+		if err := c.api.do(ctx, http.MethodPost, path, gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy}, &out); err != nil {
+			return err
+		}
+		if on {
+			if err := c.waitProtected(ctx, out.Instance, out.Database); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(c.stdout, "protection of %s/%s stopped; its recovery points stay\n", out.Instance, show(out.Database))
+		}
+	}
+	return nil
+}
+
+// waitProtected follows a protection request until the scheduler has
+// recorded it, or says why not.
+func (c *cli) waitProtected(ctx context.Context, instance, database string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var dbs []gateway.Database
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/databases?instance="+url.QueryEscape(instance), nil, &dbs); err != nil {
+			return err
+		}
+		for _, d := range dbs {
+			if d.Name != database {
+				continue
+			}
+			switch {
+			case d.Protected:
+				fmt.Fprintf(c.stdout, "%s/%s is protected (policy %s); its first full backup is queued (coffer jobs)\n", instance, show(database), d.Policy)
+				return nil
+			case d.ProtectionState == "failed":
+				return fmt.Errorf("protection of %s/%s failed: %s", instance, show(database), d.LastError)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.poll):
+		}
+	}
+	fmt.Fprintf(c.stdout, "protection of %s/%s requested; not confirmed yet (coffer db list %s)\n", instance, show(database), instance)
+	return nil
+}
+
+func (c *cli) backup(ctx context.Context, pos []string, typ string, wait bool) error {
+	if len(pos) != 1 {
+		return errors.New("usage: coffer backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]")
+	}
+	inst, db, err := splitDB(pos[0])
+	if err != nil {
+		return err
+	}
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/backups", gateway.BackupRequest{Instance: inst, Database: db, Type: typ}, &acc); err != nil {
+		return err
+	}
+	return c.follow(ctx, acc, wait)
+}
+
+func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequest, wait bool) error {
+	if len(pos) != 1 || req.TargetDatabase == "" || req.Latest == (req.Point != "") {
+		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID) --as NAME [--target INSTANCE] [--overwrite] [--wait]")
+	}
+	inst, db, err := splitDB(pos[0])
+	if err != nil {
+		return err
+	}
+	req.Instance, req.Database = inst, db
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/restores", req, &acc); err != nil {
+		return err
+	}
+	return c.follow(ctx, acc, wait)
+}
+
+// follow prints a started job and, with wait, follows it to its end. It
+// returns an error when the job failed, so the exit status says so.
+func (c *cli) follow(ctx context.Context, acc gateway.Accepted, wait bool) error {
+	if !wait {
+		if c.json {
+			return c.printJSON(acc)
+		}
+		fmt.Fprintf(c.stdout, "job %s queued (coffer jobs show %s)\n", acc.JobID, acc.JobID)
+		return nil
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "job %s\n", acc.JobID)
+	}
+	j, err := c.api.waitJob(ctx, acc.JobID, c.poll, func(j gateway.Job) {
+		if c.json {
+			return
+		}
+		if c.tty {
+			const width = 30
+			n := int(j.Percent / 100 * width)
+			fmt.Fprintf(c.stdout, "\r%-9s [%s%s] %3.0f%% %s %s   ", j.State, strings.Repeat("#", n), strings.Repeat(".", width-n), j.Percent, humanBytes(j.Bytes), j.Step)
+		} else {
+			fmt.Fprintf(c.stdout, "%s %3.0f%% %s\n", j.State, j.Percent, j.Step)
+		}
+	})
+	if c.tty && !c.json {
+		fmt.Fprintln(c.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(j)
+	} else if j.State == "succeeded" {
+		if j.RecoveryPoint != "" {
+			fmt.Fprintf(c.stdout, "succeeded: recovery point %s\n", j.RecoveryPoint)
+		} else {
+			fmt.Fprintln(c.stdout, "succeeded")
+		}
+	}
+	if j.State == "failed" {
+		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	}
+	return nil
+}
+
+func (c *cli) rpList(ctx context.Context, pos []string) error {
+	if len(pos) != 2 || pos[0] != "list" {
+		return errors.New("usage: coffer rp list INSTANCE/DATABASE")
+	}
+	inst, db, err := splitDB(pos[1])
+	if err != nil {
+		return err
+	}
+	var out []gateway.RecoveryPoint
+	if err := c.api.do(ctx, http.MethodGet, "/api/v1/recovery-points?instance="+url.QueryEscape(inst)+"&database="+url.QueryEscape(db), nil, &out); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(out)
+	}
+	var rows [][]string
+	for _, rp := range out {
+		rows = append(rows, []string{rp.ID, rp.Type, fmtTime(rp.Finish), rp.FirstLSN, rp.LastLSN, humanBytes(rp.Size), humanBytes(rp.NewBytes)})
+	}
+	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT", rows)
+	return nil
+}
+
+func (c *cli) jobs(ctx context.Context, pos []string) error {
+	switch {
+	case len(pos) == 0 || pos[0] == "list":
+		var out []gateway.Job
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/jobs", nil, &out); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(out)
+		}
+		var rows [][]string
+		for _, j := range out {
+			what := j.Kind
+			if j.BackupType != "" {
+				what += " " + j.BackupType
+			}
+			db := j.Instance + "/" + show(j.Database)
+			if j.Target != "" {
+				db += " -> " + j.Target
+			}
+			note := j.Error
+			if note == "" && j.State == "running" {
+				note = fmt.Sprintf("%.0f%% %s", j.Percent, j.Step)
+			}
+			rows = append(rows, []string{j.ID, what, db, j.State, fmtTime(j.Updated), note})
+		}
+		c.table("JOB\tKIND\tDATABASE\tSTATE\tUPDATED\tNOTE", rows)
+		return nil
+	case (pos[0] == "show" || pos[0] == "wait") && len(pos) == 2:
+		if pos[0] == "wait" {
+			return c.follow(ctx, gateway.Accepted{JobID: pos[1]}, true)
+		}
+		j, err := c.api.job(ctx, pos[1])
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(j)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", j.Instance + "/" + show(j.Database)},
+			{"target", j.Target}, {"state", j.State}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
+			{"recovery point", j.RecoveryPoint}, {"error", j.Error}, {"failed in", j.Service}, {"trace", j.TraceID},
+			{"created", fmtTime(j.Created)}, {"updated", fmtTime(j.Updated)}} {
+			if strings.TrimSpace(kv[1]) != "" {
+				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+			}
+		}
+		return tw.Flush()
+	}
+	return errors.New("usage: coffer jobs [list] | coffer jobs show ID | coffer jobs wait ID")
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// apiClient talks to the gateway's REST API.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newAPIClient(base, token string) *apiClient {
+	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the coffer API at %s (is `coffer up` running? set --api or COFFER_API): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e gateway.Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return &apiError{status: resp.StatusCode, msg: e.Error}
+		}
+		return &apiError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (c *apiClient) job(ctx context.Context, id string) (gateway.Job, error) {
+	var j gateway.Job
+	err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id), nil, &j)
+	return j, err
+}
+
+// waitJob polls a job until it ends, calling progress on each change.
+func (c *apiClient) waitJob(ctx context.Context, id string, every time.Duration, progress func(gateway.Job)) (gateway.Job, error) {
+	var last gateway.Job
+	for {
+		j, err := c.job(ctx, id)
+		var ae *apiError
+		switch {
+		case errors.As(err, &ae) && ae.status == http.StatusNotFound:
+			// not recorded yet
+		case err != nil:
+			return last, err
+		default:
+			if (j.State != last.State || j.Percent != last.Percent || j.Step != last.Step) && progress != nil {
+				progress(j)
+			}
+			last = j
+			if j.Done() {
+				return j, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/miniotest"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	"github.com/cofferhq/coffer/pkg/telemetry/telemetrytest"
+	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// harness is coffer running in-process (as `coffer up` runs it) against a
+// simulated SQL Server.
+type harness struct {
+	t      *testing.T
+	api    string
+	sim    *mssqlsim.Instance
+	simDSN string
+	data   string
+	key    string
+	traces *telemetrytest.Recorder
+}
+
+type harnessOptions struct {
+	s3     bool // vault in MinIO instead of a directory
+	data   string
+	key    string
+	pages  int
+	noStop bool
+}
+
+func startHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	h := &harness{t: t, data: o.data, key: o.key, traces: telemetrytest.New(t)}
+	if h.data == "" {
+		h.data = t.TempDir()
+	}
+	if h.key == "" {
+		h.key = hex.EncodeToString(vault.GenerateMasterKey())
+	}
+	pages := o.pages
+	if pages == 0 {
+		pages = 256
+	}
+	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir()})
+	addr, err := h.sim.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.sim.Close() })
+	h.simDSN = (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String()
+
+	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}}
+	if o.s3 {
+		s3 := miniotest.Start(t)
+		s3.MakeBucket(t, "vault")
+		c.store = daemon.VaultStore{S3Endpoint: s3.Endpoint, S3Bucket: "vault", S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey, S3CAFile: s3.CAFile}
+	}
+	getenv := func(k string) string {
+		if k == "COFFER_MASTER_KEY" {
+			return h.key
+		}
+		return ""
+	}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	r, err := startStack(t.Context(), c, getenv, io.Discard, logger, h.traces.TracerProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.stop() })
+	h.api = r.apiURL
+	return h
+}
+
+// coffer runs a CLI command against the harness and returns its output.
+func (h *harness) coffer(args ...string) (string, error) {
+	h.t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--api", h.api)
+	err := run(h.t.Context(), args, &out, &errOut)
+	if err != nil {
+		return out.String() + errOut.String(), err
+	}
+	return out.String(), nil
+}
+
+func (h *harness) mustCoffer(args ...string) string {
+	h.t.Helper()
+	out, err := h.coffer(args...)
+	if err != nil {
+		h.t.Fatalf("coffer %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func cofferJSON[T any](h *harness, args ...string) T {
+	h.t.Helper()
+	var v T
+	out := h.mustCoffer(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		h.t.Fatalf("coffer %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return v
+}
+
+// eventually polls cond for up to 60 s.
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// register adds the simulator as sql1 and waits until discovery lists the
+// databases.
+func (h *harness) register(names ...string) {
+	h.t.Helper()
+	h.mustCoffer("instance", "add", "sql1", "--dsn", h.simDSN)
+	h.eventually("discovery of the databases", func() bool {
+		dbs := cofferJSON[[]gateway.Database](h, "db", "list", "sql1")
+		seen := map[string]bool{}
+		for _, d := range dbs {
+			seen[d.Name] = true
+		}
+		for _, n := range names {
+			if !seen[n] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (h *harness) jobs() []gateway.Job { return cofferJSON[[]gateway.Job](h, "jobs") }
+
+// TestEndToEnd registers an instance with three databases (one named with
+// ], ' and a trailing space), protects them, backs each up, restores each
+// to a new name, and proves the restored content equals the source's as of
+// the backup. The vault is in MinIO.
+func TestEndToEnd(t *testing.T) {
+	h := startHarness(t, harnessOptions{s3: true})
+	names := []string{"Sales", "it's ]odd ", "Продажи/Q1"}
+	for _, n := range names {
+		if err := h.sim.CreateDatabase(n, mssqlsim.DatabaseOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		h.sim.Commit(n, 20)
+	}
+	h.register(names...)
+
+	var refs []string
+	for _, n := range names {
+		refs = append(refs, "sql1/"+n)
+	}
+	h.mustCoffer(append([]string{"protect"}, refs...)...)
+	// protection queues a first full of each
+	h.eventually("the first full backups", func() bool {
+		done := 0
+		for _, j := range h.jobs() {
+			if j.Kind == "backup" && j.State == "succeeded" {
+				done++
+			}
+			if j.State == "failed" {
+				t.Fatalf("job %s failed: %s", j.ID, j.Error)
+			}
+		}
+		return done == len(names)
+	})
+
+	for _, n := range names {
+		t.Run(n, func(t *testing.T) {
+			job := cofferJSON[gateway.Job](h, "backup", "sql1/"+n, "--type", "full", "--wait")
+			if job.State != "succeeded" || job.RecoveryPoint == "" {
+				t.Fatalf("backup job %+v", job)
+			}
+			rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+n)
+			var rp *gateway.RecoveryPoint
+			for k := range rps {
+				if rps[k].ID == job.RecoveryPoint {
+					rp = &rps[k]
+				}
+			}
+			if rp == nil || rp.Type != "full" || rp.FirstLSN == "" || rp.Start == nil {
+				t.Fatalf("recovery point %s not listed properly: %+v", job.RecoveryPoint, rps)
+			}
+			want, err := h.sim.ContentHash(n, *rp.Start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the source moves on after the backup
+			h.sim.Commit(n, 10)
+			if now, _ := h.sim.ContentHash(n, time.Time{}); now == want {
+				t.Fatal("the source did not change after the backup")
+			}
+			target := n + " restored"
+			rjob := cofferJSON[gateway.Job](h, "restore", "sql1/"+n, "--point", rp.ID, "--as", target, "--wait")
+			if rjob.State != "succeeded" {
+				t.Fatalf("restore job %+v", rjob)
+			}
+			got, err := h.sim.ContentHash(target, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("restored %q: content hash %s, want the source's as of the backup %s", target, got, want)
+			}
+		})
+	}
+	// restoring onto an existing database without --overwrite is refused
+	out, err := h.coffer("restore", "sql1/Sales", "--latest", "--as", "Sales", "--wait")
+	if err == nil || !strings.Contains(out+err.Error(), "already exists") {
+		t.Errorf("restore over an existing database: %v\n%s", err, out)
+	}
+}
+
+// TestBackupIsOneTrace: an on-demand backup is one trace from the gateway
+// through the scheduler and the streamer to the committer.
+func TestBackupIsOneTrace(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	h.sim.CreateDatabase("Traced", mssqlsim.DatabaseOptions{})
+	h.register("Traced")
+	h.mustCoffer("protect", "sql1/Traced")
+	job := cofferJSON[gateway.Job](h, "backup", "sql1/Traced", "--type", "copy_only", "--wait")
+	if job.State != "succeeded" {
+		t.Fatalf("job %+v", job)
+	}
+	var root string
+	for _, s := range h.traces.Named("POST /api/v1/backups") {
+		root = s.SpanContext().TraceID().String()
+	}
+	if root == "" {
+		t.Fatal("no gateway span for the backup request")
+	}
+	if job.TraceID != "" && job.TraceID != root {
+		t.Errorf("job trace %s, gateway trace %s", job.TraceID, root)
+	}
+	// a span is recorded when it ends, which may be just after the job
+	// is marked done: poll for them
+	inTrace := func() map[string]bool {
+		services := map[string]bool{}
+		for _, s := range h.traces.Ended() {
+			if s.SpanContext().TraceID().String() != root {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(s.Name(), "process coffer.evt.backup.ondemand"):
+				services["scheduler"] = true
+			case strings.HasPrefix(s.Name(), "process coffer.work.backup"):
+				services["backup-streamer"] = true
+			case strings.HasPrefix(s.Name(), "process coffer.evt.backup.streamed"):
+				services["committer"] = true
+			}
+		}
+		return services
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(inTrace()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	services := inTrace()
+	for _, s := range []string{"scheduler", "backup-streamer", "committer"} {
+		if !services[s] {
+			t.Errorf("the %s's work is not in the backup's trace %s", s, root)
+		}
+	}
+}
+
+// TestBackupFailures: a connection that drops mid-backup leaves no
+// recovery point and a failed job with its reason; a tampered chunk makes
+// the restore refuse, naming the chunk.
+func TestBackupFailures(t *testing.T) {
+	h := startHarness(t, harnessOptions{pages: 2048})
+	h.sim.CreateDatabase("Fragile", mssqlsim.DatabaseOptions{})
+	h.sim.Commit("Fragile", 50)
+	h.register("Fragile")
+	h.mustCoffer("protect", "sql1/Fragile")
+	h.eventually("the first full", func() bool {
+		for _, j := range h.jobs() {
+			if j.Kind == "backup" && j.State == "succeeded" {
+				return true
+			}
+		}
+		return false
+	})
+	before := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Fragile")
+
+	remove := h.sim.InjectFault(mssqlsim.Fault{Kind: mssqlsim.FaultDropConnection, Database: "Fragile", AfterBytes: 4 << 20})
+	out, err := h.coffer("backup", "sql1/Fragile", "--type", "full", "--wait")
+	remove()
+	if err == nil {
+		t.Fatalf("a backup through a dropped connection succeeded:\n%s", out)
+	}
+	if !strings.Contains(err.Error(), "failed:") || len(strings.TrimSpace(strings.SplitN(err.Error(), "failed:", 2)[1])) == 0 {
+		t.Errorf("the failure gives no reason: %v", err)
+	}
+	after := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Fragile")
+	if len(after) != len(before) {
+		t.Errorf("recovery points: %d before, %d after a failed backup", len(before), len(after))
+	}
+
+	// tamper with every chunk of the vault: the restore must refuse
+	chunks := filepath.Join(h.data, "vault", "chunks")
+	n := 0
+	filepath.WalkDir(chunks, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, rerr := os.ReadFile(p)
+		if rerr != nil {
+			return rerr
+		}
+		b[len(b)/2] ^= 0xff
+		n++
+		return os.WriteFile(p, b, 0o600)
+	})
+	if n == 0 {
+		t.Fatal("no chunk files found to tamper with")
+	}
+	out, err = h.coffer("restore", "sql1/Fragile", "--latest", "--as", "Fragile copy", "--wait")
+	if err == nil {
+		t.Fatalf("a restore from tampered chunks succeeded:\n%s", out)
+	}
+	if !strings.Contains(err.Error(), "chunk") {
+		t.Errorf("the refusal does not name the chunk: %v", err)
+	}
+	if _, herr := h.sim.ContentHash("Fragile copy", time.Time{}); herr == nil {
+		t.Error("the refused restore left a database behind")
+	}
+}
+
+// TestWrongMasterKey: coffer refuses to start with a key that did not
+// create the vault, and says so.
+func TestWrongMasterKey(t *testing.T) {
+	data := t.TempDir()
+	h := startHarness(t, harnessOptions{data: data})
+	_ = h
+	c := &upConfig{dataDir: t.TempDir(), httpAddr: "127.0.0.1:0", workers: 1, store: daemon.VaultStore{Dir: filepath.Join(data, "vault")}}
+	wrong := hex.EncodeToString(vault.GenerateMasterKey())
+	getenv := func(k string) string {
+		if k == "COFFER_MASTER_KEY" {
+			return wrong
+		}
+		return ""
+	}
+	_, err := startStack(t.Context(), c, getenv, io.Discard, slog.New(slog.DiscardHandler), nil)
+	if err == nil {
+		t.Fatal("coffer started with the wrong master key")
+	}
+	if !errors.Is(err, vault.ErrWrongKey) || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("got %v, want a clear wrong-master-key error", err)
+	}
+	// and with no key at all for an existing vault
+	c.masterKeyFile = filepath.Join(t.TempDir(), "missing.key")
+	_, err = startStack(context.Background(), c, func(string) string { return "" }, io.Discard, slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("got %v, want an error about the missing master key", err)
+	}
+}
+
+var _ = fmt.Sprintf

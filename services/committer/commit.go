@@ -1,0 +1,214 @@
+package committer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/telemetry"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// rejection is a streamed backup that can never be committed: the job
+// fails with reason.
+type rejection struct{ reason string }
+
+func (r *rejection) Error() string { return r.reason }
+
+func reject(format string, args ...any) error {
+	return &rejection{reason: fmt.Sprintf(format, args...)}
+}
+
+// backupStreamed commits a streamed backup: manifest (the commit), then
+// the catalog record, the job's outcome and RecoveryPointCommitted. Each
+// step is idempotent, so a redelivery after any of them finishes the rest.
+func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed) error {
+	jid, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	db := e.GetDatabase()
+	rpID := event.RecoveryPointID(jid)
+	ctx, span := s.tracer.Start(ctx, "commit recovery point", trace.WithAttributes(
+		attribute.String(telemetry.JobIDKey, jid),
+		attribute.String(telemetry.InstanceKey, db.GetInstance()),
+		attribute.String(telemetry.DatabaseKey, db.GetDatabase()),
+		attribute.String(telemetry.RecoveryPointKey, rpID),
+	))
+	defer span.End()
+	log := s.log.With(slog.String(telemetry.JobIDKey, jid), slog.String(telemetry.InstanceKey, db.GetInstance()),
+		slog.String(telemetry.DatabaseKey, db.GetDatabase()), slog.String(telemetry.RecoveryPointKey, rpID))
+
+	f := eventFacts(ctx, e.GetMeta())
+	f.kind, f.database, f.backupType = cofferv1.JobKind_JOB_KIND_BACKUP, db, e.GetBackup().GetType()
+
+	rp, err := s.commit(ctx, log, rpID, jid, e)
+	if r := (*rejection)(nil); errors.As(err, &r) {
+		span.SetStatus(codes.Error, r.reason)
+		log.WarnContext(ctx, "backup not committed", slog.String("reason", r.reason))
+		return s.failJob(ctx, jid, e, f, r.reason)
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("commit recovery point %s: %w", rpID, err)
+	}
+	key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
+	if _, err := s.rps.Put(ctx, key, rp); err != nil {
+		return fmt.Errorf("record recovery point %s: %w", rpID, err)
+	}
+	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) { applySucceeded(j, rp.GetSize(), rp.GetId(), f) }); err != nil {
+		return err
+	}
+	committed := &cofferv1.RecoveryPointCommitted{
+		Meta:          event.Meta(event.ID("committed", rp.GetId()), jid, s.cfg.Now()),
+		RecoveryPoint: rp,
+	}
+	if err := s.bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, committed, committed.Meta.EventId); err != nil {
+		return fmt.Errorf("publish commit of %s: %w", rpID, err)
+	}
+	log.InfoContext(ctx, "recovery point committed", slog.Int64("size", rp.GetSize()), slog.Int64("new_bytes", rp.GetNewBytes()))
+	return nil
+}
+
+// commit writes the manifest of the streamed backup, unless an earlier
+// delivery did, and returns the recovery point it records. A *rejection
+// means the stream can never be committed; any other error is transient.
+func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string, e *cofferv1.BackupStreamed) (*cofferv1.RecoveryPoint, error) {
+	existing, err := s.vault.GetManifest(ctx, rpID)
+	switch {
+	case err == nil:
+		rp, err := recoveryPoint(existing)
+		if err != nil {
+			return nil, reject("manifest %s is already written but holds no recovery point: %v", rpID, err)
+		}
+		if !sameStream(existing, e) {
+			// The commit happened; a second stream for the same job (a
+			// backup rerun after a lost acknowledgement) never replaces it.
+			log.WarnContext(ctx, "job streamed again after its commit; keeping the committed stream",
+				slog.String("committed_checksum", existing.Checksum), slog.String("streamed_checksum", e.GetChecksum()))
+		}
+		return rp, nil
+	case errors.Is(err, blob.ErrNotExist):
+	case errors.Is(err, vault.ErrCorrupt):
+		// Never a commit that could be read: write it again.
+		log.WarnContext(ctx, "overwriting unreadable manifest", slog.Any("error", err))
+	default:
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+
+	db := e.GetDatabase()
+	if db.GetInstance() == "" || db.GetDatabase() == "" {
+		return nil, reject("the streamed backup names no database")
+	}
+	var total, stored int64
+	chunks := make([]vault.ChunkRef, len(e.GetChunks()))
+	seen := make(map[string]bool, len(e.GetChunks()))
+	for i, c := range e.GetChunks() {
+		if c.GetSize() <= 0 {
+			return nil, reject("chunk %d (%s) of the streamed backup has size %d", i, c.GetId(), c.GetSize())
+		}
+		total += c.GetSize()
+		if !seen[c.GetId()] {
+			seen[c.GetId()] = true
+			stored += c.GetStoredSize()
+		}
+		chunks[i] = vault.ChunkRef{ID: c.GetId(), Size: c.GetSize(), StoredSize: c.GetStoredSize()}
+	}
+	if total != e.GetSize() {
+		return nil, reject("the chunks of the streamed backup add up to %d bytes, but the stream is %d bytes", total, e.GetSize())
+	}
+	now := s.cfg.Now()
+	rp := &cofferv1.RecoveryPoint{
+		Id:          rpID,
+		Database:    db,
+		Backup:      e.GetBackup(),
+		Manifest:    rpID,
+		Size:        e.GetSize(),
+		StoredBytes: stored,
+		NewBytes:    e.GetNewBytes(),
+		Chunks:      int32(len(chunks)),
+		Checksum:    e.GetChecksum(),
+		JobId:       jid,
+		CommittedAt: timestamppb.New(now),
+	}
+	meta, err := protojson.Marshal(rp)
+	if err != nil {
+		return nil, fmt.Errorf("encode recovery point: %w", err)
+	}
+	created := now
+	if t := e.GetBackup().GetBackupFinish(); t != nil {
+		created = t.AsTime()
+	}
+	m := &vault.Manifest{ID: rpID, CreatedAt: created.UTC().Truncate(time.Microsecond), Size: e.GetSize(),
+		Checksum: e.GetChecksum(), Chunks: chunks, Meta: meta}
+	if err := s.vault.PutManifest(ctx, rpID, m); err != nil {
+		var ce *vault.ChunkError
+		if errors.As(err, &ce) && (errors.Is(err, blob.ErrNotExist) || errors.Is(err, vault.ErrCorrupt)) {
+			return nil, reject("cannot commit the backup: %v", ce)
+		}
+		return nil, err
+	}
+	return rp, nil
+}
+
+// failJob records a streamed backup that cannot be committed as the
+// job's failure, and reports it to everyone else.
+func (s *Service) failJob(ctx context.Context, jid string, e *cofferv1.BackupStreamed, f facts, reason string) error {
+	failed := &cofferv1.JobFailed{
+		Meta:       event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
+		Kind:       cofferv1.JobKind_JOB_KIND_BACKUP,
+		Database:   e.GetDatabase(),
+		Reason:     reason,
+		Service:    Name,
+		BackupType: e.GetBackup().GetType(),
+	}
+	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) { applyFailed(j, failed, f) }); err != nil {
+		return err
+	}
+	if err := s.bus.Publish(ctx, cofferv1.SubjectJobFailed, failed, failed.Meta.EventId); err != nil {
+		return fmt.Errorf("publish failure of job %s: %w", jid, err)
+	}
+	return nil
+}
+
+// recoveryPoint decodes the record a manifest carries in its Meta.
+func recoveryPoint(m *vault.Manifest) (*cofferv1.RecoveryPoint, error) {
+	if len(m.Meta) == 0 {
+		return nil, errors.New("no metadata")
+	}
+	rp := &cofferv1.RecoveryPoint{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(m.Meta, rp); err != nil {
+		return nil, fmt.Errorf("decode metadata: %w", err)
+	}
+	if rp.GetId() != m.ID || rp.GetDatabase().GetInstance() == "" || rp.GetDatabase().GetDatabase() == "" {
+		return nil, fmt.Errorf("metadata names recovery point %q of %q on %q", rp.GetId(),
+			rp.GetDatabase().GetDatabase(), rp.GetDatabase().GetInstance())
+	}
+	return rp, nil
+}
+
+// sameStream reports whether manifest m records the stream e describes.
+func sameStream(m *vault.Manifest, e *cofferv1.BackupStreamed) bool {
+	if m.Size != e.GetSize() || m.Checksum != e.GetChecksum() || len(m.Chunks) != len(e.GetChunks()) {
+		return false
+	}
+	for i, c := range e.GetChunks() {
+		if m.Chunks[i].ID != c.GetId() || m.Chunks[i].Size != c.GetSize() {
+			return false
+		}
+	}
+	return true
+}

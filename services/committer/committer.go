@@ -1,0 +1,140 @@
+package committer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// Name is the service's name: its durable consumer and the service it
+// reports in JobFailed.
+const Name = "committer"
+
+const tracerName = "github.com/cofferhq/coffer/services/committer"
+
+// subjects are the events the committer consumes.
+var subjects = []string{
+	cofferv1.SubjectJobQueued,
+	cofferv1.SubjectJobProgress,
+	cofferv1.SubjectJobFailed,
+	cofferv1.SubjectRestoreCompleted,
+	cofferv1.SubjectBackupStreamed,
+}
+
+// Service is the committer. Create it with New and run it with Run.
+type Service struct {
+	bus    *bus.Bus
+	vault  *vault.Vault
+	rps    *catalog.Bucket
+	jobs   *catalog.Bucket
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+}
+
+// New returns a committer that records recovery points and jobs in cat
+// (which must have the recovery_points and jobs buckets open, as
+// topology.Setup leaves it) and commits manifests to v.
+func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if b == nil {
+		errs = append(errs, errors.New("no bus"))
+	}
+	if cat == nil {
+		errs = append(errs, errors.New("no catalog"))
+	}
+	if v == nil {
+		errs = append(errs, errors.New("no vault"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("committer: %w", err)
+	}
+	return &Service{
+		bus:    b,
+		vault:  v,
+		rps:    cat.Bucket(cofferv1.BucketRecoveryPoints),
+		jobs:   cat.Bucket(cofferv1.BucketJobs),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		tracer: cfg.TracerProvider.Tracer(tracerName),
+	}, nil
+}
+
+// Run consumes the committer's events until ctx is done, then stops
+// taking new ones and waits up to Config.DrainTimeout for those being
+// handled. It returns nil after a clean shutdown.
+func (s *Service) Run(ctx context.Context) error {
+	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
+		Stream:         cofferv1.StreamEvents,
+		Durable:        Name,
+		FilterSubjects: subjects,
+		AckWait:        s.cfg.AckWait,
+		MaxDeliver:     s.cfg.MaxDeliver,
+		Backoff:        s.cfg.Backoff,
+		Concurrency:    s.cfg.Workers,
+	}, s.handle)
+	if err != nil {
+		return fmt.Errorf("committer: consume: %w", err)
+	}
+	s.log.InfoContext(ctx, "committer running", slog.Int("workers", s.cfg.Workers))
+	select {
+	case <-ctx.Done():
+	case <-sub.Done():
+		return errors.New("committer: subscription ended")
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+	defer cancel()
+	if err := sub.Drain(dctx); err != nil {
+		return fmt.Errorf("committer: drain: %w", err)
+	}
+	return nil
+}
+
+// handle dispatches one event by subject.
+func (s *Service) handle(ctx context.Context, m *bus.Message) error {
+	switch m.Subject {
+	case cofferv1.SubjectJobQueued:
+		var e cofferv1.JobQueued
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.jobQueued(ctx, &e)
+	case cofferv1.SubjectJobProgress:
+		var e cofferv1.JobProgress
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.jobProgress(ctx, &e)
+	case cofferv1.SubjectJobFailed:
+		var e cofferv1.JobFailed
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.jobFailed(ctx, &e)
+	case cofferv1.SubjectRestoreCompleted:
+		var e cofferv1.RestoreCompleted
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.restoreCompleted(ctx, &e)
+	case cofferv1.SubjectBackupStreamed:
+		var e cofferv1.BackupStreamed
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.backupStreamed(ctx, &e)
+	}
+	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
+}

@@ -1,0 +1,306 @@
+package committer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/services/committer"
+)
+
+var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return now }
+
+// TestCommitRedelivered publishes the same BackupStreamed twice under
+// different message ids, as a streamer that lost its acknowledgement
+// would: one recovery point, one manifest, one RecoveryPointCommitted.
+func TestCommitRedelivered(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{Now: clock})
+	const jid = "j20261122T100000-0badc0de"
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "it's ]odd "}
+	bs := e.stream(jid, db, 3<<20)
+	e.publish(cofferv1.SubjectBackupStreamed, bs, "first")
+	e.publish(cofferv1.SubjectBackupStreamed, bs, "second")
+	e.settled()
+
+	j := e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	rpID := event.RecoveryPointID(jid)
+	if j.RecoveryPoint != rpID || j.Kind != cofferv1.JobKind_JOB_KIND_BACKUP || !proto.Equal(j.Database, db) {
+		t.Errorf("job %v; want a succeeded backup of %v with recovery point %s", j, db, rpID)
+	}
+	rps := recoveryPoints(t, e.cat)
+	if len(rps) != 1 {
+		t.Fatalf("%d recovery points; want 1", len(rps))
+	}
+	rp := rps[catalog.Key(db.Instance, db.Database, rpID)]
+	if rp == nil {
+		t.Fatalf("no recovery point under its key; have %v", rps)
+	}
+	var stored int64
+	for _, c := range bs.Chunks {
+		stored += c.StoredSize
+	}
+	want := &cofferv1.RecoveryPoint{Id: rpID, Database: db, Backup: bs.Backup, Manifest: rpID, Size: bs.Size,
+		StoredBytes: stored, NewBytes: bs.NewBytes, Chunks: int32(len(bs.Chunks)), Checksum: bs.Checksum, JobId: jid,
+		CommittedAt: rp.CommittedAt}
+	if !proto.Equal(rp, want) || !rp.CommittedAt.AsTime().Equal(now) {
+		t.Errorf("recovery point %v; want %v committed at %v", rp, want, now)
+	}
+	if ids := e.manifests(); len(ids) != 1 || ids[0] != rpID {
+		t.Errorf("manifests %v; want [%s]", ids, rpID)
+	}
+	m, err := e.vault.GetManifest(context.Background(), rpID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta cofferv1.RecoveryPoint
+	if err := protojson.Unmarshal(m.Meta, &meta); err != nil {
+		t.Fatalf("manifest meta: %v", err)
+	}
+	if !proto.Equal(&meta, rp) {
+		t.Errorf("manifest meta %v; want the catalog's record %v", &meta, rp)
+	}
+	if n := e.count(cofferv1.SubjectRecoveryPointCommitted); n != 1 {
+		t.Errorf("%d RecoveryPointCommitted events; want 1", n)
+	}
+}
+
+// TestCommitMissingChunk fails the job, naming the chunk, and commits
+// nothing.
+func TestCommitMissingChunk(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	const jid = "j20261122T100000-00000001"
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	bs := e.stream(jid, db, 3<<20)
+	missing := bs.Chunks[1].Id
+	if err := e.vault.DeleteChunk(context.Background(), missing); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(cofferv1.SubjectBackupStreamed, bs, "streamed")
+	j := e.waitJob(jid, cofferv1.JobState_JOB_STATE_FAILED)
+	if !strings.Contains(j.Error, missing) || j.Service != committer.Name {
+		t.Errorf("job failed by %q with %q; want the committer naming chunk %s", j.Service, j.Error, missing)
+	}
+	e.settled()
+	if rps := recoveryPoints(t, e.cat); len(rps) != 0 {
+		t.Errorf("recovery points %v; want none", rps)
+	}
+	if ids := e.manifests(); len(ids) != 0 {
+		t.Errorf("manifests %v; want none", ids)
+	}
+	if n := e.count(cofferv1.SubjectJobFailed); n != 1 {
+		t.Errorf("%d JobFailed events; want 1", n)
+	}
+}
+
+// TestCommitSizeMismatch fails a stream whose chunks do not add up.
+func TestCommitSizeMismatch(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	const jid = "j20261122T100000-00000002"
+	bs := e.stream(jid, &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}, 1<<20)
+	bs.Size++
+	e.publish(cofferv1.SubjectBackupStreamed, bs, "streamed")
+	j := e.waitJob(jid, cofferv1.JobState_JOB_STATE_FAILED)
+	if !strings.Contains(j.Error, "add up") {
+		t.Errorf("reason %q; want it to say the sizes do not add up", j.Error)
+	}
+	if ids := e.manifests(); len(ids) != 0 {
+		t.Errorf("manifests %v; want none", ids)
+	}
+}
+
+// TestJobEventsOutOfOrder feeds job events in orders they may arrive in:
+// a job's state only moves forward.
+func TestJobEventsOutOfOrder(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{Workers: 1})
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	tgt := &cofferv1.DatabaseRef{Instance: "sql02", Database: "Sales copy"}
+	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+	queued := func(job string, s int) proto.Message {
+		return &cofferv1.JobQueued{Meta: event.Meta("q", job, at(s)), Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db,
+			BackupType: cofferv1.BackupType_BACKUP_TYPE_FULL, Detail: "on-demand"}
+	}
+	progress := func(job string, s int, pct float64) proto.Message {
+		return &cofferv1.JobProgress{Meta: event.Meta("p", job, at(s)), Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db,
+			Percent: pct, Bytes: int64(pct) * 1000, Step: "backup"}
+	}
+	failed := func(job string, s int) proto.Message {
+		return &cofferv1.JobFailed{Meta: event.Meta("f", job, at(s)), Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db,
+			Reason: "SQL Server said no", Service: "backup-streamer"}
+	}
+	restored := func(job string, s int) proto.Message {
+		return &cofferv1.RestoreCompleted{Meta: event.Meta("r", job, at(s)), Source: db, Target: tgt, Bytes: 42}
+	}
+	subject := map[string]string{
+		"coffer.v1.JobQueued": cofferv1.SubjectJobQueued, "coffer.v1.JobProgress": cofferv1.SubjectJobProgress,
+		"coffer.v1.JobFailed": cofferv1.SubjectJobFailed, "coffer.v1.RestoreCompleted": cofferv1.SubjectRestoreCompleted,
+	}
+	for _, tc := range []struct {
+		name   string
+		events func(job string) []proto.Message
+		want   *cofferv1.Job
+	}{
+		{"progress before queued", func(j string) []proto.Message { return []proto.Message{progress(j, 2, 10), queued(j, 1)} },
+			&cofferv1.Job{State: cofferv1.JobState_JOB_STATE_RUNNING, Percent: 10, Bytes: 10000, Step: "backup", Detail: "on-demand",
+				BackupType: cofferv1.BackupType_BACKUP_TYPE_FULL}},
+		{"late progress after failure", func(j string) []proto.Message {
+			return []proto.Message{queued(j, 1), progress(j, 2, 10), failed(j, 4), progress(j, 3, 50)}
+		}, &cofferv1.Job{State: cofferv1.JobState_JOB_STATE_FAILED, Percent: 10, Bytes: 10000, Step: "backup", Detail: "on-demand",
+			Error: "SQL Server said no", Service: "backup-streamer", BackupType: cofferv1.BackupType_BACKUP_TYPE_FULL}},
+		{"progress overtaken", func(j string) []proto.Message {
+			return []proto.Message{queued(j, 1), progress(j, 3, 50), progress(j, 2, 20)}
+		}, &cofferv1.Job{State: cofferv1.JobState_JOB_STATE_RUNNING, Percent: 50, Bytes: 50000, Step: "backup", Detail: "on-demand",
+			BackupType: cofferv1.BackupType_BACKUP_TYPE_FULL}},
+		{"queued after the outcome", func(j string) []proto.Message { return []proto.Message{failed(j, 3), queued(j, 1)} },
+			&cofferv1.Job{State: cofferv1.JobState_JOB_STATE_FAILED, Error: "SQL Server said no", Service: "backup-streamer",
+				Detail: "on-demand", BackupType: cofferv1.BackupType_BACKUP_TYPE_FULL}},
+		{"failure of an unknown job", func(j string) []proto.Message { return []proto.Message{failed(j, 3)} },
+			&cofferv1.Job{State: cofferv1.JobState_JOB_STATE_FAILED, Error: "SQL Server said no", Service: "backup-streamer"}},
+		{"failure after success", func(j string) []proto.Message { return []proto.Message{restored(j, 3), failed(j, 4)} },
+			&cofferv1.Job{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, State: cofferv1.JobState_JOB_STATE_SUCCEEDED, Percent: 100, Bytes: 42,
+				Target: tgt}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jid := event.NewJobID(now)
+			evs := tc.events(jid)
+			for k, ev := range evs {
+				e.publish(subject[string(proto.MessageName(ev))], ev, jid+"-"+string(rune('a'+k)))
+			}
+			// consumer info can lag a publish: wait for the outcome state
+			// first, then for the rest of the events to be handled
+			e.waitJob(jid, tc.want.State)
+			e.settled()
+			got, err := e.job(jid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := proto.CloneOf(tc.want)
+			want.Id = jid
+			if want.Kind == cofferv1.JobKind_JOB_KIND_UNSPECIFIED {
+				want.Kind = cofferv1.JobKind_JOB_KIND_BACKUP
+			}
+			want.Database = db
+			var first, last time.Time
+			for _, ev := range evs {
+				at := metaOf(t, ev).Time.AsTime()
+				if first.IsZero() || at.Before(first) {
+					first = at
+				}
+				if at.After(last) {
+					last = at
+				}
+			}
+			if !got.CreatedAt.AsTime().Equal(first) || got.UpdatedAt.AsTime().Before(first) || got.UpdatedAt.AsTime().After(last) {
+				t.Errorf("created %v updated %v; want created at the earliest event, %v, and updated by %v", got.CreatedAt.AsTime(), got.UpdatedAt.AsTime(), first, last)
+			}
+			got.CreatedAt, got.UpdatedAt = nil, nil
+			if !proto.Equal(got, want) {
+				t.Errorf("job\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRebuild recreates the recovery points of a lost catalog from the
+// vault alone, and drops records whose manifest is gone.
+func TestRebuild(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	for k, name := range []string{"Sales", "it's ]odd ", "Продажи.db"} {
+		jid := event.NewJobID(now.Add(time.Duration(k) * time.Hour))
+		e.publish(cofferv1.SubjectBackupStreamed, e.stream(jid, &cofferv1.DatabaseRef{Instance: "sql01", Database: name}, 1<<20), jid)
+		e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	}
+	want := recoveryPoints(t, e.cat)
+	if len(want) != 3 {
+		t.Fatalf("%d recovery points committed; want 3", len(want))
+	}
+
+	// A new catalog, as after losing the NATS cluster, with one record
+	// whose manifest never existed.
+	_, cat := newBus(t)
+	stale := &cofferv1.RecoveryPoint{Id: "rp-gone", Manifest: "rp-gone", Database: &cofferv1.DatabaseRef{Instance: "sql01", Database: "Gone"}}
+	if _, err := cat.Bucket(cofferv1.BucketRecoveryPoints).Put(context.Background(), catalog.Key("sql01", "Gone", "rp-gone"), stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := committer.Rebuild(t.Context(), e.vault, cat); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	got := recoveryPoints(t, cat)
+	if len(got) != len(want) {
+		t.Errorf("rebuilt %d recovery points; want %d", len(got), len(want))
+	}
+	for key, rp := range want {
+		if !proto.Equal(got[key], rp) {
+			t.Errorf("rebuilt %s: %v; want %v", key, got[key], rp)
+		}
+	}
+	// Idempotent.
+	if err := committer.Rebuild(t.Context(), e.vault, cat); err != nil {
+		t.Fatalf("second rebuild: %v", err)
+	}
+	if n := len(recoveryPoints(t, cat)); n != 3 {
+		t.Errorf("%d recovery points after a second rebuild; want 3", n)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	e := newEnv(t)
+	_, err := committer.New(e.bus, e.cat, nil, committer.Config{Workers: -1, Backoff: []time.Duration{-time.Second}})
+	if err == nil {
+		t.Fatal("New accepted a bad config")
+	}
+	for _, want := range []string{"workers", "backoff[0]", "vault"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+// TestConcurrentJobUpdates races many handlers on one job: compare-and-set
+// keeps every update, and the outcome stands.
+func TestConcurrentJobUpdates(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{Workers: 8})
+	jid := event.NewJobID(now)
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	for pct := range 40 {
+		e.publish(cofferv1.SubjectJobProgress, &cofferv1.JobProgress{Meta: event.Meta("p", jid, now), Kind: cofferv1.JobKind_JOB_KIND_RESTORE,
+			Database: db, Percent: float64(pct), Step: "restore 1/1"}, event.ID("progress", jid, string(rune(pct))))
+	}
+	e.publish(cofferv1.SubjectRestoreCompleted, &cofferv1.RestoreCompleted{Meta: event.Meta("r", jid, now), Source: db, Target: db, Bytes: 7}, "done")
+	e.settled()
+	j, err := e.job(jid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != cofferv1.JobState_JOB_STATE_SUCCEEDED || j.Percent != 100 || j.Bytes != 7 {
+		t.Errorf("job %v; want succeeded, 100%%, 7 bytes", j)
+	}
+}
+
+// metaOf reads the metadata every event carries as field 1.
+func metaOf(t *testing.T, m proto.Message) *cofferv1.EventMeta {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env cofferv1.Envelope
+	if err := proto.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Meta
+}

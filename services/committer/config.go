@@ -1,0 +1,91 @@
+package committer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Config configures the committer. The zero value of every field but the
+// ones Validate names means its default.
+type Config struct {
+	// Workers is how many events are handled at once. Default 4. Job
+	// updates are compare-and-set, so handlers may race freely.
+	Workers int
+	// AckWait is how long JetStream waits for a handler before it
+	// redelivers the event; the bus extends it while a handler runs.
+	// Default 1m.
+	AckWait time.Duration
+	// MaxDeliver is how many times an event is tried before it is
+	// poison (reported by the bus's OnPoison). Default 20.
+	MaxDeliver int
+	// Backoff is the delay before each redelivery after a transient
+	// failure (the vault or NATS unreachable). Default 1s, 5s, 15s, 30s,
+	// 1m, the last repeating.
+	Backoff []time.Duration
+	// DrainTimeout bounds the wait for running handlers at shutdown.
+	// Default 30s.
+	DrainTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives the service's records; default discard.
+	Logger *slog.Logger
+	// TracerProvider makes the service's spans; default no-op.
+	TracerProvider trace.TracerProvider
+}
+
+func (c *Config) setDefaults() {
+	if c.Workers == 0 {
+		c.Workers = 4
+	}
+	if c.AckWait == 0 {
+		c.AckWait = time.Minute
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 20
+	}
+	if c.Backoff == nil {
+		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers %d: want at least 1", c.Workers))
+	}
+	if c.AckWait < 0 {
+		errs = append(errs, fmt.Errorf("ack wait %v: want a positive duration", c.AckWait))
+	} else if c.AckWait > 0 && c.AckWait < 3*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ack wait %v: too short to signal progress", c.AckWait))
+	}
+	if c.MaxDeliver < -1 {
+		errs = append(errs, fmt.Errorf("max deliver %d: want -1 (unlimited) or at least 1", c.MaxDeliver))
+	}
+	for i, d := range c.Backoff {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("backoff[%d] %v: want a positive duration", i, d))
+		}
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("drain timeout %v: want a positive duration", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,21 @@
+// Package committer is coffer's committer service: it turns streamed
+// backups into recovery points and keeps every job's state.
+//
+// It owns two catalog buckets. In recovery_points it records each
+// committed backup under catalog.Key(instance, database, recovery point
+// id); in jobs, each job under catalog.Key(job id), from the JobQueued,
+// JobProgress, JobFailed, RestoreCompleted and BackupStreamed events.
+//
+// A BackupStreamed event is the draft of a manifest. The committer checks
+// that every chunk it names is in the vault and that their sizes add up,
+// then writes the manifest, whose Meta is the RecoveryPoint in protojson:
+// that write is the commit. Only then does it record the recovery point,
+// mark the job succeeded and publish RecoveryPointCommitted. Because the
+// manifests carry the records, [Rebuild] can recreate recovery_points from
+// the vault alone.
+//
+// Every handler is idempotent: JetStream delivers at least once, a
+// redelivered BackupStreamed finds its manifest already written and
+// carries on from there, and job updates are compare-and-set, moving a
+// job's state only forward (queued, running, then succeeded or failed).
+package committer

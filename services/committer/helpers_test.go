@@ -1,0 +1,205 @@
+package committer_test
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/services/committer"
+)
+
+// env is embedded NATS with coffer's topology and a vault in a directory.
+type env struct {
+	t     *testing.T
+	bus   *bus.Bus
+	cat   *catalog.Catalog
+	store *dirstore.Store
+	vault *vault.Vault
+}
+
+func newBus(t *testing.T) (*bus.Bus, *catalog.Catalog) {
+	t.Helper()
+	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start NATS: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatalf("connect NATS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := topology.Setup(context.Background(), b)
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	return b, cat
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	b, cat := newBus(t)
+	store, err := dirstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Init(context.Background(), store, vault.GenerateMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, bus: b, cat: cat, store: store, vault: v}
+}
+
+// start runs a committer until the test ends.
+func (e *env) start(cfg committer.Config) {
+	e.t.Helper()
+	svc, err := committer.New(e.bus, e.cat, e.vault, cfg)
+	if err != nil {
+		e.t.Fatalf("committer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := svc.Run(ctx); err != nil {
+			e.t.Errorf("committer: %v", err)
+		}
+	})
+	e.t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func (e *env) publish(subject string, m proto.Message, id string) {
+	e.t.Helper()
+	if err := e.bus.Publish(context.Background(), subject, m, id); err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// stream writes size random bytes to the vault as a backup stream would
+// and returns the BackupStreamed that describes it.
+func (e *env) stream(jobID string, db *cofferv1.DatabaseRef, size int) *cofferv1.BackupStreamed {
+	e.t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	w := e.vault.NewWriter(context.Background(), vault.WriterOptions{})
+	if _, err := w.Write(data); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	res := w.Result()
+	bs := &cofferv1.BackupStreamed{
+		Meta:     event.Meta(event.ID("streamed", jobID), jobID, time.Now()),
+		Database: db,
+		Backup: &cofferv1.BackupMetadata{Type: cofferv1.BackupType_BACKUP_TYPE_FULL, FirstLsn: "41000000001600001",
+			LastLsn: "41000000002400001", CheckpointLsn: "41000000001600001", DatabaseName: db.GetDatabase()},
+		Size:     res.Size,
+		Checksum: res.Checksum,
+		NewBytes: res.NewBytes,
+	}
+	for _, c := range res.Chunks {
+		bs.Chunks = append(bs.Chunks, &cofferv1.ChunkRef{Id: c.ID, Size: c.Size, StoredSize: c.StoredSize})
+	}
+	return bs
+}
+
+// settled waits until the committer has handled every event published so
+// far.
+func (e *env) settled() {
+	e.t.Helper()
+	ctx := context.Background()
+	waitFor(e.t, time.Minute, "the committer to handle every event", func() bool {
+		c, err := e.bus.JetStream().Consumer(ctx, cofferv1.StreamEvents, committer.Name)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+}
+
+func (e *env) job(id string) (*cofferv1.Job, error) {
+	j := &cofferv1.Job{}
+	_, err := e.cat.Bucket(cofferv1.BucketJobs).Get(context.Background(), catalog.Key(id), j)
+	return j, err
+}
+
+func (e *env) waitJob(id string, state cofferv1.JobState) *cofferv1.Job {
+	e.t.Helper()
+	var j *cofferv1.Job
+	waitFor(e.t, time.Minute, "job "+id+" to be "+state.String(), func() bool {
+		var err error
+		j, err = e.job(id)
+		return err == nil && j.State == state
+	})
+	return j
+}
+
+// recoveryPoints lists the recovery_points bucket by key.
+func recoveryPoints(t *testing.T, cat *catalog.Catalog) map[string]*cofferv1.RecoveryPoint {
+	t.Helper()
+	out := map[string]*cofferv1.RecoveryPoint{}
+	err := cat.Bucket(cofferv1.BucketRecoveryPoints).List(context.Background(), "",
+		func() proto.Message { return &cofferv1.RecoveryPoint{} },
+		func(key string, m proto.Message) error {
+			out[key] = m.(*cofferv1.RecoveryPoint)
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("list recovery points: %v", err)
+	}
+	return out
+}
+
+func (e *env) manifests() []string {
+	e.t.Helper()
+	var ids []string
+	if err := e.vault.ListManifests(context.Background(), func(id string) error { ids = append(ids, id); return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}
+
+// count returns how many messages the event stream holds on subject.
+func (e *env) count(subject string) uint64 {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.bus.JetStream().Stream(ctx, cofferv1.StreamEvents)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,215 @@
+package committer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// maxCASAttempts bounds the compare-and-set retries of one job update;
+// beyond it the event is redelivered later.
+const maxCASAttempts = 16
+
+// facts is what any job event says of its job.
+type facts struct {
+	kind       cofferv1.JobKind
+	database   *cofferv1.DatabaseRef
+	target     *cofferv1.DatabaseRef
+	backupType cofferv1.BackupType
+	at         time.Time
+	traceID    string
+}
+
+func final(s cofferv1.JobState) bool {
+	return s == cofferv1.JobState_JOB_STATE_SUCCEEDED || s == cofferv1.JobState_JOB_STATE_FAILED
+}
+
+// fill sets what j does not know yet from f, and moves its times: created
+// at the earliest event seen, updated at the latest.
+func fill(j *cofferv1.Job, f facts) {
+	if j.Kind == cofferv1.JobKind_JOB_KIND_UNSPECIFIED {
+		j.Kind = f.kind
+	}
+	if j.Database == nil && f.database != nil && (f.database.Instance != "" || f.database.Database != "") {
+		j.Database = f.database
+	}
+	if j.Target == nil && f.target != nil && (f.target.Instance != "" || f.target.Database != "") {
+		j.Target = f.target
+	}
+	if j.BackupType == cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED {
+		j.BackupType = f.backupType
+	}
+	if j.TraceId == "" {
+		j.TraceId = f.traceID
+	}
+	if !f.at.IsZero() {
+		if j.CreatedAt == nil || f.at.Before(j.CreatedAt.AsTime()) {
+			j.CreatedAt = timestamppb.New(f.at)
+		}
+		if j.UpdatedAt == nil || f.at.After(j.UpdatedAt.AsTime()) {
+			j.UpdatedAt = timestamppb.New(f.at)
+		}
+	}
+}
+
+// applyQueued records a job put on the work queue. A job that some other
+// event created first keeps its state.
+func applyQueued(j *cofferv1.Job, e *cofferv1.JobQueued, f facts) {
+	fill(j, f)
+	if j.Detail == "" {
+		j.Detail = e.GetDetail()
+	}
+	if j.State == cofferv1.JobState_JOB_STATE_UNSPECIFIED {
+		j.State = cofferv1.JobState_JOB_STATE_QUEUED
+	}
+}
+
+// applyProgress moves a job to running. Progress only goes up, so a
+// report overtaken by a later one changes nothing; a report after the
+// outcome is ignored.
+func applyProgress(j *cofferv1.Job, e *cofferv1.JobProgress, f facts) {
+	if final(j.State) {
+		return
+	}
+	fill(j, f)
+	j.State = cofferv1.JobState_JOB_STATE_RUNNING
+	if e.GetPercent() >= j.Percent {
+		j.Percent = e.GetPercent()
+		j.Bytes = e.GetBytes()
+		j.Step = e.GetStep()
+	}
+}
+
+// applyFailed records a failure. The first outcome stands: a job that
+// already succeeded or failed keeps it.
+func applyFailed(j *cofferv1.Job, e *cofferv1.JobFailed, f facts) {
+	if final(j.State) {
+		return
+	}
+	fill(j, f)
+	j.State = cofferv1.JobState_JOB_STATE_FAILED
+	j.Error = e.GetReason()
+	j.Service = e.GetService()
+}
+
+// applySucceeded records a success, with the recovery point a backup
+// committed.
+func applySucceeded(j *cofferv1.Job, bytes int64, recoveryPoint string, f facts) {
+	if final(j.State) {
+		if j.State == cofferv1.JobState_JOB_STATE_SUCCEEDED && j.RecoveryPoint == "" {
+			j.RecoveryPoint = recoveryPoint
+		}
+		return
+	}
+	fill(j, f)
+	j.State = cofferv1.JobState_JOB_STATE_SUCCEEDED
+	j.Percent = 100
+	j.Bytes = bytes
+	j.Step = ""
+	j.RecoveryPoint = recoveryPoint
+}
+
+// updateJob reads job id (a new Job if there is none), lets apply change
+// it, and writes it back if it changed, compare-and-set, retrying on a
+// conflicting write.
+func (s *Service) updateJob(ctx context.Context, id string, apply func(j *cofferv1.Job)) error {
+	key := catalog.Key(id)
+	for attempt := 1; ; attempt++ {
+		j := &cofferv1.Job{}
+		rev, err := s.jobs.Get(ctx, key, j)
+		exists := err == nil
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return fmt.Errorf("read job %s: %w", id, err)
+		}
+		if !exists {
+			j = &cofferv1.Job{Id: id}
+		}
+		before := proto.Clone(j)
+		apply(j)
+		if exists && proto.Equal(before, j) {
+			return nil
+		}
+		if exists {
+			_, err = s.jobs.Update(ctx, key, j, rev)
+		} else {
+			_, err = s.jobs.Create(ctx, key, j)
+		}
+		if err == nil {
+			return nil
+		}
+		if (!errors.Is(err, catalog.ErrConflict) && !errors.Is(err, catalog.ErrExists)) || attempt == maxCASAttempts {
+			return fmt.Errorf("write job %s: %w", id, err)
+		}
+	}
+}
+
+// jobID returns an event's job id; an event about a job without one can
+// never be recorded.
+func jobID(meta *cofferv1.EventMeta) (string, error) {
+	if id := meta.GetJobId(); id != "" {
+		return id, nil
+	}
+	return "", bus.Permanent(errors.New("event has no job id"))
+}
+
+func eventFacts(ctx context.Context, meta *cofferv1.EventMeta) facts {
+	f := facts{}
+	if t := meta.GetTime(); t != nil {
+		f.at = t.AsTime()
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		f.traceID = sc.TraceID().String()
+	}
+	return f
+}
+
+func (s *Service) jobQueued(ctx context.Context, e *cofferv1.JobQueued) error {
+	id, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	f := eventFacts(ctx, e.GetMeta())
+	f.kind, f.database, f.target, f.backupType = e.GetKind(), e.GetDatabase(), e.GetTarget(), e.GetBackupType()
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) { applyQueued(j, e, f) })
+}
+
+func (s *Service) jobProgress(ctx context.Context, e *cofferv1.JobProgress) error {
+	id, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	f := eventFacts(ctx, e.GetMeta())
+	f.kind, f.database, f.target, f.backupType = e.GetKind(), e.GetDatabase(), e.GetTarget(), e.GetBackupType()
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) { applyProgress(j, e, f) })
+}
+
+func (s *Service) jobFailed(ctx context.Context, e *cofferv1.JobFailed) error {
+	id := e.GetMeta().GetJobId()
+	if id == "" {
+		// A failure tied to no job (a poison message without one) has
+		// nothing to record here; the gateway shows it as an alert.
+		return nil
+	}
+	f := eventFacts(ctx, e.GetMeta())
+	f.kind, f.database, f.target, f.backupType = e.GetKind(), e.GetDatabase(), e.GetTarget(), e.GetBackupType()
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) { applyFailed(j, e, f) })
+}
+
+func (s *Service) restoreCompleted(ctx context.Context, e *cofferv1.RestoreCompleted) error {
+	id, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	f := eventFacts(ctx, e.GetMeta())
+	f.kind, f.database, f.target = cofferv1.JobKind_JOB_KIND_RESTORE, e.GetSource(), e.GetTarget()
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) { applySucceeded(j, e.GetBytes(), "", f) })
+}
