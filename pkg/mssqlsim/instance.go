@@ -501,8 +501,17 @@ func (i *Instance) commitTx(name string, n int, mark string, bulk bool) (LSN, er
 	i.mu.Lock()
 	pages := make([]uint32, 0, n)
 	db.mu.Lock()
+	total := len(db.versions)
+	hot := max(min(total, 64), total/32)
 	for k := 0; k < n; k++ {
-		pages = append(pages, uint32(i.rnd.IntN(len(db.versions))))
+		// OLTP has locality: most changes land in a hot region (recent
+		// rows), the rest anywhere. Differential and deduplicated backups
+		// behave as they would on a real database.
+		if i.rnd.IntN(5) > 0 {
+			pages = append(pages, uint32(total-hot+i.rnd.IntN(hot)))
+		} else {
+			pages = append(pages, uint32(i.rnd.IntN(total)))
+		}
 	}
 	i.mu.Unlock()
 	defer db.mu.Unlock()

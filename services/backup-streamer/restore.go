@@ -49,6 +49,12 @@ func (s *Service) restore(ctx context.Context, m *bus.Message, req *cofferv1.Res
 	}
 	if err == nil {
 		log.InfoContext(ctx, "restore completed", slog.Int64("bytes", completed.GetBytes()))
+		// the inventory shows the new database now, not at the next
+		// discovery round
+		d := &cofferv1.DiscoverRequested{Meta: event.Meta(event.ID("discover-after-restore", jid), jid, s.cfg.Now()), Instance: tgt.GetInstance()}
+		if perr := s.publish(ctx, cofferv1.SubjectDiscoverRequested, d, d.Meta.EventId); perr != nil {
+			log.WarnContext(ctx, "ask for discovery after restore", slog.Any("error", perr))
+		}
 	}
 	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
 		return &cofferv1.JobFailed{
