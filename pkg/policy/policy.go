@@ -1,0 +1,347 @@
+// Package policy is a backup policy: when full, differential and log
+// backups are due, how long each is kept (with grandfather-father-son
+// ranges for fulls), and whether backups are compressed. It validates a
+// policy against the rules that protect a database administrator (see
+// ../../../shared/REFERENCE.md), computes due times in the policy's time
+// zone, and computes each recovery point's expiry.
+//
+// The package is pure: no I/O, and time is always passed in.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Frequency of full backups.
+type Frequency string
+
+// Frequencies.
+const (
+	Daily  Frequency = "daily"
+	Weekly Frequency = "weekly"
+)
+
+// MinRetention is the shortest any backup may be kept.
+const MinRetention = 7 * 24 * time.Hour
+
+// MinLogInterval is the shortest log backup interval: one minute, past the
+// reference product's fifteen.
+const MinLogInterval = time.Minute
+
+// DefaultName is the name of the default policy.
+const DefaultName = "default"
+
+// Policy is a backup policy.
+type Policy struct {
+	Name string `json:"name"`
+	// TimeZone is an IANA zone name ("Europe/Berlin"); empty means UTC.
+	TimeZone     string        `json:"time_zone,omitempty"`
+	Full         Schedule      `json:"full"`
+	Differential *Schedule     `json:"differential,omitempty"`
+	Log          *LogSchedule  `json:"log,omitempty"`
+	Retention    Retention     `json:"retention"`
+	Compression  bool          `json:"compression"`
+	OnDemand     OnDemandRules `json:"on_demand"`
+}
+
+// Schedule says when a full or differential backup is due: on the given
+// days (every day for a daily full) at Hour:Minute in the policy's zone.
+type Schedule struct {
+	// Frequency applies to fulls only: daily or weekly.
+	Frequency Frequency      `json:"frequency,omitempty"`
+	Days      []time.Weekday `json:"days,omitempty"`
+	Hour      int            `json:"hour"`
+	Minute    int            `json:"minute"`
+}
+
+// LogSchedule says how often log backups run.
+type LogSchedule struct {
+	Every Duration `json:"every"`
+}
+
+// Retention says how long backups are kept.
+type Retention struct {
+	// Full is how long every full is kept (the daily range). Required.
+	Full Duration `json:"full"`
+	// Weekly keeps the full taken on Weekly.Day for Weekly.Count weeks.
+	Weekly *WeeklyRange `json:"weekly,omitempty"`
+	// Monthly keeps the first full of each month (taken on Monthly.Day of
+	// the week, or the first full of the month when Day is nil) for
+	// Monthly.Count months.
+	Monthly *MonthlyRange `json:"monthly,omitempty"`
+	// Yearly keeps the first full of Yearly.Month for Yearly.Count years.
+	Yearly *YearlyRange `json:"yearly,omitempty"`
+	// Differential is how long differentials are kept.
+	Differential Duration `json:"differential,omitempty"`
+	// Log is how long log backups are kept.
+	Log Duration `json:"log,omitempty"`
+}
+
+// WeeklyRange keeps one full a week.
+type WeeklyRange struct {
+	Day   time.Weekday `json:"day"`
+	Count int          `json:"count"`
+}
+
+// MonthlyRange keeps one full a month.
+type MonthlyRange struct {
+	Day   *time.Weekday `json:"day,omitempty"`
+	Count int           `json:"count"`
+}
+
+// YearlyRange keeps one full a year.
+type YearlyRange struct {
+	Month time.Month `json:"month"`
+	Count int        `json:"count"`
+}
+
+// OnDemandRules are the retentions of on-demand backups, which carry their
+// own.
+type OnDemandRules struct {
+	Full Duration `json:"full,omitempty"` // default 45 days
+	Log  Duration `json:"log,omitempty"`  // default: the policy's log retention
+}
+
+// Duration is a time.Duration that reads and writes as "30d", "12h",
+// "15m" in JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Days makes a Duration of n days.
+func Days(n int) Duration { return Duration(time.Duration(n) * 24 * time.Hour) }
+
+// String writes whole days as "Nd", else Go's form.
+func (d Duration) String() string {
+	t := time.Duration(d)
+	if t > 0 && t%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", t/(24*time.Hour))
+	}
+	return t.String()
+}
+
+// ParseDuration reads "30d", "2w", or anything time.ParseDuration reads.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	mult := time.Duration(0)
+	switch {
+	case strings.HasSuffix(s, "d"):
+		mult = 24 * time.Hour
+	case strings.HasSuffix(s, "w"):
+		mult = 7 * 24 * time.Hour
+	}
+	if mult != 0 {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimRight(s, "dw"), "%d", &n); err != nil || fmt.Sprint(n) != strings.TrimRight(s, "dw") {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return Duration(time.Duration(n) * mult), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return Duration(d), nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// Default is the default policy: a daily full at 22:00 UTC, a log backup
+// every 15 minutes, everything kept 30 days, compressed.
+func Default() Policy {
+	return Policy{
+		Name:        DefaultName,
+		Full:        Schedule{Frequency: Daily, Hour: 22},
+		Log:         &LogSchedule{Every: Duration(15 * time.Minute)},
+		Retention:   Retention{Full: Days(30), Log: Days(30)},
+		Compression: true,
+	}
+}
+
+// Location returns the policy's time zone.
+func (p *Policy) Location() (*time.Location, error) {
+	if p.TimeZone == "" {
+		return time.UTC, nil
+	}
+	return time.LoadLocation(p.TimeZone)
+}
+
+// Validate reports every problem with the policy at once, each naming the
+// field and the rule.
+func (p *Policy) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if strings.TrimSpace(p.Name) == "" || strings.ContainsAny(p.Name, "/\\") || len(p.Name) > 64 {
+		bad("name: give a name of 1 to 64 characters without '/'")
+	}
+	if _, err := p.Location(); err != nil {
+		bad("time_zone: unknown time zone %q", p.TimeZone)
+	}
+	checkTime := func(field string, s Schedule) {
+		if s.Hour < 0 || s.Hour > 23 {
+			bad("%s.hour: %d is not an hour (0 to 23)", field, s.Hour)
+		}
+		if s.Minute < 0 || s.Minute > 59 {
+			bad("%s.minute: %d is not a minute (0 to 59)", field, s.Minute)
+		}
+		for _, d := range s.Days {
+			if d < time.Sunday || d > time.Saturday {
+				bad("%s.days: %d is not a weekday", field, d)
+			}
+		}
+		if hasDuplicates(s.Days) {
+			bad("%s.days: a day is listed twice", field)
+		}
+	}
+	switch p.Full.Frequency {
+	case Daily:
+		if len(p.Full.Days) > 0 {
+			bad("full.days: a daily full runs every day; list days only for a weekly full")
+		}
+	case Weekly:
+		if len(p.Full.Days) == 0 {
+			bad("full.days: a weekly full needs at least one day")
+		}
+	default:
+		bad("full.frequency: %q is neither daily nor weekly", p.Full.Frequency)
+	}
+	checkTime("full", p.Full)
+	if d := p.Differential; d != nil {
+		checkTime("differential", *d)
+		if d.Frequency != "" {
+			bad("differential.frequency: differentials run on the days listed; leave frequency empty")
+		}
+		if len(d.Days) == 0 {
+			bad("differential.days: list the days differentials run (at most one a day)")
+		}
+		if p.Full.Frequency == Daily {
+			// a differential with daily fulls is allowed (past the reference
+			// product's limit), but never on a full's day: with daily fulls
+			// that is every day unless the full runs at another hour
+			if d.Hour == p.Full.Hour && d.Minute == p.Full.Minute {
+				bad("differential: it would run at the same time as the daily full")
+			}
+		} else {
+			for _, day := range d.Days {
+				for _, f := range p.Full.Days {
+					if day == f {
+						bad("differential.days: %s is a full's day; a differential never runs on a full's day", day)
+					}
+				}
+			}
+		}
+		if p.Retention.Differential.D() == 0 {
+			bad("retention.differential: say how long differentials are kept")
+		}
+	}
+	if l := p.Log; l != nil {
+		if l.Every.D() < MinLogInterval {
+			bad("log.every: %s is shorter than the minimum of 1 minute", l.Every)
+		}
+		if l.Every.D() > 24*time.Hour {
+			bad("log.every: %s is longer than a day", l.Every)
+		}
+		if p.Retention.Log.D() == 0 {
+			bad("retention.log: say how long log backups are kept")
+		}
+	}
+	r := p.Retention
+	minimum := func(field string, d Duration) {
+		if d != 0 && d.D() < MinRetention {
+			bad("%s: %s is shorter than the minimum retention of 7 days", field, d)
+		}
+	}
+	if r.Full == 0 {
+		bad("retention.full: say how long fulls are kept")
+	}
+	minimum("retention.full", r.Full)
+	minimum("retention.differential", r.Differential)
+	minimum("retention.log", r.Log)
+	minimum("on_demand.full", p.OnDemand.Full)
+	minimum("on_demand.log", p.OnDemand.Log)
+	if r.Differential != 0 && r.Differential.D() > r.longestFull() {
+		bad("retention.differential: %s is longer than any full it depends on is kept (%s)", r.Differential, Duration(r.longestFull()))
+	}
+	if r.Differential != 0 && p.Differential == nil {
+		bad("retention.differential: the policy takes no differentials")
+	}
+	if r.Log != 0 && p.Log == nil {
+		bad("retention.log: the policy takes no log backups")
+	}
+	if w := r.Weekly; w != nil {
+		if w.Count < 1 {
+			bad("retention.weekly.count: keep at least one weekly full")
+		}
+		if p.Full.Frequency == Weekly && !containsDay(p.Full.Days, w.Day) {
+			bad("retention.weekly.day: no full runs on %s", w.Day)
+		}
+	}
+	if m := r.Monthly; m != nil {
+		if m.Count < 1 {
+			bad("retention.monthly.count: keep at least one monthly full")
+		}
+		if m.Day != nil && p.Full.Frequency == Weekly && !containsDay(p.Full.Days, *m.Day) {
+			bad("retention.monthly.day: no full runs on %s", *m.Day)
+		}
+	}
+	if y := r.Yearly; y != nil {
+		if y.Count < 1 {
+			bad("retention.yearly.count: keep at least one yearly full")
+		}
+		if y.Month < time.January || y.Month > time.December {
+			bad("retention.yearly.month: %d is not a month", y.Month)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// longestFull is the longest any full may be kept under r.
+func (r Retention) longestFull() time.Duration {
+	d := r.Full.D()
+	if r.Weekly != nil {
+		d = max(d, time.Duration(r.Weekly.Count)*7*24*time.Hour)
+	}
+	if r.Monthly != nil {
+		d = max(d, time.Duration(r.Monthly.Count)*31*24*time.Hour)
+	}
+	if r.Yearly != nil {
+		d = max(d, time.Duration(r.Yearly.Count)*366*24*time.Hour)
+	}
+	return d
+}
+
+func containsDay(days []time.Weekday, d time.Weekday) bool {
+	for _, x := range days {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+func hasDuplicates(days []time.Weekday) bool {
+	s := append([]time.Weekday(nil), days...)
+	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+	for k := 1; k < len(s); k++ {
+		if s[k] == s[k-1] {
+			return true
+		}
+	}
+	return false
+}
