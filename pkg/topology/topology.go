@@ -41,6 +41,8 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketAutoprotect, Description: "auto-protection settings; owner: autoprotect"},
 	{Name: cofferv1.BucketRecoveryPoints, Description: "committed recovery points; owner: committer"},
 	{Name: cofferv1.BucketJobs, Description: "jobs and their outcome; owner: committer"},
+	{Name: cofferv1.BucketPolicies, Description: "backup policies; owner: scheduler"},
+	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
 }
 
 // Setup creates the streams and opens the catalog.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/autoprotect"
 )
@@ -208,7 +209,7 @@ func TestRetryStops(t *testing.T) {
 	}
 
 	failures := func() int {
-		return len(events(e, cofferv1.SubjectProtectionFailed, func() *cofferv1.ProtectionFailed { return &cofferv1.ProtectionFailed{} }))
+		return len(topologytest.Events(e.t, e.nats, cofferv1.SubjectProtectionFailed, func() *cofferv1.ProtectionFailed { return &cofferv1.ProtectionFailed{} }))
 	}
 	eventually(t, 20*time.Second, func() bool { return failures() == 3 },
 		func() string { return "the scheduler did not answer both requests" })
@@ -235,7 +236,7 @@ func TestRestartDuringBackoff(t *testing.T) {
 
 	var failedAt time.Time
 	eventually(t, 20*time.Second, func() bool {
-		fs := events(e, cofferv1.SubjectProtectionFailed, func() *cofferv1.ProtectionFailed { return &cofferv1.ProtectionFailed{} })
+		fs := topologytest.Events(e.t, e.nats, cofferv1.SubjectProtectionFailed, func() *cofferv1.ProtectionFailed { return &cofferv1.ProtectionFailed{} })
 		if len(fs) == 0 {
 			return false
 		}

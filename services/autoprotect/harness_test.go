@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/autoprotect"
 )
@@ -24,36 +23,19 @@ import (
 // env is one test's world: an embedded NATS with coffer's topology and a
 // running auto-protection service.
 type env struct {
-	t   *testing.T
-	bus *bus.Bus
-	js  jetstream.JetStream
-	cat *catalog.Catalog
-	seq atomic.Int64
+	t    *testing.T
+	nats *topologytest.Env
+	bus  *bus.Bus
+	cat  *catalog.Catalog
+	seq  atomic.Int64
 }
 
 // newEnv starts an embedded NATS with coffer's topology and, unless cfg is
 // nil, the service.
 func newEnv(t *testing.T, cfg *autoprotect.Config) *env {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("autoprotect-test")
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("bus.New: %v", err)
-	}
-	cat, err := topology.Setup(t.Context(), b)
-	if err != nil {
-		t.Fatalf("topology.Setup: %v", err)
-	}
-	e := &env{t: t, bus: b, js: b.JetStream(), cat: cat}
+	n := topologytest.Start(t, bus.Config{NakDelay: 100 * time.Millisecond})
+	e := &env{t: t, nats: n, bus: n.Bus, cat: n.Catalog}
 	if cfg != nil {
 		stop := e.run(*cfg)
 		t.Cleanup(func() {
@@ -144,54 +126,12 @@ func (e *env) markProtected(instance, name string, state cofferv1.ProtectionStat
 	}
 }
 
-// events reads every event stored on subject, in stream order.
-func events[M proto.Message](e *env, subject string, newMsg func() M) []M {
-	e.t.Helper()
-	ctx := e.t.Context()
-	st, err := e.js.Stream(ctx, cofferv1.StreamEvents)
-	if err != nil {
-		e.t.Fatalf("stream: %v", err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		e.t.Fatalf("stream info: %v", err)
-	}
-	n := int(info.State.Subjects[subject])
-	if n == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		e.t.Fatalf("ordered consumer: %v", err)
-	}
-	var out []M
-	for len(out) < n {
-		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			e.t.Fatalf("fetch %s: %v", subject, err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			msg := newMsg()
-			if err := proto.Unmarshal(m.Data(), msg); err != nil {
-				e.t.Fatalf("decode %s: %v", subject, err)
-			}
-			out = append(out, msg)
-		}
-		if got == 0 {
-			e.t.Fatalf("read %d of %d events on %s", len(out), n, subject)
-		}
-	}
-	return out
-}
-
 func (e *env) requests() []*cofferv1.ProtectionRequested {
-	return events(e, cofferv1.SubjectProtectionRequested, func() *cofferv1.ProtectionRequested { return &cofferv1.ProtectionRequested{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectProtectionRequested, func() *cofferv1.ProtectionRequested { return &cofferv1.ProtectionRequested{} })
 }
 
 func (e *env) jobFailures() []*cofferv1.JobFailed {
-	return events(e, cofferv1.SubjectJobFailed, func() *cofferv1.JobFailed { return &cofferv1.JobFailed{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectJobFailed, func() *cofferv1.JobFailed { return &cofferv1.JobFailed{} })
 }
 
 // requested returns the databases asked for, as instance/database, in

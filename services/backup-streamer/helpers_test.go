@@ -22,7 +22,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/secret"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	streamer "github.com/cofferhq/coffer/services/backup-streamer"
@@ -59,26 +59,10 @@ type envOptions struct {
 func newEnv(t testing.TB, opt envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start NATS: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatalf("connect NATS: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{Logger: testLogger(t), TracerProvider: opt.tp, FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("bus: %v", err)
-	}
-	cat, err := topology.Setup(ctx, b)
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
+	n := topologytest.Start(t, bus.Config{Logger: testLogger(t), TracerProvider: opt.tp, NakDelay: 100 * time.Millisecond})
 	store := opt.store
 	if store == nil {
+		var err error
 		if store, err = dirstore.New(t.TempDir()); err != nil {
 			t.Fatalf("dirstore: %v", err)
 		}
@@ -107,7 +91,7 @@ func newEnv(t testing.TB, opt envOptions) *env {
 	}
 	t.Cleanup(func() { inst.Close() })
 
-	e := &env{t: t, bus: b, cat: cat, store: store, vault: v, master: master, inst: inst, addr: addr, staging: t.TempDir(), tp: opt.tp}
+	e := &env{t: t, bus: n.Bus, cat: n.Catalog, store: store, vault: v, master: master, inst: inst, addr: addr, staging: t.TempDir(), tp: opt.tp}
 	e.register(instName)
 	return e
 }

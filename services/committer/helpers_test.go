@@ -14,7 +14,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/committer"
@@ -29,27 +29,11 @@ type env struct {
 	vault *vault.Vault
 }
 
+// newBus starts an embedded NATS with coffer's topology for the test.
 func newBus(t *testing.T) (*bus.Bus, *catalog.Catalog) {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start NATS: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatalf("connect NATS: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := topology.Setup(context.Background(), b)
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
-	return b, cat
+	n := topologytest.Start(t, bus.Config{NakDelay: 100 * time.Millisecond})
+	return n.Bus, n.Catalog
 }
 
 func newEnv(t *testing.T) *env {

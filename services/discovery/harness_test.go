@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cofferhq/coffer/pkg/bus"
@@ -19,7 +18,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/secret"
 	"github.com/cofferhq/coffer/pkg/telemetry/telemetrytest"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/discovery"
 )
@@ -33,8 +32,8 @@ const saPassword = "Zq7-Secr3t-Pw!x"
 // service's log output.
 type env struct {
 	t       *testing.T
+	nats    *topologytest.Env
 	bus     *bus.Bus
-	js      jetstream.JetStream
 	cat     *catalog.Catalog
 	svc     *discovery.Service
 	sealer  *secret.Sealer
@@ -46,36 +45,18 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("discovery-test")
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
 	spans := telemetrytest.New(t)
-	b, err := bus.New(nc, bus.Config{FetchWait: 200 * time.Millisecond, NakDelay: 100 * time.Millisecond,
-		TracerProvider: spans.TracerProvider()})
-	if err != nil {
-		t.Fatalf("bus.New: %v", err)
-	}
-	cat, err := topology.Setup(t.Context(), b)
-	if err != nil {
-		t.Fatalf("topology.Setup: %v", err)
-	}
+	n := topologytest.Start(t, bus.Config{NakDelay: 100 * time.Millisecond, TracerProvider: spans.TracerProvider()})
 	key := make([]byte, 32)
 	rand.Read(key)
 	sealer, err := secret.New(key, "instance-credentials")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, bus: b, js: b.JetStream(), cat: cat, sealer: sealer, logs: &syncBuffer{}, spans: spans,
+	e := &env{t: t, nats: n, bus: n.Bus, cat: n.Catalog, sealer: sealer, logs: &syncBuffer{}, spans: spans,
 		ticks: make(chan time.Time), stopped: make(chan error, 1)}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.svc, err = discovery.New(b, cat, discovery.Config{
+	e.svc, err = discovery.New(n.Bus, n.Catalog, discovery.Config{
 		MasterKey: key, Ticks: e.ticks, Timeout: 10 * time.Second, Logger: logger, DrainTimeout: 5 * time.Second,
 		TracerProvider: spans.TracerProvider(),
 	})
@@ -162,63 +143,20 @@ func (e *env) inventory(instance string) map[string]*cofferv1.DatabaseInfo {
 	return out
 }
 
-// events reads every event stored on subject, in order, decoding each
-// into a message from newMsg.
-func events[M proto.Message](e *env, subject string, newMsg func() M) []M {
-	e.t.Helper()
-	ctx := e.t.Context()
-	st, err := e.js.Stream(ctx, cofferv1.StreamEvents)
-	if err != nil {
-		e.t.Fatalf("stream: %v", err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		e.t.Fatalf("stream info: %v", err)
-	}
-	n := int(info.State.Subjects[subject])
-	if n == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		e.t.Fatalf("ordered consumer: %v", err)
-	}
-	var out []M
-	for len(out) < n {
-		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			e.t.Fatalf("fetch %s: %v", subject, err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			msg := newMsg()
-			if err := proto.Unmarshal(m.Data(), msg); err != nil {
-				e.t.Fatalf("decode %s: %v", subject, err)
-			}
-			out = append(out, msg)
-		}
-		if got == 0 {
-			e.t.Fatalf("read %d of %d events on %s", len(out), n, subject)
-		}
-	}
-	return out
-}
-
 func discovered(e *env) []*cofferv1.DatabaseDiscovered {
-	return events(e, cofferv1.SubjectDatabaseDiscovered, func() *cofferv1.DatabaseDiscovered { return &cofferv1.DatabaseDiscovered{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectDatabaseDiscovered, func() *cofferv1.DatabaseDiscovered { return &cofferv1.DatabaseDiscovered{} })
 }
 
 func changed(e *env) []*cofferv1.DatabaseChanged {
-	return events(e, cofferv1.SubjectDatabaseChanged, func() *cofferv1.DatabaseChanged { return &cofferv1.DatabaseChanged{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectDatabaseChanged, func() *cofferv1.DatabaseChanged { return &cofferv1.DatabaseChanged{} })
 }
 
 func dropped(e *env) []*cofferv1.DatabaseDropped {
-	return events(e, cofferv1.SubjectDatabaseDropped, func() *cofferv1.DatabaseDropped { return &cofferv1.DatabaseDropped{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectDatabaseDropped, func() *cofferv1.DatabaseDropped { return &cofferv1.DatabaseDropped{} })
 }
 
 func healthEvents(e *env) []*cofferv1.InstanceHealthChanged {
-	return events(e, cofferv1.SubjectInstanceHealthChanged, func() *cofferv1.InstanceHealthChanged { return &cofferv1.InstanceHealthChanged{} })
+	return topologytest.Events(e.t, e.nats, cofferv1.SubjectInstanceHealthChanged, func() *cofferv1.InstanceHealthChanged { return &cofferv1.InstanceHealthChanged{} })
 }
 
 // eventually polls cond until it holds or the deadline passes.

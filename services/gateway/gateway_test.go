@@ -13,7 +13,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
 )
@@ -27,24 +27,8 @@ type env struct {
 
 func newEnv(t *testing.T, token string) *env {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := topology.Setup(t.Context(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := topologytest.Start(t, bus.Config{})
+	b, cat := n.Bus, n.Catalog
 	gw, err := gateway.New(b, cat, gateway.Config{MasterKey: bytes.Repeat([]byte{7}, 32), Token: token})
 	if err != nil {
 		t.Fatal(err)

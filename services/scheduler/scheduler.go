@@ -2,10 +2,12 @@
 // database and queues it as work for the backup-streamer. It owns the
 // "protected" bucket.
 //
-// In this first cut it records protection, queues the first full backup
-// after protection, and turns on-demand requests into queued work. The
-// Policy type and the clock are here so that scheduled full, differential
-// and log backups slot in without changing the event flow.
+// It records protection, queues the first full backup after protection,
+// turns on-demand requests into queued work, keeps backup policies (bucket
+// "policies"), and on each tick of its clock queues the full, differential
+// and log backups each protected database's policy makes due (bucket
+// "schedule"), turning a differential or log into a full where the chain
+// needs one.
 package scheduler
 
 import (
@@ -22,22 +24,28 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
 // DefaultPolicy is the policy a protection without one gets.
-const DefaultPolicy = "default"
+const DefaultPolicy = policy.DefaultName
 
 // Config configures the scheduler.
 type Config struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
 	Now            func() time.Time
-	// Policies are the names protection may ask for; DefaultPolicy is
-	// always known.
-	Policies []string
 	// DrainTimeout bounds the wait for in-flight handlers at shutdown.
 	DrainTimeout time.Duration
+	// TickInterval is how often due backups are queued. Default 15s.
+	TickInterval time.Duration
+	// Ticks, when not nil, replaces the timer: each value is a tick at that
+	// time. Tests drive weeks of schedule through it.
+	Ticks <-chan time.Time
+	// MaxConcurrentPerInstance bounds the backups queued and running per
+	// instance. Default 20, the reference product's limit.
+	MaxConcurrentPerInstance int
 }
 
 func (c *Config) setDefaults() {
@@ -53,6 +61,12 @@ func (c *Config) setDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 15 * time.Second
+	}
+	if c.MaxConcurrentPerInstance == 0 {
+		c.MaxConcurrentPerInstance = 20
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -60,6 +74,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("drain timeout must not be negative"))
+	}
+	if c.TickInterval < 0 {
+		errs = append(errs, errors.New("tick interval must not be negative"))
+	}
+	if c.MaxConcurrentPerInstance < 0 {
+		errs = append(errs, errors.New("max concurrent backups per instance must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -70,7 +90,8 @@ type Service struct {
 	bus       *bus.Bus
 	protected *catalog.Bucket
 	inventory *catalog.Bucket
-	policies  map[string]bool
+	policies  *catalog.Bucket
+	schedule  *catalog.Bucket
 }
 
 // New returns a scheduler publishing on b and keeping state in cat.
@@ -79,12 +100,9 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("scheduler config: %w", err)
 	}
-	s := &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
-		inventory: cat.Bucket(cofferv1.BucketInventory), policies: map[string]bool{DefaultPolicy: true}}
-	for _, p := range cfg.Policies {
-		s.policies[p] = true
-	}
-	return s, nil
+	return &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
+		inventory: cat.Bucket(cofferv1.BucketInventory), policies: cat.Bucket(cofferv1.BucketPolicies),
+		schedule: cat.Bucket(cofferv1.BucketSchedule)}, nil
 }
 
 // Run consumes the scheduler's events until ctx is done, then drains.
@@ -97,6 +115,11 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectUnprotectRequested,
 			cofferv1.SubjectBackupOnDemand,
 			cofferv1.SubjectDatabaseDropped,
+			cofferv1.SubjectPolicyPutRequested,
+			cofferv1.SubjectPolicyDeleteRequested,
+			cofferv1.SubjectRecoveryPointCommitted,
+			cofferv1.SubjectJobFailed,
+			cofferv1.SubjectChainBroken,
 		},
 		// one at a time, in stream order: a backup requested right after a
 		// protection must see the protection
@@ -105,7 +128,22 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("scheduler: consume: %w", err)
 	}
-	<-ctx.Done()
+	ticks := s.cfg.Ticks
+	if ticks == nil {
+		t := time.NewTicker(s.cfg.TickInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case now := <-ticks:
+			if err := s.Tick(ctx, now); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.ErrorContext(ctx, "tick failed; due backups stay due", "err", err)
+			}
+		}
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	return sub.Drain(dctx)
@@ -139,6 +177,36 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 		s.cfg.Logger.InfoContext(ctx, "protected database dropped; its recovery points stay",
 			"instance", ev.GetInstance(), "database", ev.GetDatabase())
 		return nil
+	case cofferv1.SubjectPolicyPutRequested:
+		var ev cofferv1.PolicyPutRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.putPolicy(ctx, &ev)
+	case cofferv1.SubjectPolicyDeleteRequested:
+		var ev cofferv1.PolicyDeleteRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.deletePolicy(ctx, &ev)
+	case cofferv1.SubjectRecoveryPointCommitted:
+		var ev cofferv1.RecoveryPointCommitted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.committed(ctx, ev.GetRecoveryPoint())
+	case cofferv1.SubjectJobFailed:
+		var ev cofferv1.JobFailed
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.jobFailed(ctx, &ev)
+	case cofferv1.SubjectChainBroken:
+		var ev cofferv1.ChainBroken
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.chainBroken(ctx, &ev)
 	}
 	return bus.Permanent(fmt.Errorf("unexpected subject %s", m.Subject))
 }
@@ -149,9 +217,12 @@ type refusal struct{ reason string }
 func (r *refusal) Error() string { return r.reason }
 
 // check validates a protection request against the inventory.
-func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, policy string) error {
-	if !s.policies[policy] {
-		return &refusal{fmt.Sprintf("unknown policy %q", policy)}
+func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, name string) error {
+	if _, ok, err := s.lookupPolicy(ctx, name); err != nil || !ok {
+		if err != nil {
+			return err
+		}
+		return &refusal{fmt.Sprintf("unknown policy %q (coffer policy list)", name)}
 	}
 	var db cofferv1.DatabaseInfo
 	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
@@ -208,7 +279,14 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		if _, err := s.protected.Put(ctx, key, &item); err != nil {
 			return err
 		}
-		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full"); err != nil {
+		p, _, err := s.lookupPolicy(ctx, policy)
+		if err != nil {
+			return err
+		}
+		if err := s.startSchedule(ctx, ref, p, item.FirstFullJob, s.cfg.Now()); err != nil {
+			return err
+		}
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", p.Compression); err != nil {
 			return err
 		}
 	default:
@@ -272,21 +350,26 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 				ref.GetInstance(), ref.GetDatabase(), ref.GetInstance(), ref.GetDatabase())}
 		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, f, f.Meta.EventId)
 	}
-	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand")
+	p, _, err := s.lookupPolicy(ctx, item.GetPolicy())
+	if err != nil {
+		return err
+	}
+	compress := p == nil || p.Compression
+	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress)
 }
 
 // queueBackup records the job as queued and puts the work on the queue.
-func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string) error {
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool) error {
 	now := s.cfg.Now()
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now),
 		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: reason}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
 		return err
 	}
-	// the default policy compresses in the vault (per chunk, after
-	// deduplication); SQL Server is never asked to compress
+	// compression happens in the vault (per chunk, after deduplication);
+	// SQL Server is never asked to compress
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
-		Database: ref, Type: typ, Reason: reason, Compression: true}
+		Database: ref, Type: typ, Reason: reason, Compression: compression}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
-	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/scheduler"
 )
@@ -26,24 +26,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := topology.Setup(t.Context(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := topologytest.Start(t, bus.Config{})
+	b, cat := n.Bus, n.Catalog
 	e := &env{bus: b, cat: cat, got: map[string][]*bus.Message{}}
 	record := func(ctx context.Context, m *bus.Message) error {
 		e.mu.Lock()

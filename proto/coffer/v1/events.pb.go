@@ -1503,6 +1503,183 @@ func (x *Envelope) GetMeta() *EventMeta {
 	return nil
 }
 
+// PolicyPutRequested creates or changes a policy. gateway -> scheduler.
+type PolicyPutRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Policy        *PolicyRecord          `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyPutRequested) Reset() {
+	*x = PolicyPutRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyPutRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyPutRequested) ProtoMessage() {}
+
+func (x *PolicyPutRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyPutRequested.ProtoReflect.Descriptor instead.
+func (*PolicyPutRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PolicyPutRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *PolicyPutRequested) GetPolicy() *PolicyRecord {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// PolicyDeleteRequested deletes a policy not in use. gateway -> scheduler.
+type PolicyDeleteRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyDeleteRequested) Reset() {
+	*x = PolicyDeleteRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyDeleteRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyDeleteRequested) ProtoMessage() {}
+
+func (x *PolicyDeleteRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyDeleteRequested.ProtoReflect.Descriptor instead.
+func (*PolicyDeleteRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PolicyDeleteRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *PolicyDeleteRequested) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ChainBroken reports a log chain broken outside coffer: the next backup
+// of the database is a full. committer -> scheduler, gateway.
+type ChainBroken struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	Reason   string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// at is the recovery point after which the chain breaks, if known.
+	After         string `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainBroken) Reset() {
+	*x = ChainBroken{}
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainBroken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainBroken) ProtoMessage() {}
+
+func (x *ChainBroken) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainBroken.ProtoReflect.Descriptor instead.
+func (*ChainBroken) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ChainBroken) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ChainBroken) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *ChainBroken) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ChainBroken) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -1617,7 +1794,18 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\"4\n" +
 	"\bEnvelope\x12(\n" +
-	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04metaB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\"o\n" +
+	"\x12PolicyPutRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12/\n" +
+	"\x06policy\x18\x02 \x01(\v2\x17.coffer.v1.PolicyRecordR\x06policy\"U\n" +
+	"\x15PolicyDeleteRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x99\x01\n" +
+	"\vChainBroken\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\tR\x05afterB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -1631,7 +1819,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -1654,78 +1842,87 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*JobFailed)(nil),               // 18: coffer.v1.JobFailed
 	(*JobQueued)(nil),               // 19: coffer.v1.JobQueued
 	(*Envelope)(nil),                // 20: coffer.v1.Envelope
-	(*EventMeta)(nil),               // 21: coffer.v1.EventMeta
-	(*Instance)(nil),                // 22: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 23: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 24: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 25: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 26: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 27: coffer.v1.BackupType
-	(JobKind)(0),                    // 28: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 29: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 30: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 31: coffer.v1.RecoveryPoint
+	(*PolicyPutRequested)(nil),      // 21: coffer.v1.PolicyPutRequested
+	(*PolicyDeleteRequested)(nil),   // 22: coffer.v1.PolicyDeleteRequested
+	(*ChainBroken)(nil),             // 23: coffer.v1.ChainBroken
+	(*EventMeta)(nil),               // 24: coffer.v1.EventMeta
+	(*Instance)(nil),                // 25: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 26: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 27: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 28: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 29: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 30: coffer.v1.BackupType
+	(JobKind)(0),                    // 31: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 32: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 33: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 34: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 35: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	21, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	21, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	21, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	22, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	21, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	23, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	21, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	23, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	23, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	21, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	21, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	21, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	21, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	26, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	21, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	25, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	21, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	21, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	27, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	21, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	27, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	21, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	25, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	21, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	28, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	25, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	25, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	27, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	21, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	25, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	29, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	30, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	21, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	31, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	21, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	25, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	25, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	21, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	28, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	25, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	27, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	25, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	21, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	28, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	25, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	27, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	25, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	21, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	24, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	25, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	24, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	26, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	24, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	26, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	26, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	24, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	24, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	27, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	24, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	24, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	29, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	24, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	28, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	24, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	24, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	24, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	24, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	28, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	24, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	31, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	28, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	28, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	30, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	24, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	28, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	32, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	33, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	24, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	34, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	24, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	28, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	28, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	24, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	31, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	28, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	30, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	28, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	24, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	31, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	28, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	30, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	28, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	24, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	24, // 54: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	35, // 55: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	24, // 56: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	24, // 57: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	28, // 58: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -1740,7 +1937,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

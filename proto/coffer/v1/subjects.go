@@ -30,6 +30,9 @@ const (
 	SubjectJobProgress            = "coffer.evt.job.progress"
 	SubjectJobFailed              = "coffer.evt.job.failed"
 	SubjectJobQueued              = "coffer.evt.job.queued"
+	SubjectPolicyPutRequested     = "coffer.evt.policy.put"
+	SubjectPolicyDeleteRequested  = "coffer.evt.policy.delete"
+	SubjectChainBroken            = "coffer.evt.chain.broken"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
@@ -40,4 +43,6 @@ const (
 	BucketAutoprotect    = "autoprotect"
 	BucketRecoveryPoints = "recovery_points"
 	BucketJobs           = "jobs"
+	BucketPolicies       = "policies"
+	BucketSchedule       = "schedule"
 )

@@ -1502,6 +1502,235 @@ func (x *Job) GetTarget() *DatabaseRef {
 	return nil
 }
 
+// PolicyRecord is a backup policy (bucket "policies", owned by the
+// scheduler). The policy itself is JSON as package policy reads it, so
+// that its rules live in one place.
+type PolicyRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Json          string                 `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRecord) Reset() {
+	*x = PolicyRecord{}
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRecord) ProtoMessage() {}
+
+func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
+func (*PolicyRecord) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PolicyRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyRecord) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
+func (x *PolicyRecord) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// ScheduleState is the scheduler's state of one protected database
+// (bucket "schedule", owned by the scheduler): when each backup type is
+// next due, and what the log chain coffer took looks like.
+type ScheduleState struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Database         *DatabaseRef           `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	Policy           string                 `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	NextFull         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=next_full,json=nextFull,proto3" json:"next_full,omitempty"`
+	NextDifferential *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_differential,json=nextDifferential,proto3" json:"next_differential,omitempty"`
+	NextLog          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_log,json=nextLog,proto3" json:"next_log,omitempty"`
+	// the last full coffer took (not copy-only): its recovery point and
+	// checkpoint LSN, the differential base it set
+	LastFull              string                 `protobuf:"bytes,6,opt,name=last_full,json=lastFull,proto3" json:"last_full,omitempty"`
+	LastFullCheckpointLsn string                 `protobuf:"bytes,7,opt,name=last_full_checkpoint_lsn,json=lastFullCheckpointLsn,proto3" json:"last_full_checkpoint_lsn,omitempty"`
+	LastFullAt            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_full_at,json=lastFullAt,proto3" json:"last_full_at,omitempty"`
+	// last_log_lsn is the last_lsn of the last log coffer took
+	LastLogLsn string `protobuf:"bytes,9,opt,name=last_log_lsn,json=lastLogLsn,proto3" json:"last_log_lsn,omitempty"`
+	// needs_full turns the next differential or log into a full.
+	NeedsFull       bool   `protobuf:"varint,10,opt,name=needs_full,json=needsFull,proto3" json:"needs_full,omitempty"`
+	NeedsFullReason string `protobuf:"bytes,11,opt,name=needs_full_reason,json=needsFullReason,proto3" json:"needs_full_reason,omitempty"`
+	// pending_job is a backup queued and not yet committed or failed, with
+	// its type: no second backup of that type is queued meanwhile.
+	PendingFullJob         string `protobuf:"bytes,12,opt,name=pending_full_job,json=pendingFullJob,proto3" json:"pending_full_job,omitempty"`
+	PendingLogJob          string `protobuf:"bytes,13,opt,name=pending_log_job,json=pendingLogJob,proto3" json:"pending_log_job,omitempty"`
+	PendingDifferentialJob string `protobuf:"bytes,14,opt,name=pending_differential_job,json=pendingDifferentialJob,proto3" json:"pending_differential_job,omitempty"`
+	// log_paused is set while the database is in SIMPLE recovery.
+	LogPaused     bool `protobuf:"varint,15,opt,name=log_paused,json=logPaused,proto3" json:"log_paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleState) Reset() {
+	*x = ScheduleState{}
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleState) ProtoMessage() {}
+
+func (x *ScheduleState) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
+func (*ScheduleState) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ScheduleState) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetNextFull() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextFull
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetNextDifferential() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextDifferential
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetNextLog() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextLog
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetLastFull() string {
+	if x != nil {
+		return x.LastFull
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetLastFullCheckpointLsn() string {
+	if x != nil {
+		return x.LastFullCheckpointLsn
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetLastFullAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFullAt
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetLastLogLsn() string {
+	if x != nil {
+		return x.LastLogLsn
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetNeedsFull() bool {
+	if x != nil {
+		return x.NeedsFull
+	}
+	return false
+}
+
+func (x *ScheduleState) GetNeedsFullReason() string {
+	if x != nil {
+		return x.NeedsFullReason
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetPendingFullJob() string {
+	if x != nil {
+		return x.PendingFullJob
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetPendingLogJob() string {
+	if x != nil {
+		return x.PendingLogJob
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetPendingDifferentialJob() string {
+	if x != nil {
+		return x.PendingDifferentialJob
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetLogPaused() bool {
+	if x != nil {
+		return x.LogPaused
+	}
+	return false
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -1643,7 +1872,33 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\aservice\x18\x0e \x01(\tR\aservice\x126\n" +
 	"\vbackup_type\x18\x0f \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
 	"backupType\x12.\n" +
-	"\x06target\x18\x10 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target*\x92\x01\n" +
+	"\x06target\x18\x10 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\"q\n" +
+	"\fPolicyRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc0\x05\n" +
+	"\rScheduleState\x122\n" +
+	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
+	"\tnext_full\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnextFull\x12G\n" +
+	"\x11next_differential\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x10nextDifferential\x125\n" +
+	"\bnext_log\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\anextLog\x12\x1b\n" +
+	"\tlast_full\x18\x06 \x01(\tR\blastFull\x127\n" +
+	"\x18last_full_checkpoint_lsn\x18\a \x01(\tR\x15lastFullCheckpointLsn\x12<\n" +
+	"\flast_full_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastFullAt\x12 \n" +
+	"\flast_log_lsn\x18\t \x01(\tR\n" +
+	"lastLogLsn\x12\x1d\n" +
+	"\n" +
+	"needs_full\x18\n" +
+	" \x01(\bR\tneedsFull\x12*\n" +
+	"\x11needs_full_reason\x18\v \x01(\tR\x0fneedsFullReason\x12(\n" +
+	"\x10pending_full_job\x18\f \x01(\tR\x0ependingFullJob\x12&\n" +
+	"\x0fpending_log_job\x18\r \x01(\tR\rpendingLogJob\x128\n" +
+	"\x18pending_differential_job\x18\x0e \x01(\tR\x16pendingDifferentialJob\x12\x1d\n" +
+	"\n" +
+	"log_paused\x18\x0f \x01(\bR\tlogPaused*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -1682,7 +1937,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -1699,37 +1954,45 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*ChunkRef)(nil),              // 12: coffer.v1.ChunkRef
 	(*RecoveryPoint)(nil),         // 13: coffer.v1.RecoveryPoint
 	(*Job)(nil),                   // 14: coffer.v1.Job
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*PolicyRecord)(nil),          // 15: coffer.v1.PolicyRecord
+	(*ScheduleState)(nil),         // 16: coffer.v1.ScheduleState
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	15, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	15, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	17, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	17, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	15, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	15, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	17, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	17, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	15, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	17, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	15, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	15, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	17, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	17, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	5,  // 12: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 13: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	15, // 14: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	15, // 15: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 14: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	17, // 15: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 16: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 17: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 18: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	15, // 19: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	15, // 20: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 19: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	17, // 20: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 21: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 22: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	17, // 23: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 24: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	17, // 25: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	17, // 26: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	17, // 27: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	17, // 28: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -1743,7 +2006,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,283 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/policy"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+func tsOrZero(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func timeOf(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
+}
+
+// startSchedule records a newly protected database's schedule: its first
+// full is already queued, the rest follow the policy from now.
+func (s *Service) startSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, p *policy.Policy, firstFull string, now time.Time) error {
+	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
+	st := &cofferv1.ScheduleState{
+		Database:         ref,
+		Policy:           p.Name,
+		NextFull:         tsOrZero(p.NextFull(now)),
+		NextDifferential: tsOrZero(p.NextDifferential(now)),
+		NextLog:          tsOrZero(p.NextLog(now)),
+		PendingFullJob:   firstFull,
+		NeedsFull:        true,
+		NeedsFullReason:  "no full backup yet",
+	}
+	_, err := s.schedule.Put(ctx, key, st)
+	return err
+}
+
+// updateSchedule applies f to a database's schedule with compare-and-set,
+// retrying on conflict. A database without a schedule is left alone.
+func (s *Service) updateSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, f func(*cofferv1.ScheduleState) bool) error {
+	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
+	for attempt := 0; attempt < 10; attempt++ {
+		var st cofferv1.ScheduleState
+		rev, err := s.schedule.Get(ctx, key, &st)
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !f(&st) {
+			return nil
+		}
+		if _, err := s.schedule.Update(ctx, key, &st, rev); !errors.Is(err, catalog.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("schedule of %s/%s: too many concurrent updates", ref.GetInstance(), ref.GetDatabase())
+}
+
+// committed records a committed recovery point in the schedule.
+func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) error {
+	b := rp.GetBackup()
+	return s.updateSchedule(ctx, rp.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
+		job := rp.GetJobId()
+		switch {
+		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && !b.GetCopyOnly():
+			st.LastFull, st.LastFullCheckpointLsn, st.LastFullAt = rp.GetId(), b.GetCheckpointLsn(), b.GetBackupFinish()
+			st.NeedsFull, st.NeedsFullReason = false, ""
+		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG:
+			st.LastLogLsn = b.GetLastLsn()
+		}
+		clearPending(st, job)
+		return true
+	})
+}
+
+func clearPending(st *cofferv1.ScheduleState, job string) {
+	if st.PendingFullJob == job {
+		st.PendingFullJob = ""
+	}
+	if st.PendingLogJob == job {
+		st.PendingLogJob = ""
+	}
+	if st.PendingDifferentialJob == job {
+		st.PendingDifferentialJob = ""
+	}
+}
+
+// Tick queues every backup due at now. The scheduler calls it on its
+// timer; tests call it with a fake clock. Each due time is advanced past
+// now when its backup is queued, so a restart neither repeats a backup nor
+// skips one, and slots missed while coffer was down run once.
+func (s *Service) Tick(ctx context.Context, now time.Time) error {
+	var states []*cofferv1.ScheduleState
+	err := s.schedule.List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(_ string, m proto.Message) error {
+		states = append(states, m.(*cofferv1.ScheduleState))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	pending := map[string]int{} // queued jobs per instance
+	for _, st := range states {
+		for _, j := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
+			if j != "" {
+				pending[st.GetDatabase().GetInstance()]++
+			}
+		}
+	}
+	var errs []error
+	for _, st := range states {
+		if err := s.tickOne(ctx, st.GetDatabase(), now, pending); err != nil {
+			errs = append(errs, fmt.Errorf("%s/%s: %w", st.GetDatabase().GetInstance(), st.GetDatabase().GetDatabase(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// due is one backup the tick decided to queue.
+type due struct {
+	typ    cofferv1.BackupType
+	reason string
+	slot   time.Time
+}
+
+func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now time.Time, pending map[string]int) error {
+	var item cofferv1.ProtectedItem
+	if _, err := s.protected.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &item); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
+		return nil
+	}
+	var db cofferv1.DatabaseInfo
+	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil // dropped: nothing to back up
+		}
+		return err
+	}
+	if db.GetState() != "ONLINE" {
+		return nil // due backups stay due and run once when it is back
+	}
+	p, ok, err := s.lookupPolicy(ctx, item.GetPolicy())
+	if err != nil || !ok {
+		return err
+	}
+	var queue []due
+	limit := s.cfg.MaxConcurrentPerInstance
+	err = s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {
+		queue = queue[:0]
+		changed := false
+		room := func() bool { return pending[ref.GetInstance()]+len(queue) < limit }
+		if st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE" {
+			// back from SIMPLE: the log chain restarts with a full
+			st.LogPaused = false
+			st.NeedsFull, st.NeedsFullReason = true, "the recovery model changed from SIMPLE, which broke the log chain"
+			changed = true
+		}
+		noFull := st.GetLastFull() == "" || st.GetNeedsFull()
+		fullReason := st.GetNeedsFullReason()
+		if fullReason == "" {
+			fullReason = "no full backup yet"
+		}
+		// full on its schedule
+		if nf := timeOf(st.GetNextFull()); !nf.IsZero() && !now.Before(nf) && st.GetPendingFullJob() == "" && room() {
+			queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "scheduled", nf})
+			st.NextFull = tsOrZero(p.NextFull(now))
+			changed = true
+		}
+		fullQueued := len(queue) > 0 || st.GetPendingFullJob() != ""
+		// differential: never alongside a full, never of master, never of a
+		// read-only database; a broken chain turns it into a full
+		if nd := timeOf(st.GetNextDifferential()); !nd.IsZero() && !now.Before(nd) {
+			switch {
+			case fullQueued:
+				st.NextDifferential = tsOrZero(p.NextDifferential(now))
+				changed = true
+			case st.GetPendingDifferentialJob() != "" || !room():
+			case noFull:
+				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "instead of a differential: " + fullReason, nd})
+				st.NextDifferential = tsOrZero(p.NextDifferential(now))
+				fullQueued, changed = true, true
+			case strings.EqualFold(db.GetName(), "master") || db.GetReadOnly():
+				st.NextDifferential = tsOrZero(p.NextDifferential(now))
+				changed = true
+			default:
+				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL, "scheduled", nd})
+				st.NextDifferential = tsOrZero(p.NextDifferential(now))
+				changed = true
+			}
+		}
+		// logs: paused under SIMPLE, resumed with a full first; they run
+		// alongside a long full
+		if nl := timeOf(st.GetNextLog()); !nl.IsZero() && !now.Before(nl) {
+			switch {
+			case db.GetRecoveryModel() == "SIMPLE":
+				if !st.GetLogPaused() {
+					st.LogPaused = true
+				}
+				st.NextLog = tsOrZero(p.NextLog(now))
+				changed = true
+			case db.GetReadOnly():
+				st.NextLog = tsOrZero(p.NextLog(now))
+				changed = true
+			case noFull:
+				if !fullQueued && room() {
+					queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "instead of a log: " + fullReason, nl})
+					st.NextLog = tsOrZero(p.NextLog(now))
+					changed = true
+				}
+			case st.GetPendingLogJob() == "" && room():
+				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_LOG, "scheduled", nl})
+				st.NextLog = tsOrZero(p.NextLog(now))
+				changed = true
+			}
+		}
+		for _, d := range queue {
+			job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
+			switch d.typ {
+			case cofferv1.BackupType_BACKUP_TYPE_FULL:
+				st.PendingFullJob = job
+			case cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
+				st.PendingDifferentialJob = job
+			case cofferv1.BackupType_BACKUP_TYPE_LOG:
+				st.PendingLogJob = job
+			}
+		}
+		return changed
+	})
+	if err != nil {
+		return err
+	}
+	// the schedule is updated before the work is queued: a crash in
+	// between leaves a pending job that the jobs' own ids make safe to
+	// queue again (see requeue)
+	for _, d := range queue {
+		job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
+		if err := s.queueBackup(ctx, job, ref, d.typ, d.reason, p.Compression); err != nil {
+			return err
+		}
+		pending[ref.GetInstance()]++
+	}
+	return nil
+}
+
+// jobFailed clears a failed job from the schedule so that the backup is
+// tried again at its next due time.
+func (s *Service) jobFailed(ctx context.Context, f *cofferv1.JobFailed) error {
+	if f.GetKind() != cofferv1.JobKind_JOB_KIND_BACKUP || f.GetDatabase() == nil {
+		return nil
+	}
+	return s.updateSchedule(ctx, f.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
+		before := st.GetPendingFullJob() + st.GetPendingLogJob() + st.GetPendingDifferentialJob()
+		clearPending(st, f.GetMeta().GetJobId())
+		return before != st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()
+	})
+}
+
+// chainBroken makes the database's next backup a full.
+func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) error {
+	return s.updateSchedule(ctx, ev.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
+		st.NeedsFull, st.NeedsFullReason = true, ev.GetReason()
+		return true
+	})
+}
