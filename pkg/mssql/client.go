@@ -298,3 +298,34 @@ func progressFunc(fn func(percent int)) func(int32, string) {
 func QuoteName(name string) string {
 	return "[" + strings.ReplaceAll(name, "]", "]]") + "]"
 }
+
+// Chain is what SQL Server says of a database's backup chain now.
+type Chain struct {
+	// LastLogBackupLSN is where the next log backup starts; empty when the
+	// database has no log chain.
+	LastLogBackupLSN string
+	// DifferentialBaseLSN is the checkpoint of the full the next
+	// differential is based on; empty when there is none.
+	DifferentialBaseLSN string
+	// RecoveryFork is the database's recovery fork GUID.
+	RecoveryFork string
+}
+
+// ChainState reads a database's log chain position, differential base and
+// recovery fork.
+func (c *Client) ChainState(ctx context.Context, database string) (Chain, error) {
+	var ch Chain
+	var lsn, base, fork sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT rs.last_log_backup_lsn, mf.differential_base_lsn, CAST(rs.recovery_fork_guid AS nvarchar(36))
+		FROM sys.databases d
+		LEFT JOIN sys.database_recovery_status rs ON rs.database_id = d.database_id
+		LEFT JOIN sys.master_files mf ON mf.database_id = d.database_id AND mf.file_id = 1
+		WHERE d.name = @p1`, database).Scan(&lsn, &base, &fork)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ch, fmt.Errorf("database %q does not exist", database)
+	}
+	if err != nil {
+		return ch, fmt.Errorf("read the backup chain of %q: %w", database, wrapSQL(err))
+	}
+	return Chain{LastLogBackupLSN: lsn.String, DifferentialBaseLSN: base.String, RecoveryFork: strings.ToLower(fork.String)}, nil
+}

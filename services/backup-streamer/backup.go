@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,9 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	}
 	c, err := s.client(ctx, db.GetInstance())
 	if err != nil {
+		return nil, err
+	}
+	if typ, err = s.checkChain(ctx, log, c, jid, req, typ); err != nil {
 		return nil, err
 	}
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: req.GetType()})
@@ -321,4 +325,45 @@ func removeFile(path string) error {
 		return err
 	}
 	return nil
+}
+
+// checkChain compares the database's chain with what coffer's own backups
+// say it should be (REFERENCE.md, chain rules 2 and 5, and forks). When
+// another tool took a log or a full, or the database was restored over, a
+// log or differential cannot continue coffer's chain: the job takes a full
+// instead, which heals it, and ChainBroken says why.
+func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, typ mssql.BackupType) (mssql.BackupType, error) {
+	if typ != mssql.Log && typ != mssql.Differential {
+		return typ, nil
+	}
+	db := req.GetDatabase()
+	ch, err := c.ChainState(ctx, db.GetDatabase())
+	if err != nil {
+		return typ, err
+	}
+	var reason string
+	switch {
+	case req.GetExpectedRecoveryFork() != "" && !strings.EqualFold(ch.RecoveryFork, req.GetExpectedRecoveryFork()):
+		reason = fmt.Sprintf("the database is on recovery fork %s, not %s of coffer's last backup: it was restored over", ch.RecoveryFork, req.GetExpectedRecoveryFork())
+	case typ == mssql.Log && req.GetExpectedLastLogLsn() != "" && ch.LastLogBackupLSN != req.GetExpectedLastLogLsn():
+		reason = fmt.Sprintf("a log backup was taken outside coffer: the log chain is at LSN %s, coffer's last log ended at %s", orNone(ch.LastLogBackupLSN), req.GetExpectedLastLogLsn())
+	case typ == mssql.Differential && req.GetExpectedDifferentialBaseLsn() != "" && ch.DifferentialBaseLSN != req.GetExpectedDifferentialBaseLsn():
+		reason = fmt.Sprintf("a full backup was taken outside coffer: the differential base is LSN %s, coffer's last full is %s", orNone(ch.DifferentialBaseLSN), req.GetExpectedDifferentialBaseLsn())
+	}
+	if reason == "" {
+		return typ, nil
+	}
+	log.WarnContext(ctx, "chain broken; taking a full instead", slog.String("reason", reason))
+	ev := &cofferv1.ChainBroken{Meta: event.Meta(event.ID("chain-broken", jid), jid, s.cfg.Now()), Database: db, Reason: reason}
+	if err := s.publish(ctx, cofferv1.SubjectChainBroken, ev, ev.Meta.EventId); err != nil {
+		return typ, err
+	}
+	return mssql.Full, nil
+}
+
+func orNone(lsn string) string {
+	if lsn == "" {
+		return "none"
+	}
+	return lsn
 }

@@ -80,8 +80,14 @@ func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) err
 		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && !b.GetCopyOnly():
 			st.LastFull, st.LastFullCheckpointLsn, st.LastFullAt = rp.GetId(), b.GetCheckpointLsn(), b.GetBackupFinish()
 			st.NeedsFull, st.NeedsFullReason = false, ""
+			// the next log's start is what SQL Server says after this full;
+			// a full may be the one that healed a broken chain
+			st.LastLogLsn = ""
 		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG:
 			st.LastLogLsn = b.GetLastLsn()
+		}
+		if !b.GetCopyOnly() && b.GetLastRecoveryForkGuid() != "" {
+			st.LastFork = b.GetLastRecoveryForkGuid()
 		}
 		clearPending(st, job)
 		return true
@@ -163,6 +169,7 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 		return err
 	}
 	var queue []due
+	var expect *cofferv1.ScheduleState
 	limit := s.cfg.MaxConcurrentPerInstance
 	err = s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {
 		queue = queue[:0]
@@ -232,6 +239,7 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 				changed = true
 			}
 		}
+		expect = proto.Clone(st).(*cofferv1.ScheduleState)
 		for _, d := range queue {
 			job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
 			switch d.typ {
@@ -253,7 +261,7 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 	// queue again (see requeue)
 	for _, d := range queue {
 		job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
-		if err := s.queueBackup(ctx, job, ref, d.typ, d.reason, p.Compression); err != nil {
+		if err := s.queueBackup(ctx, job, ref, d.typ, d.reason, p.Compression, expect); err != nil {
 			return err
 		}
 		pending[ref.GetInstance()]++

@@ -286,7 +286,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		if err := s.startSchedule(ctx, ref, p, item.FirstFullJob, s.cfg.Now()); err != nil {
 			return err
 		}
-		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", p.Compression); err != nil {
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", p.Compression, nil); err != nil {
 			return err
 		}
 	default:
@@ -355,11 +355,15 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 		return err
 	}
 	compress := p == nil || p.Compression
-	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress)
+	var chain cofferv1.ScheduleState
+	if _, err := s.schedule.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &chain); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return err
+	}
+	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain)
 }
 
 // queueBackup records the job as queued and puts the work on the queue.
-func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool) error {
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState) error {
 	now := s.cfg.Now()
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now),
 		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: reason}
@@ -370,6 +374,17 @@ func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.D
 	// SQL Server is never asked to compress
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
 		Database: ref, Type: typ, Reason: reason, Compression: compression}
+	if chain != nil {
+		// what coffer's own chain says the database should show; the
+		// streamer takes a full instead when it does not
+		w.ExpectedRecoveryFork = chain.GetLastFork()
+		switch typ {
+		case cofferv1.BackupType_BACKUP_TYPE_LOG:
+			w.ExpectedLastLogLsn = chain.GetLastLogLsn()
+		case cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
+			w.ExpectedDifferentialBaseLsn = chain.GetLastFullCheckpointLsn()
+		}
+	}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
 		return err
 	}

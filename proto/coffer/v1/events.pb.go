@@ -789,10 +789,19 @@ type BackupRequested struct {
 	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
 	Type     BackupType             `protobuf:"varint,3,opt,name=type,proto3,enum=coffer.v1.BackupType" json:"type,omitempty"`
 	// reason is "on-demand", "first-full" or "scheduled".
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	Compression   bool   `protobuf:"varint,5,opt,name=compression,proto3" json:"compression,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason      string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Compression bool   `protobuf:"varint,5,opt,name=compression,proto3" json:"compression,omitempty"`
+	// What the chain coffer took says the database should show before the
+	// backup runs (empty: nothing to check). A log backup checks
+	// last_log_backup_lsn, a differential the differential base; either
+	// checks the recovery fork. A mismatch means another tool took a backup
+	// or the database was restored over: the streamer takes a full instead
+	// and reports ChainBroken.
+	ExpectedLastLogLsn          string `protobuf:"bytes,6,opt,name=expected_last_log_lsn,json=expectedLastLogLsn,proto3" json:"expected_last_log_lsn,omitempty"`
+	ExpectedDifferentialBaseLsn string `protobuf:"bytes,7,opt,name=expected_differential_base_lsn,json=expectedDifferentialBaseLsn,proto3" json:"expected_differential_base_lsn,omitempty"`
+	ExpectedRecoveryFork        string `protobuf:"bytes,8,opt,name=expected_recovery_fork,json=expectedRecoveryFork,proto3" json:"expected_recovery_fork,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -858,6 +867,27 @@ func (x *BackupRequested) GetCompression() bool {
 		return x.Compression
 	}
 	return false
+}
+
+func (x *BackupRequested) GetExpectedLastLogLsn() string {
+	if x != nil {
+		return x.ExpectedLastLogLsn
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetExpectedDifferentialBaseLsn() string {
+	if x != nil {
+		return x.ExpectedDifferentialBaseLsn
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetExpectedRecoveryFork() string {
+	if x != nil {
+		return x.ExpectedRecoveryFork
+	}
+	return ""
 }
 
 // RestoreRequested is queued restore work. gateway -> [work queue] ->
@@ -1735,13 +1765,16 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xd4\x01\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\x82\x03\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12 \n" +
-	"\vcompression\x18\x05 \x01(\bR\vcompression\"\x9b\x02\n" +
+	"\vcompression\x18\x05 \x01(\bR\vcompression\x121\n" +
+	"\x15expected_last_log_lsn\x18\x06 \x01(\tR\x12expectedLastLogLsn\x12C\n" +
+	"\x1eexpected_differential_base_lsn\x18\a \x01(\tR\x1bexpectedDifferentialBaseLsn\x124\n" +
+	"\x16expected_recovery_fork\x18\b \x01(\tR\x14expectedRecoveryFork\"\x9b\x02\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +

@@ -1591,7 +1591,9 @@ type ScheduleState struct {
 	PendingLogJob          string `protobuf:"bytes,13,opt,name=pending_log_job,json=pendingLogJob,proto3" json:"pending_log_job,omitempty"`
 	PendingDifferentialJob string `protobuf:"bytes,14,opt,name=pending_differential_job,json=pendingDifferentialJob,proto3" json:"pending_differential_job,omitempty"`
 	// log_paused is set while the database is in SIMPLE recovery.
-	LogPaused     bool `protobuf:"varint,15,opt,name=log_paused,json=logPaused,proto3" json:"log_paused,omitempty"`
+	LogPaused bool `protobuf:"varint,15,opt,name=log_paused,json=logPaused,proto3" json:"log_paused,omitempty"`
+	// last_fork is the recovery fork of the last backup coffer took.
+	LastFork      string `protobuf:"bytes,16,opt,name=last_fork,json=lastFork,proto3" json:"last_fork,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1729,6 +1731,13 @@ func (x *ScheduleState) GetLogPaused() bool {
 		return x.LogPaused
 	}
 	return false
+}
+
+func (x *ScheduleState) GetLastFork() string {
+	if x != nil {
+		return x.LastFork
+	}
+	return ""
 }
 
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
@@ -1877,7 +1886,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc0\x05\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdd\x05\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -1898,7 +1907,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0fpending_log_job\x18\r \x01(\tR\rpendingLogJob\x128\n" +
 	"\x18pending_differential_job\x18\x0e \x01(\tR\x16pendingDifferentialJob\x12\x1d\n" +
 	"\n" +
-	"log_paused\x18\x0f \x01(\bR\tlogPaused*\x92\x01\n" +
+	"log_paused\x18\x0f \x01(\bR\tlogPaused\x12\x1b\n" +
+	"\tlast_fork\x18\x10 \x01(\tR\blastFork*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
