@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -156,6 +157,9 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		}
 	case "jobs":
 		run = func(pos []string) error { return c.jobs(ctx, pos) }
+	case "policy":
+		file := fs.String("file", "", "JSON file of the policy (for set); - for standard input")
+		run = func(pos []string) error { return c.policy(ctx, pos, *file) }
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
@@ -417,6 +421,80 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 	}
 	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT", rows)
 	return nil
+}
+
+func (c *cli) policy(ctx context.Context, pos []string, file string) error {
+	usage := errors.New("usage: coffer policy list | show NAME | set NAME --file FILE.json | delete NAME")
+	if len(pos) == 0 {
+		return usage
+	}
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		var out []policy.Policy
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies", nil, &out); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(out)
+		}
+		var rows [][]string
+		for _, p := range out {
+			full := fmt.Sprintf("%s %02d:%02d", p.Full.Frequency, p.Full.Hour, p.Full.Minute)
+			if p.Full.Frequency == policy.Weekly {
+				full += fmt.Sprint(" ", p.Full.Days)
+			}
+			diff, logs := "-", "-"
+			if p.Differential != nil {
+				diff = fmt.Sprintf("%02d:%02d %v", p.Differential.Hour, p.Differential.Minute, p.Differential.Days)
+			}
+			if p.Log != nil {
+				logs = "every " + time.Duration(p.Log.Every).String()
+			}
+			tz := p.TimeZone
+			if tz == "" {
+				tz = "UTC"
+			}
+			rows = append(rows, []string{p.Name, full, diff, logs, p.Retention.Full.String(), tz})
+		}
+		c.table("POLICY	FULL	DIFFERENTIAL	LOG	KEEP FULLS	ZONE", rows)
+		return nil
+	case pos[0] == "show" && len(pos) == 2:
+		var p policy.Policy
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies/"+url.PathEscape(pos[1]), nil, &p); err != nil {
+			return err
+		}
+		return c.printJSON(p)
+	case pos[0] == "set" && len(pos) == 2:
+		if file == "" {
+			return errors.New("coffer policy set NAME --file FILE.json (coffer policy show default prints one to start from)")
+		}
+		var raw []byte
+		var err error
+		if file == "-" {
+			raw, err = io.ReadAll(os.Stdin)
+		} else {
+			raw, err = os.ReadFile(file)
+		}
+		if err != nil {
+			return err
+		}
+		var p json.RawMessage
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("%s is not JSON: %w", file, err)
+		}
+		if err := c.api.do(ctx, http.MethodPut, "/api/v1/policies/"+url.PathEscape(pos[1]), p, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "policy %s saved; it takes effect at each database's next due time\n", pos[1])
+		return nil
+	case pos[0] == "delete" && len(pos) == 2:
+		if err := c.api.do(ctx, http.MethodDelete, "/api/v1/policies/"+url.PathEscape(pos[1]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "policy %s deleted\n", pos[1])
+		return nil
+	}
+	return usage
 }
 
 func (c *cli) jobs(ctx context.Context, pos []string) error {

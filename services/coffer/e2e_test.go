@@ -378,3 +378,40 @@ func TestWrongMasterKey(t *testing.T) {
 }
 
 var _ = fmt.Sprintf
+
+// TestPolicyCommands: policies are created, listed, used, refused when
+// invalid (naming each problem) and not deleted while in use.
+func TestPolicyCommands(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	h.sim.CreateDatabase("Orders", mssqlsim.DatabaseOptions{})
+	h.register("Orders")
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"full":{"frequency":"weekly","hour":1},"differential":{"days":[0],"hour":1},"retention":{"full":"5d"}}`), 0o600)
+	out, err := h.coffer("policy", "set", "bad", "--file", bad)
+	if err == nil || !strings.Contains(out+err.Error(), "full.days") || !strings.Contains(err.Error(), "retention.full: 5d") {
+		t.Errorf("invalid policy: %v\n%s", err, out)
+	}
+	good := filepath.Join(dir, "gold.json")
+	os.WriteFile(good, []byte(`{"full":{"frequency":"weekly","days":[0],"hour":1},"differential":{"days":[1,2,3,4,5,6],"hour":1},
+		"log":{"every":"5m"},"retention":{"full":"14d","differential":"14d","log":"7d","weekly":{"day":0,"count":4}},"compression":true}`), 0o600)
+	h.mustCoffer("policy", "set", "gold", "--file", good)
+	h.eventually("the policy to be stored", func() bool {
+		for _, p := range cofferJSON[[]map[string]any](h, "policy", "list") {
+			if p["name"] == "gold" {
+				return true
+			}
+		}
+		return false
+	})
+	h.mustCoffer("protect", "sql1/Orders", "--policy", "gold")
+	dbs := cofferJSON[[]gateway.Database](h, "db", "list", "sql1")
+	for _, d := range dbs {
+		if d.Name == "Orders" && (d.Policy != "gold" || !d.Protected) {
+			t.Errorf("Orders: %+v, want protected with gold", d)
+		}
+	}
+	if out, err := h.coffer("policy", "delete", "gold"); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("delete a policy in use: %v\n%s", err, out)
+	}
+}

@@ -40,6 +40,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   rp list INSTANCE/DATABASE
   restore INSTANCE/DATABASE (--latest | --point ID) --as NAME [--target INSTANCE] [--overwrite] [--wait]
   jobs [list] | jobs show ID | jobs wait ID
+  policy list | show NAME | set NAME --file FILE.json | delete NAME
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSim(ctx, args[1:], stdout, stderr)
 	case "up":
 		return runUp(ctx, args[1:], os.Getenv, stdout, stderr)
-	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "jobs":
+	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "jobs", "policy":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -143,6 +143,10 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/restores", s.restore)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)
+	mux.HandleFunc("GET /api/v1/policies/{name}", s.getPolicy)
+	mux.HandleFunc("PUT /api/v1/policies/{name}", s.putPolicy)
+	mux.HandleFunc("DELETE /api/v1/policies/{name}", s.deletePolicy)
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	return s.authenticate(s.traced(mux))
 }

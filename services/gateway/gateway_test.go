@@ -148,3 +148,34 @@ func TestToken(t *testing.T) {
 		t.Errorf("healthz: %d, want 200 without a token", status)
 	}
 }
+
+// TestPolicies: an invalid policy is refused naming every problem; a valid
+// one is accepted; a policy in use cannot be deleted.
+func TestPolicies(t *testing.T) {
+	e := newEnv(t, "")
+	status, body := e.do(t, "PUT", "/api/v1/policies/bad", `{"full":{"frequency":"weekly","hour":30},"log":{"every":"30s"},"retention":{"full":"3d"}}`, "")
+	if status != 400 {
+		t.Fatalf("invalid policy: %d %s", status, body)
+	}
+	for _, want := range []string{"full.days", "full.hour", "log.every", "retention.full: 3d is shorter", "retention.log"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the refusal does not name %q: %s", want, body)
+		}
+	}
+	status, body = e.do(t, "PUT", "/api/v1/policies/gold", `{"full":{"frequency":"daily","hour":1},"log":{"every":"5m"},"retention":{"full":"14d","log":"14d"},"compression":true}`, "")
+	if status != 202 {
+		t.Fatalf("valid policy: %d %s", status, body)
+	}
+	if status, body := e.do(t, "GET", "/api/v1/policies/default", "", ""); status != 200 || !strings.Contains(body, `"every": "15m0s"`) {
+		t.Errorf("default policy: %d %s", status, body)
+	}
+	if status, _ := e.do(t, "DELETE", "/api/v1/policies/default", "", ""); status != 400 {
+		t.Errorf("delete default: %d, want 400", status)
+	}
+	// in use
+	e.cat.Bucket(cofferv1.BucketProtected).Put(t.Context(), catalog.Key("sql1", "Sales"), &cofferv1.ProtectedItem{
+		Database: &cofferv1.DatabaseRef{Instance: "sql1", Database: "Sales"}, Policy: "gold", State: cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED})
+	if status, body := e.do(t, "DELETE", "/api/v1/policies/gold", "", ""); status != 409 || !strings.Contains(body, "sql1/Sales") {
+		t.Errorf("delete in use: %d %s, want 409 naming sql1/Sales", status, body)
+	}
+}
