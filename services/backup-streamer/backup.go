@@ -214,6 +214,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		Size:     res.Size,
 		Checksum: res.Checksum,
 		NewBytes: res.NewBytes,
+		Reason:   req.GetReason(),
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -27,6 +28,7 @@ var subjects = []string{
 	cofferv1.SubjectJobFailed,
 	cofferv1.SubjectRestoreCompleted,
 	cofferv1.SubjectBackupStreamed,
+	cofferv1.SubjectRecoveryPointsExpired,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -38,6 +40,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	tracer trace.Tracer
+	gc     collector
 }
 
 // New returns a committer that records recovery points and jobs in cat
@@ -89,10 +92,23 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("committer: consume: %w", err)
 	}
 	s.log.InfoContext(ctx, "committer running", slog.Int("workers", s.cfg.Workers))
-	select {
-	case <-ctx.Done():
-	case <-sub.Done():
-		return errors.New("committer: subscription ended")
+	gcTicks := s.cfg.GCTicks
+	if gcTicks == nil {
+		t := time.NewTicker(s.cfg.GCInterval)
+		defer t.Stop()
+		gcTicks = t.C
+	}
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-sub.Done():
+			return errors.New("committer: subscription ended")
+		case now := <-gcTicks:
+			if _, _, err := s.CollectGarbage(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "garbage collection failed; it runs again at the next interval", slog.Any("error", err))
+			}
+		}
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 	defer cancel()
@@ -135,6 +151,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.backupStreamed(ctx, &e)
+	case cofferv1.SubjectRecoveryPointsExpired:
+		var e cofferv1.RecoveryPointsExpired
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.expire(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

@@ -30,6 +30,13 @@ type Config struct {
 	// DrainTimeout bounds the wait for running handlers at shutdown.
 	// Default 30s.
 	DrainTimeout time.Duration
+	// GCInterval is how often unreferenced chunks are collected; default
+	// 1h. GCTicks, when not nil, replaces the timer (tests).
+	GCInterval time.Duration
+	GCTicks    <-chan time.Time
+	// GCGrace is how long a chunk must be unreferenced (and how old it
+	// must be) before it is deleted; default 1h.
+	GCGrace time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.
@@ -41,6 +48,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Workers == 0 {
 		c.Workers = 4
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = time.Hour
+	}
+	if c.GCGrace == 0 {
+		c.GCGrace = time.Hour
 	}
 	if c.AckWait == 0 {
 		c.AckWait = time.Minute

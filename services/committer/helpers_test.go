@@ -22,6 +22,7 @@ import (
 
 // env is embedded NATS with coffer's topology and a vault in a directory.
 type env struct {
+	svc   *committer.Service
 	t     *testing.T
 	bus   *bus.Bus
 	cat   *catalog.Catalog
@@ -57,6 +58,7 @@ func (e *env) start(cfg committer.Config) {
 	if err != nil {
 		e.t.Fatalf("committer: %v", err)
 	}
+	e.svc = svc
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -186,4 +188,17 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		<-tick.C
 	}
+}
+
+// chunks returns the ids of every chunk in the vault.
+func (e *env) chunks() map[string]bool {
+	e.t.Helper()
+	out := map[string]bool{}
+	if err := e.vault.ListChunks(context.Background(), func(c vault.ChunkInfo) error {
+		out[c.ID] = true
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
 }

@@ -1092,14 +1092,16 @@ func (x *JobProgress) GetBackupType() BackupType {
 // BackupStreamed reports a backup whose chunks are all in the vault: the
 // draft of a manifest. backup-streamer -> committer.
 type BackupStreamed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
-	Backup        *BackupMetadata        `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
-	Chunks        []*ChunkRef            `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
-	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
-	Checksum      string                 `protobuf:"bytes,6,opt,name=checksum,proto3" json:"checksum,omitempty"`
-	NewBytes      int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	Backup   *BackupMetadata        `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
+	Chunks   []*ChunkRef            `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Size     int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Checksum string                 `protobuf:"bytes,6,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	NewBytes int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	// reason is the BackupRequested's: "on-demand", "first-full", "scheduled".
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1181,6 +1183,13 @@ func (x *BackupStreamed) GetNewBytes() int64 {
 		return x.NewBytes
 	}
 	return 0
+}
+
+func (x *BackupStreamed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // RecoveryPointCommitted reports a recovery point whose manifest is
@@ -1710,6 +1719,69 @@ func (x *ChainBroken) GetAfter() string {
 	return ""
 }
 
+// RecoveryPointsExpired asks for the deletion of recovery points whose
+// retention ended and that no kept point depends on. scheduler ->
+// committer.
+type RecoveryPointsExpired struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Meta           *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database       *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoints []string               `protobuf:"bytes,3,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecoveryPointsExpired) Reset() {
+	*x = RecoveryPointsExpired{}
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPointsExpired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPointsExpired) ProtoMessage() {}
+
+func (x *RecoveryPointsExpired) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPointsExpired.ProtoReflect.Descriptor instead.
+func (*RecoveryPointsExpired) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RecoveryPointsExpired) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RecoveryPointsExpired) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *RecoveryPointsExpired) GetRecoveryPoints() []string {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return nil
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -1792,7 +1864,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\x9b\x02\n" +
+	"backupType\"\xb3\x02\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -1800,7 +1872,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06chunks\x18\x04 \x03(\v2\x13.coffer.v1.ChunkRefR\x06chunks\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x1a\n" +
 	"\bchecksum\x18\x06 \x01(\tR\bchecksum\x12\x1b\n" +
-	"\tnew_bytes\x18\a \x01(\x03R\bnewBytes\"\x83\x01\n" +
+	"\tnew_bytes\x18\a \x01(\x03R\bnewBytes\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\x83\x01\n" +
 	"\x16RecoveryPointCommitted\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12?\n" +
 	"\x0erecovery_point\x18\x02 \x01(\v2\x18.coffer.v1.RecoveryPointR\rrecoveryPoint\"\xb2\x01\n" +
@@ -1838,7 +1911,11 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05after\x18\x04 \x01(\tR\x05afterB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x05after\x18\x04 \x01(\tR\x05after\"\x9e\x01\n" +
+	"\x15RecoveryPointsExpired\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPointsB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -1852,7 +1929,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -1878,84 +1955,87 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*PolicyPutRequested)(nil),      // 21: coffer.v1.PolicyPutRequested
 	(*PolicyDeleteRequested)(nil),   // 22: coffer.v1.PolicyDeleteRequested
 	(*ChainBroken)(nil),             // 23: coffer.v1.ChainBroken
-	(*EventMeta)(nil),               // 24: coffer.v1.EventMeta
-	(*Instance)(nil),                // 25: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 26: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 27: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 28: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 29: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 30: coffer.v1.BackupType
-	(JobKind)(0),                    // 31: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 32: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 33: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 34: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 35: coffer.v1.PolicyRecord
+	(*RecoveryPointsExpired)(nil),   // 24: coffer.v1.RecoveryPointsExpired
+	(*EventMeta)(nil),               // 25: coffer.v1.EventMeta
+	(*Instance)(nil),                // 26: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 27: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 28: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 29: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 30: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 31: coffer.v1.BackupType
+	(JobKind)(0),                    // 32: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 33: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 34: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 35: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 36: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	24, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	25, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	24, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	26, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	24, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	26, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	26, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	24, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	24, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	27, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	24, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	24, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	29, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	24, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	28, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	24, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	24, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	30, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	24, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	30, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	24, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	28, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	24, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	31, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	28, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	28, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	30, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	24, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	28, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	32, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	33, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	24, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	34, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	24, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	28, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	28, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	24, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	31, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	28, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	30, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	28, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	24, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	31, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	28, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	30, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	28, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	24, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	24, // 54: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 55: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	24, // 56: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	24, // 57: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	28, // 58: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	25, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	26, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	25, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	27, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	25, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	27, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	27, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	25, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	25, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	28, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	25, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	25, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	30, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	25, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	29, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	25, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	25, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	31, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	25, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	31, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	25, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	29, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	25, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	32, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	29, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	29, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	31, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	25, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	29, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	33, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	34, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	25, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	35, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	25, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	29, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	29, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	25, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	32, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	29, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	31, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	29, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	25, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	32, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	29, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	31, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	29, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	25, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	25, // 54: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 55: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	25, // 56: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 57: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	29, // 58: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	25, // 59: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	29, // 60: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -1970,7 +2050,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -33,6 +33,7 @@ const (
 	SubjectPolicyPutRequested     = "coffer.evt.policy.put"
 	SubjectPolicyDeleteRequested  = "coffer.evt.policy.delete"
 	SubjectChainBroken            = "coffer.evt.chain.broken"
+	SubjectRecoveryPointsExpired  = "coffer.evt.rp.expired"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -88,6 +88,7 @@ const (
 	JobKind_JOB_KIND_RESTORE     JobKind = 2
 	JobKind_JOB_KIND_PROTECT     JobKind = 3
 	JobKind_JOB_KIND_DISCOVER    JobKind = 4
+	JobKind_JOB_KIND_DELETE      JobKind = 5
 )
 
 // Enum value maps for JobKind.
@@ -98,6 +99,7 @@ var (
 		2: "JOB_KIND_RESTORE",
 		3: "JOB_KIND_PROTECT",
 		4: "JOB_KIND_DISCOVER",
+		5: "JOB_KIND_DELETE",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED": 0,
@@ -105,6 +107,7 @@ var (
 		"JOB_KIND_RESTORE":     2,
 		"JOB_KIND_PROTECT":     3,
 		"JOB_KIND_DISCOVER":    4,
+		"JOB_KIND_DELETE":      5,
 	}
 )
 
@@ -1208,15 +1211,23 @@ type RecoveryPoint struct {
 	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
 	Backup   *BackupMetadata        `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
 	// manifest names the vault manifest; writing it was the commit.
-	Manifest      string                 `protobuf:"bytes,4,opt,name=manifest,proto3" json:"manifest,omitempty"`
-	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
-	StoredBytes   int64                  `protobuf:"varint,6,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
-	NewBytes      int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
-	Chunks        int32                  `protobuf:"varint,8,opt,name=chunks,proto3" json:"chunks,omitempty"`
-	Checksum      string                 `protobuf:"bytes,9,opt,name=checksum,proto3" json:"checksum,omitempty"`
-	JobId         string                 `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Manifest    string                 `protobuf:"bytes,4,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	Size        int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	StoredBytes int64                  `protobuf:"varint,6,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	NewBytes    int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	Chunks      int32                  `protobuf:"varint,8,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Checksum    string                 `protobuf:"bytes,9,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	JobId       string                 `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// tags are the grandfather-father-son ranges that keep a full: daily,
+	// weekly, monthly, yearly.
+	Tags []string `protobuf:"bytes,13,rep,name=tags,proto3" json:"tags,omitempty"`
+	// on_demand is set for a backup a person asked for, which carries its
+	// own retention.
+	OnDemand bool `protobuf:"varint,14,opt,name=on_demand,json=onDemand,proto3" json:"on_demand,omitempty"`
+	// policy is the policy in force when the backup was taken.
+	Policy        string `protobuf:"bytes,15,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,6 +1344,27 @@ func (x *RecoveryPoint) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *RecoveryPoint) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *RecoveryPoint) GetOnDemand() bool {
+	if x != nil {
+		return x.OnDemand
+	}
+	return false
+}
+
+func (x *RecoveryPoint) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
 }
 
 // Job is one unit of work a person can follow (bucket "jobs", owned by the
@@ -1845,7 +1877,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xbb\x03\n" +
+	"storedSize\"\x84\x04\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -1860,7 +1892,10 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	" \x01(\tR\x05jobId\x12=\n" +
 	"\fcommitted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc8\x04\n" +
+	"expires_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
+	"\x04tags\x18\r \x03(\tR\x04tags\x12\x1b\n" +
+	"\ton_demand\x18\x0e \x01(\bR\bonDemand\x12\x16\n" +
+	"\x06policy\x18\x0f \x01(\tR\x06policy\"\xc8\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x12)\n" +
@@ -1915,13 +1950,14 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*{\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\x90\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
 	"\x10JOB_KIND_RESTORE\x10\x02\x12\x14\n" +
 	"\x10JOB_KIND_PROTECT\x10\x03\x12\x15\n" +
-	"\x11JOB_KIND_DISCOVER\x10\x04*\x81\x01\n" +
+	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
+	"\x0fJOB_KIND_DELETE\x10\x05*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
