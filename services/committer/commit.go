@@ -143,6 +143,10 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		Checksum:    e.GetChecksum(),
 		JobId:       jid,
 		CommittedAt: timestamppb.New(now),
+		OnDemand:    e.GetReason() == "on-demand",
+	}
+	if err := s.assignRetention(ctx, rp); err != nil {
+		return nil, err
 	}
 	meta, err := protojson.Marshal(rp)
 	if err != nil {

@@ -41,6 +41,9 @@ type Service struct {
 	log    *slog.Logger
 	tracer trace.Tracer
 	gc     collector
+	// read only: the scheduler owns them
+	protected *catalog.Bucket
+	policies  *catalog.Bucket
 }
 
 // New returns a committer that records recovery points and jobs in cat
@@ -65,13 +68,15 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 		return nil, fmt.Errorf("committer: %w", err)
 	}
 	return &Service{
-		bus:    b,
-		vault:  v,
-		rps:    cat.Bucket(cofferv1.BucketRecoveryPoints),
-		jobs:   cat.Bucket(cofferv1.BucketJobs),
-		cfg:    cfg,
-		log:    cfg.Logger,
-		tracer: cfg.TracerProvider.Tracer(tracerName),
+		bus:       b,
+		vault:     v,
+		rps:       cat.Bucket(cofferv1.BucketRecoveryPoints),
+		jobs:      cat.Bucket(cofferv1.BucketJobs),
+		protected: cat.Bucket(cofferv1.BucketProtected),
+		policies:  cat.Bucket(cofferv1.BucketPolicies),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		tracer:    cfg.TracerProvider.Tracer(tracerName),
 	}, nil
 }
 

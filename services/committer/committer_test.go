@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
@@ -51,7 +52,9 @@ func TestCommitRedelivered(t *testing.T) {
 	}
 	want := &cofferv1.RecoveryPoint{Id: rpID, Database: db, Backup: bs.Backup, Manifest: rpID, Size: bs.Size,
 		StoredBytes: stored, NewBytes: bs.NewBytes, Chunks: int32(len(bs.Chunks)), Checksum: bs.Checksum, JobId: jid,
-		CommittedAt: rp.CommittedAt}
+		CommittedAt: rp.CommittedAt, Policy: "default", Tags: []string{"daily"},
+		// the default policy keeps a full 30 days from when it was taken
+		ExpiresAt: timestamppb.New(now.Add(30 * 24 * time.Hour))}
 	if !proto.Equal(rp, want) || !rp.CommittedAt.AsTime().Equal(now) {
 		t.Errorf("recovery point %v; want %v committed at %v", rp, want, now)
 	}

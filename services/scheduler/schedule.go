@@ -133,6 +133,9 @@ func (s *Service) Tick(ctx context.Context, now time.Time) error {
 			errs = append(errs, fmt.Errorf("%s/%s: %w", st.GetDatabase().GetInstance(), st.GetDatabase().GetDatabase(), err))
 		}
 	}
+	if err := s.sweepRetention(ctx, now); err != nil {
+		errs = append(errs, fmt.Errorf("retention: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

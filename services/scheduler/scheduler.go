@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -46,6 +47,9 @@ type Config struct {
 	// MaxConcurrentPerInstance bounds the backups queued and running per
 	// instance. Default 20, the reference product's limit.
 	MaxConcurrentPerInstance int
+	// RetentionInterval is how often expired recovery points are looked
+	// for. Default 1h.
+	RetentionInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -66,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConcurrentPerInstance == 0 {
 		c.MaxConcurrentPerInstance = 20
+	}
+	if c.RetentionInterval == 0 {
+		c.RetentionInterval = time.Hour
 	}
 }
 
@@ -92,6 +99,10 @@ type Service struct {
 	inventory *catalog.Bucket
 	policies  *catalog.Bucket
 	schedule  *catalog.Bucket
+	rps       *catalog.Bucket
+
+	sweepMu   sync.Mutex
+	lastSweep time.Time
 }
 
 // New returns a scheduler publishing on b and keeping state in cat.
@@ -102,7 +113,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	}
 	return &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
 		inventory: cat.Bucket(cofferv1.BucketInventory), policies: cat.Bucket(cofferv1.BucketPolicies),
-		schedule: cat.Bucket(cofferv1.BucketSchedule)}, nil
+		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints)}, nil
 }
 
 // Run consumes the scheduler's events until ctx is done, then drains.

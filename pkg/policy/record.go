@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"fmt"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// PointFromRecord reads a recovery point record of the catalog as the
+// chain and retention rules see it.
+func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
+	b := rp.GetBackup()
+	pt := Point{
+		ID:          rp.GetId(),
+		OnDemand:    rp.GetOnDemand(),
+		Fork:        b.GetLastRecoveryForkGuid(),
+		BeginsChain: b.GetBeginsLogChain(),
+		Tags:        rp.GetTags(),
+	}
+	if t := b.GetBackupFinish(); t != nil {
+		pt.Taken = t.AsTime()
+	}
+	if t := rp.GetExpiresAt(); t != nil {
+		pt.Expires = t.AsTime()
+	}
+	switch {
+	case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && b.GetCopyOnly(), b.GetType() == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL:
+		pt.Kind = CopyOnlyFull
+	case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL:
+		pt.Kind = Full
+	case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
+		pt.Kind = Differential
+	case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG:
+		pt.Kind = Log
+	default:
+		return pt, fmt.Errorf("recovery point %s: unknown backup type %v", rp.GetId(), b.GetType())
+	}
+	for _, f := range []struct {
+		dst *LSN
+		s   string
+	}{{&pt.FirstLSN, b.GetFirstLsn()}, {&pt.LastLSN, b.GetLastLsn()}, {&pt.CheckpointLSN, b.GetCheckpointLsn()},
+		{&pt.DifferentialBaseLSN, b.GetDifferentialBaseLsn()}, {&pt.DatabaseBackupLSN, b.GetDatabaseBackupLsn()}} {
+		if f.s == "" {
+			continue
+		}
+		l, err := ParseLSN(f.s)
+		if err != nil {
+			return pt, fmt.Errorf("recovery point %s: %w", rp.GetId(), err)
+		}
+		*f.dst = l
+	}
+	return pt, nil
+}

@@ -1,0 +1,72 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/policy"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// sweepRetention asks the committer to delete the recovery points whose
+// retention has ended and that no kept point depends on (a full lives
+// until the last log or differential that needs it expires). It runs at
+// most every RetentionInterval.
+func (s *Service) sweepRetention(ctx context.Context, now time.Time) error {
+	s.sweepMu.Lock()
+	if !s.lastSweep.IsZero() && now.Sub(s.lastSweep) < s.cfg.RetentionInterval {
+		s.sweepMu.Unlock()
+		return nil
+	}
+	s.lastSweep = now
+	s.sweepMu.Unlock()
+
+	type dbPoints struct {
+		ref    *cofferv1.DatabaseRef
+		points []policy.Point
+	}
+	byDB := map[string]*dbPoints{}
+	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
+		rp := m.(*cofferv1.RecoveryPoint)
+		parts, err := catalog.SplitKey(key)
+		if err != nil || len(parts) != 3 {
+			return nil
+		}
+		pt, err := policy.PointFromRecord(rp)
+		if err != nil {
+			s.cfg.Logger.WarnContext(ctx, "recovery point not understood; kept", "recovery_point", rp.GetId(), "err", err)
+			pt.Expires = time.Time{} // never expired when not understood
+		}
+		dk := catalog.Key(parts[0], parts[1])
+		if byDB[dk] == nil {
+			byDB[dk] = &dbPoints{ref: rp.GetDatabase()}
+		}
+		byDB[dk].points = append(byDB[dk].points, pt)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range byDB {
+		_, expire := policy.Retain(d.points, now)
+		if len(expire) == 0 {
+			continue
+		}
+		sort.Strings(expire)
+		id := event.ID("expire", d.ref.GetInstance(), d.ref.GetDatabase(), strings.Join(expire, ","))
+		ev := &cofferv1.RecoveryPointsExpired{Meta: event.Meta(id, event.DerivedJobID(now, "expire", id), now),
+			Database: d.ref, RecoveryPoints: expire}
+		if err := s.bus.Publish(ctx, cofferv1.SubjectRecoveryPointsExpired, ev, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
