@@ -417,9 +417,17 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 	}
 	var rows [][]string
 	for _, rp := range out {
-		rows = append(rows, []string{rp.ID, rp.Type, fmtTime(rp.Finish), rp.FirstLSN, rp.LastLSN, humanBytes(rp.Size), humanBytes(rp.NewBytes)})
+		keep := fmtTime(rp.ExpiresAt)
+		if len(rp.Tags) > 0 {
+			keep += " (" + strings.Join(rp.Tags, ",") + ")"
+		}
+		note := ""
+		if rp.ChainBreak != "" {
+			note = "CHAIN BROKEN: " + rp.ChainBreak
+		}
+		rows = append(rows, []string{rp.ID, rp.Type, fmtTime(rp.Finish), rp.FirstLSN, rp.LastLSN, humanBytes(rp.Size), humanBytes(rp.NewBytes), keep, note})
 	}
-	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT", rows)
+	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT\tKEPT UNTIL\tNOTE", rows)
 	return nil
 }
 

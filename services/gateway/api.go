@@ -113,6 +113,12 @@ type RecoveryPoint struct {
 	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
 	ServerName   string     `json:"server_name,omitempty"`
 	RecoveryFork string     `json:"recovery_fork,omitempty"`
+	Tags         []string   `json:"tags,omitempty"`
+	OnDemand     bool       `json:"on_demand,omitempty"`
+	Policy       string     `json:"policy,omitempty"`
+	// ChainBreak, when set, says why this point's chain is broken: it
+	// cannot be restored from the points kept.
+	ChainBreak string `json:"chain_break,omitempty"`
 }
 
 // Job is one unit of work.
@@ -200,5 +206,6 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
 		Chunks: r.GetChunks(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
+		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(),
 	}
 }

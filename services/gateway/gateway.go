@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/secret"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -491,8 +492,11 @@ func (s *Service) listRecoveryPoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]RecoveryPoint, 0, len(rps))
+	breaks := chainBreaks(rps)
 	for _, rp := range rps {
-		out = append(out, rpFromProto(rp))
+		r := rpFromProto(rp)
+		r.ChainBreak = breaks[rp.GetDatabase().GetInstance()+"/"+rp.GetDatabase().GetDatabase()+"/"+rp.GetId()]
+		out = append(out, r)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -611,4 +615,25 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, jobFromProto(&j))
+}
+
+// chainBreaks finds, per database, the points whose chain is broken, keyed
+// by instance/database/id.
+func chainBreaks(rps []*cofferv1.RecoveryPoint) map[string]string {
+	byDB := map[string][]policy.Point{}
+	for _, rp := range rps {
+		pt, err := policy.PointFromRecord(rp)
+		if err != nil {
+			continue
+		}
+		k := rp.GetDatabase().GetInstance() + "/" + rp.GetDatabase().GetDatabase()
+		byDB[k] = append(byDB[k], pt)
+	}
+	out := map[string]string{}
+	for k, pts := range byDB {
+		for _, g := range policy.Gaps(pts) {
+			out[k+"/"+g.Before] = g.Reason
+		}
+	}
+	return out
 }
