@@ -17,9 +17,12 @@ TEST_FLAGS ?= -race -count=1 -timeout 15m
 run: build
 	bin/coffer up --demo
 
-## test: vet, then run every test with the race detector
+## test: vet, then run every test: unit and service tests with the race
+## detector, then the long end-to-end simulation (sixty days of a policy)
+## without it
 test: tools proto-check vet
-	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(GO) test $(TEST_FLAGS) -short $(PKGS)
+	$(GO) test -count=1 -timeout 20m -run '^TestSixtyDays$$' ./services/coffer/
 
 ## vet: go vet every package
 vet:

@@ -235,7 +235,7 @@ type chainGraph struct {
 }
 
 func newChainGraph(points []Point) *chainGraph {
-	g := &chainGraph{at: make(map[string]int, len(points))}
+	g := &chainGraph{at: make(map[string]int, len(points)), pts: make([]Point, 0, len(points))}
 	for _, pt := range points {
 		if _, dup := g.at[pt.ID]; dup {
 			continue
@@ -284,20 +284,24 @@ func newChainGraph(points []Point) *chainGraph {
 			bases = append(bases, i)
 		}
 	}
-	sort.SliceStable(bases, func(a, b int) bool { return g.pts[bases[a]].LastLSN.Less(g.pts[bases[b]].LastLSN) })
-	logEndingAt := make(map[LSN][]int)
+	byLast := func(idx []int) {
+		slices.SortStableFunc(idx, func(a, b int) int { return g.pts[a].LastLSN.Cmp(g.pts[b].LastLSN) })
+	}
+	byLast(bases)
+	var logs []int // logs by LastLSN (ties: later taken last)
 	for i, pt := range g.pts {
 		if pt.Kind == Log && hasRange(pt) {
-			logEndingAt[pt.LastLSN] = append(logEndingAt[pt.LastLSN], i)
+			logs = append(logs, i)
 		}
 	}
+	byLast(logs)
 
 	for i, pt := range g.pts {
 		if pt.Kind != Log || !hasRange(pt) {
 			continue
 		}
 		// rule 4: the latest base with FirstLSN <= B.LastLSN < LastLSN
-		k := sort.Search(len(bases), func(k int) bool { return !g.pts[bases[k]].LastLSN.Less(pt.LastLSN) })
+		k := g.searchLast(bases, pt.LastLSN)
 		for j := k - 1; j >= 0 && !g.pts[bases[j]].LastLSN.Less(pt.FirstLSN); j-- {
 			if sameFork(g.pts[bases[j]].Fork, pt.Fork) {
 				g.dep[i] = bases[j]
@@ -310,11 +314,12 @@ func newChainGraph(points []Point) *chainGraph {
 		// rule 3: the log it continues, on its fork (rule 7); an exact
 		// fork match over an unknown one, then the latest taken
 		best, exact := -1, false
-		for _, j := range logEndingAt[pt.FirstLSN] {
+		for k := g.searchLast(logs, pt.FirstLSN); k < len(logs) && g.pts[logs[k]].LastLSN == pt.FirstLSN; k++ {
+			j := logs[k]
 			if j == i || !sameFork(g.pts[j].Fork, pt.Fork) {
 				continue
 			}
-			e := g.pts[j].Fork != "" && strings.EqualFold(g.pts[j].Fork, pt.Fork)
+			e := g.pts[j].Fork != "" && pt.Fork != "" && sameFork(g.pts[j].Fork, pt.Fork)
 			if best < 0 || e || !exact {
 				best, exact = j, e
 			}
@@ -322,6 +327,12 @@ func newChainGraph(points []Point) *chainGraph {
 		g.dep[i] = best
 	}
 	return g
+}
+
+// searchLast returns the first position in idx, sorted by LastLSN, whose
+// point's LastLSN is at least l.
+func (g *chainGraph) searchLast(idx []int, l LSN) int {
+	return sort.Search(len(idx), func(k int) bool { return !g.pts[idx[k]].LastLSN.Less(l) })
 }
 
 // hasRange reports whether a point's FirstLSN and LastLSN are known and
@@ -333,7 +344,7 @@ func hasRange(pt Point) bool {
 // sameFork reports whether two recovery forks can be the same one: equal,
 // or either unknown.
 func sameFork(a, b string) bool {
-	return a == "" || b == "" || strings.EqualFold(a, b)
+	return a == b || a == "" || b == "" || strings.EqualFold(a, b)
 }
 
 // gap describes why pts[i], a differential or log with no dependency,

@@ -87,9 +87,7 @@ func chainFixture() []Point {
 			FirstLSN: LSNFromUint64(first), CheckpointLSN: LSNFromUint64(ckpt), LastLSN: LSNFromUint64(last),
 			DifferentialBaseLSN: LSNFromUint64(base), Fork: "fork-a"}
 	}
-	o1 := pt("O1", Full, 192, 192, 195, 0)
-	o1.OnDemand = true
-	return []Point{
+	points := []Point{
 		pt("F1", Full, 100, 100, 110, 0),
 		pt("L1", Log, 90, 0, 120, 0),
 		pt("L2", Log, 120, 0, 130, 0),
@@ -99,12 +97,14 @@ func chainFixture() []Point {
 		pt("C1", CopyOnlyFull, 165, 165, 170, 0),
 		pt("L5", Log, 160, 0, 180, 0),
 		pt("F2", Full, 185, 185, 190, 0),
-		o1,
+		pt("O1", Full, 192, 192, 195, 0),
 		pt("L6", Log, 180, 0, 200, 0),
 		pt("L7", Log, 200, 0, 210, 0),
 		pt("D2", Differential, 212, 212, 215, 192),
 		pt("L8", Log, 210, 0, 220, 0),
 	}
+	points[9].OnDemand = true // O1
+	return points
 }
 
 func without(points []Point, ids ...string) []Point {

@@ -24,6 +24,14 @@ var Streams = []bus.StreamSpec{
 		Description: "every coffer event",
 	},
 	{
+		Name:        cofferv1.StreamJobs,
+		Subjects:    []string{cofferv1.SubjectJobs},
+		Retention:   bus.Limits,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+		Description: "the events of running jobs: progress, commits, failures",
+	},
+	{
 		Name:        cofferv1.StreamWork,
 		Subjects:    []string{cofferv1.SubjectWork},
 		Retention:   bus.WorkQueue,

@@ -79,7 +79,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if m.Size != rp.Size || m.Checksum != rp.Checksum || len(m.Chunks) != int(rp.Chunks) || rp.Size < 2048*8192 {
 		t.Errorf("manifest size %d checksum %s chunks %d; recovery point %d %s %d", m.Size, m.Checksum, len(m.Chunks), rp.Size, rp.Checksum, rp.Chunks)
 	}
-	events, err := e.bus.JetStream().Stream(ctx, cofferv1.StreamEvents)
+	events, err := e.bus.JetStream().Stream(ctx, cofferv1.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}

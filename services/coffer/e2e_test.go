@@ -35,6 +35,7 @@ type harness struct {
 	data   string
 	key    string
 	traces *telemetrytest.Recorder
+	run    *running
 }
 
 type harnessOptions struct {
@@ -43,6 +44,9 @@ type harnessOptions struct {
 	key    string
 	pages  int
 	noStop bool
+	// clock drives the simulator, the scheduler and the committer; their
+	// ticks then come only from the test.
+	clock func() time.Time
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -58,7 +62,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if pages == 0 {
 		pages = 256
 	}
-	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir()})
+	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +70,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	t.Cleanup(func() { h.sim.Close() })
 	h.simDSN = (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String()
 
-	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}}
+	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}, clock: o.clock}
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")
@@ -85,6 +89,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	t.Cleanup(func() { r.stop() })
 	h.api = r.apiURL
+	h.run = r
 	return h
 }
 

@@ -43,6 +43,10 @@ type upConfig struct {
 	workers       int
 	token         string
 	store         daemon.VaultStore
+	// clock, when set, replaces the real clock of the scheduler and the
+	// committer, whose ticks then come only from the caller (tests that
+	// drive weeks of schedule).
+	clock func() time.Time
 }
 
 func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (*upConfig, error) {
@@ -115,10 +119,13 @@ func (c *upConfig) masterKey(getenv func(string) string, vaultExists bool, stdou
 
 // stack is every service of coffer running in one process.
 type stack struct {
-	gateway *gateway.Service
-	disc    *discovery.Service
-	runs    []func(context.Context) error
-	names   []string
+	gateway   *gateway.Service
+	disc      *discovery.Service
+	scheduler *scheduler.Service
+	committer *committer.Service
+	cat       *catalog.Catalog
+	runs      []func(context.Context) error
+	names     []string
 }
 
 // runUp runs every service in one process with an embedded NATS server.
@@ -204,8 +211,12 @@ Stop with Ctrl-C.
 
 // running is a started stack.
 type running struct {
-	apiURL string
-	disc   *discovery.Service
+	apiURL    string
+	disc      *discovery.Service
+	scheduler *scheduler.Service
+	committer *committer.Service
+	cat       *catalog.Catalog
+	vault     *vault.Vault
 	// errc receives the error of a service that stopped on its own.
 	errc chan error
 	stop func() error
@@ -255,7 +266,8 @@ func startStack(ctx context.Context, c *upConfig, getenv func(string) string, st
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	r := &running{apiURL: "http://" + st.gateway.Addr(), disc: st.disc, errc: make(chan error, len(st.runs))}
+	r := &running{apiURL: "http://" + st.gateway.Addr(), disc: st.disc, scheduler: st.scheduler, committer: st.committer, cat: st.cat, vault: v,
+		errc: make(chan error, len(st.runs))}
 	var wg sync.WaitGroup
 	for k, run := range st.runs {
 		wg.Add(1)
@@ -313,10 +325,17 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if err != nil {
 		return nil, err
 	}
-	com, err := committer.New(b, cat, v, committer.Config{Logger: lg("committer"), TracerProvider: tp})
+	ccfg := committer.Config{Logger: lg("committer"), TracerProvider: tp}
+	scfg := scheduler.Config{Logger: lg("scheduler"), TracerProvider: tp}
+	if c.clock != nil {
+		ccfg.Now, ccfg.GCTicks = c.clock, make(chan time.Time)
+		scfg.Now, scfg.Ticks = c.clock, make(chan time.Time)
+	}
+	com, err := committer.New(b, cat, v, ccfg)
 	if err != nil {
 		return nil, err
 	}
+	st.committer = com
 	add("committer", com.Run)
 
 	if b, err = newBus("backup-streamer"); err != nil {
@@ -332,10 +351,11 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if b, err = newBus("scheduler"); err != nil {
 		return nil, err
 	}
-	sch, err := scheduler.New(b, cat, scheduler.Config{Logger: lg("scheduler"), TracerProvider: tp})
+	sch, err := scheduler.New(b, cat, scfg)
 	if err != nil {
 		return nil, err
 	}
+	st.scheduler = sch
 	add("scheduler", sch.Run)
 
 	if b, err = newBus("autoprotect"); err != nil {
@@ -365,6 +385,7 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 		return nil, err
 	}
 	st.gateway = gw
+	st.cat = cat
 	add("gateway", gw.Run)
 	return st, nil
 }

@@ -85,7 +85,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 // handled. It returns nil after a clean shutdown.
 func (s *Service) Run(ctx context.Context) error {
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
-		Stream:         cofferv1.StreamEvents,
+		Stream:         cofferv1.StreamJobs,
 		Durable:        Name,
 		FilterSubjects: subjects,
 		AckWait:        s.cfg.AckWait,

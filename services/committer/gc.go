@@ -54,9 +54,11 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 
 // collector deletes chunks that no manifest references, in two phases so
 // that a running backup never loses a chunk it is about to reference: a
-// chunk is a candidate when unreferenced and older than the grace period;
-// it is deleted at a later collection that still finds it unreferenced and
-// runs while no backup is queued or running. A backup that deduplicated
+// chunk is a candidate when a collection finds it unreferenced; it is
+// deleted by a collection at least the grace period later that still finds
+// it unreferenced and runs while no backup is queued or running (so any
+// backup that could have meant to reference it has committed its manifest
+// or failed). A backup that deduplicated
 // against a chunk deleted in the instant between that check and the
 // deletion fails its commit (the manifest's chunks are verified), visibly,
 // and never becomes a recovery point that cannot be restored.
@@ -99,9 +101,6 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 			return nil
 		}
 		seen[c.ID] = true
-		if now.Sub(c.ModTime) < s.cfg.GCGrace {
-			return nil
-		}
 		first, ok := s.gc.candidates[c.ID]
 		if !ok {
 			s.gc.candidates[c.ID] = now

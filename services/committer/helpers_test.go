@@ -111,7 +111,7 @@ func (e *env) settled() {
 	e.t.Helper()
 	ctx := context.Background()
 	waitFor(e.t, time.Minute, "the committer to handle every event", func() bool {
-		c, err := e.bus.JetStream().Consumer(ctx, cofferv1.StreamEvents, committer.Name)
+		c, err := e.bus.JetStream().Consumer(ctx, cofferv1.StreamJobs, committer.Name)
 		if err != nil {
 			return false
 		}
@@ -166,7 +166,7 @@ func (e *env) manifests() []string {
 func (e *env) count(subject string) uint64 {
 	e.t.Helper()
 	ctx := context.Background()
-	s, err := e.bus.JetStream().Stream(ctx, cofferv1.StreamEvents)
+	s, err := e.bus.JetStream().Stream(ctx, cofferv1.StreamJobs)
 	if err != nil {
 		e.t.Fatal(err)
 	}

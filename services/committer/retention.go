@@ -35,20 +35,25 @@ func (s *Service) assignRetention(ctx context.Context, rp *cofferv1.RecoveryPoin
 	} else if !errors.Is(err, catalog.ErrNotFound) {
 		return err
 	}
-	var earlier []policy.Point
-	err := s.rps.List(ctx, catalog.Key(db.GetInstance(), db.GetDatabase()), func() proto.Message { return &cofferv1.RecoveryPoint{} },
-		func(_ string, m proto.Message) error {
-			if pt, err := policy.PointFromRecord(m.(*cofferv1.RecoveryPoint)); err == nil && pt.ID != rp.GetId() {
-				earlier = append(earlier, pt)
-			}
-			return nil
-		})
-	if err != nil {
-		return err
-	}
 	pt, err := policy.PointFromRecord(rp)
 	if err != nil {
 		return reject("%v", err)
+	}
+	// only a full's tags depend on earlier points (the first full of a
+	// week, month or year); listing them for every log would make each
+	// commit cost as much as the catalog is large
+	var earlier []policy.Point
+	if pt.Kind == policy.Full || pt.Kind == policy.CopyOnlyFull {
+		err := s.rps.List(ctx, catalog.Key(db.GetInstance(), db.GetDatabase()), func() proto.Message { return &cofferv1.RecoveryPoint{} },
+			func(_ string, m proto.Message) error {
+				if p, err := policy.PointFromRecord(m.(*cofferv1.RecoveryPoint)); err == nil && p.ID != rp.GetId() {
+					earlier = append(earlier, p)
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
 	}
 	if pt.Taken.IsZero() {
 		pt.Taken = rp.GetCommittedAt().AsTime() // no finish time reported

@@ -561,31 +561,42 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID, Plan: plan})
 }
 
-// planRestore picks the recovery points a restore applies. This first cut
-// restores one full (or copy-only full): the one named, or the latest.
+// planRestore picks the recovery points a restore applies: to reach the
+// end of the point named (or of the latest full), the full it rests on,
+// the differential that helps, and every log in between, checked against
+// the chain rules before anything moves.
 func planRestore(rps []*cofferv1.RecoveryPoint, point string) ([]string, error) {
-	isFull := func(rp *cofferv1.RecoveryPoint) bool {
-		t := rp.GetBackup().GetType()
-		return t == cofferv1.BackupType_BACKUP_TYPE_FULL || t == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL
+	var pts []policy.Point
+	for _, rp := range rps {
+		pt, err := policy.PointFromRecord(rp)
+		if err != nil {
+			return nil, err
+		}
+		pts = append(pts, pt)
 	}
-	if point != "" {
-		for _, rp := range rps {
-			if rp.GetId() == point {
-				if !isFull(rp) {
-					return nil, fmt.Errorf("recovery point %s is a %s backup; restoring differential and log backups comes with point-in-time restore",
-						point, backupTypeNames[rp.GetBackup().GetType()])
-				}
-				return []string{rp.GetId()}, nil
+	if point == "" {
+		for k := len(rps) - 1; k >= 0; k-- {
+			if t := rps[k].GetBackup().GetType(); t == cofferv1.BackupType_BACKUP_TYPE_FULL || t == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL {
+				point = rps[k].GetId()
+				break
 			}
 		}
-		return nil, fmt.Errorf("no recovery point %q for this database (coffer rp list)", point)
-	}
-	for k := len(rps) - 1; k >= 0; k-- {
-		if isFull(rps[k]) {
-			return []string{rps[k].GetId()}, nil
+		if point == "" {
+			return nil, errors.New("the database has no full backup to restore yet")
 		}
 	}
-	return nil, errors.New("the database has no full backup to restore yet")
+	found := false
+	for _, rp := range rps {
+		found = found || rp.GetId() == point
+	}
+	if !found {
+		return nil, fmt.Errorf("no recovery point %q for this database (coffer rp list)", point)
+	}
+	plan, err := policy.Restorable(pts, point)
+	if err != nil {
+		return nil, fmt.Errorf("recovery point %s cannot be restored: %w", point, err)
+	}
+	return plan, nil
 }
 
 func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {

@@ -118,6 +118,8 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 
 // Run consumes the scheduler's events until ctx is done, then drains.
 func (s *Service) Run(ctx context.Context) error {
+	// commands and changes, one at a time in stream order: a backup
+	// requested right after a protection must see the protection
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
 		Stream:  cofferv1.StreamEvents,
 		Durable: "scheduler",
@@ -128,15 +130,26 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectDatabaseDropped,
 			cofferv1.SubjectPolicyPutRequested,
 			cofferv1.SubjectPolicyDeleteRequested,
+		},
+		Concurrency: 1,
+	}, s.handle)
+	if err != nil {
+		return fmt.Errorf("scheduler: consume: %w", err)
+	}
+	// the outcomes of backups, in order: a broken chain is reported before
+	// the full that heals it commits
+	jobs, err := s.bus.Consume(ctx, bus.ConsumerSpec{
+		Stream:  cofferv1.StreamJobs,
+		Durable: "scheduler-jobs",
+		FilterSubjects: []string{
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectChainBroken,
 		},
-		// one at a time, in stream order: a backup requested right after a
-		// protection must see the protection
 		Concurrency: 1,
 	}, s.handle)
 	if err != nil {
+		sub.Stop()
 		return fmt.Errorf("scheduler: consume: %w", err)
 	}
 	ticks := s.cfg.Ticks
@@ -157,7 +170,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
-	return sub.Drain(dctx)
+	return errors.Join(sub.Drain(dctx), jobs.Drain(dctx))
 }
 
 func (s *Service) handle(ctx context.Context, m *bus.Message) error {

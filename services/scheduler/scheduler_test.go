@@ -37,7 +37,9 @@ func newEnv(t *testing.T) *env {
 	}
 	for _, spec := range []bus.ConsumerSpec{
 		{Stream: cofferv1.StreamEvents, Durable: "observer", FilterSubjects: []string{
-			cofferv1.SubjectProtectionConfigured, cofferv1.SubjectProtectionFailed, cofferv1.SubjectJobQueued, cofferv1.SubjectJobFailed}},
+			cofferv1.SubjectProtectionConfigured, cofferv1.SubjectProtectionFailed}},
+		{Stream: cofferv1.StreamJobs, Durable: "observer", FilterSubjects: []string{
+			cofferv1.SubjectJobQueued, cofferv1.SubjectJobFailed}},
 		{Stream: cofferv1.StreamWork, Durable: "streamer"},
 	} {
 		sub, err := b.Consume(t.Context(), spec, record)

@@ -69,7 +69,7 @@ func Start(t testing.TB, cfg bus.Config) *Env {
 	return &Env{Server: srv, Bus: b, JS: b.JetStream(), Catalog: cat}
 }
 
-// Events reads every event stored on subject in the events stream, in
+// Events reads every event stored on subject in its stream, in
 // stream order, decoding each into a message from newMsg. It returns nil
 // when there is none, and ends the test with t.Fatalf when the stream
 // cannot be read or a payload does not decode. The read uses an ordered
@@ -78,7 +78,7 @@ func Start(t testing.TB, cfg bus.Config) *Env {
 func Events[M proto.Message](t testing.TB, e *Env, subject string, newMsg func() M) []M {
 	t.Helper()
 	ctx := t.Context()
-	st, err := e.JS.Stream(ctx, cofferv1.StreamEvents)
+	st, err := e.JS.Stream(ctx, cofferv1.StreamFor(subject))
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}

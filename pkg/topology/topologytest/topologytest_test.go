@@ -1,7 +1,6 @@
 package topologytest_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
@@ -67,21 +66,3 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// TestStartFetchWait: a subscription on a bus from Start with the default
-// FetchWait drains well within the bus's own 1s default.
-func TestStartFetchWait(t *testing.T) {
-	e := topologytest.Start(t, bus.Config{})
-	sub, err := e.Bus.Consume(t.Context(), bus.ConsumerSpec{Stream: cofferv1.StreamEvents, Durable: "idle"},
-		func(context.Context, *bus.Message) error { return nil })
-	if err != nil {
-		t.Fatalf("consume: %v", err)
-	}
-	time.Sleep(50 * time.Millisecond) // let the first pull request reach the server
-	start := time.Now()
-	if err := sub.Drain(t.Context()); err != nil {
-		t.Fatalf("drain: %v", err)
-	}
-	if d := time.Since(start); d >= 900*time.Millisecond {
-		t.Errorf("idle drain took %v; want about 200ms", d)
-	}
-}

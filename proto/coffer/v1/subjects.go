@@ -1,5 +1,7 @@
 package cofferv1
 
+import "strings"
+
 // Streams, subjects and catalog buckets: the names every service shares.
 // Subjects are constants here so that no service spells one as a literal.
 const (
@@ -8,9 +10,14 @@ const (
 	// StreamWork is the work queue of backup and restore jobs: each
 	// message is delivered to one streamer worker.
 	StreamWork = "COFFER_WORK"
+	// StreamJobs holds the many events of running jobs (progress, commits,
+	// failures), apart from the rare ones, so that consumers of rare
+	// subjects do not scan past them.
+	StreamJobs = "COFFER_JOBS"
 
 	SubjectEvents = "coffer.evt.>"
 	SubjectWork   = "coffer.work.>"
+	SubjectJobs   = "coffer.job.>"
 
 	SubjectInstanceAddRequested   = "coffer.evt.instance.add"
 	SubjectDiscoverRequested      = "coffer.evt.instance.discover"
@@ -24,16 +31,16 @@ const (
 	SubjectProtectionFailed       = "coffer.evt.protection.failed"
 	SubjectUnprotectRequested     = "coffer.evt.protection.unprotect"
 	SubjectBackupOnDemand         = "coffer.evt.backup.ondemand"
-	SubjectBackupStreamed         = "coffer.evt.backup.streamed"
-	SubjectRecoveryPointCommitted = "coffer.evt.rp.committed"
-	SubjectRestoreCompleted       = "coffer.evt.restore.completed"
-	SubjectJobProgress            = "coffer.evt.job.progress"
-	SubjectJobFailed              = "coffer.evt.job.failed"
-	SubjectJobQueued              = "coffer.evt.job.queued"
+	SubjectBackupStreamed         = "coffer.job.streamed"
+	SubjectRecoveryPointCommitted = "coffer.job.committed"
+	SubjectRestoreCompleted       = "coffer.job.restored"
+	SubjectJobProgress            = "coffer.job.progress"
+	SubjectJobFailed              = "coffer.job.failed"
+	SubjectJobQueued              = "coffer.job.queued"
 	SubjectPolicyPutRequested     = "coffer.evt.policy.put"
 	SubjectPolicyDeleteRequested  = "coffer.evt.policy.delete"
-	SubjectChainBroken            = "coffer.evt.chain.broken"
-	SubjectRecoveryPointsExpired  = "coffer.evt.rp.expired"
+	SubjectChainBroken            = "coffer.job.chainbroken"
+	SubjectRecoveryPointsExpired  = "coffer.job.expired"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
@@ -47,3 +54,14 @@ const (
 	BucketPolicies       = "policies"
 	BucketSchedule       = "schedule"
 )
+
+// StreamFor returns the stream that holds subject.
+func StreamFor(subject string) string {
+	switch {
+	case strings.HasPrefix(subject, "coffer.job."):
+		return StreamJobs
+	case strings.HasPrefix(subject, "coffer.work."):
+		return StreamWork
+	}
+	return StreamEvents
+}
