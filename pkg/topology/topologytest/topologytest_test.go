@@ -65,4 +65,3 @@ func TestEvents(t *testing.T) {
 		t.Errorf("events: %q; want %q", reasons, want)
 	}
 }
-
