@@ -3,7 +3,6 @@ package mssqlsim
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 )
@@ -576,4 +575,3 @@ func (p *progress) finish() {
 	}
 }
 
-var _ = fmt.Sprintf

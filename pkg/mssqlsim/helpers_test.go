@@ -1,10 +1,8 @@
 package mssqlsim
 
 import (
-	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"net/url"
 	"sync"
 	"testing"
@@ -162,5 +160,3 @@ func quoteString(s string) string {
 	return out + "'"
 }
 
-var _ = context.Background
-var _ = fmt.Sprintf

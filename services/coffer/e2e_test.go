@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -382,7 +381,6 @@ func TestWrongMasterKey(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprintf
 
 // TestPolicyCommands: policies are created, listed, used, refused when
 // invalid (naming each problem) and not deleted while in use.
