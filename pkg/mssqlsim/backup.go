@@ -574,4 +574,3 @@ func (p *progress) finish() {
 		p.next += p.every
 	}
 }
-

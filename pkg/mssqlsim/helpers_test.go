@@ -159,4 +159,3 @@ func quoteString(s string) string {
 	}
 	return out + "'"
 }
-

@@ -381,7 +381,6 @@ func TestWrongMasterKey(t *testing.T) {
 	}
 }
 
-
 // TestPolicyCommands: policies are created, listed, used, refused when
 // invalid (naming each problem) and not deleted while in use.
 func TestPolicyCommands(t *testing.T) {
