@@ -21,6 +21,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry/telemetrytest"
 	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -267,11 +268,11 @@ func TestBackupIsOneTrace(t *testing.T) {
 				continue
 			}
 			switch {
-			case strings.HasPrefix(s.Name(), "process coffer.evt.backup.ondemand"):
+			case strings.HasPrefix(s.Name(), "process "+cofferv1.SubjectBackupOnDemand):
 				services["scheduler"] = true
-			case strings.HasPrefix(s.Name(), "process coffer.work.backup"):
+			case strings.HasPrefix(s.Name(), "process "+cofferv1.SubjectWorkBackup):
 				services["backup-streamer"] = true
-			case strings.HasPrefix(s.Name(), "process coffer.evt.backup.streamed"):
+			case strings.HasPrefix(s.Name(), "process "+cofferv1.SubjectBackupStreamed):
 				services["committer"] = true
 			}
 		}
