@@ -171,12 +171,23 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 	if err != nil || !ok {
 		return err
 	}
+	ended, err := s.endedJobs(ctx, ref)
+	if err != nil {
+		return err
+	}
 	var queue []due
 	var expect *cofferv1.ScheduleState
 	limit := s.cfg.MaxConcurrentPerInstance
 	err = s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {
 		queue = queue[:0]
 		changed := false
+		for _, j := range ended {
+			// the job failed without the failure reaching the schedule (an
+			// event lost for good): do not let it block that backup type
+			before := st.GetPendingFullJob() + st.GetPendingLogJob() + st.GetPendingDifferentialJob()
+			clearPending(st, j)
+			changed = changed || before != st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()
+		}
 		room := func() bool { return pending[ref.GetInstance()]+len(queue) < limit }
 		if st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE" {
 			// back from SIMPLE: the log chain restarts with a full
@@ -291,4 +302,36 @@ func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) err
 		st.NeedsFull, st.NeedsFullReason = true, ev.GetReason()
 		return true
 	})
+}
+
+// endedJobs returns the database's pending jobs that the jobs bucket shows
+// as failed, in case the failure event never reached the scheduler.
+func (s *Service) endedJobs(ctx context.Context, ref *cofferv1.DatabaseRef) ([]string, error) {
+	var st cofferv1.ScheduleState
+	if _, err := s.schedule.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &st); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, id := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
+		if id == "" {
+			continue
+		}
+		var j cofferv1.Job
+		if _, err := s.jobs.Get(ctx, catalog.Key(id), &j); err != nil {
+			if errors.Is(err, catalog.ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		// only failures: a success clears its pending job when its
+		// recovery point's commit reaches the schedule, together with the
+		// chain state it brings
+		if j.GetState() == cofferv1.JobState_JOB_STATE_FAILED {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

@@ -30,6 +30,9 @@ type world struct {
 	mu    sync.Mutex
 	taken []string // "FULL@2026-11-22T22:00" etc.
 	now   time.Time
+	// lose makes the next backups fail with their failure event lost: only
+	// the jobs bucket records it
+	lose int
 }
 
 func newWorld(t *testing.T) *world {
@@ -48,6 +51,16 @@ func newWorld(t *testing.T) *world {
 		now := w.now
 		w.mu.Unlock()
 		job := req.GetMeta().GetJobId()
+		w.mu.Lock()
+		lost := w.lose > 0
+		if lost {
+			w.lose--
+		}
+		w.mu.Unlock()
+		if lost {
+			_, err := cat.Bucket(cofferv1.BucketJobs).Put(ctx, catalog.Key(job), &cofferv1.Job{Id: job, State: cofferv1.JobState_JOB_STATE_FAILED})
+			return err
+		}
 		rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
 			Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: timestamppb.New(now), CheckpointLsn: "1"}}
 		ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, now), RecoveryPoint: rp}
@@ -245,5 +258,35 @@ func TestScheduleDatabaseState(t *testing.T) {
 	// follow
 	if got := w.takenSince(k); len(got) != 2 || got[0] != "FULL@11-03T01:00" || got[1] != "LOG@11-03T02:00" {
 		t.Errorf("after SIMPLE -> FULL: %v, want a full, then logs", got)
+	}
+}
+
+// TestLostFailureDoesNotBlock: a backup that failed without its failure
+// reaching the scheduler does not block that backup type for good.
+func TestLostFailureDoesNotBlock(t *testing.T) {
+	w := newWorld(t)
+	w.putPolicy(policy.Policy{Name: "hourly", Full: policy.Schedule{Frequency: policy.Daily, Hour: 23},
+		Log: &policy.LogSchedule{Every: policy.Duration(time.Hour)}, Retention: policy.Retention{Full: policy.Days(7), Log: policy.Days(7)}})
+	w.db("Sales", "FULL", false)
+	w.protect("Sales", "hourly")
+	w.mu.Lock()
+	w.lose = 1
+	w.mu.Unlock()
+	k := len(w.takenSince(0))
+	// the 01:00 log fails, its failure lost; ticks go on
+	w.mu.Lock()
+	w.now = time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+	w.mu.Unlock()
+	if err := w.sched.Tick(t.Context(), w.clock()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.takenSince(k)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.advance(time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC), time.Hour)
+	got := w.takenSince(k)
+	if len(got) != 3 || got[1] != "LOG@11-01T02:00" || got[2] != "LOG@11-01T03:00" {
+		t.Errorf("after a lost failure: %v, want the 01:00 log, then logs at 02:00 and 03:00", got)
 	}
 }

@@ -100,6 +100,7 @@ type Service struct {
 	policies  *catalog.Bucket
 	schedule  *catalog.Bucket
 	rps       *catalog.Bucket
+	jobs      *catalog.Bucket // read only: the committer owns it
 
 	sweepMu   sync.Mutex
 	lastSweep time.Time
@@ -113,7 +114,8 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	}
 	return &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
 		inventory: cat.Bucket(cofferv1.BucketInventory), policies: cat.Bucket(cofferv1.BucketPolicies),
-		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints)}, nil
+		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints),
+		jobs: cat.Bucket(cofferv1.BucketJobs)}, nil
 }
 
 // Run consumes the scheduler's events until ctx is done, then drains.
