@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	mssqldb "github.com/microsoft/go-mssqldb"
 	"strings"
 	"time"
 )
@@ -324,22 +325,15 @@ func asTime(v any) time.Time {
 }
 
 // asGUID formats a uniqueidentifier as go-mssqldb returns it (16 bytes in
-// SQL Server's order).
+// SQL Server's order), in lower case.
 func asGUID(v any) string {
 	b, ok := v.([]byte)
 	if !ok || len(b) != 16 {
 		return asString(v)
 	}
-	order := []int{3, 2, 1, 0, -1, 5, 4, -1, 7, 6, -1, 8, 9, -1, 10, 11, 12, 13, 14, 15}
-	const hexd = "0123456789abcdef"
-	var s strings.Builder
-	for _, k := range order {
-		if k < 0 {
-			s.WriteByte('-')
-			continue
-		}
-		s.WriteByte(hexd[b[k]>>4])
-		s.WriteByte(hexd[b[k]&15])
+	var u mssqldb.UniqueIdentifier
+	if err := u.Scan(b); err != nil {
+		return ""
 	}
-	return s.String()
+	return strings.ToLower(u.String())
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"time"
 )
 
@@ -124,7 +126,7 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	i.afterBackup(db, st, snap)
 	db.mu.Unlock()
 
-	row := &backupSetRow{Header: snap.hdr, Machine: i.cfg.ServerName}
+	row := &backupSetRow{Header: snap.hdr, Machine: i.cfg.ServerName, Trailer: snap.trailer()}
 	row.Trailer.BackupFinishDate = finish
 	for _, d := range devs {
 		row.Devices = append(row.Devices, d.spec)
@@ -133,8 +135,6 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	i.mediaSets++
 	row.MediaSetID = i.mediaSets
 	row.ID = len(i.backupsets) + 1
-	row.Trailer = snap.trailer()
-	row.Trailer.BackupFinishDate = finish
 	i.backupsets = append(i.backupsets, row)
 	i.mu.Unlock()
 
@@ -375,7 +375,7 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 			w.Abort()
 		}
 	}
-	mediaGUID := newGUIDLocked(i)
+	mediaGUID := i.guid()
 	partSize := st.maxTransfer
 	if partSize == 0 {
 		partSize = 10 << 20
@@ -456,8 +456,6 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 	return nil
 }
 
-func newGUIDLocked(i *Instance) GUID { return i.guid() }
-
 // streamError turns a failure while writing into SQL Server's error.
 func (i *Instance) streamError(devs []*device, err error) *Error {
 	d := devs[0]
@@ -497,28 +495,21 @@ func (i *Instance) openForBackup(ctx context.Context, d *device, st *backupStmt,
 		}
 		return w, fresh, nil
 	}
-	if st.format {
+	if _, err := os.Stat(d.path); st.format || errors.Is(err, fs.ErrNotExist) {
+		// new media: FORMAT, or no file yet
 		w, err := openFileWriter(d.path, 0)
 		if err != nil {
 			return nil, fresh, errOpenDevice(d, err)
 		}
 		return w, fresh, nil
 	}
-	m, sets, end, e := i.readSets(ctx, d)
+	m, _, end, e := i.readSets(ctx, d)
 	if e != nil {
-		if e.Number == 3201 && isNotExist(e) {
-			w, err := openFileWriter(d.path, 0)
-			if err != nil {
-				return nil, fresh, errOpenDevice(d, err)
-			}
-			return w, fresh, nil
-		}
 		return nil, fresh, e
 	}
 	if m.FamilyCount != count {
 		return nil, fresh, newErr(3231, 16, "The media loaded on \"%s\" is formatted to support %d media families, but %d media families are expected according to the backup device specification.", d.spec, m.FamilyCount, count)
 	}
-	_ = sets
 	if st.init {
 		// overwrite the backup sets, keep the media header
 		w, err := openFileWriter(d.path, 0)
@@ -534,10 +525,6 @@ func (i *Instance) openForBackup(ctx context.Context, d *device, st *backupStmt,
 		return nil, fresh, errOpenDevice(d, err)
 	}
 	return w, mediaHeader{}, nil
-}
-
-func isNotExist(e *Error) bool {
-	return e != nil && e.Number == 3201 && containsFold(e.Message, "cannot find the path")
 }
 
 // progress sends "N percent processed." every STATS percent.

@@ -1,7 +1,6 @@
 package mssqlsim
 
 import (
-	"strings"
 	"time"
 )
 
@@ -93,8 +92,4 @@ func (i *Instance) stopWorkloads() {
 	for _, w := range ws {
 		w.stop()
 	}
-}
-
-func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }

@@ -39,11 +39,10 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	s3     bool // vault in MinIO instead of a directory
-	data   string
-	key    string
-	pages  int
-	noStop bool
+	s3    bool // vault in MinIO instead of a directory
+	data  string
+	key   string
+	pages int
 	// clock drives the simulator, the scheduler and the committer; their
 	// ticks then come only from the test.
 	clock func() time.Time
@@ -357,8 +356,7 @@ func TestBackupFailures(t *testing.T) {
 // create the vault, and says so.
 func TestWrongMasterKey(t *testing.T) {
 	data := t.TempDir()
-	h := startHarness(t, harnessOptions{data: data})
-	_ = h
+	startHarness(t, harnessOptions{data: data}) // creates the vault with its own key
 	c := &upConfig{dataDir: t.TempDir(), httpAddr: "127.0.0.1:0", workers: 1, store: daemon.VaultStore{Dir: filepath.Join(data, "vault")}}
 	wrong := hex.EncodeToString(vault.GenerateMasterKey())
 	getenv := func(k string) string {

@@ -144,6 +144,7 @@ type due struct {
 	typ    cofferv1.BackupType
 	reason string
 	slot   time.Time
+	job    string // derived from the slot, so a re-run tick queues the same job
 }
 
 func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now time.Time, pending map[string]int) error {
@@ -202,7 +203,7 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 		}
 		// full on its schedule
 		if nf := timeOf(st.GetNextFull()); !nf.IsZero() && !now.Before(nf) && st.GetPendingFullJob() == "" && room() {
-			queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "scheduled", nf})
+			queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_FULL, reason: "scheduled", slot: nf})
 			st.NextFull = tsOrZero(p.NextFull(now))
 			changed = true
 		}
@@ -216,14 +217,14 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 				changed = true
 			case st.GetPendingDifferentialJob() != "" || !room():
 			case noFull:
-				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "instead of a differential: " + fullReason, nd})
+				queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_FULL, reason: "instead of a differential: " + fullReason, slot: nd})
 				st.NextDifferential = tsOrZero(p.NextDifferential(now))
 				fullQueued, changed = true, true
 			case strings.EqualFold(db.GetName(), "master") || db.GetReadOnly():
 				st.NextDifferential = tsOrZero(p.NextDifferential(now))
 				changed = true
 			default:
-				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL, "scheduled", nd})
+				queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL, reason: "scheduled", slot: nd})
 				st.NextDifferential = tsOrZero(p.NextDifferential(now))
 				changed = true
 			}
@@ -243,19 +244,21 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 				changed = true
 			case noFull:
 				if !fullQueued && room() {
-					queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_FULL, "instead of a log: " + fullReason, nl})
+					queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_FULL, reason: "instead of a log: " + fullReason, slot: nl})
 					st.NextLog = tsOrZero(p.NextLog(now))
 					changed = true
 				}
 			case st.GetPendingLogJob() == "" && room():
-				queue = append(queue, due{cofferv1.BackupType_BACKUP_TYPE_LOG, "scheduled", nl})
+				queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_LOG, reason: "scheduled", slot: nl})
 				st.NextLog = tsOrZero(p.NextLog(now))
 				changed = true
 			}
 		}
 		expect = proto.Clone(st).(*cofferv1.ScheduleState)
-		for _, d := range queue {
-			job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
+		for k := range queue {
+			d := &queue[k]
+			d.job = event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
+			job := d.job
 			switch d.typ {
 			case cofferv1.BackupType_BACKUP_TYPE_FULL:
 				st.PendingFullJob = job
@@ -274,8 +277,7 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 	// between leaves a pending job that the jobs' own ids make safe to
 	// queue again (see requeue)
 	for _, d := range queue {
-		job := event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
-		if err := s.queueBackup(ctx, job, ref, d.typ, d.reason, p.Compression, expect); err != nil {
+		if err := s.queueBackup(ctx, d.job, ref, d.typ, d.reason, p.Compression, expect); err != nil {
 			return err
 		}
 		pending[ref.GetInstance()]++

@@ -243,28 +243,29 @@ type refusal struct{ reason string }
 func (r *refusal) Error() string { return r.reason }
 
 // check validates a protection request against the inventory.
-func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, name string) error {
-	if _, ok, err := s.lookupPolicy(ctx, name); err != nil || !ok {
-		if err != nil {
-			return err
-		}
-		return &refusal{fmt.Sprintf("unknown policy %q (coffer policy list)", name)}
+func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, name string) (*policy.Policy, error) {
+	p, ok, err := s.lookupPolicy(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &refusal{fmt.Sprintf("unknown policy %q (coffer policy list)", name)}
 	}
 	var db cofferv1.DatabaseInfo
 	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return &refusal{fmt.Sprintf("database %q is not known on instance %q: run discovery (coffer instance discover %s)",
+			return nil, &refusal{fmt.Sprintf("database %q is not known on instance %q: run discovery (coffer instance discover %s)",
 				ref.GetDatabase(), ref.GetInstance(), ref.GetInstance())}
 		}
-		return err
+		return nil, err
 	}
 	switch {
 	case db.GetSnapshot():
-		return &refusal{fmt.Sprintf("%q is a database snapshot, which cannot be backed up", db.GetName())}
+		return nil, &refusal{fmt.Sprintf("%q is a database snapshot, which cannot be backed up", db.GetName())}
 	case db.GetName() == "tempdb":
-		return &refusal{"tempdb cannot be backed up"}
+		return nil, &refusal{"tempdb cannot be backed up"}
 	}
-	return nil
+	return p, nil
 }
 
 func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.ProtectionRequested) error {
@@ -274,7 +275,8 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		policy = DefaultPolicy
 	}
 	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
-	if err := s.check(ctx, ref, policy); err != nil {
+	pol, err := s.check(ctx, ref, policy)
+	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
 			return err
@@ -289,7 +291,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 	}
 	requested := ev.GetMeta().GetTime().AsTime()
 	var item cofferv1.ProtectedItem
-	_, err := s.protected.Get(ctx, key, &item)
+	_, err = s.protected.Get(ctx, key, &item)
 	switch {
 	case err == nil && item.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED:
 		// already protected: confirm again (idempotent), queue nothing new
@@ -305,14 +307,10 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		if _, err := s.protected.Put(ctx, key, &item); err != nil {
 			return err
 		}
-		p, _, err := s.lookupPolicy(ctx, policy)
-		if err != nil {
+		if err := s.startSchedule(ctx, ref, pol, item.FirstFullJob, s.cfg.Now()); err != nil {
 			return err
 		}
-		if err := s.startSchedule(ctx, ref, p, item.FirstFullJob, s.cfg.Now()); err != nil {
-			return err
-		}
-		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", p.Compression, nil); err != nil {
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", pol.Compression, nil); err != nil {
 			return err
 		}
 	default:
