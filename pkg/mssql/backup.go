@@ -337,3 +337,54 @@ func asGUID(v any) string {
 	}
 	return strings.ToLower(u.String())
 }
+
+// HistoryEntry is one backup msdb recorded of a database.
+type HistoryEntry struct {
+	// Type is msdb's code: D full, I differential, L log.
+	Type          string
+	CopyOnly      bool
+	FirstLSN      string
+	LastLSN       string
+	CheckpointLSN string
+	Start         time.Time
+	Finish        time.Time
+	User          string
+	Server        string
+	// Device is the first media family's physical device name.
+	Device string
+}
+
+// History reads msdb's most recent backups of database, newest first, at
+// most n.
+func (c *Client) History(ctx context.Context, database string, n int) ([]HistoryEntry, error) {
+	rows, err := c.db.QueryContext(ctx, fmt.Sprintf(`SELECT TOP %d bs.backup_set_id, bs.type, bs.is_copy_only,
+		bs.first_lsn, bs.last_lsn, bs.checkpoint_lsn, bs.backup_start_date, bs.backup_finish_date,
+		bs.user_name, bs.server_name, mf.physical_device_name
+		FROM msdb.dbo.backupset bs LEFT JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id
+		WHERE bs.database_name = @p1 ORDER BY bs.backup_set_id DESC`, max(n, 1)*4), database)
+	if err != nil {
+		return nil, fmt.Errorf("read the backup history of %q: %w", database, wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []HistoryEntry
+	seen := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		var e HistoryEntry
+		var first, last, ckpt, user, server, device sql.NullString
+		if err := rows.Scan(&id, &e.Type, &e.CopyOnly, &first, &last, &ckpt, &e.Start, &e.Finish, &user, &server, &device); err != nil {
+			return nil, fmt.Errorf("read the backup history of %q: %w", database, err)
+		}
+		if seen[id] || len(out) == n {
+			continue // another stripe of a backup already read
+		}
+		seen[id] = true
+		e.FirstLSN, e.LastLSN, e.CheckpointLSN = first.String, last.String, ckpt.String
+		e.User, e.Server, e.Device = user.String, server.String, device.String
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the backup history of %q: %w", database, wrapSQL(err))
+	}
+	return out, nil
+}

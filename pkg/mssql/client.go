@@ -157,6 +157,22 @@ type Database struct {
 	DiffBaseLSN      string
 	RecoveryForkGUID string
 	Files            []File
+	// AG is the local replica's availability group state; nil when the
+	// database is in no group.
+	AG *Replica
+}
+
+// Replica is a database's availability group state on one replica.
+type Replica struct {
+	Group string
+	// Preference is automated_backup_preference_desc: PRIMARY,
+	// SECONDARY_ONLY, SECONDARY or NONE.
+	Preference string
+	Primary    bool
+	// Synchronization is synchronization_state_desc.
+	Synchronization string
+	// Preferred is sys.fn_hadr_backup_is_preferred_replica.
+	Preferred bool
 }
 
 // Size is the sum of the database's file sizes.
@@ -222,7 +238,47 @@ func (c *Client) Databases(ctx context.Context) ([]Database, error) {
 			}
 		}
 	}
-	return out, wrapSQL(frows.Err())
+	if err := frows.Err(); err != nil {
+		return nil, fmt.Errorf("list database files: %w", wrapSQL(err))
+	}
+	if err := c.replicas(ctx, out, byID); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// replicas reads the availability group state of the databases in a group.
+func (c *Client) replicas(ctx context.Context, dbs []Database, byID map[int32]int) error {
+	rows, err := c.db.QueryContext(ctx, `SELECT drs.database_id, ag.name, ag.automated_backup_preference_desc,
+		drs.is_primary_replica, drs.synchronization_state_desc
+		FROM sys.dm_hadr_database_replica_states drs JOIN sys.availability_groups ag ON ag.group_id = drs.group_id
+		WHERE drs.is_local = 1`)
+	if err != nil {
+		return fmt.Errorf("read availability groups: %w", wrapSQL(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int32
+		var r Replica
+		if err := rows.Scan(&id, &r.Group, &r.Preference, &r.Primary, &r.Synchronization); err != nil {
+			return fmt.Errorf("read availability groups: %w", err)
+		}
+		if k, ok := byID[id]; ok {
+			dbs[k].AG = &r
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read availability groups: %w", wrapSQL(err))
+	}
+	for k := range dbs {
+		if dbs[k].AG == nil {
+			continue
+		}
+		if err := c.db.QueryRowContext(ctx, `SELECT sys.fn_hadr_backup_is_preferred_replica(@p1)`, dbs[k].Name).Scan(&dbs[k].AG.Preferred); err != nil {
+			return fmt.Errorf("ask whether this replica is preferred for backups of %q: %w", dbs[k].Name, wrapSQL(err))
+		}
+	}
+	return nil
 }
 
 // exec runs a statement, passing each informational message to onInfo,

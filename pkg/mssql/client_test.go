@@ -135,3 +135,65 @@ func TestErrors(t *testing.T) {
 		t.Errorf("error %q reveals the password", err)
 	}
 }
+
+// TestAvailabilityGroupState reads each replica's role, synchronization and
+// backup preference, as discovery records them for the scheduler.
+func TestAvailabilityGroupState(t *testing.T) {
+	prim, pc, _ := startSim(t)
+	sec, sc, _ := startSim(t)
+	if err := prim.CreateDatabase("Orders", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := prim.CreateDatabase("Local", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Backup(t.Context(), mssql.BackupRequest{Database: "Orders", Type: mssql.Full, Files: []string{"orders.bak"}}); err != nil {
+		t.Fatal(err)
+	}
+	ag, err := mssqlsim.NewAvailabilityGroup("ag1", mssqlsim.PreferSecondary, prim, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.AddDatabase("Orders"); err != nil {
+		t.Fatal(err)
+	}
+	find := func(c *mssql.Client, name string) mssql.Database {
+		t.Helper()
+		dbs, err := c.Databases(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dbs {
+			if d.Name == name {
+				return d
+			}
+		}
+		t.Fatalf("database %q not listed", name)
+		return mssql.Database{}
+	}
+	if d := find(pc, "Local"); d.AG != nil {
+		t.Errorf("a database in no group has group state %+v", *d.AG)
+	}
+	p, s := find(pc, "Orders"), find(sc, "Orders")
+	if p.AG == nil || s.AG == nil {
+		t.Fatalf("group state missing: primary %v, secondary %v", p.AG, s.AG)
+	}
+	want := mssql.Replica{Group: "ag1", Preference: "SECONDARY", Primary: true, Synchronization: "SYNCHRONIZED", Preferred: false}
+	if *p.AG != want {
+		t.Errorf("primary: got %+v, want %+v", *p.AG, want)
+	}
+	want = mssql.Replica{Group: "ag1", Preference: "SECONDARY", Primary: false, Synchronization: "SYNCHRONIZED", Preferred: true}
+	if *s.AG != want {
+		t.Errorf("secondary: got %+v, want %+v", *s.AG, want)
+	}
+	if p.GroupDatabaseID == "" || p.GroupDatabaseID != s.GroupDatabaseID {
+		t.Errorf("group database ids: primary %q, secondary %q, want one id", p.GroupDatabaseID, s.GroupDatabaseID)
+	}
+
+	// a secondary that stops synchronizing is no longer preferred: the
+	// primary takes the logs
+	ag.SetSynchronization(sec, mssqlsim.NotSynchronizing)
+	if p, s := find(pc, "Orders"), find(sc, "Orders"); !p.AG.Preferred || s.AG.Preferred || s.AG.Synchronization != "NOT SYNCHRONIZING" {
+		t.Errorf("after the secondary stopped: primary %+v, secondary %+v", *p.AG, *s.AG)
+	}
+}

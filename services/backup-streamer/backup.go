@@ -90,7 +90,13 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	if !ok {
 		return nil, fail("unsupported backup type %v", req.GetType())
 	}
-	c, err := s.client(ctx, db.GetInstance())
+	// an availability group database is backed up on the replica the
+	// scheduler chose; its recovery point stays with the protected database
+	on := db.GetInstance()
+	if r := req.GetReplicaInstance(); r != "" {
+		on = r
+	}
+	c, err := s.client(ctx, on)
 	if err != nil {
 		return nil, err
 	}
@@ -173,12 +179,12 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	case st.err != nil && (statementFirst || tailErr == nil):
 		upSpan.SetStatus(codes.Error, "backup failed")
 		upSpan.End()
-		return nil, fail("BACKUP of database %q on instance %q failed: %v", db.GetDatabase(), db.GetInstance(), st.err)
+		return nil, fail("BACKUP of database %q on instance %q failed: %v", db.GetDatabase(), on, st.err)
 	case tailErr != nil:
 		upSpan.RecordError(tailErr)
 		upSpan.SetStatus(codes.Error, tailErr.Error())
 		upSpan.End()
-		return nil, fail("backup of database %q on instance %q: %v", db.GetDatabase(), db.GetInstance(), tailErr)
+		return nil, fail("backup of database %q on instance %q: %v", db.GetDatabase(), on, tailErr)
 	}
 	closed = true
 	if err := w.Close(); err != nil {
@@ -348,8 +354,18 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 		reason = fmt.Sprintf("the database is on recovery fork %s, not %s of coffer's last backup: it was restored over", ch.RecoveryFork, req.GetExpectedRecoveryFork())
 	case typ == mssql.Log && req.GetExpectedLastLogLsn() != "" && ch.LastLogBackupLSN != req.GetExpectedLastLogLsn():
 		reason = fmt.Sprintf("a log backup was taken outside coffer: the log chain is at LSN %s, coffer's last log ended at %s", orNone(ch.LastLogBackupLSN), req.GetExpectedLastLogLsn())
+		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
+			return e.Type == "L" && !e.CopyOnly && e.FirstLSN == req.GetExpectedLastLogLsn()
+		}); ok {
+			reason += "; msdb shows " + e
+		}
 	case typ == mssql.Differential && req.GetExpectedDifferentialBaseLsn() != "" && ch.DifferentialBaseLSN != req.GetExpectedDifferentialBaseLsn():
 		reason = fmt.Sprintf("a full backup was taken outside coffer: the differential base is LSN %s, coffer's last full is %s", orNone(ch.DifferentialBaseLSN), req.GetExpectedDifferentialBaseLsn())
+		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
+			return e.Type == "D" && !e.CopyOnly && e.CheckpointLSN == ch.DifferentialBaseLSN
+		}); ok {
+			reason += "; msdb shows " + e
+		}
 	}
 	if reason == "" {
 		return typ, nil
@@ -360,6 +376,38 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 		return typ, err
 	}
 	return mssql.Full, nil
+}
+
+// historyDepth is how many of msdb's latest backups foreign looks through.
+const historyDepth = 50
+
+// foreign describes the backup in msdb's history that match picks: the
+// backup that broke coffer's chain. A backup coffer itself took into its
+// staging directory but never kept (its job failed after SQL Server
+// finished) is named as such. Without msdb history the reason stands on
+// the LSNs alone.
+func (s *Service) foreign(ctx context.Context, log *slog.Logger, c *mssql.Client, database string, match func(mssql.HistoryEntry) bool) (string, bool) {
+	hist, err := c.History(ctx, database, historyDepth)
+	if err != nil {
+		log.WarnContext(ctx, "msdb backup history not readable", slog.Any("error", err))
+		return "", false
+	}
+	for _, e := range hist {
+		if !match(e) {
+			continue
+		}
+		kind := map[string]string{"D": "BACKUP DATABASE", "I": "BACKUP DATABASE WITH DIFFERENTIAL", "L": "BACKUP LOG"}[e.Type]
+		what := fmt.Sprintf("%s to %q at %s", kind, e.Device, e.Finish.UTC().Format(time.RFC3339))
+		if e.User != "" {
+			what += " by " + e.User
+		}
+		what += fmt.Sprintf(" on %s (LSN %s to %s)", e.Server, e.FirstLSN, e.LastLSN)
+		if dir := s.cfg.ServerStagingDir; dir != "" && strings.HasPrefix(e.Device, dir) {
+			what += ", which coffer took and did not keep: its job failed after SQL Server finished the backup"
+		}
+		return what, true
+	}
+	return "", false
 }
 
 func orNone(lsn string) string {

@@ -96,20 +96,38 @@ func newEnv(t testing.TB, opt envOptions) *env {
 	return e
 }
 
-func (e *env) dsn() string {
-	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", simPassword), Host: e.addr, RawQuery: "encrypt=disable&dial+timeout=5"}
+func (e *env) dsn() string { return simDSN(e.addr) }
+
+func simDSN(addr string) string {
+	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", simPassword), Host: addr, RawQuery: "encrypt=disable&dial+timeout=5"}
 	return u.String()
 }
 
 // register records the simulator as instance name, its connection string
 // sealed as the gateway seals it.
-func (e *env) register(name string) {
+func (e *env) register(name string) { e.registerAt(name, e.addr) }
+
+// addInstance starts another simulated SQL Server, registered as name.
+func (e *env) addInstance(name string, cfg mssqlsim.Config) *mssqlsim.Instance {
+	e.t.Helper()
+	cfg.SAPassword = simPassword
+	inst := mssqlsim.New(cfg)
+	addr, err := inst.Listen("127.0.0.1:0")
+	if err != nil {
+		e.t.Fatalf("listen: %v", err)
+	}
+	e.t.Cleanup(func() { inst.Close() })
+	e.registerAt(name, addr)
+	return inst
+}
+
+func (e *env) registerAt(name, addr string) {
 	e.t.Helper()
 	s, err := secret.New(e.master, "instance-credentials")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rec := &cofferv1.Instance{Name: name, SealedDsn: s.Seal([]byte(e.dsn()), name), Healthy: true}
+	rec := &cofferv1.Instance{Name: name, SealedDsn: s.Seal([]byte(simDSN(addr)), name), Healthy: true}
 	if _, err := e.cat.Bucket(cofferv1.BucketInstances).Put(context.Background(), catalog.Key(name), rec); err != nil {
 		e.t.Fatalf("register instance: %v", err)
 	}

@@ -42,6 +42,10 @@ func databaseInfo(d *mssql.Database) *cofferv1.DatabaseInfo {
 		SizeBytes:           d.Size(),
 		RecoveryForkGuid:    d.RecoveryForkGUID,
 	}
+	if r := d.AG; r != nil {
+		info.AvailabilityGroup, info.BackupPreference = r.Group, r.Preference
+		info.PrimaryReplica, info.SynchronizationState, info.PreferredBackupReplica = r.Primary, r.Synchronization, r.Preferred
+	}
 	for _, f := range d.Files {
 		info.Files = append(info.Files, &cofferv1.FileInfo{
 			FileId: f.ID, LogicalName: f.Logical, PhysicalName: f.Physical, Type: f.Type, SizeBytes: f.Size,
@@ -73,6 +77,12 @@ func tracked(d *cofferv1.DatabaseInfo) *cofferv1.DatabaseInfo {
 		LastLogBackupLsn:    d.GetLastLogBackupLsn(),
 		DifferentialBaseLsn: d.GetDifferentialBaseLsn(),
 		RecoveryForkGuid:    d.GetRecoveryForkGuid(),
+		// a failover or a new backup preference moves where backups run
+		AvailabilityGroup:      d.GetAvailabilityGroup(),
+		BackupPreference:       d.GetBackupPreference(),
+		PrimaryReplica:         d.GetPrimaryReplica(),
+		SynchronizationState:   d.GetSynchronizationState(),
+		PreferredBackupReplica: d.GetPreferredBackupReplica(),
 	}
 	for _, f := range d.GetFiles() {
 		t.Files = append(t.Files, &cofferv1.FileInfo{

@@ -243,29 +243,29 @@ type refusal struct{ reason string }
 func (r *refusal) Error() string { return r.reason }
 
 // check validates a protection request against the inventory.
-func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, name string) (*policy.Policy, error) {
+func (s *Service) check(ctx context.Context, ref *cofferv1.DatabaseRef, name string) (*policy.Policy, *cofferv1.DatabaseInfo, error) {
 	p, ok, err := s.lookupPolicy(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		return nil, &refusal{fmt.Sprintf("unknown policy %q (coffer policy list)", name)}
+		return nil, nil, &refusal{fmt.Sprintf("unknown policy %q (coffer policy list)", name)}
 	}
 	var db cofferv1.DatabaseInfo
 	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return nil, &refusal{fmt.Sprintf("database %q is not known on instance %q: run discovery (coffer instance discover %s)",
+			return nil, nil, &refusal{fmt.Sprintf("database %q is not known on instance %q: run discovery (coffer instance discover %s)",
 				ref.GetDatabase(), ref.GetInstance(), ref.GetInstance())}
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case db.GetSnapshot():
-		return nil, &refusal{fmt.Sprintf("%q is a database snapshot, which cannot be backed up", db.GetName())}
+		return nil, nil, &refusal{fmt.Sprintf("%q is a database snapshot, which cannot be backed up", db.GetName())}
 	case db.GetName() == "tempdb":
-		return nil, &refusal{"tempdb cannot be backed up"}
+		return nil, nil, &refusal{"tempdb cannot be backed up"}
 	}
-	return p, nil
+	return p, &db, nil
 }
 
 func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.ProtectionRequested) error {
@@ -275,7 +275,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		policy = DefaultPolicy
 	}
 	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
-	pol, err := s.check(ctx, ref, policy)
+	pol, db, err := s.check(ctx, ref, policy)
 	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
@@ -292,7 +292,18 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 	requested := ev.GetMeta().GetTime().AsTime()
 	var item cofferv1.ProtectedItem
 	_, err = s.protected.Get(ctx, key, &item)
+	via, verr := s.protectedReplica(ctx, ref, db)
+	confirmed := &item
 	switch {
+	case verr != nil:
+		return verr
+	case via != nil && !(err == nil && item.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED):
+		// another replica of its availability group is protected: the
+		// group database is already backed up, on the replica its
+		// preference names; a second protection would split its chain
+		s.cfg.Logger.InfoContext(ctx, "availability group database already protected through another replica",
+			"instance", ref.GetInstance(), "database", ref.GetDatabase(), "protected_as", via.GetDatabase().GetInstance())
+		confirmed = via
 	case err == nil && item.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED:
 		// already protected: confirm again (idempotent), queue nothing new
 	case err == nil || errors.Is(err, catalog.ErrNotFound):
@@ -317,7 +328,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		return err
 	}
 	c := &cofferv1.ProtectionConfigured{Meta: event.Meta(event.ID("protection-configured", msgID), "", s.cfg.Now()),
-		Item: &item, Attempt: ev.GetAttempt()}
+		Item: confirmed, Attempt: ev.GetAttempt()}
 	s.cfg.Logger.InfoContext(ctx, "database protected", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "policy", policy)
 	return s.bus.Publish(ctx, cofferv1.SubjectProtectionConfigured, c, c.Meta.EventId)
 }
@@ -389,15 +400,32 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 // queueBackup records the job as queued and puts the work on the queue.
 func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState) error {
 	now := s.cfg.Now()
+	on, refused, err := s.route(ctx, ref, typ)
+	if err != nil {
+		return err
+	}
+	detail := reason
+	if on != "" && on != ref.GetInstance() {
+		detail += " (on replica " + on + ")"
+	}
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now),
-		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: reason}
+		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: detail}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
 		return err
+	}
+	if refused != "" {
+		s.cfg.Logger.WarnContext(ctx, "backup refused", "job_id", jobID, "instance", ref.GetInstance(), "database", ref.GetDatabase(), "reason", refused)
+		f := &cofferv1.JobFailed{Meta: event.Meta(event.ID("job-failed", jobID), jobID, now),
+			Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Service: "scheduler", Reason: refused}
+		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, f, f.Meta.EventId)
 	}
 	// compression happens in the vault (per chunk, after deduplication);
 	// SQL Server is never asked to compress
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
 		Database: ref, Type: typ, Reason: reason, Compression: compression}
+	if on != ref.GetInstance() {
+		w.ReplicaInstance = on
+	}
 	if chain != nil {
 		// what coffer's own chain says the database should show; the
 		// streamer takes a full instead when it does not

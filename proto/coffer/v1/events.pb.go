@@ -800,8 +800,13 @@ type BackupRequested struct {
 	ExpectedLastLogLsn          string `protobuf:"bytes,6,opt,name=expected_last_log_lsn,json=expectedLastLogLsn,proto3" json:"expected_last_log_lsn,omitempty"`
 	ExpectedDifferentialBaseLsn string `protobuf:"bytes,7,opt,name=expected_differential_base_lsn,json=expectedDifferentialBaseLsn,proto3" json:"expected_differential_base_lsn,omitempty"`
 	ExpectedRecoveryFork        string `protobuf:"bytes,8,opt,name=expected_recovery_fork,json=expectedRecoveryFork,proto3" json:"expected_recovery_fork,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// replica_instance is the registered instance that runs the backup when
+	// it is not database.instance: a replica of the database's availability
+	// group chosen by the group's backup preference. The recovery point
+	// stays with database.
+	ReplicaInstance string `protobuf:"bytes,9,opt,name=replica_instance,json=replicaInstance,proto3" json:"replica_instance,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -886,6 +891,13 @@ func (x *BackupRequested) GetExpectedDifferentialBaseLsn() string {
 func (x *BackupRequested) GetExpectedRecoveryFork() string {
 	if x != nil {
 		return x.ExpectedRecoveryFork
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetReplicaInstance() string {
+	if x != nil {
+		return x.ReplicaInstance
 	}
 	return ""
 }
@@ -1837,7 +1849,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\x82\x03\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xad\x03\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -1846,7 +1858,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\vcompression\x18\x05 \x01(\bR\vcompression\x121\n" +
 	"\x15expected_last_log_lsn\x18\x06 \x01(\tR\x12expectedLastLogLsn\x12C\n" +
 	"\x1eexpected_differential_base_lsn\x18\a \x01(\tR\x1bexpectedDifferentialBaseLsn\x124\n" +
-	"\x16expected_recovery_fork\x18\b \x01(\tR\x14expectedRecoveryFork\"\x9b\x02\n" +
+	"\x16expected_recovery_fork\x18\b \x01(\tR\x14expectedRecoveryFork\x12)\n" +
+	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\"\x9b\x02\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +

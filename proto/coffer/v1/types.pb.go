@@ -466,8 +466,18 @@ type DatabaseInfo struct {
 	DifferentialBaseLsn string `protobuf:"bytes,16,opt,name=differential_base_lsn,json=differentialBaseLsn,proto3" json:"differential_base_lsn,omitempty"`
 	SizeBytes           int64  `protobuf:"varint,17,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	RecoveryForkGuid    string `protobuf:"bytes,18,opt,name=recovery_fork_guid,json=recoveryForkGuid,proto3" json:"recovery_fork_guid,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Availability group state of the local replica, for a database in a
+	// group: the group's name and backup preference (PRIMARY,
+	// SECONDARY_ONLY, SECONDARY, NONE), whether this replica is the primary,
+	// its synchronization state, and whether
+	// sys.fn_hadr_backup_is_preferred_replica names it for backups.
+	AvailabilityGroup      string `protobuf:"bytes,19,opt,name=availability_group,json=availabilityGroup,proto3" json:"availability_group,omitempty"`
+	BackupPreference       string `protobuf:"bytes,20,opt,name=backup_preference,json=backupPreference,proto3" json:"backup_preference,omitempty"`
+	PrimaryReplica         bool   `protobuf:"varint,21,opt,name=primary_replica,json=primaryReplica,proto3" json:"primary_replica,omitempty"`
+	SynchronizationState   string `protobuf:"bytes,22,opt,name=synchronization_state,json=synchronizationState,proto3" json:"synchronization_state,omitempty"`
+	PreferredBackupReplica bool   `protobuf:"varint,23,opt,name=preferred_backup_replica,json=preferredBackupReplica,proto3" json:"preferred_backup_replica,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *DatabaseInfo) Reset() {
@@ -624,6 +634,41 @@ func (x *DatabaseInfo) GetRecoveryForkGuid() string {
 		return x.RecoveryForkGuid
 	}
 	return ""
+}
+
+func (x *DatabaseInfo) GetAvailabilityGroup() string {
+	if x != nil {
+		return x.AvailabilityGroup
+	}
+	return ""
+}
+
+func (x *DatabaseInfo) GetBackupPreference() string {
+	if x != nil {
+		return x.BackupPreference
+	}
+	return ""
+}
+
+func (x *DatabaseInfo) GetPrimaryReplica() bool {
+	if x != nil {
+		return x.PrimaryReplica
+	}
+	return false
+}
+
+func (x *DatabaseInfo) GetSynchronizationState() string {
+	if x != nil {
+		return x.SynchronizationState
+	}
+	return ""
+}
+
+func (x *DatabaseInfo) GetPreferredBackupReplica() bool {
+	if x != nil {
+		return x.PreferredBackupReplica
+	}
+	return false
 }
 
 // Instance is a registered SQL Server instance (bucket "instances", owned
@@ -1790,7 +1835,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\rphysical_name\x18\x03 \x01(\tR\fphysicalName\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"\x98\x05\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"\x8c\a\n" +
 	"\fDatabaseInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vdatabase_id\x18\x02 \x01(\x05R\n" +
@@ -1816,7 +1861,12 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x15differential_base_lsn\x18\x10 \x01(\tR\x13differentialBaseLsn\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x11 \x01(\x03R\tsizeBytes\x12,\n" +
-	"\x12recovery_fork_guid\x18\x12 \x01(\tR\x10recoveryForkGuid\"\x9b\x03\n" +
+	"\x12recovery_fork_guid\x18\x12 \x01(\tR\x10recoveryForkGuid\x12-\n" +
+	"\x12availability_group\x18\x13 \x01(\tR\x11availabilityGroup\x12+\n" +
+	"\x11backup_preference\x18\x14 \x01(\tR\x10backupPreference\x12'\n" +
+	"\x0fprimary_replica\x18\x15 \x01(\bR\x0eprimaryReplica\x123\n" +
+	"\x15synchronization_state\x18\x16 \x01(\tR\x14synchronizationState\x128\n" +
+	"\x18preferred_backup_replica\x18\x17 \x01(\bR\x16preferredBackupReplica\"\x9b\x03\n" +
 	"\bInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
