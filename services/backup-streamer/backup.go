@@ -100,8 +100,13 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	if err != nil {
 		return nil, err
 	}
-	if typ, err = s.checkChain(ctx, log, c, jid, req, typ); err != nil {
+	chainBreak := req.GetChainBreak()
+	var broke string
+	if typ, broke, err = s.checkChain(ctx, log, c, jid, req, typ); err != nil {
 		return nil, err
+	}
+	if broke != "" {
+		chainBreak = broke
 	}
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: req.GetType()})
 	prog.report("backup", 0, 0, true)
@@ -213,14 +218,15 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		chunks[i] = &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize}
 	}
 	return &cofferv1.BackupStreamed{
-		Meta:     event.Meta(event.ID("streamed", jid), jid, s.cfg.Now()),
-		Database: db,
-		Backup:   meta,
-		Chunks:   chunks,
-		Size:     res.Size,
-		Checksum: res.Checksum,
-		NewBytes: res.NewBytes,
-		Reason:   req.GetReason(),
+		Meta:       event.Meta(event.ID("streamed", jid), jid, s.cfg.Now()),
+		Database:   db,
+		Backup:     meta,
+		Chunks:     chunks,
+		Size:       res.Size,
+		Checksum:   res.Checksum,
+		NewBytes:   res.NewBytes,
+		Reason:     req.GetReason(),
+		ChainBreak: chainBreak,
 	}, nil
 }
 
@@ -339,14 +345,14 @@ func removeFile(path string) error {
 // another tool took a log or a full, or the database was restored over, a
 // log or differential cannot continue coffer's chain: the job takes a full
 // instead, which heals it, and ChainBroken says why.
-func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, typ mssql.BackupType) (mssql.BackupType, error) {
+func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, typ mssql.BackupType) (mssql.BackupType, string, error) {
 	if typ != mssql.Log && typ != mssql.Differential {
-		return typ, nil
+		return typ, "", nil
 	}
 	db := req.GetDatabase()
 	ch, err := c.ChainState(ctx, db.GetDatabase())
 	if err != nil {
-		return typ, err
+		return typ, "", err
 	}
 	var reason string
 	switch {
@@ -368,14 +374,14 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 		}
 	}
 	if reason == "" {
-		return typ, nil
+		return typ, "", nil
 	}
 	log.WarnContext(ctx, "chain broken; taking a full instead", slog.String("reason", reason))
 	ev := &cofferv1.ChainBroken{Meta: event.Meta(event.ID("chain-broken", jid), jid, s.cfg.Now()), Database: db, Reason: reason}
 	if err := s.publish(ctx, cofferv1.SubjectChainBroken, ev, ev.Meta.EventId); err != nil {
-		return typ, err
+		return typ, "", err
 	}
-	return mssql.Full, nil
+	return mssql.Full, reason, nil
 }
 
 // historyDepth is how many of msdb's latest backups foreign looks through.

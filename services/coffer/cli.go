@@ -422,6 +422,9 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 			keep += " (" + strings.Join(rp.Tags, ",") + ")"
 		}
 		note := ""
+		if rp.HealsBreak != "" {
+			note = "new chain; the chain broke before: " + rp.HealsBreak
+		}
 		if rp.ChainBreak != "" {
 			note = "CHAIN BROKEN: " + rp.ChainBreak
 		}

@@ -207,6 +207,10 @@ func TestEndToEnd(t *testing.T) {
 			if rp == nil || rp.Type != "full" || rp.FirstLSN == "" || rp.Start == nil {
 				t.Fatalf("recovery point %s not listed properly: %+v", job.RecoveryPoint, rps)
 			}
+			// an on-demand full carries its own retention: 45 days by default
+			if !rp.OnDemand || rp.ExpiresAt == nil || rp.Finish == nil || !rp.ExpiresAt.Equal(rp.Finish.Add(45*24*time.Hour)) {
+				t.Errorf("on-demand full: on_demand %v, finished %v, expires %v; want on demand, kept 45 days", rp.OnDemand, rp.Finish, rp.ExpiresAt)
+			}
 			want, err := h.sim.ContentHash(n, *rp.Start)
 			if err != nil {
 				t.Fatal(err)
@@ -229,6 +233,24 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("restored %q: content hash %s, want the source's as of the backup %s", target, got, want)
 			}
 		})
+	}
+	// an on-demand log and differential under the default policy: the log
+	// is kept as the policy keeps logs (30 days), the differential, which
+	// the policy does not schedule, 45 days
+	for _, c := range []struct {
+		typ  string
+		keep time.Duration
+	}{{"log", 30 * 24 * time.Hour}, {"differential", 45 * 24 * time.Hour}} {
+		job := cofferJSON[gateway.Job](h, "backup", "sql1/Sales", "--type", c.typ, "--wait")
+		var rp *gateway.RecoveryPoint
+		for _, r := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Sales") {
+			if r.ID == job.RecoveryPoint {
+				rp = &r
+			}
+		}
+		if rp == nil || rp.Type != c.typ || rp.ExpiresAt == nil || rp.Finish == nil || !rp.ExpiresAt.Equal(rp.Finish.Add(c.keep)) {
+			t.Errorf("on-demand %s: %+v, want it kept %v", c.typ, rp, c.keep)
+		}
 	}
 	// restoring onto an existing database without --overwrite is refused
 	out, err := h.coffer("restore", "sql1/Sales", "--latest", "--as", "Sales", "--wait")

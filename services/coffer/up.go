@@ -217,6 +217,8 @@ type running struct {
 	committer *committer.Service
 	cat       *catalog.Catalog
 	vault     *vault.Vault
+	// nc is the services' NATS connection (tests listen on it).
+	nc *nats.Conn
 	// errc receives the error of a service that stopped on its own.
 	errc chan error
 	stop func() error
@@ -266,7 +268,7 @@ func startStack(ctx context.Context, c *upConfig, getenv func(string) string, st
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	r := &running{apiURL: "http://" + st.gateway.Addr(), disc: st.disc, scheduler: st.scheduler, committer: st.committer, cat: st.cat, vault: v,
+	r := &running{apiURL: "http://" + st.gateway.Addr(), disc: st.disc, scheduler: st.scheduler, committer: st.committer, cat: st.cat, vault: v, nc: nc,
 		errc: make(chan error, len(st.runs))}
 	var wg sync.WaitGroup
 	for k, run := range st.runs {

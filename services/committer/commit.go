@@ -144,6 +144,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		JobId:       jid,
 		CommittedAt: timestamppb.New(now),
 		OnDemand:    e.GetReason() == "on-demand",
+		ChainBreak:  e.GetChainBreak(),
 	}
 	if err := s.assignRetention(ctx, rp); err != nil {
 		return nil, err

@@ -119,6 +119,10 @@ type RecoveryPoint struct {
 	// ChainBreak, when set, says why this point's chain is broken: it
 	// cannot be restored from the points kept.
 	ChainBreak string `json:"chain_break,omitempty"`
+	// HealsBreak, on a full, says why the chain broke before it (another
+	// tool's backup, a restore over the database, SIMPLE recovery): no
+	// moment between the point before it and this full can be restored.
+	HealsBreak string `json:"heals_chain_break,omitempty"`
 }
 
 // Job is one unit of work.
@@ -206,6 +210,6 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
 		Chunks: r.GetChunks(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
-		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(),
+		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
 	}
 }

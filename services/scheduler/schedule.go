@@ -147,6 +147,12 @@ type due struct {
 	job    string // derived from the slot, so a re-run tick queues the same job
 }
 
+// broken is a chain break the tick noticed itself.
+type broken struct {
+	reason string
+	slot   time.Time
+}
+
 func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now time.Time, pending map[string]int) error {
 	var item cofferv1.ProtectedItem
 	if _, err := s.protected.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &item); err != nil {
@@ -178,9 +184,11 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 	}
 	var queue []due
 	var expect *cofferv1.ScheduleState
+	var brk *broken
+	heal := "" // why the chain broke, for the full that heals it
 	limit := s.cfg.MaxConcurrentPerInstance
 	err = s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {
-		queue = queue[:0]
+		queue, brk, heal = queue[:0], nil, ""
 		changed := false
 		for _, j := range ended {
 			// the job failed without the failure reaching the schedule (an
@@ -236,6 +244,9 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 			case db.GetRecoveryModel() == "SIMPLE":
 				if !st.GetLogPaused() {
 					st.LogPaused = true
+					if st.GetLastFull() != "" {
+						brk = &broken{reason: "the recovery model changed to SIMPLE: the log chain ends; log backups pause and resume with a full", slot: nl}
+					}
 				}
 				st.NextLog = tsOrZero(p.NextLog(now))
 				changed = true
@@ -255,6 +266,9 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 			}
 		}
 		expect = proto.Clone(st).(*cofferv1.ScheduleState)
+		if st.GetNeedsFull() {
+			heal = st.GetNeedsFullReason()
+		}
 		for k := range queue {
 			d := &queue[k]
 			d.job = event.DerivedJobID(d.slot, "scheduled", ref.GetInstance(), ref.GetDatabase(), d.typ.String(), d.slot.String())
@@ -276,8 +290,19 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 	// the schedule is updated before the work is queued: a crash in
 	// between leaves a pending job that the jobs' own ids make safe to
 	// queue again (see requeue)
+	if brk != nil {
+		id := event.ID("chain-broken", ref.GetInstance(), ref.GetDatabase(), brk.slot.UTC().Format(time.RFC3339))
+		ev := &cofferv1.ChainBroken{Meta: event.Meta(id, "", now), Database: ref, Reason: brk.reason}
+		if err := s.bus.Publish(ctx, cofferv1.SubjectChainBroken, ev, id); err != nil {
+			return err
+		}
+	}
 	for _, d := range queue {
-		if err := s.queueBackup(ctx, d.job, ref, d.typ, d.reason, p.Compression, expect); err != nil {
+		brokeBy := ""
+		if d.typ == cofferv1.BackupType_BACKUP_TYPE_FULL {
+			brokeBy = heal
+		}
+		if err := s.queueBackup(ctx, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy); err != nil {
 			return err
 		}
 		pending[ref.GetInstance()]++

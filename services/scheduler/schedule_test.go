@@ -33,13 +33,24 @@ type world struct {
 	// lose makes the next backups fail with their failure event lost: only
 	// the jobs bucket records it
 	lose int
+	// on is where each backup in taken ran: the replica the scheduler
+	// chose, or the protected instance
+	on []string
+	// hold keeps backups running (queued, not committed) until release
+	hold   bool
+	held   []*cofferv1.RecoveryPointCommitted
+	config scheduler.Config
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, scheduler.Config{}) }
+
+// newWorldWith runs the scheduler with cfg; its clock and ticks are the
+// world's.
+func newWorldWith(t *testing.T, cfg scheduler.Config) *world {
 	t.Helper()
 	n := topologytest.Start(t, bus.Config{})
 	b, cat := n.Bus, n.Catalog
-	w := &world{t: t, bus: b, cat: cat, now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	w := &world{t: t, bus: b, cat: cat, now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), config: cfg}
 	// the streamer and committer, at once: every backup commits
 	sub, err := b.Consume(t.Context(), bus.ConsumerSpec{Stream: cofferv1.StreamWork, Durable: "streamer"}, func(ctx context.Context, m *bus.Message) error {
 		var req cofferv1.BackupRequested
@@ -48,7 +59,13 @@ func newWorld(t *testing.T) *world {
 		}
 		w.mu.Lock()
 		w.taken = append(w.taken, fmt.Sprintf("%s@%s", req.GetType().String()[len("BACKUP_TYPE_"):], w.now.Format("01-02T15:04")))
+		on := req.GetReplicaInstance()
+		if on == "" {
+			on = req.GetDatabase().GetInstance()
+		}
+		w.on = append(w.on, on)
 		now := w.now
+		hold := w.hold
 		w.mu.Unlock()
 		job := req.GetMeta().GetJobId()
 		w.mu.Lock()
@@ -64,6 +81,12 @@ func newWorld(t *testing.T) *world {
 		rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
 			Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: timestamppb.New(now), CheckpointLsn: "1"}}
 		ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, now), RecoveryPoint: rp}
+		if hold {
+			w.mu.Lock()
+			w.held = append(w.held, ev)
+			w.mu.Unlock()
+			return nil
+		}
 		return b.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId)
 	})
 	if err != nil {
@@ -76,7 +99,9 @@ func newWorld(t *testing.T) *world {
 
 // start runs a scheduler (again, after a restart) on the world's clock.
 func (w *world) start() {
-	s, err := scheduler.New(w.bus, w.cat, scheduler.Config{Now: w.clock, Ticks: make(chan time.Time)})
+	cfg := w.config
+	cfg.Now, cfg.Ticks = w.clock, make(chan time.Time)
+	s, err := scheduler.New(w.bus, w.cat, cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -130,6 +155,52 @@ func (w *world) advance(to time.Time, step time.Duration) {
 		}
 		w.settle()
 	}
+}
+
+// release commits the backups held so far and stops holding.
+func (w *world) release() {
+	w.t.Helper()
+	w.mu.Lock()
+	held := w.held
+	w.held, w.hold = nil, false
+	w.mu.Unlock()
+	for _, ev := range held {
+		if err := w.bus.Publish(w.t.Context(), cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+// waitTaken waits until n backups were taken in all.
+func (w *world) waitTaken(n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.takenSince(0)) < n {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%d backups taken, want %d", len(w.takenSince(0)), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pending counts the queued or running backups the schedule records.
+func (w *world) pending() int {
+	w.t.Helper()
+	n := 0
+	err := w.cat.Bucket(cofferv1.BucketSchedule).List(w.t.Context(), "", func() proto.Message { return &cofferv1.ScheduleState{} },
+		func(_ string, m proto.Message) error {
+			st := m.(*cofferv1.ScheduleState)
+			for _, j := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
+				if j != "" {
+					n++
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return n
 }
 
 func (w *world) takenSince(k int) []string {
@@ -288,5 +359,49 @@ func TestLostFailureDoesNotBlock(t *testing.T) {
 	got := w.takenSince(k)
 	if len(got) != 3 || got[1] != "LOG@11-01T02:00" || got[2] != "LOG@11-01T03:00" {
 		t.Errorf("after a lost failure: %v, want the 01:00 log, then logs at 02:00 and 03:00", got)
+	}
+}
+
+// TestConcurrencyPerInstance: no more backups are queued or running on an
+// instance than its limit; the rest stay due and run as room frees up.
+func TestConcurrencyPerInstance(t *testing.T) {
+	w := newWorldWith(t, scheduler.Config{MaxConcurrentPerInstance: 3})
+	w.putPolicy(policy.Policy{Name: "hourly", Full: policy.Schedule{Frequency: policy.Daily, Hour: 23},
+		Log: &policy.LogSchedule{Every: policy.Duration(time.Hour)}, Retention: policy.Retention{Full: policy.Days(7), Log: policy.Days(7)}})
+	for k := range 5 {
+		name := fmt.Sprintf("db%d", k)
+		w.db(name, "FULL", false)
+		w.protect(name, "hourly")
+	}
+	k := len(w.takenSince(0)) // the five first fulls
+	w.mu.Lock()
+	w.hold = true
+	w.now = time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+	w.mu.Unlock()
+	if err := w.sched.Tick(t.Context(), w.clock()); err != nil {
+		t.Fatal(err)
+	}
+	w.waitTaken(k + 3)
+	if n := w.pending(); n != 3 {
+		t.Fatalf("after the 01:00 tick with five logs due: %d backups pending, want the limit of 3", n)
+	}
+	// a second tick while they run queues nothing more
+	if err := w.sched.Tick(t.Context(), w.clock()); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.pending(); n != 3 {
+		t.Fatalf("a tick while three run: %d pending, want 3", n)
+	}
+	w.release()
+	w.settle()
+	w.advance(time.Date(2026, 11, 1, 1, 15, 0, 0, time.UTC), 15*time.Minute)
+	got := w.takenSince(k)
+	if len(got) != 5 {
+		t.Fatalf("after the three finished: %v, want the two waiting logs too (5 in all)", got)
+	}
+	for _, b := range got[3:] {
+		if b != "LOG@11-01T01:15" {
+			t.Errorf("a waiting log ran as %s, want LOG@11-01T01:15", b)
+		}
 	}
 }

@@ -321,7 +321,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		if err := s.startSchedule(ctx, ref, pol, item.FirstFullJob, s.cfg.Now()); err != nil {
 			return err
 		}
-		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", pol.Compression, nil); err != nil {
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", pol.Compression, nil, ""); err != nil {
 			return err
 		}
 	default:
@@ -394,11 +394,16 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 	if _, err := s.schedule.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &chain); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return err
 	}
-	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain)
+	heal := ""
+	if chain.GetNeedsFull() && (ev.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL) {
+		heal = chain.GetNeedsFullReason()
+	}
+	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain, heal)
 }
 
 // queueBackup records the job as queued and puts the work on the queue.
-func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState) error {
+// chainBreak, on a full, is why the chain it heals broke.
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState, chainBreak string) error {
 	now := s.cfg.Now()
 	on, refused, err := s.route(ctx, ref, typ)
 	if err != nil {
@@ -422,7 +427,7 @@ func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.D
 	// compression happens in the vault (per chunk, after deduplication);
 	// SQL Server is never asked to compress
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
-		Database: ref, Type: typ, Reason: reason, Compression: compression}
+		Database: ref, Type: typ, Reason: reason, Compression: compression, ChainBreak: chainBreak}
 	if on != ref.GetInstance() {
 		w.ReplicaInstance = on
 	}

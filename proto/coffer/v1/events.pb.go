@@ -805,8 +805,12 @@ type BackupRequested struct {
 	// group chosen by the group's backup preference. The recovery point
 	// stays with database.
 	ReplicaInstance string `protobuf:"bytes,9,opt,name=replica_instance,json=replicaInstance,proto3" json:"replica_instance,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// chain_break is set on a full queued to heal a chain the scheduler
+	// knows is broken (the recovery model went through SIMPLE); it travels
+	// to the recovery point.
+	ChainBreak    string `protobuf:"bytes,10,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -898,6 +902,13 @@ func (x *BackupRequested) GetExpectedRecoveryFork() string {
 func (x *BackupRequested) GetReplicaInstance() string {
 	if x != nil {
 		return x.ReplicaInstance
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetChainBreak() string {
+	if x != nil {
+		return x.ChainBreak
 	}
 	return ""
 }
@@ -1113,7 +1124,9 @@ type BackupStreamed struct {
 	Checksum string                 `protobuf:"bytes,6,opt,name=checksum,proto3" json:"checksum,omitempty"`
 	NewBytes int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
 	// reason is the BackupRequested's: "on-demand", "first-full", "scheduled".
-	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// chain_break is set when this full heals a broken chain: why it broke.
+	ChainBreak    string `protobuf:"bytes,9,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1200,6 +1213,13 @@ func (x *BackupStreamed) GetNewBytes() int64 {
 func (x *BackupStreamed) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *BackupStreamed) GetChainBreak() string {
+	if x != nil {
+		return x.ChainBreak
 	}
 	return ""
 }
@@ -1849,7 +1869,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xad\x03\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xce\x03\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -1859,7 +1879,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x15expected_last_log_lsn\x18\x06 \x01(\tR\x12expectedLastLogLsn\x12C\n" +
 	"\x1eexpected_differential_base_lsn\x18\a \x01(\tR\x1bexpectedDifferentialBaseLsn\x124\n" +
 	"\x16expected_recovery_fork\x18\b \x01(\tR\x14expectedRecoveryFork\x12)\n" +
-	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\"\x9b\x02\n" +
+	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
+	"\vchain_break\x18\n" +
+	" \x01(\tR\n" +
+	"chainBreak\"\x9b\x02\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -1877,7 +1900,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\xb3\x02\n" +
+	"backupType\"\xd4\x02\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -1886,7 +1909,9 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x1a\n" +
 	"\bchecksum\x18\x06 \x01(\tR\bchecksum\x12\x1b\n" +
 	"\tnew_bytes\x18\a \x01(\x03R\bnewBytes\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\x83\x01\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x1f\n" +
+	"\vchain_break\x18\t \x01(\tR\n" +
+	"chainBreak\"\x83\x01\n" +
 	"\x16RecoveryPointCommitted\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12?\n" +
 	"\x0erecovery_point\x18\x02 \x01(\v2\x18.coffer.v1.RecoveryPointR\rrecoveryPoint\"\xb2\x01\n" +

@@ -1272,7 +1272,11 @@ type RecoveryPoint struct {
 	// own retention.
 	OnDemand bool `protobuf:"varint,14,opt,name=on_demand,json=onDemand,proto3" json:"on_demand,omitempty"`
 	// policy is the policy in force when the backup was taken.
-	Policy        string `protobuf:"bytes,15,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy string `protobuf:"bytes,15,opt,name=policy,proto3" json:"policy,omitempty"`
+	// chain_break, on a full that healed a broken chain, says why the chain
+	// broke before it: the database cannot be restored to a moment between
+	// the last point before this one and this full.
+	ChainBreak    string `protobuf:"bytes,16,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1408,6 +1412,13 @@ func (x *RecoveryPoint) GetOnDemand() bool {
 func (x *RecoveryPoint) GetPolicy() string {
 	if x != nil {
 		return x.Policy
+	}
+	return ""
+}
+
+func (x *RecoveryPoint) GetChainBreak() string {
+	if x != nil {
+		return x.ChainBreak
 	}
 	return ""
 }
@@ -1927,7 +1938,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\x84\x04\n" +
+	"storedSize\"\xa5\x04\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -1945,7 +1956,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"expires_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
 	"\x04tags\x18\r \x03(\tR\x04tags\x12\x1b\n" +
 	"\ton_demand\x18\x0e \x01(\bR\bonDemand\x12\x16\n" +
-	"\x06policy\x18\x0f \x01(\tR\x06policy\"\xc8\x04\n" +
+	"\x06policy\x18\x0f \x01(\tR\x06policy\x12\x1f\n" +
+	"\vchain_break\x18\x10 \x01(\tR\n" +
+	"chainBreak\"\xc8\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x12)\n" +
