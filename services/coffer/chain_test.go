@@ -101,7 +101,9 @@ func TestChainBreaks(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	rps := func() []gateway.RecoveryPoint { return cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) }
+	rps := func() []gateway.RecoveryPoint {
+		return cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+	}
 	// healed waits for a new break and returns the full that healed it
 	healed := func(what string, k int, want string) {
 		t.Helper()
