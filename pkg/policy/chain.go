@@ -129,6 +129,11 @@ type Point struct {
 	// the set is taken to be on any fork).
 	Fork        string
 	BeginsChain bool
+	// BulkLogged is set on a log backup that holds bulk-logged changes:
+	// it restores only whole (no STOPAT inside it).
+	BulkLogged bool
+	// HealsBreak, on a full, is why the chain broke before it.
+	HealsBreak string
 	// Expires and Tags are what Policy.Expiry returned when the point was
 	// taken. A zero Expires means "not computed" and is never expired.
 	Expires time.Time
@@ -232,6 +237,8 @@ type chainGraph struct {
 	pts []Point        // first occurrence of each ID, ordered by Taken then ID
 	at  map[string]int // ID → index in pts
 	dep []int          // index of the point pts[i] needs directly, or -1
+	// logs are the indexes of the logs with an LSN range, by LastLSN
+	logs []int
 }
 
 func newChainGraph(points []Point) *chainGraph {
@@ -295,6 +302,7 @@ func newChainGraph(points []Point) *chainGraph {
 		}
 	}
 	byLast(logs)
+	g.logs = logs
 
 	for i, pt := range g.pts {
 		if pt.Kind != Log || !hasRange(pt) {
@@ -311,22 +319,29 @@ func newChainGraph(points []Point) *chainGraph {
 		if g.dep[i] >= 0 {
 			continue
 		}
-		// rule 3: the log it continues, on its fork (rule 7); an exact
-		// fork match over an unknown one, then the latest taken
-		best, exact := -1, false
-		for k := g.searchLast(logs, pt.FirstLSN); k < len(logs) && g.pts[logs[k]].LastLSN == pt.FirstLSN; k++ {
-			j := logs[k]
-			if j == i || !sameFork(g.pts[j].Fork, pt.Fork) {
-				continue
-			}
-			e := g.pts[j].Fork != "" && pt.Fork != "" && sameFork(g.pts[j].Fork, pt.Fork)
-			if best < 0 || e || !exact {
-				best, exact = j, e
-			}
-		}
-		g.dep[i] = best
+		g.dep[i] = g.prevLog(i, logs)
 	}
 	return g
+}
+
+// prevLog returns the log that log i continues (rule 3: its LastLSN is
+// i's FirstLSN) on i's fork (rule 7): an exact fork match over an unknown
+// one, then the latest taken; -1 when there is none. logs holds the logs
+// by LastLSN.
+func (g *chainGraph) prevLog(i int, logs []int) int {
+	pt := g.pts[i]
+	best, exact := -1, false
+	for k := g.searchLast(logs, pt.FirstLSN); k < len(logs) && g.pts[logs[k]].LastLSN == pt.FirstLSN; k++ {
+		j := logs[k]
+		if j == i || !sameFork(g.pts[j].Fork, pt.Fork) {
+			continue
+		}
+		e := g.pts[j].Fork != "" && pt.Fork != "" && sameFork(g.pts[j].Fork, pt.Fork)
+		if best < 0 || e || !exact {
+			best, exact = j, e
+		}
+	}
+	return best
 }
 
 // searchLast returns the first position in idx, sorted by LastLSN, whose

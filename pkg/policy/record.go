@@ -15,6 +15,8 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		OnDemand:    rp.GetOnDemand(),
 		Fork:        b.GetLastRecoveryForkGuid(),
 		BeginsChain: b.GetBeginsLogChain(),
+		BulkLogged:  b.GetHasBulkLoggedData(),
+		HealsBreak:  rp.GetChainBreak(),
 		Tags:        rp.GetTags(),
 	}
 	if t := b.GetBackupFinish(); t != nil {

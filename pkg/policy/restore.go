@@ -1,0 +1,243 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Range is a continuous stretch of time to any moment of which a database
+// can be restored: a full or differential, then unbroken logs.
+type Range struct {
+	// From and To are the first and last moments (backup finish times).
+	From, To time.Time
+	// Start is the point whose end is From; End the point whose end is To.
+	Start, End string
+	// Break, except on the last range, says why the moments after To,
+	// up to the next range's From, cannot be restored.
+	Break string
+}
+
+// Step is one backup a restore applies.
+type Step struct {
+	ID    string
+	Kind  Kind
+	Taken time.Time
+}
+
+// Plan is a restore sequence checked against the chain rules: a full, the
+// differential that helps, then every log up to the target.
+type Plan struct {
+	Steps []Step
+	// StopAt, when not zero, stops the last log at that moment (STOPAT);
+	// otherwise the last step is restored whole.
+	StopAt time.Time
+	// At is the moment the restored database is as of.
+	At time.Time
+}
+
+// IDs returns the plan's recovery points in apply order.
+func (p Plan) IDs() []string {
+	out := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = s.ID
+	}
+	return out
+}
+
+// window is the stretch one point makes restorable: (from, to] for a log,
+// the single moment to for a full or differential. via is the point whose
+// chain is restored before it (for a log), -1 for a base.
+type window struct {
+	from, to time.Time
+	i, via   int
+}
+
+// reaches reports whether point i's chain reaches a full.
+func (g *chainGraph) reaches(i int) bool {
+	for n := 0; n <= len(g.pts); n++ {
+		if g.dep[i] < 0 {
+			return g.pts[i].Kind == Full || g.pts[i].Kind == CopyOnlyFull
+		}
+		i = g.dep[i]
+	}
+	return false // a loop
+}
+
+// windows returns what each restorable point covers, by end time.
+func (g *chainGraph) windows() []window {
+	var out []window
+	for i, pt := range g.pts {
+		if !g.reaches(i) {
+			continue
+		}
+		switch pt.Kind {
+		case Full, CopyOnlyFull, Differential:
+			out = append(out, window{from: pt.Taken, to: pt.Taken, i: i, via: -1})
+		case Log:
+			// the earliest start: the log before it when that one is
+			// restorable, else the base it starts from
+			if p := g.prevLog(i, g.logs); p >= 0 && g.reaches(p) && g.pts[p].Taken.Before(pt.Taken) {
+				out = append(out, window{from: g.pts[p].Taken, to: pt.Taken, i: i, via: p})
+			}
+			if d := g.dep[i]; d >= 0 && g.pts[d].Kind != Log && g.pts[d].Taken.Before(pt.Taken) {
+				out = append(out, window{from: g.pts[d].Taken, to: pt.Taken, i: i, via: d})
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b window) int {
+		if c := a.from.Compare(b.from); c != 0 {
+			return c
+		}
+		return a.to.Compare(b.to)
+	})
+	return out
+}
+
+// Ranges returns the continuous stretches of time the points can restore
+// the database to, oldest first, each with the reason it ends.
+func Ranges(points []Point) []Range {
+	g := newChainGraph(points)
+	var out []Range
+	for _, w := range g.windows() {
+		if n := len(out); n > 0 && !w.from.After(out[n-1].To) {
+			if w.to.After(out[n-1].To) {
+				out[n-1].To, out[n-1].End = w.to, g.pts[w.i].ID
+			}
+			continue
+		}
+		start := g.pts[w.i].ID
+		if w.via >= 0 {
+			start = g.pts[w.via].ID
+		}
+		out = append(out, Range{From: w.from, To: w.to, Start: start, End: g.pts[w.i].ID})
+	}
+	for k := 0; k+1 < len(out); k++ {
+		out[k].Break = g.breakBetween(out[k].To, out[k+1].From)
+	}
+	return out
+}
+
+// breakBetween says why no chain covers the moments after a and up to b:
+// the break a full after a healed, or the first broken log or
+// differential after a.
+func (g *chainGraph) breakBetween(a, b time.Time) string {
+	for _, pt := range g.pts {
+		if pt.Taken.After(a) && !pt.Taken.After(b) && pt.HealsBreak != "" {
+			return pt.HealsBreak
+		}
+	}
+	for i, pt := range g.pts {
+		if pt.Taken.After(a) && g.dep[i] < 0 && (pt.Kind == Log || pt.Kind == Differential) {
+			return g.gap(i).Reason
+		}
+	}
+	return fmt.Sprintf("no log backup covers %s to %s (log backups were paused, failed, or have expired)",
+		a.UTC().Format(time.RFC3339), b.UTC().Format(time.RFC3339))
+}
+
+// chain returns the steps that restore point i whole.
+func (g *chainGraph) chain(i int) []Step {
+	var out []Step
+	for j := i; j >= 0; j = g.dep[j] {
+		out = append(out, Step{ID: g.pts[j].ID, Kind: g.pts[j].Kind, Taken: g.pts[j].Taken})
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// PlanAt plans a restore of the database as of moment t, to the
+// millisecond SQL Server's STOPAT takes. It refuses, saying why and what
+// can be reached instead, when t is before the first full, after the last
+// log, in a gap of the chain, or inside a log backup that holds
+// bulk-logged changes.
+func PlanAt(points []Point, t time.Time) (Plan, error) {
+	g := newChainGraph(points)
+	ws := g.windows()
+	if len(ws) == 0 {
+		return Plan{}, fmt.Errorf("no restorable backup: there is no full backup yet: %w", ErrBrokenChain)
+	}
+	// a base that ends exactly at t; else the log window that holds t and
+	// ends first
+	best := -1
+	for k, w := range ws {
+		if w.via < 0 && w.to.Equal(t) {
+			best = k
+		}
+	}
+	if best < 0 {
+		for k, w := range ws {
+			if w.via < 0 || !w.from.Before(t) || w.to.Before(t) {
+				continue
+			}
+			// the log that ends first; of two ways to it, the one from the
+			// later point (the latest differential that helps)
+			if best < 0 || w.to.Before(ws[best].to) || w.to.Equal(ws[best].to) && w.from.After(ws[best].from) {
+				best = k
+			}
+		}
+	}
+	if best < 0 {
+		return Plan{}, g.unreachable(t)
+	}
+	w := ws[best]
+	if w.via < 0 {
+		return Plan{Steps: g.chain(w.i), At: t}, nil
+	}
+	lg := g.pts[w.i]
+	plan := Plan{Steps: append(g.chain(w.via), Step{ID: lg.ID, Kind: lg.Kind, Taken: lg.Taken}), At: t}
+	if t.Before(lg.Taken) {
+		if lg.BulkLogged {
+			return Plan{}, fmt.Errorf("%s is inside log backup %s (%s to %s), which holds bulk-logged changes: SQL Server restores it only whole (error 4327); restore to %s or to %s instead: %w",
+				stamp(t), lg.ID, stamp(w.from), stamp(lg.Taken), stamp(w.from), stamp(lg.Taken), ErrBrokenChain)
+		}
+		plan.StopAt = t
+	}
+	return plan, nil
+}
+
+// PlanLatest plans a restore to the latest moment any chain reaches.
+func PlanLatest(points []Point) (Plan, error) {
+	rs := Ranges(points)
+	if len(rs) == 0 {
+		return Plan{}, fmt.Errorf("no restorable backup: there is no full backup yet: %w", ErrBrokenChain)
+	}
+	return PlanAt(points, rs[len(rs)-1].To)
+}
+
+// PlanPoint plans a restore to the end of recovery point id.
+func PlanPoint(points []Point, id string) (Plan, error) {
+	ids, err := Restorable(points, id)
+	if err != nil {
+		return Plan{}, err
+	}
+	g := newChainGraph(points)
+	p := Plan{}
+	for _, x := range ids {
+		pt := g.pts[g.at[x]]
+		p.Steps = append(p.Steps, Step{ID: pt.ID, Kind: pt.Kind, Taken: pt.Taken})
+	}
+	p.At = p.Steps[len(p.Steps)-1].Taken
+	return p, nil
+}
+
+// unreachable explains why no chain reaches t.
+func (g *chainGraph) unreachable(t time.Time) error {
+	rs := Ranges(g.pts)
+	first, last := rs[0], rs[len(rs)-1]
+	switch {
+	case t.Before(first.From):
+		return fmt.Errorf("%s is before the first full backup: the earliest moment that can be restored is %s: %w", stamp(t), stamp(first.From), ErrBrokenChain)
+	case t.After(last.To):
+		return fmt.Errorf("%s is after the last log backup: the latest moment that can be restored is %s (take a log backup to reach later): %w", stamp(t), stamp(last.To), ErrBrokenChain)
+	}
+	for k := 0; k+1 < len(rs); k++ {
+		if t.After(rs[k].To) && t.Before(rs[k+1].From) {
+			return fmt.Errorf("%s falls in a break of the backup chain: the database can be restored up to %s and again from %s; between them, %s: %w",
+				stamp(t), stamp(rs[k].To), stamp(rs[k+1].From), rs[k].Break, ErrBrokenChain)
+		}
+	}
+	return fmt.Errorf("%s is not covered by any unbroken chain: %w", stamp(t), ErrBrokenChain)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// at is the finish time of the fixture's n-th point (1-based).
+func at(n int) time.Time {
+	return time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC).Add(time.Duration(n) * 15 * time.Minute)
+}
+
+func TestRangesWhole(t *testing.T) {
+	rs := Ranges(chainFixture())
+	want := []Range{{From: at(1), To: at(14), Start: "F1", End: "L8"}}
+	if !slices.Equal(rs, want) {
+		t.Errorf("got %+v, want %+v", rs, want)
+	}
+}
+
+func TestRangesBreaks(t *testing.T) {
+	// without L4, L5 has nothing to continue: the chain breaks after L3
+	// and starts again at the copy-only full, at F2 and with O1's logs
+	rs := Ranges(without(chainFixture(), "L4"))
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Start+"-"+r.End)
+	}
+	if want := []string{"F1-L3", "C1-C1", "F2-F2", "O1-L8"}; !slices.Equal(got, want) {
+		t.Fatalf("ranges %v, want %v", got, want)
+	}
+	if !rs[0].From.Equal(at(1)) || !rs[0].To.Equal(at(5)) || !rs[3].From.Equal(at(10)) || !rs[3].To.Equal(at(14)) {
+		t.Errorf("times: %+v", rs)
+	}
+	if !strings.Contains(rs[0].Break, "log L5 begins at LSN 160") {
+		t.Errorf("break after L3: %q, want the gap before L5", rs[0].Break)
+	}
+	if rs[3].Break != "" {
+		t.Errorf("the last range has a break: %q", rs[3].Break)
+	}
+
+	// a full that healed a break says why the chain broke
+	pts := without(chainFixture(), "L5", "L6", "L7", "L8", "D2")
+	for i := range pts {
+		if pts[i].ID == "F2" {
+			pts[i].HealsBreak = "the database was restored over"
+		}
+	}
+	rs = Ranges(pts)
+	if len(rs) < 2 || rs[len(rs)-3].Break != "the database was restored over" {
+		t.Errorf("ranges %+v: want the break before F2 to give F2's reason", rs)
+	}
+}
+
+func TestPlanAt(t *testing.T) {
+	pts := chainFixture()
+	mid := func(a, b int) time.Time { return at(a).Add(at(b).Sub(at(a)) / 2) }
+	tests := []struct {
+		name   string
+		t      time.Time
+		steps  []string
+		stopAt bool
+	}{
+		{"inside L2", mid(2, 3), []string{"F1", "L1", "L2"}, true},
+		// L3 spans D1: before D1 the chain goes through L2, after it
+		// through the differential
+		{"inside L3 before D1", mid(3, 4), []string{"F1", "L1", "L2", "L3"}, true},
+		{"inside L3 after D1", mid(4, 5), []string{"F1", "D1", "L3"}, true},
+		{"end of L3", at(5), []string{"F1", "D1", "L3"}, false},
+		{"the differential's end", at(4), []string{"F1", "D1"}, false},
+		{"the full F2", at(9), []string{"F2"}, false},
+		{"inside L8", mid(13, 14), []string{"O1", "D2", "L8"}, true},
+	}
+	for _, tt := range tests {
+		p, err := PlanAt(pts, tt.t)
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if !slices.Equal(p.IDs(), tt.steps) || p.StopAt.IsZero() == tt.stopAt || !p.At.Equal(tt.t) {
+			t.Errorf("%s: got %v stop at %v (as of %v), want %v with stop at %v", tt.name, p.IDs(), p.StopAt, p.At, tt.steps, tt.stopAt)
+		}
+		if tt.stopAt && !p.StopAt.Equal(tt.t) {
+			t.Errorf("%s: stops at %v, want %v", tt.name, p.StopAt, tt.t)
+		}
+	}
+	latest, err := PlanLatest(pts)
+	if err != nil || !slices.Equal(latest.IDs(), []string{"O1", "D2", "L8"}) || !latest.At.Equal(at(14)) {
+		t.Errorf("latest: %v as of %v (%v), want O1, D2, L8 as of %v", latest.IDs(), latest.At, err, at(14))
+	}
+}
+
+func TestPlanAtRefusals(t *testing.T) {
+	pts := without(chainFixture(), "L4")
+	bulk := slices.Clone(chainFixture())
+	for i := range bulk {
+		if bulk[i].ID == "L7" {
+			bulk[i].BulkLogged = true
+		}
+	}
+	tests := []struct {
+		name string
+		pts  []Point
+		t    time.Time
+		want string
+	}{
+		{"before the first full", pts, at(1).Add(-time.Second), "before the first full backup: the earliest moment that can be restored is 2026-03-01T01:15:00.000Z"},
+		{"after the last log", pts, at(14).Add(time.Millisecond), "after the last log backup: the latest moment that can be restored is 2026-03-01T04:30:00.000Z"},
+		{"in a gap", pts, at(6), "falls in a break of the backup chain: the database can be restored up to 2026-03-01T02:15:00.000Z and again from 2026-03-01T02:45:00.000Z; between them, log L5 begins at LSN 160"},
+		{"inside bulk-logged changes", bulk, at(12).Add(-time.Minute), "inside log backup L7 (2026-03-01T03:45:00.000Z to 2026-03-01T04:00:00.000Z), which holds bulk-logged changes"},
+		{"no full", without(chainFixture(), "F1", "F2", "O1", "C1"), at(3), "no full backup yet"},
+	}
+	for _, tt := range tests {
+		_, err := PlanAt(tt.pts, tt.t)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrBrokenChain) {
+			t.Errorf("%s: got %v, want a refusal containing %q", tt.name, err, tt.want)
+		}
+	}
+	// the end of the bulk-logged log is fine: it restores whole
+	if p, err := PlanAt(bulk, at(12)); err != nil || !p.StopAt.IsZero() {
+		t.Errorf("end of the bulk-logged log: %v, %v; want a plan restoring it whole", p, err)
+	}
+}
