@@ -18,11 +18,11 @@ run: build
 	bin/coffer up --demo
 
 ## test: vet, then run every test: unit and service tests with the race
-## detector, then the long end-to-end simulation (sixty days of a policy)
-## without it
+## detector, then the long end-to-end simulations without it (sixty days
+## of a policy; fifty restores to random seconds of two days)
 test: tools proto-check vet
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
-	$(GO) test -count=1 -timeout 20m -run '^TestSixtyDays$$' ./services/coffer/
+	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime)$$' ./services/coffer/
 
 ## vet: go vet every package
 vet:

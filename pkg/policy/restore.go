@@ -155,7 +155,7 @@ func PlanAt(points []Point, t time.Time) (Plan, error) {
 	g := newChainGraph(points)
 	ws := g.windows()
 	if len(ws) == 0 {
-		return Plan{}, fmt.Errorf("no restorable backup: there is no full backup yet: %w", ErrBrokenChain)
+		return Plan{}, refuse("no restorable backup: there is no full backup yet")
 	}
 	// a base that ends exactly at t; else the log window that holds t and
 	// ends first
@@ -188,8 +188,8 @@ func PlanAt(points []Point, t time.Time) (Plan, error) {
 	plan := Plan{Steps: append(g.chain(w.via), Step{ID: lg.ID, Kind: lg.Kind, Taken: lg.Taken}), At: t}
 	if t.Before(lg.Taken) {
 		if lg.BulkLogged {
-			return Plan{}, fmt.Errorf("%s is inside log backup %s (%s to %s), which holds bulk-logged changes: SQL Server restores it only whole (error 4327); restore to %s or to %s instead: %w",
-				stamp(t), lg.ID, stamp(w.from), stamp(lg.Taken), stamp(w.from), stamp(lg.Taken), ErrBrokenChain)
+			return Plan{}, refuse("%s is inside log backup %s (%s to %s), which holds bulk-logged changes: SQL Server restores it only whole (error 4327); restore to %s or to %s instead",
+				stamp(t), lg.ID, stamp(w.from), stamp(lg.Taken), stamp(w.from), stamp(lg.Taken))
 		}
 		plan.StopAt = t
 	}
@@ -200,7 +200,7 @@ func PlanAt(points []Point, t time.Time) (Plan, error) {
 func PlanLatest(points []Point) (Plan, error) {
 	rs := Ranges(points)
 	if len(rs) == 0 {
-		return Plan{}, fmt.Errorf("no restorable backup: there is no full backup yet: %w", ErrBrokenChain)
+		return Plan{}, refuse("no restorable backup: there is no full backup yet")
 	}
 	return PlanAt(points, rs[len(rs)-1].To)
 }
@@ -227,17 +227,26 @@ func (g *chainGraph) unreachable(t time.Time) error {
 	first, last := rs[0], rs[len(rs)-1]
 	switch {
 	case t.Before(first.From):
-		return fmt.Errorf("%s is before the first full backup: the earliest moment that can be restored is %s: %w", stamp(t), stamp(first.From), ErrBrokenChain)
+		return refuse("%s is before the first full backup: the earliest moment that can be restored is %s", stamp(t), stamp(first.From))
 	case t.After(last.To):
-		return fmt.Errorf("%s is after the last log backup: the latest moment that can be restored is %s (take a log backup to reach later): %w", stamp(t), stamp(last.To), ErrBrokenChain)
+		return refuse("%s is after the last log backup: the latest moment that can be restored is %s (take a log backup to reach later)", stamp(t), stamp(last.To))
 	}
 	for k := 0; k+1 < len(rs); k++ {
 		if t.After(rs[k].To) && t.Before(rs[k+1].From) {
-			return fmt.Errorf("%s falls in a break of the backup chain: the database can be restored up to %s and again from %s; between them, %s: %w",
-				stamp(t), stamp(rs[k].To), stamp(rs[k+1].From), rs[k].Break, ErrBrokenChain)
+			return refuse("%s falls in a break of the backup chain: the database can be restored up to %s and again from %s; between them, %s",
+				stamp(t), stamp(rs[k].To), stamp(rs[k+1].From), rs[k].Break)
 		}
 	}
-	return fmt.Errorf("%s is not covered by any unbroken chain: %w", stamp(t), ErrBrokenChain)
+	return refuse("%s is not covered by any unbroken chain", stamp(t))
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// refusal is a restore target no chain reaches. It reads as its reason and
+// matches ErrBrokenChain.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+func (r *refusal) Unwrap() error { return ErrBrokenChain }
+
+func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }

@@ -162,6 +162,13 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		fetched += f.rp.GetSize()
 	}
 
+	var stopAt time.Time
+	if t := req.GetStopAt(); t != nil {
+		stopAt = t.AsTime()
+		if files[n-1].rp.GetBackup().GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
+			return nil, fail("a restore can stop at a moment only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
+		}
+	}
 	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
 	if err != nil {
 		return nil, err
@@ -173,13 +180,16 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			Database: tgt.GetDatabase(),
 			Log:      f.rp.GetBackup().GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG,
 			Files:    []string{f.remote},
-			Recovery: i == n-1,
+			Recovery: i == n-1 && !req.GetNoRecovery(),
 			OnProgress: func(p int) {
 				prog.report(step, 50+50*(float64(i)+float64(p)/100)/float64(n), total, false)
 			},
 		}
 		if i == 0 {
 			rr.Moves, rr.Replace = moves, existed
+		}
+		if i == n-1 {
+			rr.StopAt = stopAt
 		}
 		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
 			reason := err.Error()

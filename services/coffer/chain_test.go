@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -90,17 +89,7 @@ func TestChainBreaks(t *testing.T) {
 			waitIdle()
 		}
 	}
-	conn, err := sql.Open("sqlserver", h.simDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := h.exec
 	rps := func() []gateway.RecoveryPoint {
 		return cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
 	}

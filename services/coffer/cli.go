@@ -145,15 +145,27 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	case "rp":
 		run = func(pos []string) error { return c.rpList(ctx, pos) }
 	case "restore":
-		latest := fs.Bool("latest", false, "restore the latest full backup")
-		point := fs.String("point", "", "recovery point id (coffer rp list)")
+		latest := fs.Bool("latest", false, "restore to the latest moment the backups reach")
+		point := fs.String("point", "", "restore to the end of a recovery point (coffer rp list)")
+		at := fs.String("time", "", `restore to a moment: "2026-11-21 10:15:03" (in --tz) or RFC 3339 with an offset`)
+		tz := fs.String("tz", "", "time zone of --time, e.g. Europe/Paris (default: this machine's)")
 		as := fs.String("as", "", "name of the database to restore into")
 		target := fs.String("target", "", "instance to restore to (default: the source's)")
 		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
+		norecovery := fs.Bool("norecovery", false, "leave the database RESTORING, ready for more logs")
+		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
-			return c.restore(ctx, pos, gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
-				TargetInstance: *target, Overwrite: *overwrite}, *wait)
+			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
+				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun}
+			if *at != "" {
+				t, err := parseMoment(*at, *tz)
+				if err != nil {
+					return err
+				}
+				req.Time = &t
+			}
+			return c.restore(ctx, pos, req, *wait)
 		}
 	case "jobs":
 		run = func(pos []string) error { return c.jobs(ctx, pos) }
@@ -339,8 +351,14 @@ func (c *cli) backup(ctx context.Context, pos []string, typ string, wait bool) e
 }
 
 func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequest, wait bool) error {
-	if len(pos) != 1 || req.TargetDatabase == "" || req.Latest == (req.Point != "") {
-		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID) --as NAME [--target INSTANCE] [--overwrite] [--wait]")
+	targets := 0
+	for _, set := range []bool{req.Latest, req.Point != "", req.Time != nil} {
+		if set {
+			targets++
+		}
+	}
+	if len(pos) != 1 || req.TargetDatabase == "" || targets != 1 {
+		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE]) --as NAME [--target INSTANCE] [--overwrite] [--norecovery] [--dry-run] [--wait]")
 	}
 	inst, db, err := splitDB(pos[0])
 	if err != nil {
@@ -351,7 +369,56 @@ func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequ
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/restores", req, &acc); err != nil {
 		return err
 	}
+	if req.DryRun {
+		if c.json {
+			return c.printJSON(acc)
+		}
+		c.printPlan(acc)
+		return nil
+	}
 	return c.follow(ctx, acc, wait)
+}
+
+// printPlan prints a restore plan as a database administrator reads it.
+func (c *cli) printPlan(acc gateway.Accepted) {
+	var rows [][]string
+	for k, st := range acc.Steps {
+		how := "WITH NORECOVERY"
+		if k == len(acc.Steps)-1 {
+			how = "WITH RECOVERY"
+			if acc.StopAt != nil {
+				how = "STOPAT " + fmtTime(acc.StopAt) + ", RECOVERY"
+			}
+		}
+		rows = append(rows, []string{strconv.Itoa(k + 1), st.RecoveryPoint, st.Type, fmtTime(&st.Taken), how})
+	}
+	c.table("STEP\tRECOVERY POINT\tTYPE\tTAKEN\tRESTORE", rows)
+	fmt.Fprintf(c.stdout, "the database will be as of %s\n", fmtTime(acc.At))
+}
+
+// parseMoment reads a moment a person typed: RFC 3339 with an offset, or a
+// date and time (seconds and milliseconds optional) in zone tz (default:
+// this machine's).
+func parseMoment(s, tz string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if tz != "" {
+			return time.Time{}, errors.New("--tz with a --time that has its own offset: give one or the other")
+		}
+		return t, nil
+	}
+	loc := time.Local
+	if tz != "" {
+		var err error
+		if loc, err = time.LoadLocation(tz); err != nil {
+			return time.Time{}, fmt.Errorf("unknown time zone %q (use a name such as Europe/Paris or UTC)", tz)
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.000", "2006-01-02T15:04:05.000", "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cannot read %q as a moment: use \"2026-11-21 10:15:03\" or RFC 3339 such as 2026-11-21T10:15:03+01:00", s)
 }
 
 // follow prints a started job and, with wait, follows it to its end. It
@@ -401,12 +468,15 @@ func (c *cli) follow(ctx context.Context, acc gateway.Accepted, wait bool) error
 }
 
 func (c *cli) rpList(ctx context.Context, pos []string) error {
-	if len(pos) != 2 || pos[0] != "list" {
-		return errors.New("usage: coffer rp list INSTANCE/DATABASE")
+	if len(pos) != 2 || (pos[0] != "list" && pos[0] != "ranges") {
+		return errors.New("usage: coffer rp list|ranges INSTANCE/DATABASE")
 	}
 	inst, db, err := splitDB(pos[1])
 	if err != nil {
 		return err
+	}
+	if pos[0] == "ranges" {
+		return c.printRanges(ctx, inst, db)
 	}
 	var out []gateway.RecoveryPoint
 	if err := c.api.do(ctx, http.MethodGet, "/api/v1/recovery-points?instance="+url.QueryEscape(inst)+"&database="+url.QueryEscape(db), nil, &out); err != nil {
@@ -431,6 +501,31 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 		rows = append(rows, []string{rp.ID, rp.Type, fmtTime(rp.Finish), rp.FirstLSN, rp.LastLSN, humanBytes(rp.Size), humanBytes(rp.NewBytes), keep, note})
 	}
 	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT\tKEPT UNTIL\tNOTE", rows)
+	fmt.Fprintln(c.stdout)
+	return c.printRanges(ctx, inst, db)
+}
+
+// printRanges prints the stretches of time a database can be restored to,
+// with the reason each one ends.
+func (c *cli) printRanges(ctx context.Context, inst, db string) error {
+	var ranges []gateway.RecoveryRange
+	if err := c.api.do(ctx, http.MethodGet, "/api/v1/recovery-ranges?instance="+url.QueryEscape(inst)+"&database="+url.QueryEscape(db), nil, &ranges); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(ranges)
+	}
+	if len(ranges) == 0 {
+		fmt.Fprintln(c.stdout, "no moment can be restored yet: there is no full backup")
+		return nil
+	}
+	fmt.Fprintln(c.stdout, "can be restored to any moment:")
+	for _, r := range ranges {
+		fmt.Fprintf(c.stdout, "  from %s to %s\n", fmtTime(&r.From), fmtTime(&r.To))
+		if r.Break != "" {
+			fmt.Fprintf(c.stdout, "  BREAK: %s\n", r.Break)
+		}
+	}
 	return nil
 }
 

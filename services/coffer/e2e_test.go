@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -153,6 +154,19 @@ func (h *harness) register(names ...string) {
 		}
 		return true
 	})
+}
+
+// exec runs a statement on the simulator, as another tool would.
+func (h *harness) exec(q string, args ...any) {
+	h.t.Helper()
+	conn, err := sql.Open("sqlserver", h.simDSN)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(h.t.Context(), q, args...); err != nil {
+		h.t.Fatalf("%s: %v", q, err)
+	}
 }
 
 func (h *harness) jobs() []gateway.Job { return cofferJSON[[]gateway.Job](h, "jobs") }

@@ -75,20 +75,53 @@ type BackupRequest struct {
 type RestoreRequest struct {
 	Instance string `json:"instance"`
 	Database string `json:"database"`
-	// Point is a recovery point id; Latest takes the latest full.
-	Point          string `json:"point,omitempty"`
-	Latest         bool   `json:"latest,omitempty"`
-	TargetInstance string `json:"target_instance,omitempty"`
-	TargetDatabase string `json:"target_database"`
-	Overwrite      bool   `json:"overwrite,omitempty"`
-	DataPath       string `json:"data_path,omitempty"`
-	LogPath        string `json:"log_path,omitempty"`
+	// The target, exactly one of: Point, the end of a recovery point;
+	// Time, a moment (to the millisecond); Latest, the latest moment the
+	// backups reach.
+	Point          string     `json:"point,omitempty"`
+	Time           *time.Time `json:"time,omitempty"`
+	Latest         bool       `json:"latest,omitempty"`
+	TargetInstance string     `json:"target_instance,omitempty"`
+	TargetDatabase string     `json:"target_database"`
+	Overwrite      bool       `json:"overwrite,omitempty"`
+	DataPath       string     `json:"data_path,omitempty"`
+	LogPath        string     `json:"log_path,omitempty"`
+	// NoRecovery leaves the database RESTORING, ready for more logs.
+	NoRecovery bool `json:"no_recovery,omitempty"`
+	// DryRun returns the plan without running it.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
-// Accepted answers a request that started a job.
+// Accepted answers a request that started a job (or, for a dry run, would
+// have).
 type Accepted struct {
 	JobID string   `json:"job_id,omitempty"`
 	Plan  []string `json:"plan,omitempty"`
+	// Steps, StopAt and At describe a restore's plan: the backups in apply
+	// order, where the last log stops, and the moment the database will be
+	// as of.
+	Steps  []PlanStep `json:"steps,omitempty"`
+	StopAt *time.Time `json:"stop_at,omitempty"`
+	At     *time.Time `json:"at,omitempty"`
+}
+
+// PlanStep is one backup a restore applies.
+type PlanStep struct {
+	RecoveryPoint string    `json:"recovery_point"`
+	Type          string    `json:"type"`
+	Taken         time.Time `json:"taken"`
+}
+
+// RecoveryRange is a continuous stretch of time a database can be restored
+// to any moment of.
+type RecoveryRange struct {
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	Start string    `json:"start"`
+	End   string    `json:"end"`
+	// Break says why the moments after To, up to the next range, cannot be
+	// restored.
+	Break string `json:"break,omitempty"`
 }
 
 // RecoveryPoint is one committed backup.

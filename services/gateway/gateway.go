@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
@@ -142,6 +144,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/backups", s.backup)
 	mux.HandleFunc("GET /api/v1/recovery-points", s.listRecoveryPoints)
 	mux.HandleFunc("POST /api/v1/restores", s.restore)
+	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)
@@ -510,8 +513,14 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "target_database is empty: name the database to restore into")
 		return
 	}
-	if (req.Point == "") == !req.Latest {
-		writeError(w, http.StatusBadRequest, "give exactly one of point and latest")
+	targets := 0
+	for _, set := range []bool{req.Point != "", req.Time != nil, req.Latest} {
+		if set {
+			targets++
+		}
+	}
+	if targets != 1 {
+		writeError(w, http.StatusBadRequest, "give exactly one of point, time and latest")
 		return
 	}
 	if req.TargetInstance == "" {
@@ -526,10 +535,17 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	plan, err := planRestore(rps, req.Point)
+	plan, err := planRestore(rps, req)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "%v", err)
 		return
+	}
+	acc := Accepted{Plan: plan.IDs(), At: &plan.At}
+	if !plan.StopAt.IsZero() {
+		acc.StopAt = &plan.StopAt
+	}
+	for _, st := range plan.Steps {
+		acc.Steps = append(acc.Steps, PlanStep{RecoveryPoint: st.ID, Type: st.Kind.String(), Taken: st.Taken})
 	}
 	var target cofferv1.Instance
 	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(req.TargetInstance), &target); err != nil {
@@ -540,33 +556,42 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
+	if req.DryRun {
+		writeJSON(w, http.StatusOK, acc)
+		return
+	}
 	now := s.cfg.Now()
 	jobID := event.NewJobID(now)
 	src := &cofferv1.DatabaseRef{Instance: req.Instance, Database: database}
 	dst := &cofferv1.DatabaseRef{Instance: req.TargetInstance, Database: req.TargetDatabase}
+	detail := "restore " + strings.Join(acc.Plan, ", ")
+	if acc.StopAt != nil {
+		detail += " stopping at " + acc.StopAt.UTC().Format(time.RFC3339Nano)
+	}
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now), Kind: cofferv1.JobKind_JOB_KIND_RESTORE,
-		Database: src, Target: dst, Detail: "restore " + strings.Join(plan, ", ")}
+		Database: src, Target: dst, Detail: detail}
 	if err := s.publish(r.Context(), cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: plan,
-		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath}
+	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
+		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery}
+	if acc.StopAt != nil {
+		work.StopAt = timestamppb.New(*acc.StopAt)
+	}
 	if err := s.publish(r.Context(), cofferv1.SubjectWorkRestore, work, work.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "restore requested", "job_id", jobID, "instance", src.Instance, "database", src.Database,
 		"target_instance", dst.Instance, "target_database", dst.Database)
-	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID, Plan: plan})
+	acc.JobID = jobID
+	writeJSON(w, http.StatusAccepted, acc)
 }
 
-// planRestore picks the recovery points a restore applies: to reach the
-// end of the point named (or of the latest full), the full it rests on,
-// the differential that helps, and every log in between, checked against
-// the chain rules before anything moves.
-func planRestore(rps []*cofferv1.RecoveryPoint, point string) ([]string, error) {
-	var pts []policy.Point
+// points reads recovery point records as the chain rules see them.
+func points(rps []*cofferv1.RecoveryPoint) ([]policy.Point, error) {
+	pts := make([]policy.Point, 0, len(rps))
 	for _, rp := range rps {
 		pt, err := policy.PointFromRecord(rp)
 		if err != nil {
@@ -574,29 +599,66 @@ func planRestore(rps []*cofferv1.RecoveryPoint, point string) ([]string, error) 
 		}
 		pts = append(pts, pt)
 	}
-	if point == "" {
-		for k := len(rps) - 1; k >= 0; k-- {
-			if t := rps[k].GetBackup().GetType(); t == cofferv1.BackupType_BACKUP_TYPE_FULL || t == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL {
-				point = rps[k].GetId()
-				break
-			}
-		}
-		if point == "" {
-			return nil, errors.New("the database has no full backup to restore yet")
-		}
-	}
-	found := false
-	for _, rp := range rps {
-		found = found || rp.GetId() == point
-	}
-	if !found {
-		return nil, fmt.Errorf("no recovery point %q for this database (coffer rp list)", point)
-	}
-	plan, err := policy.Restorable(pts, point)
+	return pts, nil
+}
+
+// planRestore computes the whole restore sequence for the request's
+// target (a recovery point, a moment, or the latest moment) and checks it
+// against the chain rules before anything moves.
+func planRestore(rps []*cofferv1.RecoveryPoint, req RestoreRequest) (policy.Plan, error) {
+	pts, err := points(rps)
 	if err != nil {
-		return nil, fmt.Errorf("recovery point %s cannot be restored: %w", point, err)
+		return policy.Plan{}, err
 	}
-	return plan, nil
+	switch {
+	case req.Point != "":
+		if !slices.ContainsFunc(pts, func(p policy.Point) bool { return p.ID == req.Point }) {
+			return policy.Plan{}, fmt.Errorf("no recovery point %q for this database (coffer rp list)", req.Point)
+		}
+		p, err := policy.PlanPoint(pts, req.Point)
+		if err != nil {
+			return p, fmt.Errorf("recovery point %s cannot be restored: %w", req.Point, err)
+		}
+		return p, nil
+	case req.Time != nil:
+		p, err := policy.PlanAt(pts, *req.Time)
+		if err != nil {
+			return p, fmt.Errorf("cannot restore to that moment: %w", err)
+		}
+		return p, nil
+	}
+	p, err := policy.PlanLatest(pts)
+	if err != nil {
+		return p, fmt.Errorf("cannot restore: %w", err)
+	}
+	return p, nil
+}
+
+func (s *Service) listRanges(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	instance, database := q.Get("instance"), q.Get("database")
+	if instance == "" || database == "" {
+		writeError(w, http.StatusBadRequest, "name the database: instance and database")
+		return
+	}
+	if ref, _, err := s.resolve(r.Context(), instance, database); err == nil {
+		database = ref.Database
+	}
+	rps, err := s.recoveryPoints(r.Context(), instance, database)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	pts, err := points(rps)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	out := []RecoveryRange{}
+	for _, rg := range policy.Ranges(pts) {
+		out = append(out, RecoveryRange{From: rg.From, To: rg.To, Start: rg.Start, End: rg.End, Break: rg.Break})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {

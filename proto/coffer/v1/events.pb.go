@@ -9,6 +9,7 @@ package cofferv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -925,9 +926,13 @@ type RestoreRequested struct {
 	Target         *DatabaseRef `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
 	// data_path and log_path place the files; empty means the target
 	// instance's defaults.
-	DataPath      string `protobuf:"bytes,5,opt,name=data_path,json=dataPath,proto3" json:"data_path,omitempty"`
-	LogPath       string `protobuf:"bytes,6,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
-	Overwrite     bool   `protobuf:"varint,7,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	DataPath  string `protobuf:"bytes,5,opt,name=data_path,json=dataPath,proto3" json:"data_path,omitempty"`
+	LogPath   string `protobuf:"bytes,6,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	Overwrite bool   `protobuf:"varint,7,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	// stop_at, when set, stops the last log backup at that moment (STOPAT).
+	StopAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at,json=stopAt,proto3" json:"stop_at,omitempty"`
+	// no_recovery leaves the database RESTORING, ready for more logs.
+	NoRecovery    bool `protobuf:"varint,9,opt,name=no_recovery,json=noRecovery,proto3" json:"no_recovery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1007,6 +1012,20 @@ func (x *RestoreRequested) GetLogPath() string {
 func (x *RestoreRequested) GetOverwrite() bool {
 	if x != nil {
 		return x.Overwrite
+	}
+	return false
+}
+
+func (x *RestoreRequested) GetStopAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopAt
+	}
+	return nil
+}
+
+func (x *RestoreRequested) GetNoRecovery() bool {
+	if x != nil {
+		return x.NoRecovery
 	}
 	return false
 }
@@ -1818,7 +1837,7 @@ var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16coffer/v1/events.proto\x12\tcoffer.v1\x1a\x15coffer/v1/types.proto\"s\n" +
+	"\x16coffer/v1/events.proto\x12\tcoffer.v1\x1a\x15coffer/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n" +
 	"\x14InstanceAddRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -1882,7 +1901,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
-	"chainBreak\"\x9b\x02\n" +
+	"chainBreak\"\xf1\x02\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -1890,7 +1909,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06target\x18\x04 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x1b\n" +
 	"\tdata_path\x18\x05 \x01(\tR\bdataPath\x12\x19\n" +
 	"\blog_path\x18\x06 \x01(\tR\alogPath\x12\x1c\n" +
-	"\toverwrite\x18\a \x01(\bR\toverwrite\"\xbf\x02\n" +
+	"\toverwrite\x18\a \x01(\bR\toverwrite\x123\n" +
+	"\astop_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x1f\n" +
+	"\vno_recovery\x18\t \x01(\bR\n" +
+	"noRecovery\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -2001,11 +2023,12 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*DatabaseRef)(nil),             // 29: coffer.v1.DatabaseRef
 	(*ProtectedItem)(nil),           // 30: coffer.v1.ProtectedItem
 	(BackupType)(0),                 // 31: coffer.v1.BackupType
-	(JobKind)(0),                    // 32: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 33: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 34: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 35: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 36: coffer.v1.PolicyRecord
+	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
+	(JobKind)(0),                    // 33: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 34: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 35: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 36: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 37: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
 	25, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
@@ -2037,43 +2060,44 @@ var file_coffer_v1_events_proto_depIdxs = []int32{
 	25, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
 	29, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
 	29, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	25, // 29: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	32, // 30: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	29, // 31: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	29, // 32: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	31, // 33: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	25, // 34: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	29, // 35: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	33, // 36: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	34, // 37: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	25, // 38: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	35, // 39: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	25, // 40: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	29, // 41: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	29, // 42: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	25, // 43: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	32, // 44: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	29, // 45: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	31, // 46: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	29, // 47: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	25, // 48: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	32, // 49: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	29, // 50: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	31, // 51: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	29, // 52: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	25, // 53: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	25, // 54: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 55: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	25, // 56: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 57: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	29, // 58: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	25, // 59: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	29, // 60: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	32, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	25, // 30: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	33, // 31: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	29, // 32: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	29, // 33: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	31, // 34: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	25, // 35: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	29, // 36: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	34, // 37: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	35, // 38: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	25, // 39: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	36, // 40: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	25, // 41: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	29, // 42: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	29, // 43: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	25, // 44: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	33, // 45: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	29, // 46: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	31, // 47: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	29, // 48: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	25, // 49: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	33, // 50: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	29, // 51: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	31, // 52: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	29, // 53: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	25, // 54: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	25, // 55: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 56: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	25, // 57: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	25, // 58: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	29, // 59: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	25, // 60: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	29, // 61: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }

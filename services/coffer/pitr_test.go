@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// history builds days of backups of one database under a workload with
+// the fake clock: a full every day at 00:00, a differential at 12:00, a
+// log every five minutes, and a transaction every minute (at :30).
+func history(t *testing.T, h *harness, clk *fakeClock, db string, start time.Time, days int) {
+	t.Helper()
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	pol := filepath.Join(t.TempDir(), "pitr.json")
+	os.WriteFile(pol, []byte(`{"full":{"frequency":"daily","hour":0},"differential":{"days":[0,1,2,3,4,5,6],"hour":12},
+		"log":{"every":"5m"},"retention":{"full":"7d","differential":"7d","log":"7d"}}`), 0o600)
+	h.mustCoffer("policy", "set", "pitr", "--file", pol)
+	h.eventually("the policy", func() bool { _, err := h.coffer("policy", "show", "pitr"); return err == nil })
+	h.mustCoffer("protect", "sql1/"+db, "--policy", "pitr")
+	ctx := context.Background()
+	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
+	waitIdle := func() {
+		h.eventually("backups to finish", func() bool {
+			var st cofferv1.ScheduleState
+			if _, err := schedule.Get(ctx, catalog.Key("sql1", db), &st); err != nil {
+				return false
+			}
+			return st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == ""
+		})
+	}
+	waitIdle()
+	end := start.Add(time.Duration(days) * 24 * time.Hour)
+	for now := start.Add(5 * time.Minute); !now.After(end); now = now.Add(5 * time.Minute) {
+		for k := 4; k >= 0; k-- {
+			clk.Set(now.Add(-time.Duration(k)*time.Minute - 30*time.Second))
+			if _, err := h.sim.Commit(db, 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Set(now)
+		if err := h.run.scheduler.Tick(ctx, now); err != nil {
+			t.Fatalf("tick at %v: %v", now, err)
+		}
+		waitIdle()
+	}
+}
+
+// TestRandomPointsInTime builds two days of history under a running
+// workload, then restores to 50 random seconds across the restorable
+// range, each to a new name, and compares every restored database with
+// the source as of that second.
+func TestRandomPointsInTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two simulated days and 50 restores take a while")
+	}
+	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t: start}
+	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	const db = "Orders"
+	history(t, h, clk, db, start, 2)
+
+	ranges := cofferJSON[[]gateway.RecoveryRange](h, "rp", "ranges", "sql1/"+db)
+	if len(ranges) != 1 {
+		t.Fatalf("restorable ranges %+v, want one unbroken range", ranges)
+	}
+	r := ranges[0]
+	if r.From.After(start.Add(time.Minute)) || r.To.Before(start.Add(48*time.Hour)) {
+		t.Fatalf("range %v to %v, want the whole two days", r.From, r.To)
+	}
+	rng := rand.New(rand.NewPCG(5, 2026))
+	span := int64(r.To.Sub(r.From) / time.Second)
+	for k := range 50 {
+		at := r.From.Truncate(time.Second).Add(time.Duration(1+rng.Int64N(span)) * time.Second)
+		if at.After(r.To) {
+			at = r.To
+		}
+		target := fmt.Sprintf("Orders at %s", at.Format("0102-150405"))
+		h.mustCoffer("restore", "sql1/"+db, "--time", at.Format(time.RFC3339), "--as", target, "--wait")
+		want, err := h.sim.ContentHash(db, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.sim.ContentHash(target, time.Time{})
+		if err != nil {
+			t.Fatalf("restore %d to %v: %v", k, at, err)
+		}
+		if got != want {
+			t.Errorf("restore %d to %v: content hash %s, want the source's as of then %s", k, at, got, want)
+		}
+	}
+}
+
+// TestRestoreRefusals: a moment before the first full, after the last
+// log, in a gap of the chain, or inside bulk-logged changes is refused
+// before anything moves, with the reason; --dry-run prints the plan.
+func TestRestoreRefusals(t *testing.T) {
+	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t: start}
+	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	const db = "Orders"
+	history(t, h, clk, db, start, 0)
+	ctx := context.Background()
+	// an hour of logs, then a break: a log backup coffer did not take
+	tick := func(now time.Time) {
+		clk.Set(now.Add(-30 * time.Second))
+		h.sim.Commit(db, 2)
+		clk.Set(now)
+		if err := h.run.scheduler.Tick(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("the backup", func() bool {
+			for _, j := range h.jobs() {
+				if j.Kind == "backup" && (j.State == "queued" || j.State == "running") {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	now := start
+	for range 12 {
+		now = now.Add(5 * time.Minute)
+		tick(now)
+	}
+	clk.Set(now.Add(2 * time.Minute))
+	h.sim.Commit(db, 2)
+	h.exec("BACKUP LOG [Orders] TO DISK = @p1", filepath.Join(t.TempDir(), "elsewhere.trn"))
+	for range 3 {
+		now = now.Add(5 * time.Minute)
+		tick(now)
+	}
+	// bulk-logged changes inside the next log
+	h.exec("ALTER DATABASE [Orders] SET RECOVERY BULK_LOGGED")
+	clk.Set(now.Add(time.Minute))
+	h.sim.BulkLoad(db, 4)
+	now = now.Add(5 * time.Minute)
+	tick(now)
+	bulkEnd := now
+	now = now.Add(5 * time.Minute)
+	tick(now)
+	ranges := cofferJSON[[]gateway.RecoveryRange](h, "rp", "ranges", "sql1/"+db)
+	if len(ranges) != 2 || !strings.Contains(ranges[0].Break, "outside coffer") {
+		t.Fatalf("ranges %+v, want two, the first ending at the foreign log", ranges)
+	}
+	before := len(h.jobs())
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"before the first full", start.Add(-time.Hour), "before the first full backup"},
+		{"after the last log", now.Add(time.Hour), "after the last log backup"},
+		{"in the gap", ranges[0].To.Add(time.Minute), "falls in a break of the backup chain"},
+		{"inside bulk-logged changes", bulkEnd.Add(-2 * time.Minute), "bulk-logged changes"},
+	} {
+		out, err := h.coffer("restore", "sql1/"+db, "--time", c.at.Format(time.RFC3339), "--as", "Refused", "--wait")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\n%s\nwant a refusal saying %q", c.name, err, out, c.want)
+		}
+	}
+	if n := len(h.jobs()); n != before {
+		t.Errorf("refused restores started %d jobs", n-before)
+	}
+	exists, err := h.sim.ContentHash("Refused", time.Time{})
+	if err == nil {
+		t.Errorf("a refused restore created the database (hash %s)", exists)
+	}
+
+	// a dry run prints the plan and runs nothing
+	at := ranges[1].To.Add(-90 * time.Second)
+	out := h.mustCoffer("restore", "sql1/"+db, "--time", at.Format(time.RFC3339), "--as", "Planned", "--dry-run")
+	if !strings.Contains(out, "full") || !strings.Contains(out, "STOPAT") || !strings.Contains(out, "the database will be as of") {
+		t.Errorf("dry run printed:\n%s", out)
+	}
+	if n := len(h.jobs()); n != before {
+		t.Errorf("a dry run started a job")
+	}
+}
