@@ -127,7 +127,11 @@ type Point struct {
 	FirstLSN, LastLSN, CheckpointLSN, DifferentialBaseLSN, DatabaseBackupLSN LSN
 	// Fork is the set's last recovery fork GUID; empty when unknown (then
 	// the set is taken to be on any fork).
-	Fork        string
+	Fork string
+	// FirstFork is the set's first recovery fork GUID, when it differs
+	// from Fork: a log backup taken across a restore's fork point starts
+	// on the fork the restore came from, and continues that fork's chain.
+	FirstFork   string
 	BeginsChain bool
 	// BulkLogged is set on a log backup that holds bulk-logged changes:
 	// it restores only whole (no STOPAT inside it).
@@ -311,7 +315,7 @@ func newChainGraph(points []Point) *chainGraph {
 		// rule 4: the latest base with FirstLSN <= B.LastLSN < LastLSN
 		k := g.searchLast(bases, pt.LastLSN)
 		for j := k - 1; j >= 0 && !g.pts[bases[j]].LastLSN.Less(pt.FirstLSN); j-- {
-			if sameFork(g.pts[bases[j]].Fork, pt.Fork) {
+			if pt.startsOn(g.pts[bases[j]].Fork) {
 				g.dep[i] = bases[j]
 				break
 			}
@@ -333,10 +337,10 @@ func (g *chainGraph) prevLog(i int, logs []int) int {
 	best, exact := -1, false
 	for k := g.searchLast(logs, pt.FirstLSN); k < len(logs) && g.pts[logs[k]].LastLSN == pt.FirstLSN; k++ {
 		j := logs[k]
-		if j == i || !sameFork(g.pts[j].Fork, pt.Fork) {
+		if j == i || !pt.startsOn(g.pts[j].Fork) {
 			continue
 		}
-		e := g.pts[j].Fork != "" && pt.Fork != "" && sameFork(g.pts[j].Fork, pt.Fork)
+		e := g.pts[j].Fork != "" && pt.Fork != "" && pt.startsOn(g.pts[j].Fork)
 		if best < 0 || e || !exact {
 			best, exact = j, e
 		}
@@ -354,6 +358,12 @@ func (g *chainGraph) searchLast(idx []int, l LSN) int {
 // in order, as every log backup's are.
 func hasRange(pt Point) bool {
 	return !pt.FirstLSN.IsZero() && pt.FirstLSN.Less(pt.LastLSN)
+}
+
+// startsOn reports whether pt can continue a chain on fork: it is on that
+// fork, or starts on it (a log across a fork point).
+func (pt Point) startsOn(fork string) bool {
+	return sameFork(fork, pt.Fork) || pt.FirstFork != "" && sameFork(fork, pt.FirstFork)
 }
 
 // sameFork reports whether two recovery forks can be the same one: equal,
@@ -386,7 +396,7 @@ func (g *chainGraph) gap(i int) Gap {
 		// the last point on the fork that ends before the log begins
 		after := -1
 		for j, q := range g.pts {
-			if j == i || q.Kind == CopyOnlyFull || q.LastLSN.IsZero() || !sameFork(q.Fork, pt.Fork) || pt.FirstLSN.Less(q.LastLSN) {
+			if j == i || q.Kind == CopyOnlyFull || q.LastLSN.IsZero() || !pt.startsOn(q.Fork) || pt.FirstLSN.Less(q.LastLSN) {
 				continue
 			}
 			if after < 0 || !q.LastLSN.Less(g.pts[after].LastLSN) {
@@ -398,7 +408,7 @@ func (g *chainGraph) gap(i int) Gap {
 		}
 		otherFork := ""
 		for _, j := range g.logsEndingAt(pt.FirstLSN) {
-			if j != i && !sameFork(g.pts[j].Fork, pt.Fork) {
+			if j != i && !pt.startsOn(g.pts[j].Fork) {
 				otherFork = g.pts[j].ID
 			}
 		}

@@ -14,6 +14,7 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		ID:          rp.GetId(),
 		OnDemand:    rp.GetOnDemand(),
 		Fork:        b.GetLastRecoveryForkGuid(),
+		FirstFork:   b.GetFirstRecoveryForkGuid(),
 		BeginsChain: b.GetBeginsLogChain(),
 		BulkLogged:  b.GetHasBulkLoggedData(),
 		HealsBreak:  rp.GetChainBreak(),

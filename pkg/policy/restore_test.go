@@ -124,3 +124,22 @@ func TestPlanAtRefusals(t *testing.T) {
 		t.Errorf("end of the bulk-logged log: %v, %v; want a plan restoring it whole", p, err)
 	}
 }
+
+// TestChainAcrossForkPoint: a log taken after a restore begins on the
+// fork the restore came from and continues that fork's chain; a log that
+// begins on another fork does not.
+func TestChainAcrossForkPoint(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	pts := []Point{
+		{ID: "F", Kind: Full, Taken: t0, FirstLSN: LSNFromUint64(100), CheckpointLSN: LSNFromUint64(100), LastLSN: LSNFromUint64(110), Fork: "a"},
+		{ID: "L1", Kind: Log, Taken: t0.Add(time.Hour), FirstLSN: LSNFromUint64(90), LastLSN: LSNFromUint64(200), Fork: "a"},
+		{ID: "L2", Kind: Log, Taken: t0.Add(2 * time.Hour), FirstLSN: LSNFromUint64(200), LastLSN: LSNFromUint64(300), Fork: "b", FirstFork: "a"},
+		{ID: "X", Kind: Log, Taken: t0.Add(3 * time.Hour), FirstLSN: LSNFromUint64(200), LastLSN: LSNFromUint64(250), Fork: "c"},
+	}
+	if got, err := Restorable(pts, "L2"); err != nil || !slices.Equal(got, []string{"F", "L1", "L2"}) {
+		t.Errorf("across the fork point: %v, %v; want F, L1, L2", got, err)
+	}
+	if _, err := Restorable(pts, "X"); !errors.Is(err, ErrBrokenChain) {
+		t.Errorf("a log on an unrelated fork: %v, want a broken chain", err)
+	}
+}

@@ -41,7 +41,7 @@ func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.Back
 		}
 		return err
 	}
-	streamed, err := s.runBackup(ctx, log, jid, req)
+	streamed, err := s.runBackup(ctx, log, jid, req, backupOptions{})
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, streamed, streamed.Meta.EventId)
 	}
@@ -82,9 +82,20 @@ type statement struct {
 	err  error
 }
 
+// backupOptions are what a backup the streamer takes for itself needs
+// beyond its BackupRequested.
+type backupOptions struct {
+	// tail takes the log WITH NORECOVERY (the tail-log backup before an
+	// overwrite) and keeps the staging file for the restore that follows.
+	tail bool
+}
+
+// stagingName is the staging file of a backup job.
+func stagingName(jid string) string { return jid + ".bak" }
+
 // runBackup takes the backup into the staging directory while it streams
 // the file into the vault, and returns the BackupStreamed to publish.
-func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested) (*cofferv1.BackupStreamed, error) {
+func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, opt backupOptions) (*cofferv1.BackupStreamed, error) {
 	db := req.GetDatabase()
 	typ, ok := backupType(req.GetType())
 	if !ok {
@@ -111,14 +122,18 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: req.GetType()})
 	prog.report("backup", 0, 0, true)
 
-	name := jid + ".bak"
+	name := stagingName(jid)
 	local := filepath.Join(s.cfg.StagingDir, name)
 	remote := serverPath(s.cfg.ServerStagingDir, name)
 	// A file left by an earlier attempt must not be read as this one.
 	if err := removeFile(local); err != nil {
 		return nil, fail("clear staging file: %v", err)
 	}
+	keep := false
 	defer func() {
+		if keep {
+			return
+		}
 		if err := removeFile(local); err != nil {
 			log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
 		}
@@ -152,6 +167,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 			Type:        typ,
 			Files:       []string{remote},
 			Compression: &noCompression,
+			NoRecovery:  opt.tail,
 			OnProgress:  func(p int) { percent.Store(int64(p)) },
 		})
 		if st.err != nil {
@@ -210,7 +226,9 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	if err != nil {
 		return nil, err
 	}
-	if err := removeFile(local); err != nil {
+	if opt.tail {
+		keep = true
+	} else if err := removeFile(local); err != nil {
 		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
 	}
 	chunks := make([]*cofferv1.ChunkRef, len(res.Chunks))

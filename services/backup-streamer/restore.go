@@ -22,6 +22,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -162,6 +163,24 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		fetched += f.rp.GetSize()
 	}
 
+	// the database being overwritten keeps what it has since its last log:
+	// a tail-log backup, kept as a recovery point, applied last when the
+	// restore goes to the latest moment
+	var tailID string
+	if existed && req.GetOverwrite() && sameDatabase(src, tgt) {
+		tail, err := s.tailLog(ctx, log, jid, c, tgt, files[n-1].rp, req)
+		if err != nil {
+			return nil, err
+		}
+		if tail != nil {
+			tailID = tail.rp.GetId()
+			if tail.local != "" {
+				files = append(files, *tail)
+				n++
+				total += tail.rp.GetSize()
+			}
+		}
+	}
 	var stopAt time.Time
 	if t := req.GetStopAt(); t != nil {
 		stopAt = t.AsTime()
@@ -195,6 +214,9 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			reason := err.Error()
 			if existed {
 				reason += fmt.Sprintf("; database %q was being overwritten and may be left RESTORING", tgt.GetDatabase())
+				if tailID != "" {
+					reason += fmt.Sprintf("; its tail-log backup is kept as recovery point %s, so nothing committed before the restore is lost", tailID)
+				}
 			} else {
 				reason += s.dropPartial(ctx, log, c, tgt)
 			}
@@ -213,6 +235,69 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		Target: tgt,
 		Bytes:  total,
 	}, nil
+}
+
+func sameDatabase(a, b *cofferv1.DatabaseRef) bool {
+	return a.GetInstance() == b.GetInstance() && a.GetDatabase() == b.GetDatabase()
+}
+
+// tailLog takes a tail-log backup (BACKUP LOG WITH NORECOVERY) of a
+// database about to be overwritten, streams it into the vault and hands it
+// to the committer, so that nothing committed since its last log backup is
+// lost. It returns the tail as a step to apply when the restore goes to
+// the latest moment and the tail continues the plan's last log; with a
+// local path empty when it is kept but not applied; nil when the database
+// has no log chain (SIMPLE recovery, or no full backup yet) to take a tail
+// of. A failed tail-log backup refuses the restore: nothing is
+// overwritten.
+func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *mssql.Client, db *cofferv1.DatabaseRef, last *cofferv1.RecoveryPoint, req *cofferv1.RestoreRequested) (*staged, error) {
+	ch, err := c.ChainState(ctx, db.GetDatabase())
+	if err != nil {
+		return nil, s.sqlFailure(ctx, err, "read the log chain of %q before its tail-log backup", db.GetDatabase())
+	}
+	if ch.LastLogBackupLSN == "" {
+		log.InfoContext(ctx, "no tail-log backup: the database has no log chain (SIMPLE recovery or no full backup)")
+		return nil, nil
+	}
+	now := s.cfg.Now()
+	tjid := event.DerivedJobID(now, "tail-log", jid)
+	breq := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("tail-log", jid), tjid, now), Database: db,
+		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true}
+	tlog := log.With(slog.String("tail_log_job", tjid))
+	streamed, err := s.runBackup(ctx, tlog, tjid, breq, backupOptions{tail: true})
+	if err != nil {
+		return nil, fail("the tail-log backup of %q failed, so nothing was overwritten: %v", db.GetDatabase(), err)
+	}
+	local := filepath.Join(s.cfg.StagingDir, stagingName(tjid))
+	if err := s.publish(ctx, cofferv1.SubjectBackupStreamed, streamed, streamed.Meta.EventId); err != nil {
+		return nil, fmt.Errorf("database %q is RESTORING after its tail-log backup, which is in %s and not yet recorded (RESTORE DATABASE ... WITH RECOVERY brings the database back): %w",
+			db.GetDatabase(), local, err)
+	}
+	rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(tjid), Database: db, Backup: streamed.GetBackup(), Size: streamed.GetSize(), JobId: tjid}
+	tlog.InfoContext(ctx, "tail-log backup taken", slog.String("recovery_point", rp.GetId()), slog.Int64("size", rp.GetSize()))
+	if req.GetStopAt() == nil && continues(streamed.GetBackup(), last.GetBackup()) {
+		return &staged{rp: rp, local: local, remote: serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}, nil
+	}
+	if err := removeFile(local); err != nil {
+		tlog.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
+	}
+	return &staged{rp: rp}, nil
+}
+
+// continues reports whether log backup next can be restored right after
+// prev (REFERENCE.md, chain rules): after a log, it starts where prev
+// ended; after a full or differential, prev ends inside it.
+func continues(next, prev *cofferv1.BackupMetadata) bool {
+	first, err1 := policy.ParseLSN(next.GetFirstLsn())
+	last, err2 := policy.ParseLSN(next.GetLastLsn())
+	end, err3 := policy.ParseLSN(prev.GetLastLsn())
+	if err1 != nil || err2 != nil || err3 != nil || end.IsZero() || first.IsZero() {
+		return false
+	}
+	if prev.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG {
+		return first == end
+	}
+	return !end.Less(first) && end.Less(last)
 }
 
 func typeName(t cofferv1.BackupType) string {

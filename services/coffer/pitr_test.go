@@ -189,3 +189,58 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Errorf("a dry run started a job")
 	}
 }
+
+// TestOverwriteWithTailLog: restoring over the original database first
+// takes a tail-log backup, so no transaction committed before the restore
+// began is lost: applied when the restore goes to the latest moment, kept
+// as a recovery point when it goes to an earlier one.
+func TestOverwriteWithTailLog(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	const db = "Till"
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db)
+	logs := func() []gateway.RecoveryPoint {
+		var out []gateway.RecoveryPoint
+		for _, rp := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) {
+			if rp.Type == "log" {
+				out = append(out, rp)
+			}
+		}
+		return out
+	}
+	h.eventually("the first full", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+	})
+	h.sim.Commit(db, 3)
+	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
+	first := h.mustCoffer("rp", "list", "sql1/"+db)
+	// committed after the last log: only a tail-log backup has these
+	h.sim.Commit(db, 3)
+	before, err := h.sim.ContentHash(db, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustCoffer("restore", "sql1/"+db, "--latest", "--as", db, "--overwrite", "--wait")
+	if got, err := h.sim.ContentHash(db, time.Time{}); err != nil || got != before {
+		t.Fatalf("after overwriting with the latest backups: content %s (%v), want %s as before the restore: transactions were lost\n%s", got, err, before, first)
+	}
+	h.eventually("the tail-log recovery point", func() bool { return len(logs()) == 2 })
+
+	// an overwrite to an earlier point keeps what it replaces as a
+	// recovery point
+	h.sim.Commit(db, 5)
+	before, err = h.sim.ContentHash(db, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)[0]
+	h.mustCoffer("restore", "sql1/"+db, "--point", full.ID, "--as", db, "--overwrite", "--wait")
+	h.eventually("the second tail-log recovery point", func() bool { return len(logs()) == 3 })
+	tail := logs()[2]
+	h.mustCoffer("restore", "sql1/"+db, "--point", tail.ID, "--as", "Till as replaced", "--wait")
+	if got, err := h.sim.ContentHash("Till as replaced", time.Time{}); err != nil || got != before {
+		t.Errorf("the database as it was replaced: content %s (%v), want %s", got, err, before)
+	}
+}
