@@ -1,0 +1,80 @@
+package mssql
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ScriptFile is one backup file a restore script applies.
+type ScriptFile struct {
+	Path string
+	Log  bool
+	// Note is written as a comment above the statement (what the backup is).
+	Note string
+}
+
+// Script describes a restore as T-SQL a database administrator runs
+// (sqlcmd or SSMS): the files in order, each WITH NORECOVERY but the last.
+type Script struct {
+	Database string
+	Files    []ScriptFile
+	// Moves relocate the files on the first RESTORE; LogicalNames, when
+	// there are no moves, are listed in a comment so that MOVE clauses can
+	// be added for the target server.
+	Moves        []Move
+	LogicalNames []string
+	// StopAt, when not zero, stops the last log there.
+	StopAt time.Time
+	// NoRecovery leaves the database RESTORING after the last file.
+	NoRecovery bool
+	// Replace overwrites an existing database of the name.
+	Replace bool
+}
+
+// String writes the script: statements separated by GO lines. Names and
+// paths are quoted, so any database name or path is safe in it.
+func (s Script) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- Restore %s from %d backup file(s), in this order.\n", QuoteName(s.Database), len(s.Files))
+	if !s.StopAt.IsZero() {
+		b.WriteString("-- STOPAT is written in UTC: SQL Server reads it in the server's local time, so shift it if the server's clock is not UTC.\n")
+	}
+	if len(s.Moves) == 0 && len(s.LogicalNames) > 0 {
+		b.WriteString("-- The files go where the backup had them; to place them elsewhere add, to the first RESTORE:\n")
+		for _, n := range s.LogicalNames {
+			fmt.Fprintf(&b, "--   MOVE %s TO N'<path>'\n", Literal(n))
+		}
+	}
+	for i, f := range s.Files {
+		last := i == len(s.Files)-1
+		if f.Note != "" {
+			fmt.Fprintf(&b, "-- %d. %s\n", i+1, strings.ReplaceAll(f.Note, "\n", " "))
+		}
+		verb := "DATABASE"
+		if f.Log {
+			verb = "LOG"
+		}
+		fmt.Fprintf(&b, "RESTORE %s %s FROM DISK = %s WITH FILE = 1", verb, QuoteName(s.Database), Literal(f.Path))
+		if i == 0 {
+			for _, m := range s.Moves {
+				fmt.Fprintf(&b, ", MOVE %s TO %s", Literal(m.Logical), Literal(m.Physical))
+			}
+			if s.Replace {
+				b.WriteString(", REPLACE")
+			}
+		}
+		if last && !s.StopAt.IsZero() {
+			fmt.Fprintf(&b, ", STOPAT = '%s'", s.StopAt.UTC().Format("2006-01-02T15:04:05.000"))
+		}
+		if last && !s.NoRecovery {
+			b.WriteString(", RECOVERY;\nGO\n")
+		} else {
+			b.WriteString(", NORECOVERY;\nGO\n")
+		}
+	}
+	return b.String()
+}
+
+// Literal quotes s as a T-SQL Unicode string literal.
+func Literal(s string) string { return "N'" + strings.ReplaceAll(s, "'", "''") + "'" }
