@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,9 @@ func (s *Service) restore(ctx context.Context, m *bus.Message, req *cofferv1.Res
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectRestoreCompleted, completed, completed.Meta.EventId)
 	}
-	if err == nil {
+	if err == nil && req.GetToDirectory() != "" {
+		log.InfoContext(ctx, "restored as files", slog.String("directory", req.GetToDirectory()), slog.Int64("bytes", completed.GetBytes()))
+	} else if err == nil {
 		log.InfoContext(ctx, "restore completed", slog.Int64("bytes", completed.GetBytes()))
 		// the inventory shows the new database now, not at the next
 		// discovery round
@@ -122,6 +125,9 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
 		files[i] = staged{rp: rp, local: filepath.Join(s.cfg.StagingDir, name), remote: serverPath(s.cfg.ServerStagingDir, name)}
 		total += rp.GetSize()
+	}
+	if dir := req.GetToDirectory(); dir != "" {
+		return s.restoreToFiles(ctx, log, jid, req, files, total)
 	}
 	defer func() {
 		for _, f := range files {
@@ -233,6 +239,75 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		Meta:   event.Meta(event.ID("restored", jid), jid, s.cfg.Now()),
 		Source: src,
 		Target: tgt,
+		Bytes:  total,
+	}, nil
+}
+
+// scriptName is the file a restore as files writes its T-SQL to.
+const scriptName = "restore.sql"
+
+// restoreToFiles writes each recovery point's backup file, verified, into
+// the request's directory with the script that applies them. It never
+// overwrites a file; a failure removes what it wrote.
+func (s *Service) restoreToFiles(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, files []staged, total int64) (*cofferv1.RestoreCompleted, error) {
+	dir, names := req.GetToDirectory(), req.GetFileNames()
+	if !filepath.IsAbs(dir) {
+		return nil, fail("restore as files: %q is not an absolute path", dir)
+	}
+	if len(names) != len(files) {
+		return nil, fail("restore as files: %d file names for %d recovery points", len(names), len(files))
+	}
+	for _, n := range append(slices.Clone(names), scriptName) {
+		if n == "" || filepath.Base(n) != n || n == "." || n == ".." {
+			return nil, fail("restore as files: %q is not a plain file name", n)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			return nil, fail("restore as files: %s already exists in %s; coffer never overwrites it: choose an empty directory", n, dir)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fail("restore as files: create %s: %v", dir, err)
+	}
+	var written []string
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		for _, p := range written {
+			if err := removeFile(p); err != nil {
+				log.ErrorContext(ctx, "partial file not removed", slog.String("path", p), slog.Any("error", err))
+			}
+		}
+	}()
+	src := req.GetSource()
+	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src})
+	var fetched int64
+	for i, f := range files {
+		f.local = filepath.Join(dir, names[i])
+		written = append(written, f.local)
+		step := fmt.Sprintf("write %d/%d", i+1, len(files))
+		err := s.fetch(ctx, jid, src, f, func(b int64) {
+			prog.report(step, 100*float64(fetched+b)/float64(max(total, 1)), fetched+b, false)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
+			}
+			return nil, err
+		}
+		fetched += f.rp.GetSize()
+	}
+	script := filepath.Join(dir, scriptName)
+	written = append(written, script)
+	if err := os.WriteFile(script, []byte(req.GetScript()), 0o640); err != nil {
+		return nil, fail("restore as files: write %s: %v", script, err)
+	}
+	done = true
+	return &cofferv1.RestoreCompleted{
+		Meta:   event.Meta(event.ID("restored", jid), jid, s.cfg.Now()),
+		Source: src,
+		Target: req.GetTarget(),
 		Bytes:  total,
 	}, nil
 }

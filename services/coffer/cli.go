@@ -154,10 +154,11 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
 		norecovery := fs.Bool("norecovery", false, "leave the database RESTORING, ready for more logs")
 		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
+		toDir := fs.String("to-dir", "", "restore as files: write the backup files and restore.sql into this absolute directory (on the backup-streamer's machine)")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
 			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
-				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun}
+				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir}
 			if *at != "" {
 				t, err := parseMoment(*at, *tz)
 				if err != nil {
@@ -357,8 +358,8 @@ func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequ
 			targets++
 		}
 	}
-	if len(pos) != 1 || req.TargetDatabase == "" || targets != 1 {
-		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE]) --as NAME [--target INSTANCE] [--overwrite] [--norecovery] [--dry-run] [--wait]")
+	if len(pos) != 1 || (req.TargetDatabase == "" && req.ToDirectory == "") || targets != 1 {
+		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE]) (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME]) [--norecovery] [--dry-run] [--wait]")
 	}
 	inst, db, err := splitDB(pos[0])
 	if err != nil {
@@ -374,9 +375,18 @@ func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequ
 			return c.printJSON(acc)
 		}
 		c.printPlan(acc)
+		if acc.Script != "" {
+			fmt.Fprintf(c.stdout, "\n%s", acc.Script)
+		}
 		return nil
 	}
-	return c.follow(ctx, acc, wait)
+	if err := c.follow(ctx, acc, wait); err != nil {
+		return err
+	}
+	if acc.Script != "" && !c.json {
+		fmt.Fprintf(c.stdout, "\nfiles and restore.sql in %s; apply them in order with:\n\n%s", req.ToDirectory, acc.Script)
+	}
+	return nil
 }
 
 // printPlan prints a restore plan as a database administrator reads it.

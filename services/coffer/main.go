@@ -39,8 +39,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
   rp ranges INSTANCE/DATABASE    the moments alone
-  restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE]) --as NAME
-          [--target INSTANCE] [--overwrite] [--norecovery] [--dry-run] [--wait]
+  restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE])
+          (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME])
+          [--norecovery] [--dry-run] [--wait]
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
 

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,5 +244,77 @@ func TestOverwriteWithTailLog(t *testing.T) {
 	h.mustCoffer("restore", "sql1/"+db, "--point", tail.ID, "--as", "Till as replaced", "--wait")
 	if got, err := h.sim.ContentHash("Till as replaced", time.Time{}); err != nil || got != before {
 		t.Errorf("the database as it was replaced: content %s (%v), want %s", got, err, before)
+	}
+}
+
+// TestRestoreAsFiles: the backup files a restore as files writes, applied
+// with the script it prints on another SQL Server, give the database as
+// of the moment asked for.
+func TestRestoreAsFiles(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	const db = "Filed ]'"
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db)
+	h.eventually("the first full", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+	})
+	h.sim.Commit(db, 3)
+	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
+	h.sim.Commit(db, 3)
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	h.eventually("the clock to pass the moment", func() bool { return time.Now().After(at.Add(2 * time.Millisecond)) })
+	h.sim.Commit(db, 3)
+	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
+	want, err := h.sim.ContentHash(db, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "restore files")
+	out := h.mustCoffer("restore", "sql1/"+db, "--time", at.Format(time.RFC3339Nano), "--to-dir", dir, "--as", "Copied", "--wait")
+	script, err := os.ReadFile(filepath.Join(dir, "restore.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, string(script)) {
+		t.Errorf("the printed script is not restore.sql:\n%s", out)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 4 { // full, two logs, restore.sql
+		t.Errorf("%d files in %s, want 3 backups and restore.sql", len(entries), dir)
+	}
+
+	// another SQL Server applies them with the script
+	other := mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", ServerName: "OTHER"})
+	addr, err := other.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	conn, err := sql.Open("sqlserver", (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, stmt := range strings.Split(string(script), "\nGO\n") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := conn.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if got, err := other.ContentHash("Copied", time.Time{}); err != nil || got != want {
+		t.Errorf("applied on another server: content %s (%v), want the source's as of %v: %s", got, err, at, want)
+	}
+
+	// never over existing files; a refused job leaves them as they were
+	if _, err := h.coffer("restore", "sql1/"+db, "--latest", "--to-dir", dir, "--wait"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("restoring as files into a directory that has them: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "restore.sql")); string(again) != string(script) {
+		t.Error("a refused restore as files changed restore.sql")
 	}
 }

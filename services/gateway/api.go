@@ -90,6 +90,11 @@ type RestoreRequest struct {
 	NoRecovery bool `json:"no_recovery,omitempty"`
 	// DryRun returns the plan without running it.
 	DryRun bool `json:"dry_run,omitempty"`
+	// ToDirectory restores as files: the backup files, verified, and a
+	// restore.sql that applies them, written into this absolute directory
+	// on the machine that runs the backup-streamer. TargetDatabase is then
+	// the name the script restores to (default: the source's).
+	ToDirectory string `json:"to_directory,omitempty"`
 }
 
 // Accepted answers a request that started a job (or, for a dry run, would
@@ -103,6 +108,8 @@ type Accepted struct {
 	Steps  []PlanStep `json:"steps,omitempty"`
 	StopAt *time.Time `json:"stop_at,omitempty"`
 	At     *time.Time `json:"at,omitempty"`
+	// Script is the T-SQL that applies the files of a restore as files.
+	Script string `json:"script,omitempty"`
 }
 
 // PlanStep is one backup a restore applies.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -509,7 +510,11 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.TargetDatabase == "" {
+	if req.ToDirectory != "" && !filepath.IsAbs(req.ToDirectory) {
+		writeError(w, http.StatusBadRequest, "to_directory %q is not an absolute path", req.ToDirectory)
+		return
+	}
+	if req.TargetDatabase == "" && req.ToDirectory == "" {
 		writeError(w, http.StatusBadRequest, "target_database is empty: name the database to restore into")
 		return
 	}
@@ -530,6 +535,9 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	if ref, _, err := s.resolve(r.Context(), req.Instance, req.Database); err == nil {
 		database = ref.Database
 	}
+	if req.TargetDatabase == "" {
+		req.TargetDatabase = database
+	}
 	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -547,14 +555,20 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	for _, st := range plan.Steps {
 		acc.Steps = append(acc.Steps, PlanStep{RecoveryPoint: st.ID, Type: st.Kind.String(), Taken: st.Taken})
 	}
-	var target cofferv1.Instance
-	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(req.TargetInstance), &target); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "target instance %q is not registered", req.TargetInstance)
+	var names []string
+	if req.ToDirectory != "" {
+		names, acc.Script = asFiles(rps, plan, req)
+		req.TargetInstance = ""
+	} else {
+		var target cofferv1.Instance
+		if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(req.TargetInstance), &target); err != nil {
+			if errors.Is(err, catalog.ErrNotFound) {
+				writeError(w, http.StatusNotFound, "target instance %q is not registered", req.TargetInstance)
+				return
+			}
+			s.unavailable(w, r, err)
 			return
 		}
-		s.unavailable(w, r, err)
-		return
 	}
 	if req.DryRun {
 		writeJSON(w, http.StatusOK, acc)
@@ -575,7 +589,8 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
-		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery}
+		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery,
+		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script}
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}
@@ -587,6 +602,30 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		"target_instance", dst.Instance, "target_database", dst.Database)
 	acc.JobID = jobID
 	writeJSON(w, http.StatusAccepted, acc)
+}
+
+// asFiles names the files of a restore as files (in apply order, so that
+// a directory listing shows the order) and writes the script that applies
+// them.
+func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest) ([]string, string) {
+	byID := make(map[string]*cofferv1.RecoveryPoint, len(rps))
+	for _, rp := range rps {
+		byID[rp.GetId()] = rp
+	}
+	sc := mssql.Script{Database: req.TargetDatabase, StopAt: plan.StopAt, NoRecovery: req.NoRecovery}
+	var names []string
+	for i, st := range plan.Steps {
+		name := fmt.Sprintf("%02d-%s-%s.bak", i+1, strings.ReplaceAll(st.Kind.String(), " ", "-"), st.ID)
+		names = append(names, name)
+		sc.Files = append(sc.Files, mssql.ScriptFile{Path: filepath.Join(req.ToDirectory, name), Log: st.Kind == policy.Log,
+			Note: fmt.Sprintf("%s %s, taken %s", st.Kind, st.ID, st.Taken.UTC().Format(time.RFC3339))})
+	}
+	if len(plan.Steps) > 0 {
+		for _, f := range byID[plan.Steps[0].ID].GetBackup().GetFiles() {
+			sc.LogicalNames = append(sc.LogicalNames, f.GetLogicalName())
+		}
+	}
+	return names, sc.String()
 }
 
 // points reads recovery point records as the chain rules see them.

@@ -932,7 +932,14 @@ type RestoreRequested struct {
 	// stop_at, when set, stops the last log backup at that moment (STOPAT).
 	StopAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at,json=stopAt,proto3" json:"stop_at,omitempty"`
 	// no_recovery leaves the database RESTORING, ready for more logs.
-	NoRecovery    bool `protobuf:"varint,9,opt,name=no_recovery,json=noRecovery,proto3" json:"no_recovery,omitempty"`
+	NoRecovery bool `protobuf:"varint,9,opt,name=no_recovery,json=noRecovery,proto3" json:"no_recovery,omitempty"`
+	// to_directory, when set, restores as files: each recovery point's
+	// backup file is written, verified, into this directory on the
+	// streamer's machine as file_names[i], with script (the T-SQL that
+	// applies them) as restore.sql. No SQL Server is touched.
+	ToDirectory   string   `protobuf:"bytes,10,opt,name=to_directory,json=toDirectory,proto3" json:"to_directory,omitempty"`
+	FileNames     []string `protobuf:"bytes,11,rep,name=file_names,json=fileNames,proto3" json:"file_names,omitempty"`
+	Script        string   `protobuf:"bytes,12,opt,name=script,proto3" json:"script,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,6 +1035,27 @@ func (x *RestoreRequested) GetNoRecovery() bool {
 		return x.NoRecovery
 	}
 	return false
+}
+
+func (x *RestoreRequested) GetToDirectory() string {
+	if x != nil {
+		return x.ToDirectory
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetFileNames() []string {
+	if x != nil {
+		return x.FileNames
+	}
+	return nil
+}
+
+func (x *RestoreRequested) GetScript() string {
+	if x != nil {
+		return x.Script
+	}
+	return ""
 }
 
 // JobProgress reports progress of a running job. streamer -> committer.
@@ -1901,7 +1929,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
-	"chainBreak\"\xf1\x02\n" +
+	"chainBreak\"\xcb\x03\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -1912,7 +1940,12 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\toverwrite\x18\a \x01(\bR\toverwrite\x123\n" +
 	"\astop_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x1f\n" +
 	"\vno_recovery\x18\t \x01(\bR\n" +
-	"noRecovery\"\xbf\x02\n" +
+	"noRecovery\x12!\n" +
+	"\fto_directory\x18\n" +
+	" \x01(\tR\vtoDirectory\x12\x1d\n" +
+	"\n" +
+	"file_names\x18\v \x03(\tR\tfileNames\x12\x16\n" +
+	"\x06script\x18\f \x01(\tR\x06script\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
