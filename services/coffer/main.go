@@ -44,6 +44,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
           [--norecovery] [--dry-run] [--wait]
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
+  vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSim(ctx, args[1:], stdout, stderr)
 	case "up":
 		return runUp(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "vault":
+		return runVault(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "jobs", "policy":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":

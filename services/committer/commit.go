@@ -90,7 +90,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 	existing, err := s.vault.GetManifest(ctx, rpID)
 	switch {
 	case err == nil:
-		rp, err := recoveryPoint(existing)
+		rp, err := RecoveryPointOf(existing)
 		if err != nil {
 			return nil, reject("manifest %s is already written but holds no recovery point: %v", rpID, err)
 		}
@@ -189,8 +189,9 @@ func (s *Service) failJob(ctx context.Context, jid string, e *cofferv1.BackupStr
 	return nil
 }
 
-// recoveryPoint decodes the record a manifest carries in its Meta.
-func recoveryPoint(m *vault.Manifest) (*cofferv1.RecoveryPoint, error) {
+// RecoveryPointOf decodes the recovery point record a manifest carries in
+// its Meta (the commit writes it there; Rebuild and vault checks read it).
+func RecoveryPointOf(m *vault.Manifest) (*cofferv1.RecoveryPoint, error) {
 	if len(m.Meta) == 0 {
 		return nil, errors.New("no metadata")
 	}

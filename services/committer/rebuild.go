@@ -35,7 +35,7 @@ func Rebuild(ctx context.Context, v *vault.Vault, cat *catalog.Catalog) error {
 			errs = append(errs, err)
 			return nil
 		}
-		rp, err := recoveryPoint(m)
+		rp, err := RecoveryPointOf(m)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("manifest %s: %w", id, err))
 			return nil

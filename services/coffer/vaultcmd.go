@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/committer"
+)
+
+// runVault runs `coffer vault check`: it opens the vault where `coffer up`
+// keeps it (the same --data, COFFER_VAULT_DIR or COFFER_S3_* settings and
+// master key) and checks that every recovery point's chunks exist (fast)
+// or also authenticate (--full). Damage makes it fail, naming the
+// recovery points it affects.
+func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "check" {
+		return errors.New("usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]")
+	}
+	fs := flag.NewFlagSet("coffer vault check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	home, _ := os.UserHomeDir()
+	defData := getenv("COFFER_DATA")
+	if defData == "" {
+		defData = filepath.Join(home, ".coffer")
+	}
+	c := &upConfig{}
+	full := fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
+	fs.StringVar(&c.dataDir, "data", defData, "coffer's data directory (COFFER_DATA)")
+	fs.StringVar(&c.masterKeyFile, "master-key-file", getenv("COFFER_MASTER_KEY_FILE"), "file holding the master key (default DATA/master.key)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.store = daemon.VaultStoreFromEnv(getenv)
+	if c.store.Dir == "" && c.store.S3Endpoint == "" {
+		c.store.Dir = filepath.Join(c.dataDir, "vault")
+	}
+	store, err := c.store.Open()
+	if err != nil {
+		return err
+	}
+	key, err := c.masterKey(getenv, true, stdout)
+	if err != nil {
+		return err
+	}
+	v, err := daemon.OpenVault(ctx, store, key, false)
+	if err != nil {
+		return err
+	}
+	mode := vault.CheckFast
+	if *full {
+		mode = vault.CheckFull
+	}
+	rep, err := v.Check(ctx, vault.CheckOptions{Mode: mode})
+	if err != nil {
+		return fmt.Errorf("vault check: %w", err)
+	}
+	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", vaultWhere(c.store), mode, rep.Manifests, rep.Chunks)
+	if mode == vault.CheckFull {
+		fmt.Fprintf(stdout, ", %s read and authenticated", humanBytes(rep.BytesRead))
+	}
+	fmt.Fprintln(stdout)
+	if rep.Unreferenced > 0 {
+		fmt.Fprintf(stdout, "%d chunks no recovery point needs (garbage collection removes them)\n", rep.Unreferenced)
+	}
+	if rep.OK() {
+		fmt.Fprintln(stdout, "no damage found")
+		return nil
+	}
+	fmt.Fprintf(stdout, "\nDAMAGE\n")
+	for _, d := range rep.Damaged {
+		what := "chunk " + d.Chunk
+		if d.Chunk == "" {
+			what = "manifest " + d.Manifest
+		}
+		fmt.Fprintf(stdout, "  %s: %s (needed by %s)\n", what, d.Problem, strings.Join(d.Manifests, ", "))
+	}
+	affected := rep.Affected()
+	fmt.Fprintf(stdout, "\nrecovery points that cannot be restored:\n")
+	for _, id := range affected {
+		name := "(its manifest is unreadable)"
+		if m, err := v.GetManifest(ctx, id); err == nil {
+			if rp, err := committer.RecoveryPointOf(m); err == nil {
+				name = fmt.Sprintf("%s/%s, %s taken %s", rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(),
+					typeWord(rp.GetBackup().GetType().String()), m.CreatedAt.Local().Format("2006-01-02 15:04:05"))
+			}
+		}
+		fmt.Fprintf(stdout, "  %s  %s\n", id, name)
+	}
+	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
+	return fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected))
+}
+
+// typeWord names a backup type as coffer's tables do.
+func typeWord(enum string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(enum, "BACKUP_TYPE_"), "_", " "))
+}
