@@ -46,6 +46,20 @@ type Policy struct {
 	Retention    Retention     `json:"retention"`
 	Compression  bool          `json:"compression"`
 	OnDemand     OnDemandRules `json:"on_demand"`
+	// Verify, when set, runs regular test restores.
+	Verify *VerifySchedule `json:"verify,omitempty"`
+}
+
+// VerifySchedule asks for regular test restores: on Days (every day when
+// empty) at Hour:Minute in the policy's zone, the latest moment and a
+// random moment of the restorable range are restored to scratch databases
+// on Instance (default: the database's own instance), checked with DBCC
+// CHECKDB and dropped; the result is recorded on the recovery points.
+type VerifySchedule struct {
+	Days     []time.Weekday `json:"days,omitempty"`
+	Hour     int            `json:"hour"`
+	Minute   int            `json:"minute"`
+	Instance string         `json:"instance,omitempty"`
 }
 
 // Schedule says when a full or differential backup is due: on the given
@@ -222,6 +236,9 @@ func (p *Policy) Validate() error {
 		bad("full.frequency: %q is neither daily nor weekly", p.Full.Frequency)
 	}
 	checkTime("full", p.Full)
+	if v := p.Verify; v != nil {
+		checkTime("verify", Schedule{Days: v.Days, Hour: v.Hour, Minute: v.Minute})
+	}
 	if d := p.Differential; d != nil {
 		checkTime("differential", *d)
 		if d.Frequency != "" {

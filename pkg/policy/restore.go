@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -250,3 +251,51 @@ func (r *refusal) Error() string { return r.reason }
 func (r *refusal) Unwrap() error { return ErrBrokenChain }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
+
+// Labels of the test restores VerifyTargets picks.
+const (
+	VerifyLatest = "latest"
+	VerifyRandom = "random moment"
+)
+
+// VerifyTarget is one test restore a verification runs.
+type VerifyTarget struct {
+	Label string
+	Plan  Plan
+}
+
+// VerifyTargets picks a verification's test restores: the latest moment,
+// and a moment (to the second) drawn from r across every restorable
+// range, when the ranges span more than one moment.
+func VerifyTargets(points []Point, r *rand.Rand) ([]VerifyTarget, error) {
+	latest, err := PlanLatest(points)
+	if err != nil {
+		return nil, err
+	}
+	out := []VerifyTarget{{Label: VerifyLatest, Plan: latest}}
+	var total time.Duration
+	rs := Ranges(points)
+	for _, rg := range rs {
+		total += rg.To.Sub(rg.From)
+	}
+	if total < time.Second {
+		return out, nil
+	}
+	pick := time.Duration(r.Int64N(int64(total)))
+	for _, rg := range rs {
+		if span := rg.To.Sub(rg.From); pick > span {
+			pick -= span
+			continue
+		}
+		at := rg.From.Add(pick).Truncate(time.Second)
+		if at.Before(rg.From) {
+			at = rg.From
+		}
+		p, err := PlanAt(points, at)
+		if err != nil {
+			return nil, fmt.Errorf("plan a test restore to %s: %w", stamp(at), err)
+		}
+		return append(out, VerifyTarget{Label: VerifyRandom, Plan: p}), nil
+	}
+	return out, nil
+}

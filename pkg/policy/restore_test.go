@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -141,5 +142,32 @@ func TestChainAcrossForkPoint(t *testing.T) {
 	}
 	if _, err := Restorable(pts, "X"); !errors.Is(err, ErrBrokenChain) {
 		t.Errorf("a log on an unrelated fork: %v, want a broken chain", err)
+	}
+}
+
+func TestVerifyTargets(t *testing.T) {
+	pts := without(chainFixture(), "L4")
+	rs := Ranges(pts)
+	for seed := range uint64(20) {
+		ts, err := VerifyTargets(pts, rand.New(rand.NewPCG(seed, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) != 2 || ts[0].Label != VerifyLatest || !ts[0].Plan.At.Equal(at(14)) || ts[1].Label != VerifyRandom {
+			t.Fatalf("seed %d: %+v, want the latest moment and a random one", seed, ts)
+		}
+		m := ts[1].Plan.At
+		inside := false
+		for _, r := range rs {
+			inside = inside || !m.Before(r.From) && !m.After(r.To)
+		}
+		if !inside || m.Truncate(time.Second) != m {
+			t.Errorf("seed %d: random moment %v is not a whole second inside the ranges %+v", seed, m, rs)
+		}
+	}
+	// a single full: only the latest
+	one := []Point{chainFixture()[0]}
+	if ts, err := VerifyTargets(one, rand.New(rand.NewPCG(1, 1))); err != nil || len(ts) != 1 {
+		t.Errorf("one full: %+v, %v; want the latest only", ts, err)
 	}
 }

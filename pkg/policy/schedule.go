@@ -90,6 +90,15 @@ func (p *Policy) LastDifferential(t time.Time) time.Time {
 	return last(t, p.loc(), p.Differential.Days, p.Differential.Hour, p.Differential.Minute)
 }
 
+// NextVerify is the first time after t a test restore is due, or zero
+// when the policy asks for none.
+func (p *Policy) NextVerify(t time.Time) time.Time {
+	if p.Verify == nil {
+		return time.Time{}
+	}
+	return next(t, p.loc(), p.Verify.Days, p.Verify.Hour, p.Verify.Minute)
+}
+
 // NextLog is the first time after t a log backup is due, or zero when the
 // policy takes none. Log slots are aligned to whole multiples of the
 // interval since the Unix epoch, so a 15-minute policy runs at :00, :15,

@@ -1861,6 +1861,297 @@ func (x *RecoveryPointsExpired) GetRecoveryPoints() []string {
 	return nil
 }
 
+// VerifyTarget is one test restore: the recovery points applied in order,
+// stopping at stop_at when set.
+type VerifyTarget struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryPoints []string               `protobuf:"bytes,1,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	StopAt         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=stop_at,json=stopAt,proto3" json:"stop_at,omitempty"`
+	// label says why this target was chosen: "latest", "random moment".
+	Label string `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	// at is the moment the restored database is as of.
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyTarget) Reset() {
+	*x = VerifyTarget{}
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyTarget) ProtoMessage() {}
+
+func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
+func (*VerifyTarget) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *VerifyTarget) GetRecoveryPoints() []string {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return nil
+}
+
+func (x *VerifyTarget) GetStopAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopAt
+	}
+	return nil
+}
+
+func (x *VerifyTarget) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *VerifyTarget) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// VerifyRequested is queued test-restore work. scheduler or gateway ->
+// [work queue] -> backup-streamer.
+type VerifyRequested struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	// instance runs the scratch restores; empty means the database's own.
+	Instance      string          `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	Targets       []*VerifyTarget `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequested) Reset() {
+	*x = VerifyRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequested) ProtoMessage() {}
+
+func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
+func (*VerifyRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *VerifyRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VerifyRequested) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *VerifyRequested) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *VerifyRequested) GetTargets() []*VerifyTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+// VerifyResult is the outcome of one VerifyTarget, recorded on
+// recovery_point (the target's last point).
+type VerifyResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecoveryPoint string                 `protobuf:"bytes,1,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
+	Passed        bool                   `protobuf:"varint,2,opt,name=passed,proto3" json:"passed,omitempty"`
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	RestoredTo    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=restored_to,json=restoredTo,proto3" json:"restored_to,omitempty"`
+	Label         string                 `protobuf:"bytes,5,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResult) Reset() {
+	*x = VerifyResult{}
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResult) ProtoMessage() {}
+
+func (x *VerifyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
+func (*VerifyResult) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *VerifyResult) GetRecoveryPoint() string {
+	if x != nil {
+		return x.RecoveryPoint
+	}
+	return ""
+}
+
+func (x *VerifyResult) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *VerifyResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *VerifyResult) GetRestoredTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestoredTo
+	}
+	return nil
+}
+
+func (x *VerifyResult) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+// VerifyCompleted reports a verify job's results, passed or not.
+// backup-streamer -> committer (records them), scheduler.
+type VerifyCompleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	Instance      string                 `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	Results       []*VerifyResult        `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCompleted) Reset() {
+	*x = VerifyCompleted{}
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCompleted) ProtoMessage() {}
+
+func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
+func (*VerifyCompleted) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *VerifyCompleted) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VerifyCompleted) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *VerifyCompleted) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *VerifyCompleted) GetResults() []*VerifyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -2008,7 +2299,29 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x15RecoveryPointsExpired\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
-	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPointsB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"\xae\x01\n" +
+	"\fVerifyTarget\x12'\n" +
+	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
+	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xbe\x01\n" +
+	"\x0fVerifyRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x1a\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance\x121\n" +
+	"\atargets\x18\x04 \x03(\v2\x17.coffer.v1.VerifyTargetR\atargets\"\xb8\x01\n" +
+	"\fVerifyResult\x12%\n" +
+	"\x0erecovery_point\x18\x01 \x01(\tR\rrecoveryPoint\x12\x16\n" +
+	"\x06passed\x18\x02 \x01(\bR\x06passed\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12;\n" +
+	"\vrestored_to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"restoredTo\x12\x14\n" +
+	"\x05label\x18\x05 \x01(\tR\x05label\"\xbe\x01\n" +
+	"\x0fVerifyCompleted\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x1a\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance\x121\n" +
+	"\aresults\x18\x04 \x03(\v2\x17.coffer.v1.VerifyResultR\aresultsB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -2022,7 +2335,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -2049,88 +2362,101 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*PolicyDeleteRequested)(nil),   // 22: coffer.v1.PolicyDeleteRequested
 	(*ChainBroken)(nil),             // 23: coffer.v1.ChainBroken
 	(*RecoveryPointsExpired)(nil),   // 24: coffer.v1.RecoveryPointsExpired
-	(*EventMeta)(nil),               // 25: coffer.v1.EventMeta
-	(*Instance)(nil),                // 26: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 27: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 28: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 29: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 30: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 31: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
-	(JobKind)(0),                    // 33: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 34: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 35: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 36: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 37: coffer.v1.PolicyRecord
+	(*VerifyTarget)(nil),            // 25: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),         // 26: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),            // 27: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),         // 28: coffer.v1.VerifyCompleted
+	(*EventMeta)(nil),               // 29: coffer.v1.EventMeta
+	(*Instance)(nil),                // 30: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 31: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 32: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 33: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 34: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 35: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(JobKind)(0),                    // 37: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 38: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 39: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 40: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 41: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	25, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	26, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	25, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	27, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	25, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	27, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	27, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	25, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	25, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	28, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	25, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	30, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	25, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	29, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	25, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	31, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	25, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	31, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	25, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	29, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	32, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	25, // 30: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	33, // 31: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	29, // 32: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	29, // 33: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	31, // 34: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	25, // 35: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	29, // 36: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	34, // 37: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	35, // 38: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	25, // 39: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	36, // 40: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	25, // 41: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	29, // 42: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	29, // 43: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	25, // 44: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	33, // 45: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	29, // 46: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	31, // 47: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	29, // 48: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	25, // 49: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	33, // 50: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	29, // 51: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	31, // 52: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	29, // 53: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	25, // 54: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	25, // 55: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	37, // 56: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	25, // 57: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	25, // 58: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	29, // 59: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	25, // 60: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	29, // 61: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	29, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	30, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	29, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	31, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	29, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	31, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	31, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	29, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	29, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	32, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	29, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	29, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	34, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	29, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	33, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	29, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	29, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	29, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	29, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	33, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	36, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	29, // 30: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	37, // 31: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	33, // 32: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	33, // 33: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	35, // 34: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	29, // 35: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	33, // 36: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	38, // 37: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	39, // 38: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	29, // 39: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	40, // 40: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	29, // 41: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	33, // 42: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	33, // 43: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	29, // 44: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	37, // 45: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	33, // 46: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	35, // 47: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	33, // 48: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	29, // 49: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	37, // 50: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	33, // 51: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	35, // 52: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	33, // 53: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	29, // 54: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	29, // 55: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 56: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	29, // 57: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 58: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	33, // 59: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	29, // 60: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	33, // 61: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	36, // 62: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	36, // 63: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	29, // 64: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 65: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	25, // 66: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	36, // 67: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	29, // 68: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	33, // 69: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	27, // 70: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -2145,7 +2471,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,9 +41,11 @@ const (
 	SubjectPolicyDeleteRequested  = "coffer.evt.policy.delete"
 	SubjectChainBroken            = "coffer.job.chainbroken"
 	SubjectRecoveryPointsExpired  = "coffer.job.expired"
+	SubjectVerifyCompleted        = "coffer.job.verified"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
+	SubjectWorkVerify  = "coffer.work.verify"
 
 	BucketInstances      = "instances"
 	BucketInventory      = "inventory"

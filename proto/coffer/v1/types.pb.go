@@ -89,6 +89,7 @@ const (
 	JobKind_JOB_KIND_PROTECT     JobKind = 3
 	JobKind_JOB_KIND_DISCOVER    JobKind = 4
 	JobKind_JOB_KIND_DELETE      JobKind = 5
+	JobKind_JOB_KIND_VERIFY      JobKind = 6
 )
 
 // Enum value maps for JobKind.
@@ -100,6 +101,7 @@ var (
 		3: "JOB_KIND_PROTECT",
 		4: "JOB_KIND_DISCOVER",
 		5: "JOB_KIND_DELETE",
+		6: "JOB_KIND_VERIFY",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED": 0,
@@ -108,6 +110,7 @@ var (
 		"JOB_KIND_PROTECT":     3,
 		"JOB_KIND_DISCOVER":    4,
 		"JOB_KIND_DELETE":      5,
+		"JOB_KIND_VERIFY":      6,
 	}
 )
 
@@ -1276,7 +1279,9 @@ type RecoveryPoint struct {
 	// chain_break, on a full that healed a broken chain, says why the chain
 	// broke before it: the database cannot be restored to a moment between
 	// the last point before this one and this full.
-	ChainBreak    string `protobuf:"bytes,16,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	ChainBreak string `protobuf:"bytes,16,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	// verification is the latest test restore of this point.
+	Verification  *Verification `protobuf:"bytes,17,opt,name=verification,proto3" json:"verification,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1423,6 +1428,102 @@ func (x *RecoveryPoint) GetChainBreak() string {
 	return ""
 }
 
+func (x *RecoveryPoint) GetVerification() *Verification {
+	if x != nil {
+		return x.Verification
+	}
+	return nil
+}
+
+// Verification is the outcome of a test restore: the point restored to a
+// scratch database, checked (DBCC CHECKDB) and dropped.
+type Verification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// job_id is the verify job; instance where it ran.
+	JobId    string `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Instance string `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	Passed   bool   `protobuf:"varint,4,opt,name=passed,proto3" json:"passed,omitempty"`
+	// detail says what was checked, or why it failed.
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// restored_to is the moment the scratch database was restored to.
+	RestoredTo    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=restored_to,json=restoredTo,proto3" json:"restored_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Verification) Reset() {
+	*x = Verification{}
+	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Verification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Verification) ProtoMessage() {}
+
+func (x *Verification) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Verification.ProtoReflect.Descriptor instead.
+func (*Verification) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Verification) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Verification) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Verification) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *Verification) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *Verification) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Verification) GetRestoredTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestoredTo
+	}
+	return nil
+}
+
 // Job is one unit of work a person can follow (bucket "jobs", owned by the
 // committer, which records every job's progress and outcome).
 type Job struct {
@@ -1450,7 +1551,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1563,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1576,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Job) GetId() string {
@@ -1604,7 +1705,7 @@ type PolicyRecord struct {
 
 func (x *PolicyRecord) Reset() {
 	*x = PolicyRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1717,7 @@ func (x *PolicyRecord) String() string {
 func (*PolicyRecord) ProtoMessage() {}
 
 func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1730,7 @@ func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
 func (*PolicyRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PolicyRecord) GetName() string {
@@ -1688,7 +1789,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1801,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1814,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -1938,7 +2039,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xa5\x04\n" +
+	"storedSize\"\xe2\x04\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -1958,7 +2059,16 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\ton_demand\x18\x0e \x01(\bR\bonDemand\x12\x16\n" +
 	"\x06policy\x18\x0f \x01(\tR\x06policy\x12\x1f\n" +
 	"\vchain_break\x18\x10 \x01(\tR\n" +
-	"chainBreak\"\xc8\x04\n" +
+	"chainBreak\x12;\n" +
+	"\fverification\x18\x11 \x01(\v2\x17.coffer.v1.VerificationR\fverification\"\xda\x01\n" +
+	"\fVerification\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance\x12\x16\n" +
+	"\x06passed\x18\x04 \x01(\bR\x06passed\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12;\n" +
+	"\vrestored_to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"restoredTo\"\xc8\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x12)\n" +
@@ -2013,14 +2123,15 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\x90\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xa5\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
 	"\x10JOB_KIND_RESTORE\x10\x02\x12\x14\n" +
 	"\x10JOB_KIND_PROTECT\x10\x03\x12\x15\n" +
 	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
-	"\x0fJOB_KIND_DELETE\x10\x05*\x81\x01\n" +
+	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
+	"\x0fJOB_KIND_VERIFY\x10\x06*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -2046,7 +2157,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2062,46 +2173,50 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*BackupMetadata)(nil),        // 11: coffer.v1.BackupMetadata
 	(*ChunkRef)(nil),              // 12: coffer.v1.ChunkRef
 	(*RecoveryPoint)(nil),         // 13: coffer.v1.RecoveryPoint
-	(*Job)(nil),                   // 14: coffer.v1.Job
-	(*PolicyRecord)(nil),          // 15: coffer.v1.PolicyRecord
-	(*ScheduleState)(nil),         // 16: coffer.v1.ScheduleState
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Verification)(nil),          // 14: coffer.v1.Verification
+	(*Job)(nil),                   // 15: coffer.v1.Job
+	(*PolicyRecord)(nil),          // 16: coffer.v1.PolicyRecord
+	(*ScheduleState)(nil),         // 17: coffer.v1.ScheduleState
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	17, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	17, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	18, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	18, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	17, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	17, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	18, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	18, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	17, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	18, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	17, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	17, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	18, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	18, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	5,  // 12: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 13: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	17, // 14: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	17, // 15: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 16: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
-	2,  // 17: coffer.v1.Job.state:type_name -> coffer.v1.JobState
-	5,  // 18: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	17, // 19: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	17, // 20: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 21: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
-	5,  // 22: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	17, // 23: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 24: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	17, // 25: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	17, // 26: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	17, // 27: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	17, // 28: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	18, // 14: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	18, // 15: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 16: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
+	18, // 17: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	18, // 18: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	1,  // 19: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
+	2,  // 20: coffer.v1.Job.state:type_name -> coffer.v1.JobState
+	5,  // 21: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
+	18, // 22: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	18, // 23: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 24: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
+	5,  // 25: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
+	18, // 26: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 27: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	18, // 28: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	18, // 29: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	18, // 30: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	18, // 31: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2115,7 +2230,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
