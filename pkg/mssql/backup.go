@@ -388,3 +388,13 @@ func (c *Client) History(ctx context.Context, database string, n int) ([]History
 	}
 	return out, nil
 }
+
+// CheckDB runs DBCC CHECKDB on a database; consistency errors come back as
+// the *Error SQL Server raised (8939, then 8989 with the count). DBCC
+// takes no variable for the name, so it is quoted.
+func (c *Client) CheckDB(ctx context.Context, database string) error {
+	if err := c.exec(ctx, "DBCC CHECKDB ("+QuoteName(database)+") WITH NO_INFOMSGS", nil); err != nil {
+		return fmt.Errorf("DBCC CHECKDB of %q: %w", database, err)
+	}
+	return nil
+}

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -53,4 +56,30 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		*f.dst = l
 	}
 	return pt, nil
+}
+
+// VerifyTargetsOf picks a verification's test restores (VerifyTargets)
+// from a database's recovery point records, as the work message carries
+// them.
+func VerifyTargetsOf(rps []*cofferv1.RecoveryPoint, r *rand.Rand) ([]*cofferv1.VerifyTarget, error) {
+	pts := make([]Point, 0, len(rps))
+	for _, rp := range rps {
+		pt, err := PointFromRecord(rp)
+		if err != nil {
+			return nil, err
+		}
+		pts = append(pts, pt)
+	}
+	ts, err := VerifyTargets(pts, r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*cofferv1.VerifyTarget, len(ts))
+	for i, t := range ts {
+		out[i] = &cofferv1.VerifyTarget{RecoveryPoints: t.Plan.IDs(), Label: t.Label, At: timestamppb.New(t.Plan.At)}
+		if !t.Plan.StopAt.IsZero() {
+			out[i].StopAt = timestamppb.New(t.Plan.StopAt)
+		}
+	}
+	return out, nil
 }

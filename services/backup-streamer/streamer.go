@@ -144,6 +144,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.restore(ctx, m, &req)
+	case cofferv1.SubjectWorkVerify:
+		var req cofferv1.VerifyRequested
+		if err := m.Decode(&req); err != nil {
+			return err
+		}
+		return s.verify(ctx, m, &req)
 	}
 	return bus.Permanent(fmt.Errorf("unexpected work subject %s", m.Subject))
 }

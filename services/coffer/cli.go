@@ -144,6 +144,10 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.backup(ctx, pos, *typ, *wait) }
 	case "rp":
 		run = func(pos []string) error { return c.rpList(ctx, pos) }
+	case "verify":
+		on := fs.String("on", "", "instance to run the test restores on (default: the database's own)")
+		wait := fs.Bool("wait", false, "follow the job to its end")
+		run = func(pos []string) error { return c.verify(ctx, pos, *on, *wait) }
 	case "restore":
 		latest := fs.Bool("latest", false, "restore to the latest moment the backups reach")
 		point := fs.String("point", "", "restore to the end of a recovery point (coffer rp list)")
@@ -389,6 +393,22 @@ func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequ
 	return nil
 }
 
+// verify asks for a test restore of a database now.
+func (c *cli) verify(ctx context.Context, pos []string, on string, wait bool) error {
+	if len(pos) != 1 {
+		return errors.New("usage: coffer verify INSTANCE/DATABASE [--on INSTANCE] [--wait]")
+	}
+	inst, db, err := splitDB(pos[0])
+	if err != nil {
+		return err
+	}
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/verifications", gateway.VerifyRequest{Instance: inst, Database: db, ScratchInstance: on}, &acc); err != nil {
+		return err
+	}
+	return c.follow(ctx, acc, wait)
+}
+
 // printPlan prints a restore plan as a database administrator reads it.
 func (c *cli) printPlan(acc gateway.Accepted) {
 	var rows [][]string
@@ -502,12 +522,20 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 			keep += " (" + strings.Join(rp.Tags, ",") + ")"
 		}
 		note := ""
+		if v := rp.Verified; v != nil {
+			if v.Passed {
+				note = "verified " + fmtTime(v.At) + "; "
+			} else {
+				note = "TEST RESTORE FAILED " + fmtTime(v.At) + ": " + v.Detail + "; "
+			}
+		}
 		if rp.HealsBreak != "" {
-			note = "new chain; the chain broke before: " + rp.HealsBreak
+			note += "new chain; the chain broke before: " + rp.HealsBreak
 		}
 		if rp.ChainBreak != "" {
-			note = "CHAIN BROKEN: " + rp.ChainBreak
+			note += "CHAIN BROKEN: " + rp.ChainBreak
 		}
+		note = strings.TrimSuffix(note, "; ")
 		rows = append(rows, []string{rp.ID, rp.Type, fmtTime(rp.Finish), rp.FirstLSN, rp.LastLSN, humanBytes(rp.Size), humanBytes(rp.NewBytes), keep, note})
 	}
 	c.table("RECOVERY POINT\tTYPE\tTAKEN\tFIRST LSN\tLAST LSN\tSIZE\tNEW IN VAULT\tKEPT UNTIL\tNOTE", rows)

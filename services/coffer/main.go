@@ -42,6 +42,8 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE])
           (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME])
           [--norecovery] [--dry-run] [--wait]
+  verify INSTANCE/DATABASE [--on INSTANCE] [--wait]
+                                 test restores (latest and a random moment), DBCC CHECKDB, dropped
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
   vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
@@ -63,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUp(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "vault":
 		return runVault(ctx, args[1:], os.Getenv, stdout, stderr)
-	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "jobs", "policy":
+	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "verify", "jobs", "policy":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

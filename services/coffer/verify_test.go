@@ -73,3 +73,65 @@ func TestVaultCheck(t *testing.T) {
 		t.Errorf("full check of a corrupted chunk: %v\n%s\nwant the damage, naming %s of sql1/%s", err, out, full.ID, db)
 	}
 }
+
+// TestVerifyOnDemand: a test restore restores the latest moment and a
+// random one to scratch databases, checks them, drops them and records
+// the result on the recovery points; with a corrupted chunk it fails
+// visibly, naming the recovery point, and records the failure.
+func TestVerifyOnDemand(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	const db = "Proven"
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db)
+	h.eventually("the first full", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+	})
+	for range 2 {
+		h.sim.Commit(db, 3)
+		h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
+	}
+	job := cofferJSON[gateway.Job](h, "verify", "sql1/"+db, "--wait")
+	if job.State != "succeeded" || job.Kind != "verify" {
+		t.Fatalf("verify job: %+v", job)
+	}
+	rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+	latest := rps[len(rps)-1]
+	if v := latest.Verified; v == nil || !v.Passed || v.Job != job.ID || !strings.Contains(v.Detail, "DBCC CHECKDB found no errors") {
+		t.Errorf("the latest point's verification: %+v", latest.Verified)
+	}
+	for _, d := range cofferJSON[[]gateway.Database](h, "db", "list", "sql1") {
+		if strings.HasPrefix(d.Name, "coffer_verify_") {
+			t.Errorf("scratch database %q left behind", d.Name)
+		}
+	}
+	if names := h.sim.Databases(); slicesContainsPrefix(names, "coffer_verify_") {
+		t.Errorf("scratch databases left on the server: %v", names)
+	}
+
+	corruptChunk(t, h)
+	out, err := h.coffer("verify", "sql1/"+db, "--wait")
+	if err == nil || !strings.Contains(err.Error(), "recovery point "+latest.ID) || !strings.Contains(err.Error(), "failed its test restore") {
+		t.Fatalf("verify with a corrupted chunk: %v\n%s\nwant a failure naming %s", err, out, latest.ID)
+	}
+	rps = cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+	if v := rps[len(rps)-1].Verified; v == nil || v.Passed || v.Job == job.ID {
+		t.Errorf("after the failed test restore the latest point's verification is %+v, want the failure", v)
+	}
+	if !strings.Contains(h.mustCoffer("rp", "list", "sql1/"+db), "TEST RESTORE FAILED") {
+		t.Error("rp list does not show the failed test restore")
+	}
+	if names := h.sim.Databases(); slicesContainsPrefix(names, "coffer_verify_") {
+		t.Errorf("scratch databases left on the server after a failure: %v", names)
+	}
+}
+
+func slicesContainsPrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}

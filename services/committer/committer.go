@@ -29,6 +29,7 @@ var subjects = []string{
 	cofferv1.SubjectRestoreCompleted,
 	cofferv1.SubjectBackupStreamed,
 	cofferv1.SubjectRecoveryPointsExpired,
+	cofferv1.SubjectVerifyCompleted,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -156,6 +157,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.backupStreamed(ctx, &e)
+	case cofferv1.SubjectVerifyCompleted:
+		var e cofferv1.VerifyCompleted
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.verifyCompleted(ctx, &e)
 	case cofferv1.SubjectRecoveryPointsExpired:
 		var e cofferv1.RecoveryPointsExpired
 		if err := m.Decode(&e); err != nil {

@@ -163,6 +163,26 @@ type RecoveryPoint struct {
 	// tool's backup, a restore over the database, SIMPLE recovery): no
 	// moment between the point before it and this full can be restored.
 	HealsBreak string `json:"heals_chain_break,omitempty"`
+	// Verified is the latest test restore of this point.
+	Verified *Verification `json:"verified,omitempty"`
+}
+
+// Verification is the outcome of a test restore.
+type Verification struct {
+	At         *time.Time `json:"at"`
+	Job        string     `json:"job"`
+	Instance   string     `json:"instance"`
+	Passed     bool       `json:"passed"`
+	Detail     string     `json:"detail"`
+	RestoredTo *time.Time `json:"restored_to,omitempty"`
+}
+
+// VerifyRequest asks for a test restore of a database now: its latest
+// moment and a random one, on Instance (default: its own).
+type VerifyRequest struct {
+	Instance        string `json:"instance"`
+	Database        string `json:"database"`
+	ScratchInstance string `json:"scratch_instance,omitempty"`
 }
 
 // Job is one unit of work.
@@ -228,7 +248,8 @@ func ParseBackupType(s string) (cofferv1.BackupType, bool) {
 func jobFromProto(j *cofferv1.Job) Job {
 	out := Job{
 		ID: j.GetId(), Kind: map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
-			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover"}[j.GetKind()],
+			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover",
+			cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify"}[j.GetKind()],
 		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
 			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
 		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],
@@ -251,5 +272,14 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		Chunks: r.GetChunks(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
 		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
+		Verified: verificationFromProto(r.GetVerification()),
 	}
+}
+
+func verificationFromProto(v *cofferv1.Verification) *Verification {
+	if v == nil {
+		return nil
+	}
+	return &Verification{At: ts(v.GetAt()), Job: v.GetJobId(), Instance: v.GetInstance(), Passed: v.GetPassed(),
+		Detail: v.GetDetail(), RestoredTo: ts(v.GetRestoredTo())}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -146,6 +147,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/recovery-points", s.listRecoveryPoints)
 	mux.HandleFunc("POST /api/v1/restores", s.restore)
 	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
+	mux.HandleFunc("POST /api/v1/verifications", s.verify)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)
@@ -671,6 +673,61 @@ func planRestore(rps []*cofferv1.RecoveryPoint, req RestoreRequest) (policy.Plan
 		return p, fmt.Errorf("cannot restore: %w", err)
 	}
 	return p, nil
+}
+
+// verify queues a test restore of a database now: its latest moment and a
+// random one, restored to scratch databases, checked and dropped.
+func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
+	var req VerifyRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	database := req.Database
+	if ref, _, err := s.resolve(r.Context(), req.Instance, req.Database); err == nil {
+		database = ref.Database
+	}
+	on := req.ScratchInstance
+	if on == "" {
+		on = req.Instance
+	}
+	var inst cofferv1.Instance
+	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(on), &inst); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "instance %q is not registered", on)
+			return
+		}
+		s.unavailable(w, r, err)
+		return
+	}
+	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	now := s.cfg.Now()
+	targets, err := policy.VerifyTargetsOf(rps, rand.New(rand.NewPCG(uint64(now.UnixNano()), 0)))
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "nothing to verify: %v", err)
+		return
+	}
+	jobID := event.NewJobID(now)
+	ref := &cofferv1.DatabaseRef{Instance: req.Instance, Database: database}
+	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now), Kind: cofferv1.JobKind_JOB_KIND_VERIFY,
+		Database: ref, Detail: fmt.Sprintf("test restore of %d target(s) on %s", len(targets), on)}
+	if err := s.publish(r.Context(), cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	work := &cofferv1.VerifyRequested{Meta: event.Meta(event.ID("verify-work", jobID), jobID, now), Database: ref, Instance: on, Targets: targets}
+	if err := s.publish(r.Context(), cofferv1.SubjectWorkVerify, work, work.Meta.EventId); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	acc := Accepted{JobID: jobID}
+	for _, t := range targets {
+		acc.Plan = append(acc.Plan, t.GetRecoveryPoints()[len(t.GetRecoveryPoints())-1])
+	}
+	writeJSON(w, http.StatusAccepted, acc)
 }
 
 func (s *Service) listRanges(w http.ResponseWriter, r *http.Request) {
