@@ -193,6 +193,9 @@ type RestoreRequest struct {
 	// Recovery brings the database online; otherwise WITH NORECOVERY.
 	Recovery bool
 	StopAt   time.Time
+	// StopAtMark and StopBeforeMark stop at a marked transaction,
+	// including it or not.
+	StopAtMark, StopBeforeMark string
 	// OnProgress receives "N percent processed." as N.
 	OnProgress func(percent int)
 }
@@ -218,6 +221,14 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
 	if !r.StopAt.IsZero() {
 		b.WriteString(", STOPAT = @stopat")
 		args = append(args, sql.Named("stopat", r.StopAt.UTC().Format("2006-01-02T15:04:05.000")))
+	}
+	if r.StopAtMark != "" {
+		b.WriteString(", STOPATMARK = @mark")
+		args = append(args, sql.Named("mark", r.StopAtMark))
+	}
+	if r.StopBeforeMark != "" {
+		b.WriteString(", STOPBEFOREMARK = @mark")
+		args = append(args, sql.Named("mark", r.StopBeforeMark))
 	}
 	if r.Recovery {
 		b.WriteString(", RECOVERY")
@@ -397,4 +408,33 @@ func (c *Client) CheckDB(ctx context.Context, database string) error {
 		return fmt.Errorf("DBCC CHECKDB of %q: %w", database, err)
 	}
 	return nil
+}
+
+// Mark is a marked transaction msdb recorded (msdb.dbo.logmarkhistory).
+type Mark struct {
+	Name string
+	LSN  string
+	Time time.Time
+}
+
+// Marks reads the marked transactions msdb recorded of database.
+func (c *Client) Marks(ctx context.Context, database string) ([]Mark, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT mark_name, lsn, mark_time FROM msdb.dbo.logmarkhistory WHERE database_name = @p1`, database)
+	if err != nil {
+		return nil, fmt.Errorf("read the marked transactions of %q: %w", database, wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []Mark
+	for rows.Next() {
+		var m Mark
+		if err := rows.Scan(&m.Name, &m.LSN, &m.Time); err != nil {
+			return nil, fmt.Errorf("read the marked transactions of %q: %w", database, err)
+		}
+		m.Time = m.Time.UTC()
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the marked transactions of %q: %w", database, wrapSQL(err))
+	}
+	return out, nil
 }

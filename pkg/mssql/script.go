@@ -24,8 +24,10 @@ type Script struct {
 	// be added for the target server.
 	Moves        []Move
 	LogicalNames []string
-	// StopAt, when not zero, stops the last log there.
-	StopAt time.Time
+	// StopAt, when not zero, stops the last log there; StopAtMark and
+	// StopBeforeMark stop it at a marked transaction.
+	StopAt                     time.Time
+	StopAtMark, StopBeforeMark string
 	// NoRecovery leaves the database RESTORING after the last file.
 	NoRecovery bool
 	// Replace overwrites an existing database of the name.
@@ -66,6 +68,12 @@ func (s Script) String() string {
 		}
 		if last && !s.StopAt.IsZero() {
 			fmt.Fprintf(&b, ", STOPAT = '%s'", s.StopAt.UTC().Format("2006-01-02T15:04:05.000"))
+		}
+		if last && s.StopAtMark != "" {
+			fmt.Fprintf(&b, ", STOPATMARK = %s", Literal(s.StopAtMark))
+		}
+		if last && s.StopBeforeMark != "" {
+			fmt.Fprintf(&b, ", STOPBEFOREMARK = %s", Literal(s.StopBeforeMark))
 		}
 		if last && !s.NoRecovery {
 			b.WriteString(", RECOVERY;\nGO\n")

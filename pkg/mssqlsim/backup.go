@@ -58,6 +58,14 @@ type backupSetRow struct {
 	Machine    string
 }
 
+// logMarkRow is one msdb.dbo.logmarkhistory row: a marked transaction
+// that a log backup holds.
+type logMarkRow struct {
+	database, mark, user string
+	lsn                  LSN
+	at                   time.Time
+}
+
 // typeCode returns backupset.type: D, I or L.
 func (r *backupSetRow) typeCode() string {
 	switch r.Header.Type {
@@ -136,6 +144,12 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	row.MediaSetID = i.mediaSets
 	row.ID = len(i.backupsets) + 1
 	i.backupsets = append(i.backupsets, row)
+	// msdb.dbo.logmarkhistory: the marked transactions a log backup holds
+	for _, r := range snap.recs {
+		if r.Mark != "" && snap.hdr.Type == typeLog {
+			i.logMarks = append(i.logMarks, logMarkRow{database: snap.hdr.DatabaseName, mark: r.Mark, user: snap.hdr.UserName, lsn: r.LSN, at: r.Time})
+		}
+	}
 	i.mu.Unlock()
 
 	pages := len(snap.pages)

@@ -280,6 +280,19 @@ var views = map[string]viewDef{
 			return rows
 		},
 	},
+	"dbo.logmarkhistory": {
+		cols: []column{nv("database_name", 128), nv("mark_name", 128), nv("description", 255), nv("user_name", 128),
+			lc("lsn"), dc("mark_time")},
+		build: func(x *execCtx) [][]any {
+			x.inst.mu.Lock()
+			defer x.inst.mu.Unlock()
+			rows := make([][]any, 0, len(x.inst.logMarks))
+			for _, m := range x.inst.logMarks {
+				rows = append(rows, []any{m.database, m.mark, nil, m.user, numeric(m.lsn), m.at})
+			}
+			return rows
+		},
+	},
 	"dbo.backupmediafamily": {
 		cols: []column{ic("media_set_id"), tc("family_sequence_number"), nv("physical_device_name", 260), tc("device_type")},
 		build: func(x *execCtx) [][]any {

@@ -110,6 +110,7 @@ type Instance struct {
 	nextDBID    int
 	credentials []*credential
 	backupsets  []*backupSetRow
+	logMarks    []logMarkRow
 	mediaSets   int
 	faults      []*Fault
 	workloads   map[*dbData]*workload

@@ -138,10 +138,19 @@ type Point struct {
 	BulkLogged bool
 	// HealsBreak, on a full, is why the chain broke before it.
 	HealsBreak string
+	// Marks are the marked transactions a log backup holds.
+	Marks []Mark
 	// Expires and Tags are what Policy.Expiry returned when the point was
 	// taken. A zero Expires means "not computed" and is never expired.
 	Expires time.Time
 	Tags    []string
+}
+
+// Mark is a marked transaction (BEGIN TRAN name WITH MARK).
+type Mark struct {
+	Name string
+	LSN  LSN
+	Time time.Time
 }
 
 // Gap is a place where a chain breaks: Before cannot be restored because

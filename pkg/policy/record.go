@@ -55,6 +55,13 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		}
 		*f.dst = l
 	}
+	for _, m := range b.GetMarks() {
+		l, err := ParseLSN(m.GetLsn())
+		if err != nil {
+			return pt, fmt.Errorf("recovery point %s: mark %q: %w", rp.GetId(), m.GetName(), err)
+		}
+		pt.Marks = append(pt.Marks, Mark{Name: m.GetName(), LSN: l, Time: m.GetTime().AsTime()})
+	}
 	return pt, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,9 @@ type Plan struct {
 	// StopAt, when not zero, stops the last log at that moment (STOPAT);
 	// otherwise the last step is restored whole.
 	StopAt time.Time
+	// StopAtMark or StopBeforeMark, when set, stop the last log at a
+	// marked transaction, including it or not.
+	StopAtMark, StopBeforeMark string
 	// At is the moment the restored database is as of.
 	At time.Time
 }
@@ -195,6 +199,62 @@ func PlanAt(points []Point, t time.Time) (Plan, error) {
 		plan.StopAt = t
 	}
 	return plan, nil
+}
+
+// PlanMark plans a restore to the marked transaction name, including it
+// (STOPATMARK) or, with before, not (STOPBEFOREMARK). When several
+// transactions carry the name, the latest a backup holds is meant. It
+// refuses when no log backup coffer keeps holds the mark, or the chain to
+// it is broken.
+func PlanMark(points []Point, name string, before bool) (Plan, error) {
+	g := newChainGraph(points)
+	found, at := -1, time.Time{}
+	var known []string
+	for i, pt := range g.pts {
+		for _, m := range pt.Marks {
+			if !slices.Contains(known, m.Name) {
+				known = append(known, m.Name)
+			}
+			if m.Name == name && pt.Kind == Log && (found < 0 || m.Time.After(at)) {
+				found, at = i, m.Time
+			}
+		}
+	}
+	if found < 0 {
+		if len(known) == 0 {
+			return Plan{}, refuse("no log backup holds a transaction marked %q (no kept log backup holds any mark)", name)
+		}
+		return Plan{}, refuse("no log backup holds a transaction marked %q; the kept log backups hold: %s", name, strings.Join(known, ", "))
+	}
+	lg := g.pts[found]
+	if !g.reaches(found) {
+		return Plan{}, refuse("the transaction marked %q is in log backup %s, whose chain is broken: %s", name, lg.ID, g.breakBefore(found))
+	}
+	if lg.BulkLogged {
+		return Plan{}, refuse("the transaction marked %q is in log backup %s, which holds bulk-logged changes: SQL Server restores it only whole (error 4327)", name, lg.ID)
+	}
+	// the log before it when it continues a restorable log, else its base
+	via := g.dep[found]
+	if p := g.prevLog(found, g.logs); p >= 0 && g.reaches(p) {
+		via = p
+	}
+	plan := Plan{Steps: append(g.chain(via), Step{ID: lg.ID, Kind: lg.Kind, Taken: lg.Taken}), At: at}
+	if before {
+		plan.StopBeforeMark = name
+	} else {
+		plan.StopAtMark = name
+	}
+	return plan, nil
+}
+
+// breakBefore says why point i's chain is broken.
+func (g *chainGraph) breakBefore(i int) string {
+	for n, j := 0, i; j >= 0 && n <= len(g.pts); n, j = n+1, g.dep[j] {
+		if g.dep[j] < 0 {
+			return g.gap(j).Reason
+		}
+	}
+	return "the chain loops"
 }
 
 // PlanLatest plans a restore to the latest moment any chain reaches.

@@ -171,3 +171,31 @@ func TestVerifyTargets(t *testing.T) {
 		t.Errorf("one full: %+v, %v; want the latest only", ts, err)
 	}
 }
+
+func TestPlanMark(t *testing.T) {
+	pts := chainFixture()
+	for i := range pts {
+		switch pts[i].ID {
+		case "L2":
+			pts[i].Marks = []Mark{{Name: "upgrade", LSN: LSNFromUint64(125), Time: at(3).Add(-time.Minute)}}
+		case "L7":
+			pts[i].Marks = []Mark{{Name: "upgrade", LSN: LSNFromUint64(205), Time: at(12).Add(-time.Minute)}, {Name: "payroll", LSN: LSNFromUint64(207), Time: at(12).Add(-30 * time.Second)}}
+		}
+	}
+	// the latest transaction of the name
+	p, err := PlanMark(pts, "upgrade", false)
+	if err != nil || !slices.Equal(p.IDs(), []string{"O1", "L6", "L7"}) || p.StopAtMark != "upgrade" || p.StopBeforeMark != "" || !p.At.Equal(at(12).Add(-time.Minute)) {
+		t.Errorf("at mark: %+v, %v; want O1, L6, L7 stopping at the mark", p, err)
+	}
+	p, err = PlanMark(pts, "payroll", true)
+	if err != nil || p.StopBeforeMark != "payroll" || p.StopAtMark != "" {
+		t.Errorf("before mark: %+v, %v", p, err)
+	}
+	if _, err := PlanMark(pts, "nope", false); err == nil || !strings.Contains(err.Error(), "hold: upgrade, payroll") {
+		t.Errorf("an unknown mark: %v, want the marks that exist named", err)
+	}
+	// the chain to the mark is broken
+	if _, err := PlanMark(without(pts, "L6"), "payroll", false); err == nil || !strings.Contains(err.Error(), "whose chain is broken") {
+		t.Errorf("a mark behind a gap: %v", err)
+	}
+}

@@ -16,10 +16,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -80,6 +82,31 @@ func backupType(t cofferv1.BackupType) (mssql.BackupType, bool) {
 type statement struct {
 	done chan struct{}
 	err  error
+}
+
+// marksIn returns the marked transactions a log backup holds, so that a
+// restore can stop at one by name. Without them (msdb not readable) the
+// backup stands; a restore to a mark then says no backup holds it.
+func (s *Service) marksIn(ctx context.Context, log *slog.Logger, c *mssql.Client, database string, meta *cofferv1.BackupMetadata) []*cofferv1.LogMark {
+	marks, err := c.Marks(ctx, database)
+	if err != nil {
+		log.WarnContext(ctx, "marked transactions not readable", slog.Any("error", err))
+		return nil
+	}
+	first, err1 := policy.ParseLSN(meta.GetFirstLsn())
+	last, err2 := policy.ParseLSN(meta.GetLastLsn())
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	var out []*cofferv1.LogMark
+	for _, m := range marks {
+		l, err := policy.ParseLSN(m.LSN)
+		if err != nil || l.Less(first) || !l.Less(last) {
+			continue
+		}
+		out = append(out, &cofferv1.LogMark{Name: m.Name, Lsn: m.LSN, Time: timestamppb.New(m.Time)})
+	}
+	return out
 }
 
 // backupOptions are what a backup the streamer takes for itself needs
@@ -225,6 +252,9 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	meta, err := s.readHeader(ctx, c, jid, db, remote)
 	if err != nil {
 		return nil, err
+	}
+	if meta.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG {
+		meta.Marks = s.marksIn(ctx, log, c, db.GetDatabase(), meta)
 	}
 	if opt.tail {
 		keep = true

@@ -190,9 +190,9 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	var stopAt time.Time
 	if t := req.GetStopAt(); t != nil {
 		stopAt = t.AsTime()
-		if files[n-1].rp.GetBackup().GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
-			return nil, fail("a restore can stop at a moment only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
-		}
+	}
+	if (!stopAt.IsZero() || req.GetStopAtMark() != "" || req.GetStopBeforeMark() != "") && files[n-1].rp.GetBackup().GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
+		return nil, fail("a restore can stop at a moment or mark only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
 	}
 	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
 	if err != nil {
@@ -214,7 +214,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			rr.Moves, rr.Replace = moves, existed
 		}
 		if i == n-1 {
-			rr.StopAt = stopAt
+			rr.StopAt, rr.StopAtMark, rr.StopBeforeMark = stopAt, req.GetStopAtMark(), req.GetStopBeforeMark()
 		}
 		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
 			reason := err.Error()
@@ -350,7 +350,7 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	}
 	rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(tjid), Database: db, Backup: streamed.GetBackup(), Size: streamed.GetSize(), JobId: tjid}
 	tlog.InfoContext(ctx, "tail-log backup taken", slog.String("recovery_point", rp.GetId()), slog.Int64("size", rp.GetSize()))
-	if req.GetStopAt() == nil && continues(streamed.GetBackup(), last.GetBackup()) {
+	if req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		return &staged{rp: rp, local: local, remote: serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}, nil
 	}
 	if err := removeFile(local); err != nil {

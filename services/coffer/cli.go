@@ -153,6 +153,8 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		point := fs.String("point", "", "restore to the end of a recovery point (coffer rp list)")
 		at := fs.String("time", "", `restore to a moment: "2026-11-21 10:15:03" (in --tz) or RFC 3339 with an offset`)
 		tz := fs.String("tz", "", "time zone of --time, e.g. Europe/Paris (default: this machine's)")
+		mark := fs.String("mark", "", "restore to the latest transaction marked so (BEGIN TRAN ... WITH MARK), including it")
+		beforeMark := fs.Bool("before-mark", false, "with --mark: stop just before the marked transaction")
 		as := fs.String("as", "", "name of the database to restore into")
 		target := fs.String("target", "", "instance to restore to (default: the source's)")
 		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
@@ -162,7 +164,8 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
 			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
-				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir}
+				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir,
+				Mark: *mark, BeforeMark: *beforeMark}
 			if *at != "" {
 				t, err := parseMoment(*at, *tz)
 				if err != nil {
@@ -357,13 +360,13 @@ func (c *cli) backup(ctx context.Context, pos []string, typ string, wait bool) e
 
 func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequest, wait bool) error {
 	targets := 0
-	for _, set := range []bool{req.Latest, req.Point != "", req.Time != nil} {
+	for _, set := range []bool{req.Latest, req.Point != "", req.Time != nil, req.Mark != ""} {
 		if set {
 			targets++
 		}
 	}
 	if len(pos) != 1 || (req.TargetDatabase == "" && req.ToDirectory == "") || targets != 1 {
-		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE]) (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME]) [--norecovery] [--dry-run] [--wait]")
+		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE] | --mark NAME [--before-mark]) (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME]) [--norecovery] [--dry-run] [--wait]")
 	}
 	inst, db, err := splitDB(pos[0])
 	if err != nil {
@@ -416,8 +419,13 @@ func (c *cli) printPlan(acc gateway.Accepted) {
 		how := "WITH NORECOVERY"
 		if k == len(acc.Steps)-1 {
 			how = "WITH RECOVERY"
-			if acc.StopAt != nil {
+			switch {
+			case acc.StopAt != nil:
 				how = "STOPAT " + fmtTime(acc.StopAt) + ", RECOVERY"
+			case acc.StopAtMark != "":
+				how = fmt.Sprintf("STOPATMARK %q, RECOVERY", acc.StopAtMark)
+			case acc.StopBeforeMark != "":
+				how = fmt.Sprintf("STOPBEFOREMARK %q, RECOVERY", acc.StopBeforeMark)
 			}
 		}
 		rows = append(rows, []string{strconv.Itoa(k + 1), st.RecoveryPoint, st.Type, fmtTime(&st.Taken), how})

@@ -39,7 +39,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
   rp ranges INSTANCE/DATABASE    the moments alone
-  restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE])
+  restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE] | --mark NAME [--before-mark])
           (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME])
           [--norecovery] [--dry-run] [--wait]
   verify INSTANCE/DATABASE [--on INSTANCE] [--wait]

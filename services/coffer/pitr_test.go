@@ -318,3 +318,53 @@ func TestRestoreAsFiles(t *testing.T) {
 		t.Error("a refused restore as files changed restore.sql")
 	}
 }
+
+// TestRestoreToMark: a restore stops at a marked transaction, including
+// it or just before it; a mark no backup holds is refused.
+func TestRestoreToMark(t *testing.T) {
+	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t: start}
+	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	const db = "Marked"
+	history(t, h, clk, db, start, 0)
+	ctx := context.Background()
+	clk.Set(start.Add(time.Minute))
+	h.sim.Commit(db, 2)
+	markAt := start.Add(2 * time.Minute)
+	clk.Set(markAt)
+	if _, err := h.sim.Mark(db, "before upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(start.Add(3 * time.Minute))
+	h.sim.Commit(db, 2)
+	clk.Set(start.Add(5 * time.Minute))
+	if err := h.run.scheduler.Tick(ctx, start.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the log backup", func() bool {
+		for _, rp := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) {
+			if rp.Type == "log" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, c := range []struct {
+		as     string
+		before bool
+		at     time.Time
+	}{{"At mark", false, markAt}, {"Before mark", true, markAt.Add(-time.Millisecond)}} {
+		args := []string{"restore", "sql1/" + db, "--mark", "before upgrade", "--as", c.as, "--wait"}
+		if c.before {
+			args = append(args, "--before-mark")
+		}
+		h.mustCoffer(args...)
+		want, _ := h.sim.ContentHash(db, c.at)
+		if got, err := h.sim.ContentHash(c.as, time.Time{}); err != nil || got != want {
+			t.Errorf("%s: content %s (%v), want %s", c.as, got, err, want)
+		}
+	}
+	if _, err := h.coffer("restore", "sql1/"+db, "--mark", "nope", "--as", "X", "--wait"); err == nil || !strings.Contains(err.Error(), `no log backup holds a transaction marked "nope"`) {
+		t.Errorf("an unknown mark: %v", err)
+	}
+}

@@ -78,14 +78,18 @@ type RestoreRequest struct {
 	// The target, exactly one of: Point, the end of a recovery point;
 	// Time, a moment (to the millisecond); Latest, the latest moment the
 	// backups reach.
-	Point          string     `json:"point,omitempty"`
-	Time           *time.Time `json:"time,omitempty"`
-	Latest         bool       `json:"latest,omitempty"`
-	TargetInstance string     `json:"target_instance,omitempty"`
-	TargetDatabase string     `json:"target_database"`
-	Overwrite      bool       `json:"overwrite,omitempty"`
-	DataPath       string     `json:"data_path,omitempty"`
-	LogPath        string     `json:"log_path,omitempty"`
+	Point  string     `json:"point,omitempty"`
+	Time   *time.Time `json:"time,omitempty"`
+	Latest bool       `json:"latest,omitempty"`
+	// Mark stops at the latest transaction marked so (BEGIN TRAN ... WITH
+	// MARK), including it, or just before it with BeforeMark.
+	Mark           string `json:"mark,omitempty"`
+	BeforeMark     bool   `json:"before_mark,omitempty"`
+	TargetInstance string `json:"target_instance,omitempty"`
+	TargetDatabase string `json:"target_database"`
+	Overwrite      bool   `json:"overwrite,omitempty"`
+	DataPath       string `json:"data_path,omitempty"`
+	LogPath        string `json:"log_path,omitempty"`
 	// NoRecovery leaves the database RESTORING, ready for more logs.
 	NoRecovery bool `json:"no_recovery,omitempty"`
 	// DryRun returns the plan without running it.
@@ -105,9 +109,11 @@ type Accepted struct {
 	// Steps, StopAt and At describe a restore's plan: the backups in apply
 	// order, where the last log stops, and the moment the database will be
 	// as of.
-	Steps  []PlanStep `json:"steps,omitempty"`
-	StopAt *time.Time `json:"stop_at,omitempty"`
-	At     *time.Time `json:"at,omitempty"`
+	Steps          []PlanStep `json:"steps,omitempty"`
+	StopAt         *time.Time `json:"stop_at,omitempty"`
+	StopAtMark     string     `json:"stop_at_mark,omitempty"`
+	StopBeforeMark string     `json:"stop_before_mark,omitempty"`
+	At             *time.Time `json:"at,omitempty"`
 	// Script is the T-SQL that applies the files of a restore as files.
 	Script string `json:"script,omitempty"`
 }

@@ -521,13 +521,17 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	targets := 0
-	for _, set := range []bool{req.Point != "", req.Time != nil, req.Latest} {
+	for _, set := range []bool{req.Point != "", req.Time != nil, req.Latest, req.Mark != ""} {
 		if set {
 			targets++
 		}
 	}
 	if targets != 1 {
-		writeError(w, http.StatusBadRequest, "give exactly one of point, time and latest")
+		writeError(w, http.StatusBadRequest, "give exactly one of point, time, mark and latest")
+		return
+	}
+	if req.BeforeMark && req.Mark == "" {
+		writeError(w, http.StatusBadRequest, "before_mark needs a mark")
 		return
 	}
 	if req.TargetInstance == "" {
@@ -550,7 +554,7 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "%v", err)
 		return
 	}
-	acc := Accepted{Plan: plan.IDs(), At: &plan.At}
+	acc := Accepted{Plan: plan.IDs(), At: &plan.At, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark}
 	if !plan.StopAt.IsZero() {
 		acc.StopAt = &plan.StopAt
 	}
@@ -581,8 +585,13 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	src := &cofferv1.DatabaseRef{Instance: req.Instance, Database: database}
 	dst := &cofferv1.DatabaseRef{Instance: req.TargetInstance, Database: req.TargetDatabase}
 	detail := "restore " + strings.Join(acc.Plan, ", ")
-	if acc.StopAt != nil {
+	switch {
+	case acc.StopAt != nil:
 		detail += " stopping at " + acc.StopAt.UTC().Format(time.RFC3339Nano)
+	case plan.StopAtMark != "":
+		detail += fmt.Sprintf(" stopping at mark %q", plan.StopAtMark)
+	case plan.StopBeforeMark != "":
+		detail += fmt.Sprintf(" stopping before mark %q", plan.StopBeforeMark)
 	}
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now), Kind: cofferv1.JobKind_JOB_KIND_RESTORE,
 		Database: src, Target: dst, Detail: detail}
@@ -592,7 +601,7 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	}
 	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
 		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery,
-		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script}
+		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark}
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}
@@ -614,7 +623,8 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 	for _, rp := range rps {
 		byID[rp.GetId()] = rp
 	}
-	sc := mssql.Script{Database: req.TargetDatabase, StopAt: plan.StopAt, NoRecovery: req.NoRecovery}
+	sc := mssql.Script{Database: req.TargetDatabase, StopAt: plan.StopAt, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark,
+		NoRecovery: req.NoRecovery}
 	var names []string
 	for i, st := range plan.Steps {
 		name := fmt.Sprintf("%02d-%s-%s.bak", i+1, strings.ReplaceAll(st.Kind.String(), " ", "-"), st.ID)
@@ -659,6 +669,12 @@ func planRestore(rps []*cofferv1.RecoveryPoint, req RestoreRequest) (policy.Plan
 		p, err := policy.PlanPoint(pts, req.Point)
 		if err != nil {
 			return p, fmt.Errorf("recovery point %s cannot be restored: %w", req.Point, err)
+		}
+		return p, nil
+	case req.Mark != "":
+		p, err := policy.PlanMark(pts, req.Mark, req.BeforeMark)
+		if err != nil {
+			return p, fmt.Errorf("cannot restore to that mark: %w", err)
 		}
 		return p, nil
 	case req.Time != nil:

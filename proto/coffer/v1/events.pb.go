@@ -937,11 +937,15 @@ type RestoreRequested struct {
 	// backup file is written, verified, into this directory on the
 	// streamer's machine as file_names[i], with script (the T-SQL that
 	// applies them) as restore.sql. No SQL Server is touched.
-	ToDirectory   string   `protobuf:"bytes,10,opt,name=to_directory,json=toDirectory,proto3" json:"to_directory,omitempty"`
-	FileNames     []string `protobuf:"bytes,11,rep,name=file_names,json=fileNames,proto3" json:"file_names,omitempty"`
-	Script        string   `protobuf:"bytes,12,opt,name=script,proto3" json:"script,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ToDirectory string   `protobuf:"bytes,10,opt,name=to_directory,json=toDirectory,proto3" json:"to_directory,omitempty"`
+	FileNames   []string `protobuf:"bytes,11,rep,name=file_names,json=fileNames,proto3" json:"file_names,omitempty"`
+	Script      string   `protobuf:"bytes,12,opt,name=script,proto3" json:"script,omitempty"`
+	// stop_at_mark / stop_before_mark stop the last log at a marked
+	// transaction, including it or not (STOPATMARK, STOPBEFOREMARK).
+	StopAtMark     string `protobuf:"bytes,13,opt,name=stop_at_mark,json=stopAtMark,proto3" json:"stop_at_mark,omitempty"`
+	StopBeforeMark string `protobuf:"bytes,14,opt,name=stop_before_mark,json=stopBeforeMark,proto3" json:"stop_before_mark,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RestoreRequested) Reset() {
@@ -1054,6 +1058,20 @@ func (x *RestoreRequested) GetFileNames() []string {
 func (x *RestoreRequested) GetScript() string {
 	if x != nil {
 		return x.Script
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetStopAtMark() string {
+	if x != nil {
+		return x.StopAtMark
+	}
+	return ""
+}
+
+func (x *RestoreRequested) GetStopBeforeMark() string {
+	if x != nil {
+		return x.StopBeforeMark
 	}
 	return ""
 }
@@ -2220,7 +2238,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
-	"chainBreak\"\xcb\x03\n" +
+	"chainBreak\"\x97\x04\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2236,7 +2254,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	" \x01(\tR\vtoDirectory\x12\x1d\n" +
 	"\n" +
 	"file_names\x18\v \x03(\tR\tfileNames\x12\x16\n" +
-	"\x06script\x18\f \x01(\tR\x06script\"\xbf\x02\n" +
+	"\x06script\x18\f \x01(\tR\x06script\x12 \n" +
+	"\fstop_at_mark\x18\r \x01(\tR\n" +
+	"stopAtMark\x12(\n" +
+	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +

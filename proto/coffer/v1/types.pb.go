@@ -995,8 +995,11 @@ type BackupMetadata struct {
 	Files                 []*FileInfo            `protobuf:"bytes,21,rep,name=files,proto3" json:"files,omitempty"`
 	Collation             string                 `protobuf:"bytes,22,opt,name=collation,proto3" json:"collation,omitempty"`
 	HasChecksums          bool                   `protobuf:"varint,23,opt,name=has_checksums,json=hasChecksums,proto3" json:"has_checksums,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// marks are the marked transactions (BEGIN TRAN ... WITH MARK) a log
+	// backup holds, from msdb.dbo.logmarkhistory.
+	Marks         []*LogMark `protobuf:"bytes,24,rep,name=marks,proto3" json:"marks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupMetadata) Reset() {
@@ -1190,6 +1193,74 @@ func (x *BackupMetadata) GetHasChecksums() bool {
 	return false
 }
 
+func (x *BackupMetadata) GetMarks() []*LogMark {
+	if x != nil {
+		return x.Marks
+	}
+	return nil
+}
+
+// LogMark is a marked transaction.
+type LogMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lsn           string                 `protobuf:"bytes,2,opt,name=lsn,proto3" json:"lsn,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogMark) Reset() {
+	*x = LogMark{}
+	mi := &file_coffer_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogMark) ProtoMessage() {}
+
+func (x *LogMark) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogMark.ProtoReflect.Descriptor instead.
+func (*LogMark) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LogMark) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LogMark) GetLsn() string {
+	if x != nil {
+		return x.Lsn
+	}
+	return ""
+}
+
+func (x *LogMark) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // ChunkRef is one chunk of a backup stream in the vault.
 type ChunkRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1202,7 +1273,7 @@ type ChunkRef struct {
 
 func (x *ChunkRef) Reset() {
 	*x = ChunkRef{}
-	mi := &file_coffer_v1_types_proto_msgTypes[8]
+	mi := &file_coffer_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1285,7 @@ func (x *ChunkRef) String() string {
 func (*ChunkRef) ProtoMessage() {}
 
 func (x *ChunkRef) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[8]
+	mi := &file_coffer_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1298,7 @@ func (x *ChunkRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkRef.ProtoReflect.Descriptor instead.
 func (*ChunkRef) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ChunkRef) GetId() string {
@@ -1288,7 +1359,7 @@ type RecoveryPoint struct {
 
 func (x *RecoveryPoint) Reset() {
 	*x = RecoveryPoint{}
-	mi := &file_coffer_v1_types_proto_msgTypes[9]
+	mi := &file_coffer_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1371,7 @@ func (x *RecoveryPoint) String() string {
 func (*RecoveryPoint) ProtoMessage() {}
 
 func (x *RecoveryPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[9]
+	mi := &file_coffer_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1384,7 @@ func (x *RecoveryPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPoint.ProtoReflect.Descriptor instead.
 func (*RecoveryPoint) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecoveryPoint) GetId() string {
@@ -1454,7 +1525,7 @@ type Verification struct {
 
 func (x *Verification) Reset() {
 	*x = Verification{}
-	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1537,7 @@ func (x *Verification) String() string {
 func (*Verification) ProtoMessage() {}
 
 func (x *Verification) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[10]
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1550,7 @@ func (x *Verification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verification.ProtoReflect.Descriptor instead.
 func (*Verification) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Verification) GetAt() *timestamppb.Timestamp {
@@ -1551,7 +1622,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1634,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1647,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Job) GetId() string {
@@ -1705,7 +1776,7 @@ type PolicyRecord struct {
 
 func (x *PolicyRecord) Reset() {
 	*x = PolicyRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1788,7 @@ func (x *PolicyRecord) String() string {
 func (*PolicyRecord) ProtoMessage() {}
 
 func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1801,7 @@ func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
 func (*PolicyRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PolicyRecord) GetName() string {
@@ -1789,7 +1860,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1872,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1885,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2007,7 +2078,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x12AutoprotectSetting\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xe3\a\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\x8d\b\n" +
 	"\x0eBackupMetadata\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\x12\x1b\n" +
 	"\tcopy_only\x18\x02 \x01(\bR\bcopyOnly\x12\x1b\n" +
@@ -2034,7 +2105,12 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0erecovery_model\x18\x14 \x01(\tR\rrecoveryModel\x12)\n" +
 	"\x05files\x18\x15 \x03(\v2\x13.coffer.v1.FileInfoR\x05files\x12\x1c\n" +
 	"\tcollation\x18\x16 \x01(\tR\tcollation\x12#\n" +
-	"\rhas_checksums\x18\x17 \x01(\bR\fhasChecksums\"O\n" +
+	"\rhas_checksums\x18\x17 \x01(\bR\fhasChecksums\x12(\n" +
+	"\x05marks\x18\x18 \x03(\v2\x12.coffer.v1.LogMarkR\x05marks\"_\n" +
+	"\aLogMark\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03lsn\x18\x02 \x01(\tR\x03lsn\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"O\n" +
 	"\bChunkRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
@@ -2157,7 +2233,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2171,52 +2247,55 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*ProtectedItem)(nil),         // 9: coffer.v1.ProtectedItem
 	(*AutoprotectSetting)(nil),    // 10: coffer.v1.AutoprotectSetting
 	(*BackupMetadata)(nil),        // 11: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),              // 12: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),         // 13: coffer.v1.RecoveryPoint
-	(*Verification)(nil),          // 14: coffer.v1.Verification
-	(*Job)(nil),                   // 15: coffer.v1.Job
-	(*PolicyRecord)(nil),          // 16: coffer.v1.PolicyRecord
-	(*ScheduleState)(nil),         // 17: coffer.v1.ScheduleState
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*LogMark)(nil),               // 12: coffer.v1.LogMark
+	(*ChunkRef)(nil),              // 13: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),         // 14: coffer.v1.RecoveryPoint
+	(*Verification)(nil),          // 15: coffer.v1.Verification
+	(*Job)(nil),                   // 16: coffer.v1.Job
+	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
+	(*ScheduleState)(nil),         // 18: coffer.v1.ScheduleState
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	18, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	18, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	19, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	19, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	18, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	18, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	19, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	19, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	18, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	19, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	18, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	18, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	19, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	19, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
-	5,  // 12: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
-	11, // 13: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	18, // 14: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	18, // 15: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 16: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	18, // 17: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	18, // 18: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
-	1,  // 19: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
-	2,  // 20: coffer.v1.Job.state:type_name -> coffer.v1.JobState
-	5,  // 21: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	18, // 22: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	18, // 23: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 24: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
-	5,  // 25: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	18, // 26: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 27: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	18, // 28: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	18, // 29: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	18, // 30: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	18, // 31: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
+	19, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
+	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
+	19, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	19, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
+	19, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	19, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	1,  // 21: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
+	2,  // 22: coffer.v1.Job.state:type_name -> coffer.v1.JobState
+	5,  // 23: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
+	19, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	19, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 26: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
+	5,  // 27: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
+	19, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 29: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	19, // 30: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	19, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	19, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	19, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2230,7 +2309,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
