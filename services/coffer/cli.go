@@ -159,13 +159,15 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		target := fs.String("target", "", "instance to restore to (default: the source's)")
 		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
 		norecovery := fs.Bool("norecovery", false, "leave the database RESTORING, ready for more logs")
+		dataPath := fs.String("data-path", "", "directory for the data files on the target (default: the instance's default data path)")
+		logPath := fs.String("log-path", "", "directory for the log files on the target (default: the instance's default log path)")
 		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
 		toDir := fs.String("to-dir", "", "restore as files: write the backup files and restore.sql into this absolute directory (on the backup-streamer's machine)")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
 			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
 				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir,
-				Mark: *mark, BeforeMark: *beforeMark}
+				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath}
 			if *at != "" {
 				t, err := parseMoment(*at, *tz)
 				if err != nil {

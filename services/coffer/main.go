@@ -40,7 +40,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
   rp ranges INSTANCE/DATABASE    the moments alone
   restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE] | --mark NAME [--before-mark])
-          (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME])
+          (--as NAME [--target INSTANCE] [--overwrite] [--data-path DIR] [--log-path DIR] | --to-dir DIR [--as NAME])
           [--norecovery] [--dry-run] [--wait]
   verify INSTANCE/DATABASE [--on INSTANCE] [--wait]
                                  test restores (latest and a random moment), DBCC CHECKDB, dropped

@@ -368,3 +368,67 @@ func TestRestoreToMark(t *testing.T) {
 		t.Errorf("an unknown mark: %v", err)
 	}
 }
+
+// TestRestoreToAnotherInstance: a restore to another registered instance
+// puts the files in the paths given (or the instance's defaults), under
+// the logical names the backup lists.
+func TestRestoreToAnotherInstance(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	const db = "Moved"
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	other := mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", ServerName: "OTHER", DataPath: "/srv/other/data/", LogPath: "/srv/other/log/"})
+	addr, err := other.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	h.mustCoffer("instance", "add", "sql2", "--dsn", (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String())
+	h.mustCoffer("protect", "sql1/"+db)
+	h.eventually("the first full", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+	})
+	rp := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)[0]
+	want, _ := h.sim.ContentHash(db, *rp.Start)
+
+	files := func(name string) map[string]string {
+		t.Helper()
+		conn, err := sql.Open("sqlserver", (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		rows, err := conn.QueryContext(t.Context(), "SELECT mf.name, mf.physical_name FROM sys.master_files mf JOIN sys.databases d ON d.database_id = mf.database_id WHERE d.name = @p1", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]string{}
+		for rows.Next() {
+			var l, p string
+			rows.Scan(&l, &p)
+			out[l] = p
+		}
+		return out
+	}
+	h.mustCoffer("restore", "sql1/"+db, "--latest", "--target", "sql2", "--as", "Moved copy", "--wait")
+	if got, err := other.ContentHash("Moved copy", time.Time{}); err != nil || got != want {
+		t.Errorf("restored on sql2: content %s (%v), want %s", got, err, want)
+	}
+	for logical, path := range files("Moved copy") {
+		if !strings.HasPrefix(path, "/srv/other/data/") && !strings.HasPrefix(path, "/srv/other/log/") {
+			t.Errorf("file %s at %s, want the target instance's default paths", logical, path)
+		}
+	}
+	h.mustCoffer("restore", "sql1/"+db, "--latest", "--target", "sql2", "--as", "Placed", "--data-path", "/mnt/fast/", "--log-path", "/mnt/log/", "--wait")
+	got := files("Placed")
+	if len(got) != 2 {
+		t.Fatalf("files of the restored database: %v", got)
+	}
+	for logical, path := range got {
+		if !strings.HasPrefix(path, "/mnt/fast/") && !strings.HasPrefix(path, "/mnt/log/") {
+			t.Errorf("file %s at %s, want the paths given", logical, path)
+		}
+	}
+}
