@@ -432,3 +432,30 @@ func TestRestoreToAnotherInstance(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreNoRecovery: --norecovery leaves the database RESTORING, ready
+// for more logs; RESTORE ... WITH RECOVERY then brings it online as of
+// the point.
+func TestRestoreNoRecovery(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	const db = "Pending"
+	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
+	h.sim.Commit(db, 4)
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db)
+	h.eventually("the first full", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+	})
+	h.sim.Commit(db, 3)
+	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
+	rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+	want, _ := h.sim.ContentHash(db, *rps[1].Finish)
+	h.mustCoffer("restore", "sql1/"+db, "--latest", "--as", "Pending copy", "--norecovery", "--wait")
+	if _, err := h.sim.ContentHash("Pending copy", time.Time{}); err == nil || !strings.Contains(err.Error(), "in the middle of a restore") {
+		t.Fatalf("after --norecovery: %v, want the database RESTORING", err)
+	}
+	h.exec("RESTORE DATABASE [Pending copy] WITH RECOVERY")
+	if got, err := h.sim.ContentHash("Pending copy", time.Time{}); err != nil || got != want {
+		t.Errorf("after WITH RECOVERY: %s (%v), want %s", got, err, want)
+	}
+}
