@@ -385,3 +385,14 @@ func (c *Client) ChainState(ctx context.Context, database string) (Chain, error)
 	}
 	return Chain{LastLogBackupLSN: lsn.String, DifferentialBaseLSN: base.String, RecoveryFork: strings.ToLower(fork.String)}, nil
 }
+
+// UTCOffset returns the server's local time less UTC, rounded to the
+// quarter hour (every zone's offset is a multiple of it). SQL Server
+// reports backup dates and reads STOPAT in its local time.
+func (c *Client) UTCOffset(ctx context.Context) (time.Duration, error) {
+	var local, utc time.Time
+	if err := c.db.QueryRowContext(ctx, `SELECT SYSDATETIME(), SYSUTCDATETIME()`).Scan(&local, &utc); err != nil {
+		return 0, fmt.Errorf("read the server's time zone: %w", wrapSQL(err))
+	}
+	return local.Sub(utc).Round(15 * time.Minute), nil
+}

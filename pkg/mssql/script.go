@@ -24,9 +24,12 @@ type Script struct {
 	// be added for the target server.
 	Moves        []Move
 	LogicalNames []string
-	// StopAt, when not zero, stops the last log there; StopAtMark and
-	// StopBeforeMark stop it at a marked transaction.
+	// StopAt, when not zero, stops the last log there: a wall-clock time
+	// of the server whose log it is (SQL Server reads STOPAT in its local
+	// time), which UTCOffset says; StopAtMark and StopBeforeMark stop it
+	// at a marked transaction.
 	StopAt                     time.Time
+	UTCOffset                  time.Duration
 	StopAtMark, StopBeforeMark string
 	// NoRecovery leaves the database RESTORING after the last file.
 	NoRecovery bool
@@ -40,7 +43,8 @@ func (s Script) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- Restore %s from %d backup file(s), in this order.\n", QuoteName(s.Database), len(s.Files))
 	if !s.StopAt.IsZero() {
-		b.WriteString("-- STOPAT is written in UTC: SQL Server reads it in the server's local time, so shift it if the server's clock is not UTC.\n")
+		fmt.Fprintf(&b, "-- STOPAT is in the local time of the server that took the backups (UTC%+03d:%02d), as SQL Server reads it.\n",
+			int(s.UTCOffset.Hours()), int(s.UTCOffset.Abs().Minutes())%60)
 	}
 	if len(s.Moves) == 0 && len(s.LogicalNames) > 0 {
 		b.WriteString("-- The files go where the backup had them; to place them elsewhere add, to the first RESTORE:\n")

@@ -256,6 +256,11 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	if meta.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG {
 		meta.Marks = s.marksIn(ctx, log, c, db.GetDatabase(), meta)
 	}
+	offset, err := c.UTCOffset(ctx)
+	if err != nil {
+		return nil, err
+	}
+	toUTC(meta, offset)
 	if opt.tail {
 		keep = true
 	} else if err := removeFile(local); err != nil {

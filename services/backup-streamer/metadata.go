@@ -73,3 +73,25 @@ func timestamp(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
+
+// toUTC converts the times SQL Server reported in its local time (backup
+// start and finish, marks) to UTC, and records the offset.
+func toUTC(m *cofferv1.BackupMetadata, offset time.Duration) {
+	m.UtcOffsetMinutes = int32(offset / time.Minute)
+	shift := func(ts *timestamppb.Timestamp) *timestamppb.Timestamp {
+		if ts == nil {
+			return nil
+		}
+		return timestamppb.New(ts.AsTime().Add(-offset))
+	}
+	m.BackupStart, m.BackupFinish = shift(m.GetBackupStart()), shift(m.GetBackupFinish())
+	for _, mk := range m.GetMarks() {
+		mk.Time = shift(mk.GetTime())
+	}
+}
+
+// serverTime is a UTC moment as the server's local time, for STOPAT, by
+// the offset the backup recorded.
+func serverTime(t time.Time, m *cofferv1.BackupMetadata) time.Time {
+	return t.Add(time.Duration(m.GetUtcOffsetMinutes()) * time.Minute)
+}

@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"slices"
 	"strings"
 	"testing"
@@ -121,5 +122,24 @@ func TestConfigValidate(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+}
+
+// TestServerTimeZone: a server an hour ahead of UTC reports backup times
+// an hour ahead; the metadata keeps them in UTC, and STOPAT goes back in
+// the server's local time.
+func TestServerTimeZone(t *testing.T) {
+	local := time.Date(2026, 11, 21, 11, 15, 3, 0, time.UTC) // wall clock of a UTC+1 server
+	m := &cofferv1.BackupMetadata{BackupStart: timestamppb.New(local.Add(-time.Minute)), BackupFinish: timestamppb.New(local),
+		Marks: []*cofferv1.LogMark{{Name: "m", Time: timestamppb.New(local.Add(-30 * time.Second))}}}
+	toUTC(m, time.Hour)
+	if got := m.GetBackupFinish().AsTime(); !got.Equal(local.Add(-time.Hour)) || m.GetUtcOffsetMinutes() != 60 {
+		t.Errorf("finish %v (offset %d), want %v (60)", got, m.GetUtcOffsetMinutes(), local.Add(-time.Hour))
+	}
+	if got := m.GetMarks()[0].GetTime().AsTime(); !got.Equal(local.Add(-time.Hour - 30*time.Second)) {
+		t.Errorf("mark at %v", got)
+	}
+	if got := serverTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), m); !got.Equal(time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC)) {
+		t.Errorf("STOPAT for 10:00 UTC: %v, want 11:00 server time", got)
 	}
 }

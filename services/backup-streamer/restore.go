@@ -214,7 +214,11 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			rr.Moves, rr.Replace = moves, existed
 		}
 		if i == n-1 {
-			rr.StopAt, rr.StopAtMark, rr.StopBeforeMark = stopAt, req.GetStopAtMark(), req.GetStopBeforeMark()
+			rr.StopAtMark, rr.StopBeforeMark = req.GetStopAtMark(), req.GetStopBeforeMark()
+			if !stopAt.IsZero() {
+				// SQL Server reads STOPAT in its local time
+				rr.StopAt = serverTime(stopAt, f.rp.GetBackup())
+			}
 		}
 		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
 			reason := err.Error()

@@ -637,6 +637,11 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 			sc.LogicalNames = append(sc.LogicalNames, f.GetLogicalName())
 		}
 	}
+	if n := len(plan.Steps); n > 0 && !plan.StopAt.IsZero() {
+		// SQL Server reads STOPAT in its local time
+		sc.UTCOffset = time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute
+		sc.StopAt = plan.StopAt.Add(sc.UTCOffset)
+	}
 	return names, sc.String()
 }
 

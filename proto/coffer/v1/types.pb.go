@@ -997,9 +997,13 @@ type BackupMetadata struct {
 	HasChecksums          bool                   `protobuf:"varint,23,opt,name=has_checksums,json=hasChecksums,proto3" json:"has_checksums,omitempty"`
 	// marks are the marked transactions (BEGIN TRAN ... WITH MARK) a log
 	// backup holds, from msdb.dbo.logmarkhistory.
-	Marks         []*LogMark `protobuf:"bytes,24,rep,name=marks,proto3" json:"marks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Marks []*LogMark `protobuf:"bytes,24,rep,name=marks,proto3" json:"marks,omitempty"`
+	// utc_offset_minutes is the server's local time less UTC when the
+	// backup ran. SQL Server reports backup dates, marks and takes STOPAT in
+	// its local time; coffer converts: every time in this message is UTC.
+	UtcOffsetMinutes int32 `protobuf:"varint,25,opt,name=utc_offset_minutes,json=utcOffsetMinutes,proto3" json:"utc_offset_minutes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *BackupMetadata) Reset() {
@@ -1198,6 +1202,13 @@ func (x *BackupMetadata) GetMarks() []*LogMark {
 		return x.Marks
 	}
 	return nil
+}
+
+func (x *BackupMetadata) GetUtcOffsetMinutes() int32 {
+	if x != nil {
+		return x.UtcOffsetMinutes
+	}
+	return 0
 }
 
 // LogMark is a marked transaction.
@@ -2078,7 +2089,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x12AutoprotectSetting\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\x8d\b\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xbb\b\n" +
 	"\x0eBackupMetadata\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\x12\x1b\n" +
 	"\tcopy_only\x18\x02 \x01(\bR\bcopyOnly\x12\x1b\n" +
@@ -2106,7 +2117,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x05files\x18\x15 \x03(\v2\x13.coffer.v1.FileInfoR\x05files\x12\x1c\n" +
 	"\tcollation\x18\x16 \x01(\tR\tcollation\x12#\n" +
 	"\rhas_checksums\x18\x17 \x01(\bR\fhasChecksums\x12(\n" +
-	"\x05marks\x18\x18 \x03(\v2\x12.coffer.v1.LogMarkR\x05marks\"_\n" +
+	"\x05marks\x18\x18 \x03(\v2\x12.coffer.v1.LogMarkR\x05marks\x12,\n" +
+	"\x12utc_offset_minutes\x18\x19 \x01(\x05R\x10utcOffsetMinutes\"_\n" +
 	"\aLogMark\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03lsn\x18\x02 \x01(\tR\x03lsn\x12.\n" +
