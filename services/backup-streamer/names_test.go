@@ -1,11 +1,12 @@
 package streamer
 
 import (
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/mssql"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
