@@ -324,7 +324,7 @@ func sameDatabase(a, b *cofferv1.DatabaseRef) bool {
 // database about to be overwritten, streams it into the vault and hands it
 // to the committer, so that nothing committed since its last log backup is
 // lost. It returns the tail as a step to apply when the restore goes to
-// the latest moment and the tail continues the plan's last log; with a
+// the latest moment (req.latest) and the tail continues the plan; with a
 // local path empty when it is kept but not applied; nil when the database
 // has no log chain (SIMPLE recovery, or no full backup yet) to take a tail
 // of. A failed tail-log backup refuses the restore: nothing is
@@ -354,7 +354,7 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	}
 	rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(tjid), Database: db, Backup: streamed.GetBackup(), Size: streamed.GetSize(), JobId: tjid}
 	tlog.InfoContext(ctx, "tail-log backup taken", slog.String("recovery_point", rp.GetId()), slog.Int64("size", rp.GetSize()))
-	if req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
+	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		return &staged{rp: rp, local: local, remote: serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}, nil
 	}
 	if err := removeFile(local); err != nil {

@@ -601,7 +601,8 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	}
 	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
 		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery,
-		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark}
+		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark,
+		Latest: req.Latest}
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}

@@ -944,8 +944,12 @@ type RestoreRequested struct {
 	// transaction, including it or not (STOPATMARK, STOPBEFOREMARK).
 	StopAtMark     string `protobuf:"bytes,13,opt,name=stop_at_mark,json=stopAtMark,proto3" json:"stop_at_mark,omitempty"`
 	StopBeforeMark string `protobuf:"bytes,14,opt,name=stop_before_mark,json=stopBeforeMark,proto3" json:"stop_before_mark,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// latest says the plan goes to the latest moment the backups reach: an
+	// overwrite then applies its tail-log backup too, so the database comes
+	// back with every transaction it had.
+	Latest        bool `protobuf:"varint,15,opt,name=latest,proto3" json:"latest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestoreRequested) Reset() {
@@ -1074,6 +1078,13 @@ func (x *RestoreRequested) GetStopBeforeMark() string {
 		return x.StopBeforeMark
 	}
 	return ""
+}
+
+func (x *RestoreRequested) GetLatest() bool {
+	if x != nil {
+		return x.Latest
+	}
+	return false
 }
 
 // JobProgress reports progress of a running job. streamer -> committer.
@@ -2238,7 +2249,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
-	"chainBreak\"\x97\x04\n" +
+	"chainBreak\"\xaf\x04\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2257,7 +2268,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06script\x18\f \x01(\tR\x06script\x12 \n" +
 	"\fstop_at_mark\x18\r \x01(\tR\n" +
 	"stopAtMark\x12(\n" +
-	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\"\xbf\x02\n" +
+	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\x12\x16\n" +
+	"\x06latest\x18\x0f \x01(\bR\x06latest\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
