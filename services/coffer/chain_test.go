@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/bus"
-	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -31,12 +29,9 @@ func TestChainBreaks(t *testing.T) {
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
 	h.sim.Commit(db, 4)
 	h.register(db)
-	pol := filepath.Join(t.TempDir(), "p.json")
-	os.WriteFile(pol, []byte(`{"full":{"frequency":"weekly","days":[0],"hour":1},
+	h.setPolicy("p", `{"full":{"frequency":"weekly","days":[0],"hour":1},
 		"differential":{"days":[1,2,3,4,5,6],"hour":1},"log":{"every":"15m"},
-		"retention":{"full":"14d","differential":"14d","log":"7d"}}`), 0o600)
-	h.mustCoffer("policy", "set", "p", "--file", pol)
-	h.eventually("the policy", func() bool { _, err := h.coffer("policy", "show", "p"); return err == nil })
+		"retention":{"full":"14d","differential":"14d","log":"7d"}}`)
 
 	// chain-broken events, as anyone listening sees them
 	b, err := daemon.NewBus(h.run.nc, "test", slog.New(slog.DiscardHandler), nil)
@@ -63,16 +58,7 @@ func TestChainBreaks(t *testing.T) {
 	h.mustCoffer("protect", "sql1/"+db, "--policy", "p")
 
 	ctx := context.Background()
-	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
-	waitIdle := func() {
-		h.eventually("backups to finish", func() bool {
-			var st cofferv1.ScheduleState
-			if _, err := schedule.Get(ctx, catalog.Key("sql1", db), &st); err != nil {
-				return false
-			}
-			return st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == ""
-		})
-	}
+	waitIdle := func() { h.waitIdle(db) }
 	waitIdle()
 	now := start
 	tick := func(until time.Time) {

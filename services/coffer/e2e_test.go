@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
@@ -153,6 +154,52 @@ func (h *harness) register(names ...string) {
 			}
 		}
 		return true
+	})
+}
+
+// setPolicy stores a policy given as JSON and waits until it is in force.
+func (h *harness) setPolicy(name, doc string) {
+	h.t.Helper()
+	file := filepath.Join(h.t.TempDir(), name+".json")
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	h.mustCoffer("policy", "set", name, "--file", file)
+	h.eventually("policy "+name, func() bool { _, err := h.coffer("policy", "show", name); return err == nil })
+}
+
+// waitIdle waits until no backup of sql1/db is queued or running.
+func (h *harness) waitIdle(db string) {
+	h.t.Helper()
+	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st cofferv1.ScheduleState
+		_, err := schedule.Get(context.Background(), catalog.Key("sql1", db), &st)
+		if err == nil && st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("backups of %s still pending", db)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// protected creates database db on the simulator, registers it as part of
+// sql1, protects it with the default policy and waits for its first full.
+func (h *harness) protected(db string) {
+	h.t.Helper()
+	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.sim.Commit(db, 4); err != nil {
+		h.t.Fatal(err)
+	}
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db)
+	h.eventually("the first full of "+db, func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
 	})
 }
 

@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
-	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -26,24 +24,11 @@ func history(t *testing.T, h *harness, clk *fakeClock, db string, start time.Tim
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
 	h.sim.Commit(db, 4)
 	h.register(db)
-	pol := filepath.Join(t.TempDir(), "pitr.json")
-	os.WriteFile(pol, []byte(`{"full":{"frequency":"daily","hour":0},"differential":{"days":[0,1,2,3,4,5,6],"hour":12},
-		"log":{"every":"5m"},"retention":{"full":"7d","differential":"7d","log":"7d"}}`), 0o600)
-	h.mustCoffer("policy", "set", "pitr", "--file", pol)
-	h.eventually("the policy", func() bool { _, err := h.coffer("policy", "show", "pitr"); return err == nil })
+	h.setPolicy("pitr", `{"full":{"frequency":"daily","hour":0},"differential":{"days":[0,1,2,3,4,5,6],"hour":12},
+		"log":{"every":"5m"},"retention":{"full":"7d","differential":"7d","log":"7d"}}`)
 	h.mustCoffer("protect", "sql1/"+db, "--policy", "pitr")
 	ctx := context.Background()
-	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
-	waitIdle := func() {
-		h.eventually("backups to finish", func() bool {
-			var st cofferv1.ScheduleState
-			if _, err := schedule.Get(ctx, catalog.Key("sql1", db), &st); err != nil {
-				return false
-			}
-			return st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == ""
-		})
-	}
-	waitIdle()
+	h.waitIdle(db)
 	end := start.Add(time.Duration(days) * 24 * time.Hour)
 	for now := start.Add(5 * time.Minute); !now.After(end); now = now.Add(5 * time.Minute) {
 		for k := 4; k >= 0; k-- {
@@ -56,7 +41,7 @@ func history(t *testing.T, h *harness, clk *fakeClock, db string, start time.Tim
 		if err := h.run.scheduler.Tick(ctx, now); err != nil {
 			t.Fatalf("tick at %v: %v", now, err)
 		}
-		waitIdle()
+		h.waitIdle(db)
 	}
 }
 
@@ -253,13 +238,7 @@ func TestOverwriteWithTailLog(t *testing.T) {
 func TestRestoreAsFiles(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	const db = "Filed ]'"
-	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
-	h.sim.Commit(db, 4)
-	h.register(db)
-	h.mustCoffer("protect", "sql1/"+db)
-	h.eventually("the first full", func() bool {
-		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
-	})
+	h.protected(db)
 	h.sim.Commit(db, 3)
 	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
 	h.sim.Commit(db, 3)
@@ -439,13 +418,7 @@ func TestRestoreToAnotherInstance(t *testing.T) {
 func TestRestoreNoRecovery(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	const db = "Pending"
-	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
-	h.sim.Commit(db, 4)
-	h.register(db)
-	h.mustCoffer("protect", "sql1/"+db)
-	h.eventually("the first full", func() bool {
-		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
-	})
+	h.protected(db)
 	h.sim.Commit(db, 3)
 	h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")
 	rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)

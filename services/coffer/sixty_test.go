@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -67,36 +65,14 @@ func TestSixtyDays(t *testing.T) {
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
 	h.sim.Commit(db, 4)
 	h.register(db)
-	pol := filepath.Join(t.TempDir(), "gfs.json")
-	os.WriteFile(pol, []byte(`{"full":{"frequency":"weekly","days":[0],"hour":1},
+	h.setPolicy("gfs", `{"full":{"frequency":"weekly","days":[0],"hour":1},
 		"differential":{"days":[1,2,3,4,5,6],"hour":1},"log":{"every":"15m"},
 		"retention":{"full":"14d","differential":"14d","log":"7d","weekly":{"day":0,"count":4},"monthly":{"day":0,"count":2}},
-		"compression":true}`), 0o600)
-	h.mustCoffer("policy", "set", "gfs", "--file", pol)
-	h.eventually("the policy", func() bool {
-		_, err := h.coffer("policy", "show", "gfs")
-		return err == nil
-	})
+		"compression":true}`)
 	h.mustCoffer("protect", "sql1/"+db, "--policy", "gfs")
 
 	ctx := context.Background()
-	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
-	idle := func() bool {
-		var st cofferv1.ScheduleState
-		if _, err := schedule.Get(ctx, catalog.Key("sql1", db), &st); err != nil {
-			return false
-		}
-		return st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == ""
-	}
-	waitIdle := func() {
-		deadline := time.Now().Add(60 * time.Second)
-		for !idle() {
-			if time.Now().After(deadline) {
-				t.Fatalf("backups pending at %v", clk.Now())
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	waitIdle := func() { h.waitIdle(db) }
 	waitIdle()
 
 	end := start.Add(time.Duration(*sixtyDays) * 24 * time.Hour)

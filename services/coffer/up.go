@@ -53,12 +53,7 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 	c := &upConfig{}
 	fs := flag.NewFlagSet("coffer up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	home, _ := os.UserHomeDir()
-	defData := getenv("COFFER_DATA")
-	if defData == "" {
-		defData = filepath.Join(home, ".coffer")
-	}
-	fs.StringVar(&c.dataDir, "data", defData, "directory for NATS, the local vault, staging and the master key (COFFER_DATA)")
+	fs.StringVar(&c.dataDir, "data", defaultDataDir(getenv), "directory for NATS, the local vault, staging and the master key (COFFER_DATA)")
 	fs.StringVar(&c.httpAddr, "http", "127.0.0.1:8080", "address of the API and dashboard")
 	fs.BoolVar(&c.demo, "demo", false, "also run a simulated SQL Server with sample databases, registered as sql1 with auto-protection on")
 	fs.StringVar(&c.masterKeyFile, "master-key-file", getenv("COFFER_MASTER_KEY_FILE"), "file holding the master key (default DATA/master.key, created on first start)")
@@ -71,10 +66,7 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.store = daemon.VaultStoreFromEnv(getenv)
-	if c.store.Dir == "" && c.store.S3Endpoint == "" {
-		c.store.Dir = filepath.Join(c.dataDir, "vault")
-	}
+	c.store = c.vaultStore(getenv)
 	var errs []error
 	if c.workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -83,6 +75,25 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 		errs = append(errs, errors.New("--data is required"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// defaultDataDir is COFFER_DATA, else ~/.coffer.
+func defaultDataDir(getenv func(string) string) string {
+	if d := getenv("COFFER_DATA"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".coffer")
+}
+
+// vaultStore is where the vault is: COFFER_VAULT_DIR or COFFER_S3_*, else
+// DATA/vault.
+func (c *upConfig) vaultStore(getenv func(string) string) daemon.VaultStore {
+	s := daemon.VaultStoreFromEnv(getenv)
+	if s.Dir == "" && s.S3Endpoint == "" {
+		s.Dir = filepath.Join(c.dataDir, "vault")
+	}
+	return s
 }
 
 // masterKey finds the master key: COFFER_MASTER_KEY, the key file, or, on a

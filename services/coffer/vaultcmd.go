@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/cofferhq/coffer/pkg/daemon"
@@ -26,14 +24,9 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fs := flag.NewFlagSet("coffer vault check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	home, _ := os.UserHomeDir()
-	defData := getenv("COFFER_DATA")
-	if defData == "" {
-		defData = filepath.Join(home, ".coffer")
-	}
 	c := &upConfig{}
 	full := fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
-	fs.StringVar(&c.dataDir, "data", defData, "coffer's data directory (COFFER_DATA)")
+	fs.StringVar(&c.dataDir, "data", defaultDataDir(getenv), "coffer's data directory (COFFER_DATA)")
 	fs.StringVar(&c.masterKeyFile, "master-key-file", getenv("COFFER_MASTER_KEY_FILE"), "file holding the master key (default DATA/master.key)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -41,10 +34,7 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.store = daemon.VaultStoreFromEnv(getenv)
-	if c.store.Dir == "" && c.store.S3Endpoint == "" {
-		c.store.Dir = filepath.Join(c.dataDir, "vault")
-	}
+	c.store = c.vaultStore(getenv)
 	store, err := c.store.Open()
 	if err != nil {
 		return err

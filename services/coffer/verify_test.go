@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -46,13 +45,7 @@ func corruptChunk(t *testing.T, h *harness) string {
 func TestVaultCheck(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	const db = "Checked"
-	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
-	h.sim.Commit(db, 4)
-	h.register(db)
-	h.mustCoffer("protect", "sql1/"+db)
-	h.eventually("the first full", func() bool {
-		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
-	})
+	h.protected(db)
 	full := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)[0]
 	keyFile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyFile, []byte(h.key), 0o600)
@@ -81,13 +74,7 @@ func TestVaultCheck(t *testing.T) {
 func TestVerifyOnDemand(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	const db = "Proven"
-	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
-	h.sim.Commit(db, 4)
-	h.register(db)
-	h.mustCoffer("protect", "sql1/"+db)
-	h.eventually("the first full", func() bool {
-		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
-	})
+	h.protected(db)
 	for range 2 {
 		h.sim.Commit(db, 3)
 		h.mustCoffer("backup", "sql1/"+db, "--type", "log", "--wait")

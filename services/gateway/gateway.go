@@ -289,15 +289,24 @@ func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Instance{Name: req.Name})
 }
 
-func (s *Service) discover(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+// registered reports whether instance name is registered, answering the
+// request with the reason when it is not.
+func (s *Service) registered(w http.ResponseWriter, r *http.Request, name string) bool {
 	var in cofferv1.Instance
 	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(name), &in); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "instance %q is not registered", name)
-			return
+			return false
 		}
 		s.unavailable(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (s *Service) discover(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !s.registered(w, r, name) {
 		return
 	}
 	now := s.cfg.Now()
@@ -566,13 +575,7 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		names, acc.Script = asFiles(rps, plan, req)
 		req.TargetInstance = ""
 	} else {
-		var target cofferv1.Instance
-		if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(req.TargetInstance), &target); err != nil {
-			if errors.Is(err, catalog.ErrNotFound) {
-				writeError(w, http.StatusNotFound, "target instance %q is not registered", req.TargetInstance)
-				return
-			}
-			s.unavailable(w, r, err)
+		if !s.registered(w, r, req.TargetInstance) {
 			return
 		}
 	}
@@ -712,13 +715,7 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	if on == "" {
 		on = req.Instance
 	}
-	var inst cofferv1.Instance
-	if _, err := s.cat.Bucket(cofferv1.BucketInstances).Get(r.Context(), catalog.Key(on), &inst); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "instance %q is not registered", on)
-			return
-		}
-		s.unavailable(w, r, err)
+	if !s.registered(w, r, on) {
 		return
 	}
 	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
