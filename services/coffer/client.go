@@ -83,9 +83,12 @@ func (c *apiClient) job(ctx context.Context, id string) (gateway.Job, error) {
 	return j, err
 }
 
-// waitJob polls a job until it ends, calling progress on each change.
+// waitJob polls a job until it ends, calling progress on each change. It
+// asks often at first, so a short job returns at once, and backs off to
+// every.
 func (c *apiClient) waitJob(ctx context.Context, id string, every time.Duration, progress func(gateway.Job)) (gateway.Job, error) {
 	var last gateway.Job
+	wait := min(20*time.Millisecond, every)
 	for {
 		j, err := c.job(ctx, id)
 		var ae *apiError
@@ -106,7 +109,8 @@ func (c *apiClient) waitJob(ctx context.Context, id string, every time.Duration,
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
-		case <-time.After(every):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, every)
 	}
 }
