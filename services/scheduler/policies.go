@@ -22,20 +22,36 @@ func (s *Service) lookupPolicy(ctx context.Context, name string) (*policy.Policy
 	var rec cofferv1.PolicyRecord
 	_, err := s.policies.Get(ctx, catalog.Key(name), &rec)
 	if errors.Is(err, catalog.ErrNotFound) {
-		if name == policy.DefaultName {
-			p := policy.Default()
-			return &p, true, nil
-		}
-		return nil, false, nil
+		p, ok := unstoredPolicy(name)
+		return p, ok, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
+	p, err := decodePolicy(name, &rec)
+	if err != nil {
+		return nil, false, err
+	}
+	return p, true, nil
+}
+
+// unstoredPolicy is the policy called name when none is stored: the
+// built-in default for the default name, none (ok false) for any other.
+func unstoredPolicy(name string) (p *policy.Policy, ok bool) {
+	if name != policy.DefaultName {
+		return nil, false
+	}
+	d := policy.Default()
+	return &d, true
+}
+
+// decodePolicy reads the stored record of the policy called name.
+func decodePolicy(name string, rec *cofferv1.PolicyRecord) (*policy.Policy, error) {
 	var p policy.Policy
 	if err := json.Unmarshal([]byte(rec.GetJson()), &p); err != nil {
-		return nil, false, fmt.Errorf("stored policy %q is malformed: %w", name, err)
+		return nil, fmt.Errorf("stored policy %q is malformed: %w", name, err)
 	}
-	return &p, true, nil
+	return &p, nil
 }
 
 // putPolicy stores a policy after validating it. A change takes effect at

@@ -26,21 +26,37 @@ func (s *Service) replicas(ctx context.Context, db *cofferv1.DatabaseInfo) ([]re
 	var out []replicaRef
 	err := s.inventory.List(ctx, "", func() proto.Message { return &cofferv1.DatabaseInfo{} }, func(key string, m proto.Message) error {
 		d := m.(*cofferv1.DatabaseInfo)
-		if d.GetGroupDatabaseId() == "" || !strings.EqualFold(d.GetGroupDatabaseId(), db.GetGroupDatabaseId()) {
+		if !strings.EqualFold(d.GetGroupDatabaseId(), db.GetGroupDatabaseId()) {
 			return nil
 		}
-		parts, err := catalog.SplitKey(key)
-		if err != nil || len(parts) != 2 {
-			return nil
+		if r, ok := asReplica(key, d); ok {
+			out = append(out, r)
 		}
-		out = append(out, replicaRef{instance: parts[0], info: d})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the replicas of %q: %w", db.GetName(), err)
 	}
-	slices.SortFunc(out, func(a, b replicaRef) int { return strings.Compare(a.instance, b.instance) })
+	sortReplicas(out)
 	return out, nil
+}
+
+// asReplica returns the inventory record d, stored under key, as a replica
+// of its availability group; ok is false outside a group.
+func asReplica(key string, d *cofferv1.DatabaseInfo) (r replicaRef, ok bool) {
+	if d.GetGroupDatabaseId() == "" {
+		return replicaRef{}, false
+	}
+	parts, err := catalog.SplitKey(key)
+	if err != nil || len(parts) != 2 {
+		return replicaRef{}, false
+	}
+	return replicaRef{instance: parts[0], info: d}, true
+}
+
+// sortReplicas orders replicas by instance name.
+func sortReplicas(reps []replicaRef) {
+	slices.SortFunc(reps, func(a, b replicaRef) int { return strings.Compare(a.instance, b.instance) })
 }
 
 // route decides which registered instance runs a backup of ref
@@ -66,6 +82,13 @@ func (s *Service) route(ctx context.Context, ref *cofferv1.DatabaseRef, typ coff
 	if err != nil {
 		return "", "", err
 	}
+	instance, refusal = routeAmong(ref, typ, &db, reps)
+	return instance, refusal, nil
+}
+
+// routeAmong is route's decision for the availability group database db,
+// inventoried as ref, given the registered replicas of its group.
+func routeAmong(ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, db *cofferv1.DatabaseInfo, reps []replicaRef) (instance, refusal string) {
 	var primary, preferred string
 	for _, r := range reps {
 		// during a failover two records may both say primary until
@@ -82,19 +105,19 @@ func (s *Service) route(ctx context.Context, ref *cofferv1.DatabaseRef, typ coff
 	switch typ {
 	case cofferv1.BackupType_BACKUP_TYPE_FULL, cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
 		if primary == "" {
-			return "", fmt.Sprintf("no registered instance is the primary replica of availability group %q: full and differential backups run only on the primary; register it (coffer instance add)", group), nil
+			return "", fmt.Sprintf("no registered instance is the primary replica of availability group %q: full and differential backups run only on the primary; register it (coffer instance add)", group)
 		}
-		return primary, "", nil
+		return primary, ""
 	}
 	switch {
 	case preferred != "":
-		return preferred, "", nil
+		return preferred, ""
 	case db.GetBackupPreference() == "SECONDARY_ONLY":
-		return "", fmt.Sprintf("availability group %q takes backups on secondary replicas only, and no registered secondary is synchronized and preferred now (coffer db list shows each replica's state)", group), nil
+		return "", fmt.Sprintf("availability group %q takes backups on secondary replicas only, and no registered secondary is synchronized and preferred now (coffer db list shows each replica's state)", group)
 	case primary != "":
-		return primary, "", nil
+		return primary, ""
 	}
-	return "", fmt.Sprintf("no registered replica of availability group %q may take a log backup now", group), nil
+	return "", fmt.Sprintf("no registered replica of availability group %q may take a log backup now", group)
 }
 
 // protectedReplica returns another replica of db's availability group

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -51,22 +52,33 @@ func (s *Service) startSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, 
 // updateSchedule applies f to a database's schedule with compare-and-set,
 // retrying on conflict. A database without a schedule is left alone.
 func (s *Service) updateSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, f func(*cofferv1.ScheduleState) bool) error {
+	return s.updateScheduleFrom(ctx, ref, nil, 0, f)
+}
+
+// updateScheduleFrom is updateSchedule starting from st, the schedule as
+// read at revision rev, so that the first attempt needs no read: the
+// schedule is read again only on a conflict. A nil st is read first.
+func (s *Service) updateScheduleFrom(ctx context.Context, ref *cofferv1.DatabaseRef, st *cofferv1.ScheduleState, rev uint64, f func(*cofferv1.ScheduleState) bool) error {
 	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
 	for attempt := 0; attempt < 10; attempt++ {
-		var st cofferv1.ScheduleState
-		rev, err := s.schedule.Get(ctx, key, &st)
-		if errors.Is(err, catalog.ErrNotFound) {
+		if st == nil {
+			st = &cofferv1.ScheduleState{}
+			var err error
+			rev, err = s.schedule.Get(ctx, key, st)
+			if errors.Is(err, catalog.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if !f(st) {
 			return nil
 		}
-		if err != nil {
+		if _, err := s.schedule.Update(ctx, key, st, rev); !errors.Is(err, catalog.ErrConflict) {
 			return err
 		}
-		if !f(&st) {
-			return nil
-		}
-		if _, err := s.schedule.Update(ctx, key, &st, rev); !errors.Is(err, catalog.ErrConflict) {
-			return err
-		}
+		st = nil
 	}
 	return fmt.Errorf("schedule of %s/%s: too many concurrent updates", ref.GetInstance(), ref.GetDatabase())
 }
@@ -106,33 +118,47 @@ func clearPending(st *cofferv1.ScheduleState, job string) {
 	}
 }
 
+// tickWorkers is how many databases a tick handles at once: each spends
+// most of its time waiting on round trips to the catalog and the bus,
+// which overlap.
+const tickWorkers = 128
+
 // Tick queues every backup due at now. The scheduler calls it on its
 // timer; tests call it with a fake clock. Each due time is advanced past
 // now when its backup is queued, so a restart neither repeats a backup nor
 // skips one, and slots missed while coffer was down run once.
+//
+// It reads the schedules, protections, inventory and policies once, then
+// handles tickWorkers databases at a time.
 func (s *Service) Tick(ctx context.Context, now time.Time) error {
-	var states []*cofferv1.ScheduleState
-	err := s.schedule.List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(_ string, m proto.Message) error {
-		states = append(states, m.(*cofferv1.ScheduleState))
-		return nil
-	})
+	v, err := s.readTick(ctx)
 	if err != nil {
 		return err
 	}
-	pending := map[string]int{} // queued jobs per instance
-	for _, st := range states {
-		for _, j := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
-			if j != "" {
-				pending[st.GetDatabase().GetInstance()]++
+	slots := newInstanceSlots(s.cfg.MaxConcurrentPerInstance, v.schedules)
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	todo := make(chan listedSchedule)
+	for range min(tickWorkers, len(v.schedules)) {
+		wg.Go(func() {
+			for ls := range todo {
+				if err := s.tickOne(ctx, v, ls, now, slots); err != nil {
+					ref := ls.st.GetDatabase()
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s/%s: %w", ref.GetInstance(), ref.GetDatabase(), err))
+					mu.Unlock()
+				}
 			}
-		}
+		})
 	}
-	var errs []error
-	for _, st := range states {
-		if err := s.tickOne(ctx, st.GetDatabase(), now, pending); err != nil {
-			errs = append(errs, fmt.Errorf("%s/%s: %w", st.GetDatabase().GetInstance(), st.GetDatabase().GetDatabase(), err))
-		}
+	for _, ls := range v.schedules {
+		todo <- ls
 	}
+	close(todo)
+	wg.Wait()
 	if err := s.sweepRetention(ctx, now); err != nil {
 		errs = append(errs, fmt.Errorf("retention: %w", err))
 	}
@@ -153,41 +179,41 @@ type broken struct {
 	slot   time.Time
 }
 
-func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now time.Time, pending map[string]int) error {
-	var item cofferv1.ProtectedItem
-	if _, err := s.protected.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &item); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			return nil
-		}
-		return err
-	}
-	if item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
+// tickOne queues the backups due at now for the database whose schedule
+// the tick listed as ls, taking each one's slot on its instance from
+// slots.
+func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, now time.Time, slots *instanceSlots) error {
+	listed := ls.st
+	ref := listed.GetDatabase()
+	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
+	item, ok := v.protected[key]
+	if !ok || item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
 		return nil
 	}
-	var db cofferv1.DatabaseInfo
-	if _, err := s.inventory.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &db); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			return nil // dropped: nothing to back up
-		}
-		return err
+	db, ok := v.inventory[key]
+	if !ok {
+		return nil // dropped: nothing to back up
 	}
 	if db.GetState() != "ONLINE" {
 		return nil // due backups stay due and run once when it is back
 	}
-	p, ok, err := s.lookupPolicy(ctx, item.GetPolicy())
+	p, ok, err := v.policy(item.GetPolicy())
 	if err != nil || !ok {
 		return err
 	}
-	ended, err := s.endedJobs(ctx, ref)
+	ended, err := s.endedJobs(ctx, listed)
 	if err != nil {
 		return err
+	}
+	if len(ended) == 0 && !needsUpdate(listed, db, now) {
+		return nil
 	}
 	var queue []due
 	var expect *cofferv1.ScheduleState
 	var brk *broken
 	heal := "" // why the chain broke, for the full that heals it
-	limit := s.cfg.MaxConcurrentPerInstance
-	err = s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {
+	held := 0  // slots taken on the instance, one per backup in queue and maybe one more
+	err = s.updateScheduleFrom(ctx, ref, proto.CloneOf(listed), ls.rev, func(st *cofferv1.ScheduleState) bool {
 		queue, brk, heal = queue[:0], nil, ""
 		changed := false
 		for _, j := range ended {
@@ -197,7 +223,18 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 			clearPending(st, j)
 			changed = changed || before != st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()
 		}
-		room := func() bool { return pending[ref.GetInstance()]+len(queue) < limit }
+		// room for one more backup in queue: a slot already held (by an
+		// earlier attempt, or a check that queued nothing) or a new one
+		room := func() bool {
+			if held > len(queue) {
+				return true
+			}
+			if !slots.take(ref.GetInstance()) {
+				return false
+			}
+			held++
+			return true
+		}
 		if st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE" {
 			// back from SIMPLE: the log chain restarts with a full
 			st.LogPaused = false
@@ -285,8 +322,10 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 		return changed
 	})
 	if err != nil {
+		slots.give(ref.GetInstance(), held)
 		return err
 	}
+	slots.give(ref.GetInstance(), held-len(queue))
 	// the schedule is updated before the work is queued: a crash in
 	// between leaves a pending job that the jobs' own ids make safe to
 	// queue again (see requeue)
@@ -297,17 +336,32 @@ func (s *Service) tickOne(ctx context.Context, ref *cofferv1.DatabaseRef, now ti
 			return err
 		}
 	}
-	for _, d := range queue {
+	for k, d := range queue {
 		brokeBy := ""
 		if d.typ == cofferv1.BackupType_BACKUP_TYPE_FULL {
 			brokeBy = heal
 		}
-		if err := s.queueBackup(ctx, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy); err != nil {
+		on, refused := v.route(ref, db, d.typ)
+		if err := s.queueOn(ctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy); err != nil {
+			// what was not queued does not count against the instance
+			slots.give(ref.GetInstance(), len(queue)-k)
 			return err
 		}
-		pending[ref.GetInstance()]++
 	}
 	return nil
+}
+
+// needsUpdate reports whether a tick at now may change st, the schedule
+// of db: a backup is due, or logs paused under SIMPLE resume. Apart from
+// clearing ended jobs, nothing else changes a schedule, so without either
+// the tick leaves the database alone.
+func needsUpdate(st *cofferv1.ScheduleState, db *cofferv1.DatabaseInfo, now time.Time) bool {
+	due := func(t *timestamppb.Timestamp) bool {
+		at := timeOf(t)
+		return !at.IsZero() && !now.Before(at)
+	}
+	return due(st.GetNextFull()) || due(st.GetNextDifferential()) || due(st.GetNextLog()) ||
+		st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE"
 }
 
 // jobFailed clears a failed job from the schedule so that the backup is
@@ -331,21 +385,13 @@ func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) err
 	})
 }
 
-// endedJobs returns the database's pending jobs that the jobs bucket shows
-// as failed, in case the failure event never reached the scheduler.
-func (s *Service) endedJobs(ctx context.Context, ref *cofferv1.DatabaseRef) ([]string, error) {
-	var st cofferv1.ScheduleState
-	if _, err := s.schedule.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &st); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
+// endedJobs returns the pending jobs of st, a database's schedule as the
+// tick listed it, that the jobs bucket shows as failed, in case the
+// failure event never reached the scheduler. Without a pending job it
+// reads nothing.
+func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState) ([]string, error) {
 	var out []string
-	for _, id := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
-		if id == "" {
-			continue
-		}
+	for _, id := range pendingJobs(st) {
 		var j cofferv1.Job
 		if _, err := s.jobs.Get(ctx, catalog.Key(id), &j); err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
@@ -361,4 +407,15 @@ func (s *Service) endedJobs(ctx context.Context, ref *cofferv1.DatabaseRef) ([]s
 		}
 	}
 	return out, nil
+}
+
+// pendingJobs returns the jobs st records as queued or running.
+func pendingJobs(st *cofferv1.ScheduleState) []string {
+	var out []string
+	for _, id := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -404,11 +404,17 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 // queueBackup records the job as queued and puts the work on the queue.
 // chainBreak, on a full, is why the chain it heals broke.
 func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState, chainBreak string) error {
-	now := s.cfg.Now()
 	on, refused, err := s.route(ctx, ref, typ)
 	if err != nil {
 		return err
 	}
+	return s.queueOn(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak)
+}
+
+// queueOn is queueBackup with the backup already routed: on and refused
+// are what route returned for it.
+func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState, chainBreak string) error {
+	now := s.cfg.Now()
 	detail := reason
 	if on != "" && on != ref.GetInstance() {
 		detail += " (on replica " + on + ")"
