@@ -168,7 +168,8 @@ func (h *harness) setPolicy(name, doc string) {
 	h.eventually("policy "+name, func() bool { _, err := h.coffer("policy", "show", name); return err == nil })
 }
 
-// waitIdle waits until no backup of sql1/db is queued or running.
+// waitIdle waits until no backup or test restore of sql1/db is queued or
+// running.
 func (h *harness) waitIdle(db string) {
 	h.t.Helper()
 	schedule := h.run.cat.Bucket(cofferv1.BucketSchedule)
@@ -176,7 +177,7 @@ func (h *harness) waitIdle(db string) {
 	for {
 		var st cofferv1.ScheduleState
 		_, err := schedule.Get(context.Background(), catalog.Key("sql1", db), &st)
-		if err == nil && st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob() == "" {
+		if err == nil && st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()+st.GetPendingVerifyJob() == "" {
 			return
 		}
 		if time.Now().After(deadline) {

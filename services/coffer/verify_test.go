@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -121,4 +123,85 @@ func slicesContainsPrefix(names []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestScheduledVerification: a policy's verify schedule runs a test
+// restore at its time, recorded on the recovery points; after a chunk is
+// corrupted, the next one fails visibly, naming the recovery point.
+func TestScheduledVerification(t *testing.T) {
+	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t: start}
+	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	const db = "Audited"
+	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.Commit(db, 4)
+	h.register(db)
+	h.setPolicy("audited", `{"full":{"frequency":"daily","hour":0},"log":{"every":"15m"},
+		"retention":{"full":"7d","log":"7d"},"verify":{"hour":6}}`)
+	h.mustCoffer("protect", "sql1/"+db, "--policy", "audited")
+	h.waitIdle(db)
+	now := start
+	tick := func(until time.Time) {
+		for now.Before(until) {
+			now = now.Add(15 * time.Minute)
+			clk.Set(now.Add(-5 * time.Minute))
+			h.sim.Commit(db, 1)
+			clk.Set(now)
+			if err := h.run.scheduler.Tick(t.Context(), now); err != nil {
+				t.Fatal(err)
+			}
+			h.waitIdle(db)
+		}
+	}
+	verifyJobs := func() []gateway.Job {
+		var out []gateway.Job
+		for _, j := range h.jobs() {
+			if j.Kind == "verify" {
+				out = append(out, j)
+			}
+		}
+		return out
+	}
+	tick(start.Add(5*time.Hour + 45*time.Minute))
+	if n := len(verifyJobs()); n != 0 {
+		t.Fatalf("%d test restores before 06:00", n)
+	}
+	tick(start.Add(6 * time.Hour))
+	jobs := verifyJobs()
+	if len(jobs) != 1 || jobs[0].State != "succeeded" {
+		t.Fatalf("at 06:00: test restores %+v, want one that succeeded", jobs)
+	}
+	verified := 0
+	for _, rp := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) {
+		if v := rp.Verified; v != nil {
+			if !v.Passed || v.Job != jobs[0].ID {
+				t.Errorf("recovery point %s: verification %+v", rp.ID, v)
+			}
+			verified++
+		}
+	}
+	if verified == 0 {
+		t.Fatal("no recovery point records the test restore")
+	}
+
+	corruptChunk(t, h)
+	tick(start.Add(30 * time.Hour))
+	jobs = verifyJobs()
+	if len(jobs) != 2 {
+		t.Fatalf("a day later: %d test restores, want 2", len(jobs))
+	}
+	var failed *gateway.Job
+	for k := range jobs {
+		if jobs[k].State == "failed" {
+			failed = &jobs[k]
+		}
+	}
+	if failed == nil || !strings.Contains(failed.Error, "failed its test restore") || !strings.Contains(failed.Error, "recovery point rp-") {
+		t.Fatalf("the test restore after a chunk was corrupted: %+v, want a failure naming the recovery point", jobs)
+	}
+	if !strings.Contains(h.mustCoffer("rp", "list", "sql1/"+db), "TEST RESTORE FAILED") {
+		t.Error("rp list does not show the failed test restore")
+	}
 }

@@ -41,6 +41,7 @@ func (s *Service) startSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, 
 		NextFull:         tsOrZero(p.NextFull(now)),
 		NextDifferential: tsOrZero(p.NextDifferential(now)),
 		NextLog:          tsOrZero(p.NextLog(now)),
+		NextVerify:       tsOrZero(p.NextVerify(now)),
 		PendingFullJob:   firstFull,
 		NeedsFull:        true,
 		NeedsFullReason:  "no full backup yet",
@@ -115,6 +116,9 @@ func clearPending(st *cofferv1.ScheduleState, job string) {
 	}
 	if st.PendingDifferentialJob == job {
 		st.PendingDifferentialJob = ""
+	}
+	if st.PendingVerifyJob == job {
+		st.PendingVerifyJob = ""
 	}
 }
 
@@ -205,23 +209,24 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 	if err != nil {
 		return err
 	}
-	if len(ended) == 0 && !needsUpdate(listed, db, now) {
+	if len(ended) == 0 && !needsUpdate(listed, db, p, now) {
 		return nil
 	}
 	var queue []due
 	var expect *cofferv1.ScheduleState
 	var brk *broken
-	heal := "" // why the chain broke, for the full that heals it
+	heal := ""      // why the chain broke, for the full that heals it
+	verifyJob := "" // a test restore the policy makes due
 	held := 0  // slots taken on the instance, one per backup in queue and maybe one more
 	err = s.updateScheduleFrom(ctx, ref, proto.CloneOf(listed), ls.rev, func(st *cofferv1.ScheduleState) bool {
-		queue, brk, heal = queue[:0], nil, ""
+		queue, brk, heal, verifyJob = queue[:0], nil, "", ""
 		changed := false
 		for _, j := range ended {
 			// the job failed without the failure reaching the schedule (an
 			// event lost for good): do not let it block that backup type
-			before := st.GetPendingFullJob() + st.GetPendingLogJob() + st.GetPendingDifferentialJob()
+			before := len(pendingJobs(st))
 			clearPending(st, j)
-			changed = changed || before != st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()
+			changed = changed || before != len(pendingJobs(st))
 		}
 		// room for one more backup in queue: a slot already held (by an
 		// earlier attempt, or a check that queued nothing) or a new one
@@ -234,6 +239,15 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 			}
 			held++
 			return true
+		}
+		changed = startOrStop(st, p, now) || changed
+		if nv := timeOf(st.GetNextVerify()); !nv.IsZero() && !now.Before(nv) {
+			st.NextVerify = tsOrZero(p.NextVerify(now))
+			changed = true
+			if st.GetPendingVerifyJob() == "" && st.GetLastFull() != "" {
+				verifyJob = event.DerivedJobID(nv, "verify", ref.GetInstance(), ref.GetDatabase(), nv.String())
+				st.PendingVerifyJob = verifyJob
+			}
 		}
 		if st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE" {
 			// back from SIMPLE: the log chain restarts with a full
@@ -336,6 +350,11 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 			return err
 		}
 	}
+	if verifyJob != "" {
+		if err := s.queueVerify(ctx, verifyJob, ref, p); err != nil {
+			return err
+		}
+	}
 	for k, d := range queue {
 		brokeBy := ""
 		if d.typ == cofferv1.BackupType_BACKUP_TYPE_FULL {
@@ -355,27 +374,49 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 // of db: a backup is due, or logs paused under SIMPLE resume. Apart from
 // clearing ended jobs, nothing else changes a schedule, so without either
 // the tick leaves the database alone.
-func needsUpdate(st *cofferv1.ScheduleState, db *cofferv1.DatabaseInfo, now time.Time) bool {
+func needsUpdate(st *cofferv1.ScheduleState, db *cofferv1.DatabaseInfo, p *policy.Policy, now time.Time) bool {
 	due := func(t *timestamppb.Timestamp) bool {
 		at := timeOf(t)
 		return !at.IsZero() && !now.Before(at)
 	}
-	return due(st.GetNextFull()) || due(st.GetNextDifferential()) || due(st.GetNextLog()) ||
-		st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE"
+	return due(st.GetNextFull()) || due(st.GetNextDifferential()) || due(st.GetNextLog()) || due(st.GetNextVerify()) ||
+		st.GetLogPaused() && db.GetRecoveryModel() != "SIMPLE" || startOrStop(proto.CloneOf(st), p, now)
 }
 
-// jobFailed clears a failed job from the schedule so that the backup is
-// tried again at its next due time.
+// startOrStop brings st in line with a policy changed since st was made:
+// a backup type or test restore the policy added starts at its next due
+// time, one it dropped stops. It reports whether st changed.
+func startOrStop(st *cofferv1.ScheduleState, p *policy.Policy, now time.Time) bool {
+	changed := false
+	align := func(next **timestamppb.Timestamp, want time.Time) {
+		switch {
+		case *next == nil && !want.IsZero():
+			*next = timestamppb.New(want)
+			changed = true
+		case *next != nil && want.IsZero():
+			*next = nil
+			changed = true
+		}
+	}
+	align(&st.NextDifferential, p.NextDifferential(now))
+	align(&st.NextLog, p.NextLog(now))
+	align(&st.NextVerify, p.NextVerify(now))
+	return changed
+}
+
+// jobFailed clears a failed backup or test restore from the schedule so
+// that it is tried again at its next due time.
 func (s *Service) jobFailed(ctx context.Context, f *cofferv1.JobFailed) error {
-	if f.GetKind() != cofferv1.JobKind_JOB_KIND_BACKUP || f.GetDatabase() == nil {
+	if k := f.GetKind(); k != cofferv1.JobKind_JOB_KIND_BACKUP && k != cofferv1.JobKind_JOB_KIND_VERIFY || f.GetDatabase() == nil {
 		return nil
 	}
 	return s.updateSchedule(ctx, f.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
-		before := st.GetPendingFullJob() + st.GetPendingLogJob() + st.GetPendingDifferentialJob()
+		before := len(pendingJobs(st))
 		clearPending(st, f.GetMeta().GetJobId())
-		return before != st.GetPendingFullJob()+st.GetPendingLogJob()+st.GetPendingDifferentialJob()
+		return before != len(pendingJobs(st))
 	})
 }
+
 
 // chainBroken makes the database's next backup a full.
 func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) error {
@@ -409,10 +450,11 @@ func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState) ([]
 	return out, nil
 }
 
-// pendingJobs returns the jobs st records as queued or running.
+// pendingJobs returns the backups and test restores st records as queued
+// or running.
 func pendingJobs(st *cofferv1.ScheduleState) []string {
 	var out []string
-	for _, id := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob()} {
+	for _, id := range []string{st.GetPendingFullJob(), st.GetPendingLogJob(), st.GetPendingDifferentialJob(), st.GetPendingVerifyJob()} {
 		if id != "" {
 			out = append(out, id)
 		}

@@ -147,6 +147,7 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectChainBroken,
+			cofferv1.SubjectVerifyCompleted,
 		},
 		Concurrency: 1,
 	}, s.handle)
@@ -227,6 +228,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.jobFailed(ctx, &ev)
+	case cofferv1.SubjectVerifyCompleted:
+		var ev cofferv1.VerifyCompleted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return s.verified(ctx, &ev)
 	case cofferv1.SubjectChainBroken:
 		var ev cofferv1.ChainBroken
 		if err := m.Decode(&ev); err != nil {

@@ -1864,9 +1864,13 @@ type ScheduleState struct {
 	// log_paused is set while the database is in SIMPLE recovery.
 	LogPaused bool `protobuf:"varint,15,opt,name=log_paused,json=logPaused,proto3" json:"log_paused,omitempty"`
 	// last_fork is the recovery fork of the last backup coffer took.
-	LastFork      string `protobuf:"bytes,16,opt,name=last_fork,json=lastFork,proto3" json:"last_fork,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastFork string `protobuf:"bytes,16,opt,name=last_fork,json=lastFork,proto3" json:"last_fork,omitempty"`
+	// next_verify is when the policy's next test restore is due;
+	// pending_verify_job the one queued and not yet finished.
+	NextVerify       *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=next_verify,json=nextVerify,proto3" json:"next_verify,omitempty"`
+	PendingVerifyJob string                 `protobuf:"bytes,18,opt,name=pending_verify_job,json=pendingVerifyJob,proto3" json:"pending_verify_job,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ScheduleState) Reset() {
@@ -2007,6 +2011,20 @@ func (x *ScheduleState) GetLogPaused() bool {
 func (x *ScheduleState) GetLastFork() string {
 	if x != nil {
 		return x.LastFork
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetNextVerify() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextVerify
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetPendingVerifyJob() string {
+	if x != nil {
+		return x.PendingVerifyJob
 	}
 	return ""
 }
@@ -2182,7 +2200,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdd\x05\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc8\x06\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -2204,7 +2222,10 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x18pending_differential_job\x18\x0e \x01(\tR\x16pendingDifferentialJob\x12\x1d\n" +
 	"\n" +
 	"log_paused\x18\x0f \x01(\bR\tlogPaused\x12\x1b\n" +
-	"\tlast_fork\x18\x10 \x01(\tR\blastFork*\x92\x01\n" +
+	"\tlast_fork\x18\x10 \x01(\tR\blastFork\x12;\n" +
+	"\vnext_verify\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"nextVerify\x12,\n" +
+	"\x12pending_verify_job\x18\x12 \x01(\tR\x10pendingVerifyJob*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2303,11 +2324,12 @@ var file_coffer_v1_types_proto_depIdxs = []int32{
 	19, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
 	19, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
 	19, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	19, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
