@@ -322,7 +322,8 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestBackupIsOneTrace: an on-demand backup is one trace from the gateway
-// through the scheduler and the streamer to the committer.
+// through the scheduler and the streamer to the committer; so is a
+// restore, from the gateway through the streamer to the committer.
 func TestBackupIsOneTrace(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	h.sim.CreateDatabase("Traced", mssqlsim.DatabaseOptions{})
@@ -369,6 +370,42 @@ func TestBackupIsOneTrace(t *testing.T) {
 	for _, s := range []string{"scheduler", "backup-streamer", "committer"} {
 		if !services[s] {
 			t.Errorf("the %s's work is not in the backup's trace %s", s, root)
+		}
+	}
+
+	// a restore is one trace too: the request, the streamer's download
+	// and RESTORE statements, the committer's record of the outcome
+	rjob := cofferJSON[gateway.Job](h, "restore", "sql1/Traced", "--latest", "--as", "Traced copy", "--wait")
+	if rjob.State != "succeeded" {
+		t.Fatalf("restore job %+v", rjob)
+	}
+	root = ""
+	for _, s := range h.traces.Named("POST /api/v1/restores") {
+		root = s.SpanContext().TraceID().String()
+	}
+	want := []string{"process " + cofferv1.SubjectWorkRestore, "vault download", "mssql restore", "process " + cofferv1.SubjectRestoreCompleted}
+	seen := func() map[string]bool {
+		names := map[string]bool{}
+		for _, s := range h.traces.Ended() {
+			if s.SpanContext().TraceID().String() != root {
+				continue
+			}
+			for _, w := range want {
+				if strings.HasPrefix(s.Name(), w) {
+					names[w] = true
+				}
+			}
+		}
+		return names
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for len(seen()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := seen()
+	for _, w := range want {
+		if root == "" || !got[w] {
+			t.Errorf("span %q is not in the restore's trace %q", w, root)
 		}
 	}
 }
