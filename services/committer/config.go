@@ -37,6 +37,13 @@ type Config struct {
 	// GCGrace is how long a chunk must be unreferenced (and how old it
 	// must be) before it is deleted; default 1h.
 	GCGrace time.Duration
+	// JobRetention is how long a finished job's record is kept; older
+	// ones are deleted at each collection. Default 90 days.
+	JobRetention time.Duration
+	// StaleAfter is how long a queued or running backup may go without
+	// news before garbage collection stops waiting for it (its worker is
+	// taken to be gone). Default 24h.
+	StaleAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.
@@ -54,6 +61,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.GCGrace == 0 {
 		c.GCGrace = time.Hour
+	}
+	if c.JobRetention == 0 {
+		c.JobRetention = 90 * 24 * time.Hour
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = 24 * time.Hour
 	}
 	if c.AckWait == 0 {
 		c.AckWait = time.Minute

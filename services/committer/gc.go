@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -90,7 +91,7 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	if err != nil {
 		return 0, 0, err
 	}
-	busy, err := s.backupsInFlight(ctx)
+	busy, err := s.backupsInFlight(ctx, now)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -142,16 +143,42 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	return chunks, bytes, nil
 }
 
-// backupsInFlight reports whether any backup job is queued or running.
-func (s *Service) backupsInFlight(ctx context.Context) (bool, error) {
+// backupsInFlight reports whether any backup job is queued or running at
+// now. One with no news for Config.StaleAfter no longer counts (its worker
+// is gone; a backup that still commits after all finds its chunks checked
+// by PutManifest, and fails visibly if one was collected). Along the way
+// it deletes the records of jobs finished more than Config.JobRetention
+// ago.
+func (s *Service) backupsInFlight(ctx context.Context, now time.Time) (bool, error) {
 	busy := false
-	err := s.jobs.List(ctx, "", func() proto.Message { return &cofferv1.Job{} }, func(_ string, m proto.Message) error {
+	var old []string
+	err := s.jobs.List(ctx, "", func() proto.Message { return &cofferv1.Job{} }, func(key string, m proto.Message) error {
 		j := m.(*cofferv1.Job)
-		if j.GetKind() == cofferv1.JobKind_JOB_KIND_BACKUP &&
-			(j.GetState() == cofferv1.JobState_JOB_STATE_QUEUED || j.GetState() == cofferv1.JobState_JOB_STATE_RUNNING) {
+		updated := j.GetUpdatedAt().AsTime()
+		switch {
+		case final(j.GetState()):
+			if j.GetUpdatedAt() != nil && now.Sub(updated) > s.cfg.JobRetention {
+				old = append(old, key)
+			}
+		case j.GetKind() != cofferv1.JobKind_JOB_KIND_BACKUP:
+		case j.GetUpdatedAt() != nil && now.Sub(updated) > s.cfg.StaleAfter:
+			s.log.WarnContext(ctx, "backup job without news; garbage collection no longer waits for it",
+				slog.String(telemetry.JobIDKey, j.GetId()), slog.String("state", j.GetState().String()), slog.Time("updated", updated))
+		default:
 			busy = true
 		}
 		return nil
 	})
-	return busy, err
+	if err != nil {
+		return false, err
+	}
+	for _, key := range old {
+		if err := s.jobs.Delete(ctx, key); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return busy, fmt.Errorf("trim old job records: %w", err)
+		}
+	}
+	if len(old) > 0 {
+		s.log.InfoContext(ctx, "old job records trimmed", slog.Int("jobs", len(old)))
+	}
+	return busy, nil
 }

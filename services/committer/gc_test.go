@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -47,7 +49,7 @@ func TestExpireAndCollect(t *testing.T) {
 		t.Fatalf("manifests after expiry: %v", ids)
 	}
 
-	now := time.Now().Add(2 * time.Hour) // every chunk is past the grace period
+	now := clock().Add(2 * time.Hour) // every chunk is past the grace period
 	// a backup in flight: nothing is deleted
 	e.publish(cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta("q", "j20261122T100000-b0000001", clock()),
 		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db}, "q")
@@ -83,5 +85,52 @@ func TestExpireAndCollect(t *testing.T) {
 	defer r.Close()
 	if n, err := io.Copy(io.Discard, r); err != nil || n != m.Size {
 		t.Fatalf("reading the kept point: %d bytes, %v; want %d", n, err, m.Size)
+	}
+}
+
+// TestStaleJobsAndTrim: a backup job with no news for a day no longer
+// holds up garbage collection, and finished jobs past their retention are
+// trimmed while recent ones stay.
+func TestStaleJobsAndTrim(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{GCTicks: make(chan time.Time), GCGrace: time.Hour})
+	ctx := context.Background()
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	drop := "j20261122T100000-0000000d"
+	e.publish(cofferv1.SubjectBackupStreamed, e.stream(drop, db, 3<<20), "drop")
+	e.waitJob(drop, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	e.publish(cofferv1.SubjectRecoveryPointsExpired, &cofferv1.RecoveryPointsExpired{Meta: event.Meta("exp-2", "j20261122T100000-e0000002", clock()),
+		Database: db, RecoveryPoints: []string{event.RecoveryPointID(drop)}}, "exp-2")
+	e.waitJob("j20261122T100000-e0000002", cofferv1.JobState_JOB_STATE_SUCCEEDED)
+
+	jobs := e.cat.Bucket(cofferv1.BucketJobs)
+	put := func(id string, state cofferv1.JobState, updated time.Time) {
+		t.Helper()
+		j := &cofferv1.Job{Id: id, Kind: cofferv1.JobKind_JOB_KIND_BACKUP, State: state, UpdatedAt: timestamppb.New(updated)}
+		if _, err := jobs.Put(ctx, catalog.Key(id), j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := clock().Add(3 * time.Hour)
+	put("j20261122T100000-5ca1e000", cofferv1.JobState_JOB_STATE_QUEUED, at.Add(-25*time.Hour))       // stale
+	put("j20261122T100000-01d00000", cofferv1.JobState_JOB_STATE_SUCCEEDED, at.Add(-91*24*time.Hour)) // past retention
+	put("j20261122T100000-7ece7000", cofferv1.JobState_JOB_STATE_FAILED, at.Add(-89*24*time.Hour))    // kept
+
+	// two phases: found unreferenced, then deleted past the grace period
+	if _, _, err := e.svc.CollectGarbage(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := e.svc.CollectGarbage(ctx, at.Add(2*time.Hour))
+	if err != nil || n == 0 {
+		t.Fatalf("with only a stale backup job: collected %d chunks (%v), want the expired point's", n, err)
+	}
+	var j cofferv1.Job
+	if _, err := jobs.Get(ctx, catalog.Key("j20261122T100000-01d00000"), &j); err == nil {
+		t.Error("a job finished 91 days ago was kept")
+	}
+	for _, id := range []string{"j20261122T100000-7ece7000", "j20261122T100000-5ca1e000", drop} {
+		if _, err := jobs.Get(ctx, catalog.Key(id), &j); err != nil {
+			t.Errorf("job %s: %v, want it kept", id, err)
+		}
 	}
 }
