@@ -19,6 +19,10 @@ type Config struct {
 	// StagingDir is the directory, shared with the SQL Server instances,
 	// where backups are written and restores reassembled. Required.
 	StagingDir string
+	// StagingMaxAge is how old a staging file may be before the streamer
+	// takes it for the leftover of a crashed job and deletes it at start.
+	// Default 24h (longer than any backup file stays).
+	StagingMaxAge time.Duration
 	// ServerStagingDir is StagingDir as SQL Server sees it, when that path
 	// differs (a container's volume, a share). Default StagingDir.
 	ServerStagingDir string
@@ -62,6 +66,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.ServerStagingDir == "" {
 		c.ServerStagingDir = c.StagingDir
+	}
+	if c.StagingMaxAge == 0 {
+		c.StagingMaxAge = 24 * time.Hour
 	}
 	if c.Workers == 0 {
 		c.Workers = 2

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -104,6 +106,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.StagingDir, 0o750); err != nil {
 		return fmt.Errorf("backup-streamer: staging directory: %w", err)
 	}
+	s.sweepStaging(ctx)
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
 		Stream:      cofferv1.StreamWork,
 		Durable:     durable,
@@ -128,6 +131,35 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("backup-streamer: drain: %w", err)
 	}
 	return nil
+}
+
+// sweepStaging deletes the backup files a crashed job left in the staging
+// directory: files of the streamer's naming (a job id, then .bak) older
+// than Config.StagingMaxAge. Younger ones may belong to another streamer
+// sharing the directory, whose jobs are still running.
+func (s *Service) sweepStaging(ctx context.Context) {
+	ents, err := os.ReadDir(s.cfg.StagingDir)
+	if err != nil {
+		s.log.WarnContext(ctx, "staging directory not swept", slog.Any("error", err))
+		return
+	}
+	cutoff := s.cfg.Now().Add(-s.cfg.StagingMaxAge)
+	for _, d := range ents {
+		name := d.Name()
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, "j") || !strings.HasSuffix(name, ".bak") {
+			continue
+		}
+		info, err := d.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		path := filepath.Join(s.cfg.StagingDir, name)
+		if err := removeFile(path); err != nil {
+			s.log.WarnContext(ctx, "leftover staging file not removed", slog.String("path", path), slog.Any("error", err))
+			continue
+		}
+		s.log.InfoContext(ctx, "leftover staging file of a crashed job removed", slog.String("path", path), slog.Time("modified", info.ModTime()))
+	}
 }
 
 func (s *Service) handle(ctx context.Context, m *bus.Message) error {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -462,4 +463,35 @@ func TestBackupVaultFailure(t *testing.T) {
 		t.Errorf("manifests %v; want none", ids)
 	}
 	e.stagingEmpty()
+}
+
+// TestSweepStaging: at start the streamer deletes backup files a crashed
+// job left in the staging directory, once they are older than
+// StagingMaxAge, and leaves younger ones and other files alone.
+func TestSweepStaging(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	old := filepath.Join(e.staging, "j20261120T101010-deadbeef.bak")
+	young := filepath.Join(e.staging, "j20261122T101010-cafef00d.bak")
+	other := filepath.Join(e.staging, "notes.txt")
+	for _, p := range []string{old, young, other} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	twoDays := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{old, other} {
+		if err := os.Chtimes(p, twoDays, twoDays); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startStreamer(e.streamerConfig())
+	waitFor(t, 10*time.Second, "the leftover to be removed", func() bool {
+		_, err := os.Stat(old)
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	for _, p := range []string{young, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
+	}
 }
