@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -834,5 +835,51 @@ func TestStoppedHandlerFailureIsNotLost(t *testing.T) {
 	})
 	if v := recv(t, "redelivery to the next subscription", got); v != "work" {
 		t.Fatalf("got %q, want the stopped job", v)
+	}
+}
+
+// TestExhaustedDeliveriesArePoison: a worker that dies mid-handler on the
+// last allowed delivery settles nothing, so no handler reports the
+// failure; the max-deliveries advisory does, through OnPoison.
+func TestExhaustedDeliveriesArePoison(t *testing.T) {
+	onPoison, calls, n := poisonRecorder()
+	e := newEnv(t, bus.Config{OnPoison: onPoison})
+	subject := e.stream(t, "CRASH", bus.WorkQueue)
+	stop, err := e.bus.WatchExhausted("CRASH", "work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	// the worker, in a process of its own
+	nc, err := e.srv.Connect("worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker, err := bus.New(nc, bus.Config{FetchWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	if _, err := worker.Consume(t.Context(), bus.ConsumerSpec{Stream: "CRASH", Durable: "work", MaxDeliver: 1, AckWait: 300 * time.Millisecond},
+		func(ctx context.Context, m *bus.Message) error {
+			started <- struct{}{}
+			<-release
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, subject+".job", "back up Sales", "crash-1")
+	recv(t, "the worker to start", started)
+	nc.Close() // the worker's process dies
+
+	call := recv(t, "OnPoison", calls)
+	if call.id != "crash-1" || call.err == nil || !strings.Contains(call.err.Error(), "1 deliveries") {
+		t.Errorf("OnPoison(%q, %v); want crash-1, saying the deliveries ran out", call.id, call.err)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("OnPoison called %d times; want 1", got)
 	}
 }

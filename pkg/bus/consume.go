@@ -146,6 +146,12 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) (*Subsc
 	if err != nil {
 		return nil, fmt.Errorf("consume %s/%s: create consumer: %w", spec.Stream, spec.Durable, err)
 	}
+	unwatch := func() {}
+	if spec.MaxDeliver > 0 {
+		if unwatch, err = b.WatchExhausted(spec.Stream, spec.Durable); err != nil {
+			return nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
+		}
+	}
 
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	fetchCtx, cancelFetch := context.WithCancel(context.WithoutCancel(ctx))
@@ -167,6 +173,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) (*Subsc
 	go func() {
 		<-s.fetchDone
 		s.inflight.Wait() // no Add after fetchDone: the fetch loop is the only caller
+		unwatch()
 		close(s.done)
 	}()
 	return s, nil
