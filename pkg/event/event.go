@@ -50,6 +50,17 @@ func DerivedJobID(t time.Time, parts ...string) string {
 	return "j" + t.UTC().Format("20060102T150405") + "-" + strings.TrimPrefix(id, "-")[:8]
 }
 
+// scratchPrefix starts the name of every scratch database a test restore
+// creates (and drops).
+const scratchPrefix = "coffer_verify_"
+
+// ScratchDatabase names the k-th scratch database of test restore job jid.
+func ScratchDatabase(jid string, k int) string { return fmt.Sprintf("%s%s_%d", scratchPrefix, jid, k) }
+
+// IsScratch reports whether a database is a test restore's scratch
+// database: never protected, gone when the test restore ends.
+func IsScratch(name string) bool { return strings.HasPrefix(name, scratchPrefix) }
+
 // RecoveryPointID is the id of the recovery point a backup job commits; it
 // also names the job's manifest in the vault.
 func RecoveryPointID(jobID string) string { return "rp-" + strings.TrimPrefix(jobID, "j") }

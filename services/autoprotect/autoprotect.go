@@ -249,6 +249,8 @@ func ineligible(d *cofferv1.DatabaseInfo) string {
 		return "a database snapshot cannot be backed up"
 	case systemDatabases[d.GetName()] || (d.GetDatabaseId() >= 1 && d.GetDatabaseId() <= 4):
 		return "system databases are protected explicitly"
+	case event.IsScratch(d.GetName()):
+		return "a test restore's scratch database lives only while the test runs"
 	}
 	return ""
 }

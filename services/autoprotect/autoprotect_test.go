@@ -74,8 +74,8 @@ func TestRetryThenJobFailed(t *testing.T) {
 }
 
 // TestProtectsNewDatabases: a discovered database is protected only when
-// its instance is autoprotected, it is not a system database or a
-// snapshot, and it is not protected already.
+// its instance is autoprotected, it is not a system database, a snapshot
+// or a test restore's scratch database, and it is not protected already.
 func TestProtectsNewDatabases(t *testing.T) {
 	e := newEnv(t, &autoprotect.Config{})
 	e.setAutoprotect("SQL01", true, "gold")
@@ -88,7 +88,7 @@ func TestProtectsNewDatabases(t *testing.T) {
 	offline.State, offline.RecoveryModel = "OFFLINE", "SIMPLE"
 	for _, d := range []*cofferv1.DatabaseInfo{
 		database("Sales", 5), database("master", 1), database("model", 3), database("msdb", 4),
-		snap, database("Already", 6), offline,
+		snap, database("Already", 6), offline, database(event.ScratchDatabase("j20261122T101010-0a0b0c0d", 1), 7),
 	} {
 		e.discover("SQL01", d)
 	}

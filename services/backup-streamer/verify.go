@@ -80,7 +80,7 @@ func (s *Service) verifyOne(ctx context.Context, log *slog.Logger, jid string, k
 		return res
 	}
 	res.RecoveryPoint = ids[len(ids)-1]
-	scratch := &cofferv1.DatabaseRef{Instance: instance, Database: fmt.Sprintf("coffer_verify_%s_%d", jid, k+1)}
+	scratch := &cofferv1.DatabaseRef{Instance: instance, Database: event.ScratchDatabase(jid, k+1)}
 	log = log.With(slog.String("scratch_database", scratch.GetDatabase()), slog.String("recovery_point", res.RecoveryPoint))
 	c, err := s.client(ctx, instance)
 	if err != nil {
