@@ -217,7 +217,7 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 	var brk *broken
 	heal := ""      // why the chain broke, for the full that heals it
 	verifyJob := "" // a test restore the policy makes due
-	held := 0  // slots taken on the instance, one per backup in queue and maybe one more
+	held := 0       // slots taken on the instance, one per backup in queue and maybe one more
 	err = s.updateScheduleFrom(ctx, ref, proto.CloneOf(listed), ls.rev, func(st *cofferv1.ScheduleState) bool {
 		queue, brk, heal, verifyJob = queue[:0], nil, "", ""
 		changed := false
@@ -416,7 +416,6 @@ func (s *Service) jobFailed(ctx context.Context, f *cofferv1.JobFailed) error {
 		return before != len(pendingJobs(st))
 	})
 }
-
 
 // chainBroken makes the database's next backup a full.
 func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) error {
