@@ -88,7 +88,8 @@ func (s *Service) verifyOne(ctx context.Context, log *slog.Logger, jid string, k
 		return res
 	}
 	// a scratch database of this job left by an interrupted attempt
-	if s.dropPartial(ctx, log, c, scratch); ctx.Err() != nil {
+	s.dropPartial(ctx, log, c, scratch)
+	if ctx.Err() != nil {
 		return res
 	}
 	rreq := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("verify-restore", jid, fmt.Sprint(k)), jid, s.cfg.Now()),
