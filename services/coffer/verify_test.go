@@ -104,8 +104,14 @@ func TestVerifyOnDemand(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "recovery point "+latest.ID) || !strings.Contains(err.Error(), "failed its test restore") {
 		t.Fatalf("verify with a corrupted chunk: %v\n%s\nwant a failure naming %s", err, out, latest.ID)
 	}
-	rps = cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
-	if v := rps[len(rps)-1].Verified; v == nil || v.Passed || v.Job == job.ID {
+	// the job's failure and the verification records follow the outcome
+	// separately: wait for the record
+	h.eventually("the failed verification on the latest point", func() bool {
+		rps = cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+		v := rps[len(rps)-1].Verified
+		return v != nil && v.Job != job.ID
+	})
+	if v := rps[len(rps)-1].Verified; v.Passed {
 		t.Errorf("after the failed test restore the latest point's verification is %+v, want the failure", v)
 	}
 	if !strings.Contains(h.mustCoffer("rp", "list", "sql1/"+db), "TEST RESTORE FAILED") {
@@ -169,39 +175,48 @@ func TestScheduledVerification(t *testing.T) {
 		t.Fatalf("%d test restores before 06:00", n)
 	}
 	tick(start.Add(6 * time.Hour))
-	jobs := verifyJobs()
-	if len(jobs) != 1 || jobs[0].State != "succeeded" {
-		t.Fatalf("at 06:00: test restores %+v, want one that succeeded", jobs)
+	// the schedule and the job record follow the outcome on their own
+	// consumers: wait for the record
+	var jobs []gateway.Job
+	h.eventually("the test restore's outcome", func() bool {
+		jobs = verifyJobs()
+		return len(jobs) == 1 && (jobs[0].State == "succeeded" || jobs[0].State == "failed")
+	})
+	if jobs[0].State != "succeeded" {
+		t.Fatalf("at 06:00: test restore %+v, want it succeeded", jobs[0])
 	}
-	verified := 0
-	for _, rp := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) {
-		if v := rp.Verified; v != nil {
-			if !v.Passed || v.Job != jobs[0].ID {
-				t.Errorf("recovery point %s: verification %+v", rp.ID, v)
+	var verified []gateway.RecoveryPoint
+	h.eventually("the verification on the recovery points", func() bool {
+		verified = verified[:0]
+		for _, rp := range cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db) {
+			if rp.Verified != nil {
+				verified = append(verified, rp)
 			}
-			verified++
 		}
-	}
-	if verified == 0 {
-		t.Fatal("no recovery point records the test restore")
+		return len(verified) > 0
+	})
+	for _, rp := range verified {
+		if v := rp.Verified; !v.Passed || v.Job != jobs[0].ID {
+			t.Errorf("recovery point %s: verification %+v", rp.ID, v)
+		}
 	}
 
 	corruptChunk(t, h)
 	tick(start.Add(30 * time.Hour))
-	jobs = verifyJobs()
-	if len(jobs) != 2 {
-		t.Fatalf("a day later: %d test restores, want 2", len(jobs))
-	}
 	var failed *gateway.Job
-	for k := range jobs {
-		if jobs[k].State == "failed" {
-			failed = &jobs[k]
+	h.eventually("the second test restore's outcome", func() bool {
+		jobs = verifyJobs()
+		for k := range jobs {
+			if jobs[k].State == "failed" {
+				failed = &jobs[k]
+			}
 		}
-	}
+		return len(jobs) == 2 && failed != nil
+	})
 	if failed == nil || !strings.Contains(failed.Error, "failed its test restore") || !strings.Contains(failed.Error, "recovery point rp-") {
 		t.Fatalf("the test restore after a chunk was corrupted: %+v, want a failure naming the recovery point", jobs)
 	}
-	if !strings.Contains(h.mustCoffer("rp", "list", "sql1/"+db), "TEST RESTORE FAILED") {
-		t.Error("rp list does not show the failed test restore")
-	}
+	h.eventually("rp list to show the failed test restore", func() bool {
+		return strings.Contains(h.mustCoffer("rp", "list", "sql1/"+db), "TEST RESTORE FAILED")
+	})
 }
