@@ -66,14 +66,17 @@ const (
 	ctxChunkID       = "coffer vault 2026 vault key: chunk id hash v1"
 	ctxChunkSeal     = "coffer vault 2026 vault key: chunk seal v1"
 	ctxManifestSeal  = "coffer vault 2026 vault key: manifest seal v1"
+	ctxPrimaryKey    = "coffer vault 2026 master key: primary vault key v1"
+	ctxPrimaryKeyID  = "coffer vault 2026 master key: primary vault key id v1"
 	keyRecordFormat  = 1
 	keyIDSize        = 8
 	keysPrefix       = "keys/"
 	maxKeyRecordSize = 64 << 10
 )
 
-// keyID names a vault key. It is random, stored in every sealed object's
-// header, and is the key record's name in hex.
+// keyID names a vault key (derived for the primary key, random for the
+// others). It is stored in every sealed object's header, and is the key
+// record's name in hex.
 type keyID [keyIDSize]byte
 
 func (id keyID) String() string { return hex.EncodeToString(id[:]) }
@@ -236,6 +239,16 @@ func openKeyRecord(master []byte, id string, raw []byte) (*keySecret, error) {
 		return nil, fmt.Errorf("%w: key record %s holds key %s", ErrCorrupt, id, s.ID)
 	}
 	return &s, nil
+}
+
+// primaryKeySecret is the vault key Init creates. It is derived from the
+// master key rather than drawn at random, so that two Inits racing on one
+// empty store write the same key, and the vaults they open name, seal and
+// chunk alike. Keys AddKey adds later are random.
+func primaryKeySecret(master []byte) *keySecret {
+	var id keyID
+	copy(id[:], deriveKey(ctxPrimaryKeyID, master))
+	return &keySecret{ID: id.String(), Seq: 0, Created: time.Now().UTC(), Key: deriveKey(ctxPrimaryKey, master)}
 }
 
 func newKeySecret(seq int) *keySecret {

@@ -96,11 +96,11 @@ type Vault struct {
 	idHasher *blake3.Hasher
 }
 
-// Init creates a vault in store, with a new random vault key wrapped by
-// master, and returns it open. It refuses, with an error matching
-// [ErrInitialized], a store that already holds a vault. Two Inits racing on
-// one store can both succeed; Open then reports the vault corrupt, so
-// initialise once, from one place.
+// Init creates a vault in store, with its primary vault key (derived from
+// master) wrapped by master, and returns it open. It refuses, with an error
+// matching [ErrInitialized], a store that already holds a vault. Two Inits
+// racing on one empty store (two committers starting at once) may both
+// succeed: they write the same key, so both vaults agree.
 func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) {
 	if err := checkMasterKey(master); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
@@ -116,8 +116,7 @@ func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if exists {
 		return nil, fmt.Errorf("init vault: %w", ErrInitialized)
 	}
-	s := newKeySecret(0)
-	if err := putKeyRecord(ctx, store, master, s); err != nil {
+	if err := putKeyRecord(ctx, store, master, primaryKeySecret(master)); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
 	return Open(ctx, store, master)

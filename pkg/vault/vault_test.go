@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/blob/dirstore"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
 
@@ -810,5 +812,43 @@ func TestParseMasterKey(t *testing.T) {
 	}
 	if back, err := vault.ParseMasterKey(hex.EncodeToString(k1)); err != nil || !bytes.Equal(back, k1) {
 		t.Errorf("generated key does not round-trip through hex: %v", err)
+	}
+}
+
+// TestInitRace: two processes initialising one empty store at the same
+// moment (two committers starting together) both succeed or one is told
+// the vault exists, and whatever either writes the other reads.
+func TestInitRace(t *testing.T) {
+	for round := range 10 {
+		store, err := dirstore.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vs [2]*vault.Vault
+		var errs [2]error
+		var wg sync.WaitGroup
+		for k := range vs {
+			wg.Go(func() { vs[k], errs[k] = vault.Init(t.Context(), store, testMaster) })
+		}
+		wg.Wait()
+		for k := range vs {
+			if errors.Is(errs[k], vault.ErrInitialized) {
+				if vs[k], errs[k] = vault.Open(t.Context(), store, testMaster); errs[k] != nil {
+					t.Fatalf("round %d: open after losing the race: %v", round, errs[k])
+				}
+			} else if errs[k] != nil {
+				t.Fatalf("round %d: Init %d: %v", round, k, errs[k])
+			}
+		}
+		res := write(t, vs[0], sqlPages(3, round, 16), vault.WriterOptions{})
+		r := vs[1].NewReader(t.Context(), res.Chunks)
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil || n != res.Size {
+			t.Fatalf("round %d: the other vault read %d of %d bytes: %v", round, n, res.Size, err)
+		}
+		if _, err := vault.Open(t.Context(), store, testMaster); err != nil {
+			t.Fatalf("round %d: a later Open: %v", round, err)
+		}
 	}
 }
