@@ -521,26 +521,8 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.ToDirectory != "" && !filepath.IsAbs(req.ToDirectory) {
-		writeError(w, http.StatusBadRequest, "to_directory %q is not an absolute path", req.ToDirectory)
-		return
-	}
-	if req.TargetDatabase == "" && req.ToDirectory == "" {
-		writeError(w, http.StatusBadRequest, "target_database is empty: name the database to restore into")
-		return
-	}
-	targets := 0
-	for _, set := range []bool{req.Point != "", req.Time != nil, req.Latest, req.Mark != ""} {
-		if set {
-			targets++
-		}
-	}
-	if targets != 1 {
-		writeError(w, http.StatusBadRequest, "give exactly one of point, time, mark and latest")
-		return
-	}
-	if req.BeforeMark && req.Mark == "" {
-		writeError(w, http.StatusBadRequest, "before_mark needs a mark")
+	if problem := req.problem(); problem != "" {
+		writeError(w, http.StatusBadRequest, "%s", problem)
 		return
 	}
 	if req.TargetInstance == "" {
@@ -617,6 +599,27 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		"target_instance", dst.Instance, "target_database", dst.Database)
 	acc.JobID = jobID
 	writeJSON(w, http.StatusAccepted, acc)
+}
+
+// problem says what makes a restore request unusable, or "".
+func (req *RestoreRequest) problem() string {
+	targets := 0
+	for _, set := range []bool{req.Point != "", req.Time != nil, req.Latest, req.Mark != ""} {
+		if set {
+			targets++
+		}
+	}
+	switch {
+	case req.ToDirectory != "" && !filepath.IsAbs(req.ToDirectory):
+		return fmt.Sprintf("to_directory %q is not an absolute path", req.ToDirectory)
+	case req.TargetDatabase == "" && req.ToDirectory == "":
+		return "target_database is empty: name the database to restore into"
+	case targets != 1:
+		return "give exactly one of point, time, mark and latest"
+	case req.BeforeMark && req.Mark == "":
+		return "before_mark needs a mark"
+	}
+	return ""
 }
 
 // asFiles names the files of a restore as files (in apply order, so that
