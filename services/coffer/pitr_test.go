@@ -108,14 +108,7 @@ func TestRestoreRefusals(t *testing.T) {
 		if err := h.run.scheduler.Tick(ctx, now); err != nil {
 			t.Fatal(err)
 		}
-		h.eventually("the backup", func() bool {
-			for _, j := range h.jobs() {
-				if j.Kind == "backup" && (j.State == "queued" || j.State == "running") {
-					return false
-				}
-			}
-			return true
-		})
+		h.waitIdle(db)
 	}
 	now := start
 	for range 12 {
