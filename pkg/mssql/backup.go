@@ -161,9 +161,10 @@ func (c *Client) FileList(ctx context.Context, files []string) ([]File, error) {
 	defer rows.Close()
 	var out []File
 	err = scanByName(rows, func(col map[string]any) {
-		typ := "ROWS"
-		if asString(col["type"]) == "L" {
-			typ = "LOG"
+		// as sys.master_files.type_desc names them
+		typ := map[string]string{"L": "LOG", "S": "FILESTREAM", "F": "FULLTEXT"}[asString(col["type"])]
+		if typ == "" {
+			typ = "ROWS"
 		}
 		n, _ := col["size"].([]byte)
 		var size int64

@@ -121,8 +121,8 @@ func (s *Service) verifyOne(ctx context.Context, log *slog.Logger, jid string, k
 	return res
 }
 
-// compareFiles checks that the restored database has the files (logical
-// name and type) its full backup lists; it returns the difference.
+// compareFiles checks that the restored database has the files (by
+// logical name) its full backup lists; it returns the difference.
 func (s *Service) compareFiles(ctx context.Context, c *mssql.Client, name string, src *cofferv1.DatabaseRef, fullID string) string {
 	dbs, err := c.Databases(ctx)
 	if err != nil {
@@ -141,10 +141,10 @@ func (s *Service) compareFiles(ctx context.Context, c *mssql.Client, name string
 	}
 	var want, got []string
 	for _, f := range rp.GetBackup().GetFiles() {
-		want = append(want, f.GetType()+" "+f.GetLogicalName())
+		want = append(want, f.GetLogicalName())
 	}
 	for _, f := range d.Files {
-		got = append(got, f.Type+" "+f.Logical)
+		got = append(got, f.Logical)
 	}
 	slices.Sort(want)
 	slices.Sort(got)
