@@ -223,13 +223,13 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
 		b.WriteString(", STOPAT = @stopat")
 		args = append(args, sql.Named("stopat", r.StopAt.UTC().Format("2006-01-02T15:04:05.000")))
 	}
+	// a mark name is written as a quoted literal: RESTORE documents no
+	// variable form for it
 	if r.StopAtMark != "" {
-		b.WriteString(", STOPATMARK = @mark")
-		args = append(args, sql.Named("mark", r.StopAtMark))
+		b.WriteString(", STOPATMARK = " + Literal(r.StopAtMark))
 	}
 	if r.StopBeforeMark != "" {
-		b.WriteString(", STOPBEFOREMARK = @mark")
-		args = append(args, sql.Named("mark", r.StopBeforeMark))
+		b.WriteString(", STOPBEFOREMARK = " + Literal(r.StopBeforeMark))
 	}
 	if r.Recovery {
 		b.WriteString(", RECOVERY")

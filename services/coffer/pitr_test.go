@@ -304,7 +304,7 @@ func TestRestoreToMark(t *testing.T) {
 	h.sim.Commit(db, 2)
 	markAt := start.Add(2 * time.Minute)
 	clk.Set(markAt)
-	if _, err := h.sim.Mark(db, "before upgrade"); err != nil {
+	if _, err := h.sim.Mark(db, "before upgrade: it's ]"); err != nil {
 		t.Fatal(err)
 	}
 	clk.Set(start.Add(3 * time.Minute))
@@ -326,7 +326,7 @@ func TestRestoreToMark(t *testing.T) {
 		before bool
 		at     time.Time
 	}{{"At mark", false, markAt}, {"Before mark", true, markAt.Add(-time.Millisecond)}} {
-		args := []string{"restore", "sql1/" + db, "--mark", "before upgrade", "--as", c.as, "--wait"}
+		args := []string{"restore", "sql1/" + db, "--mark", "before upgrade: it's ]", "--as", c.as, "--wait"}
 		if c.before {
 			args = append(args, "--before-mark")
 		}
