@@ -65,10 +65,8 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 	return pt, nil
 }
 
-// VerifyTargetsOf picks a verification's test restores (VerifyTargets)
-// from a database's recovery point records, as the work message carries
-// them.
-func VerifyTargetsOf(rps []*cofferv1.RecoveryPoint, r *rand.Rand) ([]*cofferv1.VerifyTarget, error) {
+// PointsFromRecords reads recovery point records with PointFromRecord.
+func PointsFromRecords(rps []*cofferv1.RecoveryPoint) ([]Point, error) {
 	pts := make([]Point, 0, len(rps))
 	for _, rp := range rps {
 		pt, err := PointFromRecord(rp)
@@ -76,6 +74,17 @@ func VerifyTargetsOf(rps []*cofferv1.RecoveryPoint, r *rand.Rand) ([]*cofferv1.V
 			return nil, err
 		}
 		pts = append(pts, pt)
+	}
+	return pts, nil
+}
+
+// VerifyTargetsOf picks a verification's test restores (VerifyTargets)
+// from a database's recovery point records, as the work message carries
+// them.
+func VerifyTargetsOf(rps []*cofferv1.RecoveryPoint, r *rand.Rand) ([]*cofferv1.VerifyTarget, error) {
+	pts, err := PointsFromRecords(rps)
+	if err != nil {
+		return nil, err
 	}
 	ts, err := VerifyTargets(pts, r)
 	if err != nil {

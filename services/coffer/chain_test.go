@@ -22,9 +22,7 @@ import (
 // a full that heals the chain and says why; every recovery point `coffer
 // rp list` shows stays restorable.
 func TestChainBreaks(t *testing.T) {
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC) // a Sunday
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Ledger"
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
 	h.sim.Commit(db, 4)
@@ -57,22 +55,12 @@ func TestChainBreaks(t *testing.T) {
 	t.Cleanup(sub.Stop)
 	h.mustCoffer("protect", "sql1/"+db, "--policy", "p")
 
-	ctx := context.Background()
-	waitIdle := func() { h.waitIdle(db) }
-	waitIdle()
+	h.waitIdle(db)
 	now := start
 	tick := func(until time.Time) {
 		for now.Before(until) {
 			now = now.Add(15 * time.Minute)
-			clk.Set(now.Add(-5 * time.Minute))
-			if _, err := h.sim.Commit(db, 1); err != nil {
-				t.Fatal(err)
-			}
-			clk.Set(now)
-			if err := h.run.scheduler.Tick(ctx, now); err != nil {
-				t.Fatal(err)
-			}
-			waitIdle()
+			h.tickAt(clk, db, now, 5*time.Minute)
 		}
 	}
 	exec := h.exec

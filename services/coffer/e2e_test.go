@@ -157,6 +157,32 @@ func (h *harness) register(names ...string) {
 	})
 }
 
+// clockedHarness starts a harness whose simulator, scheduler and committer
+// run on a fake clock set to start, 2026-09-06 00:00 UTC, a Sunday; the
+// scheduler ticks only when the test says.
+func clockedHarness(t *testing.T) (h *harness, clk *fakeClock, start time.Time) {
+	t.Helper()
+	start = time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
+	clk = &fakeClock{t: start}
+	return startHarness(t, harnessOptions{clock: clk.Now, pages: 64}), clk, start
+}
+
+// tickAt commits a small transaction to sql1/db just before now, runs
+// the scheduler's tick at now, and waits until the backups it queued are
+// done.
+func (h *harness) tickAt(clk *fakeClock, db string, now time.Time, before time.Duration) {
+	h.t.Helper()
+	clk.Set(now.Add(-before))
+	if _, err := h.sim.Commit(db, 1); err != nil {
+		h.t.Fatal(err)
+	}
+	clk.Set(now)
+	if err := h.run.scheduler.Tick(h.t.Context(), now); err != nil {
+		h.t.Fatalf("tick at %v: %v", now, err)
+	}
+	h.waitIdle(db)
+}
+
 // setPolicy stores a policy given as JSON and waits until it is in force.
 func (h *harness) setPolicy(name, doc string) {
 	h.t.Helper()

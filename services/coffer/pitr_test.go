@@ -53,9 +53,7 @@ func TestRandomPointsInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two simulated days and 50 restores take a while")
 	}
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Orders"
 	history(t, h, clk, db, start, 2)
 
@@ -94,22 +92,11 @@ func TestRandomPointsInTime(t *testing.T) {
 // log, in a gap of the chain, or inside bulk-logged changes is refused
 // before anything moves, with the reason; --dry-run prints the plan.
 func TestRestoreRefusals(t *testing.T) {
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Orders"
 	history(t, h, clk, db, start, 0)
-	ctx := context.Background()
 	// an hour of logs, then a break: a log backup coffer did not take
-	tick := func(now time.Time) {
-		clk.Set(now.Add(-30 * time.Second))
-		h.sim.Commit(db, 2)
-		clk.Set(now)
-		if err := h.run.scheduler.Tick(ctx, now); err != nil {
-			t.Fatal(err)
-		}
-		h.waitIdle(db)
-	}
+	tick := func(now time.Time) { h.tickAt(clk, db, now, 30*time.Second) }
 	now := start
 	for range 12 {
 		now = now.Add(5 * time.Minute)
@@ -294,9 +281,7 @@ func TestRestoreAsFiles(t *testing.T) {
 // TestRestoreToMark: a restore stops at a marked transaction, including
 // it or just before it; a mark no backup holds is refused.
 func TestRestoreToMark(t *testing.T) {
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Marked"
 	history(t, h, clk, db, start, 0)
 	ctx := context.Background()

@@ -58,9 +58,7 @@ func TestSixtyDays(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sixty simulated days take a while")
 	}
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC) // a Sunday
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Ledger"
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
 	h.sim.Commit(db, 4)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/committer"
 )
@@ -81,17 +82,16 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 		name := "(its manifest is unreadable)"
 		if m, err := v.GetManifest(ctx, id); err == nil {
 			if rp, err := committer.RecoveryPointOf(m); err == nil {
+				kind := "backup"
+				if pt, err := policy.PointFromRecord(rp); err == nil {
+					kind = pt.Kind.String()
+				}
 				name = fmt.Sprintf("%s/%s, %s taken %s", rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(),
-					typeWord(rp.GetBackup().GetType().String()), m.CreatedAt.Local().Format("2006-01-02 15:04:05"))
+					kind, m.CreatedAt.Local().Format("2006-01-02 15:04:05"))
 			}
 		}
 		fmt.Fprintf(stdout, "  %s  %s\n", id, name)
 	}
 	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
 	return fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected))
-}
-
-// typeWord names a backup type as coffer's tables do.
-func typeWord(enum string) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(enum, "BACKUP_TYPE_"), "_", " "))
 }

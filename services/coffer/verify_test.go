@@ -135,9 +135,7 @@ func slicesContainsPrefix(names []string, prefix string) bool {
 // restore at its time, recorded on the recovery points; after a chunk is
 // corrupted, the next one fails visibly, naming the recovery point.
 func TestScheduledVerification(t *testing.T) {
-	start := time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t: start}
-	h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+	h, clk, start := clockedHarness(t)
 	const db = "Audited"
 	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
 		t.Fatal(err)
@@ -152,13 +150,7 @@ func TestScheduledVerification(t *testing.T) {
 	tick := func(until time.Time) {
 		for now.Before(until) {
 			now = now.Add(15 * time.Minute)
-			clk.Set(now.Add(-5 * time.Minute))
-			h.sim.Commit(db, 1)
-			clk.Set(now)
-			if err := h.run.scheduler.Tick(t.Context(), now); err != nil {
-				t.Fatal(err)
-			}
-			h.waitIdle(db)
+			h.tickAt(clk, db, now, 5*time.Minute)
 		}
 	}
 	verifyJobs := func() []gateway.Job {

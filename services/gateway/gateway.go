@@ -652,24 +652,11 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 	return names, sc.String()
 }
 
-// points reads recovery point records as the chain rules see them.
-func points(rps []*cofferv1.RecoveryPoint) ([]policy.Point, error) {
-	pts := make([]policy.Point, 0, len(rps))
-	for _, rp := range rps {
-		pt, err := policy.PointFromRecord(rp)
-		if err != nil {
-			return nil, err
-		}
-		pts = append(pts, pt)
-	}
-	return pts, nil
-}
-
 // planRestore computes the whole restore sequence for the request's
 // target (a recovery point, a moment, or the latest moment) and checks it
 // against the chain rules before anything moves.
 func planRestore(rps []*cofferv1.RecoveryPoint, req RestoreRequest) (policy.Plan, error) {
-	pts, err := points(rps)
+	pts, err := policy.PointsFromRecords(rps)
 	if err != nil {
 		return policy.Plan{}, err
 	}
@@ -767,7 +754,7 @@ func (s *Service) listRanges(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	pts, err := points(rps)
+	pts, err := policy.PointsFromRecords(rps)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
