@@ -333,17 +333,22 @@ func (c *Client) exec(ctx context.Context, query string, onInfo func(number int3
 	return nil
 }
 
-var percentRE = regexp.MustCompile(`^(\d+) percent processed`)
+// msgPercentProcessed is the message BACKUP and RESTORE send for STATS:
+// "N percent processed." in English, in the session's language elsewhere.
+const msgPercentProcessed = 3211
 
-// progressFunc turns BACKUP and RESTORE "N percent processed." messages
-// into calls of fn.
+var percentRE = regexp.MustCompile(`\d+`)
+
+// progressFunc turns BACKUP and RESTORE progress messages into calls of
+// fn. The message is known by its number, never its text, which follows
+// the server's language; the percentage is its first number.
 func progressFunc(fn func(percent int)) func(int32, string) {
 	return func(number int32, msg string) {
-		if fn == nil {
+		if fn == nil || number != msgPercentProcessed {
 			return
 		}
-		if m := percentRE.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
+		if m := percentRE.FindString(msg); m != "" {
+			n, _ := strconv.Atoi(m)
 			fn(n)
 		}
 	}

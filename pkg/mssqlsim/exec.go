@@ -25,6 +25,7 @@ type session struct {
 	spid     int
 	markName string // BEGIN TRAN ... WITH MARK pending until COMMIT
 	inTran   bool
+	language string // @@LANGUAGE: the language of translated messages
 }
 
 // execCtx runs the statements of one batch.
@@ -36,6 +37,7 @@ type execCtx struct {
 }
 
 func (x *execCtx) info(number int32, format string, args ...any) {
+	format = localize(x.sess.language, number, format)
 	_ = x.out.message(&Error{Number: number, Severity: 10, State: 1, Message: fmt.Sprintf(format, args...)})
 	_ = x.out.flush()
 }
@@ -332,12 +334,33 @@ func (x *execCtx) needSysadmin(what, db string) *Error {
 	return nil
 }
 
-// parseSet accepts the session options clients send and ignores them.
+// parseSet accepts the session options clients send and ignores them,
+// but for SET LANGUAGE, which chooses the language of messages.
 func (p *parser) parseSet() (stmt, *Error) {
 	t := p.next()
 	if t.kind != tIdent {
 		p.pos--
 		return nil, p.syntaxErr()
+	}
+	if t.is("LANGUAGE") {
+		var lang string
+		if tk := p.peek(); tk.kind == tString {
+			lang = p.next().text
+		} else {
+			var e *Error
+			if lang, e = p.ident(); e != nil {
+				return nil, e
+			}
+		}
+		name, ok := languageName(lang)
+		return func(x *execCtx) *Error {
+			if !ok {
+				return newErr(2743, 16, "SET LANGUAGE failed because '%s' is not an official language name or a language alias on this SQL Server.", lang)
+			}
+			x.sess.language = name
+			x.info(5703, "Changed language setting to %s.", name)
+			return nil
+		}, nil
 	}
 	p.skipStatementOrNextSet()
 	return func(x *execCtx) *Error { return nil }, nil
@@ -377,7 +400,7 @@ func (x *execCtx) sysVar(name string) (any, *Error) {
 	case "@@TRANCOUNT":
 		return b2i(x.sess.inTran), nil
 	case "@@LANGUAGE":
-		return "us_english", nil
+		return x.sess.language, nil
 	}
 	return nil, newErr(137, 15, "Must declare the scalar variable \"%s\".", name)
 }

@@ -41,6 +41,16 @@ type Config struct {
 	// the instance's machine certificate store would; nil means the system
 	// roots.
 	TrustedCAs *x509.CertPool
+	// Language is the server's default language (sp_configure 'default
+	// language'), which a session starts with until SET LANGUAGE: it
+	// chooses the text of the messages the simulator translates (3211,
+	// 3014). Default us_english.
+	Language string
+	// NoDefaultPaths makes SERVERPROPERTY('InstanceDefaultDataPath') and
+	// ('InstanceDefaultLogPath') NULL, as on an instance whose default
+	// locations were never set; CREATE DATABASE still places files under
+	// DataPath, as SQL Server places them beside master's.
+	NoDefaultPaths bool
 	// Seed makes database seeds and GUIDs reproducible; 0 picks one.
 	Seed uint64
 	// DefaultPages is the data size of a CREATE DATABASE without SIZE.
@@ -66,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BackupDir == "" {
 		c.BackupDir = c.DataPath
+	}
+	if c.Language == "" {
+		c.Language = "us_english"
 	}
 	if c.Seed == 0 {
 		c.Seed = rand.Uint64()

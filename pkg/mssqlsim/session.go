@@ -84,7 +84,7 @@ func (h *handler) Login(ctx context.Context, l tds.Login) (tds.Session, error) {
 		}
 		db = d.Name
 	}
-	return &tdsSession{inst: i, sess: &session{user: l.User, database: db, spid: int(51 + h.spid.Add(1))}}, nil
+	return &tdsSession{inst: i, sess: &session{user: l.User, database: db, spid: int(51 + h.spid.Add(1)), language: i.cfg.Language}}, nil
 }
 
 // tdsSession runs batches for one connection.
