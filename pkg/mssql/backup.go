@@ -3,6 +3,7 @@ package mssql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	mssqldb "github.com/microsoft/go-mssqldb"
 	"strings"
@@ -199,6 +200,9 @@ type RestoreRequest struct {
 	StopAtMark, StopBeforeMark string
 	// OnProgress receives "N percent processed." as N.
 	OnProgress func(percent int)
+	// OnMessage receives every other informational message, such as 4322
+	// (the stop point lies past this log: the database stays RESTORING).
+	OnMessage func(number int32, msg string)
 }
 
 // Restore runs the RESTORE statement.
@@ -236,7 +240,15 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
 	} else {
 		b.WriteString(", NORECOVERY")
 	}
-	if err := c.exec(ctx, b.String(), progressFunc(r.OnProgress), args...); err != nil {
+	progress := progressFunc(r.OnProgress)
+	onInfo := func(number int32, msg string) {
+		if number == msgPercentProcessed {
+			progress(number, msg)
+		} else if r.OnMessage != nil {
+			r.OnMessage(number, msg)
+		}
+	}
+	if err := c.exec(ctx, b.String(), onInfo, args...); err != nil {
 		return fmt.Errorf("restore %q: %w", r.Database, err)
 	}
 	return nil
@@ -249,6 +261,20 @@ func (c *Client) DropDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("drop database %q: %w", name, err)
 	}
 	return nil
+}
+
+// DatabaseState returns a database's state_desc (ONLINE, RESTORING,
+// RECOVERY_PENDING, ...), or "" when there is no database of that name.
+func (c *Client) DatabaseState(ctx context.Context, name string) (string, error) {
+	var st sql.NullString
+	err := c.db.QueryRowContext(ctx, "SELECT state_desc FROM sys.databases WHERE name = @p1", name).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the state of database %q: %w", name, wrapSQL(err))
+	}
+	return st.String, nil
 }
 
 // DatabaseExists reports whether a database of that name exists.

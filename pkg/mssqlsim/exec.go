@@ -446,8 +446,14 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		case "isclustered":
 			return int64(0), nil
 		case "instancedefaultdatapath":
+			if x.inst.cfg.NoDefaultPaths {
+				return nil, nil
+			}
 			return x.inst.cfg.DataPath, nil
 		case "instancedefaultlogpath":
+			if x.inst.cfg.NoDefaultPaths {
+				return nil, nil
+			}
 			return x.inst.cfg.LogPath, nil
 		case "instancedefaultbackuppath":
 			return x.inst.cfg.BackupDir, nil

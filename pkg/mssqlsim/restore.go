@@ -290,8 +290,25 @@ func movedFiles(h setHeader, moves [][2]string) ([]File, *Error) {
 		if !found {
 			return nil, newErr(3234, 16, "Logical file '%s' is not part of database '%s'. Use RESTORE FILELISTONLY to list the logical file names.", mv[0], h.DatabaseName)
 		}
+		if !absolutePath(mv[1]) {
+			// the file would land in the server process's working
+			// directory, which SQL Server does not look up
+			return nil, &Error{Number: 5133, Severity: 16, State: 1,
+				Message: fmt.Sprintf("Directory lookup for the file \"%s\" failed with the operating system error 2(The system cannot find the file specified.).", mv[1]),
+				Then: []*Error{
+					newErr(3156, 16, "File '%s' cannot be restored to '%s'. Use WITH MOVE to identify a valid location for the file.", mv[0], mv[1]),
+					newErr(3119, 16, "Problems were identified while planning for the RESTORE statement. Previous messages provide details."),
+				}}
+		}
 	}
 	return files, nil
+}
+
+// absolutePath reports whether p is a full path on Linux or Windows: /x,
+// C:\x or \\server\share.
+func absolutePath(p string) bool {
+	return strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\\`) ||
+		len(p) >= 3 && p[1] == ':' && (p[2] == '\\' || p[2] == '/')
 }
 
 // readPages reads a full or differential body into d, reporting progress

@@ -198,6 +198,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	if err != nil {
 		return nil, err
 	}
+	var said []string // what SQL Server said of the last step, beside progress
 	for i, f := range files {
 		step := fmt.Sprintf("restore %d/%d", i+1, n)
 		prog.report(step, 50+50*float64(i)/float64(n), total, true)
@@ -214,6 +215,11 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			rr.Moves, rr.Replace = moves, existed
 		}
 		if i == n-1 {
+			rr.OnMessage = func(number int32, msg string) {
+				if number != msgRestoreDone {
+					said = append(said, fmt.Sprintf("%s (%d)", msg, number))
+				}
+			}
 			rr.StopAtMark, rr.StopBeforeMark = req.GetStopAtMark(), req.GetStopBeforeMark()
 			if !stopAt.IsZero() {
 				// SQL Server reads STOPAT in its local time
@@ -239,12 +245,50 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			log.ErrorContext(ctx, "staging file not removed", slog.String("path", f.local), slog.Any("error", err))
 		}
 	}
+	if !req.GetNoRecovery() {
+		if err := s.checkOnline(ctx, log, c, tgt, existed, tailID, said); err != nil {
+			return nil, err
+		}
+	}
 	return &cofferv1.RestoreCompleted{
 		Meta:   event.Meta(event.ID("restored", jid), jid, s.cfg.Now()),
 		Source: src,
 		Target: tgt,
 		Bytes:  total,
 	}, nil
+}
+
+// msgRestoreDone is RESTORE's "successfully processed N pages" message.
+const msgRestoreDone = 3014
+
+// checkOnline fails a restore WITH RECOVERY that SQL Server accepted but
+// that left the database other than ONLINE: a STOPAT or mark past the end
+// of the last log (message 4322) leaves it RESTORING without an error.
+// said is what SQL Server said of the last step.
+func (s *Service) checkOnline(ctx context.Context, log *slog.Logger, c *mssql.Client, tgt *cofferv1.DatabaseRef, existed bool, tailID string, said []string) error {
+	state, err := c.DatabaseState(ctx, tgt.GetDatabase())
+	if err != nil {
+		return s.sqlFailure(ctx, err, "check that database %q came online", tgt.GetDatabase())
+	}
+	if state == "ONLINE" {
+		return nil
+	}
+	if state == "" {
+		state = "missing"
+	}
+	reason := fmt.Sprintf("every RESTORE ran, but database %q on instance %q is %s, not ONLINE", tgt.GetDatabase(), tgt.GetInstance(), state)
+	if len(said) > 0 {
+		reason += "; SQL Server said: " + strings.Join(said, "; ")
+	}
+	if existed {
+		reason += fmt.Sprintf("; it was being overwritten: RESTORE DATABASE %s WITH RECOVERY brings it online as restored so far", mssql.QuoteName(tgt.GetDatabase()))
+		if tailID != "" {
+			reason += fmt.Sprintf("; its tail-log backup is kept as recovery point %s", tailID)
+		}
+	} else {
+		reason += s.dropPartial(ctx, log, c, tgt)
+	}
+	return fail("%s", reason)
 }
 
 // scriptName is the file a restore as files writes its T-SQL to.
@@ -516,6 +560,12 @@ func (s *Service) moves(ctx context.Context, c *mssql.Client, req *cofferv1.Rest
 		}
 		if logDir == "" {
 			logDir = dataDir
+		}
+		if dataDir == "" {
+			// bare file names in MOVE would be looked up in SQL Server's
+			// working directory, and the restore fails half-way
+			return nil, fail("instance %q reports no default data path (SERVERPROPERTY('InstanceDefaultDataPath') is empty): "+
+				"give the restore a data path and a log path (--data-path, --log-path), or set the instance's default locations", tgt.GetInstance())
 		}
 	}
 	keep := map[string]string{}

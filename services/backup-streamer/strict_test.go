@@ -1,0 +1,89 @@
+package streamer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// restoreWith queues a restore as the gateway does, with the request
+// adjusted by edit, and returns its job id.
+func (e *env) restoreWith(ctx context.Context, source, target string, edit func(*cofferv1.RestoreRequested), rps ...string) string {
+	e.t.Helper()
+	jid := event.NewJobID(time.Now())
+	src := &cofferv1.DatabaseRef{Instance: instName, Database: source}
+	tgt := &cofferv1.DatabaseRef{Instance: instName, Database: target}
+	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
+		Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt}, event.ID("queued", jid))
+	req := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore", jid), jid, time.Now()),
+		RecoveryPoints: rps, Source: src, Target: tgt}
+	if edit != nil {
+		edit(req)
+	}
+	e.publish(ctx, cofferv1.SubjectWorkRestore, req, event.ID("restore", jid))
+	return jid
+}
+
+// TestRestoreStopPastLastLog: a STOPAT past the last record of the last
+// log is accepted by SQL Server, which says so (4322) and leaves the
+// database RESTORING. The restore must fail and say why, not report
+// success; a database it created is dropped.
+func TestRestoreStopPastLastLog(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	const db = "Past"
+	if err := e.inst.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.startCommitter()
+	e.startStreamer(e.streamerConfig())
+	fullRP := e.backupOK(ctx, db, full)
+	e.inst.Commit(db, 5)
+	logRP := e.backupOK(ctx, db, logb)
+
+	stop := logRP.GetBackup().GetBackupFinish().AsTime().Add(time.Hour)
+	j := e.mustFail(e.restoreWith(ctx, db, "Past copy", func(r *cofferv1.RestoreRequested) {
+		r.StopAt = timestamppb.New(stop)
+	}, fullRP.Id, logRP.Id))
+	for _, want := range []string{"RESTORING, not ONLINE", "4322", "was dropped"} {
+		if !strings.Contains(j.Error, want) {
+			t.Errorf("reason %q; want it to say %q", j.Error, want)
+		}
+	}
+	if e.exists("Past copy") {
+		t.Error("a database left RESTORING by the failed restore is still there")
+	}
+}
+
+// TestRestoreWithoutDefaultPaths: an instance whose default data path is
+// not set gets no bare file names in MOVE; the restore is refused with
+// what to do, and nothing is created.
+func TestRestoreWithoutDefaultPaths(t *testing.T) {
+	e := newEnv(t, envOptions{sim: mssqlsim.Config{NoDefaultPaths: true}})
+	ctx := t.Context()
+	const db = "NoPaths"
+	if err := e.inst.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.startCommitter()
+	e.startStreamer(e.streamerConfig())
+	fullRP := e.backupOK(ctx, db, full)
+
+	j := e.mustFail(e.restoreWith(ctx, db, "NoPaths copy", nil, fullRP.Id))
+	if !strings.Contains(j.Error, "no default data path") || !strings.Contains(j.Error, "--data-path") {
+		t.Errorf("reason %q; want it to name the missing default data path and the flags that replace it", j.Error)
+	}
+	if e.exists("NoPaths copy") {
+		t.Error("a database was created")
+	}
+	e.mustSucceed(e.restoreWith(ctx, db, "NoPaths copy", func(r *cofferv1.RestoreRequested) {
+		r.DataPath, r.LogPath = "/srv/data", "/srv/log"
+	}, fullRP.Id))
+}
