@@ -198,6 +198,10 @@ type RestoreRequest struct {
 	// StopAtMark and StopBeforeMark stop at a marked transaction,
 	// including it or not.
 	StopAtMark, StopBeforeMark string
+	// MarkAfter, with a mark, stops at the first transaction of that name
+	// at or after this moment (server local time), not the first of the
+	// name in the log: STOPATMARK ... AFTER.
+	MarkAfter time.Time
 	// OnProgress receives "N percent processed." as N.
 	OnProgress func(percent int)
 	// OnMessage receives every other informational message, such as 4322
@@ -230,10 +234,10 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
 	// a mark name is written as a quoted literal: RESTORE documents no
 	// variable form for it
 	if r.StopAtMark != "" {
-		b.WriteString(", STOPATMARK = " + Literal(r.StopAtMark))
+		b.WriteString(", STOPATMARK = " + Literal(r.StopAtMark) + markAfter(r.MarkAfter))
 	}
 	if r.StopBeforeMark != "" {
-		b.WriteString(", STOPBEFOREMARK = " + Literal(r.StopBeforeMark))
+		b.WriteString(", STOPBEFOREMARK = " + Literal(r.StopBeforeMark) + markAfter(r.MarkAfter))
 	}
 	if r.Recovery {
 		b.WriteString(", RECOVERY")
@@ -261,6 +265,17 @@ func (c *Client) DropDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("drop database %q: %w", name, err)
 	}
 	return nil
+}
+
+// markAfter is the AFTER clause of a mark stop at or after t, empty for a
+// zero t. RESTORE takes it as a literal. t is cut to a multiple of 10 ms,
+// which datetime holds exactly, so that rounding never puts it after the
+// mark's own time.
+func markAfter(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " AFTER '" + t.Truncate(10*time.Millisecond).Format("2006-01-02T15:04:05.000") + "'"
 }
 
 // DatabaseState returns a database's state_desc (ONLINE, RESTORING,

@@ -31,6 +31,9 @@ type Script struct {
 	StopAt                     time.Time
 	UTCOffset                  time.Duration
 	StopAtMark, StopBeforeMark string
+	// MarkAfter, with a mark, is the mark's moment in the server's local
+	// time: STOPATMARK ... AFTER it.
+	MarkAfter time.Time
 	// NoRecovery leaves the database RESTORING after the last file.
 	NoRecovery bool
 	// Replace overwrites an existing database of the name.
@@ -74,10 +77,10 @@ func (s Script) String() string {
 			fmt.Fprintf(&b, ", STOPAT = '%s'", s.StopAt.UTC().Format("2006-01-02T15:04:05.000"))
 		}
 		if last && s.StopAtMark != "" {
-			fmt.Fprintf(&b, ", STOPATMARK = %s", Literal(s.StopAtMark))
+			fmt.Fprintf(&b, ", STOPATMARK = %s%s", Literal(s.StopAtMark), markAfter(s.MarkAfter))
 		}
 		if last && s.StopBeforeMark != "" {
-			fmt.Fprintf(&b, ", STOPBEFOREMARK = %s", Literal(s.StopBeforeMark))
+			fmt.Fprintf(&b, ", STOPBEFOREMARK = %s%s", Literal(s.StopBeforeMark), markAfter(s.MarkAfter))
 		}
 		if last && !s.NoRecovery {
 			b.WriteString(", RECOVERY;\nGO\n")

@@ -221,6 +221,10 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 				}
 			}
 			rr.StopAtMark, rr.StopBeforeMark = req.GetStopAtMark(), req.GetStopBeforeMark()
+			if t := req.GetMarkAfter(); t != nil && (rr.StopAtMark != "" || rr.StopBeforeMark != "") {
+				// SQL Server reads AFTER in its local time
+				rr.MarkAfter = serverTime(t.AsTime(), f.rp.GetBackup())
+			}
 			if !stopAt.IsZero() {
 				// SQL Server reads STOPAT in its local time
 				rr.StopAt = serverTime(stopAt, f.rp.GetBackup())

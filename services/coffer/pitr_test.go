@@ -294,6 +294,15 @@ func TestRestoreToMark(t *testing.T) {
 	}
 	clk.Set(start.Add(3 * time.Minute))
 	h.sim.Commit(db, 2)
+	// a second transaction of the same name in the same log backup: the
+	// restore goes to the latest, which STOPATMARK alone would pass by
+	markAt = start.Add(4 * time.Minute)
+	clk.Set(markAt)
+	if _, err := h.sim.Mark(db, "before upgrade: it's ]"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(start.Add(4*time.Minute + 30*time.Second))
+	h.sim.Commit(db, 2)
 	clk.Set(start.Add(5 * time.Minute))
 	if err := h.run.scheduler.Tick(ctx, start.Add(5*time.Minute)); err != nil {
 		t.Fatal(err)

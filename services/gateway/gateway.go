@@ -591,6 +591,10 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}
+	if plan.StopAtMark != "" || plan.StopBeforeMark != "" {
+		// the latest transaction of that name, which the plan chose
+		work.MarkAfter = timestamppb.New(plan.At)
+	}
 	if err := s.publish(r.Context(), cofferv1.SubjectWorkRestore, work, work.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -648,6 +652,9 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 		// SQL Server reads STOPAT in its local time
 		sc.UTCOffset = time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute
 		sc.StopAt = plan.StopAt.Add(sc.UTCOffset)
+	}
+	if n := len(plan.Steps); n > 0 && (plan.StopAtMark != "" || plan.StopBeforeMark != "") {
+		sc.MarkAfter = plan.At.Add(time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute)
 	}
 	return names, sc.String()
 }

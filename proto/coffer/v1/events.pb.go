@@ -809,9 +809,14 @@ type BackupRequested struct {
 	// chain_break is set on a full queued to heal a chain the scheduler
 	// knows is broken (the recovery model went through SIMPLE); it travels
 	// to the recovery point.
-	ChainBreak    string `protobuf:"bytes,10,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChainBreak string `protobuf:"bytes,10,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	// expected_differential_base_guid is the backup set GUID of coffer's
+	// last full; a differential checks it against
+	// sys.master_files.differential_base_guid (the LSN is the fallback for a
+	// full recorded before coffer kept the GUID).
+	ExpectedDifferentialBaseGuid string `protobuf:"bytes,11,opt,name=expected_differential_base_guid,json=expectedDifferentialBaseGuid,proto3" json:"expected_differential_base_guid,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -914,6 +919,13 @@ func (x *BackupRequested) GetChainBreak() string {
 	return ""
 }
 
+func (x *BackupRequested) GetExpectedDifferentialBaseGuid() string {
+	if x != nil {
+		return x.ExpectedDifferentialBaseGuid
+	}
+	return ""
+}
+
 // RestoreRequested is queued restore work. gateway -> [work queue] ->
 // backup-streamer.
 type RestoreRequested struct {
@@ -947,7 +959,11 @@ type RestoreRequested struct {
 	// latest says the plan goes to the latest moment the backups reach: an
 	// overwrite then applies its tail-log backup too, so the database comes
 	// back with every transaction it had.
-	Latest        bool `protobuf:"varint,15,opt,name=latest,proto3" json:"latest,omitempty"`
+	Latest bool `protobuf:"varint,15,opt,name=latest,proto3" json:"latest,omitempty"`
+	// mark_after is the moment of the marked transaction stop_at_mark or
+	// stop_before_mark names: STOPATMARK ... AFTER it, so that the restore
+	// stops at that transaction and not at an earlier one of the same name.
+	MarkAfter     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=mark_after,json=markAfter,proto3" json:"mark_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1085,6 +1101,13 @@ func (x *RestoreRequested) GetLatest() bool {
 		return x.Latest
 	}
 	return false
+}
+
+func (x *RestoreRequested) GetMarkAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MarkAfter
+	}
+	return nil
 }
 
 // JobProgress reports progress of a running job. streamer -> committer.
@@ -2236,7 +2259,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xce\x03\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\x95\x04\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -2249,7 +2272,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10replica_instance\x18\t \x01(\tR\x0freplicaInstance\x12\x1f\n" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
-	"chainBreak\"\xaf\x04\n" +
+	"chainBreak\x12E\n" +
+	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\"\xea\x04\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2269,7 +2293,9 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\fstop_at_mark\x18\r \x01(\tR\n" +
 	"stopAtMark\x12(\n" +
 	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\x12\x16\n" +
-	"\x06latest\x18\x0f \x01(\bR\x06latest\"\xbf\x02\n" +
+	"\x06latest\x18\x0f \x01(\bR\x06latest\x129\n" +
+	"\n" +
+	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -2444,52 +2470,53 @@ var file_coffer_v1_events_proto_depIdxs = []int32{
 	33, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
 	33, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
 	36, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	29, // 30: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	37, // 31: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	33, // 32: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	33, // 33: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	35, // 34: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	29, // 35: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	33, // 36: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	38, // 37: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	39, // 38: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	29, // 39: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	40, // 40: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	29, // 41: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	33, // 42: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	33, // 43: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	29, // 44: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	37, // 45: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	33, // 46: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	35, // 47: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	33, // 48: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	29, // 49: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	37, // 50: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	33, // 51: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	35, // 52: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	33, // 53: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	29, // 54: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	29, // 55: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	41, // 56: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	29, // 57: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 58: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	33, // 59: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	29, // 60: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	33, // 61: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	36, // 62: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	36, // 63: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	29, // 64: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 65: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 66: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	36, // 67: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	29, // 68: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	33, // 69: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	27, // 70: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	36, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	29, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	37, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	33, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	33, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	35, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	29, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	33, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	38, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	39, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	29, // 40: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	40, // 41: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	29, // 42: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	33, // 43: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	33, // 44: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	29, // 45: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	37, // 46: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	33, // 47: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	35, // 48: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	33, // 49: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	29, // 50: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	37, // 51: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	33, // 52: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	35, // 53: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	33, // 54: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	29, // 55: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	29, // 56: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 57: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	29, // 58: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	29, // 59: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	33, // 60: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	29, // 61: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	33, // 62: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	36, // 63: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	36, // 64: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	29, // 65: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 66: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	25, // 67: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	36, // 68: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	29, // 69: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	33, // 70: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	27, // 71: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }

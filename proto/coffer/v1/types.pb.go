@@ -1002,8 +1002,13 @@ type BackupMetadata struct {
 	// backup ran. SQL Server reports backup dates, marks and takes STOPAT in
 	// its local time; coffer converts: every time in this message is UTC.
 	UtcOffsetMinutes int32 `protobuf:"varint,25,opt,name=utc_offset_minutes,json=utcOffsetMinutes,proto3" json:"utc_offset_minutes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// backup_set_guid identifies the backup set (HEADERONLY BackupSetGUID,
+	// msdb backup_set_uuid). A differential's differential_base_guid is its
+	// base full's backup_set_guid: SQL Server's own link between the two.
+	// Empty in manifests written before coffer recorded it.
+	BackupSetGuid string `protobuf:"bytes,26,opt,name=backup_set_guid,json=backupSetGuid,proto3" json:"backup_set_guid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupMetadata) Reset() {
@@ -1209,6 +1214,13 @@ func (x *BackupMetadata) GetUtcOffsetMinutes() int32 {
 		return x.UtcOffsetMinutes
 	}
 	return 0
+}
+
+func (x *BackupMetadata) GetBackupSetGuid() string {
+	if x != nil {
+		return x.BackupSetGuid
+	}
+	return ""
 }
 
 // LogMark is a marked transaction.
@@ -1869,8 +1881,11 @@ type ScheduleState struct {
 	// pending_verify_job the one queued and not yet finished.
 	NextVerify       *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=next_verify,json=nextVerify,proto3" json:"next_verify,omitempty"`
 	PendingVerifyJob string                 `protobuf:"bytes,18,opt,name=pending_verify_job,json=pendingVerifyJob,proto3" json:"pending_verify_job,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// last_full_backup_set_guid is the backup set GUID of last_full: the
+	// differential base SQL Server reports while no other full was taken.
+	LastFullBackupSetGuid string `protobuf:"bytes,19,opt,name=last_full_backup_set_guid,json=lastFullBackupSetGuid,proto3" json:"last_full_backup_set_guid,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ScheduleState) Reset() {
@@ -2029,6 +2044,13 @@ func (x *ScheduleState) GetPendingVerifyJob() string {
 	return ""
 }
 
+func (x *ScheduleState) GetLastFullBackupSetGuid() string {
+	if x != nil {
+		return x.LastFullBackupSetGuid
+	}
+	return ""
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -2107,7 +2129,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x12AutoprotectSetting\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xbb\b\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xe3\b\n" +
 	"\x0eBackupMetadata\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\x12\x1b\n" +
 	"\tcopy_only\x18\x02 \x01(\bR\bcopyOnly\x12\x1b\n" +
@@ -2136,7 +2158,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\tcollation\x18\x16 \x01(\tR\tcollation\x12#\n" +
 	"\rhas_checksums\x18\x17 \x01(\bR\fhasChecksums\x12(\n" +
 	"\x05marks\x18\x18 \x03(\v2\x12.coffer.v1.LogMarkR\x05marks\x12,\n" +
-	"\x12utc_offset_minutes\x18\x19 \x01(\x05R\x10utcOffsetMinutes\"_\n" +
+	"\x12utc_offset_minutes\x18\x19 \x01(\x05R\x10utcOffsetMinutes\x12&\n" +
+	"\x0fbackup_set_guid\x18\x1a \x01(\tR\rbackupSetGuid\"_\n" +
 	"\aLogMark\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03lsn\x18\x02 \x01(\tR\x03lsn\x12.\n" +
@@ -2200,7 +2223,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc8\x06\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x82\a\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -2225,7 +2248,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\tlast_fork\x18\x10 \x01(\tR\blastFork\x12;\n" +
 	"\vnext_verify\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"nextVerify\x12,\n" +
-	"\x12pending_verify_job\x18\x12 \x01(\tR\x10pendingVerifyJob*\x92\x01\n" +
+	"\x12pending_verify_job\x18\x12 \x01(\tR\x10pendingVerifyJob\x128\n" +
+	"\x19last_full_backup_set_guid\x18\x13 \x01(\tR\x15lastFullBackupSetGuid*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
