@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-sql/sqlexp"
 	mssqldb "github.com/microsoft/go-mssqldb"
+	"github.com/microsoft/go-mssqldb/msdsn"
 )
 
 // Client is a connection pool to one SQL Server instance.
@@ -22,14 +23,25 @@ type Client struct {
 // Open returns a client for dsn (a go-mssqldb connection string such as
 // sqlserver://user:password@host:port?encrypt=disable). It does not
 // connect; Ping does.
+//
+// Two options of the connection string are overridden, because coffer's
+// statements depend on them:
+//   - database: every connection sits in master. A connection in a user
+//     database, even an idle one in the pool, holds it, and RESTORE over it
+//     or a tail-log backup of it then fails with 3101 (3102 on the
+//     connection itself).
+//   - guid conversion: uniqueidentifier values are read as SQL Server
+//     sends them and formatted by coffer; the driver's conversion would
+//     change every GUID coffer compares (recovery forks, differential
+//     bases), so that every check would see a broken chain.
 func Open(dsn string) (*Client, error) {
-	if _, err := mssqldb.NewConnector(dsn); err != nil {
+	cfg, err := msdsn.Parse(dsn)
+	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", redact(err, dsn))
 	}
-	db, err := sql.Open("sqlserver", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open connection: %w", redact(err, dsn))
-	}
+	cfg.Database = "master"
+	cfg.Encoding.GuidConversion = false
+	db := sql.OpenDB(mssqldb.NewConnectorConfig(cfg))
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return &Client{db: db}, nil

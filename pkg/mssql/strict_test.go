@@ -57,3 +57,49 @@ func TestProgressInAnyLanguage(t *testing.T) {
 		t.Errorf("progress reported %v; want steps ending at 100", got)
 	}
 }
+
+// TestConnectionsSitInMaster: a connection string that names a user
+// database would put every pooled connection in it, and RESTORE over it
+// would fail (3101/3102). The client's connections sit in master whatever
+// the string says.
+func TestConnectionsSitInMaster(t *testing.T) {
+	inst, dsn, dir := simWith(t, mssqlsim.Config{DataPath: "/data/"})
+	if err := inst.CreateDatabase("Sales", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := openClient(t, dsn+"&database=Sales")
+	file := filepath.Join(dir, "full.bak")
+	if err := c.Backup(t.Context(), mssql.BackupRequest{Database: "Sales", Type: mssql.Full, Files: []string{file}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restore(t.Context(), mssql.RestoreRequest{Database: "Sales", Files: []string{file}, Replace: true, Recovery: true}); err != nil {
+		t.Fatalf("restore over Sales with a connection string naming it: %v", err)
+	}
+}
+
+// TestGUIDConversionIgnored: with the driver's "guid conversion" option a
+// uniqueidentifier read as bytes would come out in another byte order than
+// the same GUID cast to text, and every chain check would fail. The client
+// neutralises the option.
+func TestGUIDConversionIgnored(t *testing.T) {
+	inst, dsn, dir := simWith(t, mssqlsim.Config{})
+	if err := inst.CreateDatabase("Sales", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := openClient(t, dsn+"&guid+conversion=true")
+	file := filepath.Join(dir, "full.bak")
+	if err := c.Backup(t.Context(), mssql.BackupRequest{Database: "Sales", Type: mssql.Full, Files: []string{file}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.HeaderOnly(t.Context(), []string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := c.ChainState(t.Context(), "Sales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h[0].RecoveryForkID == "" || h[0].RecoveryForkID != ch.RecoveryFork {
+		t.Errorf("the backup's recovery fork %q, the database's %q; want the same GUID", h[0].RecoveryForkID, ch.RecoveryFork)
+	}
+}

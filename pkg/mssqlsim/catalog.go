@@ -73,7 +73,7 @@ var views = map[string]viewDef{
 					db.ag.mu.Unlock()
 				}
 				rows = append(rows, []any{db.Name, int64(db.ID), nil, db.CreateDate, int64(160), db.Collation,
-					int64(0), "MULTI_USER", b2i(db.ReadOnly), stateCode[db.State], string(db.State), int64(0),
+					userAccessCode[db.userAccess()], string(db.userAccess()), b2i(db.ReadOnly), stateCode[db.State], string(db.State), int64(0),
 					recoveryCode[db.recovery], string(db.recovery), int64(0), replica, groupDB, "NOTHING",
 					int64(2), "CHECKSUM"})
 			})

@@ -73,7 +73,7 @@ func TestConcurrentSessions(t *testing.T) {
 	}
 	exec(t, db, "BACKUP LOG [Busy] TO DISK = 'busy_log.trn'")
 	want := queryHash(t, db, "Busy", time.Time{})
-	exec(t, db, "RESTORE DATABASE [BusyR] FROM DISK = 'busy_full.bak' WITH NORECOVERY, MOVE 'Busy' TO 'br.mdf', MOVE 'Busy_log' TO 'br.ldf'")
+	exec(t, db, "RESTORE DATABASE [BusyR] FROM DISK = 'busy_full.bak' WITH NORECOVERY, MOVE 'Busy' TO '/data/br.mdf', MOVE 'Busy_log' TO '/data/br.ldf'")
 	exec(t, db, "RESTORE LOG [BusyR] FROM DISK = 'busy_log.trn' WITH RECOVERY")
 	if got := queryHash(t, db, "BusyR", time.Time{}); got != want {
 		t.Fatalf("Busy restored after the workload: hash %s, want %s", got, want)
@@ -155,7 +155,7 @@ func clientSession(ctx context.Context, db *sql.DB, k int) error {
 		return err
 	}
 	if err := run("RESTORE DATABASE @p1 FROM DISK = @p2 WITH NORECOVERY, MOVE @p3 TO @p4, MOVE @p5 TO @p6",
-		copyName, full, name, copyName+".mdf", name+"_log", copyName+".ldf"); err != nil {
+		copyName, full, name, "/data/"+copyName+".mdf", name+"_log", "/data/"+copyName+".ldf"); err != nil {
 		return err
 	}
 	if err := run("RESTORE LOG @p1 FROM DISK = @p2 WITH RECOVERY", copyName, logFile); err != nil {

@@ -260,6 +260,7 @@ type Database struct {
 	CreateDate time.Time
 	Collation  string
 	Files      []File
+	access     UserAccess // user_access_desc; "" is MULTI_USER
 
 	// AG membership; empty when not in an availability group.
 	agName string

@@ -144,7 +144,9 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			if st != Online {
 				return newErr(927, 14, "Database '%s' cannot be opened. It is in the middle of a restore.", db.Name)
 			}
-			x.sess.database = db.Name
+			if e := x.inst.enter(x.sess, db); e != nil {
+				return e
+			}
 			x.info(5701, "Changed database context to '%s'.", db.Name)
 			return x.doneNoCount()
 		}, nil
@@ -220,6 +222,16 @@ func (p *parser) parseStatement() (stmt, *Error) {
 					return e
 				}
 				for _, n := range names {
+					if db, _ := x.inst.lookup(n); db == nil || db.ID <= 4 {
+						// missing or a system database: dropDatabase says why
+					} else if e := x.inst.exclusive(x.sess, n, "DROP DATABASE", func() *Error {
+						return newErr(3702, 16, "Cannot drop database \"%s\" because it is currently in use.", n)
+					}); e != nil {
+						if e.Number == 3102 {
+							e = newErr(3702, 16, "Cannot drop database \"%s\" because it is currently in use.", n)
+						}
+						return e
+					}
 					x.inst.mu.Lock()
 					e := x.inst.dropDatabase(n)
 					x.inst.mu.Unlock()
@@ -749,6 +761,7 @@ func (p *parser) parseAlterDatabase() (stmt, *Error) {
 		return nil, e
 	}
 	var run func(i *Instance) error
+	exclusive := false // the change needs every other session out
 	switch strings.ToUpper(opt) {
 	case "RECOVERY":
 		m, e := p.ident()
@@ -766,16 +779,21 @@ func (p *parser) parseAlterDatabase() (stmt, *Error) {
 		run = func(i *Instance) error { return i.SetReadOnly(name, ro) }
 	case "OFFLINE", "ONLINE":
 		off := strings.EqualFold(opt, "OFFLINE")
+		exclusive = off
 		run = func(i *Instance) error { return i.SetOffline(name, off) }
 	case "SINGLE_USER", "MULTI_USER", "RESTRICTED_USER":
-		run = func(i *Instance) error { _, err := i.lookup(name); return errOrNil(err) }
+		access := UserAccess(strings.ToUpper(opt))
+		exclusive = access != MultiUser
+		run = func(i *Instance) error { return i.setUserAccess(name, access) }
 	default:
 		p.pos--
 		return nil, p.syntaxErr()
 	}
+	rollback := false
 	if p.accept("WITH") {
 		switch {
 		case p.accept("ROLLBACK"):
+			rollback = true
 			if !p.accept("IMMEDIATE") {
 				if e := p.expect("AFTER"); e != nil {
 					return nil, e
@@ -793,6 +811,19 @@ func (p *parser) parseAlterDatabase() (stmt, *Error) {
 	return func(x *execCtx) *Error {
 		if e := x.needSysadmin("ALTER DATABASE", name); e != nil {
 			return e
+		}
+		if exclusive {
+			if rollback {
+				x.inst.rollbackUsers(name, x.sess)
+			}
+			// without ROLLBACK, SQL Server waits for the other sessions to
+			// leave; the simulator answers as WITH NO_WAIT does
+			x.inst.mu.Lock()
+			busy := len(x.inst.usersOf(name, x.sess)) > 0
+			x.inst.mu.Unlock()
+			if busy {
+				return newErr(5070, 16, "Database state cannot be changed while other users are using the database '%s'", name)
+			}
 		}
 		if err := run(x.inst); err != nil {
 			if e := asError(err); e.Number != 911 {

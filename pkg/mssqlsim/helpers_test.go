@@ -40,6 +40,14 @@ const testPassword = "Sim-Pa55word!"
 // database/sql handle logged in as sa.
 func startInstance(t *testing.T, cfg Config) (*Instance, *sql.DB) {
 	t.Helper()
+	inst, db, _ := startInstanceAt(t, cfg)
+	return inst, db
+}
+
+// startInstanceAt is startInstance that also returns the address, for
+// tests that open more connections.
+func startInstanceAt(t *testing.T, cfg Config) (*Instance, *sql.DB, string) {
+	t.Helper()
 	if cfg.SAPassword == "" {
 		cfg.SAPassword = testPassword
 	}
@@ -56,7 +64,7 @@ func startInstance(t *testing.T, cfg Config) (*Instance, *sql.DB) {
 	}
 	t.Cleanup(func() { inst.Close() })
 	db := connect(t, addr, "sa", cfg.SAPassword)
-	return inst, db
+	return inst, db, addr
 }
 
 func connect(t *testing.T, addr, user, password string) *sql.DB {

@@ -128,6 +128,7 @@ type Instance struct {
 	faults      []*Fault
 	workloads   map[*dbData]*workload
 	ags         map[string]*AvailabilityGroup
+	sessions    map[*session]func() // every connected session and how to drop it
 	startTime   time.Time
 	closed      bool
 	servers     []*tds.Server

@@ -76,23 +76,29 @@ func (h *handler) Login(ctx context.Context, l tds.Login) (tds.Session, error) {
 	if !ok || lg.password != l.Password {
 		return nil, &tds.Error{Number: 18456, Severity: 14, State: 1, Message: "Login failed for user '" + l.User + "'."}
 	}
-	db := "master"
+	sess := &session{user: l.User, database: "master", spid: int(51 + h.spid.Add(1)), language: i.cfg.Language}
 	if l.Database != "" {
 		d, e := i.lookup(l.Database)
+		if e == nil {
+			e = i.enter(sess, d)
+		}
 		if e != nil {
 			return nil, &tds.Error{Number: 4060, Severity: 11, State: 1, Message: "Cannot open database \"" + l.Database + "\" requested by the login. The login failed."}
 		}
-		db = d.Name
 	}
-	return &tdsSession{inst: i, sess: &session{user: l.User, database: db, spid: int(51 + h.spid.Add(1)), language: i.cfg.Language}}, nil
+	i.addSession(sess, l.Kill)
+	return &tdsSession{inst: i, sess: sess, loginDB: sess.database}, nil
 }
 
 // tdsSession runs batches for one connection.
 type tdsSession struct {
-	inst *Instance
-	mu   sync.Mutex
-	sess *session
+	inst    *Instance
+	mu      sync.Mutex
+	sess    *session
+	loginDB string // the database a reset returns the session to
 }
+
+var _ tds.Resetter = (*tdsSession)(nil)
 
 func (s *tdsSession) Batch(ctx context.Context, sql string, params []tds.Param, w tds.ResultWriter) {
 	s.mu.Lock()
@@ -107,7 +113,20 @@ func (s *tdsSession) Batch(ctx context.Context, sql string, params []tds.Param, 
 	s.inst.runBatch(ctx, s.sess, sql, pm, &tdsOutput{w: w, server: s.inst.cfg.ServerName})
 }
 
-func (s *tdsSession) Close() {}
+// Close forgets the session: it no longer uses its database.
+func (s *tdsSession) Close() { s.inst.removeSession(s.sess) }
+
+// Reset returns the session to its login's database and language, as
+// sp_reset_connection does when a client pool reuses the connection.
+func (s *tdsSession) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inst.mu.Lock()
+	s.sess.database = s.loginDB
+	s.inst.mu.Unlock()
+	s.sess.language = s.inst.cfg.Language
+	s.sess.inTran, s.sess.markName = false, ""
+}
 
 // tdsOutput writes results as TDS tokens.
 type tdsOutput struct {

@@ -161,6 +161,13 @@ func (p *parser) parseBackup() (stmt, *Error) {
 		return nil, newErr(3032, 16, "One or more of the options (norecovery) are not supported for this statement. Review the documentation for supported options.")
 	}
 	return func(x *execCtx) *Error {
+		if st.noRecovery {
+			// the tail-log backup leaves the database RESTORING: nobody
+			// may be using it
+			if e := x.inst.exclusive(x.sess, st.database, "BACKUP LOG", errInUse); e != nil {
+				return abnormal(e, st.verb())
+			}
+		}
 		if e := x.inst.backup(x.ctx, x.sess.user, st, x); e != nil {
 			return e
 		}
@@ -330,7 +337,16 @@ func (p *parser) parseRestore() (stmt, *Error) {
 		case "VERIFYONLY":
 			e = x.verifyOnly(st)
 		default:
-			e = x.inst.restore(x.ctx, x.sess.user, st, x)
+			if st.kind == "DATABASE" && !st.recoveryOnly {
+				// a restore over a database needs it to itself
+				e = x.inst.exclusive(x.sess, st.database, "RESTORE", errInUse)
+				if e != nil {
+					e = abnormal(e, st.verb())
+				}
+			}
+			if e == nil {
+				e = x.inst.restore(x.ctx, x.sess.user, st, x)
+			}
 		}
 		if e != nil {
 			return e

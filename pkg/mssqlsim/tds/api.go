@@ -69,6 +69,10 @@ type Login struct {
 	Database string // initial database, may be empty
 	AppName  string
 	HostName string
+	// Kill drops the connection from the server's side, as KILL or
+	// ALTER DATABASE ... WITH ROLLBACK IMMEDIATE drops a session. Set by
+	// the server; safe to call from any goroutine, more than once.
+	Kill func()
 }
 
 // Param is one parameter of an RPC request, decoded to a Go value:
@@ -113,6 +117,13 @@ type Session interface {
 	Batch(ctx context.Context, sql string, params []Param, w ResultWriter)
 	// Close is called once when the connection ends.
 	Close()
+}
+
+// Resetter is a Session that can be reset, as sp_reset_connection resets
+// one: the server calls Reset before a request whose packets carry the
+// reset-connection status (a client pool reusing the connection).
+type Resetter interface {
+	Reset()
 }
 
 // Handler authenticates logins and creates sessions.

@@ -160,6 +160,7 @@ func (c *conn) handshake() (Session, error) {
 		c.refuseLogin(&Error{Number: 4002, State: 1, Severity: 16, Message: "The incoming tabular data stream (TDS) protocol stream is incorrect."})
 		return nil, err
 	}
+	l.Login.Kill = c.close
 	sess, err := c.srv.h.Login(c.ctx, l.Login)
 	if err == nil && sess == nil {
 		err = errors.New("handler returned no session")
@@ -243,6 +244,9 @@ func (c *conn) handle(sess Session, r *activeReq) error {
 		return c.write(pktReply, appendDone(nil, doneAttn, 0, 0), true)
 	}
 	defer r.cancel()
+	if rs, ok := sess.(Resetter); ok && r.msg.reset {
+		rs.Reset()
+	}
 	w := newResultWriter(c, r.ctx)
 	switch r.msg.typ {
 	case pktTransMgr:

@@ -23,6 +23,11 @@ const (
 const (
 	headerSize     = 8
 	statusEOM      = 0x01
+	// statusResetConnection and statusResetConnectionKeepTran ask the
+	// server to reset the session (as sp_reset_connection does) before
+	// the request: the client's pool hands the connection to a new user.
+	statusResetConnection         = 0x08
+	statusResetConnectionKeepTran = 0x10
 	minPacketSize  = 512
 	maxPacketSize  = 32767
 	defaultPktSize = 4096
@@ -38,6 +43,9 @@ var errMalformed = errors.New("malformed tds message")
 type message struct {
 	typ  byte
 	data []byte
+	// reset is set when the client asked for the session to be reset
+	// before the request runs (a pooled connection taken up again).
+	reset bool
 }
 
 // packetReader reads client messages.
@@ -73,8 +81,11 @@ func (pr *packetReader) readMessage() (message, error) {
 		if _, err := io.ReadFull(pr.r, m.data[start:]); err != nil {
 			return m, fmt.Errorf("read packet body: %w", err)
 		}
-		// Status bits other than EOM (ignore event, reset connection) are
-		// accepted silently.
+		// The ignore-event bit is accepted silently; reset connection is
+		// handed to the session before the request runs.
+		if first && hdr[1]&(statusResetConnection|statusResetConnectionKeepTran) != 0 {
+			m.reset = true
+		}
 		if hdr[1]&statusEOM != 0 {
 			return m, nil
 		}
