@@ -21,16 +21,16 @@ const (
 )
 
 const (
-	headerSize     = 8
-	statusEOM      = 0x01
+	headerSize = 8
+	statusEOM  = 0x01
 	// statusResetConnection and statusResetConnectionKeepTran ask the
 	// server to reset the session (as sp_reset_connection does) before
 	// the request: the client's pool hands the connection to a new user.
 	statusResetConnection         = 0x08
 	statusResetConnectionKeepTran = 0x10
-	minPacketSize  = 512
-	maxPacketSize  = 32767
-	defaultPktSize = 4096
+	minPacketSize                 = 512
+	maxPacketSize                 = 32767
+	defaultPktSize                = 4096
 	// maxMessageSize bounds one client message, so a client cannot make the
 	// server buffer without limit.
 	maxMessageSize = 256 << 20
