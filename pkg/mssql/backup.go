@@ -278,6 +278,22 @@ func markAfter(t time.Time) string {
 	return " AFTER '" + t.Truncate(10*time.Millisecond).Format("2006-01-02T15:04:05.000") + "'"
 }
 
+// AvailabilityGroup returns the availability group database is in on
+// this replica, or "" when it is in none.
+func (c *Client) AvailabilityGroup(ctx context.Context, database string) (string, error) {
+	var name sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT ag.name FROM sys.dm_hadr_database_replica_states drs
+		JOIN sys.availability_groups ag ON ag.group_id = drs.group_id
+		WHERE drs.is_local = 1 AND drs.database_id = DB_ID(@p1)`, database).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the availability group of %q: %w", database, wrapSQL(err))
+	}
+	return name.String, nil
+}
+
 // DatabaseState returns a database's state_desc (ONLINE, RESTORING,
 // RECOVERY_PENDING, ...), or "" when there is no database of that name.
 func (c *Client) DatabaseState(ctx context.Context, name string) (string, error) {

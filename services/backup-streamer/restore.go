@@ -148,6 +148,20 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	if existed && !req.GetOverwrite() {
 		return nil, fail("database %q already exists on instance %q: restore under another name, or overwrite", tgt.GetDatabase(), tgt.GetInstance())
 	}
+	if existed {
+		// SQL Server restores no database of an availability group
+		// (3104); refused before the tail-log backup, which would leave it
+		// RESTORING
+		group, err := c.AvailabilityGroup(ctx, tgt.GetDatabase())
+		if err != nil {
+			return nil, s.sqlFailure(ctx, err, "check whether database %q is in an availability group", tgt.GetDatabase())
+		}
+		if group != "" {
+			return nil, fail("database %q on instance %q is in availability group %q, and SQL Server restores no database of a group; nothing was changed. "+
+				"Restore under another name, or remove it from the group on the primary (ALTER AVAILABILITY GROUP %s REMOVE DATABASE %s), restore, and join it to the group again",
+				tgt.GetDatabase(), tgt.GetInstance(), group, mssql.QuoteName(group), mssql.QuoteName(tgt.GetDatabase()))
+		}
+	}
 
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt})
 	n := len(files)

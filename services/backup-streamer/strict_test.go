@@ -87,3 +87,39 @@ func TestRestoreWithoutDefaultPaths(t *testing.T) {
 		r.DataPath, r.LogPath = "/srv/data", "/srv/log"
 	}, fullRP.Id))
 }
+
+// TestOverwriteInAvailabilityGroup: SQL Server restores no database of an
+// availability group. An overwrite is refused before anything runs: no
+// tail-log backup leaves the database RESTORING.
+func TestOverwriteInAvailabilityGroup(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	const db = "Grouped"
+	sec := e.addInstance("sql02", mssqlsim.Config{ServerName: "SIMSQL02"})
+	if err := e.inst.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.startCommitter()
+	e.startStreamer(e.streamerConfig())
+	fullRP := e.backupOK(ctx, db, full)
+	ag, err := mssqlsim.NewAvailabilityGroup("ag1", mssqlsim.PreferPrimary, e.inst, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.AddDatabase(db); err != nil {
+		t.Fatal(err)
+	}
+	e.inst.Commit(db, 5)
+	e.backupOK(ctx, db, logb)
+	e.inst.Commit(db, 5)
+
+	j := e.mustFail(e.restoreWith(ctx, db, db, func(r *cofferv1.RestoreRequested) { r.Overwrite = true }, fullRP.Id))
+	for _, want := range []string{`availability group "ag1"`, "nothing was changed", "REMOVE DATABASE"} {
+		if !strings.Contains(j.Error, want) {
+			t.Errorf("reason %q; want it to say %q", j.Error, want)
+		}
+	}
+	if st, err := e.inst.DatabaseState(db); err != nil || st != mssqlsim.Online {
+		t.Errorf("database %q is %v (%v) after the refused overwrite; want ONLINE", db, st, err)
+	}
+}
