@@ -185,6 +185,9 @@ type Replica struct {
 	Synchronization string
 	// Preferred is sys.fn_hadr_backup_is_preferred_replica.
 	Preferred bool
+	// Basic is a basic availability group (Standard edition), which takes
+	// no backup on its secondary whatever the preference says.
+	Basic bool
 }
 
 // Size is the sum of the database's file sizes.
@@ -262,7 +265,7 @@ func (c *Client) Databases(ctx context.Context) ([]Database, error) {
 // replicas reads the availability group state of the databases in a group.
 func (c *Client) replicas(ctx context.Context, dbs []Database, byID map[int32]int) error {
 	rows, err := c.db.QueryContext(ctx, `SELECT drs.database_id, ag.name, ag.automated_backup_preference_desc,
-		drs.is_primary_replica, drs.synchronization_state_desc
+		drs.is_primary_replica, drs.synchronization_state_desc, ag.basic_features
 		FROM sys.dm_hadr_database_replica_states drs JOIN sys.availability_groups ag ON ag.group_id = drs.group_id
 		WHERE drs.is_local = 1`)
 	if err != nil {
@@ -272,9 +275,11 @@ func (c *Client) replicas(ctx context.Context, dbs []Database, byID map[int32]in
 	for rows.Next() {
 		var id int32
 		var r Replica
-		if err := rows.Scan(&id, &r.Group, &r.Preference, &r.Primary, &r.Synchronization); err != nil {
+		var basic sql.NullBool
+		if err := rows.Scan(&id, &r.Group, &r.Preference, &r.Primary, &r.Synchronization, &basic); err != nil {
 			return fmt.Errorf("read availability groups: %w", err)
 		}
+		r.Basic = basic.Bool
 		if k, ok := byID[id]; ok {
 			dbs[k].AG = &r
 		}

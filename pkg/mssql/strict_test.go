@@ -103,3 +103,43 @@ func TestGUIDConversionIgnored(t *testing.T) {
 		t.Errorf("the backup's recovery fork %q, the database's %q; want the same GUID", h[0].RecoveryForkID, ch.RecoveryFork)
 	}
 }
+
+// TestBasicAvailabilityGroup: discovery sees a basic availability group
+// as such, and its secondary refuses a log backup even when the group's
+// preference names it.
+func TestBasicAvailabilityGroup(t *testing.T) {
+	prim, primDSN, dir := simWith(t, mssqlsim.Config{ServerName: "P"})
+	sec, secDSN, _ := simWith(t, mssqlsim.Config{ServerName: "S"})
+	if err := prim.CreateDatabase("Orders", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := openClient(t, primDSN).Backup(t.Context(), mssql.BackupRequest{Database: "Orders", Type: mssql.Full,
+		Files: []string{filepath.Join(dir, "o.bak")}}); err != nil {
+		t.Fatal(err)
+	}
+	ag, err := mssqlsim.NewBasicAvailabilityGroup("bag", mssqlsim.PreferSecondary, prim, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.AddDatabase("Orders"); err != nil {
+		t.Fatal(err)
+	}
+	c := openClient(t, secDSN)
+	dbs, err := c.Databases(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orders *mssql.Database
+	for k := range dbs {
+		if dbs[k].Name == "Orders" {
+			orders = &dbs[k]
+		}
+	}
+	if orders == nil || orders.AG == nil || !orders.AG.Basic || orders.AG.Primary {
+		t.Fatalf("the secondary's Orders: %+v; want a secondary replica of a basic group", orders)
+	}
+	err = c.Backup(t.Context(), mssql.BackupRequest{Database: "Orders", Type: mssql.Log, Files: []string{filepath.Join(dir, "o.trn")}})
+	if mssql.Number(err) != 3059 {
+		t.Errorf("a log backup on the basic group's secondary: %v; want 3059", err)
+	}
+}

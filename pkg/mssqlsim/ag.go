@@ -39,6 +39,22 @@ type AvailabilityGroup struct {
 	preference string
 	replicas   []*agReplica
 	dbIDs      map[string]GUID // group_database_id by database name
+	// basic is a basic availability group (Standard edition): two
+	// replicas, one database, and no backups on the secondary.
+	basic bool
+}
+
+// NewBasicAvailabilityGroup forms a basic availability group, as Standard
+// edition has: one primary, one secondary, one database. SQL Server takes
+// no backup of any kind on its secondary, whatever the backup preference
+// (the simulator refuses one with 3059, as on any secondary).
+func NewBasicAvailabilityGroup(name, preference string, primary, secondary *Instance) (*AvailabilityGroup, error) {
+	ag, err := NewAvailabilityGroup(name, preference, primary, secondary)
+	if err != nil {
+		return nil, err
+	}
+	ag.basic = true
+	return ag, nil
 }
 
 // NewAvailabilityGroup forms a group with primary as the primary replica.
@@ -82,6 +98,9 @@ func (ag *AvailabilityGroup) AddDatabase(name string) error {
 	db, e := prim.inst.lookup(name)
 	if e != nil {
 		return e
+	}
+	if ag.basic && len(ag.dbIDs) > 0 {
+		return newErr(41199, 16, "The specified command is invalid because the Always On Availability Groups basic availability group feature supports only one database per availability group.")
 	}
 	db.mu.Lock()
 	ok := db.recovery == Full && db.diffBaseLSN != 0
@@ -165,6 +184,9 @@ func (db *Database) secondaryCanBackup() *Error {
 	db.ag.mu.Lock()
 	defer db.ag.mu.Unlock()
 	r := db.ag.replica(db.owner)
+	if db.ag.basic {
+		return newErr(3059, 16, "This BACKUP or RESTORE command is not supported on a database mirror or secondary replica.")
+	}
 	if r == nil || r.sync == NotSynchronizing {
 		return newErr(976, 14, "The target database, '%s', is participating in an availability group and is currently not accessible for queries.", db.Name)
 	}

@@ -151,13 +151,14 @@ var views = map[string]viewDef{
 		},
 	},
 	"sys.availability_groups": {
-		cols: []column{gc("group_id"), nv("name", 128), tc("automated_backup_preference"), nv("automated_backup_preference_desc", 60)},
+		cols: []column{gc("group_id"), nv("name", 128), tc("automated_backup_preference"), nv("automated_backup_preference_desc", 60),
+			bc("basic_features")},
 		build: func(x *execCtx) [][]any {
 			var rows [][]any
 			for _, ag := range x.groups() {
 				ag.mu.Lock()
 				code := map[string]int64{PreferPrimary: 0, PreferSecondaryOnly: 1, PreferSecondary: 2, PreferNone: 3}[ag.preference]
-				rows = append(rows, []any{ag.id, ag.Name, code, ag.preference})
+				rows = append(rows, []any{ag.id, ag.Name, code, ag.preference, b2i(ag.basic)})
 				ag.mu.Unlock()
 			}
 			return rows

@@ -45,6 +45,7 @@ func databaseInfo(d *mssql.Database) *cofferv1.DatabaseInfo {
 	if r := d.AG; r != nil {
 		info.AvailabilityGroup, info.BackupPreference = r.Group, r.Preference
 		info.PrimaryReplica, info.SynchronizationState, info.PreferredBackupReplica = r.Primary, r.Synchronization, r.Preferred
+		info.BasicAvailabilityGroup = r.Basic
 	}
 	for _, f := range d.Files {
 		info.Files = append(info.Files, &cofferv1.FileInfo{
@@ -83,6 +84,7 @@ func tracked(d *cofferv1.DatabaseInfo) *cofferv1.DatabaseInfo {
 		PrimaryReplica:         d.GetPrimaryReplica(),
 		SynchronizationState:   d.GetSynchronizationState(),
 		PreferredBackupReplica: d.GetPreferredBackupReplica(),
+		BasicAvailabilityGroup: d.GetBasicAvailabilityGroup(),
 	}
 	for _, f := range d.GetFiles() {
 		t.Files = append(t.Files, &cofferv1.FileInfo{

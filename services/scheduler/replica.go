@@ -110,6 +110,13 @@ func routeAmong(ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, db *cofferv1
 		return primary, ""
 	}
 	switch {
+	case db.GetBasicAvailabilityGroup():
+		// a basic group (Standard edition) backs up nothing on its
+		// secondary, whatever its preference says
+		if primary == "" {
+			return "", fmt.Sprintf("availability group %q is a basic availability group, which takes backups on the primary replica only, and no registered instance is its primary; register it (coffer instance add)", group)
+		}
+		return primary, ""
 	case preferred != "":
 		return preferred, ""
 	case db.GetBackupPreference() == "SECONDARY_ONLY":

@@ -54,6 +54,7 @@ func TestAvailabilityGroupRouting(t *testing.T) {
 	}
 	w.putPolicy(policy.Policy{Name: "ag", Full: policy.Schedule{Frequency: policy.Daily, Hour: 23},
 		Log: &policy.LogSchedule{Every: policy.Duration(15 * time.Minute)}, Retention: policy.Retention{Full: policy.Days(7), Log: policy.Days(7)}})
+	basic := false // the group is a basic availability group
 	replica := func(instance, preference string, primary, preferred bool) {
 		t.Helper()
 		state := "SYNCHRONIZED"
@@ -62,7 +63,7 @@ func TestAvailabilityGroupRouting(t *testing.T) {
 		}
 		info := &cofferv1.DatabaseInfo{Name: "Orders", State: "ONLINE", RecoveryModel: "FULL",
 			GroupDatabaseId: "5e2b1c0a-0000-4000-8000-00000000a001", AvailabilityGroup: "ag1", BackupPreference: preference,
-			PrimaryReplica: primary, PreferredBackupReplica: preferred, SynchronizationState: state}
+			PrimaryReplica: primary, PreferredBackupReplica: preferred, SynchronizationState: state, BasicAvailabilityGroup: basic}
 		if _, err := w.cat.Bucket(cofferv1.BucketInventory).Put(t.Context(), catalog.Key(instance, "Orders"), info); err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +134,15 @@ func TestAvailabilityGroupRouting(t *testing.T) {
 	w.advance(time.Date(2026, 11, 1, 1, 30, 0, 0, time.UTC), 15*time.Minute)
 	if on := ons(5); len(on) != 1 || on[0] != "sql2" {
 		t.Errorf("with the secondary back, the log ran on %v, want sql2", on)
+	}
+	// a basic availability group (Standard edition) takes no backup on
+	// its secondary, even the one its preference names
+	basic = true
+	replica("sql1", "SECONDARY", true, false)
+	replica("sql2", "SECONDARY", false, true)
+	w.advance(time.Date(2026, 11, 1, 1, 45, 0, 0, time.UTC), 15*time.Minute)
+	if on := ons(6); len(on) != 1 || on[0] != "sql1" {
+		t.Errorf("in a basic availability group, the log ran on %v, want the primary sql1", on)
 	}
 }
 

@@ -479,6 +479,9 @@ type DatabaseInfo struct {
 	PrimaryReplica         bool   `protobuf:"varint,21,opt,name=primary_replica,json=primaryReplica,proto3" json:"primary_replica,omitempty"`
 	SynchronizationState   string `protobuf:"bytes,22,opt,name=synchronization_state,json=synchronizationState,proto3" json:"synchronization_state,omitempty"`
 	PreferredBackupReplica bool   `protobuf:"varint,23,opt,name=preferred_backup_replica,json=preferredBackupReplica,proto3" json:"preferred_backup_replica,omitempty"`
+	// basic_availability_group: a basic group (Standard edition) takes no
+	// backup on its secondary; every backup goes to the primary.
+	BasicAvailabilityGroup bool `protobuf:"varint,24,opt,name=basic_availability_group,json=basicAvailabilityGroup,proto3" json:"basic_availability_group,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -670,6 +673,13 @@ func (x *DatabaseInfo) GetSynchronizationState() string {
 func (x *DatabaseInfo) GetPreferredBackupReplica() bool {
 	if x != nil {
 		return x.PreferredBackupReplica
+	}
+	return false
+}
+
+func (x *DatabaseInfo) GetBasicAvailabilityGroup() bool {
+	if x != nil {
+		return x.BasicAvailabilityGroup
 	}
 	return false
 }
@@ -2069,7 +2079,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\rphysical_name\x18\x03 \x01(\tR\fphysicalName\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"\x8c\a\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"\xc6\a\n" +
 	"\fDatabaseInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vdatabase_id\x18\x02 \x01(\x05R\n" +
@@ -2100,7 +2110,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x11backup_preference\x18\x14 \x01(\tR\x10backupPreference\x12'\n" +
 	"\x0fprimary_replica\x18\x15 \x01(\bR\x0eprimaryReplica\x123\n" +
 	"\x15synchronization_state\x18\x16 \x01(\tR\x14synchronizationState\x128\n" +
-	"\x18preferred_backup_replica\x18\x17 \x01(\bR\x16preferredBackupReplica\"\x9b\x03\n" +
+	"\x18preferred_backup_replica\x18\x17 \x01(\bR\x16preferredBackupReplica\x128\n" +
+	"\x18basic_availability_group\x18\x18 \x01(\bR\x16basicAvailabilityGroup\"\x9b\x03\n" +
 	"\bInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
