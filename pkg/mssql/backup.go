@@ -94,6 +94,7 @@ type Header struct {
 	DatabaseBackupLSN    string
 	DifferentialBaseLSN  string
 	DifferentialBaseGUID string
+	BackupSetGUID        string
 	BackupStart          time.Time
 	BackupFinish         time.Time
 	IsCopyOnly           bool
@@ -130,6 +131,7 @@ func (c *Client) HeaderOnly(ctx context.Context, files []string) ([]Header, erro
 			DatabaseBackupLSN:    asString(col["databasebackuplsn"]),
 			DifferentialBaseLSN:  asString(col["differentialbaselsn"]),
 			DifferentialBaseGUID: asGUID(col["differentialbaseguid"]),
+			BackupSetGUID:        asGUID(col["backupsetguid"]),
 			BackupStart:          asTime(col["backupstartdate"]),
 			BackupFinish:         asTime(col["backupfinishdate"]),
 			IsCopyOnly:           asInt(col["iscopyonly"]) != 0,
@@ -411,6 +413,7 @@ func asGUID(v any) string {
 type HistoryEntry struct {
 	// Type is msdb's code: D full, I differential, L log.
 	Type          string
+	BackupSetGUID string // lower case
 	CopyOnly      bool
 	FirstLSN      string
 	LastLSN       string
@@ -426,7 +429,7 @@ type HistoryEntry struct {
 // History reads msdb's most recent backups of database, newest first, at
 // most n.
 func (c *Client) History(ctx context.Context, database string, n int) ([]HistoryEntry, error) {
-	rows, err := c.db.QueryContext(ctx, fmt.Sprintf(`SELECT TOP %d bs.backup_set_id, bs.type, bs.is_copy_only,
+	rows, err := c.db.QueryContext(ctx, fmt.Sprintf(`SELECT TOP %d bs.backup_set_id, CAST(bs.backup_set_uuid AS nvarchar(36)), bs.type, bs.is_copy_only,
 		bs.first_lsn, bs.last_lsn, bs.checkpoint_lsn, bs.backup_start_date, bs.backup_finish_date,
 		bs.user_name, bs.server_name, mf.physical_device_name
 		FROM msdb.dbo.backupset bs LEFT JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id
@@ -440,8 +443,8 @@ func (c *Client) History(ctx context.Context, database string, n int) ([]History
 	for rows.Next() {
 		var id int64
 		var e HistoryEntry
-		var first, last, ckpt, user, server, device sql.NullString
-		if err := rows.Scan(&id, &e.Type, &e.CopyOnly, &first, &last, &ckpt, &e.Start, &e.Finish, &user, &server, &device); err != nil {
+		var first, last, ckpt, user, server, device, setGUID sql.NullString
+		if err := rows.Scan(&id, &setGUID, &e.Type, &e.CopyOnly, &first, &last, &ckpt, &e.Start, &e.Finish, &user, &server, &device); err != nil {
 			return nil, fmt.Errorf("read the backup history of %q: %w", database, err)
 		}
 		if seen[id] || len(out) == n {
@@ -450,6 +453,7 @@ func (c *Client) History(ctx context.Context, database string, n int) ([]History
 		seen[id] = true
 		e.FirstLSN, e.LastLSN, e.CheckpointLSN = first.String, last.String, ckpt.String
 		e.User, e.Server, e.Device = user.String, server.String, device.String
+		e.BackupSetGUID = strings.ToLower(setGUID.String)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -382,9 +382,13 @@ type Chain struct {
 	// LastLogBackupLSN is where the next log backup starts; empty when the
 	// database has no log chain.
 	LastLogBackupLSN string
-	// DifferentialBaseLSN is the checkpoint of the full the next
-	// differential is based on; empty when there is none.
+	// DifferentialBaseLSN is the differential base of the database's data
+	// (where the last full's data copy began); empty when there is none.
 	DifferentialBaseLSN string
+	// DifferentialBaseGUID is the backup set GUID of the full the next
+	// differential is based on (sys.master_files.differential_base_guid),
+	// lower case; empty when there is none.
+	DifferentialBaseGUID string
 	// RecoveryFork is the database's recovery fork GUID.
 	RecoveryFork string
 }
@@ -393,19 +397,21 @@ type Chain struct {
 // recovery fork.
 func (c *Client) ChainState(ctx context.Context, database string) (Chain, error) {
 	var ch Chain
-	var lsn, base, fork sql.NullString
-	err := c.db.QueryRowContext(ctx, `SELECT rs.last_log_backup_lsn, mf.differential_base_lsn, CAST(rs.recovery_fork_guid AS nvarchar(36))
+	var lsn, base, baseGUID, fork sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT rs.last_log_backup_lsn, mf.differential_base_lsn,
+		CAST(mf.differential_base_guid AS nvarchar(36)), CAST(rs.recovery_fork_guid AS nvarchar(36))
 		FROM sys.databases d
 		LEFT JOIN sys.database_recovery_status rs ON rs.database_id = d.database_id
 		LEFT JOIN sys.master_files mf ON mf.database_id = d.database_id AND mf.file_id = 1
-		WHERE d.name = @p1`, database).Scan(&lsn, &base, &fork)
+		WHERE d.name = @p1`, database).Scan(&lsn, &base, &baseGUID, &fork)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ch, fmt.Errorf("database %q does not exist", database)
 	}
 	if err != nil {
 		return ch, fmt.Errorf("read the backup chain of %q: %w", database, wrapSQL(err))
 	}
-	return Chain{LastLogBackupLSN: lsn.String, DifferentialBaseLSN: base.String, RecoveryFork: strings.ToLower(fork.String)}, nil
+	return Chain{LastLogBackupLSN: lsn.String, DifferentialBaseLSN: base.String, DifferentialBaseGUID: strings.ToLower(baseGUID.String),
+		RecoveryFork: strings.ToLower(fork.String)}, nil
 }
 
 // UTCOffset returns the server's local time less UTC, rounded to the

@@ -226,6 +226,7 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		Checksums:       st.checksum,
 		IsCopyOnly:      st.copyOnly && !st.differential,
 	}
+	hdr.BackupSetGUID = i.guid()
 	if st.compression != nil {
 		hdr.Compressed = *st.compression
 	}
@@ -246,8 +247,8 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		last := db.lsn.next
 		hdr.Type = typeLog
 		hdr.FirstLSN, hdr.LastLSN = first, last
-		hdr.CheckpointLSN = db.diffBaseLSN
-		hdr.DatabaseBackupLSN = db.diffBaseLSN
+		hdr.CheckpointLSN = db.lastFullCheckpoint()
+		hdr.DatabaseBackupLSN = db.lastFullCheckpoint()
 		snap.recs = db.recordsIn(first, last)
 		for _, r := range snap.recs {
 			if r.Bulk {
@@ -274,7 +275,7 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		ckpt := db.checkpoint()
 		hdr.Type = typeDiff
 		hdr.FirstLSN, hdr.CheckpointLSN, hdr.LastLSN = ckpt, ckpt, db.lsn.next
-		hdr.DatabaseBackupLSN = db.diffBaseLSN
+		hdr.DatabaseBackupLSN = db.lastFullCheckpoint()
 		hdr.DifferentialBaseLSN = db.diffBaseLSN
 		hdr.DifferentialBaseGUID = db.diffBaseGUID
 		snap.versions = append([]uint32(nil), db.versions...)
@@ -293,8 +294,17 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		}
 		ckpt := db.checkpoint()
 		hdr.Type = typeFull
-		hdr.FirstLSN, hdr.CheckpointLSN, hdr.LastLSN = ckpt, ckpt, db.lsn.next
-		hdr.DatabaseBackupLSN = db.diffBaseLSN
+		hdr.FirstLSN, hdr.CheckpointLSN, hdr.BaseLSN = ckpt, ckpt, ckpt
+		if oldest, open := db.oldestOpenTx(); open {
+			// a transaction open at the start: the backup's log reaches
+			// back to its beginning, and the data copy (where the
+			// differential base is set) begins after the backup's own
+			// begin record, past the checkpoint
+			hdr.FirstLSN = min(oldest, ckpt)
+			hdr.BaseLSN = db.lsn.take()
+		}
+		hdr.LastLSN = db.lsn.next
+		hdr.DatabaseBackupLSN = db.lastFullCheckpoint()
 		hdr.BeginsLogChain = db.logChainStart == 0 && db.recovery != Simple && !hdr.IsCopyOnly
 		snap.versions = append([]uint32(nil), db.versions...)
 		snap.pages = make([]uint32, len(db.versions))
@@ -340,8 +350,9 @@ func (i *Instance) afterBackup(db *Database, st *backupStmt, snap *snapshot) {
 		if h.IsCopyOnly {
 			return
 		}
-		db.diffBaseLSN = h.CheckpointLSN
-		db.diffBaseGUID = i.guid()
+		db.diffBaseLSN = h.baseLSN()
+		db.diffBaseGUID = h.BackupSetGUID
+		db.fullCkpt = h.CheckpointLSN
 		db.diffBaseTime = h.BackupStartDate
 		if db.logChainStart == 0 && db.recovery != Simple {
 			db.logChainStart = h.FirstLSN
@@ -359,7 +370,7 @@ func (i *Instance) afterBackup(db *Database, st *backupStmt, snap *snapshot) {
 			// a tail-log backup leaves the database ready to restore over
 			db.State = Restoring
 			db.restore = &restoreState{redo: h.LastLSN, redoTime: h.ConsistentTime, fork: db.forkGUID, family: db.familyGUID,
-				baseCheckpoint: db.diffBaseLSN, haveData: true, tail: true, recovery: db.recovery}
+				baseCheckpoint: db.diffBaseLSN, baseGUID: db.diffBaseGUID, haveData: true, tail: true, recovery: db.recovery}
 		}
 	}
 }

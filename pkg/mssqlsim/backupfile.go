@@ -74,21 +74,37 @@ type setHeader struct {
 	DatabaseBackupLSN     LSN
 	DifferentialBaseLSN   LSN
 	DifferentialBaseGUID  GUID
-	BackupStartDate       time.Time
-	ConsistentTime        time.Time // every commit at or before this is in the set
-	IsCopyOnly            bool
-	BeginsLogChain        bool
-	HasBulkLoggedData     bool
-	Compressed            bool
-	Checksums             bool
-	RecoveryModel         RecoveryModel
-	Seed                  uint64
-	DataPages             int
-	Files                 []File
+	// BackupSetGUID identifies the set (HEADERONLY BackupSetGUID, msdb
+	// backup_set_uuid); a full's is the DifferentialBaseGUID of the
+	// differentials based on it. Empty in sets an older simulator wrote.
+	BackupSetGUID GUID
+	// BaseLSN, on a full, is the differential base it sets: the LSN its
+	// data copy began at, after its checkpoint and after any transaction
+	// open at its start. Zero in older sets: the checkpoint.
+	BaseLSN           LSN
+	BackupStartDate   time.Time
+	ConsistentTime    time.Time // every commit at or before this is in the set
+	IsCopyOnly        bool
+	BeginsLogChain    bool
+	HasBulkLoggedData bool
+	Compressed        bool
+	Checksums         bool
+	RecoveryModel     RecoveryModel
+	Seed              uint64
+	DataPages         int
+	Files             []File
 	// StripeCount and StripeSeq place this device in the set's stripes.
 	StripeCount  int
 	StripeSeq    int
 	MediaSetGUID GUID
+}
+
+// baseLSN is the differential base a full sets.
+func (h setHeader) baseLSN() LSN {
+	if h.BaseLSN != 0 {
+		return h.BaseLSN
+	}
+	return h.CheckpointLSN
 }
 
 type setTrailer struct {

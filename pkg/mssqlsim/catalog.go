@@ -269,7 +269,7 @@ var views = map[string]viewDef{
 				if h.Type == typeLog {
 					size = r.Trailer.Records * 64
 				}
-				rows = append(rows, []any{int64(r.ID), nil, int64(r.MediaSetID), nullIfEmpty(h.Name),
+				rows = append(rows, []any{int64(r.ID), guidOrNull(h.BackupSetGUID), int64(r.MediaSetID), nullIfEmpty(h.Name),
 					nullIfEmpty(h.Description), h.UserName, h.BackupStartDate, r.Trailer.BackupFinishDate,
 					r.typeCode(), size, size, h.DatabaseName, h.ServerName, r.Machine, string(h.RecoveryModel),
 					b2i(h.HasBulkLoggedData), int64(0), int64(0), b2i(h.IsCopyOnly), b2i(h.BeginsLogChain),

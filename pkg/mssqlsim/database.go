@@ -96,9 +96,12 @@ type dbData struct {
 	diffBaseLSN   LSN // checkpoint LSN of the last non-copy-only full; 0 none
 	diffBaseGUID  GUID
 	diffBaseTime  time.Time
-	lastLogBackup LSN // last_log_backup_lsn; 0 means NULL
-	logChainStart LSN // first_lsn a first log backup starts from; 0 means no chain (4214)
-	activeBackups int // backups running, which hold the log
+	lastLogBackup LSN           // last_log_backup_lsn; 0 means NULL
+	logChainStart LSN           // first_lsn a first log backup starts from; 0 means no chain (4214)
+	activeBackups int           // backups running, which hold the log
+	openTx        map[int64]LSN // open transactions' begin records, by id
+	txSeq         int64
+	fullCkpt      LSN // checkpoint of the last non-copy-only full (DatabaseBackupLSN); 0: diffBaseLSN
 	restore       *restoreState
 	forks         []forkEntry // earlier recovery forks, oldest first
 }

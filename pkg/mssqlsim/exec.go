@@ -25,7 +25,8 @@ type session struct {
 	spid     int
 	markName string // BEGIN TRAN ... WITH MARK pending until COMMIT
 	inTran   bool
-	language string // @@LANGUAGE: the language of translated messages
+	language string  // @@LANGUAGE: the language of translated messages
+	tx       *openTx // BEGIN TRAN in a user database, until COMMIT
 }
 
 // execCtx runs the statements of one batch.
@@ -295,6 +296,9 @@ func (p *parser) parseStatement() (stmt, *Error) {
 				if mark {
 					x.sess.markName = name
 				}
+				if db, _ := x.inst.lookup(x.sess.database); db != nil && db.ID > 4 && x.sess.tx == nil {
+					x.sess.tx = &openTx{data: db.dbData, id: db.beginTx()}
+				}
 				return nil
 			}, nil
 		}
@@ -311,6 +315,7 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			}
 			mark := x.sess.markName
 			x.sess.inTran, x.sess.markName = false, ""
+			x.sess.endTx()
 			if commit && mark != "" {
 				if _, err := x.inst.Mark(x.sess.database, mark); err != nil {
 					return asError(err)

@@ -70,6 +70,7 @@ type savedRestore struct {
 	RedoTime       time.Time
 	Fork, Family   GUID
 	BaseCheckpoint LSN
+	BaseGUID       GUID
 	BaseCopyOnly   bool
 	HaveData, Tail bool
 	Recovery       RecoveryModel
@@ -126,7 +127,7 @@ func (i *Instance) Save(path string) error {
 		}
 		if r := db.restore; r != nil {
 			sd.Restore = &savedRestore{Redo: r.redo, RedoTime: r.redoTime, Fork: r.fork, Family: r.family,
-				BaseCheckpoint: r.baseCheckpoint, BaseCopyOnly: r.baseCopyOnly, HaveData: r.haveData, Tail: r.tail, Recovery: r.recovery}
+				BaseCheckpoint: r.baseCheckpoint, BaseGUID: r.baseGUID, BaseCopyOnly: r.baseCopyOnly, HaveData: r.haveData, Tail: r.tail, Recovery: r.recovery}
 		}
 		for _, f := range db.forks {
 			sd.Forks = append(sd.Forks, savedFork{GUID: f.guid, Until: f.until})
@@ -199,7 +200,7 @@ func Load(path string, cfg Config) (*Instance, error) {
 		}
 		if r := sd.Restore; r != nil {
 			d.restore = &restoreState{redo: r.Redo, redoTime: r.RedoTime, fork: r.Fork, family: r.Family,
-				baseCheckpoint: r.BaseCheckpoint, baseCopyOnly: r.BaseCopyOnly, haveData: r.HaveData, tail: r.Tail, recovery: r.Recovery}
+				baseCheckpoint: r.BaseCheckpoint, baseGUID: r.BaseGUID, baseCopyOnly: r.BaseCopyOnly, haveData: r.HaveData, tail: r.Tail, recovery: r.Recovery}
 		}
 		for _, fk := range sd.Forks {
 			d.forks = append(d.forks, forkEntry{guid: fk.GUID, until: fk.Until})

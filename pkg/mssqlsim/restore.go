@@ -52,11 +52,22 @@ type restoreState struct {
 	redoTime       time.Time // the database is consistent as of this moment
 	fork           GUID
 	family         GUID
-	baseCheckpoint LSN // checkpoint of the restored full; 0 when none
+	baseCheckpoint LSN  // differential base the restored full set; 0 when none
+	baseGUID       GUID // its backup set GUID; empty for an older set
 	baseCopyOnly   bool
 	haveData       bool // a full has been restored in this sequence
 	tail           bool // left by BACKUP LOG WITH NORECOVERY
 	recovery       RecoveryModel
+}
+
+// isBaseOf reports whether the full this restore began with is the base
+// of differential h: by GUID, as SQL Server links them, or by LSN for sets
+// an older simulator wrote without GUIDs.
+func (rs restoreState) isBaseOf(h setHeader) bool {
+	if rs.baseGUID != "" && h.DifferentialBaseGUID != "" {
+		return rs.baseGUID == h.DifferentialBaseGUID
+	}
+	return rs.baseCheckpoint == h.DifferentialBaseLSN
 }
 
 // source is an opened backup set on its devices.
@@ -394,7 +405,7 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 	clear(data.dcm)
 	data.restore = &restoreState{
 		redo: h.LastLSN, redoTime: h.ConsistentTime, fork: h.LastRecoveryForkGUID, family: h.FamilyGUID,
-		baseCheckpoint: h.CheckpointLSN, baseCopyOnly: h.IsCopyOnly, haveData: true, recovery: h.RecoveryModel,
+		baseCheckpoint: h.baseLSN(), baseGUID: h.BackupSetGUID, baseCopyOnly: h.IsCopyOnly, haveData: true, recovery: h.RecoveryModel,
 	}
 	data.lsn.next = h.LastLSN
 	db.mu.Lock()
@@ -412,7 +423,7 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 // the list in step with the struct.
 var restoredFields = []string{"seed", "versions", "overrides", "dcm", "bcm", "lsn", "recovery", "lastTime",
 	"originVersions", "originOverrides", "originTime", "recs", "familyGUID", "databaseGUID", "forkGUID",
-	"forkPointLSN", "diffBaseLSN", "diffBaseGUID", "diffBaseTime", "lastLogBackup", "logChainStart", "restore", "forks"}
+	"forkPointLSN", "diffBaseLSN", "diffBaseGUID", "diffBaseTime", "lastLogBackup", "logChainStart", "restore", "forks", "fullCkpt"}
 
 // takeRestored replaces d's content and chain state with n's, the
 // database a full restore read: everything but the lock and the count of
@@ -424,6 +435,7 @@ func (d *dbData) takeRestored(n *dbData) {
 	d.familyGUID, d.databaseGUID, d.forkGUID, d.forkPointLSN = n.familyGUID, n.databaseGUID, n.forkGUID, n.forkPointLSN
 	d.diffBaseLSN, d.diffBaseGUID, d.diffBaseTime = n.diffBaseLSN, n.diffBaseGUID, n.diffBaseTime
 	d.lastLogBackup, d.logChainStart, d.restore, d.forks = n.lastLogBackup, n.logChainStart, n.restore, n.forks
+	d.fullCkpt = n.fullCkpt
 }
 
 func (i *Instance) restoringDB(name string) (*Database, *Error) {
@@ -454,7 +466,7 @@ func (i *Instance) restoreDiff(ctx context.Context, st *restoreStmt, src *source
 	case rs.family != h.FamilyGUID:
 		db.mu.Unlock()
 		return 0, newErr(3154, 16, "The backup set holds a backup of a database other than the existing '%s' database.", db.Name)
-	case !rs.haveData || rs.baseCopyOnly || rs.baseCheckpoint != h.DifferentialBaseLSN || rs.redo > h.LastLSN:
+	case !rs.haveData || rs.baseCopyOnly || !rs.isBaseOf(h) || rs.redo > h.LastLSN:
 		db.mu.Unlock()
 		return 0, newErr(3136, 16, "This differential backup cannot be restored because the database has not been restored to the correct earlier state.")
 	}
@@ -610,7 +622,7 @@ func (i *Instance) recover(db *Database) {
 	db.lsn.next = rs.redo
 	db.lsn.take() // the recovery's own record
 	if rs.baseCheckpoint != 0 && !rs.baseCopyOnly {
-		db.diffBaseLSN = rs.baseCheckpoint
+		db.diffBaseLSN, db.diffBaseGUID = rs.baseCheckpoint, rs.baseGUID
 	} else {
 		db.diffBaseLSN = 0
 		clear(db.dcm)

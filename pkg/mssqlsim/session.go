@@ -114,7 +114,12 @@ func (s *tdsSession) Batch(ctx context.Context, sql string, params []tds.Param, 
 }
 
 // Close forgets the session: it no longer uses its database.
-func (s *tdsSession) Close() { s.inst.removeSession(s.sess) }
+func (s *tdsSession) Close() {
+	s.inst.removeSession(s.sess)
+	s.mu.Lock()
+	s.sess.endTx() // rolled back with the connection
+	s.mu.Unlock()
+}
 
 // Reset returns the session to its login's database and language, as
 // sp_reset_connection does when a client pool reuses the connection.
@@ -126,6 +131,7 @@ func (s *tdsSession) Reset() {
 	s.inst.mu.Unlock()
 	s.sess.language = s.inst.cfg.Language
 	s.sess.inTran, s.sess.markName = false, ""
+	s.sess.endTx()
 }
 
 // tdsOutput writes results as TDS tokens.

@@ -50,7 +50,7 @@ func (x *execCtx) headerOnly(st *restoreStmt) *Error {
 			b2i(h.HasBulkLoggedData), int64(0), int64(0), int64(0), b2i(h.Checksums), int64(0),
 			b2i(h.BeginsLogChain), int64(0), int64(0), b2i(h.IsCopyOnly), guidOrNull(h.FirstRecoveryForkGUID),
 			lsnOrNull(h.ForkPointLSN), string(h.RecoveryModel), lsnOrNull(h.DifferentialBaseLSN),
-			guidOrNull(h.DifferentialBaseGUID), desc, h.MediaSetGUID, numeric(s.StoredBytes), int64(0), nil, nil, nil})
+			guidOrNull(h.DifferentialBaseGUID), desc, guidOrNull(h.BackupSetGUID), numeric(s.StoredBytes), int64(0), nil, nil, nil})
 	}
 	return x.sendRows(cols, rows)
 }

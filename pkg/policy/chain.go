@@ -125,6 +125,11 @@ type Point struct {
 	// The LSNs of the backup set, as msdb and RESTORE HEADERONLY report
 	// them. LastLSN is the next LSN after the set.
 	FirstLSN, LastLSN, CheckpointLSN, DifferentialBaseLSN, DatabaseBackupLSN LSN
+	// BackupSetGUID identifies the set; a differential's
+	// DifferentialBaseGUID is its base full's BackupSetGUID. Either may be
+	// empty for a point recorded before coffer kept them: such points are
+	// linked by LSN.
+	BackupSetGUID, DifferentialBaseGUID string
 	// Fork is the set's last recovery fork GUID; empty when unknown (then
 	// the set is taken to be on any fork).
 	Fork string
@@ -277,19 +282,39 @@ func newChainGraph(points []Point) *chainGraph {
 		g.dep[i] = -1
 	}
 
-	// rule 1: a differential belongs to the full whose checkpoint is its
-	// base; the latest such full when (improbably) there are several
+	// rule 1: a differential belongs to the full whose backup set GUID is
+	// its differential base GUID, as SQL Server links them (its base LSN
+	// need not be the full's checkpoint: a transaction open across the
+	// full moves it). Points recorded without GUIDs fall back to the LSN:
+	// the full whose checkpoint is the base; the latest such full when
+	// (improbably) there are several.
 	fullAt := make(map[LSN]int)
+	fullByGUID := make(map[string]int)
 	for i, pt := range g.pts {
-		if pt.Kind == Full && !pt.CheckpointLSN.IsZero() {
+		if pt.Kind != Full {
+			continue
+		}
+		if !pt.CheckpointLSN.IsZero() {
 			fullAt[pt.CheckpointLSN] = i
+		}
+		if pt.BackupSetGUID != "" {
+			fullByGUID[strings.ToLower(pt.BackupSetGUID)] = i
 		}
 	}
 	for i, pt := range g.pts {
-		if pt.Kind != Differential || pt.DifferentialBaseLSN.IsZero() {
+		if pt.Kind != Differential {
 			continue
 		}
-		if f, ok := fullAt[pt.DifferentialBaseLSN]; ok {
+		if pt.DifferentialBaseGUID != "" {
+			if f, ok := fullByGUID[strings.ToLower(pt.DifferentialBaseGUID)]; ok {
+				g.dep[i] = f
+				continue
+			}
+		}
+		if pt.DifferentialBaseLSN.IsZero() {
+			continue
+		}
+		if f, ok := fullAt[pt.DifferentialBaseLSN]; ok && (pt.DifferentialBaseGUID == "" || g.pts[f].BackupSetGUID == "") {
 			g.dep[i] = f
 		}
 	}
@@ -389,6 +414,8 @@ func (g *chainGraph) gap(i int) Gap {
 	switch pt.Kind {
 	case Differential:
 		switch {
+		case pt.DifferentialBaseGUID != "":
+			out.Reason = fmt.Sprintf("differential %s needs its base, the full of backup set %s, which is missing", pt.ID, strings.ToLower(pt.DifferentialBaseGUID))
 		case pt.DifferentialBaseLSN.IsZero():
 			out.Reason = fmt.Sprintf("differential %s has no differential base LSN", pt.ID)
 		case g.copyOnlyAt(pt.DifferentialBaseLSN) != "":

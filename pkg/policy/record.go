@@ -21,6 +21,10 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		BeginsChain: b.GetBeginsLogChain(),
 		BulkLogged:  b.GetHasBulkLoggedData(),
 		HealsBreak:  rp.GetChainBreak(),
+		// differential_base_guid was always recorded; backup_set_guid only
+		// since coffer links differentials by GUID
+		BackupSetGUID:        b.GetBackupSetGuid(),
+		DifferentialBaseGUID: b.GetDifferentialBaseGuid(),
 		Tags:        rp.GetTags(),
 	}
 	if t := b.GetBackupFinish(); t != nil {

@@ -418,7 +418,16 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 		}); ok {
 			reason += "; msdb shows " + e
 		}
-	case typ == mssql.Differential && req.GetExpectedDifferentialBaseLsn() != "" && ch.DifferentialBaseLSN != req.GetExpectedDifferentialBaseLsn():
+	case typ == mssql.Differential && req.GetExpectedDifferentialBaseGuid() != "" && !strings.EqualFold(ch.DifferentialBaseGUID, req.GetExpectedDifferentialBaseGuid()):
+		// SQL Server's own link: the base full's backup set GUID
+		reason = fmt.Sprintf("a full backup was taken outside coffer: the differential base is backup set %s, coffer's last full is %s", orNone(ch.DifferentialBaseGUID), req.GetExpectedDifferentialBaseGuid())
+		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
+			return e.Type == "D" && !e.CopyOnly && strings.EqualFold(e.BackupSetGUID, ch.DifferentialBaseGUID)
+		}); ok {
+			reason += "; msdb shows " + e
+		}
+	case typ == mssql.Differential && req.GetExpectedDifferentialBaseGuid() == "" && req.GetExpectedDifferentialBaseLsn() != "" && ch.DifferentialBaseLSN != req.GetExpectedDifferentialBaseLsn():
+		// coffer's last full was recorded before it kept backup set GUIDs
 		reason = fmt.Sprintf("a full backup was taken outside coffer: the differential base is LSN %s, coffer's last full is %s", orNone(ch.DifferentialBaseLSN), req.GetExpectedDifferentialBaseLsn())
 		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
 			return e.Type == "D" && !e.CopyOnly && e.CheckpointLSN == ch.DifferentialBaseLSN

@@ -22,6 +22,7 @@ func backupMetadata(h mssql.Header, files []mssql.File) *cofferv1.BackupMetadata
 		DatabaseBackupLsn:     h.DatabaseBackupLSN,
 		DifferentialBaseLsn:   h.DifferentialBaseLSN,
 		DifferentialBaseGuid:  strings.ToLower(h.DifferentialBaseGUID),
+		BackupSetGuid:         strings.ToLower(h.BackupSetGUID),
 		BackupStart:           timestamp(h.BackupStart),
 		BackupFinish:          timestamp(h.BackupFinish),
 		ServerName:            h.ServerName,

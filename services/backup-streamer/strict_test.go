@@ -123,3 +123,56 @@ func TestOverwriteInAvailabilityGroup(t *testing.T) {
 		t.Errorf("database %q is %v (%v) after the refused overwrite; want ONLINE", db, st, err)
 	}
 }
+
+// TestDifferentialBaseByGUID: a transaction open across a full moves the
+// differential base past the full's checkpoint, as on SQL Server. The
+// differential is linked to its full by GUID (the full's BackupSetGUID is
+// the differential's DifferentialBaseGUID and the database's
+// differential_base_guid), so it stays a differential and restores on its
+// full.
+func TestDifferentialBaseByGUID(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	const db = "Spanning"
+	if err := e.inst.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.startCommitter()
+	e.startStreamer(e.streamerConfig())
+	e.inst.Commit(db, 5)
+	end, err := e.inst.BeginTransaction(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullRP := e.backupOK(ctx, db, full)
+	end()
+	fb := fullRP.GetBackup()
+	if fb.GetBackupSetGuid() == "" || fb.GetFirstLsn() == fb.GetCheckpointLsn() {
+		t.Fatalf("full: backup set %q, first LSN %s, checkpoint %s; want a GUID and a first LSN before the checkpoint (the open transaction)",
+			fb.GetBackupSetGuid(), fb.GetFirstLsn(), fb.GetCheckpointLsn())
+	}
+	e.inst.Commit(db, 5)
+
+	// queued as the scheduler queues it, with what coffer's last full says
+	jid := event.NewJobID(time.Now())
+	e.publish(ctx, cofferv1.SubjectWorkBackup, &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
+		Database: &cofferv1.DatabaseRef{Instance: instName, Database: db}, Type: cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL,
+		Reason: "scheduled", ExpectedDifferentialBaseLsn: fb.GetCheckpointLsn(), ExpectedDifferentialBaseGuid: fb.GetBackupSetGuid(),
+		ExpectedRecoveryFork: fb.GetLastRecoveryForkGuid()}, event.ID("backup", jid))
+	e.mustSucceed(jid)
+	diff := e.mustRecoveryPoint(db, jid)
+	if got := diff.GetBackup().GetType(); got != cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL || diff.GetChainBreak() != "" {
+		t.Fatalf("the differential became a %v (chain break %q); want a differential", got, diff.GetChainBreak())
+	}
+	if diff.GetBackup().GetDifferentialBaseGuid() != fb.GetBackupSetGuid() {
+		t.Errorf("differential base %s; want the full's backup set %s", diff.GetBackup().GetDifferentialBaseGuid(), fb.GetBackupSetGuid())
+	}
+	if diff.GetBackup().GetDifferentialBaseLsn() == fb.GetCheckpointLsn() {
+		t.Errorf("differential base LSN %s equals the full's checkpoint: the open transaction did not move it", fb.GetCheckpointLsn())
+	}
+	want := e.hash(db)
+	e.mustSucceed(e.restore(ctx, db, "Spanning copy", false, fullRP.Id, diff.Id))
+	if got := e.hash("Spanning copy"); got != want {
+		t.Errorf("content after full and differential %s; want %s", got, want)
+	}
+}

@@ -92,6 +92,7 @@ func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) err
 		switch {
 		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && !b.GetCopyOnly():
 			st.LastFull, st.LastFullCheckpointLsn, st.LastFullAt = rp.GetId(), b.GetCheckpointLsn(), b.GetBackupFinish()
+			st.LastFullBackupSetGuid = b.GetBackupSetGuid()
 			st.NeedsFull, st.NeedsFullReason = false, ""
 			// the next log's start is what SQL Server says after this full;
 			// a full may be the one that healed a broken chain

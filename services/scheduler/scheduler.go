@@ -453,6 +453,7 @@ func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *c
 			w.ExpectedLastLogLsn = chain.GetLastLogLsn()
 		case cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL:
 			w.ExpectedDifferentialBaseLsn = chain.GetLastFullCheckpointLsn()
+			w.ExpectedDifferentialBaseGuid = chain.GetLastFullBackupSetGuid()
 		}
 	}
 	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
