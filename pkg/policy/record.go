@@ -25,7 +25,7 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 		// since coffer links differentials by GUID
 		BackupSetGUID:        b.GetBackupSetGuid(),
 		DifferentialBaseGUID: b.GetDifferentialBaseGuid(),
-		Tags:        rp.GetTags(),
+		Tags:                 rp.GetTags(),
 	}
 	if t := b.GetBackupFinish(); t != nil {
 		pt.Taken = t.AsTime()
