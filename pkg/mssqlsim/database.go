@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -260,6 +261,12 @@ type Database struct {
 	CreateDate time.Time
 	Collation  string
 	Files      []File
+
+	// AUTO_CLOSE: whether the option is on, whether the database is shut
+	// down now (idle), and how many times it was started again.
+	autoClose atomic.Bool
+	asleep    atomic.Bool
+	wakes     atomic.Int64
 
 	// AG membership; empty when not in an availability group.
 	agName string

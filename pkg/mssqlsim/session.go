@@ -84,7 +84,11 @@ func (h *handler) Login(ctx context.Context, l tds.Login) (tds.Session, error) {
 		}
 		db = d.Name
 	}
-	return &tdsSession{inst: i, sess: &session{user: l.User, database: db, spid: int(51 + h.spid.Add(1))}}, nil
+	sess := &session{user: l.User, database: db, spid: int(51 + h.spid.Add(1))}
+	i.mu.Lock()
+	i.sessions[sess] = struct{}{}
+	i.mu.Unlock()
+	return &tdsSession{inst: i, sess: sess}, nil
 }
 
 // tdsSession runs batches for one connection.
@@ -107,7 +111,14 @@ func (s *tdsSession) Batch(ctx context.Context, sql string, params []tds.Param, 
 	s.inst.runBatch(ctx, s.sess, sql, pm, &tdsOutput{w: w, server: s.inst.cfg.ServerName})
 }
 
-func (s *tdsSession) Close() {}
+// Close forgets the session, so AUTO_CLOSE can shut down the database it
+// was using.
+func (s *tdsSession) Close() {
+	s.inst.mu.Lock()
+	delete(s.inst.sessions, s.sess)
+	s.inst.mu.Unlock()
+	s.inst.closeIdle()
+}
 
 // tdsOutput writes results as TDS tokens.
 type tdsOutput struct {
