@@ -1,6 +1,9 @@
 package mssqlsim
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // HistoryRow is a row of msdb.dbo.backupset that this instance did not
 // write itself: one another tool inserted, or one a restore of msdb
@@ -69,4 +72,25 @@ func (i *Instance) foreignBackupsets() [][]any {
 			nil, nil})
 	}
 	return rows
+}
+
+// DamageCatalog gives database's log file a logical name longer than a
+// sysname: the state of a database created before the simulator refused
+// such names (a --data directory from then), or of a damaged catalog. Its
+// row of sys.master_files cannot be sent, so a query reading it fails in
+// the middle of its result. For tests of readers that must survive one bad
+// row.
+func (i *Instance) DamageCatalog(database string) error {
+	db, e := i.lookup(database)
+	if e != nil {
+		return e
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for k := range db.Files {
+		if db.Files[k].IsLog {
+			db.Files[k].Logical = strings.Repeat("L", 129)
+		}
+	}
+	return nil
 }
