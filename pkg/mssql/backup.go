@@ -409,9 +409,12 @@ func asGUID(v any) string {
 	return strings.ToLower(u.String())
 }
 
-// HistoryEntry is one backup msdb recorded of a database.
+// HistoryEntry is one backup msdb recorded of a database. msdb documents
+// nearly every column of backupset as nullable, and rows other tools
+// inserted or a restore of msdb brought back do hold NULLs: a NULL reads
+// as the zero value (an empty Type or LSN, a zero time).
 type HistoryEntry struct {
-	// Type is msdb's code: D full, I differential, L log.
+	// Type is msdb's code: D full, I differential, L log; empty when NULL.
 	Type          string
 	BackupSetGUID string // lower case
 	CopyOnly      bool
@@ -443,10 +446,13 @@ func (c *Client) History(ctx context.Context, database string, n int) ([]History
 	for rows.Next() {
 		var id int64
 		var e HistoryEntry
-		var first, last, ckpt, user, server, device, setGUID sql.NullString
-		if err := rows.Scan(&id, &setGUID, &e.Type, &e.CopyOnly, &first, &last, &ckpt, &e.Start, &e.Finish, &user, &server, &device); err != nil {
+		var typ, first, last, ckpt, user, server, device, setGUID sql.NullString
+		var copyOnly sql.NullBool
+		var start, finish sql.NullTime
+		if err := rows.Scan(&id, &setGUID, &typ, &copyOnly, &first, &last, &ckpt, &start, &finish, &user, &server, &device); err != nil {
 			return nil, fmt.Errorf("read the backup history of %q: %w", database, err)
 		}
+		e.Type, e.CopyOnly, e.Start, e.Finish = typ.String, copyOnly.Bool, start.Time, finish.Time
 		if seen[id] || len(out) == n {
 			continue // another stripe of a backup already read
 		}

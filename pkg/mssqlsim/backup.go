@@ -142,7 +142,7 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	i.mu.Lock()
 	i.mediaSets++
 	row.MediaSetID = i.mediaSets
-	row.ID = len(i.backupsets) + 1
+	row.ID = i.nextBackupSetID()
 	i.backupsets = append(i.backupsets, row)
 	// msdb.dbo.logmarkhistory: the marked transactions a log backup holds
 	for _, r := range snap.recs {

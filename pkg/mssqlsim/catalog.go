@@ -9,6 +9,9 @@ import (
 type viewDef struct {
 	cols  []column
 	build func(x *execCtx) [][]any
+	// touch, when set, is called with each row a query reads (after its
+	// WHERE), for views whose reading has side effects.
+	touch func(x *execCtx, row []any)
 }
 
 func nv(name string, size int) column { return column{name: name, typ: ctNVarChar, size: size} }
@@ -48,6 +51,13 @@ func b2i(b bool) int64 {
 	return 0
 }
 
+// closedNulls are the sys.databases columns (by index) that are NULL for a
+// database that is not online or that AUTO_CLOSE shut down:
+// compatibility_level, collation_name, user_access(_desc), is_read_only,
+// is_in_standby, recovery_model(_desc), is_encrypted, log_reuse_wait_desc,
+// page_verify_option(_desc).
+var closedNulls = []int{4, 5, 6, 7, 8, 12, 13, 14, 15, 18, 19, 20}
+
 var recoveryCode = map[RecoveryModel]int64{Full: 1, BulkLogged: 2, Simple: 3}
 var stateCode = map[State]int64{Online: 0, Restoring: 1, Offline: 6}
 
@@ -57,9 +67,10 @@ var views = map[string]viewDef{
 	"sys.databases": {
 		cols: []column{nv("name", 128), ic("database_id"), ic("source_database_id"), dc("create_date"),
 			tc("compatibility_level"), nv("collation_name", 128), tc("user_access"), nv("user_access_desc", 60),
-			bc("is_read_only"), tc("state"), nv("state_desc", 60), bc("is_in_standby"), tc("recovery_model"),
-			nv("recovery_model_desc", 60), bc("is_encrypted"), gc("replica_id"), gc("group_database_id"),
-			nv("log_reuse_wait_desc", 60), tc("page_verify_option"), nv("page_verify_option_desc", 60)},
+			bc("is_read_only"), bc("is_auto_close_on"), tc("state"), nv("state_desc", 60), bc("is_in_standby"),
+			tc("recovery_model"), nv("recovery_model_desc", 60), bc("is_encrypted"), gc("replica_id"),
+			gc("group_database_id"), nv("log_reuse_wait_desc", 60), tc("page_verify_option"),
+			nv("page_verify_option_desc", 60)},
 		build: func(x *execCtx) [][]any {
 			var rows [][]any
 			x.forDatabases(func(db *Database) {
@@ -72,10 +83,21 @@ var views = map[string]viewDef{
 					groupDB = db.ag.dbIDs[db.Name]
 					db.ag.mu.Unlock()
 				}
-				rows = append(rows, []any{db.Name, int64(db.ID), nil, db.CreateDate, int64(160), db.Collation,
-					userAccessCode[db.userAccess()], string(db.userAccess()), b2i(db.ReadOnly), stateCode[db.State], string(db.State), int64(0),
-					recoveryCode[db.recovery], string(db.recovery), int64(0), replica, groupDB, "NOTHING",
-					int64(2), "CHECKSUM"})
+				row := []any{db.Name, int64(db.ID), nil, db.CreateDate, int64(160), db.Collation,
+					userAccessCode[db.userAccess()], string(db.userAccess()), b2i(db.ReadOnly), b2i(db.autoClose.Load()), stateCode[db.State],
+					string(db.State), int64(0), recoveryCode[db.recovery], string(db.recovery), int64(0), replica,
+					groupDB, "NOTHING", int64(2), "CHECKSUM"}
+				if db.State != Online || db.isClosed() {
+					// "If a database is not ONLINE, or AUTO_CLOSE is set
+					// to ON and the database is closed, the values of
+					// some columns may be NULL": the simulator takes the
+					// strict reading and leaves only what master itself
+					// records (name, ids, dates, state, the options)
+					for _, k := range closedNulls {
+						row[k] = nil
+					}
+				}
+				rows = append(rows, row)
 			})
 			return rows
 		},
@@ -107,6 +129,19 @@ var views = map[string]viewDef{
 					db.forkGUID, first, lsnOrNull(db.forkPointLSN)})
 			})
 			return rows
+		},
+		// "If the database is not opened, the Database Engine tries to
+		// start it": reading the row of a database AUTO_CLOSE shut down
+		// starts it. A WHERE on database_id is applied first, as the
+		// view's plan filters master's list before it opens anything.
+		touch: func(x *execCtx, row []any) {
+			id, _ := toInt(row[0])
+			x.inst.mu.Lock()
+			db := x.inst.dbs[int(id)]
+			x.inst.mu.Unlock()
+			if db != nil {
+				db.wake()
+			}
 		},
 	},
 	"sys.master_files": {
@@ -278,7 +313,7 @@ var views = map[string]viewDef{
 					guidOrNull(h.FirstRecoveryForkGUID), guidOrNull(h.LastRecoveryForkGUID), lsnOrNull(h.ForkPointLSN),
 					h.DatabaseGUID, h.FamilyGUID, nil, h.Collation})
 			}
-			return rows
+			return append(rows, x.inst.foreignBackupsets()...)
 		},
 	},
 	"dbo.logmarkhistory": {
@@ -357,7 +392,11 @@ func (x *execCtx) catalogTable(parts []string) (*table, *Error) {
 			return nil, errNoDatabase(dbName)
 		}
 	}
-	return &table{cols: v.cols, rows: v.build(x)}, nil
+	t := &table{cols: v.cols, rows: v.build(x)}
+	if v.touch != nil {
+		t.touch = func(row []any) { v.touch(x, row) }
+	}
+	return t, nil
 }
 
 // forDatabases calls f for each database in id order, under its lock.

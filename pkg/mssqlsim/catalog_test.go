@@ -38,9 +38,10 @@ func TestSysDatabases(t *testing.T) {
 	read := func(name string) dbRow {
 		t.Helper()
 		var r dbRow
-		err := e.db.QueryRowContext(t.Context(), `SELECT d.name, d.database_id, d.state_desc, d.recovery_model_desc,
-			d.is_read_only, d.is_in_standby, d.source_database_id, d.replica_id, d.group_database_id, d.is_encrypted,
-			d.create_date, d.collation_name, d.user_access_desc, rs.last_log_backup_lsn
+		// the database's own settings are NULL while it is not online
+		err := e.db.QueryRowContext(t.Context(), `SELECT d.name, d.database_id, d.state_desc, ISNULL(d.recovery_model_desc, ''),
+			ISNULL(d.is_read_only, 0), ISNULL(d.is_in_standby, 0), d.source_database_id, d.replica_id, d.group_database_id,
+			ISNULL(d.is_encrypted, 0), d.create_date, ISNULL(d.collation_name, ''), ISNULL(d.user_access_desc, ''), rs.last_log_backup_lsn
 			FROM sys.databases AS d
 			LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id
 			WHERE d.name = @p1`, name).Scan(&r.Name, &r.ID, &r.State, &r.Recovery, &r.ReadOnly, &r.Standby, &r.Source,
@@ -330,7 +331,7 @@ func TestAlterDatabase(t *testing.T) {
 	e.exec("CREATE DATABASE [s]")
 	row := func() (state, model string, ro bool) {
 		t.Helper()
-		if err := e.db.QueryRowContext(t.Context(), "SELECT state_desc, recovery_model_desc, is_read_only FROM sys.databases WHERE name = N's'").
+		if err := e.db.QueryRowContext(t.Context(), "SELECT state_desc, ISNULL(recovery_model_desc, ''), ISNULL(is_read_only, 0) FROM sys.databases WHERE name = N's'").
 			Scan(&state, &model, &ro); err != nil {
 			t.Fatal(err)
 		}

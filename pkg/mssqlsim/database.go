@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -264,6 +265,12 @@ type Database struct {
 	Collation  string
 	Files      []File
 	access     UserAccess // user_access_desc; "" is MULTI_USER
+
+	// AUTO_CLOSE: whether the option is on, whether the database is shut
+	// down now (idle), and how many times it was started again.
+	autoClose atomic.Bool
+	asleep    atomic.Bool
+	wakes     atomic.Int64
 
 	// AG membership; empty when not in an availability group.
 	agName string

@@ -86,6 +86,10 @@ func startsStatement(t token) bool {
 
 // runBatch compiles and runs a batch, sending every result to out.
 func (i *Instance) runBatch(ctx context.Context, sess *session, sql string, params map[string]any, out output) {
+	i.batches.Add(1)
+	// a database AUTO_CLOSE shut down and the batch started is shut down
+	// again once nothing uses it
+	defer i.closeIdle()
 	stmts, e := i.compile(sql, params)
 	if e != nil {
 		sendError(out, e)
@@ -400,6 +404,7 @@ func (x *execCtx) sendRows(cols []column, rows [][]any) *Error {
 			return newErr(0, 20, "%v", err)
 		}
 	}
+	x.inst.rowsSent.Add(int64(len(rows)))
 	if err := x.out.done(int64(len(rows))); err != nil {
 		return newErr(0, 20, "%v", err)
 	}
@@ -440,6 +445,11 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		return ""
 	}
 	switch f.name {
+	case "CHECKSUM":
+		if f.star || len(args) == 0 {
+			return nil, errNotSupported("CHECKSUM(*)")
+		}
+		return x.inst.checksum(args), nil
 	case "SERVERPROPERTY":
 		switch strings.ToLower(arg(0)) {
 		case "productversion":
@@ -680,6 +690,9 @@ func (p *parser) parseCreateDatabase() (stmt, *Error) {
 				f.ID = id
 				id++
 				if f.Logical == "" {
+					if e := checkDerivedLogName(name); e != nil {
+						return e
+					}
 					f.Logical = name + "_log"
 				}
 				if f.Physical == "" {
@@ -786,6 +799,12 @@ func (p *parser) parseAlterDatabase() (stmt, *Error) {
 		off := strings.EqualFold(opt, "OFFLINE")
 		exclusive = off
 		run = func(i *Instance) error { return i.SetOffline(name, off) }
+	case "AUTO_CLOSE":
+		on := p.accept("ON")
+		if !on && !p.accept("OFF") {
+			return nil, p.syntaxErr()
+		}
+		run = func(i *Instance) error { return i.SetAutoClose(name, on) }
 	case "SINGLE_USER", "MULTI_USER", "RESTRICTED_USER":
 		access := UserAccess(strings.ToUpper(opt))
 		exclusive = access != MultiUser

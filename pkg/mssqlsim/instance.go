@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -123,16 +124,19 @@ type Instance struct {
 	nextDBID    int
 	credentials []*credential
 	backupsets  []*backupSetRow
+	foreign     []foreignRow // msdb.dbo.backupset rows other tools wrote (AddHistory)
 	logMarks    []logMarkRow
 	mediaSets   int
 	faults      []*Fault
 	workloads   map[*dbData]*workload
 	ags         map[string]*AvailabilityGroup
-	sessions    map[*session]func() // every connected session and how to drop it
+	sessions    map[*session]func() // every connected session and how to drop it (exclusive access, AUTO_CLOSE)
 	startTime   time.Time
 	closed      bool
 	servers     []*tds.Server
 	wg          sync.WaitGroup
+	batches     atomic.Int64 // batches run, for Stats
+	rowsSent    atomic.Int64 // result rows sent, for Stats
 }
 
 // New returns an instance holding the system databases master, tempdb,
@@ -148,6 +152,7 @@ func New(cfg Config) *Instance {
 		nextDBID:  5,
 		workloads: map[*dbData]*workload{},
 		ags:       map[string]*AvailabilityGroup{},
+		sessions:  map[*session]func(){},
 	}
 	inst.startTime = cfg.Now()
 	for i, name := range []string{"master", "tempdb", "model", "msdb"} {
@@ -249,6 +254,20 @@ func checkName(name string) *Error {
 	return nil
 }
 
+// checkDerivedLogName refuses a database name too long to derive the
+// log's logical and file names from. "If a logical log file name is not
+// specified, SQL Server generates the logical_file_name and the
+// os_file_name for the log by appending a suffix to database_name. This
+// limits database_name to 123 characters" (CREATE DATABASE). SQL Server
+// fails such a statement with internal error 407 (HRESULT 0x8007007A,
+// ERROR_INSUFFICIENT_BUFFER), not with a message about the name.
+func checkDerivedLogName(name string) *Error {
+	if len(utf16.Encode([]rune(name))) > 123 {
+		return newErr(407, 16, "Internal error. The string routine in file filemgr.cpp failed with HRESULT 0x8007007a.")
+	}
+	return nil
+}
+
 func truncRunes(s string, n int) string {
 	r := []rune(s)
 	if len(r) > n {
@@ -337,6 +356,11 @@ func (i *Instance) createDatabase(name string, pages int, files []File, rm Recov
 	if pages <= 0 {
 		pages = i.cfg.DefaultPages
 	}
+	if files == nil {
+		if e := checkDerivedLogName(name); e != nil {
+			return nil, e
+		}
+	}
 	db := i.newDatabase(name, pages, files)
 	for _, f := range db.Files {
 		if other := i.physicalInUse(f.Physical, nil); other != nil {
@@ -398,6 +422,8 @@ func (i *Instance) lookup(name string) (*Database, *Error) {
 	if db == nil {
 		return nil, errNoDatabase(name)
 	}
+	// whatever works on a database by name needs it started
+	db.wake()
 	return db, nil
 }
 

@@ -175,7 +175,11 @@ func TestNameLimits(t *testing.T) {
 	wantErr(t, e.db, 103, "SELECT name FROM sys.databases WHERE name = "+quoteName(long))
 	// a surrogate pair counts twice
 	wantErr(t, e.db, 103, "CREATE DATABASE "+quoteName(strings.Repeat("𝔖", 64)+"x"))
-	e.exec("CREATE DATABASE " + quoteName(strings.Repeat("𝔖", 64)))
+	// 128 units need a logical log file name: the derived one (name +
+	// "_log") limits a name to 123 (407)
+	wantErr(t, e.db, 407, "CREATE DATABASE "+quoteName(strings.Repeat("𝔖", 64)))
+	e.exec("CREATE DATABASE " + quoteName(strings.Repeat("𝔖", 64)) + " ON (NAME = 's_data') LOG ON (NAME = 's_log')")
+	e.exec("CREATE DATABASE " + quoteName(strings.Repeat("𝔖", 61)+"x"))
 	e.exec("CREATE DATABASE [ok]")
 	wantErr(t, e.db, 1038, "CREATE DATABASE []")
 	// trailing spaces do not count when names are compared

@@ -8,8 +8,9 @@ import (
 
 // table is a materialized catalog view.
 type table struct {
-	cols []column
-	rows [][]any
+	cols  []column
+	rows  [][]any
+	touch func(row []any) // called for each row a query reads; may be nil
 }
 
 type fromItem struct {
@@ -265,8 +266,11 @@ func (c *evalCtx) typeOf(e expr) (column, *Error) {
 		return column{typ: x.typ, size: 4000}, nil
 	case funcExpr:
 		switch x.name {
-		case "COUNT", "IS_SRVROLEMEMBER", "DB_ID", "SYS.FN_HADR_BACKUP_IS_PREFERRED_REPLICA", "@@SPID":
+		case "COUNT", "IS_SRVROLEMEMBER", "DB_ID", "SYS.FN_HADR_BACKUP_IS_PREFERRED_REPLICA", "@@SPID",
+			"CHECKSUM", "CHECKSUM_AGG":
 			return column{typ: ctInt}, nil
+		case "COUNT_BIG":
+			return column{typ: ctBigInt}, nil
 		case "MAX", "MIN", "ISNULL", "COALESCE":
 			if len(x.args) > 0 {
 				return c.typeOf(x.args[0])
@@ -671,6 +675,11 @@ func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 				}
 			}
 			combos = append(combos, append([][]any(nil), cur...))
+			for k, r := range cur {
+				if t := c.srcs[k].t; t.touch != nil && r != nil {
+					t.touch(r)
+				}
+			}
 			return nil
 		}
 		matched := false
@@ -846,14 +855,14 @@ func evalOut(c *evalCtx, e expr, src, ci int) (any, *Error) {
 
 func isAggregate(name string) bool {
 	switch name {
-	case "COUNT", "MAX", "MIN", "SUM":
+	case "COUNT", "COUNT_BIG", "MAX", "MIN", "SUM", "CHECKSUM_AGG":
 		return true
 	}
 	return false
 }
 
 func aggregate(c *evalCtx, f funcExpr, rows [][][]any) (any, *Error) {
-	if f.name == "COUNT" && f.star {
+	if (f.name == "COUNT" || f.name == "COUNT_BIG") && f.star {
 		return int64(len(rows)), nil
 	}
 	if len(f.args) != 1 {
@@ -885,9 +894,15 @@ func aggregate(c *evalCtx, f funcExpr, rows [][][]any) (any, *Error) {
 			a, _ := toInt(acc)
 			b, _ := toInt(v)
 			acc = a + b
+		case "CHECKSUM_AGG":
+			// order-independent, as SQL Server's is: the same rows in
+			// any order give the same value
+			a, _ := toInt(acc)
+			b, _ := toInt(v)
+			acc = int64(int32(a) ^ int32(b))
 		}
 	}
-	if f.name == "COUNT" {
+	if f.name == "COUNT" || f.name == "COUNT_BIG" {
 		return n, nil
 	}
 	return acc, nil

@@ -119,6 +119,8 @@ func (s *tdsSession) Close() {
 	s.mu.Lock()
 	s.sess.endTx() // rolled back with the connection
 	s.mu.Unlock()
+	// AUTO_CLOSE can shut down the database it was using
+	s.inst.closeIdle()
 }
 
 // Reset returns the session to its login's database and language, as

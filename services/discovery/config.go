@@ -17,11 +17,17 @@ type Config struct {
 	// are sealed with a key derived from it for the purpose
 	// "instance-credentials", bound to the instance name.
 	MasterKey []byte
-	// Interval is how often every registered instance is discovered again.
-	// Default 30s, so a new database is seen (and can be protected) within
-	// a minute.
+	// Interval is how often every registered instance is polled: one
+	// light query (mssql.Client.Fingerprint) that notices a database
+	// created, dropped or changed, followed by the full listing only when
+	// it did. Default 3s, so a new database is seen within seconds.
 	Interval time.Duration
-	// Ticks, when not nil, replaces the Interval timer: Run discovers every
+	// FullInterval is the longest an instance goes without a full listing
+	// even when the light query sees no change: the listing also brings
+	// log chain positions, file sizes and availability group roles, which
+	// the light query does not cover. Default 5m.
+	FullInterval time.Duration
+	// Ticks, when not nil, replaces the Interval timer: Run polls every
 	// instance each time a value arrives. Tests drive rediscovery with it.
 	Ticks <-chan time.Time
 	// Timeout bounds the conversation with one instance: connect, log in,
@@ -43,7 +49,10 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Interval == 0 {
-		c.Interval = 30 * time.Second
+		c.Interval = 3 * time.Second
+	}
+	if c.FullInterval == 0 {
+		c.FullInterval = 5 * time.Minute
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
@@ -77,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval < 0 {
 		errs = append(errs, fmt.Errorf("negative interval %v", c.Interval))
+	}
+	if c.FullInterval < 0 {
+		errs = append(errs, fmt.Errorf("negative full interval %v", c.FullInterval))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("negative timeout %v", c.Timeout))

@@ -41,6 +41,28 @@ type Service struct {
 	log       *slog.Logger
 	tracer    trace.Tracer
 	locks     keyedMutex
+
+	// What discovery keeps between polls of an instance, under the
+	// instance's lock (and mu for the maps): an open client, and the
+	// fingerprint of the last full listing. Both are discovery's own,
+	// rebuilt from the catalog after a restart.
+	mu      sync.Mutex
+	clients map[string]*instanceClient
+	marks   map[string]mark
+}
+
+// instanceClient is an open client and the connection string it was
+// opened with.
+type instanceClient struct {
+	dsn    string
+	client *mssql.Client
+}
+
+// mark is what the last full listing of an instance saw: the summary of
+// sys.databases before it, and when.
+type mark struct {
+	fp mssql.Fingerprint
+	at time.Time
 }
 
 // New returns a discovery service publishing on b and keeping its state in
@@ -66,6 +88,8 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		tracer:    cfg.TracerProvider.Tracer("github.com/cofferhq/coffer/services/discovery"),
+		clients:   map[string]*instanceClient{},
+		marks:     map[string]mark{},
 	}, nil
 }
 
@@ -86,6 +110,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	ticks, stop := s.ticker()
 	defer stop()
+	defer s.closeClients()
 	s.rediscover(ctx)
 loop:
 	for {
@@ -119,16 +144,30 @@ func (s *Service) ticker() (<-chan time.Time, func()) {
 // rediscover is one tick of the timer: a failure is logged, and the next
 // tick tries again.
 func (s *Service) rediscover(ctx context.Context) {
-	if err := s.DiscoverAll(ctx); err != nil && ctx.Err() == nil {
+	if err := s.PollAll(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "periodic discovery incomplete", slog.Any("error", err))
 	}
 }
 
 // DiscoverAll discovers every registered instance now, Config.Concurrency
-// at a time. An unhealthy instance is recorded as such and is not an
-// error; the error joins the failures to read or write the catalog or to
-// publish, instance by instance.
+// at a time, with a full listing each. An unhealthy instance is recorded
+// as such and is not an error; the error joins the failures to read or
+// write the catalog or to publish, instance by instance.
 func (s *Service) DiscoverAll(ctx context.Context) error {
+	return s.forAll(ctx, s.discoverRegistered)
+}
+
+// PollAll polls every registered instance, as each tick of the timer
+// does: the light query, and the full listing only for an instance where
+// it saw a change, that is unhealthy, or whose last full listing is
+// older than Config.FullInterval.
+func (s *Service) PollAll(ctx context.Context) error {
+	return s.forAll(ctx, s.poll)
+}
+
+// forAll runs fn for every registered instance, Config.Concurrency at a
+// time.
+func (s *Service) forAll(ctx context.Context, fn func(context.Context, string) error) error {
 	var names []string
 	err := s.instances.List(ctx, "", func() proto.Message { return &cofferv1.Instance{} },
 		func(_ string, m proto.Message) error {
@@ -147,7 +186,7 @@ func (s *Service) DiscoverAll(ctx context.Context) error {
 	for range min(s.cfg.Concurrency, len(names)) {
 		wg.Go(func() {
 			for name := range work {
-				if err := s.discoverRegistered(ctx, name); err != nil {
+				if err := fn(ctx, name); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -247,6 +286,76 @@ func (s *Service) discoverRegistered(ctx context.Context, name string) error {
 	return s.refresh(ctx, &rec, rev, "")
 }
 
+// poll asks an instance whether anything changed since its last full
+// listing, and lists it again when so. The question is one statement
+// whose cost does not grow with the number of databases and which starts
+// no database AUTO_CLOSE shut down.
+func (s *Service) poll(ctx context.Context, name string) error {
+	defer s.locks.lock(name)()
+	var rec cofferv1.Instance
+	rev, err := s.instances.Get(ctx, catalog.Key(name), &rec)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil // deregistered since the list was read
+	}
+	if err != nil {
+		return fmt.Errorf("read instance %s: %w", name, err)
+	}
+	s.mu.Lock()
+	m, ok := s.marks[name]
+	s.mu.Unlock()
+	if !ok || !rec.GetHealthy() || s.cfg.Now().Sub(m.at) >= s.cfg.FullInterval {
+		return s.refresh(ctx, &rec, rev, "")
+	}
+	c, err := s.client(&rec)
+	if err != nil {
+		return s.refresh(ctx, &rec, rev, "") // the full look says what is wrong
+	}
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	fp, err := c.Fingerprint(qctx)
+	cancel()
+	if err == nil && fp == m.fp {
+		return nil
+	}
+	return s.refresh(ctx, &rec, rev, "")
+}
+
+// client returns the open client of an instance, opening it (or opening
+// it again, when the connection string changed) as needed. The caller
+// holds the instance's lock.
+func (s *Service) client(rec *cofferv1.Instance) (*mssql.Client, error) {
+	name := rec.GetName()
+	dsn, err := s.sealer.Open(rec.GetSealedDsn(), name)
+	if err != nil {
+		return nil, fmt.Errorf("open the connection string of %s: %w", name, err)
+	}
+	s.mu.Lock()
+	ic := s.clients[name]
+	s.mu.Unlock()
+	if ic != nil && ic.dsn == string(dsn) {
+		return ic.client, nil
+	}
+	c, err := mssql.Open(string(dsn))
+	if err != nil {
+		return nil, fmt.Errorf("open a client of %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.clients[name] = &instanceClient{dsn: string(dsn), client: c}
+	s.mu.Unlock()
+	if ic != nil {
+		ic.client.Close()
+	}
+	return c, nil
+}
+
+func (s *Service) closeClients() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ic := range s.clients {
+		ic.client.Close()
+		delete(s.clients, name)
+	}
+}
+
 // refresh looks at the instance, brings its inventory up to date when it
 // could look, publishes the health when it changed (or always, with the
 // id healthID, when that is set), and writes the instance record over
@@ -273,13 +382,20 @@ func (s *Service) refresh(ctx context.Context, rec *cofferv1.Instance, rev uint6
 		rec.ServerName, rec.Version, rec.Edition = look.server.Name, look.server.Version, look.server.Edition
 		rec.Sysadmin = look.server.Sysadmin
 	}
-	if look.health.healthy {
+	if look.listed {
 		n, err := s.reconcile(ctx, name, look.databases)
 		if err != nil {
 			return err
 		}
 		rec.DatabaseCount = int32(n)
 		rec.DiscoveredAt = timestamppb.New(now)
+		s.mu.Lock()
+		s.marks[name] = mark{fp: look.fp, at: now}
+		s.mu.Unlock()
+	} else {
+		s.mu.Lock()
+		delete(s.marks, name)
+		s.mu.Unlock()
 	}
 	rec.Healthy, rec.Reason, rec.Fix = look.health.healthy, look.health.reason, look.health.fix
 	span.SetAttributes(attribute.Bool("coffer.instance.healthy", rec.Healthy))
@@ -312,7 +428,9 @@ func (s *Service) refresh(ctx context.Context, rec *cofferv1.Instance, rev uint6
 type look struct {
 	health    health
 	server    *mssql.Server    // nil when coffer could not read it
-	databases []mssql.Database // set only when healthy
+	listed    bool             // the databases were listed
+	databases []mssql.Database // set only when listed
+	fp        mssql.Fingerprint
 }
 
 // look opens the instance's connection string and reads the server and its
@@ -333,20 +451,33 @@ func (s *Service) look(ctx context.Context, rec *cofferv1.Instance) (look, error
 			fix:    "register the instance again with a connection string such as sqlserver://user:password@host:1433?encrypt=true",
 		}}, nil
 	}
-	c, err := mssql.Open(string(dsn))
+	c, err := s.client(rec)
 	if err != nil {
 		return look{health: health{
 			reason: "the connection string is not accepted by the SQL Server driver",
 			fix:    "register the instance again with a connection string such as sqlserver://user:password@host:1433?encrypt=true",
 		}}, nil
 	}
-	defer c.Close()
 
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	// failed turns a failed step into a verdict: a failure to reach or
+	// log in to the server is told apart from a query that failed on a
+	// connection that works.
+	failed := func(what string, err error) (health, error) {
+		if mssql.Number(err) == 0 && ctx.Err() == nil && qctx.Err() == nil {
+			perr := c.Ping(qctx)
+			if perr == nil {
+				return t.queryFailed(what, err), nil
+			}
+			err = perr
+		}
+		return t.unhealthyFor(ctx, err, s.cfg.Timeout)
+	}
 	srv, err := c.ServerInfo(qctx)
 	if err != nil {
-		h, err := t.unhealthyFor(ctx, err, s.cfg.Timeout)
+		h, err := failed("reading the server's properties", err)
+		s.dropClientAfter(rec.GetName(), h)
 		return look{health: h}, err
 	}
 	if !srv.Sysadmin {
@@ -356,12 +487,33 @@ func (s *Service) look(ctx context.Context, rec *cofferv1.Instance) (look, error
 		// the inventory as it was.
 		return look{health: t.notSysadmin(), server: &srv}, nil
 	}
-	dbs, err := c.Databases(qctx)
+	// The summary is read before the listing, so a change made while the
+	// listing runs moves the next poll's summary away from this one.
+	fp, err := c.Fingerprint(qctx)
 	if err != nil {
-		h, err := t.unhealthyFor(ctx, err, s.cfg.Timeout)
+		h, err := failed("reading the summary of sys.databases", err)
 		return look{health: h, server: &srv}, err
 	}
-	return look{health: health{healthy: true}, server: &srv, databases: dbs}, nil
+	dbs, err := c.Databases(qctx)
+	if err != nil {
+		h, err := failed("listing the databases", err)
+		return look{health: h, server: &srv}, err
+	}
+	return look{health: problems(dbs), server: &srv, listed: true, databases: dbs, fp: fp}, nil
+}
+
+// dropClientAfter closes the cached client of an instance that could not
+// be reached, so the next look dials afresh.
+func (s *Service) dropClientAfter(name string, h health) {
+	if !h.healthy {
+		s.mu.Lock()
+		ic := s.clients[name]
+		delete(s.clients, name)
+		s.mu.Unlock()
+		if ic != nil {
+			ic.client.Close()
+		}
+	}
 }
 
 // keyedMutex serialises work per key.

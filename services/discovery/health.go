@@ -140,6 +140,45 @@ func (t target) unhealthyFor(ctx context.Context, err error, timeout time.Durati
 	}
 }
 
+// queryFailed is the verdict for a query that failed on a connection that
+// works: the address is right, and saying otherwise sends the operator
+// the wrong way.
+func (t target) queryFailed(what string, err error) health {
+	detail := err
+	if u := errors.Unwrap(err); u != nil {
+		detail = u
+	}
+	return health{
+		reason: fmt.Sprintf("connected to %s, but %s failed: %s", t.address, what, t.scrub(detail.Error())),
+		fix:    "the connection works; look for the cause in the message (and in SQL Server's error log at this time), and report it to coffer's maintainers if the server is healthy",
+	}
+}
+
+// problems is the verdict of a listing that worked: healthy, with a
+// reason naming the databases that could not be read in full, each with
+// what failed. Those databases keep what discovery knew of them.
+func problems(dbs []mssql.Database) health {
+	var parts []string
+	for _, d := range dbs {
+		if d.Problem == "" {
+			continue
+		}
+		name := d.Name
+		if name == "" {
+			name = fmt.Sprintf("database_id %d", d.ID)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", quoteIdent(name), d.Problem))
+	}
+	if len(parts) == 0 {
+		return health{healthy: true}
+	}
+	return health{
+		healthy: true,
+		reason:  fmt.Sprintf("%d of %d databases could not be read in full: %s", len(parts), len(dbs), strings.Join(parts, "; ")),
+		fix:     "the other databases are discovered; check the named ones in SQL Server (DBCC CHECKDB, their files in sys.master_files)",
+	}
+}
+
 // notSysadmin is the verdict for a login coffer can use to look but not to
 // back up.
 func (t target) notSysadmin() health {

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,24 @@ func TestVerdicts(t *testing.T) {
 	cancel()
 	if _, err := tg.unhealthyFor(ctx, errors.New("broken"), time.Second); err == nil {
 		t.Error("a failure after the discovery's context ended gave a verdict; want an error")
+	}
+}
+
+// TestQueryFailedVerdict checks that a query failing on a working
+// connection is not reported as a connection problem, and that a
+// listing with unreadable databases names them.
+func TestQueryFailedVerdict(t *testing.T) {
+	tg := target{login: "sa", address: "db1:1433", secrets: []string{"Hunter-22"}}
+	h := tg.queryFailed("listing the databases", fmt.Errorf("list databases: %w", errors.New("column name too long, Hunter-22")))
+	if h.healthy || !strings.HasPrefix(h.reason, "connected to db1:1433, but listing the databases failed") ||
+		strings.Contains(h.reason, "cannot connect") || strings.Contains(h.reason, "Hunter-22") || strings.Contains(h.fix, "check the address") {
+		t.Errorf("query failure verdict %+v; want connected, the step named, no secret, no address advice", h)
+	}
+	h = problems([]mssql.Database{{Name: "ok"}, {Name: "bad]one", Problem: "its files do not read: boom"}})
+	if !h.healthy || !strings.Contains(h.reason, "1 of 2 databases") || !strings.Contains(h.reason, "[bad]]one]: its files do not read: boom") {
+		t.Errorf("problems verdict %+v; want healthy, naming [bad]]one] and why", h)
+	}
+	if h := problems([]mssql.Database{{Name: "ok"}}); !h.healthy || h.reason != "" {
+		t.Errorf("verdict without problems %+v; want healthy without reason", h)
 	}
 }

@@ -123,12 +123,30 @@ func (s *Service) reconcile(ctx context.Context, instance string, dbs []mssql.Da
 	if err != nil {
 		return 0, fmt.Errorf("read inventory of %s: %w", instance, err)
 	}
+	byID := map[int32]*cofferv1.DatabaseInfo{}
+	for _, d := range prev {
+		byID[d.GetDatabaseId()] = d
+	}
 	now := s.cfg.Now()
 	seen := map[string]bool{}
 	for i := range dbs {
-		cur := databaseInfo(&dbs[i])
+		d := &dbs[i]
+		if d.State == "" {
+			// Its row of sys.databases did not read: neither a new
+			// database nor a dropped one. Keep what was known.
+			if old := byID[d.ID]; old != nil {
+				seen[old.GetName()] = true
+			} else if d.Name != "" {
+				seen[d.Name] = true
+			}
+			continue
+		}
+		cur := databaseInfo(d)
 		seen[cur.Name] = true
 		old, ok := prev[cur.Name]
+		if ok && sameDatabase(old, cur) {
+			keepUnknown(old, cur, d)
+		}
 		switch {
 		case !ok:
 			err = s.discovered(ctx, instance, cur, now)
@@ -164,14 +182,41 @@ func (s *Service) reconcile(ctx context.Context, instance string, dbs []mssql.Da
 	return len(dbs), nil
 }
 
+// keepUnknown fills in cur what SQL Server did not show this time from
+// old, the record of the same database: the settings sys.databases shows
+// NULL while a database is not online or AUTO_CLOSE has shut it down, the
+// log chain state that is not read of a closed database (reading it would
+// start the database), and the files of a database whose files did not
+// read. Unknown is not a change.
+func keepUnknown(old, cur *cofferv1.DatabaseInfo, d *mssql.Database) {
+	if d.Unknown {
+		cur.RecoveryModel, cur.ReadOnly, cur.UserAccess = old.GetRecoveryModel(), old.GetReadOnly(), old.GetUserAccess()
+		cur.InStandby, cur.Encrypted, cur.Collation = old.GetInStandby(), old.GetEncrypted(), old.GetCollation()
+	}
+	if d.Closed || (d.Problem != "" && cur.GetRecoveryForkGuid() == "") {
+		cur.LastLogBackupLsn, cur.RecoveryForkGuid = old.GetLastLogBackupLsn(), old.GetRecoveryForkGuid()
+	}
+	if d.Problem != "" && len(cur.GetFiles()) == 0 {
+		cur.Files, cur.DifferentialBaseLsn, cur.SizeBytes = old.GetFiles(), old.GetDifferentialBaseLsn(), old.GetSizeBytes()
+	}
+}
+
 func (s *Service) discovered(ctx context.Context, instance string, d *cofferv1.DatabaseInfo, now time.Time) error {
 	id := event.ID("database.discovered", instance, d.GetName(), createStamp(d), strconv.Itoa(int(d.GetDatabaseId())))
 	ev := &cofferv1.DatabaseDiscovered{Meta: event.Meta(id, "", now), Instance: instance, Database: d}
-	if err := s.bus.Publish(ctx, cofferv1.SubjectDatabaseDiscovered, ev, id); err != nil {
-		return fmt.Errorf("publish discovery of %s/%s: %w", instance, d.GetName(), err)
-	}
-	if _, err := s.inventory.Put(ctx, catalog.Key(instance, d.GetName()), d); err != nil {
+	// The record is written first: whoever the event reaches (autoprotect,
+	// then the scheduler) reads the inventory and must find it there. If
+	// the event cannot be published the record is taken back, so the next
+	// look finds the database new again and publishes then.
+	key := catalog.Key(instance, d.GetName())
+	if _, err := s.inventory.Put(ctx, key, d); err != nil {
 		return fmt.Errorf("write inventory of %s/%s: %w", instance, d.GetName(), err)
+	}
+	if err := s.bus.Publish(ctx, cofferv1.SubjectDatabaseDiscovered, ev, id); err != nil {
+		if derr := s.inventory.Delete(context.WithoutCancel(ctx), key); derr != nil && !errors.Is(derr, catalog.ErrNotFound) {
+			err = errors.Join(err, fmt.Errorf("take back inventory of %s/%s: %w", instance, d.GetName(), derr))
+		}
+		return fmt.Errorf("publish discovery of %s/%s: %w", instance, d.GetName(), err)
 	}
 	s.log.InfoContext(ctx, "database discovered", slog.String(telemetry.InstanceKey, instance),
 		slog.String(telemetry.DatabaseKey, d.GetName()), slog.String("state", d.GetState()),

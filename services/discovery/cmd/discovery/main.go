@@ -54,6 +54,7 @@ func config(d daemon.Deps) (discovery.Config, error) {
 		}
 	}
 	duration("COFFER_DISCOVERY_INTERVAL", &cfg.Interval)
+	duration("COFFER_DISCOVERY_FULL_INTERVAL", &cfg.FullInterval)
 	duration("COFFER_DISCOVERY_TIMEOUT", &cfg.Timeout)
 	if v := d.Getenv("COFFER_DISCOVERY_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
