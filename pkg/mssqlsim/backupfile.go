@@ -75,16 +75,20 @@ type setHeader struct {
 	DifferentialBaseLSN   LSN
 	DifferentialBaseGUID  GUID
 	BackupStartDate       time.Time
-	ConsistentTime        time.Time // every commit at or before this is in the set
-	IsCopyOnly            bool
-	BeginsLogChain        bool
-	HasBulkLoggedData     bool
-	Compressed            bool
-	Checksums             bool
-	RecoveryModel         RecoveryModel
-	Seed                  uint64
-	DataPages             int
-	Files                 []File
+	// UTCOffset is the backing-up server's local time less UTC at the
+	// start, in seconds: HEADERONLY reports local times, as SQL Server
+	// does, wherever the file is read.
+	UTCOffset         int       `json:",omitempty"`
+	ConsistentTime    time.Time // every commit at or before this is in the set
+	IsCopyOnly        bool
+	BeginsLogChain    bool
+	HasBulkLoggedData bool
+	Compressed        bool
+	Checksums         bool
+	RecoveryModel     RecoveryModel
+	Seed              uint64
+	DataPages         int
+	Files             []File
 	// StripeCount and StripeSeq place this device in the set's stripes.
 	StripeCount  int
 	StripeSeq    int
@@ -93,11 +97,20 @@ type setHeader struct {
 
 type setTrailer struct {
 	BackupFinishDate time.Time
-	RawBytes         int64
-	StoredBytes      int64
-	Pages            int64
-	Records          int64
+	// UTCOffset is the offset at the finish, in seconds (a backup can
+	// span a daylight-saving change).
+	UTCOffset   int `json:",omitempty"`
+	RawBytes    int64
+	StoredBytes int64
+	Pages       int64
+	Records     int64
 }
+
+// localStart is the backup's start in its server's local time.
+func (h setHeader) localStart() time.Time { return atOffset(h.BackupStartDate, h.UTCOffset) }
+
+// localFinish is the backup's finish in its server's local time.
+func (t setTrailer) localFinish() time.Time { return atOffset(t.BackupFinishDate, t.UTCOffset) }
 
 // backupSet is a set header and trailer as read back from a device.
 type backupSet struct {
