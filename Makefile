@@ -22,7 +22,7 @@ run: build
 ## of a policy; fifty restores to random seconds of two days)
 test: tools proto-check vet
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
-	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime)$$' ./services/coffer/
+	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek)$$' ./services/coffer/
 
 ## vet: go vet every package
 vet:

@@ -196,7 +196,9 @@ type RestoreRequest struct {
 	Replace  bool
 	// Recovery brings the database online; otherwise WITH NORECOVERY.
 	Recovery bool
-	StopAt   time.Time
+	// StopAt is the server's wall clock (SQL Server reads STOPAT in its
+	// local time); its fields are sent as they are, its location ignored.
+	StopAt time.Time
 	// StopAtMark and StopBeforeMark stop at a marked transaction,
 	// including it or not.
 	StopAtMark, StopBeforeMark string
@@ -230,8 +232,12 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) error {
 		b.WriteString(", REPLACE")
 	}
 	if !r.StopAt.IsZero() {
+		// SQL Server takes a STOPAT variable only as varchar, char,
+		// smalldatetime or datetime (a Go string would go as nvarchar);
+		// datetime carries the wall clock as it is, whatever the DSN's
+		// time zone option
 		b.WriteString(", STOPAT = @stopat")
-		args = append(args, sql.Named("stopat", r.StopAt.UTC().Format("2006-01-02T15:04:05.000")))
+		args = append(args, sql.Named("stopat", mssqldb.DateTime1(wallClock(r.StopAt))))
 	}
 	// a mark name is written as a quoted literal: RESTORE documents no
 	// variable form for it
@@ -388,9 +394,11 @@ func asInt(v any) int64 {
 	return 0
 }
 
+// asTime reads a datetime column as the server's wall clock (see
+// wallClock).
 func asTime(v any) time.Time {
 	if t, ok := v.(time.Time); ok {
-		return t.UTC()
+		return wallClock(t)
 	}
 	return time.Time{}
 }
@@ -457,6 +465,7 @@ func (c *Client) History(ctx context.Context, database string, n int) ([]History
 			continue // another stripe of a backup already read
 		}
 		seen[id] = true
+		e.Start, e.Finish = wallClock(e.Start), wallClock(e.Finish)
 		e.FirstLSN, e.LastLSN, e.CheckpointLSN = first.String, last.String, ckpt.String
 		e.User, e.Server, e.Device = user.String, server.String, device.String
 		e.BackupSetGUID = strings.ToLower(setGUID.String)
@@ -498,7 +507,7 @@ func (c *Client) Marks(ctx context.Context, database string) ([]Mark, error) {
 		if err := rows.Scan(&m.Name, &m.LSN, &m.Time); err != nil {
 			return nil, fmt.Errorf("read the marked transactions of %q: %w", database, err)
 		}
-		m.Time = m.Time.UTC()
+		m.Time = wallClock(m.Time)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {

@@ -264,5 +264,5 @@ func (c *Client) UTCOffset(ctx context.Context) (time.Duration, error) {
 	if err := c.db.QueryRowContext(ctx, `SELECT SYSDATETIME(), SYSUTCDATETIME()`).Scan(&local, &utc); err != nil {
 		return 0, fmt.Errorf("read the server's time zone: %w", wrapSQL(err))
 	}
-	return local.Sub(utc).Round(15 * time.Minute), nil
+	return wallClock(local).Sub(wallClock(utc)).Round(15 * time.Minute), nil
 }

@@ -218,6 +218,7 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		DatabaseGUID:    db.databaseGUID,
 		FamilyGUID:      db.familyGUID,
 		BackupStartDate: now,
+		UTCOffset:       i.utcOffset(now),
 		ConsistentTime:  now,
 		RecoveryModel:   db.recovery,
 		Seed:            db.seed,
@@ -466,7 +467,9 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 		}
 	}
 	progress.finish()
-	if err := sw.Close(i.cfg.Now()); err != nil {
+	finish := i.cfg.Now()
+	sw.trailer.UTCOffset = i.utcOffset(finish)
+	if err := sw.Close(finish); err != nil {
 		abortAll()
 		return i.streamError(devs, err)
 	}

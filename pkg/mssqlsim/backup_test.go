@@ -1,6 +1,8 @@
 package mssqlsim
 
 import (
+	mssql "github.com/microsoft/go-mssqldb"
+
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,7 +48,7 @@ func TestPointInTimeRestore(t *testing.T) {
 	exec(t, db, "RESTORE LOG [Sales_pit] FROM DISK = 'log1.bak' WITH NORECOVERY")
 	// log1 again: too early
 	wantErr(t, db, 4326, "RESTORE LOG [Sales_pit] FROM DISK = 'log1.bak' WITH NORECOVERY")
-	exec(t, db, "RESTORE LOG [Sales_pit] FROM DISK = 'log2.bak' WITH STOPAT = @p1, RECOVERY", target.Format("2006-01-02T15:04:05"))
+	exec(t, db, "RESTORE LOG [Sales_pit] FROM DISK = 'log2.bak' WITH STOPAT = @p1, RECOVERY", mssql.VarChar(target.Format("2006-01-02T15:04:05")))
 	if got := queryHash(t, db, "Sales_pit", time.Time{}); got != want {
 		t.Fatalf("restored hash %s, want source as of %v %s", got, target, want)
 	}
@@ -92,7 +94,7 @@ func TestPointInTimeUnderRunningWorkload(t *testing.T) {
 		filepath.Join(dir, "lp.mdf"), filepath.Join(dir, "lp.ldf"))
 	exec(t, db, "RESTORE DATABASE [Live_pit] FROM DISK = 'd.bak' WITH NORECOVERY")
 	exec(t, db, "RESTORE LOG [Live_pit] FROM DISK = 'l1.trn' WITH NORECOVERY")
-	exec(t, db, "RESTORE LOG [Live_pit] FROM DISK = 'l2.trn' WITH STOPAT = @p1, RECOVERY", target.Format("2006-01-02T15:04:05.000"))
+	exec(t, db, "RESTORE LOG [Live_pit] FROM DISK = 'l2.trn' WITH STOPAT = @p1, RECOVERY", mssql.VarChar(target.Format("2006-01-02T15:04:05.000")))
 	if got := queryHash(t, db, "Live_pit", zeroTime); got != want {
 		t.Fatalf("restored to %v: hash %s, want %s", target, got, want)
 	}

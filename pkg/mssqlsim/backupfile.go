@@ -81,8 +81,12 @@ type setHeader struct {
 	// BaseLSN, on a full, is the differential base it sets: the LSN its
 	// data copy began at, after its checkpoint and after any transaction
 	// open at its start. Zero in older sets: the checkpoint.
-	BaseLSN           LSN
-	BackupStartDate   time.Time
+	BaseLSN         LSN
+	BackupStartDate time.Time
+	// UTCOffset is the backing-up server's local time less UTC at the
+	// start, in seconds: HEADERONLY reports local times, as SQL Server
+	// does, wherever the file is read.
+	UTCOffset         int       `json:",omitempty"`
 	ConsistentTime    time.Time // every commit at or before this is in the set
 	IsCopyOnly        bool
 	BeginsLogChain    bool
@@ -109,11 +113,20 @@ func (h setHeader) baseLSN() LSN {
 
 type setTrailer struct {
 	BackupFinishDate time.Time
-	RawBytes         int64
-	StoredBytes      int64
-	Pages            int64
-	Records          int64
+	// UTCOffset is the offset at the finish, in seconds (a backup can
+	// span a daylight-saving change).
+	UTCOffset   int `json:",omitempty"`
+	RawBytes    int64
+	StoredBytes int64
+	Pages       int64
+	Records     int64
 }
+
+// localStart is the backup's start in its server's local time.
+func (h setHeader) localStart() time.Time { return atOffset(h.BackupStartDate, h.UTCOffset) }
+
+// localFinish is the backup's finish in its server's local time.
+func (t setTrailer) localFinish() time.Time { return atOffset(t.BackupFinishDate, t.UTCOffset) }
 
 // backupSet is a set header and trailer as read back from a device.
 type backupSet struct {

@@ -19,6 +19,8 @@ func ic(name string) column           { return column{name: name, typ: ctInt} }
 func bc(name string) column           { return column{name: name, typ: ctBit} }
 func tc(name string) column           { return column{name: name, typ: ctTinyInt} }
 func dc(name string) column           { return column{name: name, typ: ctDateTime} }
+func d1(name string) column           { return column{name: name, typ: ctDateTime1} }
+func sc(name string) column           { return column{name: name, typ: ctSmallInt} }
 func lc(name string) column           { return column{name: name, typ: ctNumeric} }
 func gc(name string) column           { return column{name: name, typ: ctGUID} }
 func bi(name string) column           { return column{name: name, typ: ctBigInt} }
@@ -286,7 +288,7 @@ var views = map[string]viewDef{
 	},
 	"dbo.backupset": {
 		cols: []column{ic("backup_set_id"), gc("backup_set_uuid"), ic("media_set_id"), nv("name", 128),
-			nv("description", 255), nv("user_name", 128), dc("backup_start_date"), dc("backup_finish_date"),
+			nv("description", 255), nv("user_name", 128), d1("backup_start_date"), d1("backup_finish_date"), sc("time_zone"),
 			nv("type", 1), bi("backup_size"), bi("compressed_backup_size"), nv("database_name", 128),
 			nv("server_name", 128), nv("machine_name", 128), nv("recovery_model", 60), bc("has_bulk_logged_data"),
 			bc("is_snapshot"), bc("is_readonly"), bc("is_copy_only"), bc("begins_log_chain"), bc("has_backup_checksums"),
@@ -305,7 +307,8 @@ var views = map[string]viewDef{
 					size = r.Trailer.Records * 64
 				}
 				rows = append(rows, []any{int64(r.ID), guidOrNull(h.BackupSetGUID), int64(r.MediaSetID), nullIfEmpty(h.Name),
-					nullIfEmpty(h.Description), h.UserName, h.BackupStartDate, r.Trailer.BackupFinishDate,
+					nullIfEmpty(h.Description), h.UserName, datetimeValue(h.localStart()), datetimeValue(r.Trailer.localFinish()),
+					timeZoneCode(h.UTCOffset),
 					r.typeCode(), size, size, h.DatabaseName, h.ServerName, r.Machine, string(h.RecoveryModel),
 					b2i(h.HasBulkLoggedData), int64(0), int64(0), b2i(h.IsCopyOnly), b2i(h.BeginsLogChain),
 					b2i(h.Checksums), int64(0), numeric(h.FirstLSN), numeric(h.LastLSN), lsnOrNull(h.CheckpointLSN),
@@ -318,13 +321,13 @@ var views = map[string]viewDef{
 	},
 	"dbo.logmarkhistory": {
 		cols: []column{nv("database_name", 128), nv("mark_name", 128), nv("description", 255), nv("user_name", 128),
-			lc("lsn"), dc("mark_time")},
+			lc("lsn"), d1("mark_time")},
 		build: func(x *execCtx) [][]any {
 			x.inst.mu.Lock()
 			defer x.inst.mu.Unlock()
 			rows := make([][]any, 0, len(x.inst.logMarks))
 			for _, m := range x.inst.logMarks {
-				rows = append(rows, []any{m.database, m.mark, nil, m.user, numeric(m.lsn), m.at})
+				rows = append(rows, []any{m.database, m.mark, nil, m.user, numeric(m.lsn), datetimeValue(x.inst.local(m.at))})
 			}
 			return rows
 		},

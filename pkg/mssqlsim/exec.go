@@ -536,7 +536,9 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 			}
 		}
 		return nil, nil
-	case "GETDATE", "SYSDATETIME", "GETUTCDATE", "SYSUTCDATETIME":
+	case "GETDATE", "SYSDATETIME":
+		return x.inst.local(x.inst.cfg.Now()), nil
+	case "GETUTCDATE", "SYSUTCDATETIME":
 		return x.inst.cfg.Now().UTC(), nil
 	case "LEN":
 		return int64(len([]rune(strings.TrimRight(arg(0), " ")))), nil

@@ -183,7 +183,7 @@ func (p *parser) parseUnary() (expr, *Error) {
 
 var sqlTypes = map[string]colType{
 	"INT": ctInt, "BIGINT": ctBigInt, "BIT": ctBit, "NVARCHAR": ctNVarChar, "VARCHAR": ctNVarChar,
-	"SYSNAME": ctNVarChar, "NCHAR": ctNVarChar, "CHAR": ctNVarChar, "DATETIME": ctDateTime,
+	"SYSNAME": ctNVarChar, "NCHAR": ctNVarChar, "CHAR": ctNVarChar, "DATETIME": ctDateTime1,
 	"DATETIME2": ctDateTime, "NUMERIC": ctNumeric, "DECIMAL": ctNumeric, "UNIQUEIDENTIFIER": ctGUID,
 	"TINYINT": ctTinyInt, "SMALLINT": ctSmallInt, "VARBINARY": ctVarBinary,
 }

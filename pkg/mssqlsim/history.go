@@ -62,7 +62,7 @@ func (i *Instance) foreignBackupsets() [][]any {
 			copyOnly = b2i(*r.CopyOnly)
 		}
 		rows = append(rows, []any{int64(r.id), nil, nil, nil,
-			nil, nullIfEmpty(r.UserName), timeOrNull(r.Start), timeOrNull(r.Finish),
+			nil, nullIfEmpty(r.UserName), timeOrNull(r.Start), timeOrNull(r.Finish), nil,
 			nullIfEmpty(r.Type), nil, nil, r.Database,
 			nullIfEmpty(r.ServerName), nil, nil, nil,
 			nil, nil, copyOnly, nil, nil,

@@ -33,6 +33,11 @@ type Config struct {
 	SAPassword string
 	// Now is the clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
+	// Location is the server's time zone; default UTC. As on SQL Server,
+	// SYSDATETIME, msdb, HEADERONLY and STOPAT are in its local time;
+	// the instance keeps its clock and log in UTC and converts at the
+	// edges (see localtime.go).
+	Location *time.Location
 	// DataPath and LogPath are the default file locations
 	// (SERVERPROPERTY('InstanceDefaultDataPath') and ...LogPath).
 	DataPath, LogPath string
@@ -68,6 +73,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
 	}
 	if c.DataPath == "" {
 		c.DataPath = "/var/opt/mssql/data/"

@@ -109,7 +109,7 @@ func TestTailLogBackup(t *testing.T) {
 	e.exec("BACKUP LOG [s] TO DISK = 'l3.trn'")
 	e.work("s", 5)
 	wantAbnormal(t, e.db, 3159, "RESTORE DATABASE [s] FROM DISK = 'f.bak' WITH NORECOVERY")
-	e.exec("RESTORE DATABASE [s] FROM DISK = 'f.bak' WITH NORECOVERY, STOPAT = @p1", target.Format(stopFormat))
+	e.exec("RESTORE DATABASE [s] FROM DISK = 'f.bak' WITH NORECOVERY, STOPAT = @p1", mssql.VarChar(target.Format(stopFormat)))
 	if got := e.state("s"); got != "RESTORING" {
 		t.Fatalf("after RESTORE DATABASE WITH STOPAT: state_desc %q, want RESTORING", got)
 	}
@@ -343,7 +343,7 @@ func TestRecoveryForks(t *testing.T) {
 
 	// back to a point inside l1: a new fork
 	e.exec("RESTORE DATABASE [s] FROM DISK = 'f.bak' WITH NORECOVERY, REPLACE")
-	e.exec("RESTORE LOG [s] FROM DISK = 'l1.trn' WITH RECOVERY, STOPAT = @p1", stop.Format(stopFormat))
+	e.exec("RESTORE LOG [s] FROM DISK = 'l1.trn' WITH RECOVERY, STOPAT = @p1", mssql.VarChar(stop.Format(stopFormat)))
 	if got := e.hash("s"); got != atStop {
 		t.Fatalf("after STOPAT: hash %s, want %s", got, atStop)
 	}
@@ -386,7 +386,7 @@ func TestRecoveryForks(t *testing.T) {
 
 	// the new path: f, l1 up to the fork point, then l3 and l4
 	e.exec("RESTORE DATABASE [p] FROM DISK = 'f.bak' WITH NORECOVERY, " + e.moveTo("s", "p"))
-	e.exec("RESTORE LOG [p] FROM DISK = 'l1.trn' WITH NORECOVERY, STOPAT = @p1", stop.Format(stopFormat))
+	e.exec("RESTORE LOG [p] FROM DISK = 'l1.trn' WITH NORECOVERY, STOPAT = @p1", mssql.VarChar(stop.Format(stopFormat)))
 	e.exec("RESTORE LOG [p] FROM DISK = 'l3.trn' WITH NORECOVERY")
 	e.exec("RESTORE LOG [p] FROM DISK = 'l4.trn' WITH RECOVERY")
 	if got := e.hash("p"); got != want {
@@ -592,20 +592,20 @@ func TestBulkLoggedStopAt(t *testing.T) {
 	}
 	// inside the bulk-logged log: refused, the database as it was
 	restore("x")
-	wantAbnormal(t, e.db, 4327, "RESTORE LOG [x] FROM DISK = 'l2.trn' WITH RECOVERY, STOPAT = @p1", inL2.Format(stopFormat))
+	wantAbnormal(t, e.db, 4327, "RESTORE LOG [x] FROM DISK = 'l2.trn' WITH RECOVERY, STOPAT = @p1", mssql.VarChar(inL2.Format(stopFormat)))
 	if got := e.state("x"); got != "RESTORING" {
 		t.Fatalf("after 4327: state_desc %q, want RESTORING", got)
 	}
-	wantAbnormal(t, e.db, 4327, "RESTORE LOG [x] FROM DISK = 'l2.trn' WITH NORECOVERY, STOPAT = @p1", inL2.Format(stopFormat))
+	wantAbnormal(t, e.db, 4327, "RESTORE LOG [x] FROM DISK = 'l2.trn' WITH NORECOVERY, STOPAT = @p1", mssql.VarChar(inL2.Format(stopFormat)))
 	// after it: the bulk-logged log is applied whole, the stop is in l3
-	e.exec("RESTORE LOG [x] FROM DISK = 'l2.trn' WITH NORECOVERY, STOPAT = @p1", inL3.Format(stopFormat))
-	e.exec("RESTORE LOG [x] FROM DISK = 'l3.trn' WITH RECOVERY, STOPAT = @p1", inL3.Format(stopFormat))
+	e.exec("RESTORE LOG [x] FROM DISK = 'l2.trn' WITH NORECOVERY, STOPAT = @p1", mssql.VarChar(inL3.Format(stopFormat)))
+	e.exec("RESTORE LOG [x] FROM DISK = 'l3.trn' WITH RECOVERY, STOPAT = @p1", mssql.VarChar(inL3.Format(stopFormat)))
 	if got, want := e.hash("x"), e.hashAsOf("s", inL3); got != want {
 		t.Fatalf("STOPAT after the bulk-logged log: hash %s, want %s", got, want)
 	}
 	// before it: a stop inside l1
 	e.exec("RESTORE DATABASE [y] FROM DISK = 'f.bak' WITH NORECOVERY, " + e.moveTo("s", "y"))
-	e.exec("RESTORE LOG [y] FROM DISK = 'l1.trn' WITH RECOVERY, STOPAT = @p1", inL1.Format(stopFormat))
+	e.exec("RESTORE LOG [y] FROM DISK = 'l1.trn' WITH RECOVERY, STOPAT = @p1", mssql.VarChar(inL1.Format(stopFormat)))
 	if got, want := e.hash("y"), e.hashAsOf("s", inL1); got != want {
 		t.Fatalf("STOPAT before the bulk-logged log: hash %s, want %s", got, want)
 	}

@@ -275,7 +275,9 @@ func (c *evalCtx) typeOf(e expr) (column, *Error) {
 			if len(x.args) > 0 {
 				return c.typeOf(x.args[0])
 			}
-		case "GETDATE", "SYSDATETIME", "GETUTCDATE", "SYSUTCDATETIME":
+		case "GETDATE", "GETUTCDATE":
+			return column{typ: ctDateTime1}, nil
+		case "SYSDATETIME", "SYSUTCDATETIME":
 			return column{typ: ctDateTime}, nil
 		}
 		return column{typ: ctNVarChar, size: 4000}, nil
@@ -577,7 +579,7 @@ func castValue(v any, t colType) (any, *Error) {
 			return nil, newErr(8114, 16, "Error converting data type nvarchar to numeric.")
 		}
 		return numeric(n), nil
-	case ctDateTime:
+	case ctDateTime, ctDateTime1:
 		switch x := v.(type) {
 		case time.Time:
 			return x, nil

@@ -106,8 +106,18 @@ func (s *tdsSession) Batch(ctx context.Context, sql string, params []tds.Param, 
 	var pm map[string]any
 	if len(params) > 0 {
 		pm = make(map[string]any, len(params))
+		var unicode map[string]bool
 		for _, p := range params {
 			pm[strings.ToLower(p.Name)] = p.Value
+			if p.Unicode {
+				if unicode == nil {
+					unicode = map[string]bool{}
+				}
+				unicode[strings.ToLower(p.Name)] = true
+			}
+		}
+		if unicode != nil {
+			pm[unicodeParamsKey] = unicode
 		}
 	}
 	s.inst.runBatch(ctx, s.sess, sql, pm, &tdsOutput{w: w, server: s.inst.cfg.ServerName})
@@ -161,6 +171,8 @@ func (o *tdsOutput) columns(cols []column) error {
 			tc[k].Type = tds.SmallInt
 		case ctDateTime:
 			tc[k].Type = tds.DateTime2
+		case ctDateTime1:
+			tc[k].Type = tds.DateTime
 		case ctNumeric:
 			tc[k].Type = tds.Numeric
 		case ctGUID:
@@ -210,7 +222,7 @@ func (o *tdsOutput) row(vals []any) error {
 		case ctGUID:
 			s, _ := toStr(v)
 			out[k] = strings.ToLower(s)
-		case ctDateTime:
+		case ctDateTime, ctDateTime1:
 			if t, ok := v.(time.Time); ok {
 				out[k] = t.UTC()
 			} else {

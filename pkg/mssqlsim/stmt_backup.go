@@ -248,6 +248,9 @@ func (p *parser) parseRestore() (stmt, *Error) {
 				if e := p.expectPunct("="); e != nil {
 					return nil, e
 				}
+				if e := p.stopAtVariableType(); e != nil {
+					return nil, e
+				}
 				t, e := p.timeValue()
 				if e != nil {
 					return nil, e
@@ -356,6 +359,30 @@ func (p *parser) parseRestore() (stmt, *Error) {
 }
 
 // timeValue reads a datetime literal or variable.
+// unicodeParamsKey holds, in a batch's parameters, the set of parameters
+// that came as nchar or nvarchar. No variable can have the name: a name
+// starting with @@ is a system function.
+const unicodeParamsKey = "@@unicode"
+
+// stopAtVariableType refuses a STOPAT variable of a type RESTORE does not
+// take: SQL Server documents @datetime_var as varchar, char, smalldatetime
+// or datetime only. The error number is our choice (see
+// docs/mssqlsim.md): the documentation names none.
+func (p *parser) stopAtVariableType() *Error {
+	t := p.peek()
+	if t.kind != tVar || strings.HasPrefix(t.text, "@@") {
+		return nil
+	}
+	unicode, _ := p.params[unicodeParamsKey].(map[string]bool)
+	if unicode[strings.ToLower(t.text)] {
+		return newErr(206, 16, "Operand type clash: nvarchar is incompatible with datetime")
+	}
+	return nil
+}
+
+// timeValue reads a datetime literal or variable. A datetime has no zone:
+// a variable's zone, if any, is dropped and its wall clock kept, as SQL
+// Server converts a datetimeoffset to datetime.
 func (p *parser) timeValue() (time.Time, *Error) {
 	t := p.peek()
 	if t.kind == tVar {
@@ -366,13 +393,13 @@ func (p *parser) timeValue() (time.Time, *Error) {
 		}
 		switch x := v.(type) {
 		case time.Time:
-			return x.UTC(), nil
+			return wallClock(x), nil
 		case string:
 			tm, err := parseDateTime(x)
 			if err != nil {
 				return time.Time{}, newErr(241, 16, "Conversion failed when converting date and/or time from character string.")
 			}
-			return tm, nil
+			return wallClock(tm), nil
 		}
 		return time.Time{}, newErr(241, 16, "Conversion failed when converting date and/or time from character string.")
 	}
@@ -384,5 +411,5 @@ func (p *parser) timeValue() (time.Time, *Error) {
 	if err != nil {
 		return time.Time{}, newErr(241, 16, "Conversion failed when converting date and/or time from character string.")
 	}
-	return tm, nil
+	return wallClock(tm), nil
 }

@@ -23,7 +23,7 @@ func (x *execCtx) headerOnly(st *restoreStmt) *Error {
 		dc("ExpirationDate"), tc("Compressed"), {name: "Position", typ: ctSmallInt}, tc("DeviceType"),
 		nv("UserName", 128), nv("ServerName", 128), nv("DatabaseName", 128), ic("DatabaseVersion"),
 		dc("DatabaseCreationDate"), lc("BackupSize"), lc("FirstLSN"), lc("LastLSN"), lc("CheckpointLSN"),
-		lc("DatabaseBackupLSN"), dc("BackupStartDate"), dc("BackupFinishDate"), {name: "SortOrder", typ: ctSmallInt},
+		lc("DatabaseBackupLSN"), d1("BackupStartDate"), d1("BackupFinishDate"), {name: "SortOrder", typ: ctSmallInt},
 		{name: "CodePage", typ: ctSmallInt}, ic("UnicodeLocaleId"), ic("UnicodeComparisonStyle"), tc("CompatibilityLevel"),
 		ic("SoftwareVendorId"), ic("SoftwareVersionMajor"), ic("SoftwareVersionMinor"), ic("SoftwareVersionBuild"),
 		nv("MachineName", 128), ic("Flags"), gc("BindingID"), gc("RecoveryForkID"), nv("Collation", 128),
@@ -44,7 +44,7 @@ func (x *execCtx) headerOnly(st *restoreStmt) *Error {
 		rows = append(rows, []any{nullIfEmpty(h.Name), nullIfEmpty(h.Description), int64(h.Type), nil,
 			b2i(h.Compressed), int64(s.Position), devType, h.UserName, h.ServerName, h.DatabaseName, int64(957),
 			nil, numeric(s.RawBytes), numeric(h.FirstLSN), numeric(h.LastLSN), lsnOrNull(h.CheckpointLSN),
-			lsnOrNull(h.DatabaseBackupLSN), h.BackupStartDate, s.BackupFinishDate, int64(52), int64(0),
+			lsnOrNull(h.DatabaseBackupLSN), datetimeValue(h.localStart()), datetimeValue(s.localFinish()), int64(52), int64(0),
 			int64(1033), int64(196609), int64(160), int64(4608), int64(16), int64(0), int64(4135), h.ServerName,
 			int64(512), h.DatabaseGUID, guidOrNull(h.LastRecoveryForkGUID), h.Collation, h.FamilyGUID,
 			b2i(h.HasBulkLoggedData), int64(0), int64(0), int64(0), b2i(h.Checksums), int64(0),
@@ -184,7 +184,9 @@ func (p *parser) parseExec() (stmt, *Error) {
 	if len(args) == 0 && len(positional) == 0 {
 		// an RPC call: the parameters came with the request
 		for k, v := range p.params {
-			args[k] = normalizeParam(v)
+			if k != unicodeParamsKey {
+				args[k] = normalizeParam(v)
+			}
 		}
 	}
 	order := map[string][]string{

@@ -21,6 +21,9 @@ const (
 	ctTinyInt
 	ctSmallInt
 	ctVarBinary
+	// ctDateTime1 is SQL Server's datetime (1/300 s), as msdb's dates
+	// are; ctDateTime is datetime2.
+	ctDateTime1
 )
 
 // column is a result set column.

@@ -256,7 +256,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	if meta.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG {
 		meta.Marks = s.marksIn(ctx, log, c, db.GetDatabase(), meta)
 	}
-	offset, err := c.UTCOffset(ctx)
+	offset, err := s.backupOffset(ctx, log, c, db.GetDatabase(), meta)
 	if err != nil {
 		return nil, err
 	}

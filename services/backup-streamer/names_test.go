@@ -140,7 +140,48 @@ func TestServerTimeZone(t *testing.T) {
 	if got := m.GetMarks()[0].GetTime().AsTime(); !got.Equal(local.Add(-time.Hour - 30*time.Second)) {
 		t.Errorf("mark at %v", got)
 	}
-	if got := serverTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), m); !got.Equal(time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC)) {
-		t.Errorf("STOPAT for 10:00 UTC: %v, want 11:00 server time", got)
+	if got, err := serverTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), nil, m); err != nil || !got.Equal(time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC)) {
+		t.Errorf("STOPAT for 10:00 UTC: %v (%v), want 11:00 server time", got, err)
+	}
+}
+
+// TestStopAtAcrossDaylightSaving: STOPAT converts a moment with the
+// offset of the log it stops in, not today's offset nor another
+// backup's, and refuses a moment inside a log during which the offset
+// changed (Europe/Paris, October 2026: 03:00 CEST became 02:00 CET at
+// 01:00 UTC).
+func TestStopAtAcrossDaylightSaving(t *testing.T) {
+	at := func(h, m int, offset int32) *cofferv1.BackupMetadata {
+		utc := time.Date(2026, 10, 25, h, m, 0, 0, time.UTC)
+		return &cofferv1.BackupMetadata{BackupStart: timestamppb.New(utc), BackupFinish: timestamppb.New(utc), UtcOffsetMinutes: offset}
+	}
+	tests := []struct {
+		name        string
+		target      time.Time
+		prev, last  *cofferv1.BackupMetadata
+		want        string // the server's wall clock
+		wantRefused bool
+	}{
+		{"summer, first 02:30", time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC), at(0, 15, 120), at(0, 45, 120), "2026-10-25 02:30:00", false},
+		{"winter, second 02:30", time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC), at(1, 15, 60), at(1, 45, 60), "2026-10-25 02:30:00", false},
+		{"winter, after the change", time.Date(2026, 10, 26, 9, 0, 0, 0, time.UTC), at(8, 0, 60), at(10, 0, 60), "2026-10-26 10:00:00", false},
+		{"inside the log that spans the change", time.Date(2026, 10, 25, 0, 50, 0, 0, time.UTC), at(0, 45, 120), at(1, 0, 60), "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := serverTime(tt.target, tt.prev, tt.last)
+			if tt.wantRefused {
+				if err == nil || !strings.Contains(err.Error(), "daylight saving") {
+					t.Fatalf("got %v, %v; want a refusal naming daylight saving", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got %v; want %s", err, tt.want)
+			}
+			if s := got.Format(time.DateTime); s != tt.want {
+				t.Errorf("got %s; want %s", s, tt.want)
+			}
+		})
 	}
 }

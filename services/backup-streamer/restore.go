@@ -208,6 +208,18 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	if (!stopAt.IsZero() || req.GetStopAtMark() != "" || req.GetStopBeforeMark() != "") && files[n-1].rp.GetBackup().GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
 		return nil, fail("a restore can stop at a moment or mark only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
 	}
+	// SQL Server reads STOPAT in its local time; convert before anything
+	// moves, since a moment may not be expressible
+	var serverStop time.Time
+	if !stopAt.IsZero() {
+		var prev *cofferv1.BackupMetadata
+		if n > 1 {
+			prev = files[n-2].rp.GetBackup()
+		}
+		if serverStop, err = serverTime(stopAt, prev, files[n-1].rp.GetBackup()); err != nil {
+			return nil, fail("restore to %s: %v", stopAt.UTC().Format(time.RFC3339), err)
+		}
+	}
 	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
 	if err != nil {
 		return nil, err
@@ -237,12 +249,9 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			rr.StopAtMark, rr.StopBeforeMark = req.GetStopAtMark(), req.GetStopBeforeMark()
 			if t := req.GetMarkAfter(); t != nil && (rr.StopAtMark != "" || rr.StopBeforeMark != "") {
 				// SQL Server reads AFTER in its local time
-				rr.MarkAfter = serverTime(t.AsTime(), f.rp.GetBackup())
+				rr.MarkAfter = t.AsTime().UTC().Add(time.Duration(f.rp.GetBackup().GetUtcOffsetMinutes()) * time.Minute)
 			}
-			if !stopAt.IsZero() {
-				// SQL Server reads STOPAT in its local time
-				rr.StopAt = serverTime(stopAt, f.rp.GetBackup())
-			}
+			rr.StopAt = serverStop
 		}
 		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
 			reason := err.Error()

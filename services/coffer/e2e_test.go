@@ -48,6 +48,8 @@ type harnessOptions struct {
 	// clock drives the simulator, the scheduler and the committer; their
 	// ticks then come only from the test.
 	clock func() time.Time
+	// location is the simulated server's time zone (default UTC).
+	location *time.Location
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -63,7 +65,8 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if pages == 0 {
 		pages = 256
 	}
-	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock})
+	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
+		Location: o.location})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

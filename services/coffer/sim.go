@@ -24,6 +24,8 @@ type simConfig struct {
 	dataDir       string
 	serverName    string
 	caseSensitive bool
+	timezone      string
+	location      *time.Location
 	caFile        string
 	backupDir     string
 	saveEvery     time.Duration
@@ -40,6 +42,11 @@ func (c *simConfig) validate() error {
 	if c.saveEvery <= 0 {
 		errs = append(errs, errors.New("--save-every must be positive"))
 	}
+	loc, err := time.LoadLocation(c.timezone)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--timezone: %w", err))
+	}
+	c.location = loc
 	return errors.Join(errs...)
 }
 
@@ -53,6 +60,7 @@ func parseSimFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&c.dataDir, "data", "", "directory that keeps the instance's state and backups across restarts (default: in memory)")
 	fs.StringVar(&c.serverName, "server-name", "SIMSQL01", "the instance's server name")
 	fs.BoolVar(&c.caseSensitive, "case-sensitive", false, "use a case-sensitive server collation")
+	fs.StringVar(&c.timezone, "timezone", "UTC", "the server's time zone (IANA name, e.g. Europe/Paris): SYSDATETIME, msdb, HEADERONLY and STOPAT are in its local time")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of CAs that BACKUP TO URL trusts (default: the system roots)")
 	fs.StringVar(&c.backupDir, "backup-dir", "", "where relative TO DISK paths land (default: DATA/backups, or a temporary directory)")
 	fs.DurationVar(&c.saveEvery, "save-every", 30*time.Second, "how often the state is saved with --data")
@@ -74,6 +82,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := mssqlsim.Config{
 		ServerName:    c.serverName,
 		CaseSensitive: c.caseSensitive,
+		Location:      c.location,
 		SAPassword:    c.saPassword,
 		BackupDir:     c.backupDir,
 		Logger:        logger,

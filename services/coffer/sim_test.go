@@ -112,6 +112,8 @@ func TestSimFlags(t *testing.T) {
 		{"no password", []string{"--addr", "127.0.0.1:0"}, nil, "--sa-password is required"},
 		{"password from env", []string{}, map[string]string{"COFFER_SIM_SA_PASSWORD": "p"}, ""},
 		{"stray argument", []string{"--sa-password", "p", "extra"}, nil, `unexpected argument "extra"`},
+		{"time zone", []string{"--sa-password", "p", "--timezone", "Europe/Paris"}, nil, ""},
+		{"unknown time zone", []string{"--sa-password", "p", "--timezone", "Mars/Olympus"}, nil, "--timezone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

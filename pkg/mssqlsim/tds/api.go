@@ -81,6 +81,9 @@ type Login struct {
 type Param struct {
 	Name  string
 	Value any
+	// Unicode says a string came as nchar or nvarchar (not char or
+	// varchar): some statements take only the single-byte types.
+	Unicode bool
 }
 
 // ResultWriter receives the results of one request, in order. The server

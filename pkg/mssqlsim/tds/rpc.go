@@ -141,5 +141,6 @@ func readParam(c *cursor) (Param, error) {
 	if err != nil {
 		return Param{}, err
 	}
-	return Param{Name: name, Value: v}, nil
+	unicode := ti.id == typNVarChar || ti.id == typNChar || ti.id == typNText
+	return Param{Name: name, Value: v, Unicode: unicode}, nil
 }
