@@ -85,6 +85,11 @@ type setHeader struct {
 	Seed                  uint64
 	DataPages             int
 	Files                 []File
+	// BodyPages is the number of pages a full or differential body holds
+	// before its table section, present when HasTables (table.go); older
+	// backups have neither and hold pages only.
+	BodyPages int  `json:",omitempty"`
+	HasTables bool `json:",omitempty"`
 	// StripeCount and StripeSeq place this device in the set's stripes.
 	StripeCount  int
 	StripeSeq    int
@@ -499,6 +504,9 @@ func encodeRecord(b []byte, r logRecord) []byte {
 	if r.Bulk {
 		flags |= 1
 	}
+	if len(r.Tables) > 0 {
+		flags |= 2 // user-table changes follow the pages
+	}
 	b = append(b, flags)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.Mark)))
 	b = append(b, r.Mark...)
@@ -506,6 +514,9 @@ func encodeRecord(b []byte, r logRecord) []byte {
 	for _, c := range r.Pages {
 		b = binary.LittleEndian.AppendUint32(b, c.ID)
 		b = binary.LittleEndian.AppendUint32(b, c.Version)
+	}
+	if len(r.Tables) > 0 {
+		b = appendOps(b, r.Tables)
 	}
 	return b
 }
@@ -542,6 +553,13 @@ func decodeRecord(r *bufio.Reader) (logRecord, error) {
 			return logRecord{}, fmt.Errorf("%w: %v", errMalformed, err)
 		}
 		rec.Pages[k] = pageChange{ID: binary.LittleEndian.Uint32(pc[0:]), Version: binary.LittleEndian.Uint32(pc[4:])}
+	}
+	if h[16]&2 != 0 {
+		ops, err := readOps(r)
+		if err != nil {
+			return logRecord{}, err
+		}
+		rec.Tables = ops
 	}
 	return rec, nil
 }

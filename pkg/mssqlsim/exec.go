@@ -72,7 +72,7 @@ func (i *Instance) compile(sql string, params map[string]any) ([]stmt, *Error) {
 }
 
 func startsStatement(t token) bool {
-	for _, kw := range []string{"SELECT", "USE", "SET", "CREATE", "DROP", "ALTER", "BACKUP", "RESTORE", "EXEC",
+	for _, kw := range []string{"SELECT", "INSERT", "USE", "SET", "CREATE", "DROP", "ALTER", "BACKUP", "RESTORE", "EXEC",
 		"EXECUTE", "BEGIN", "COMMIT", "ROLLBACK", "DBCC", "WAITFOR", "PRINT", "DECLARE"} {
 		if t.is(kw) {
 			return true
@@ -189,9 +189,15 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			return p.parseCreateDatabase()
 		case p.accept("CREDENTIAL"):
 			return p.parseCreateCredential()
+		case p.accept("TABLE"):
+			return p.parseCreateTable()
 		}
+	case t.is("INSERT"):
+		return p.parseInsert()
 	case t.is("DROP"):
 		switch {
+		case p.accept("TABLE"):
+			return p.parseDropTable()
 		case p.accept("DATABASE"):
 			ifExists := false
 			if p.accept("IF") {
@@ -488,6 +494,8 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		return strings.ToUpper(arg(0)), nil
 	case "LOWER":
 		return strings.ToLower(arg(0)), nil
+	case "CHECKSUM":
+		return checksumCall(c, f, args), nil
 	case "QUOTENAME":
 		return "[" + strings.ReplaceAll(arg(0), "]", "]]") + "]", nil
 	case "COUNT", "MAX", "MIN", "SUM":

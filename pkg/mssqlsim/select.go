@@ -265,7 +265,7 @@ func (c *evalCtx) typeOf(e expr) (column, *Error) {
 		return column{typ: x.typ, size: 4000}, nil
 	case funcExpr:
 		switch x.name {
-		case "COUNT", "IS_SRVROLEMEMBER", "DB_ID", "SYS.FN_HADR_BACKUP_IS_PREFERRED_REPLICA", "@@SPID":
+		case "COUNT", "CHECKSUM", "CHECKSUM_AGG", "IS_SRVROLEMEMBER", "DB_ID", "SYS.FN_HADR_BACKUP_IS_PREFERRED_REPLICA", "@@SPID":
 			return column{typ: ctInt}, nil
 		case "MAX", "MIN", "ISNULL", "COALESCE":
 			if len(x.args) > 0 {
@@ -595,7 +595,7 @@ func castValue(v any, t colType) (any, *Error) {
 func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 	c := &evalCtx{x: x}
 	for _, f := range s.from {
-		t, err := x.catalogTable(f.name)
+		t, err := x.sourceTable(f.name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -654,6 +654,14 @@ func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 		}
 		cols = append(cols, col)
 		outs = append(outs, outItem{e: it.e, src: -1})
+	}
+	if s.where != nil && len(c.srcs) > 0 {
+		// bind the WHERE clause's columns once, as SQL Server does when it
+		// compiles: an unknown column is 207 even over no rows
+		c.row = make([][]any, len(c.srcs))
+		if _, err := c.eval(s.where); err != nil {
+			return nil, nil, err
+		}
 	}
 	// join
 	var combos [][][]any
@@ -846,7 +854,7 @@ func evalOut(c *evalCtx, e expr, src, ci int) (any, *Error) {
 
 func isAggregate(name string) bool {
 	switch name {
-	case "COUNT", "MAX", "MIN", "SUM":
+	case "COUNT", "MAX", "MIN", "SUM", "CHECKSUM_AGG":
 		return true
 	}
 	return false
@@ -855,6 +863,9 @@ func isAggregate(name string) bool {
 func aggregate(c *evalCtx, f funcExpr, rows [][][]any) (any, *Error) {
 	if f.name == "COUNT" && f.star {
 		return int64(len(rows)), nil
+	}
+	if f.name == "CHECKSUM_AGG" {
+		return checksumAggregate(c, f, rows)
 	}
 	if len(f.args) != 1 {
 		return nil, newErr(174, 15, "The %s function requires 1 argument(s).", strings.ToLower(f.name))
