@@ -26,6 +26,10 @@ import (
 //
 // A block's crc covers its stored bytes and is set only WITH CHECKSUM:
 // without it, damage inside a page is not detected, as in SQL Server.
+//
+// A full or differential body is BodyPages pages, then, when HasTables, the
+// user tables (table.go); a log body is log records, whose flag bit 2 says
+// user-table changes follow the page changes. Older backups have neither.
 
 const (
 	frameMedia   = 'M'
