@@ -11,7 +11,7 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run test vet bench build fmt-check tools proto proto-check
+.PHONY: run test test-mssql vet bench build fmt-check tools proto proto-check
 
 ## run: run coffer (every service in one process) with a simulated SQL Server
 run: build
@@ -23,6 +23,22 @@ run: build
 test: tools proto-check vet
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
 	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek)$$' ./services/coffer/
+
+## test-mssql: the conformance suite against a real SQL Server: the
+## portable end-to-end test (backup, chain healing, restores to random
+## seconds checked by pkg/oracle) on the server COFFER_TEST_MSSQL_DSN names,
+## and a restore onto COFFER_TEST_MSSQL_DSN2 when set. `docker compose
+## --profile conformance up --exit-code-from conformance` runs it against
+## SQL Server 2019 and 2022.
+test-mssql:
+	@if [ -z "$$COFFER_TEST_MSSQL_DSN" ]; then \
+		echo "make test-mssql: set COFFER_TEST_MSSQL_DSN to a sysadmin login on a SQL Server, e.g." >&2; \
+		echo "  COFFER_TEST_MSSQL_DSN='sqlserver://sa:PASSWORD@localhost:1433?encrypt=disable' make test-mssql" >&2; \
+		echo "or run it against SQL Server 2019 and 2022 in containers:" >&2; \
+		echo "  docker compose --profile conformance up --exit-code-from conformance" >&2; \
+		exit 1; \
+	fi
+	$(GO) test -count=1 -timeout 20m -v -run '^TestPortableOracle$$/^external$$' ./services/coffer/
 
 ## vet: go vet every package
 vet:

@@ -87,6 +87,7 @@ type snapshot struct {
 	recs      []logRecord
 	dcm       []bool // cleared differential map, restored if the backup fails
 	bcm       []bool
+	tables    []tableOp // user tables of a full or differential (table.go)
 }
 
 // Backup runs a BACKUP statement given as SQL, for Go callers.
@@ -324,6 +325,11 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 			snap.overrides[k] = v
 		}
 	}
+	if !st.log {
+		hdr.BodyPages = len(snap.pages)
+		snap.tables = db.snapshotTables()
+		hdr.HasTables = len(snap.tables) > 0
+	}
 	snap.hdr = hdr
 	db.activeBackups++
 	return snap, nil
@@ -464,6 +470,12 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 				return i.streamError(devs, ctx.Err())
 			}
 			progress.step(int64(n + 1))
+		}
+		if snap.hdr.HasTables {
+			if err := writeTableSection(sw, snap.tables); err != nil {
+				abortAll()
+				return i.streamError(devs, err)
+			}
 		}
 	}
 	progress.finish()

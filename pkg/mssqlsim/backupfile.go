@@ -26,6 +26,10 @@ import (
 //
 // A block's crc covers its stored bytes and is set only WITH CHECKSUM:
 // without it, damage inside a page is not detected, as in SQL Server.
+//
+// A full or differential body is BodyPages pages, then, when HasTables, the
+// user tables (table.go); a log body is log records, whose flag bit 2 says
+// user-table changes follow the page changes. Older backups have neither.
 
 const (
 	frameMedia   = 'M'
@@ -97,6 +101,11 @@ type setHeader struct {
 	Seed              uint64
 	DataPages         int
 	Files             []File
+	// BodyPages is the number of pages a full or differential body holds
+	// before its table section, present when HasTables (table.go); older
+	// backups have neither and hold pages only.
+	BodyPages int  `json:",omitempty"`
+	HasTables bool `json:",omitempty"`
 	// StripeCount and StripeSeq place this device in the set's stripes.
 	StripeCount  int
 	StripeSeq    int
@@ -528,6 +537,9 @@ func encodeRecord(b []byte, r logRecord) []byte {
 	if r.Bulk {
 		flags |= 1
 	}
+	if len(r.Tables) > 0 {
+		flags |= 2 // user-table changes follow the pages
+	}
 	b = append(b, flags)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.Mark)))
 	b = append(b, r.Mark...)
@@ -535,6 +547,9 @@ func encodeRecord(b []byte, r logRecord) []byte {
 	for _, c := range r.Pages {
 		b = binary.LittleEndian.AppendUint32(b, c.ID)
 		b = binary.LittleEndian.AppendUint32(b, c.Version)
+	}
+	if len(r.Tables) > 0 {
+		b = appendOps(b, r.Tables)
 	}
 	return b
 }
@@ -571,6 +586,13 @@ func decodeRecord(r *bufio.Reader) (logRecord, error) {
 			return logRecord{}, fmt.Errorf("%w: %v", errMalformed, err)
 		}
 		rec.Pages[k] = pageChange{ID: binary.LittleEndian.Uint32(pc[0:]), Version: binary.LittleEndian.Uint32(pc[4:])}
+	}
+	if h[16]&2 != 0 {
+		ops, err := readOps(r)
+		if err != nil {
+			return logRecord{}, err
+		}
+		rec.Tables = ops
 	}
 	return rec, nil
 }

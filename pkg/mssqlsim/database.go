@@ -65,6 +65,8 @@ type logRecord struct {
 	Mark  string // transaction mark name, if any
 	Bulk  bool   // minimally logged (bulk) change under BULK_LOGGED
 	Pages []pageChange
+	// Tables holds the user-table changes of the transaction (table.go).
+	Tables []tableOp
 }
 
 // dbData is a database's content and log. Availability-group replicas share
@@ -80,6 +82,7 @@ type dbData struct {
 	lsn       lsnGen
 	recovery  RecoveryModel
 	lastTime  time.Time
+	tables    map[string]*userTable // user tables by tableKey (table.go)
 
 	// history: the state at origin plus every transaction since, for the
 	// content oracle and for log backups.
@@ -195,6 +198,7 @@ func (d *dbData) apply(rec logRecord) {
 			d.dcm[c.ID/pagesPerExtent] = true
 		}
 	}
+	d.applyTables(rec.Tables)
 }
 
 // recordsIn returns the log records with first <= LSN < last.

@@ -75,7 +75,7 @@ func (i *Instance) compile(sql string, params map[string]any) ([]stmt, *Error) {
 }
 
 func startsStatement(t token) bool {
-	for _, kw := range []string{"SELECT", "USE", "SET", "CREATE", "DROP", "ALTER", "BACKUP", "RESTORE", "EXEC",
+	for _, kw := range []string{"SELECT", "INSERT", "USE", "SET", "CREATE", "DROP", "ALTER", "BACKUP", "RESTORE", "EXEC",
 		"EXECUTE", "BEGIN", "COMMIT", "ROLLBACK", "DBCC", "WAITFOR", "PRINT", "DECLARE"} {
 		if t.is(kw) {
 			return true
@@ -198,9 +198,15 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			return p.parseCreateDatabase()
 		case p.accept("CREDENTIAL"):
 			return p.parseCreateCredential()
+		case p.accept("TABLE"):
+			return p.parseCreateTable()
 		}
+	case t.is("INSERT"):
+		return p.parseInsert()
 	case t.is("DROP"):
 		switch {
+		case p.accept("TABLE"):
+			return p.parseDropTable()
 		case p.accept("DATABASE"):
 			ifExists := false
 			if p.accept("IF") {
@@ -445,11 +451,6 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		return ""
 	}
 	switch f.name {
-	case "CHECKSUM":
-		if f.star || len(args) == 0 {
-			return nil, errNotSupported("CHECKSUM(*)")
-		}
-		return x.inst.checksum(args), nil
 	case "SERVERPROPERTY":
 		switch strings.ToLower(arg(0)) {
 		case "productversion":
@@ -546,6 +547,8 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		return strings.ToUpper(arg(0)), nil
 	case "LOWER":
 		return strings.ToLower(arg(0)), nil
+	case "CHECKSUM":
+		return checksumCall(c, f, args), nil
 	case "QUOTENAME":
 		return "[" + strings.ReplaceAll(arg(0), "]", "]]") + "]", nil
 	case "COUNT", "MAX", "MIN", "SUM":

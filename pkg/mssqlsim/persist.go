@@ -63,6 +63,7 @@ type savedDatabase struct {
 	LogChainStart   LSN
 	Restore         *savedRestore
 	Forks           []savedFork
+	Tables          []tableOp // user tables; absent from state saved before tables existed
 }
 
 type savedRestore struct {
@@ -124,6 +125,7 @@ func (i *Instance) Save(path string) error {
 			Records: db.recs, FamilyGUID: db.familyGUID, DatabaseGUID: db.databaseGUID, ForkGUID: db.forkGUID,
 			ForkPointLSN: db.forkPointLSN, DiffBaseLSN: db.diffBaseLSN, DiffBaseGUID: db.diffBaseGUID,
 			DiffBaseTime: db.diffBaseTime, LastLogBackup: db.lastLogBackup, LogChainStart: db.logChainStart,
+			Tables: db.snapshotTables(),
 		}
 		if r := db.restore; r != nil {
 			sd.Restore = &savedRestore{Redo: r.redo, RedoTime: r.redoTime, Fork: r.fork, Family: r.family,
@@ -198,6 +200,7 @@ func Load(path string, cfg Config) (*Instance, error) {
 			forkPointLSN: sd.ForkPointLSN, diffBaseLSN: sd.DiffBaseLSN, diffBaseGUID: sd.DiffBaseGUID,
 			diffBaseTime: sd.DiffBaseTime, lastLogBackup: sd.LastLogBackup, logChainStart: sd.LogChainStart,
 		}
+		d.applyTables(sd.Tables)
 		if r := sd.Restore; r != nil {
 			d.restore = &restoreState{redo: r.Redo, redoTime: r.RedoTime, fork: r.Fork, family: r.Family,
 				baseCheckpoint: r.BaseCheckpoint, baseGUID: r.BaseGUID, baseCopyOnly: r.BaseCopyOnly, haveData: r.HaveData, tail: r.Tail, recovery: r.Recovery}

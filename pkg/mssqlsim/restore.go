@@ -330,8 +330,20 @@ func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source
 	want := make([]byte, PageSize)
 	n := 0
 	for {
+		if src.set.HasTables && n == src.set.BodyPages {
+			// the user tables as of the backup replace the database's
+			tables, err := readTableSection(br)
+			if err != nil {
+				return n, readError(dbName, src, err)
+			}
+			d.tables = tables
+			prog.finish()
+			return n, nil
+		}
 		if _, err := io.ReadFull(br, page); err != nil {
 			if errors.Is(err, io.EOF) {
+				// a backup without a table section holds no tables
+				d.tables = nil
 				prog.finish()
 				return n, nil
 			}
@@ -423,7 +435,7 @@ func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source
 // the list in step with the struct.
 var restoredFields = []string{"seed", "versions", "overrides", "dcm", "bcm", "lsn", "recovery", "lastTime",
 	"originVersions", "originOverrides", "originTime", "recs", "familyGUID", "databaseGUID", "forkGUID",
-	"forkPointLSN", "diffBaseLSN", "diffBaseGUID", "diffBaseTime", "lastLogBackup", "logChainStart", "restore", "forks", "fullCkpt"}
+	"forkPointLSN", "diffBaseLSN", "diffBaseGUID", "diffBaseTime", "lastLogBackup", "logChainStart", "restore", "forks", "fullCkpt", "tables"}
 
 // takeRestored replaces d's content and chain state with n's, the
 // database a full restore read: everything but the lock and the count of
@@ -436,6 +448,7 @@ func (d *dbData) takeRestored(n *dbData) {
 	d.diffBaseLSN, d.diffBaseGUID, d.diffBaseTime = n.diffBaseLSN, n.diffBaseGUID, n.diffBaseTime
 	d.lastLogBackup, d.logChainStart, d.restore, d.forks = n.lastLogBackup, n.logChainStart, n.restore, n.forks
 	d.fullCkpt = n.fullCkpt
+	d.tables = n.tables
 }
 
 func (i *Instance) restoringDB(name string) (*Database, *Error) {

@@ -601,7 +601,7 @@ func castValue(v any, t colType) (any, *Error) {
 func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 	c := &evalCtx{x: x}
 	for _, f := range s.from {
-		t, err := x.catalogTable(f.name)
+		t, err := x.sourceTable(f.name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -660,6 +660,14 @@ func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 		}
 		cols = append(cols, col)
 		outs = append(outs, outItem{e: it.e, src: -1})
+	}
+	if s.where != nil && len(c.srcs) > 0 {
+		// bind the WHERE clause's columns once, as SQL Server does when it
+		// compiles: an unknown column is 207 even over no rows
+		c.row = make([][]any, len(c.srcs))
+		if _, err := c.eval(s.where); err != nil {
+			return nil, nil, err
+		}
 	}
 	// join
 	var combos [][][]any
@@ -867,6 +875,9 @@ func aggregate(c *evalCtx, f funcExpr, rows [][][]any) (any, *Error) {
 	if (f.name == "COUNT" || f.name == "COUNT_BIG") && f.star {
 		return int64(len(rows)), nil
 	}
+	if f.name == "CHECKSUM_AGG" {
+		return checksumAggregate(c, f, rows)
+	}
 	if len(f.args) != 1 {
 		return nil, newErr(174, 15, "The %s function requires 1 argument(s).", strings.ToLower(f.name))
 	}
@@ -896,12 +907,6 @@ func aggregate(c *evalCtx, f funcExpr, rows [][][]any) (any, *Error) {
 			a, _ := toInt(acc)
 			b, _ := toInt(v)
 			acc = a + b
-		case "CHECKSUM_AGG":
-			// order-independent, as SQL Server's is: the same rows in
-			// any order give the same value
-			a, _ := toInt(acc)
-			b, _ := toInt(v)
-			acc = int64(int32(a) ^ int32(b))
 		}
 	}
 	if f.name == "COUNT" || f.name == "COUNT_BIG" {

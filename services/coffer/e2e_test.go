@@ -38,6 +38,9 @@ type harness struct {
 	key    string
 	traces *telemetrytest.Recorder
 	run    *running
+	// dsn is the SQL Server register adds as sql1: the simulator's, or
+	// harnessOptions.dsn.
+	dsn string
 }
 
 type harnessOptions struct {
@@ -50,6 +53,11 @@ type harnessOptions struct {
 	clock func() time.Time
 	// location is the simulated server's time zone (default UTC).
 	location *time.Location
+	// dsn, when set, names an external SQL Server that register adds as
+	// sql1 instead of the simulator (which still runs, unused). A server in
+	// another container shares the staging directory with coffer:
+	// stagingDir is it here, serverStagingDir as the server sees it.
+	dsn, stagingDir, serverStagingDir string
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -73,8 +81,13 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	t.Cleanup(func() { h.sim.Close() })
 	h.simDSN = (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String()
+	h.dsn = h.simDSN
+	if o.dsn != "" {
+		h.dsn = o.dsn
+	}
 
-	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}, clock: o.clock}
+	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}, clock: o.clock,
+		stagingDir: o.stagingDir, serverStagingDir: o.serverStagingDir}
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")
@@ -140,11 +153,11 @@ func (h *harness) eventually(what string, cond func() bool) {
 	}
 }
 
-// register adds the simulator as sql1 and waits until discovery lists the
-// databases.
+// register adds the simulator (or harnessOptions.dsn) as sql1 and waits
+// until discovery lists the databases.
 func (h *harness) register(names ...string) {
 	h.t.Helper()
-	h.mustCoffer("instance", "add", "sql1", "--dsn", h.simDSN)
+	h.mustCoffer("instance", "add", "sql1", "--dsn", h.dsn)
 	h.eventually("discovery of the databases", func() bool {
 		dbs := cofferJSON[[]gateway.Database](h, "db", "list", "sql1")
 		seen := map[string]bool{}
@@ -233,10 +246,10 @@ func (h *harness) protected(db string) {
 	})
 }
 
-// exec runs a statement on the simulator, as another tool would.
+// exec runs a statement on sql1, as another tool would.
 func (h *harness) exec(q string, args ...any) {
 	h.t.Helper()
-	conn, err := sql.Open("sqlserver", h.simDSN)
+	conn, err := sql.Open("sqlserver", h.dsn)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -47,6 +47,10 @@ type upConfig struct {
 	// committer, whose ticks then come only from the caller (tests that
 	// drive weeks of schedule).
 	clock func() time.Time
+	// stagingDir, when set, replaces DATA/staging as the directory shared
+	// with SQL Server, and serverStagingDir names it as SQL Server sees it
+	// (tests against a SQL Server in another container).
+	stagingDir, serverStagingDir string
 }
 
 func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (*upConfig, error) {
@@ -354,7 +358,11 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if b, err = newBus("backup-streamer"); err != nil {
 		return nil, err
 	}
-	str, err := streamer.New(b, cat, v, streamer.Config{MasterKey: key, StagingDir: filepath.Join(c.dataDir, "staging"),
+	staging := c.stagingDir
+	if staging == "" {
+		staging = filepath.Join(c.dataDir, "staging")
+	}
+	str, err := streamer.New(b, cat, v, streamer.Config{MasterKey: key, StagingDir: staging, ServerStagingDir: c.serverStagingDir,
 		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp})
 	if err != nil {
 		return nil, err
