@@ -119,6 +119,9 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	err := i.writeBackup(ctx, db, st, devs, snap, m)
 	db.mu.Lock()
 	db.activeBackups--
+	if st.log {
+		db.activeLogs--
+	}
 	if err != nil {
 		// the backup did not happen: the differential and bulk maps keep
 		// what it would have cleared
@@ -208,6 +211,12 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		if e := db.secondaryCanBackup(); e != nil {
 			return nil, e
 		}
+	}
+	// one data backup (full or differential) of a database at a time, and
+	// one log backup; a log backup may run beside a data backup
+	if running := db.activeBackups - db.activeLogs; !st.log && running > 0 || st.log && db.activeLogs > 0 {
+		i.serialized.Add(1)
+		return nil, newErr(3023, 16, "Backup, file manipulation operations (such as ALTER DATABASE ADD FILE) and encryption changes on a database must be serialized. Reissue the statement after the current backup or file manipulation operation is completed.")
 	}
 	now := db.commitTime(i.cfg.Now())
 	hdr := setHeader{
@@ -332,6 +341,9 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 	}
 	snap.hdr = hdr
 	db.activeBackups++
+	if st.log {
+		db.activeLogs++
+	}
 	return snap, nil
 }
 

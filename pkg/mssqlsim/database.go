@@ -103,6 +103,7 @@ type dbData struct {
 	lastLogBackup LSN           // last_log_backup_lsn; 0 means NULL
 	logChainStart LSN           // first_lsn a first log backup starts from; 0 means no chain (4214)
 	activeBackups int           // backups running, which hold the log
+	activeLogs    int           // of those, log backups (the rest back up data)
 	openTx        map[int64]LSN // open transactions' begin records, by id
 	txSeq         int64
 	fullCkpt      LSN // checkpoint of the last non-copy-only full (DatabaseBackupLSN); 0: diffBaseLSN

@@ -145,6 +145,7 @@ type Instance struct {
 	wg          sync.WaitGroup
 	batches     atomic.Int64 // batches run, for Stats
 	rowsSent    atomic.Int64 // result rows sent, for Stats
+	serialized  atomic.Int64 // backups refused with 3023, for Stats
 }
 
 // New returns an instance holding the system databases master, tempdb,

@@ -88,3 +88,36 @@ func TestDifferentialBaseGUID(t *testing.T) {
 
 // lsnBefore compares two LSNs in their decimal form.
 func lsnBefore(a, b string) bool { return len(a) < len(b) || len(a) == len(b) && a < b }
+
+// TestBackupsSerialized: SQL Server runs one data backup of a database at
+// a time and one log backup (3023 for a second); a log backup may run
+// beside a full.
+func TestBackupsSerialized(t *testing.T) {
+	inst, db := startInstance(t, Config{DefaultPages: 2048})
+	if err := inst.CreateDatabase("S", DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, db, "BACKUP DATABASE [S] TO DISK = 's0.bak' WITH FORMAT")
+	remove := inst.InjectFault(Fault{Kind: FaultStall, Database: "S"})
+	stalled := make(chan error, 1)
+	go func() {
+		_, err := db.ExecContext(t.Context(), "BACKUP DATABASE [S] TO DISK = 's1.bak' WITH FORMAT")
+		stalled <- err
+	}()
+	eventually(t, 10*time.Second, "the first full to start", func() bool {
+		inst.mu.Lock()
+		d := inst.dbByName("S")
+		inst.mu.Unlock()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.activeBackups == 1
+	})
+	wantErr(t, db, 3023, "BACKUP DATABASE [S] TO DISK = 's2.bak' WITH FORMAT")
+	wantErr(t, db, 3023, "BACKUP DATABASE [S] TO DISK = 's3.bak' WITH FORMAT, DIFFERENTIAL")
+	exec(t, db, "BACKUP LOG [S] TO DISK = 's.trn' WITH FORMAT")
+	remove()
+	if err := <-stalled; err != nil {
+		t.Fatalf("the stalled full: %v", err)
+	}
+	exec(t, db, "BACKUP DATABASE [S] TO DISK = 's2.bak' WITH FORMAT")
+}

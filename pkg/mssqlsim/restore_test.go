@@ -623,7 +623,7 @@ func TestBulkLoggedStopAt(t *testing.T) {
 // kept.
 func TestTakeRestoredFields(t *testing.T) {
 	// open transactions belong to sessions, which a restore has none of
-	kept := map[string]bool{"mu": true, "activeBackups": true, "openTx": true, "txSeq": true}
+	kept := map[string]bool{"mu": true, "activeBackups": true, "activeLogs": true, "openTx": true, "txSeq": true}
 	handled := map[string]bool{}
 	for _, f := range restoredFields {
 		handled[f] = true

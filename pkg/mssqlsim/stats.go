@@ -5,10 +5,13 @@ package mssqlsim
 type Stats struct {
 	Batches  int64 // SQL batches and RPC calls run
 	RowsSent int64 // result rows sent to clients
+	// Serialized counts backups refused because another backup of the
+	// database was running (3023).
+	Serialized int64
 }
 
 // Stats returns the counts since the instance started.
 func (i *Instance) Stats() Stats {
-	return Stats{Batches: i.batches.Load(), RowsSent: i.rowsSent.Load()}
+	return Stats{Batches: i.batches.Load(), RowsSent: i.rowsSent.Load(), Serialized: i.serialized.Load()}
 }
 

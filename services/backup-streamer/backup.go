@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"github.com/cenkalti/backoff/v4"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/bus"
@@ -189,7 +190,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	st := &statement{done: make(chan struct{})}
 	go func() {
 		defer close(st.done)
-		st.err = c.Backup(sctx, mssql.BackupRequest{
+		st.err = s.backupInTurn(sctx, log, c, mssql.BackupRequest{
 			Database:    db.GetDatabase(),
 			Type:        typ,
 			Files:       []string{remote},
@@ -281,6 +282,36 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		Reason:     req.GetReason(),
 		ChainBreak: chainBreak,
 	}, nil
+}
+
+// errSerialized is SQL Server's refusal of a second data backup (or a
+// second log backup) of a database while one runs.
+const errSerialized = 3023
+
+// backupInTurn runs the BACKUP statement, and when SQL Server refuses it
+// because another backup of the database is running (the first full after
+// protection and an on-demand full, or another tool's), waits for that
+// one to end and runs it then, so that concurrent backups of a database
+// are taken one after the other. It waits as long as the job's context
+// lasts: a backup of a large database may run for hours.
+func (s *Service) backupInTurn(ctx context.Context, log *slog.Logger, c *mssql.Client, r mssql.BackupRequest) error {
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(s.cfg.SerializedRetry),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
+	waited := false
+	return backoff.Retry(func() error {
+		err := c.Backup(ctx, r)
+		switch {
+		case err == nil:
+			return nil
+		case mssql.Number(err) == errSerialized && ctx.Err() == nil:
+			if !waited {
+				log.InfoContext(ctx, "another backup of the database is running; this one waits its turn")
+				waited = true
+			}
+			return err
+		}
+		return backoff.Permanent(err)
+	}, backoff.WithContext(b, ctx))
 }
 
 // readHeader reads what SQL Server says of the backup in file.

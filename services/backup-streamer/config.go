@@ -42,6 +42,10 @@ type Config struct {
 	// PollInterval is how long the streamer waits for a growing backup
 	// file before reading on. Default 20ms.
 	PollInterval time.Duration
+	// SerializedRetry is the first wait before a BACKUP that SQL Server
+	// refused because another backup of the database runs (3023) is tried
+	// again; the waits double up to 30 s. Default 1s.
+	SerializedRetry time.Duration
 	// ProgressInterval is the least time between two progress reports of
 	// a job. Default 2s.
 	ProgressInterval time.Duration
@@ -81,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Backoff == nil {
 		c.Backoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}
+	}
+	if c.SerializedRetry == 0 {
+		c.SerializedRetry = time.Second
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 20 * time.Millisecond

@@ -3,6 +3,7 @@ module github.com/cofferhq/coffer/services/backup-streamer
 go 1.26.0
 
 require (
+	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/cofferhq/coffer/pkg v0.0.0
 	github.com/cofferhq/coffer/proto v0.0.0
 	github.com/cofferhq/coffer/services/committer v0.0.0
@@ -16,7 +17,6 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/blob"
@@ -146,6 +147,18 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		OnDemand:    e.GetReason() == "on-demand",
 		ChainBreak:  e.GetChainBreak(),
 	}
+	if rp.ChainBreak != "" {
+		healed, err := s.healedBy(ctx, rp)
+		if err != nil {
+			return nil, err
+		}
+		if healed != "" {
+			// two fulls queued to heal one break (a scheduled one and an
+			// on-demand one): the break lies before the first of them
+			log.InfoContext(ctx, "chain break already healed by an earlier full", slog.String("healed_by", healed))
+			rp.ChainBreak = ""
+		}
+	}
 	if err := s.assignRetention(ctx, rp); err != nil {
 		return nil, err
 	}
@@ -167,6 +180,29 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		return nil, err
 	}
 	return rp, nil
+}
+
+// healedBy returns the committed full of rp's database that already heals
+// the chain break rp carries and was taken before rp, or "" when there is
+// none: the chain as committed decides whether a break lies before rp.
+func (s *Service) healedBy(ctx context.Context, rp *cofferv1.RecoveryPoint) (string, error) {
+	db := rp.GetDatabase()
+	start := rp.GetBackup().GetBackupStart().AsTime()
+	found := ""
+	err := s.rps.List(ctx, catalog.Key(db.GetInstance(), db.GetDatabase()), func() proto.Message { return &cofferv1.RecoveryPoint{} },
+		func(_ string, m proto.Message) error {
+			q := m.(*cofferv1.RecoveryPoint)
+			b := q.GetBackup()
+			if q.GetId() != rp.GetId() && q.GetChainBreak() == rp.GetChainBreak() && !b.GetCopyOnly() &&
+				b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && b.GetBackupStart().AsTime().Before(start) {
+				found = q.GetId()
+			}
+			return nil
+		})
+	if err != nil {
+		return "", fmt.Errorf("list recovery points of %s/%s: %w", db.GetInstance(), db.GetDatabase(), err)
+	}
+	return found, nil
 }
 
 // failJob records a streamed backup that cannot be committed as the

@@ -318,7 +318,8 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 			}
 		}
 		expect = proto.Clone(st).(*cofferv1.ScheduleState)
-		if st.GetNeedsFull() {
+		if st.GetNeedsFull() && st.GetLastFull() != "" {
+			// before the first full there is no chain to break
 			heal = st.GetNeedsFullReason()
 		}
 		for k := range queue {

@@ -402,7 +402,10 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 		return err
 	}
 	heal := ""
-	if chain.GetNeedsFull() && (ev.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL) {
+	// before the first full there is no chain to break: a full that is
+	// not the first heals nothing (two fulls taken at once must not show a
+	// break between them)
+	if chain.GetNeedsFull() && chain.GetLastFull() != "" && (ev.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL) {
 		heal = chain.GetNeedsFullReason()
 	}
 	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain, heal)
