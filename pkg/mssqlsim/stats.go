@@ -14,4 +14,3 @@ type Stats struct {
 func (i *Instance) Stats() Stats {
 	return Stats{Batches: i.batches.Load(), RowsSent: i.rowsSent.Load(), Serialized: i.serialized.Load()}
 }
-
