@@ -496,7 +496,14 @@ func (s *Service) foreign(ctx context.Context, log *slog.Logger, c *mssql.Client
 			continue
 		}
 		kind := map[string]string{"D": "BACKUP DATABASE", "I": "BACKUP DATABASE WITH DIFFERENTIAL", "L": "BACKUP LOG"}[e.Type]
-		what := fmt.Sprintf("%s to %q at %s", kind, e.Device, e.Finish.UTC().Format(time.RFC3339))
+		when := "at an unknown time" // msdb's dates may be NULL
+		if !e.Finish.IsZero() {
+			when = "at " + e.Finish.UTC().Format(time.RFC3339)
+		}
+		if kind == "" {
+			kind = "a backup of unknown type"
+		}
+		what := fmt.Sprintf("%s to %q %s", kind, e.Device, when)
 		if e.User != "" {
 			what += " by " + e.User
 		}

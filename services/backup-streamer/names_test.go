@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -140,7 +141,7 @@ func TestServerTimeZone(t *testing.T) {
 	if got := m.GetMarks()[0].GetTime().AsTime(); !got.Equal(local.Add(-time.Hour - 30*time.Second)) {
 		t.Errorf("mark at %v", got)
 	}
-	if got, err := serverTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), nil, m); err != nil || !got.Equal(time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC)) {
+	if got, err := policy.ServerTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), nil, m); err != nil || !got.Equal(time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC)) {
 		t.Errorf("STOPAT for 10:00 UTC: %v (%v), want 11:00 server time", got, err)
 	}
 }
@@ -169,7 +170,7 @@ func TestStopAtAcrossDaylightSaving(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := serverTime(tt.target, tt.prev, tt.last)
+			got, err := policy.ServerTime(tt.target, tt.prev, tt.last)
 			if tt.wantRefused {
 				if err == nil || !strings.Contains(err.Error(), "daylight saving") {
 					t.Fatalf("got %v, %v; want a refusal naming daylight saving", got, err)

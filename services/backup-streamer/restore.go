@@ -216,7 +216,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		if n > 1 {
 			prev = files[n-2].rp.GetBackup()
 		}
-		if serverStop, err = serverTime(stopAt, prev, files[n-1].rp.GetBackup()); err != nil {
+		if serverStop, err = policy.ServerTime(stopAt, prev, files[n-1].rp.GetBackup()); err != nil {
 			return nil, fail("restore to %s: %v", stopAt.UTC().Format(time.RFC3339), err)
 		}
 	}

@@ -541,6 +541,9 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	plan, err := planRestore(rps, req)
+	if err == nil {
+		_, err = serverStop(rps, plan)
+	}
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "%v", err)
 		return
@@ -649,14 +652,39 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 		}
 	}
 	if n := len(plan.Steps); n > 0 && !plan.StopAt.IsZero() {
-		// SQL Server reads STOPAT in its local time
+		// SQL Server reads STOPAT in its local time (checked by serverStop
+		// before the plan was accepted)
 		sc.UTCOffset = time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute
-		sc.StopAt = plan.StopAt.Add(sc.UTCOffset)
+		sc.StopAt, _ = serverStop(rps, plan)
 	}
 	if n := len(plan.Steps); n > 0 && (plan.StopAtMark != "" || plan.StopBeforeMark != "") {
 		sc.MarkAfter = plan.At.Add(time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute)
 	}
 	return names, sc.String()
+}
+
+// serverStop is the plan's STOPAT as the server's wall clock reads it
+// (policy.ServerTime), zero when the plan stops at no moment. A moment
+// inside a log during which the server's offset changed is refused here,
+// before a job is queued.
+func serverStop(rps []*cofferv1.RecoveryPoint, plan policy.Plan) (time.Time, error) {
+	n := len(plan.Steps)
+	if n == 0 || plan.StopAt.IsZero() {
+		return time.Time{}, nil
+	}
+	byID := make(map[string]*cofferv1.RecoveryPoint, len(rps))
+	for _, rp := range rps {
+		byID[rp.GetId()] = rp
+	}
+	var prev *cofferv1.BackupMetadata
+	if n > 1 {
+		prev = byID[plan.Steps[n-2].ID].GetBackup()
+	}
+	t, err := policy.ServerTime(plan.StopAt, prev, byID[plan.Steps[n-1].ID].GetBackup())
+	if err != nil {
+		return t, fmt.Errorf("cannot restore to that moment: %w", err)
+	}
+	return t, nil
 }
 
 // planRestore computes the whole restore sequence for the request's
