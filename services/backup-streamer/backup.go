@@ -498,7 +498,7 @@ func (s *Service) foreign(ctx context.Context, log *slog.Logger, c *mssql.Client
 		kind := map[string]string{"D": "BACKUP DATABASE", "I": "BACKUP DATABASE WITH DIFFERENTIAL", "L": "BACKUP LOG"}[e.Type]
 		when := "at an unknown time" // msdb's dates may be NULL
 		if !e.Finish.IsZero() {
-			when = "at " + e.Finish.UTC().Format(time.RFC3339)
+			when = "at " + e.Finish.Format("2006-01-02 15:04:05") + " server time"
 		}
 		if kind == "" {
 			kind = "a backup of unknown type"
