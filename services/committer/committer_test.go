@@ -307,3 +307,27 @@ func metaOf(t *testing.T, m proto.Message) *cofferv1.EventMeta {
 	}
 	return env.Meta
 }
+
+// TestBreakHealedOnce: two fulls queued to heal the same chain break (a
+// scheduled one and an on-demand one) both carry it; the chain as
+// committed decides, and only the earlier full records the break.
+func TestBreakHealedOnce(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{Now: clock})
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Healed"}
+	const reason = "a log backup was taken outside coffer"
+	var ids []string
+	for k, jid := range []string{"j20261122T100000-0000000a", "j20261122T100500-0000000b"} {
+		bs := e.stream(jid, db, 1<<20)
+		bs.ChainBreak = reason
+		bs.Backup.BackupStart = timestamppb.New(now.Add(time.Duration(k) * 5 * time.Minute))
+		e.publish(cofferv1.SubjectBackupStreamed, bs, jid)
+		e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+		ids = append(ids, event.RecoveryPointID(jid))
+	}
+	rps := recoveryPoints(t, e.cat)
+	first, second := rps[catalog.Key(db.Instance, db.Database, ids[0])], rps[catalog.Key(db.Instance, db.Database, ids[1])]
+	if first.GetChainBreak() != reason || second.GetChainBreak() != "" {
+		t.Errorf("chain breaks %q and %q; want the first full to heal the break and the second none", first.GetChainBreak(), second.GetChainBreak())
+	}
+}
