@@ -229,6 +229,7 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		FamilyGUID:      db.familyGUID,
 		BackupStartDate: now,
 		UTCOffset:       i.utcOffset(now),
+		TimeZone:        i.cfg.Location.String(),
 		ConsistentTime:  now,
 		RecoveryModel:   db.recovery,
 		Seed:            db.seed,

@@ -90,7 +90,11 @@ type setHeader struct {
 	// UTCOffset is the backing-up server's local time less UTC at the
 	// start, in seconds: HEADERONLY reports local times, as SQL Server
 	// does, wherever the file is read.
-	UTCOffset         int       `json:",omitempty"`
+	UTCOffset int `json:",omitempty"`
+	// TimeZone is the IANA name of the backing-up server's time zone,
+	// the clock of the set's log records: STOPAT on another server is
+	// read in it. Empty in sets an older simulator wrote.
+	TimeZone          string    `json:",omitempty"`
 	ConsistentTime    time.Time // every commit at or before this is in the set
 	IsCopyOnly        bool
 	BeginsLogChain    bool

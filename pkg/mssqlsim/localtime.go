@@ -16,11 +16,26 @@ func wallClock(t time.Time) time.Time {
 }
 
 // local is the server's wall clock at the moment t.
-func (i *Instance) local(t time.Time) time.Time {
+func (i *Instance) local(t time.Time) time.Time { return wallIn(i.cfg.Location, t) }
+
+// wallIn is the wall clock of loc at the moment t.
+func wallIn(loc *time.Location, t time.Time) time.Time {
 	if t.IsZero() {
 		return t
 	}
-	return wallClock(t.In(i.cfg.Location))
+	return wallClock(t.In(loc))
+}
+
+// clockOf is the time zone of the server that wrote backup set h, in
+// which its log records' times are: the set's own (TimeZone), or this
+// instance's for a set an older simulator wrote.
+func (i *Instance) clockOf(h setHeader) *time.Location {
+	if h.TimeZone != "" {
+		if loc, err := time.LoadLocation(h.TimeZone); err == nil {
+			return loc
+		}
+	}
+	return i.cfg.Location
 }
 
 // utcOffset is the server's local time less UTC at the moment t, in
@@ -65,12 +80,12 @@ func datetimeValue(t time.Time) time.Time {
 // (before): the earliest moment from after on whose local time is stop,
 // or, where the clock never showed stop there, the moment just before
 // the next commit.
-func (i *Instance) stopMoment(stop, after, before time.Time) time.Time {
+func stopMoment(loc *time.Location, stop, after, before time.Time) time.Time {
 	var best time.Time
 	for _, d := range []time.Duration{-26 * time.Hour, 0, 26 * time.Hour} {
-		_, off := stop.Add(d).In(i.cfg.Location).Zone()
+		_, off := stop.Add(d).In(loc).Zone()
 		u := stop.Add(-time.Duration(off) * time.Second)
-		if !i.local(u).Equal(stop) || u.Before(after) || !u.Before(before) {
+		if !wallIn(loc, u).Equal(stop) || u.Before(after) || !u.Before(before) {
 			continue
 		}
 		if best.IsZero() || u.Before(best) {

@@ -373,7 +373,7 @@ func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source
 
 func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source, prog *progress) (int, *Error) {
 	h := src.set.setHeader
-	if !st.stopAt.IsZero() && st.stopAt.Before(i.local(h.ConsistentTime)) {
+	if !st.stopAt.IsZero() && st.stopAt.Before(wallIn(i.clockOf(h), h.ConsistentTime)) {
 		return 0, newErr(4338, 16, "The STOPAT clause specifies a point too early to allow this backup set to be restored. Choose a different stop point or use RESTORE DATABASE WITH RECOVERY to recover at the current point.")
 	}
 	verify := h.Checksums && !st.noChecksum
@@ -521,9 +521,9 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 		return 0, newErr(4305, 16, "The log in this backup set begins at LSN %s, which is too late to apply to the database. An earlier log backup that includes LSN %s can be restored.", h.FirstLSN, rs.redo)
 	case !onRecoveryPath(h, rs):
 		return 0, newErr(4330, 16, "This backup set cannot be applied because it is on a recovery path that is inconsistent with the database. The recovery path is the sequence of data and log backups that have brought the database to a particular recovery point. Find a compatible backup to restore, or restore the rest of the database to match a recovery point within this backup set, which will restore the database to a different point in time.")
-	case !st.stopAt.IsZero() && st.stopAt.Before(i.local(rs.redoTime)):
+	case !st.stopAt.IsZero() && st.stopAt.Before(wallIn(i.clockOf(h), rs.redoTime)):
 		return 0, newErr(4335, 16, "The specified STOPAT time is too early. All or part of the database is already rolled forward beyond that point.")
-	case !st.stopAt.IsZero() && h.HasBulkLoggedData && st.stopAt.Before(i.local(h.ConsistentTime)):
+	case !st.stopAt.IsZero() && h.HasBulkLoggedData && st.stopAt.Before(wallIn(i.clockOf(h), h.ConsistentTime)):
 		return 0, newErr(4327, 16, "The log in this backup set contains bulk-logged changes. Point-in-time recovery to %s inside it is inhibited. Restore the whole log backup, or stop at a point outside it.", st.stopAt.Format("2006-01-02 15:04:05.000"))
 	}
 	sr, closeBody, e := i.body(ctx, src, h.Checksums && !st.noChecksum)
@@ -554,18 +554,21 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 	stopped := false
 	redo, redoTime := h.LastLSN, h.ConsistentTime
 	applied := 0
-	// STOPAT and AFTER are the server's wall clock, as the commit times
-	// in the log are: redo rolls forward and stops at the first commit
-	// later than STOPAT. In the hour a daylight-saving change repeats,
-	// that is the first occurrence of the time (see docs/mssqlsim.md).
+	// STOPAT and AFTER are the wall clock the commit times in the log
+	// were written in, that of the server that wrote the log (whichever
+	// server restores it): redo rolls forward and stops at the first
+	// commit later than STOPAT. In the hour a daylight-saving change
+	// repeats, that is the first occurrence of the time (see
+	// docs/mssqlsim.md).
+	clock := i.clockOf(h)
 	reached := rs.redoTime // the moment the last applied commit made
 	for _, rec := range recs {
 		if rec.LSN < rs.redo {
 			continue
 		}
-		at := i.local(rec.Time)
+		at := wallIn(clock, rec.Time)
 		if !st.stopAt.IsZero() && at.After(st.stopAt) {
-			stopped, redo, redoTime = true, rec.LSN, i.stopMoment(st.stopAt, reached, rec.Time)
+			stopped, redo, redoTime = true, rec.LSN, stopMoment(clock, st.stopAt, reached, rec.Time)
 			break
 		}
 		if st.stopBeforeMark != "" && rec.Mark == st.stopBeforeMark && !at.Before(st.markAfter) {
@@ -580,9 +583,9 @@ func (i *Instance) restoreLog(ctx context.Context, st *restoreStmt, src *source,
 			break
 		}
 	}
-	if !stopped && !st.stopAt.IsZero() && !st.stopAt.After(i.local(h.ConsistentTime)) {
+	if !stopped && !st.stopAt.IsZero() && !st.stopAt.After(wallIn(clock, h.ConsistentTime)) {
 		// the log covers the stop time and nothing was committed after it
-		stopped, redoTime = true, i.stopMoment(st.stopAt, reached, h.ConsistentTime)
+		stopped, redoTime = true, stopMoment(clock, st.stopAt, reached, h.ConsistentTime)
 	}
 	db.restore.redo, db.restore.redoTime = redo, redoTime
 	if h.LastRecoveryForkGUID != rs.fork && redo >= h.ForkPointLSN {

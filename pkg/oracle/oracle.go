@@ -40,6 +40,7 @@ type Workload struct {
 	database string
 	rows     []Row
 	txs      []Tx
+	offset   time.Duration // the server's local time less UTC, read by New
 }
 
 // quote quotes an identifier as QUOTENAME does.
@@ -61,7 +62,19 @@ func New(ctx context.Context, db *sql.DB, database string) (*Workload, error) {
 	if _, err := db.ExecContext(ctx, q); err != nil {
 		return nil, fmt.Errorf("create the oracle table in %s: %w", database, err)
 	}
-	return &Workload{db: db, database: database}, nil
+	var local, utc time.Time
+	if err := db.QueryRowContext(ctx, "SELECT SYSDATETIME(), SYSUTCDATETIME()").Scan(&local, &utc); err != nil {
+		return nil, fmt.Errorf("read the server's time zone: %w", err)
+	}
+	return &Workload{db: db, database: database, offset: local.Sub(utc).Round(15 * time.Minute)}, nil
+}
+
+// ServerTime is a UTC moment (coffer's restore times are UTC) on the
+// server's clock, in which the workload's times are, by the offset the
+// server had when New ran. A daylight-saving change during the workload
+// is not accounted for: run it within one offset.
+func (w *Workload) ServerTime(utc time.Time) time.Time {
+	return utc.UTC().Add(w.offset)
 }
 
 // Database returns the name of the database the workload writes.

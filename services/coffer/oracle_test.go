@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -106,9 +107,16 @@ func serverNow(t *testing.T, db *sql.DB) time.Time {
 func TestPortableOracle(t *testing.T) {
 	t.Run("simulator", func(t *testing.T) {
 		clk := &fakeClock{t: time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)}
-		h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64})
+		// the two servers in two time zones, neither of them UTC: the
+		// oracle's times are each server's own, coffer's are UTC
+		newYork, err1 := time.LoadLocation("America/New_York")
+		kolkata, err2 := time.LoadLocation("Asia/Kolkata")
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		h := startHarness(t, harnessOptions{clock: clk.Now, pages: 64, location: newYork})
 		pass := func(t *testing.T, d time.Duration) { clk.Set(clk.Now().Add(d)) }
-		other := mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", ServerName: "OTHER", DefaultPages: 64, Now: clk.Now})
+		other := mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", ServerName: "OTHER", DefaultPages: 64, Now: clk.Now, Location: kolkata})
 		addr, err := other.Listen("127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -241,9 +249,12 @@ func portable(t *testing.T, h *harness, srv, srv2 *oracleServer) {
 		dropLater(r.srv, r.target)
 		args := append([]string{"restore", "sql1/" + name, "--time", r.at.Format(time.RFC3339Nano), "--as", r.target, "--wait"}, r.flags...)
 		h.mustCoffer(args...)
-		must, may := w.Expect(r.at)
+		// coffer restores to a UTC moment; the oracle's times are the
+		// server's
+		at := w.ServerTime(r.at)
+		must, may := w.Expect(at)
 		t.Logf("restored %s as of %v: %d to %d of %d transactions expected", r.target, r.at, must, may, len(w.Txs()))
-		if err := w.Check(ctx, r.srv.db, r.target, r.at); err != nil {
+		if err := w.Check(ctx, r.srv.db, r.target, at); err != nil {
 			t.Errorf("restore to %v (%d to %d transactions): %v", r.at, must, may, err)
 		}
 	}
