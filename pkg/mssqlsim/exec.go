@@ -208,12 +208,9 @@ func (p *parser) parseStatement() (stmt, *Error) {
 		case p.accept("TABLE"):
 			return p.parseDropTable()
 		case p.accept("DATABASE"):
-			ifExists := false
-			if p.accept("IF") {
-				if e := p.expect("EXISTS"); e != nil {
-					return nil, e
-				}
-				ifExists = true
+			ifExists, e := p.ifExists()
+			if e != nil {
+				return nil, e
 			}
 			var names []string
 			for {
@@ -359,6 +356,17 @@ func (x *execCtx) needSysadmin(what, db string) *Error {
 		return newErr(262, 14, "%s permission denied in database '%s'.", what, db)
 	}
 	return nil
+}
+
+// ifExists reads DROP's optional IF EXISTS.
+func (p *parser) ifExists() (bool, *Error) {
+	if !p.accept("IF") {
+		return false, nil
+	}
+	if e := p.expect("EXISTS"); e != nil {
+		return false, e
+	}
+	return true, nil
 }
 
 // parseSet accepts the session options clients send and ignores them,

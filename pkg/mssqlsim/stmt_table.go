@@ -357,12 +357,9 @@ func (c *tableColumn) size() int {
 
 // parseDropTable: DROP TABLE [IF EXISTS] name [, name ...].
 func (p *parser) parseDropTable() (stmt, *Error) {
-	ifExists := false
-	if p.accept("IF") {
-		if e := p.expect("EXISTS"); e != nil {
-			return nil, e
-		}
-		ifExists = true
+	ifExists, e := p.ifExists()
+	if e != nil {
+		return nil, e
 	}
 	var refs []tableRef
 	for {

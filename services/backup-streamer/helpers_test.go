@@ -214,13 +214,24 @@ func (e *env) backup(ctx context.Context, database string, typ cofferv1.BackupTy
 // as the gateway does, and returns its job id.
 func (e *env) restore(ctx context.Context, source, target string, overwrite bool, rps ...string) string {
 	e.t.Helper()
+	return e.restoreWith(ctx, source, target, func(r *cofferv1.RestoreRequested) { r.Overwrite = overwrite }, rps...)
+}
+
+// restoreWith queues a restore as the gateway does, with the request
+// adjusted by edit, and returns its job id.
+func (e *env) restoreWith(ctx context.Context, source, target string, edit func(*cofferv1.RestoreRequested), rps ...string) string {
+	e.t.Helper()
 	jid := event.NewJobID(time.Now())
 	src := &cofferv1.DatabaseRef{Instance: instName, Database: source}
 	tgt := &cofferv1.DatabaseRef{Instance: instName, Database: target}
 	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
 		Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt}, event.ID("queued", jid))
-	e.publish(ctx, cofferv1.SubjectWorkRestore, &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore", jid), jid, time.Now()),
-		RecoveryPoints: rps, Source: src, Target: tgt, Overwrite: overwrite}, event.ID("restore", jid))
+	req := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore", jid), jid, time.Now()),
+		RecoveryPoints: rps, Source: src, Target: tgt}
+	if edit != nil {
+		edit(req)
+	}
+	e.publish(ctx, cofferv1.SubjectWorkRestore, req, event.ID("restore", jid))
 	return jid
 }
 

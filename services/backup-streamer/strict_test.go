@@ -1,7 +1,6 @@
 package streamer_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -12,24 +11,6 @@ import (
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
-
-// restoreWith queues a restore as the gateway does, with the request
-// adjusted by edit, and returns its job id.
-func (e *env) restoreWith(ctx context.Context, source, target string, edit func(*cofferv1.RestoreRequested), rps ...string) string {
-	e.t.Helper()
-	jid := event.NewJobID(time.Now())
-	src := &cofferv1.DatabaseRef{Instance: instName, Database: source}
-	tgt := &cofferv1.DatabaseRef{Instance: instName, Database: target}
-	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
-		Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt}, event.ID("queued", jid))
-	req := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore", jid), jid, time.Now()),
-		RecoveryPoints: rps, Source: src, Target: tgt}
-	if edit != nil {
-		edit(req)
-	}
-	e.publish(ctx, cofferv1.SubjectWorkRestore, req, event.ID("restore", jid))
-	return jid
-}
 
 // TestRestoreStopPastLastLog: a STOPAT past the last record of the last
 // log is accepted by SQL Server, which says so (4322) and leaves the
