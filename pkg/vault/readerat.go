@@ -1,0 +1,351 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+)
+
+// ReaderAtOptions tunes [Vault.NewReaderAt]. The zero value is ready to use.
+type ReaderAtOptions struct {
+	// CacheChunks is how many chunks the reader holds at once, loading or
+	// loaded. Zero means 8. Each holds the sealed chunk and, if it was
+	// compressed, its plaintext: at most 8 MiB, about 2 MiB on average. A
+	// read that finds every place taken by chunks other reads are using
+	// waits for one to come free.
+	CacheChunks int
+	// ReadAhead is how many chunks after the one a read touches are loaded
+	// in the background, so that a reader going forward finds them ready.
+	// Zero means 4; a negative value turns read-ahead off. Read-ahead only
+	// takes free places in the cache or those of chunks already read, so
+	// it is cut short when the cache is full of chunks still to be read.
+	ReadAhead int
+}
+
+// Defaults of ReaderAtOptions.
+const (
+	defaultCacheChunks = 8
+	defaultReadAhead   = 4
+)
+
+// ReaderAt gives random access to a stored stream; [Vault.NewReaderAt]
+// makes one. It is safe for concurrent use.
+type ReaderAt struct {
+	v      *Vault
+	chunks []ChunkRef
+	offs   []int64 // offs[i] is where chunks[i] starts; offs[len(chunks)] is the size
+	err    error   // why chunks make no stream, if they do not
+	cache  int
+	ahead  int
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // load goroutines
+
+	mu      sync.Mutex
+	closed  bool
+	entries map[string]*cacheEntry // by chunk id, so a chunk repeated in the stream is loaded once
+	free    []*chunkBufs           // buffers of chunks evicted or failed, for reuse
+	tick    uint64                 // clock of uses, for LRU
+	changed chan struct{}          // closed, and replaced, when a place may have come free
+}
+
+// cacheEntry is a chunk in a ReaderAt's cache, loading or loaded. Its
+// fields other than done, plain and err are guarded by ReaderAt.mu; plain
+// and err are set before done is closed and not changed after.
+type cacheEntry struct {
+	id    string
+	done  chan struct{}
+	ready bool // done is closed
+	bufs  *chunkBufs
+	plain []byte
+	err   error
+	pins  int    // reads waiting for the chunk or copying from it
+	used  bool   // a read has copied from it
+	last  uint64 // tick of its last use, or of its creation
+}
+
+var _ io.ReaderAt = (*ReaderAt)(nil)
+
+// NewReaderAt returns a reader of the stream made of chunks, in order, at
+// any offset: for serving ranged reads of a backup, such as SQL Server's
+// RESTORE FROM URL makes. Every byte it returns comes from a chunk verified
+// completely, as [Vault.NewReader] verifies them; a chunk that fails gives
+// an error wrapping a *[ChunkError] naming it, matching [ErrCorrupt] or
+// [blob.ErrNotExist]. A failure is not remembered: a later read of the
+// chunk loads it again.
+//
+// It keeps a few chunks decoded, as opt says, and loads the chunks after
+// those a read touches in the background. The caller must Close it, which
+// stops its goroutines; cancelling ctx also stops it, and reads then fail
+// with ctx's error.
+func (v *Vault) NewReaderAt(ctx context.Context, chunks []ChunkRef, opt ReaderAtOptions) *ReaderAt {
+	if opt.CacheChunks <= 0 {
+		opt.CacheChunks = defaultCacheChunks
+	}
+	if opt.ReadAhead == 0 {
+		opt.ReadAhead = defaultReadAhead
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	r := &ReaderAt{
+		v:       v,
+		chunks:  chunks,
+		offs:    make([]int64, len(chunks)+1),
+		cache:   opt.CacheChunks,
+		ahead:   opt.ReadAhead,
+		ctx:     ctx,
+		cancel:  cancel,
+		entries: make(map[string]*cacheEntry, opt.CacheChunks),
+		changed: make(chan struct{}),
+	}
+	for i, c := range chunks {
+		// loadChunk checks the size only when it is not negative, and the
+		// offsets are only right if it checks.
+		if c.Size < 0 && r.err == nil {
+			r.err = &ChunkError{ID: c.ID, Err: fmt.Errorf("negative size %d in the chunk list", c.Size)}
+		}
+		r.offs[i+1] = r.offs[i] + max(c.Size, 0)
+	}
+	return r
+}
+
+// Size returns the length of the stream.
+func (r *ReaderAt) Size() int64 { return r.offs[len(r.chunks)] }
+
+// ReadAt implements io.ReaderAt: it reads len(p) bytes of the stream from
+// off, or fewer with an error, io.EOF if the stream ends first. Concurrent
+// calls share the chunks they both need.
+func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := context.Cause(r.ctx); err != nil {
+		return 0, fmt.Errorf("read vault stream: %w", err)
+	}
+	if r.err != nil {
+		return 0, fmt.Errorf("read vault stream: %w", r.err)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("read vault stream at %d: negative offset", off)
+	}
+	size := r.Size()
+	if off >= size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), size)
+	// The first chunk that ends after off; zero-length chunks end where
+	// they start, so this skips them.
+	i := sort.Search(len(r.chunks), func(i int) bool { return r.offs[i+1] > off })
+	n := 0
+	for pos := off; pos < end; i++ {
+		c, err := r.copyFrom(i, p[n:], pos, end)
+		if err != nil {
+			return n, fmt.Errorf("read vault stream at %d: %w", pos, err)
+		}
+		n += c
+		pos += int64(c)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// copyFrom copies into p the bytes of chunk i from pos up to end, loading
+// the chunk if need be, and starts the read-ahead that follows it.
+func (r *ReaderAt) copyFrom(i int, p []byte, pos, end int64) (int, error) {
+	e, err := r.acquire(i)
+	if err != nil {
+		return 0, err
+	}
+	defer r.release(e)
+	// Started after acquire, so that the chunk this read waits for is
+	// loaded first.
+	r.readAhead(i)
+	select {
+	case <-e.done:
+	case <-r.ctx.Done():
+		return 0, context.Cause(r.ctx)
+	}
+	if e.err != nil {
+		return 0, e.err
+	}
+	ref := r.chunks[i]
+	if int64(len(e.plain)) != ref.Size {
+		// The same id listed twice with different sizes: the stream is
+		// not what its list says.
+		return 0, corruptChunk(ref.ID, "holds %d bytes; the stream expects %d", len(e.plain), ref.Size)
+	}
+	start := pos - r.offs[i]
+	stop := min(end, r.offs[i+1]) - r.offs[i]
+	return copy(p, e.plain[start:stop]), nil
+}
+
+// acquire returns the entry of chunk i, pinned, starting its load if it is
+// not cached. When the cache is full of chunks it cannot evict, it waits
+// for one to come free: the pins that hold them last only while reads
+// copy, never while a read waits for another chunk, so this ends.
+func (r *ReaderAt) acquire(i int) (*cacheEntry, error) {
+	r.mu.Lock()
+	for {
+		if r.closed {
+			r.mu.Unlock()
+			return nil, errReaderClosed
+		}
+		e := r.entries[r.chunks[i].ID]
+		if e == nil {
+			e = r.startLocked(i, true)
+		}
+		if e != nil {
+			e.pins++
+			r.mu.Unlock()
+			return e, nil
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-r.ctx.Done():
+			return nil, context.Cause(r.ctx)
+		}
+		r.mu.Lock()
+	}
+}
+
+// release unpins e, which a read has used.
+func (r *ReaderAt) release(e *cacheEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.pins--
+	e.used = true
+	r.tick++
+	e.last = r.tick
+	if e.pins == 0 {
+		r.signalLocked()
+	}
+}
+
+// readAhead starts loading the chunks after chunk i that are not cached,
+// as far as the cache has room without evicting chunks not yet read.
+func (r *ReaderAt) readAhead(i int) {
+	if r.ahead <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for j := i + 1; j <= i+r.ahead && j < len(r.chunks); j++ {
+		if r.entries[r.chunks[j].ID] != nil {
+			continue
+		}
+		if r.startLocked(j, false) == nil {
+			return
+		}
+	}
+}
+
+// startLocked starts loading chunk i into a new entry, evicting a chunk if
+// the cache is full, and returns the entry, or nil if there is no room or
+// the reader is stopping. forRead says a read needs the chunk now: it may
+// then evict a chunk loaded ahead and not read yet, which read-ahead may
+// not, lest two readers evict each other's read-ahead.
+func (r *ReaderAt) startLocked(i int, forRead bool) *cacheEntry {
+	if r.closed || r.ctx.Err() != nil {
+		return nil
+	}
+	if len(r.entries) >= r.cache {
+		victim := r.victimLocked(forRead)
+		if victim == nil {
+			return nil
+		}
+		delete(r.entries, victim.id)
+		r.free = append(r.free, victim.bufs)
+		victim.bufs, victim.plain = nil, nil
+	}
+	var bufs *chunkBufs
+	if n := len(r.free); n > 0 {
+		bufs, r.free = r.free[n-1], r.free[:n-1]
+	} else {
+		bufs = &chunkBufs{}
+	}
+	ref := r.chunks[i]
+	r.tick++
+	e := &cacheEntry{id: ref.ID, done: make(chan struct{}), bufs: bufs, last: r.tick}
+	r.entries[ref.ID] = e
+	r.wg.Go(func() { r.load(e, ref) })
+	return e
+}
+
+// victimLocked returns the entry to evict: one loaded, unpinned and
+// read, least recently used first; or, if unread is true and there is no
+// such entry, one loaded ahead and not read yet, oldest first.
+func (r *ReaderAt) victimLocked(unread bool) *cacheEntry {
+	var victim *cacheEntry
+	for _, e := range r.entries {
+		if !e.ready || e.pins > 0 || (!e.used && !unread) {
+			continue
+		}
+		if victim == nil || (e.used && !victim.used) ||
+			(e.used == victim.used && e.last < victim.last) {
+			victim = e
+		}
+	}
+	return victim
+}
+
+// load loads and verifies e's chunk.
+func (r *ReaderAt) load(e *cacheEntry, ref ChunkRef) {
+	plain, err := r.v.loadChunk(r.ctx, ref.ID, ref.Size, ref.StoredSize, e.bufs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.plain, e.err, e.ready = plain, err, true
+	if err != nil {
+		// Not cached: a store's passing failure must not stick, and the
+		// reads waiting now get the error from e.
+		if r.entries[e.id] == e {
+			delete(r.entries, e.id)
+		}
+		r.free = append(r.free, e.bufs)
+		e.plain, e.bufs = nil, nil
+	}
+	close(e.done)
+	r.signalLocked()
+}
+
+// signalLocked wakes the reads waiting for a place in the cache.
+func (r *ReaderAt) signalLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Close stops the reader's background loads and waits for them, and
+// releases its cache. Reads after Close fail; reads running meanwhile may
+// fail too. It always returns nil.
+func (r *ReaderAt) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.cancel(errReaderClosed)
+	r.wg.Wait()
+	r.mu.Lock()
+	r.entries, r.free = nil, nil
+	r.mu.Unlock()
+	return nil
+}
+
+// VerifyStream reads and verifies every chunk of the stream made of chunks,
+// as [Vault.NewReader] does, loading as many at once, and discards the
+// data. It returns the first chunk that fails as an error wrapping a
+// *[ChunkError], matching [ErrCorrupt] or [blob.ErrNotExist]: a caller can
+// make sure a recovery point is whole before it starts anything that a
+// half-read one would leave broken, such as a restore over a database.
+func (v *Vault) VerifyStream(ctx context.Context, chunks []ChunkRef) error {
+	r := v.NewReader(ctx, chunks)
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("verify stream: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+// readerAtFixture is a stream of several chunks in a vault on a directory.
+type readerAtFixture struct {
+	store blob.Store
+	v     *vault.Vault
+	data  []byte
+	refs  []vault.ChunkRef
+}
+
+func newReaderAtFixture(t *testing.T) *readerAtFixture {
+	t.Helper()
+	store := newDirStore(t)
+	v := initVault(t, store)
+	data := sqlPages(31, 0, 12<<20/8192)
+	res := write(t, v, data, vault.WriterOptions{})
+	if len(res.Chunks) < 6 {
+		t.Fatalf("only %d chunks; the tests need 6", len(res.Chunks))
+	}
+	return &readerAtFixture{store: store, v: v, data: data, refs: res.Chunks}
+}
+
+func (f *readerAtFixture) open(t *testing.T, opt vault.ReaderAtOptions) *vault.ReaderAt {
+	t.Helper()
+	r := f.v.NewReaderAt(t.Context(), f.refs, opt)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// checkReadAt reads len(want) bytes at off, or to the end of the stream,
+// and checks them, with io.EOF when the read goes past the end.
+func checkReadAt(t *testing.T, r io.ReaderAt, data []byte, off int64, n int) {
+	t.Helper()
+	buf := make([]byte, n)
+	got, err := r.ReadAt(buf, off)
+	want := data[min(off, int64(len(data))):min(off+int64(n), int64(len(data)))]
+	if got != len(want) {
+		t.Errorf("ReadAt(%d bytes at %d) = %d bytes; want %d", n, off, got, len(want))
+	}
+	if !bytes.Equal(buf[:got], want[:min(got, len(want))]) {
+		t.Errorf("ReadAt(%d bytes at %d): data differs", n, off)
+	}
+	switch {
+	case len(want) < n && err != io.EOF:
+		t.Errorf("ReadAt(%d bytes at %d) past the end: error %v; want io.EOF", n, off, err)
+	case len(want) == n && err != nil:
+		t.Errorf("ReadAt(%d bytes at %d): %v", n, off, err)
+	}
+}
+
+func TestReaderAt(t *testing.T) {
+	f := newReaderAtFixture(t)
+	size := int64(len(f.data))
+
+	t.Run("size", func(t *testing.T) {
+		r := f.open(t, vault.ReaderAtOptions{})
+		if got := r.Size(); got != size {
+			t.Errorf("Size = %d; want %d", got, size)
+		}
+	})
+	t.Run("random ranges", func(t *testing.T) {
+		for _, opt := range []vault.ReaderAtOptions{
+			{},
+			{CacheChunks: 1, ReadAhead: -1},
+			{CacheChunks: 2, ReadAhead: 8},
+		} {
+			r := f.open(t, opt)
+			rng := rand.New(rand.NewPCG(1, 2))
+			for range 100 {
+				off := rng.Int64N(size)
+				checkReadAt(t, r, f.data, off, rng.IntN(3<<20)+1)
+			}
+		}
+	})
+	t.Run("chunk boundaries", func(t *testing.T) {
+		r := f.open(t, vault.ReaderAtOptions{})
+		for i := 1; i < len(f.refs); i++ {
+			b := int64(offsetOf(f.refs, i))
+			checkReadAt(t, r, f.data, b-10, 20)
+			checkReadAt(t, r, f.data, b, 1)
+			checkReadAt(t, r, f.data, b-1, 1)
+		}
+		// From inside the first chunk to inside the fourth.
+		start := int64(offsetOf(f.refs, 1)) - 100
+		end := int64(offsetOf(f.refs, 3)) + 100
+		checkReadAt(t, r, f.data, start, int(end-start))
+		// The whole stream in one read.
+		checkReadAt(t, r, f.data, 0, len(f.data))
+	})
+	t.Run("end", func(t *testing.T) {
+		r := f.open(t, vault.ReaderAtOptions{})
+		checkReadAt(t, r, f.data, size-5, 10)
+		checkReadAt(t, r, f.data, size-10, 10)
+		for _, off := range []int64{size, size + 1, size + 1<<30} {
+			n, err := r.ReadAt(make([]byte, 10), off)
+			if n != 0 || err != io.EOF {
+				t.Errorf("ReadAt at %d, size %d = %d, %v; want 0, io.EOF", off, size, n, err)
+			}
+		}
+		if n, err := r.ReadAt(make([]byte, 10), -1); n != 0 || err == nil {
+			t.Errorf("ReadAt at -1 = %d, %v; want an error", n, err)
+		}
+		if n, err := r.ReadAt(nil, 0); n != 0 || err != nil {
+			t.Errorf("ReadAt of nothing = %d, %v; want 0, nil", n, err)
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		for _, opt := range []vault.ReaderAtOptions{{}, {CacheChunks: 2}} {
+			r := f.open(t, opt)
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(g), 7))
+					for range 30 {
+						off := rng.Int64N(size)
+						checkReadAt(t, r, f.data, off, rng.IntN(2<<20)+1)
+					}
+				})
+			}
+			wg.Wait()
+		}
+	})
+	t.Run("section reader", func(t *testing.T) {
+		r := f.open(t, vault.ReaderAtOptions{})
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, io.NewSectionReader(r, 0, r.Size())); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), f.data) {
+			t.Errorf("sequential read through a SectionReader differs")
+		}
+	})
+	t.Run("repeated chunks", func(t *testing.T) {
+		// The same chunks twice over: one cache entry serves both places.
+		refs := append(slices.Clone(f.refs), f.refs...)
+		data := append(slices.Clone(f.data), f.data...)
+		r := f.v.NewReaderAt(t.Context(), refs, vault.ReaderAtOptions{CacheChunks: 3})
+		defer r.Close()
+		rng := rand.New(rand.NewPCG(3, 4))
+		for range 50 {
+			checkReadAt(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(1<<20)+1)
+		}
+	})
+	t.Run("empty stream", func(t *testing.T) {
+		r := f.v.NewReaderAt(t.Context(), nil, vault.ReaderAtOptions{})
+		defer r.Close()
+		if n, err := r.ReadAt(make([]byte, 1), 0); r.Size() != 0 || n != 0 || err != io.EOF {
+			t.Errorf("empty stream: Size %d, ReadAt = %d, %v; want 0, 0, io.EOF", r.Size(), n, err)
+		}
+	})
+}
+
+func TestReaderAtDamage(t *testing.T) {
+	f := newReaderAtFixture(t)
+	const victim = 3
+	id := f.refs[victim].ID
+	start, end := int64(offsetOf(f.refs, victim)), int64(offsetOf(f.refs, victim+1))
+	orig := getRaw(t, f.store, chunkKey(id))
+
+	tests := []struct {
+		name   string
+		damage func(t *testing.T)
+		target error
+	}{
+		{"corrupt", func(t *testing.T) { putRaw(t, f.store, chunkKey(id), flipMiddle(slices.Clone(orig))) }, vault.ErrCorrupt},
+		{"missing", func(t *testing.T) {
+			if err := f.store.Delete(t.Context(), chunkKey(id)); err != nil {
+				t.Fatal(err)
+			}
+		}, blob.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.damage(t)
+			defer putRaw(t, f.store, chunkKey(id), orig)
+			r := f.open(t, vault.ReaderAtOptions{})
+
+			// A range from the chunk before into the damaged one returns
+			// what precedes the damage, and the chunk's error.
+			buf := make([]byte, 200)
+			n, err := r.ReadAt(buf, start-100)
+			wantChunkError(t, err, id, tt.target)
+			if n != 100 || !bytes.Equal(buf[:n], f.data[start-100:start]) {
+				t.Errorf("ReadAt across the damage = %d bytes; want the 100 before it", n)
+			}
+			// Twice: a failure is not cached as data.
+			_, err = r.ReadAt(buf, end-50)
+			wantChunkError(t, err, id, tt.target)
+			if tt.target == vault.ErrCorrupt && !strings.Contains(err.Error(), "authentication") {
+				t.Errorf("error %q does not say the chunk fails authentication", err)
+			}
+			// The rest of the stream reads.
+			checkReadAt(t, r, f.data, 0, int(start))
+			checkReadAt(t, r, f.data, end, len(f.data)-int(end))
+
+			wantChunkError(t, f.v.VerifyStream(t.Context(), f.refs), id, tt.target)
+
+			// Repaired, the chunk reads: the reader tries it again.
+			putRaw(t, f.store, chunkKey(id), orig)
+			checkReadAt(t, r, f.data, start-100, 200)
+		})
+	}
+	if err := f.v.VerifyStream(t.Context(), f.refs); err != nil {
+		t.Errorf("VerifyStream of a whole stream: %v", err)
+	}
+	t.Run("wrong size in the list", func(t *testing.T) {
+		// The same chunk listed twice, once with a size it does not have.
+		refs := []vault.ChunkRef{f.refs[0], f.refs[0]}
+		refs[1].Size--
+		r := f.v.NewReaderAt(t.Context(), refs, vault.ReaderAtOptions{})
+		defer r.Close()
+		checkReadAt(t, r, f.data, 0, int(refs[0].Size))
+		_, err := r.ReadAt(make([]byte, 10), refs[0].Size)
+		wantChunkError(t, err, refs[0].ID, vault.ErrCorrupt)
+	})
+}
+
+// stallStore makes every Get of a chunk other than free wait until its
+// context ends, telling started when one begins.
+type stallStore struct {
+	blob.Store
+	free    string
+	started chan string
+}
+
+func (s *stallStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "chunks/") && key != s.free {
+		s.started <- key
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestReaderAtStops checks that Close, or cancelling the reader's context,
+// stops the loads in flight, read-ahead included, and that reads then fail.
+func TestReaderAtStops(t *testing.T) {
+	f := newReaderAtFixture(t)
+	stall := func() (*vault.Vault, *stallStore) {
+		s := &stallStore{Store: f.store, free: chunkKey(f.refs[0].ID), started: make(chan string, 100)}
+		return openVault(t, s), s
+	}
+
+	t.Run("close", func(t *testing.T) {
+		checkGoroutines(t)
+		v, s := stall()
+		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{})
+		checkReadAt(t, r, f.data, 0, 100)
+		// Reading chunk 0 starts read-ahead of the next ones, which stalls.
+		<-s.started
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if n, err := r.ReadAt(make([]byte, 10), 0); n != 0 || err == nil || err == io.EOF {
+			t.Errorf("ReadAt after Close = %d, %v; want an error", n, err)
+		}
+		if err := r.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+	t.Run("close during a read", func(t *testing.T) {
+		checkGoroutines(t)
+		v, s := stall()
+		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{ReadAhead: -1})
+		errc := make(chan error, 1)
+		go func() {
+			_, err := r.ReadAt(make([]byte, 10), f.refs[0].Size)
+			errc <- err
+		}()
+		<-s.started
+		r.Close()
+		if err := <-errc; err == nil || err == io.EOF {
+			t.Errorf("ReadAt cut by Close = %v; want an error", err)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		checkGoroutines(t)
+		v, s := stall()
+		ctx, cancel := context.WithCancel(t.Context())
+		r := v.NewReaderAt(ctx, f.refs, vault.ReaderAtOptions{})
+		defer r.Close()
+		errc := make(chan error, 1)
+		go func() {
+			_, err := r.ReadAt(make([]byte, 10), f.refs[0].Size+f.refs[1].Size)
+			errc <- err
+		}()
+		<-s.started
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("ReadAt cut by cancel = %v; want context.Canceled", err)
+		}
+		if _, err := r.ReadAt(make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
+			t.Errorf("ReadAt after cancel = %v; want context.Canceled", err)
+		}
+	})
+}
