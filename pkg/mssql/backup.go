@@ -21,12 +21,16 @@ const (
 	CopyOnlyFull
 )
 
-// BackupRequest describes one BACKUP statement to DISK.
+// BackupRequest describes one BACKUP statement.
 type BackupRequest struct {
 	Database string
 	Type     BackupType
-	// Files are the stripes, as paths on the SQL Server's machine.
+	// Files are the stripes: paths on the SQL Server's machine (TO DISK)
+	// or s3:// URLs (TO URL, SQL Server 2022 and later).
 	Files []string
+	// MaxTransferSize, when set, is the size of each part SQL Server
+	// uploads to a URL (5 to 20 MB; above 10 MB only with compression).
+	MaxTransferSize int
 	// Compression asks SQL Server for WITH COMPRESSION (nil: the server's
 	// default). coffer compresses in its own pipeline, so it is normally
 	// off.
@@ -51,14 +55,13 @@ func (c *Client) Backup(ctx context.Context, r BackupRequest) error {
 	} else {
 		q.WriteString("BACKUP DATABASE @db TO ")
 	}
-	for k, f := range r.Files {
-		if k > 0 {
-			q.WriteString(", ")
-		}
-		fmt.Fprintf(&q, "DISK = @f%d", k)
-		args = append(args, sql.Named(fmt.Sprintf("f%d", k), f))
-	}
+	devs, devArgs := devices(r.Files)
+	q.WriteString(devs)
+	args = append(args, devArgs...)
 	q.WriteString(" WITH FORMAT, INIT, CHECKSUM, STATS = 5")
+	if r.MaxTransferSize > 0 {
+		fmt.Fprintf(&q, ", MAXTRANSFERSIZE = %d", r.MaxTransferSize)
+	}
 	switch r.Type {
 	case Differential:
 		q.WriteString(", DIFFERENTIAL")
@@ -325,18 +328,81 @@ func (c *Client) DatabaseExists(ctx context.Context, name string) (bool, error) 
 	return id.Valid, nil
 }
 
+// fromDisk is a statement's FROM clause over files (paths or s3:// URLs).
 func fromDisk(prefix string, files []string) (string, []any) {
+	devs, args := devices(files)
+	return prefix + devs, args
+}
+
+// devices lists backup devices as T-SQL with their parameters: DISK =
+// for a path, URL = for an s3:// URL.
+func devices(files []string) (string, []any) {
 	var b strings.Builder
-	b.WriteString(prefix)
 	var args []any
 	for k, f := range files {
 		if k > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "DISK = @f%d", k)
+		kind := "DISK"
+		if IsURL(f) {
+			kind = "URL"
+		}
+		fmt.Fprintf(&b, "%s = @f%d", kind, k)
 		args = append(args, sql.Named(fmt.Sprintf("f%d", k), f))
 	}
 	return b.String(), args
+}
+
+// IsURL reports whether a backup device is an s3:// URL.
+func IsURL(device string) bool { return strings.HasPrefix(strings.ToLower(device), "s3://") }
+
+// CreateS3Credential creates the credential SQL Server uses for the URLs
+// under prefix (s3://host:port/bucket/path): an S3 access key and its
+// secret. CREATE CREDENTIAL takes no variable, so every part is quoted.
+func (c *Client) CreateS3Credential(ctx context.Context, prefix, accessKey, secret string) error {
+	q := "CREATE CREDENTIAL " + QuoteName(prefix) + " WITH IDENTITY = 'S3 Access Key', SECRET = " + Literal(accessKey+":"+secret)
+	if err := c.exec(ctx, q, nil); err != nil {
+		return fmt.Errorf("create the credential for %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// errNoCredential is DROP CREDENTIAL's error for a credential that does
+// not exist.
+const errNoCredential = 15151
+
+// DropCredential drops a credential; one that does not exist is not an
+// error.
+func (c *Client) DropCredential(ctx context.Context, name string) error {
+	err := c.exec(ctx, "DROP CREDENTIAL "+QuoteName(name), nil)
+	if err != nil && Number(err) != errNoCredential {
+		return fmt.Errorf("drop the credential %s: %w", name, err)
+	}
+	return nil
+}
+
+// Credentials lists the names of the server's credentials that begin with
+// prefix.
+func (c *Client) Credentials(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := c.db.QueryContext(ctx, "SELECT name FROM sys.credentials")
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", wrapSQL(err))
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list credentials: %w", err)
+		}
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list credentials: %w", wrapSQL(err))
+	}
+	return out, nil
 }
 
 // scanByName calls fn with each row as a map from lower-case column name

@@ -122,6 +122,17 @@ type Server struct {
 	LogPath  string
 }
 
+// MajorVersion is the server's major version: 16 for SQL Server 2022, 15
+// for 2019; 0 when the version does not parse.
+func (s Server) MajorVersion() int {
+	major, _, _ := strings.Cut(s.Version, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // ServerInfo reads the instance's name, version, edition, default paths,
 // and whether the login is sysadmin.
 func (c *Client) ServerInfo(ctx context.Context) (Server, error) {

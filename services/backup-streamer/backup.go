@@ -149,6 +149,11 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	}
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: req.GetType()})
 	prog.report("backup", 0, 0, true)
+	if url, err := s.urlMode(ctx, c, on); err != nil {
+		return nil, err
+	} else if url {
+		return s.backupToURL(ctx, log, jid, req, c, on, typ, opt, chainBreak, prog)
+	}
 
 	name := stagingName(jid)
 	local := filepath.Join(s.cfg.StagingDir, name)
@@ -250,7 +255,24 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		attribute.Int("vault.chunks", len(res.Chunks)))
 	upSpan.End()
 
-	meta, err := s.readHeader(ctx, c, jid, db, remote)
+	streamed, err := s.streamed(ctx, log, c, jid, req, remote, res, chainBreak)
+	if err != nil {
+		return nil, err
+	}
+	if opt.tail {
+		keep = true
+	} else if err := removeFile(local); err != nil {
+		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
+	}
+	return streamed, nil
+}
+
+// streamed reads what SQL Server says of the backup it wrote to file (a
+// staging path or a URL) and makes the BackupStreamed of the stream res
+// the vault holds.
+func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, file string, res vault.Result, chainBreak string) (*cofferv1.BackupStreamed, error) {
+	db := req.GetDatabase()
+	meta, err := s.readHeader(ctx, c, jid, db, file)
 	if err != nil {
 		return nil, err
 	}
@@ -262,11 +284,6 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		return nil, err
 	}
 	toUTC(meta, offset)
-	if opt.tail {
-		keep = true
-	} else if err := removeFile(local); err != nil {
-		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
-	}
 	chunks := make([]*cofferv1.ChunkRef, len(res.Chunks))
 	for i, ch := range res.Chunks {
 		chunks[i] = &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize}

@@ -59,6 +59,10 @@ type Config struct {
 	// ReadBuffer is the size of the reads from a staging file. Default
 	// 1 MiB.
 	ReadBuffer int
+	// Endpoint, when its TLS is set, makes the streamer the S3 endpoint
+	// of URL mode: SQL Server 2022 and later back up to it and restore
+	// from it, with no staging file. Older instances keep disk mode.
+	Endpoint Endpoint
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.

@@ -379,3 +379,22 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		<-tick.C
 	}
 }
+
+// credentials lists the credentials on the simulated server.
+func (e *env) credentials() []string {
+	e.t.Helper()
+	rows, err := e.sqlDB().QueryContext(context.Background(), "SELECT name FROM sys.credentials")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}

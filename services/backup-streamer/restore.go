@@ -24,6 +24,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
+	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -163,13 +164,54 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		}
 	}
 
+	url, err := s.urlMode(ctx, c, tgt.GetInstance())
+	if err != nil {
+		return nil, err
+	}
+	if !url {
+		return s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, nil)
+	}
+	// URL mode: SQL Server reads every backup from the streamer's
+	// endpoint, straight out of the vault
+	var completed *cofferv1.RestoreCompleted
+	var job *urlJob
+	err = s.withCredential(ctx, log, c, jid, func(j *urlJob) { job = j }, func() error {
+		var err error
+		completed, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, job)
+		return err
+	})
+	return completed, err
+}
+
+// applyRestore restores files in order on instance c (the target's), the
+// tail-log backup first when the source database is overwritten. In disk
+// mode (job nil) each file is first reassembled in the staging directory
+// and verified; in URL mode SQL Server reads each from the job's URLs,
+// and an overwrite first reads and authenticates every chunk, so that a
+// damaged vault changes nothing.
+func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, c *mssql.Client,
+	tgt *cofferv1.DatabaseRef, files []staged, total int64, existed bool, job *urlJob) (*cofferv1.RestoreCompleted, error) {
+	src := req.GetSource()
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt})
 	n := len(files)
 	prog.report(fmt.Sprintf("fetch 1/%d", n), 0, 0, true)
 	// Fetching is the first half of the job's percentage, restoring the
 	// second, so the percentage only grows.
+	if job != nil {
+		for i := range files {
+			if err := s.serveFile(ctx, jid, job, &files[i], i); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var fetched int64
 	for i, f := range files {
+		if job != nil && !existed {
+			// URL mode, to a new name: SQL Server reads each chunk as it
+			// is verified, and a damaged one stops the restore, whose
+			// database is then dropped
+			break
+		}
 		step := fmt.Sprintf("fetch %d/%d", i+1, n)
 		err := s.fetch(ctx, jid, tgt, f, func(b int64) {
 			prog.report(step, 50*float64(fetched+b)/float64(max(total, 1)), fetched+b, false)
@@ -188,13 +230,13 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	// restore goes to the latest moment
 	var tailID string
 	if existed && req.GetOverwrite() && sameDatabase(src, tgt) {
-		tail, err := s.tailLog(ctx, log, jid, c, tgt, files[n-1].rp, req)
+		tail, err := s.tailLog(ctx, log, jid, c, tgt, files[n-1].rp, req, job)
 		if err != nil {
 			return nil, err
 		}
 		if tail != nil {
 			tailID = tail.rp.GetId()
-			if tail.local != "" {
+			if tail.remote != "" {
 				files = append(files, *tail)
 				n++
 				total += tail.rp.GetSize()
@@ -211,6 +253,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	// SQL Server reads STOPAT in its local time; convert before anything
 	// moves, since a moment may not be expressible
 	var serverStop time.Time
+	var err error
 	if !stopAt.IsZero() {
 		var prev *cofferv1.BackupMetadata
 		if n > 1 {
@@ -222,7 +265,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	}
 	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
 	if err != nil {
-		return nil, err
+		return nil, s.withDamage(job, err)
 	}
 	var said []string // what SQL Server said of the last step, beside progress
 	for i, f := range files {
@@ -255,6 +298,9 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		}
 		if err := s.restoreFile(ctx, c, jid, tgt, f, rr); err != nil {
 			reason := err.Error()
+			if readErr := s.readErr(job); readErr != nil {
+				reason += fmt.Sprintf("; the vault could not serve recovery point %s: %v", f.rp.GetId(), readErr)
+			}
 			if existed {
 				reason += fmt.Sprintf("; database %q was being overwritten and may be left RESTORING", tgt.GetDatabase())
 				if tailID != "" {
@@ -400,7 +446,7 @@ func sameDatabase(a, b *cofferv1.DatabaseRef) bool {
 // has no log chain (SIMPLE recovery, or no full backup yet) to take a tail
 // of. A failed tail-log backup refuses the restore: nothing is
 // overwritten.
-func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *mssql.Client, db *cofferv1.DatabaseRef, last *cofferv1.RecoveryPoint, req *cofferv1.RestoreRequested) (*staged, error) {
+func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *mssql.Client, db *cofferv1.DatabaseRef, last *cofferv1.RecoveryPoint, req *cofferv1.RestoreRequested, job *urlJob) (*staged, error) {
 	ch, err := c.ChainState(ctx, db.GetDatabase())
 	if err != nil {
 		return nil, s.sqlFailure(ctx, err, "read the log chain of %q before its tail-log backup", db.GetDatabase())
@@ -426,6 +472,18 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(tjid), Database: db, Backup: streamed.GetBackup(), Size: streamed.GetSize(), JobId: tjid}
 	tlog.InfoContext(ctx, "tail-log backup taken", slog.String("recovery_point", rp.GetId()), slog.Int64("size", rp.GetSize()))
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
+		if job != nil {
+			// URL mode: the restore reads the tail from the endpoint
+			const name = "tail.bak"
+			refs := make([]vault.ChunkRef, len(streamed.GetChunks()))
+			for i, ch := range streamed.GetChunks() {
+				refs[i] = vault.ChunkRef{ID: ch.GetId(), Size: ch.GetSize(), StoredSize: ch.GetStoredSize()}
+			}
+			s.url.mu.Lock()
+			job.objects[name] = refs
+			s.url.mu.Unlock()
+			return &staged{rp: rp, remote: s.url.url(jid, name)}, nil
+		}
 		return &staged{rp: rp, local: local, remote: serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}, nil
 	}
 	if err := removeFile(local); err != nil {
@@ -481,11 +539,17 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	out, err := os.OpenFile(f.local, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
-		return fail("recovery point %s: staging file: %v", f.rp.GetId(), err)
+	// in URL mode nothing is written: the stream is only read and
+	// authenticated
+	var out io.WriteCloser = nopWriteCloser{io.Discard}
+	if f.local != "" {
+		file, err := os.OpenFile(f.local, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+		if err != nil {
+			return fail("recovery point %s: staging file: %v", f.rp.GetId(), err)
+		}
+		defer file.Close()
+		out = file
 	}
-	defer out.Close()
 	refs := m.Chunks
 	r := s.vault.NewReader(ctx, refs)
 	defer r.Close()
@@ -504,6 +568,51 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		return fail("recovery point %s: the reassembled backup's checksum is %s, the manifest says %s; the restore was refused",
 			f.rp.GetId(), got, m.Checksum)
 	}
+	return nil
+}
+
+// readErr is the first damage the endpoint met serving job's objects, nil
+// in disk mode or when there was none.
+func (s *Service) readErr(job *urlJob) error {
+	if job == nil {
+		return nil
+	}
+	s.url.mu.Lock()
+	defer s.url.mu.Unlock()
+	return job.readErr
+}
+
+// withDamage adds to a failure the damage the endpoint met serving the
+// backup, which is what SQL Server's error ("incorrectly formed") means.
+func (s *Service) withDamage(job *urlJob, err error) error {
+	readErr := s.readErr(job)
+	if readErr == nil {
+		return err
+	}
+	var f *failure
+	if errors.As(err, &f) {
+		return fail("%s; the vault could not serve the backup: %v", f.reason, readErr)
+	}
+	return err
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// serveFile makes recovery point f the job's object number i, which SQL
+// Server reads from the endpoint: f's remote becomes its URL, and nothing
+// is staged.
+func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *staged, i int) error {
+	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	if err != nil {
+		return fail("recovery point %s: %v", f.rp.GetId(), err)
+	}
+	name := fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId())
+	s.url.mu.Lock()
+	job.objects[name] = m.Chunks
+	s.url.mu.Unlock()
+	f.local, f.remote = "", s.url.url(jid, name)
 	return nil
 }
 

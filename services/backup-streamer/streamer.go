@@ -47,6 +47,8 @@ type Service struct {
 
 	mu      sync.Mutex
 	clients map[string]*instanceClient
+
+	url *urlEndpoint // nil without URL mode
 }
 
 // instanceClient is the connection pool to one instance, and the sealed
@@ -81,7 +83,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 	if err != nil {
 		return nil, fmt.Errorf("backup-streamer: %w", err)
 	}
-	return &Service{
+	svc := &Service{
 		bus:       b,
 		vault:     v,
 		instances: cat.Bucket(cofferv1.BucketInstances),
@@ -92,7 +94,13 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 		log:       cfg.Logger,
 		tracer:    cfg.TracerProvider.Tracer(tracerName),
 		clients:   make(map[string]*instanceClient),
-	}, nil
+	}
+	if cfg.Endpoint.enabled() {
+		if svc.url, err = newURLEndpoint(cfg.Endpoint, v, cfg.Logger, cfg.Now); err != nil {
+			return nil, fmt.Errorf("backup-streamer: %w", err)
+		}
+	}
+	return svc, nil
 }
 
 // Run takes work from the queue with Config.Workers jobs at once until ctx
@@ -107,6 +115,21 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("backup-streamer: staging directory: %w", err)
 	}
 	s.sweepStaging(ctx)
+	if s.url != nil {
+		if err := s.url.listen(); err != nil {
+			return fmt.Errorf("backup-streamer: %w", err)
+		}
+		// the endpoint outlives the jobs: it stops once they are drained
+		ectx, stopEndpoint := context.WithCancel(context.WithoutCancel(ctx))
+		served := make(chan error, 1)
+		go func() { served <- s.url.serve(ectx) }()
+		defer func() {
+			stopEndpoint()
+			if err := <-served; err != nil {
+				s.log.ErrorContext(ctx, "S3 endpoint stopped", slog.Any("error", err))
+			}
+		}()
+	}
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
 		Stream:      cofferv1.StreamWork,
 		Durable:     durable,
@@ -257,7 +280,7 @@ func (s *Service) client(ctx context.Context, instance string) (*mssql.Client, e
 	case len(rec.GetSealedDsn()) == 0:
 		return nil, fail("instance %q has no connection string", instance)
 	}
-	c, err := s.cachedClient(instance, rec.GetSealedDsn())
+	c, fresh, err := s.cachedClient(instance, rec.GetSealedDsn())
 	if err != nil {
 		return nil, err
 	}
@@ -267,29 +290,56 @@ func (s *Service) client(ctx context.Context, instance string) (*mssql.Client, e
 		}
 		return nil, fmt.Errorf("connect to instance %q: %w", instance, err)
 	}
+	if fresh && s.url != nil {
+		s.sweepCredentials(ctx, instance, c)
+	}
 	return c, nil
 }
 
-func (s *Service) cachedClient(instance string, sealed []byte) (*mssql.Client, error) {
+// sweepCredentials drops the credentials a job of this streamer left on
+// an instance when the process died before the job could drop them: each
+// names a job's URL prefix at this endpoint, and no job of this process
+// runs yet that uses it.
+func (s *Service) sweepCredentials(ctx context.Context, instance string, c *mssql.Client) {
+	names, err := c.Credentials(ctx, s.url.credentialPrefix())
+	if err != nil {
+		s.log.WarnContext(ctx, "credentials of ended jobs not listed", slog.String("instance", instance), slog.Any("error", err))
+		return
+	}
+	for _, n := range names {
+		jid := strings.TrimPrefix(n, s.url.credentialPrefix())
+		if s.url.job(jid) != nil {
+			continue
+		}
+		if err := c.DropCredential(ctx, n); err != nil {
+			s.log.WarnContext(ctx, "credential of an ended job not dropped", slog.String("instance", instance), slog.String("credential", n), slog.Any("error", err))
+			continue
+		}
+		s.log.InfoContext(ctx, "credential of an ended job dropped", slog.String("instance", instance), slog.String("credential", n))
+	}
+}
+
+// cachedClient returns the pool of an instance, and whether it is new.
+func (s *Service) cachedClient(instance string, sealed []byte) (*mssql.Client, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ic, ok := s.clients[instance]; ok {
 		if bytes.Equal(ic.sealed, sealed) {
-			return ic.c, nil
+			return ic.c, false, nil
 		}
 		ic.c.Close()
 		delete(s.clients, instance)
 	}
 	dsn, err := s.sealer.Open(sealed, instance)
 	if err != nil {
-		return nil, fail("the connection string of instance %q does not open: %v", instance, err)
+		return nil, false, fail("the connection string of instance %q does not open: %v", instance, err)
 	}
 	c, err := mssql.Open(string(dsn))
 	if err != nil {
-		return nil, fail("instance %q: %v", instance, err)
+		return nil, false, fail("instance %q: %v", instance, err)
 	}
 	s.clients[instance] = &instanceClient{sealed: bytes.Clone(sealed), c: c}
-	return c, nil
+	return c, true, nil
 }
 
 func (s *Service) closeClients() {

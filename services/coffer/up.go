@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry"
+	"github.com/cofferhq/coffer/pkg/tlsca"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/autoprotect"
@@ -51,6 +52,13 @@ type upConfig struct {
 	// with SQL Server, and serverStagingDir names it as SQL Server sees it
 	// (tests against a SQL Server in another container).
 	stagingDir, serverStagingDir string
+	// s3Addr, when set, is where the streamer serves its S3 endpoint (URL
+	// mode for SQL Server 2022 and later); s3Advertise is the host:port
+	// SQL Server reaches it at.
+	s3Addr, s3Advertise string
+	// ca is the CA that issues the endpoint's certificate (DATA/ca);
+	// loaded when URL mode is on.
+	ca *tlsca.CA
 }
 
 func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (*upConfig, error) {
@@ -64,6 +72,8 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&c.natsListen, "nats", "", "also serve NATS on this address (e.g. 127.0.0.1:4222) for services in other processes")
 	fs.IntVar(&c.workers, "workers", 2, "backup and restore jobs run at once")
 	fs.StringVar(&c.token, "token", getenv("COFFER_API_TOKEN"), "require this API token (COFFER_API_TOKEN)")
+	fs.StringVar(&c.s3Addr, "url-listen", getenv("COFFER_URL_LISTEN"), "serve the S3 endpoint SQL Server 2022 backs up to and restores from (URL mode) on this address, e.g. :9443 (COFFER_URL_LISTEN; with --demo 127.0.0.1:0); without it every instance uses disk mode")
+	fs.StringVar(&c.s3Advertise, "url-advertise", getenv("COFFER_URL_ADVERTISE"), "host:port SQL Server reaches the S3 endpoint at (COFFER_URL_ADVERTISE; default the listening address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -71,6 +81,10 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.store = c.vaultStore(getenv)
+	if c.s3Addr == "" && c.demo {
+		// the demo's simulated SQL Server 2022 backs up to the streamer
+		c.s3Addr = "127.0.0.1:0"
+	}
 	var errs []error
 	if c.workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
@@ -210,6 +224,12 @@ Try:
 
 Stop with Ctrl-C.
 `, apiURL, c.dataDir, vaultWhere(c.store))
+	if c.ca != nil {
+		fmt.Fprintf(stdout, "S3 endpoint: SQL Server 2022 and later back up to https://%s with no staging (older versions use %s).\n"+
+			"  Make SQL Server trust %s: on Linux copy it into /var/opt/mssql/security/ca-certificates/ and restart SQL Server;\n"+
+			"  on Windows import it into the machine's Trusted Root Certification Authorities.\n",
+			c.s3Advertise, filepath.Join(c.dataDir, "staging"), filepath.Join(c.dataDir, "ca", tlsca.CertFile))
+	}
 	if !c.demo {
 		fmt.Fprintf(stdout, "Register a SQL Server first: coffer instance add NAME --dsn 'sqlserver://user:password@host:1433'\n")
 	}
@@ -362,8 +382,12 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if staging == "" {
 		staging = filepath.Join(c.dataDir, "staging")
 	}
+	endpoint, err := c.endpoint()
+	if err != nil {
+		return nil, err
+	}
 	str, err := streamer.New(b, cat, v, streamer.Config{MasterKey: key, StagingDir: staging, ServerStagingDir: c.serverStagingDir,
-		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp})
+		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp, Endpoint: endpoint})
 	if err != nil {
 		return nil, err
 	}
@@ -411,6 +435,21 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	return st, nil
 }
 
+// endpoint is the streamer's S3 endpoint: off without --url-listen;
+// otherwise its certificate is issued by coffer's CA, created in DATA/ca
+// on first start (or the operator's, placed there).
+func (c *upConfig) endpoint() (streamer.Endpoint, error) {
+	if c.s3Addr == "" {
+		return streamer.Endpoint{}, nil
+	}
+	e, ca, err := streamer.NewEndpoint(c.s3Addr, c.s3Advertise, filepath.Join(c.dataDir, "ca"))
+	if err != nil {
+		return e, err
+	}
+	c.ca, c.s3Advertise = ca, e.Advertise
+	return e, nil
+}
+
 // startDemoInstance starts the simulator with the demo databases and
 // registers it as sql1 with auto-protection on.
 func startDemoInstance(ctx context.Context, c *upConfig, apiURL string, logger *slog.Logger, stdout io.Writer) (*mssqlsim.Instance, error) {
@@ -419,8 +458,12 @@ func startDemoInstance(ctx context.Context, c *upConfig, apiURL string, logger *
 		return nil, err
 	}
 	const password = "Coffer-Demo-1"
-	inst, err := mssqlsim.Load(filepath.Join(dir, "state.gob"), mssqlsim.Config{ServerName: "SQL1", SAPassword: password,
-		BackupDir: dir, Logger: logger.With("component", "mssqlsim")})
+	cfg := mssqlsim.Config{ServerName: "SQL1", SAPassword: password, BackupDir: dir, Logger: logger.With("component", "mssqlsim")}
+	if c.ca != nil {
+		// as an operator installs coffer's CA where SQL Server trusts it
+		cfg.TrustedCAs = c.ca.Pool()
+	}
+	inst, err := mssqlsim.Load(filepath.Join(dir, "state.gob"), cfg)
 	if err != nil {
 		return nil, err
 	}

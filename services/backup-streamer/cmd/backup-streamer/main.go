@@ -8,6 +8,9 @@
 //	COFFER_STAGING_DIR         directory shared with SQL Server for backup files (default: $TMPDIR/coffer-staging)
 //	COFFER_SERVER_STAGING_DIR  the same directory as SQL Server sees it, if its path differs
 //	COFFER_STREAMER_WORKERS    jobs run at once (default 2)
+//	COFFER_URL_LISTEN          serve the S3 endpoint SQL Server 2022 backs up to (URL mode) on this address
+//	COFFER_URL_ADVERTISE       host:port SQL Server reaches that endpoint at (default the listening address)
+//	COFFER_CA_DIR              the CA that issues the endpoint's certificate (ca.pem, ca.key; created if absent)
 //
 // and the vault's location: COFFER_VAULT_DIR for a directory, or
 // COFFER_S3_ENDPOINT, COFFER_S3_BUCKET, COFFER_S3_ACCESS_KEY,
@@ -53,6 +56,17 @@ func run(ctx context.Context, d daemon.Deps) error {
 			return fmt.Errorf("COFFER_STREAMER_WORKERS %q: want a positive number", w)
 		}
 		cfg.Workers = n
+	}
+	if listen := d.Getenv("COFFER_URL_LISTEN"); listen != "" {
+		caDir := d.Getenv("COFFER_CA_DIR")
+		if caDir == "" {
+			return errors.New("COFFER_URL_LISTEN needs COFFER_CA_DIR: the CA whose certificate SQL Server trusts")
+		}
+		e, _, err := streamer.NewEndpoint(listen, d.Getenv("COFFER_URL_ADVERTISE"), caDir)
+		if err != nil {
+			return err
+		}
+		cfg.Endpoint = e
 	}
 	store, err := daemon.VaultStoreFromEnv(d.Getenv).Open()
 	if err != nil {

@@ -1,0 +1,333 @@
+package streamer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/s3endpoint"
+	"github.com/cofferhq/coffer/pkg/tlsca"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+// URL mode. SQL Server 2022 writes a backup with BACKUP ... TO URL and
+// reads one with RESTORE ... FROM URL from any S3-compatible endpoint; the
+// streamer is that endpoint (pkg/s3endpoint), so that a backup flows from
+// SQL Server into the vault's chunk pipeline, and a restore out of the
+// vault, with no staging disk in between. Each job has its own access
+// key, scoped to its own prefix (bucket/<job id>/) and known only while
+// the job runs, and the instance gets a credential for that prefix that
+// the job drops when it ends.
+
+// Endpoint configures the streamer's S3 endpoint. URL mode is on when TLS
+// is set: SQL Server talks to an S3 endpoint over HTTPS only, and trusts
+// the certificate only if its host trusts the CA that issued it.
+type Endpoint struct {
+	// Addr is where the endpoint listens, such as ":9443" or
+	// "127.0.0.1:0". Listener, when set, is used instead.
+	Addr     string
+	Listener net.Listener
+	// Advertise is the host:port SQL Server reaches the endpoint at.
+	// Default: the listener's address.
+	Advertise string
+	// TLS holds the endpoint's certificate.
+	TLS *tls.Config
+	// Bucket is the bucket name in the URLs. Default "coffer".
+	Bucket string
+	// MaxTransferSize is the part size SQL Server uploads (MAXTRANSFERSIZE).
+	// Default 10 MB, SQL Server's own default for URLs.
+	MaxTransferSize int
+}
+
+func (e Endpoint) enabled() bool { return e.TLS != nil }
+
+// NewEndpoint makes the Endpoint that listens on listen and that SQL
+// Server reaches at advertise (default: the listening address), with a
+// certificate for the advertised host issued by the CA kept in caDir
+// (created there on first use; an operator's CA placed there is used as
+// it is). The CA is returned for the operator's instructions.
+func NewEndpoint(listen, advertise, caDir string) (Endpoint, *tlsca.CA, error) {
+	ca, err := tlsca.Ensure(caDir)
+	if err != nil {
+		return Endpoint{}, nil, fmt.Errorf("coffer's CA: %w", err)
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return Endpoint{}, nil, fmt.Errorf("listen for SQL Server's backups on %s: %w", listen, err)
+	}
+	if advertise == "" {
+		advertise = l.Addr().String()
+	}
+	host, _, err := net.SplitHostPort(advertise)
+	if err != nil {
+		l.Close()
+		return Endpoint{}, nil, fmt.Errorf("advertised address %q: want host:port", advertise)
+	}
+	cert, err := ca.Issue([]string{host}, 2*365*24*time.Hour)
+	if err != nil {
+		l.Close()
+		return Endpoint{}, nil, err
+	}
+	return Endpoint{Listener: l, Advertise: advertise,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, ca, nil
+}
+
+// urlEndpoint is the running endpoint: the keys of the jobs that run, and
+// the objects each job writes or reads.
+type urlEndpoint struct {
+	cfg    Endpoint
+	vault  *vault.Vault
+	log    *slog.Logger
+	server *s3endpoint.Server
+
+	mu   sync.Mutex
+	jobs map[string]*urlJob // by job id, which is also the access key id
+}
+
+// urlJob is one job's view of the endpoint.
+type urlJob struct {
+	key s3endpoint.Key
+	// upload, for a backup: the vault writer SQL Server's upload feeds,
+	// and what became of it
+	writer    *vault.Writer
+	uploading bool
+	completed bool
+	aborted   error
+	// objects the job lets SQL Server read, by name under its prefix: the
+	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
+	// points a restore applies
+	objects map[string][]vault.ChunkRef
+	// readErr is the first damage a read met, for the job's reason
+	readErr error
+}
+
+func newURLEndpoint(cfg Endpoint, v *vault.Vault, log *slog.Logger, now func() time.Time) (*urlEndpoint, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "coffer"
+	}
+	if cfg.MaxTransferSize == 0 {
+		cfg.MaxTransferSize = 10 << 20
+	}
+	e := &urlEndpoint{cfg: cfg, vault: v, log: log, jobs: map[string]*urlJob{}}
+	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	e.server = srv
+	return e, nil
+}
+
+// listen opens the endpoint's listener, so that its address is known
+// before any job names it in a URL.
+func (e *urlEndpoint) listen() error {
+	if e.cfg.Listener == nil {
+		l, err := net.Listen("tcp", e.cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen for SQL Server's backups on %s: %w", e.cfg.Addr, err)
+		}
+		e.cfg.Listener = l
+	}
+	if e.cfg.Advertise == "" {
+		e.cfg.Advertise = e.cfg.Listener.Addr().String()
+	}
+	return nil
+}
+
+// serve runs the HTTPS endpoint until ctx ends.
+func (e *urlEndpoint) serve(ctx context.Context) error {
+	l := e.cfg.Listener
+	hs := &http.Server{Handler: e.server, TLSConfig: e.cfg.TLS, ReadHeaderTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(tls.NewListener(l, e.cfg.TLS)) }()
+	e.log.InfoContext(ctx, "S3 endpoint for SQL Server serving", slog.String("advertise", e.cfg.Advertise))
+	select {
+	case err := <-done:
+		return fmt.Errorf("S3 endpoint: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}
+
+// prefix is the URL prefix of a job: its credential's name.
+func (e *urlEndpoint) prefix(jid string) string {
+	return "s3://" + e.cfg.Advertise + "/" + e.cfg.Bucket + "/" + jid
+}
+
+// url is the URL of object name of a job.
+func (e *urlEndpoint) url(jid, name string) string { return e.prefix(jid) + "/" + name }
+
+// credentialPrefix is what every credential of this endpoint begins with.
+func (e *urlEndpoint) credentialPrefix() string {
+	return "s3://" + e.cfg.Advertise + "/" + e.cfg.Bucket + "/"
+}
+
+// open gives job jid an access key, valid until it is closed, and
+// returns it with its secret.
+func (e *urlEndpoint) open(jid string) (*urlJob, error) {
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	j := &urlJob{key: s3endpoint.Key{ID: jid, Secret: hex.EncodeToString(secret), Bucket: e.cfg.Bucket, Prefix: jid + "/"},
+		objects: map[string][]vault.ChunkRef{}}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.jobs[jid]; ok {
+		return nil, fmt.Errorf("job %s is already using the S3 endpoint", jid)
+	}
+	e.jobs[jid] = j
+	return j, nil
+}
+
+// close withdraws a job's key: its uploads still running are aborted and
+// its objects can no longer be read.
+func (e *urlEndpoint) close(jid string) {
+	e.mu.Lock()
+	delete(e.jobs, jid)
+	e.mu.Unlock()
+	e.server.Abort(jid, errors.New("the job ended"))
+}
+
+func (e *urlEndpoint) job(id string) *urlJob {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.jobs[id]
+}
+
+// Lookup finds the key of a running job (s3endpoint.Keys).
+func (e *urlEndpoint) Lookup(_ context.Context, id string) (s3endpoint.Key, bool, error) {
+	j := e.job(id)
+	if j == nil {
+		return s3endpoint.Key{}, false, nil
+	}
+	return j.key, true, nil
+}
+
+// jobOf splits an object name into its job and the name under the job's
+// prefix; the key's scope has already made sure the job is the caller's.
+func (e *urlEndpoint) jobOf(bucket, key string) (*urlJob, string, error) {
+	jid, name, ok := strings.Cut(key, "/")
+	j := e.job(jid)
+	if bucket != e.cfg.Bucket || !ok || j == nil {
+		return nil, "", s3endpoint.ErrNotExist
+	}
+	return j, name, nil
+}
+
+// NewUpload starts SQL Server's upload of a job's backup into the job's
+// vault writer (s3endpoint.Store). A job takes one upload: one stripe.
+func (e *urlEndpoint) NewUpload(_ context.Context, bucket, key string) (s3endpoint.Upload, error) {
+	j, _, err := e.jobOf(bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if j.writer == nil {
+		return nil, fmt.Errorf("job %s takes no backup", j.key.ID)
+	}
+	if j.uploading || j.completed {
+		return nil, fmt.Errorf("job %s already has its upload: one URL per backup", j.key.ID)
+	}
+	j.uploading = true
+	return &jobUpload{e: e, j: j}, nil
+}
+
+// jobUpload feeds an upload, part after part, into the job's writer.
+type jobUpload struct {
+	e *urlEndpoint
+	j *urlJob
+}
+
+func (u *jobUpload) Write(p []byte) (int, error) { return u.j.writer.Write(p) }
+
+func (u *jobUpload) Complete(context.Context) error {
+	u.e.mu.Lock()
+	defer u.e.mu.Unlock()
+	u.j.completed = true
+	return nil
+}
+
+func (u *jobUpload) Abort(err error) {
+	u.e.mu.Lock()
+	defer u.e.mu.Unlock()
+	if u.j.aborted == nil {
+		u.j.aborted = err
+	}
+}
+
+// Open serves an object a job may read (s3endpoint.Store): its chunks are
+// read from the vault and authenticated as they are served.
+func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.Object, error) {
+	j, name, err := e.jobOf(bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	refs, ok := j.objects[name]
+	e.mu.Unlock()
+	if !ok {
+		return nil, s3endpoint.ErrNotExist
+	}
+	r := e.vault.NewReaderAt(ctx, refs, vault.ReaderAtOptions{})
+	return &jobObject{r: r, e: e, j: j, info: s3endpoint.ObjectInfo{Key: key, Size: r.Size(), ModTime: time.Unix(0, 0)}}, nil
+}
+
+// List lists the objects a job may read (s3endpoint.Store).
+func (e *urlEndpoint) List(_ context.Context, bucket, prefix string) ([]s3endpoint.ObjectInfo, error) {
+	jid, _, _ := strings.Cut(prefix, "/")
+	j := e.job(jid)
+	if j == nil || bucket != e.cfg.Bucket {
+		return nil, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []s3endpoint.ObjectInfo
+	for name, refs := range j.objects {
+		var size int64
+		for _, c := range refs {
+			size += c.Size
+		}
+		if key := jid + "/" + name; strings.HasPrefix(key, prefix) {
+			out = append(out, s3endpoint.ObjectInfo{Key: key, Size: size, ModTime: time.Unix(0, 0)})
+		}
+	}
+	return out, nil
+}
+
+// jobObject is an object served to SQL Server; the first damage it meets
+// is kept for the job's reason.
+type jobObject struct {
+	r    *vault.ReaderAt
+	e    *urlEndpoint
+	j    *urlJob
+	info s3endpoint.ObjectInfo
+}
+
+func (o *jobObject) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.r.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		o.e.mu.Lock()
+		if o.j.readErr == nil {
+			o.j.readErr = err
+		}
+		o.e.mu.Unlock()
+	}
+	return n, err
+}
+
+func (o *jobObject) Info() s3endpoint.ObjectInfo { return o.info }
+func (o *jobObject) Close() error                { return o.r.Close() }

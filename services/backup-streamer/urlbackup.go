@@ -1,0 +1,137 @@
+package streamer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// urlMode reports whether jobs on instance go through the S3 endpoint:
+// the streamer serves one and the instance is SQL Server 2022 or later
+// (older versions have no s3:// URLs and keep disk mode).
+func (s *Service) urlMode(ctx context.Context, c *mssql.Client, instance string) (bool, error) {
+	if s.url == nil {
+		return false, nil
+	}
+	srv, err := c.ServerInfo(ctx)
+	if err != nil {
+		return false, s.sqlFailure(ctx, err, "read the version of instance %q", instance)
+	}
+	return srv.MajorVersion() >= 16, nil
+}
+
+// withCredential runs fn with job jid's access key known to the endpoint
+// and a credential for the job's URL prefix on the instance; both are gone
+// when it returns, whatever happened.
+func (s *Service) withCredential(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, setup func(*urlJob), fn func() error) error {
+	j, err := s.url.open(jid)
+	if err != nil {
+		return err
+	}
+	defer s.url.close(jid)
+	if setup != nil {
+		setup(j)
+	}
+	prefix := s.url.prefix(jid)
+	if err := c.CreateS3Credential(ctx, prefix, j.key.ID, j.key.Secret); err != nil {
+		return s.sqlFailure(ctx, err, "create the job's credential on the instance")
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := c.DropCredential(dctx, prefix); err != nil {
+			log.ErrorContext(ctx, "job credential not dropped; it is dropped when the streamer next meets the instance", slog.String("credential", prefix), slog.Any("error", err))
+		}
+	}()
+	return fn()
+}
+
+// backupToURL takes a backup with BACKUP ... TO URL, the streamer's own
+// endpoint receiving it straight into the vault: no staging file.
+func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, c *mssql.Client,
+	on string, typ mssql.BackupType, opt backupOptions, chainBreak string, prog *progress) (*cofferv1.BackupStreamed, error) {
+	db := req.GetDatabase()
+	wctx, abort := context.WithCancel(ctx)
+	defer abort()
+	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
+	closed := false
+	defer func() {
+		if !closed {
+			w.Close()
+		}
+	}()
+	const name = "backup.bak"
+	url := s.url.url(jid, name)
+	var job *urlJob
+	var streamed *cofferv1.BackupStreamed
+	err := s.withCredential(ctx, log, c, jid, func(j *urlJob) { j.writer, job = w, j }, func() error {
+		noCompression := false
+		var percent atomic.Int64
+		sctx, sqlSpan := s.tracer.Start(ctx, "mssql backup", trace.WithAttributes(dbAttrs(jid, db)...),
+			trace.WithAttributes(attribute.String("db.operation.name", "BACKUP"), attribute.String("backup.url", url)))
+		done := make(chan struct{})
+		go func() {
+			// progress while SQL Server uploads
+			t := time.NewTicker(s.cfg.ProgressInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					prog.report("backup", float64(percent.Load()), 0, false)
+				}
+			}
+		}()
+		err := s.backupInTurn(sctx, log, c, mssql.BackupRequest{
+			Database: db.GetDatabase(), Type: typ, Files: []string{url}, Compression: &noCompression,
+			MaxTransferSize: s.url.cfg.MaxTransferSize, NoRecovery: opt.tail,
+			OnProgress: func(p int) { percent.Store(int64(p)) },
+		})
+		close(done)
+		if err != nil {
+			sqlSpan.RecordError(err)
+			sqlSpan.SetStatus(codes.Error, err.Error())
+		}
+		sqlSpan.End()
+		s.url.mu.Lock()
+		completed, aborted := job.completed, job.aborted
+		s.url.mu.Unlock()
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+		case err != nil:
+			return fail("BACKUP of database %q on instance %q failed: %v", db.GetDatabase(), on, err)
+		case !completed:
+			return fail("SQL Server reported the backup of database %q done, but its upload to %s never completed (%v)", db.GetDatabase(), url, aborted)
+		}
+		closed = true
+		if err := w.Close(); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+			}
+			return fail("store the backup of database %q in the vault: %v", db.GetDatabase(), err)
+		}
+		res := w.Result()
+		// RESTORE HEADERONLY reads the backup back from the endpoint
+		s.url.mu.Lock()
+		job.objects[name] = res.Chunks
+		s.url.mu.Unlock()
+		streamed, err = s.streamed(ctx, log, c, jid, req, url, res, chainBreak)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return streamed, nil
+}
