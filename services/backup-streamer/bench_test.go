@@ -2,6 +2,7 @@ package streamer_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,8 +16,10 @@ import (
 	"github.com/cofferhq/coffer/pkg/blob/s3store"
 	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssql"
+	"github.com/cofferhq/coffer/pkg/tlsca"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	streamer "github.com/cofferhq/coffer/services/backup-streamer"
 )
 
 // BenchmarkBackup1GiB backs up a 1 GiB simulated database through the
@@ -34,7 +37,17 @@ import (
 //	peak-heap-MB    the process's peak HeapInuse during the streamer runs
 //	                (the simulator and NATS run in this process too)
 //	heap-growth-MB  that peak less the HeapInuse before the runs
+//
+// It runs twice: disk mode (BACKUP TO DISK into the staging directory,
+// which the streamer tails; a restore reassembles the file there first)
+// and URL mode (BACKUP TO URL into the streamer's own S3 endpoint, RESTORE
+// FROM URL out of it: nothing staged).
 func BenchmarkBackup1GiB(b *testing.B) {
+	b.Run("disk", func(b *testing.B) { benchBackup1GiB(b, false) })
+	b.Run("url", func(b *testing.B) { benchBackup1GiB(b, true) })
+}
+
+func benchBackup1GiB(b *testing.B, url bool) {
 	srv := miniotest.Start(b)
 	srv.MakeBucket(b, "vault")
 	srv.MakeBucket(b, "raw")
@@ -47,7 +60,21 @@ func BenchmarkBackup1GiB(b *testing.B) {
 		}
 		return s
 	}
-	e := newEnv(b, envOptions{store: newStore("setup")})
+	opt := envOptions{store: newStore("setup")}
+	var endpoint streamer.Endpoint
+	if url {
+		ca, err := tlsca.New("bench CA", time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cert, err := ca.Issue([]string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		opt.sim.TrustedCAs = ca.Pool()
+		endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	}
+	e := newEnv(b, opt)
 	const db = "Bench1GiB"
 	e.createFilled(db, 131072) // 1 GiB of 8 KiB pages, nearly all holding rows
 
@@ -71,6 +98,7 @@ func BenchmarkBackup1GiB(b *testing.B) {
 		stopC := e.startCommitter()
 		cfg := e.streamerConfig()
 		cfg.Logger = nil
+		cfg.Endpoint = endpoint
 		stopS := e.startStreamer(cfg)
 		b.StartTimer()
 
