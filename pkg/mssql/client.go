@@ -3,6 +3,7 @@ package mssql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"regexp"
@@ -154,8 +155,26 @@ func (c *Client) ServerInfo(ctx context.Context) (Server, error) {
 // exec runs a statement, passing each informational message to onInfo,
 // and returns SQL Server's errors as *Error.
 func (c *Client) exec(ctx context.Context, query string, onInfo func(number int32, msg string), args ...any) error {
+	conn, err := c.db.Conn(ctx)
+	if err != nil {
+		return wrapSQL(err)
+	}
+	defer conn.Close()
+	err = execOn(ctx, conn, query, onInfo, args...)
+	var sqlErr *Error
+	if err != nil && !errors.As(err, &sqlErr) && ctx.Err() == nil {
+		// the connection broke under the statement (the server went away
+		// or dropped it): the driver would hand it out again, and the next
+		// statement would wait on it forever, so it is thrown away
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
+}
+
+// execOn runs a statement on one connection (see exec).
+func execOn(ctx context.Context, conn *sql.Conn, query string, onInfo func(number int32, msg string), args ...any) error {
 	msgs := &sqlexp.ReturnMessage{}
-	rows, err := c.db.QueryContext(ctx, query, append(args, msgs)...)
+	rows, err := conn.QueryContext(ctx, query, append(args, msgs)...)
 	if err != nil {
 		return wrapSQL(err)
 	}

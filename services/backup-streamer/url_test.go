@@ -158,3 +158,29 @@ func TestURLModeDamagedChunk(t *testing.T) {
 		t.Errorf("credentials left on the server: %v", creds)
 	}
 }
+
+// TestURLModeConnectionDrop: SQL Server's connection drops in the middle
+// of a backup to the endpoint: the job fails visibly, no recovery point
+// is recorded, and the job's credential is gone from the server.
+func TestURLModeConnectionDrop(t *testing.T) {
+	e, _, _ := urlEnv(t)
+	ctx := t.Context()
+	const db = "Dropped"
+	e.createFilled(db, 3000)
+	e.inst.InjectFault(mssqlsim.Fault{Kind: mssqlsim.FaultDropConnection, Database: db, AfterBytes: 8 << 20})
+	jid := e.backup(ctx, db, full)
+	j := e.mustFail(jid)
+	if !strings.Contains(j.Error, db) {
+		t.Errorf("reason %q; want it to name the database", j.Error)
+	}
+	if _, err := e.recoveryPoint(db, jid); err == nil {
+		t.Error("a recovery point was recorded for the failed backup")
+	}
+	if len(e.manifests()) != 0 {
+		t.Errorf("manifests written: %v", e.manifests())
+	}
+	if creds := e.credentials(); len(creds) != 0 {
+		t.Errorf("credentials left on the server: %v", creds)
+	}
+	e.stagingEmpty()
+}

@@ -61,11 +61,13 @@ func (s *Service) withCredential(ctx context.Context, log *slog.Logger, c *mssql
 func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, c *mssql.Client,
 	on string, typ mssql.BackupType, opt backupOptions, chainBreak string, prog *progress) (*cofferv1.BackupStreamed, error) {
 	db := req.GetDatabase()
+	// until it is closed successfully the stream is aborted: its chunks
+	// become garbage, and with no manifest nothing refers to them
 	wctx, abort := context.WithCancel(ctx)
-	defer abort()
 	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
 	closed := false
 	defer func() {
+		abort()
 		if !closed {
 			w.Close()
 		}
