@@ -49,6 +49,7 @@ type ReaderAt struct {
 	entries map[string]*cacheEntry // by chunk id, so a chunk repeated in the stream is loaded once
 	free    []*chunkBufs           // buffers of chunks evicted or failed, for reuse
 	tick    uint64                 // clock of uses, for LRU
+	seen    []bool                 // seen[i]: a read has touched chunks[i]
 	changed chan struct{}          // closed, and replaced, when a place may have come free
 }
 
@@ -62,9 +63,11 @@ type cacheEntry struct {
 	bufs  *chunkBufs
 	plain []byte
 	err   error
-	pins  int    // reads waiting for the chunk or copying from it
-	used  bool   // a read has copied from it
-	last  uint64 // tick of its last use, or of its creation
+	pins  int // reads waiting for the chunk or copying from it
+	// lo and hi bound the part of the chunk reads have copied, lo == hi
+	// if none; when reads left gaps, the largest part found.
+	lo, hi int64
+	last   uint64 // tick of its last use, or of its creation
 }
 
 var _ io.ReaderAt = (*ReaderAt)(nil)
@@ -98,6 +101,7 @@ func (v *Vault) NewReaderAt(ctx context.Context, chunks []ChunkRef, opt ReaderAt
 		ctx:     ctx,
 		cancel:  cancel,
 		entries: make(map[string]*cacheEntry, opt.CacheChunks),
+		seen:    make([]bool, len(chunks)),
 		changed: make(chan struct{}),
 	}
 	for i, c := range chunks {
@@ -157,27 +161,62 @@ func (r *ReaderAt) copyFrom(i int, p []byte, pos, end int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer r.release(e)
 	// Started after acquire, so that the chunk this read waits for is
 	// loaded first.
-	r.readAhead(i)
+	r.readAhead(i, end)
 	select {
 	case <-e.done:
 	case <-r.ctx.Done():
+		r.release(e, 0, 0)
 		return 0, context.Cause(r.ctx)
 	}
 	if e.err != nil {
+		r.release(e, 0, 0)
 		return 0, e.err
 	}
 	ref := r.chunks[i]
 	if int64(len(e.plain)) != ref.Size {
 		// The same id listed twice with different sizes: the stream is
 		// not what its list says.
+		r.release(e, 0, 0)
 		return 0, corruptChunk(ref.ID, "holds %d bytes; the stream expects %d", len(e.plain), ref.Size)
 	}
 	start := pos - r.offs[i]
 	stop := min(end, r.offs[i+1]) - r.offs[i]
-	return copy(p, e.plain[start:stop]), nil
+	n := copy(p, e.plain[start:stop])
+	r.release(e, start, stop)
+	return n, nil
+}
+
+// cover records that a read copied bytes [lo, hi) of e's chunk.
+func (e *cacheEntry) cover(lo, hi int64) {
+	switch {
+	case lo == hi:
+	case e.lo == e.hi || hi-lo > e.hi-e.lo && (hi < e.lo || lo > e.hi):
+		e.lo, e.hi = lo, hi
+	case hi >= e.lo && lo <= e.hi:
+		e.lo, e.hi = min(e.lo, lo), max(e.hi, hi)
+	}
+}
+
+// Eviction ranks: a chunk read whole goes first, then one read in part,
+// whose rest another read is likely to want soon (a range that ends inside
+// it, while the range after it has been read), then one loaded ahead and
+// not read yet.
+const (
+	rankReadWhole = iota
+	rankReadInPart
+	rankUnread
+)
+
+func (e *cacheEntry) rank() int {
+	switch {
+	case e.lo == e.hi:
+		return rankUnread
+	case e.lo == 0 && e.hi == int64(len(e.plain)):
+		return rankReadWhole
+	}
+	return rankReadInPart
 }
 
 // acquire returns the entry of chunk i, pinned, starting its load if it is
@@ -211,12 +250,12 @@ func (r *ReaderAt) acquire(i int) (*cacheEntry, error) {
 	}
 }
 
-// release unpins e, which a read has used.
-func (r *ReaderAt) release(e *cacheEntry) {
+// release unpins e, from which a read copied bytes [lo, hi).
+func (r *ReaderAt) release(e *cacheEntry, lo, hi int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	e.cover(lo, hi)
 	e.pins--
-	e.used = true
 	r.tick++
 	e.last = r.tick
 	if e.pins == 0 {
@@ -225,14 +264,22 @@ func (r *ReaderAt) release(e *cacheEntry) {
 }
 
 // readAhead starts loading the chunks after chunk i that are not cached,
-// as far as the cache has room without evicting chunks not yet read.
-func (r *ReaderAt) readAhead(i int) {
+// as far as the cache has room without evicting chunks not yet read. end
+// is where the read touching chunk i ends. Past it, chunks a read has
+// already touched are skipped: with several ranges in flight, the read of
+// the next range has been through them (and the cache may have let them
+// go), and loading them again would only evict chunks still wanted.
+func (r *ReaderAt) readAhead(i int, end int64) {
 	if r.ahead <= 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.seen[i] = true
 	for j := i + 1; j <= i+r.ahead && j < len(r.chunks); j++ {
+		if r.offs[j] >= end && r.seen[j] {
+			continue
+		}
 		if r.entries[r.chunks[j].ID] != nil {
 			continue
 		}
@@ -245,8 +292,9 @@ func (r *ReaderAt) readAhead(i int) {
 // startLocked starts loading chunk i into a new entry, evicting a chunk if
 // the cache is full, and returns the entry, or nil if there is no room or
 // the reader is stopping. forRead says a read needs the chunk now: it may
-// then evict a chunk loaded ahead and not read yet, which read-ahead may
-// not, lest two readers evict each other's read-ahead.
+// then evict any chunk loaded and unpinned, while read-ahead evicts only
+// chunks read whole, lest readers evict each other's read-ahead, or the
+// head of a chunk whose tail began the range after.
 func (r *ReaderAt) startLocked(i int, forRead bool) *cacheEntry {
 	if r.closed || r.ctx.Err() != nil {
 		return nil
@@ -274,18 +322,22 @@ func (r *ReaderAt) startLocked(i int, forRead bool) *cacheEntry {
 	return e
 }
 
-// victimLocked returns the entry to evict: one loaded, unpinned and
-// read, least recently used first; or, if unread is true and there is no
-// such entry, one loaded ahead and not read yet, oldest first.
-func (r *ReaderAt) victimLocked(unread bool) *cacheEntry {
+// victimLocked returns the entry to evict, loaded and unpinned, of the
+// lowest rank and least recently used within it; unless forRead, only a
+// chunk read whole.
+func (r *ReaderAt) victimLocked(forRead bool) *cacheEntry {
 	var victim *cacheEntry
+	vrank := 0
 	for _, e := range r.entries {
-		if !e.ready || e.pins > 0 || (!e.used && !unread) {
+		if !e.ready || e.pins > 0 {
 			continue
 		}
-		if victim == nil || (e.used && !victim.used) ||
-			(e.used == victim.used && e.last < victim.last) {
-			victim = e
+		rank := e.rank()
+		if rank != rankReadWhole && !forRead {
+			continue
+		}
+		if victim == nil || rank < vrank || rank == vrank && e.last < victim.last {
+			victim, vrank = e, rank
 		}
 	}
 	return victim

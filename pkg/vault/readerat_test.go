@@ -135,6 +135,23 @@ func TestReaderAt(t *testing.T) {
 			wg.Wait()
 		}
 	})
+	t.Run("shared loads", func(t *testing.T) {
+		// Eight readers of the whole stream at once, with room for every
+		// chunk: each chunk is fetched once, by one read or the
+		// read-ahead, however many wait for it.
+		store := &countStore{Store: f.store}
+		v := openVault(t, store)
+		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{CacheChunks: len(f.refs)})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { checkReadAt(t, r, f.data, 0, len(f.data)) })
+		}
+		wg.Wait()
+		r.Close() // waits for the read-ahead, whose fetches count too
+		if got := store.gets.Load(); got != int64(len(f.refs)) {
+			t.Errorf("%d chunk fetches for %d chunks; want one each", got, len(f.refs))
+		}
+	})
 	t.Run("section reader", func(t *testing.T) {
 		r := f.open(t, vault.ReaderAtOptions{})
 		var buf bytes.Buffer
