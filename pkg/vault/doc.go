@@ -9,6 +9,11 @@
 // AES-256-GCM, and stored once at chunks/<first two hex digits>/<id>: a
 // chunk the vault already has is not uploaded again. [Vault.NewReader]
 // reassembles a stream, verifying every chunk before returning its bytes.
+// [Vault.NewReaderAt] reads a stream at any offset, as ranged GETs of a
+// RESTORE FROM URL do, through a precomputed offset table and a small cache
+// of verified chunks with read-ahead; [Vault.VerifyStream] reads a whole
+// stream only to verify it, so that a restore over a database can start
+// knowing that every chunk it needs is there and sound.
 //
 // A [Manifest] lists a stream's chunks with the caller's metadata; it is
 // sealed too and stored at manifests/<id>, and writing it is the commit of a

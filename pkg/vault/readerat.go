@@ -14,7 +14,10 @@ type ReaderAtOptions struct {
 	// loaded. Zero means 8. Each holds the sealed chunk and, if it was
 	// compressed, its plaintext: at most 8 MiB, about 2 MiB on average. A
 	// read that finds every place taken by chunks other reads are using
-	// waits for one to come free.
+	// waits for one to come free. With n ranged reads in flight, about
+	// n × (ReadAhead + 2) places let every read find its chunks loaded
+	// ahead; fewer cost a few chunks fetched twice (BenchmarkReaderAt
+	// reports how many).
 	CacheChunks int
 	// ReadAhead is how many chunks after the one a read touches are loaded
 	// in the background, so that a reader going forward finds them ready.
@@ -306,7 +309,7 @@ func (r *ReaderAt) startLocked(i int, forRead bool) *cacheEntry {
 		}
 		delete(r.entries, victim.id)
 		r.free = append(r.free, victim.bufs)
-		victim.bufs, victim.plain = nil, nil
+		victim.bufs = nil
 	}
 	var bufs *chunkBufs
 	if n := len(r.free); n > 0 {
