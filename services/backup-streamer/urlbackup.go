@@ -11,23 +11,39 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
 // urlMode reports whether jobs on instance go through the S3 endpoint:
-// the streamer serves one and the instance is SQL Server 2022 or later
-// (older versions have no s3:// URLs and keep disk mode).
+// as the instance's backup mode says, or, by default, when the streamer
+// serves one and the instance is SQL Server 2022 or later (older versions
+// have no s3:// URLs and keep disk mode).
 func (s *Service) urlMode(ctx context.Context, c *mssql.Client, instance string) (bool, error) {
-	if s.url == nil {
+	var rec cofferv1.Instance
+	if _, err := s.instances.Get(ctx, catalog.Key(instance), &rec); err != nil {
+		return false, fmt.Errorf("read instance %q: %w", instance, err)
+	}
+	mode := rec.GetBackupMode()
+	if mode == "disk" || mode == "" && s.url == nil {
 		return false, nil
+	}
+	if s.url == nil {
+		return false, fail("instance %q is set to URL mode, but this streamer serves no S3 endpoint: start it with --url-listen (COFFER_URL_LISTEN), or set the instance to disk mode", instance)
 	}
 	srv, err := c.ServerInfo(ctx)
 	if err != nil {
 		return false, s.sqlFailure(ctx, err, "read the version of instance %q", instance)
 	}
-	return srv.MajorVersion() >= 16, nil
+	if srv.MajorVersion() < 16 {
+		if mode == "url" {
+			return false, fail("instance %q is set to URL mode, but SQL Server %s has no S3 connector (2022 and later): set it to disk mode", instance, srv.Version)
+		}
+		return false, nil
+	}
+	return true, nil
 }
 
 // withCredential runs fn with job jid's access key known to the endpoint

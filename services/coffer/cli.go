@@ -129,10 +129,11 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	switch cmd {
 	case "instance":
 		dsn := fs.String("dsn", "", "connection string, e.g. sqlserver://user:password@host:1433 (for add)")
+		mode := fs.String("mode", "auto", "how backups leave the instance (for add): auto (no staging for SQL Server 2022+ when coffer serves its S3 endpoint), url or disk")
 		on := fs.Bool("on", false, "turn auto-protection on (for autoprotect)")
 		off := fs.Bool("off", false, "turn auto-protection off (for autoprotect)")
 		policy := fs.String("policy", "", "policy for auto-protection")
-		run = func(pos []string) error { return c.instance(ctx, pos, *dsn, *on, *off, *policy) }
+		run = func(pos []string) error { return c.instance(ctx, pos, *dsn, *mode, *on, *off, *policy) }
 	case "db":
 		run = func(pos []string) error { return c.dbList(ctx, pos) }
 	case "protect", "unprotect":
@@ -194,9 +195,9 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	return run(pos)
 }
 
-func (c *cli) instance(ctx context.Context, pos []string, dsn string, on, off bool, policy string) error {
+func (c *cli) instance(ctx context.Context, pos []string, dsn, mode string, on, off bool, policy string) error {
 	if len(pos) == 0 {
-		return errors.New("usage: coffer instance add NAME --dsn DSN | list | discover NAME | autoprotect NAME --on|--off")
+		return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | autoprotect NAME --on|--off")
 	}
 	switch pos[0] {
 	case "list":
@@ -226,10 +227,10 @@ func (c *cli) instance(ctx context.Context, pos []string, dsn string, on, off bo
 		return nil
 	case "add":
 		if len(pos) != 2 || dsn == "" {
-			return errors.New("usage: coffer instance add NAME --dsn DSN")
+			return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk]")
 		}
 		var out gateway.Instance
-		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: pos[1], DSN: dsn}, &out); err != nil {
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: pos[1], DSN: dsn, Mode: mode}, &out); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "instance %s registered; discovery is listing its databases (coffer db list %s)\n", pos[1], pos[1])

@@ -27,12 +27,18 @@ type Instance struct {
 	DiscoveredAt  *time.Time `json:"discovered_at,omitempty"`
 	Autoprotect   bool       `json:"autoprotect"`
 	AutoprotectTo string     `json:"autoprotect_policy,omitempty"`
+	// Mode is how backups leave the instance: auto, url or disk.
+	Mode string `json:"mode"`
 }
 
 // AddInstance registers an instance.
 type AddInstance struct {
 	Name string `json:"name"`
 	DSN  string `json:"dsn"`
+	// Mode is how backups leave the instance: "" or "auto" (URL mode for
+	// SQL Server 2022 and later when the streamer serves an S3 endpoint),
+	// "url" or "disk".
+	Mode string `json:"mode,omitempty"`
 }
 
 // Autoprotect turns auto-protection on or off.

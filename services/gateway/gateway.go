@@ -248,7 +248,7 @@ func (s *Service) listInstances(w http.ResponseWriter, r *http.Request) {
 			out = append(out, Instance{Name: in.GetName(), Healthy: in.GetHealthy(), Reason: in.GetReason(), Fix: in.GetFix(),
 				ServerName: in.GetServerName(), Version: in.GetVersion(), Edition: in.GetEdition(), Sysadmin: in.GetSysadmin(),
 				Databases: int(in.GetDatabaseCount()), RegisteredAt: ts(in.GetRegisteredAt()), DiscoveredAt: ts(in.GetDiscoveredAt()),
-				Autoprotect: auto[in.GetName()].GetEnabled(), AutoprotectTo: auto[in.GetName()].GetPolicy()})
+				Autoprotect: auto[in.GetName()].GetEnabled(), AutoprotectTo: auto[in.GetName()].GetPolicy(), Mode: modeName(in.GetBackupMode())})
 			return nil
 		})
 	if err != nil {
@@ -272,6 +272,14 @@ func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "dsn is empty: give a connection string such as sqlserver://user:password@host:1433")
 		return
 	}
+	switch req.Mode {
+	case "auto":
+		req.Mode = ""
+	case "", "url", "disk":
+	default:
+		writeError(w, http.StatusBadRequest, "mode %q: want auto, url or disk", req.Mode)
+		return
+	}
 	c, err := mssql.Open(req.DSN)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid connection string: %v", err)
@@ -280,7 +288,7 @@ func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
 	c.Close()
 	now := s.cfg.Now()
 	ev := &cofferv1.InstanceAddRequested{Meta: event.Meta(event.ID("instance-add", req.Name, now.String()), "", now),
-		Name: req.Name, SealedDsn: s.sealer.Seal([]byte(req.DSN), req.Name)}
+		Name: req.Name, SealedDsn: s.sealer.Seal([]byte(req.DSN), req.Name), BackupMode: req.Mode}
 	if err := s.publish(r.Context(), cofferv1.SubjectInstanceAddRequested, ev, ev.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -661,6 +669,14 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 		sc.MarkAfter = plan.At.Add(time.Duration(byID[plan.Steps[n-1].ID].GetBackup().GetUtcOffsetMinutes()) * time.Minute)
 	}
 	return names, sc.String()
+}
+
+// modeName names an instance's backup mode for the API: "" is auto.
+func modeName(m string) string {
+	if m == "" {
+		return "auto"
+	}
+	return m
 }
 
 // serverStop is the plan's STOPAT as the server's wall clock reads it

@@ -25,10 +25,12 @@ const (
 // InstanceAddRequested asks discovery to register (or re-register) an
 // instance. gateway -> discovery.
 type InstanceAddRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	SealedDsn     []byte                 `protobuf:"bytes,3,opt,name=sealed_dsn,json=sealedDsn,proto3" json:"sealed_dsn,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Meta      *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	SealedDsn []byte                 `protobuf:"bytes,3,opt,name=sealed_dsn,json=sealedDsn,proto3" json:"sealed_dsn,omitempty"`
+	// backup_mode is Instance.backup_mode: "", "url" or "disk".
+	BackupMode    string `protobuf:"bytes,4,opt,name=backup_mode,json=backupMode,proto3" json:"backup_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +84,13 @@ func (x *InstanceAddRequested) GetSealedDsn() []byte {
 		return x.SealedDsn
 	}
 	return nil
+}
+
+func (x *InstanceAddRequested) GetBackupMode() string {
+	if x != nil {
+		return x.BackupMode
+	}
+	return ""
 }
 
 // DiscoverRequested asks discovery to list an instance's databases now.
@@ -2208,12 +2217,14 @@ var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x16coffer/v1/events.proto\x12\tcoffer.v1\x1a\x15coffer/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n" +
+	"\x16coffer/v1/events.proto\x12\tcoffer.v1\x1a\x15coffer/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n" +
 	"\x14InstanceAddRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"sealed_dsn\x18\x03 \x01(\fR\tsealedDsn\"Y\n" +
+	"sealed_dsn\x18\x03 \x01(\fR\tsealedDsn\x12\x1f\n" +
+	"\vbackup_mode\x18\x04 \x01(\tR\n" +
+	"backupMode\"Y\n" +
 	"\x11DiscoverRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\tR\binstance\"r\n" +

@@ -703,6 +703,10 @@ type Instance struct {
 	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	DiscoveredAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=discovered_at,json=discoveredAt,proto3" json:"discovered_at,omitempty"`
 	DatabaseCount int32                  `protobuf:"varint,12,opt,name=database_count,json=databaseCount,proto3" json:"database_count,omitempty"`
+	// backup_mode is how backups leave the instance: "" (auto: URL mode for
+	// SQL Server 2022 and later when the streamer serves an S3 endpoint,
+	// disk mode otherwise), "url" or "disk".
+	BackupMode    string `protobuf:"bytes,13,opt,name=backup_mode,json=backupMode,proto3" json:"backup_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +823,13 @@ func (x *Instance) GetDatabaseCount() int32 {
 		return x.DatabaseCount
 	}
 	return 0
+}
+
+func (x *Instance) GetBackupMode() string {
+	if x != nil {
+		return x.BackupMode
+	}
+	return ""
 }
 
 // ProtectedItem is a database under protection (bucket "protected", owned
@@ -2111,7 +2122,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0fprimary_replica\x18\x15 \x01(\bR\x0eprimaryReplica\x123\n" +
 	"\x15synchronization_state\x18\x16 \x01(\tR\x14synchronizationState\x128\n" +
 	"\x18preferred_backup_replica\x18\x17 \x01(\bR\x16preferredBackupReplica\x128\n" +
-	"\x18basic_availability_group\x18\x18 \x01(\bR\x16basicAvailabilityGroup\"\x9b\x03\n" +
+	"\x18basic_availability_group\x18\x18 \x01(\bR\x16basicAvailabilityGroup\"\xbc\x03\n" +
 	"\bInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -2127,7 +2138,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\rregistered_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12?\n" +
 	"\rdiscovered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fdiscoveredAt\x12%\n" +
-	"\x0edatabase_count\x18\f \x01(\x05R\rdatabaseCount\"\xb4\x02\n" +
+	"\x0edatabase_count\x18\f \x01(\x05R\rdatabaseCount\x12\x1f\n" +
+	"\vbackup_mode\x18\r \x01(\tR\n" +
+	"backupMode\"\xb4\x02\n" +
 	"\rProtectedItem\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x120\n" +
