@@ -230,6 +230,8 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		BackupStartDate: now,
 		UTCOffset:       i.utcOffset(now),
 		TimeZone:        i.cfg.Location.String(),
+		SoftwareMajor:   i.cfg.MajorVersion,
+		SoftwareBuild:   i.cfg.product().build,
 		ConsistentTime:  now,
 		RecoveryModel:   db.recovery,
 		Seed:            db.seed,
