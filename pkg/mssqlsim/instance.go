@@ -179,6 +179,9 @@ type Instance struct {
 	batches     atomic.Int64 // batches run, for Stats
 	rowsSent    atomic.Int64 // result rows sent, for Stats
 	serialized  atomic.Int64 // backups refused with 3023, for Stats
+	// maxURLParts is the most parts one URL takes (maxURLParts); a test
+	// lowers it to reach the limit without writing 50 GB.
+	maxURLParts atomic.Int64
 }
 
 // New returns an instance holding the system databases master, tempdb,
@@ -196,6 +199,7 @@ func New(cfg Config) *Instance {
 		ags:       map[string]*AvailabilityGroup{},
 		sessions:  map[*session]func(){},
 	}
+	inst.maxURLParts.Store(maxURLParts)
 	inst.startTime = cfg.Now()
 	for i, name := range []string{"master", "tempdb", "model", "msdb"} {
 		db := inst.newDatabase(name, 512, nil)

@@ -131,7 +131,7 @@ func (i *Instance) body(ctx context.Context, src *source, verify bool) (*setRead
 			return nil, nil, e
 		}
 		s := sets[src.set.Position-1]
-		r, err := i.openReader(ctx, d, s.bodyOffset)
+		r, err := i.openReader(ctx, d, s.bodyOffset, src.media.MaxTransferSize)
 		if err != nil {
 			closeAll()
 			return nil, nil, errOpenDevice(d, err)
