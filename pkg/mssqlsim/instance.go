@@ -212,6 +212,10 @@ func New(cfg Config) *Instance {
 	return inst
 }
 
+// ProductVersion returns SERVERPROPERTY('ProductVersion'), such as
+// 16.0.4135.4.
+func (i *Instance) ProductVersion() string { return i.cfg.product().version }
+
 // Name returns the server name.
 func (i *Instance) Name() string { return i.cfg.ServerName }
 
