@@ -3,6 +3,7 @@ package mssqlsim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -17,21 +18,23 @@ type target struct {
 
 // backupStmt is a parsed BACKUP DATABASE or BACKUP LOG.
 type backupStmt struct {
-	log          bool
-	database     string
-	targets      []target
-	differential bool
-	copyOnly     bool
-	compression  *bool
-	checksum     bool
-	format       bool
-	init         bool
-	stats        int
-	maxTransfer  int
-	noRecovery   bool
-	credential   string
-	name         string
-	description  string
+	log            bool
+	database       string
+	targets        []target
+	differential   bool
+	copyOnly       bool
+	compression    *bool
+	checksum       bool
+	format         bool
+	init           bool
+	stats          int
+	maxTransfer    int
+	bufferCount    int
+	bufferCountSet bool
+	noRecovery     bool
+	credential     string
+	name           string
+	description    string
 }
 
 func (s *backupStmt) verb() string {
@@ -106,6 +109,9 @@ func (i *Instance) backup(ctx context.Context, user string, st *backupStmt, m me
 	}
 	if len(st.targets) > 64 {
 		return abnormal(newErr(3205, 16, "Too many backup devices specified for backup or restore; only 64 are allowed."), verb)
+	}
+	if e := checkTransfer(st); e != nil {
+		return abnormal(e, verb)
 	}
 	devs, e := i.devices(st.targets, st.credential)
 	if e != nil {
@@ -230,6 +236,8 @@ func (i *Instance) takeSnapshot(db *Database, st *backupStmt) (*snapshot, *Error
 		BackupStartDate: now,
 		UTCOffset:       i.utcOffset(now),
 		TimeZone:        i.cfg.Location.String(),
+		SoftwareMajor:   i.cfg.MajorVersion,
+		SoftwareBuild:   i.cfg.product().build,
 		ConsistentTime:  now,
 		RecoveryModel:   db.recovery,
 		Seed:            db.seed,
@@ -423,10 +431,15 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 	mediaGUID := i.guid()
 	partSize := st.maxTransfer
 	if partSize == 0 {
-		partSize = 10 << 20
+		partSize = defaultURLTransfer
 	}
+	buffers := st.bufferCount
+	if buffers == 0 {
+		buffers = defaultURLBuffers
+	}
+	slots := make(chan struct{}, buffers)
 	for k, d := range devs {
-		w, mh, e := i.openForBackup(ctx, d, st, k, len(devs), mediaGUID, partSize)
+		w, mh, e := i.openForBackup(ctx, d, st, k, len(devs), mediaGUID, partSize, slots)
 		if e != nil {
 			abortAll()
 			return e
@@ -512,6 +525,10 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 // streamError turns a failure while writing into SQL Server's error.
 func (i *Instance) streamError(devs []*device, err error) *Error {
 	d := devs[0]
+	var de *deviceError
+	if errors.As(err, &de) {
+		d = de.d
+	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newErr(3204, 16, "The backup or restore was aborted.")
@@ -525,28 +542,33 @@ func (i *Instance) streamError(devs []*device, err error) *Error {
 
 // openForBackup opens one device for a backup, honouring FORMAT, INIT and
 // NOINIT (append). mh.FamilyCount is 0 when appending to existing media.
-func (i *Instance) openForBackup(ctx context.Context, d *device, st *backupStmt, seq, count int, mediaGUID GUID, partSize int) (deviceWriter, mediaHeader, *Error) {
+func (i *Instance) openForBackup(ctx context.Context, d *device, st *backupStmt, seq, count int, mediaGUID GUID, partSize int, slots chan struct{}) (deviceWriter, mediaHeader, *Error) {
 	fresh := mediaHeader{MediaSetGUID: mediaGUID, FamilyCount: count, FamilySeq: seq + 1, Created: i.cfg.Now()}
 	switch {
 	case d.nul:
 		return nulWriter{}, fresh, nil
 	case d.url:
-		if partSize < 5<<20 || partSize > 20<<20 {
-			return nil, fresh, newErr(3902, 16, "MAXTRANSFERSIZE must be between 5 MB and 20 MB for backups to S3-compatible storage.")
+		if e := checkURLTransfer(st); e != nil {
+			return nil, fresh, e
 		}
+		fresh.MaxTransferSize = partSize
 		exists, err := i.objectExists(ctx, d)
 		if err != nil {
-			return nil, fresh, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 12007(%v).", d.spec, err)
+			i.log.Warn("backup to URL: endpoint refused", "device", d.spec, "err", err)
+			return nil, fresh, errOpenDevice(d, err)
 		}
 		if exists && !st.format {
 			return nil, fresh, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 80(The file exists.). Backups to URL cannot be appended to: use WITH FORMAT to overwrite.", d.spec)
 		}
-		var fail func() error
-		w, err := i.openUploadWriter(ctx, d, partSize, fail)
+		w, err := i.openUploadWriter(ctx, d, partSize, slots)
 		if err != nil {
-			return nil, fresh, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 12007(%v).", d.spec, err)
+			i.log.Warn("backup to URL: endpoint refused", "device", d.spec, "err", err)
+			return nil, fresh, errOpenDevice(d, err)
 		}
 		return w, fresh, nil
+	}
+	if st.maxTransfer > maxDiskTransfer {
+		return nil, fresh, errTransferRange(st.maxTransfer)
 	}
 	if _, err := os.Stat(d.path); st.format || errors.Is(err, fs.ErrNotExist) {
 		// new media: FORMAT, or no file yet
@@ -578,6 +600,55 @@ func (i *Instance) openForBackup(ctx context.Context, d *device, st *backupStmt,
 		return nil, fresh, errOpenDevice(d, err)
 	}
 	return w, mediaHeader{}, nil
+}
+
+// Transfer sizes. A URL's part is MAXTRANSFERSIZE bytes: 10 MB unless
+// the statement says otherwise, and from 5 MB to 20 MB; a disk takes up
+// to 4 MB.
+const (
+	defaultURLTransfer = 10 << 20
+	minURLTransfer     = 5 << 20
+	maxURLTransfer     = 20 << 20
+	maxDiskTransfer    = 4 << 20
+	// defaultURLBuffers is the BUFFERCOUNT of a backup to URL that names
+	// none: how many parts are uploaded at once. SQL Server documents no
+	// default; any value above one lets parts arrive out of order.
+	defaultURLBuffers = 4
+)
+
+// checkURLTransfer applies the S3 connector's rules on MAXTRANSFERSIZE:
+// 5 MB to 20 MB, and "the use of COMPRESSION is required in order to
+// change MAXTRANSFERSIZE values" (SQL Server's S3 documentation), read
+// strictly: a value other than the default needs WITH COMPRESSION.
+func checkURLTransfer(st *backupStmt) *Error {
+	n := st.maxTransfer
+	switch {
+	case n == 0 || n == defaultURLTransfer:
+		return nil
+	case n < minURLTransfer || n > maxURLTransfer:
+		return errTransferRange(n)
+	case st.compression == nil || !*st.compression:
+		return &Error{Number: 3250, Severity: 16, State: 2, Message: fmt.Sprintf(
+			"The value '%d' is not within range for the MAXTRANSFERSIZE parameter. A MAXTRANSFERSIZE other than %d to S3-compatible object storage requires WITH COMPRESSION.", n, defaultURLTransfer)}
+	}
+	return nil
+}
+
+// checkTransfer applies what holds for any device: MAXTRANSFERSIZE is a
+// multiple of 64 KB up to 20 MB (the device may allow less), BUFFERCOUNT
+// a positive integer. A statement naming neither has zero in both.
+func checkTransfer(st *backupStmt) *Error {
+	if n := st.maxTransfer; n != 0 && (n < 65536 || n > maxURLTransfer || n%65536 != 0) {
+		return errTransferRange(n)
+	}
+	if st.bufferCount < 0 || st.bufferCount == 0 && st.bufferCountSet {
+		return newErr(3250, 16, "The value '%d' is not within range for the BUFFERCOUNT parameter.", st.bufferCount)
+	}
+	return nil
+}
+
+func errTransferRange(n int) *Error {
+	return newErr(3250, 16, "The value '%d' is not within range for the MAXTRANSFERSIZE parameter.", n)
 }
 
 // progress sends "N percent processed." every STATS percent.

@@ -57,6 +57,18 @@ type mediaHeader struct {
 	FamilySeq    int // 1-based
 	MediaName    string
 	Created      time.Time
+	// MaxTransferSize is the part size a URL was written with, which a
+	// restore reads it by, as SQL Server's does. Zero on disk, and in
+	// media an older simulator wrote.
+	MaxTransferSize int `json:",omitempty"`
+}
+
+// writer returns the product that wrote the set.
+func (h setHeader) writer() product {
+	if p, ok := products[h.SoftwareMajor]; ok {
+		return p
+	}
+	return products[16]
 }
 
 type setHeader struct {
@@ -94,7 +106,13 @@ type setHeader struct {
 	// TimeZone is the IANA name of the backing-up server's time zone,
 	// the clock of the set's log records: STOPAT on another server is
 	// read in it. Empty in sets an older simulator wrote.
-	TimeZone          string    `json:",omitempty"`
+	TimeZone string `json:",omitempty"`
+	// SoftwareMajor and SoftwareBuild are the version of the server that
+	// wrote the set (HEADERONLY SoftwareVersionMajor/Build): a server of
+	// an older major version cannot restore it. Zero in sets an older
+	// simulator wrote, which were all SQL Server 2022's.
+	SoftwareMajor     int       `json:",omitempty"`
+	SoftwareBuild     int       `json:",omitempty"`
 	ConsistentTime    time.Time // every commit at or before this is in the set
 	IsCopyOnly        bool
 	BeginsLogChain    bool

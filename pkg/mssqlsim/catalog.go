@@ -85,7 +85,7 @@ var views = map[string]viewDef{
 					groupDB = db.ag.dbIDs[db.Name]
 					db.ag.mu.Unlock()
 				}
-				row := []any{db.Name, int64(db.ID), nil, db.CreateDate, int64(160), db.Collation,
+				row := []any{db.Name, int64(db.ID), nil, db.CreateDate, int64(x.inst.cfg.product().compat), db.Collation,
 					userAccessCode[db.userAccess()], string(db.userAccess()), b2i(db.ReadOnly), b2i(db.autoClose.Load()), stateCode[db.State],
 					string(db.State), int64(0), recoveryCode[db.recovery], string(db.recovery), int64(0), replica,
 					groupDB, "NOTHING", int64(2), "CHECKSUM"}

@@ -2,18 +2,24 @@ package mssqlsim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"unicode/utf16"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -44,12 +50,19 @@ func (i *Instance) diskDevice(spec string) *device {
 	return &device{spec: spec, path: p}
 }
 
-// urlDevice parses s3://host:port/bucket/key and finds its credential: the
-// one named, or else the one whose name is the longest prefix of the URL,
-// as SQL Server 2022 does.
+// maxDeviceName is the longest backup device name SQL Server takes, in
+// characters; for a URL the whole string counts, s3:// included.
+const maxDeviceName = 259
+
+// urlDevice parses s3://host:port/bucket/key and finds its credential as
+// SQL Server 2022's S3 connector does. SQL Server 2019 has no S3
+// connector: it refuses the scheme as it refuses any URL it cannot open.
 func (i *Instance) urlDevice(spec, credName string) (*device, *Error) {
+	if n := len(utf16.Encode([]rune(spec))); n > maxDeviceName {
+		return nil, newErr(3057, 16, "Invalid device name. The length of the device name provided exceeds supported limit (maximum length is:%d). Reissue the BACKUP statement with a valid device name.", maxDeviceName)
+	}
 	u, err := url.Parse(spec)
-	if err != nil || !strings.EqualFold(u.Scheme, "s3") || u.Host == "" {
+	if err != nil || !strings.EqualFold(u.Scheme, "s3") || u.Host == "" || i.cfg.MajorVersion < 16 {
 		return nil, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 50(The request is not supported.).", spec)
 	}
 	parts := strings.SplitN(strings.TrimPrefix(u.Path, "/"), "/", 2)
@@ -59,17 +72,14 @@ func (i *Instance) urlDevice(spec, credName string) (*device, *Error) {
 	d := &device{spec: spec, url: true, host: u.Host, bucket: parts[0], key: parts[1]}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	for _, c := range i.credentials {
-		if credName != "" {
+	if credName != "" {
+		for _, c := range i.credentials {
 			if strings.EqualFold(c.name, credName) {
 				d.cred = c
 			}
-			continue
 		}
-		if strings.HasPrefix(strings.ToLower(spec), strings.ToLower(strings.TrimRight(c.name, "/"))) &&
-			(d.cred == nil || len(c.name) > len(d.cred.name)) {
-			d.cred = c
-		}
+	} else {
+		d.cred = i.urlCredential(spec, len(u.Scheme)+len("://")+len(u.Host)+len("/")+len(d.bucket))
 	}
 	if d.cred == nil {
 		return nil, newErr(3201, 16, "Cannot open backup device '%s'. Operating system error 50(The request is not supported.). No credential matches the URL: create one with CREATE CREDENTIAL [s3://host:port/bucket] WITH IDENTITY = 'S3 Access Key', SECRET = 'key:secret'.", spec)
@@ -80,8 +90,30 @@ func (i *Instance) urlDevice(spec, credName string) (*device, *Error) {
 	return d, nil
 }
 
+// urlCredential finds the credential of a URL the way SQL Server's
+// troubleshooting guide describes: the credential named by the whole URL,
+// else by the URL cut at each '/' in turn, most specific first, down to
+// the bucket (bucketEnd is where the bucket's name ends). A name that
+// matches only part of a path segment, or with a trailing '/', matches
+// nothing. The caller holds i.mu.
+func (i *Instance) urlCredential(spec string, bucketEnd int) *credential {
+	for name := spec; ; {
+		for _, c := range i.credentials {
+			if strings.EqualFold(c.name, name) {
+				return c
+			}
+		}
+		k := strings.LastIndexByte(name, '/')
+		if k < bucketEnd {
+			return nil
+		}
+		name = name[:k]
+	}
+}
+
 // s3 returns a minio client for the device, over TLS with the instance's
-// trusted CAs, as SQL Server's S3 connector requires.
+// trusted CAs, as SQL Server's S3 connector requires: s3:// always means
+// https, and the endpoint's certificate must chain to a trusted CA.
 func (i *Instance) s3(d *device) (*minio.Core, error) {
 	access, secret, ok := strings.Cut(d.cred.secret, ":")
 	if !ok {
@@ -93,11 +125,51 @@ func (i *Instance) s3(d *device) (*minio.Core, error) {
 		Creds:     credentials.NewStaticV4(access, secret, ""),
 		Secure:    true,
 		Transport: tr,
+		// SQL Server signs for REGION, us-east-1 unless BACKUP_OPTIONS
+		// says otherwise, and never asks the endpoint for a location
+		Region: "us-east-1",
+		// SQL Server's connector reports a failed request at once;
+		// retrying here would hide from a test an endpoint that fails
+		MaxRetries: 1,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// urlOSError renders a failed request to an S3 endpoint as the operating
+// system error SQL Server reports for it (its connector is WinHTTP): 12175
+// for a TLS failure (an untrusted or wrong certificate, or an endpoint
+// that does not speak TLS), 5 for a refused signature or key, 50 for a
+// bucket that does not exist, as SQL Server's troubleshooting guide shows.
+func urlOSError(err error) string {
+	var (
+		verify  *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		record  tls.RecordHeaderError
+		alert   tls.AlertError
+		resp    minio.ErrorResponse
+		op      *net.OpError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid),
+		errors.As(err, &record), errors.As(err, &alert),
+		// net/http's words for a TLS handshake answered in plain HTTP
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return "12175(failed to retrieve text for this error. Reason: 15105)"
+	case errors.As(err, &resp) && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized):
+		return "5(Access is denied.)"
+	case errors.As(err, &resp) && resp.Code == "NoSuchBucket":
+		return "50(The request is not supported.)"
+	case errors.Is(err, fs.ErrNotExist):
+		return "2(The system cannot find the file specified.)"
+	case errors.As(err, &op) && op.Op == "dial":
+		return "12029(A connection with the server could not be established)"
+	}
+	return fmt.Sprintf("12002(%v)", err)
 }
 
 // osError renders an OS error the way SQL Server's device messages do.
@@ -116,6 +188,9 @@ func osError(err error) string {
 }
 
 func errOpenDevice(d *device, err error) *Error {
+	if d.url {
+		return newErr(3201, 16, "Cannot open backup device '%s'. Operating system error %s.", d.spec, urlOSError(err))
+	}
 	return newErr(3201, 16, "Cannot open backup device '%s'. Operating system error %s.", d.spec, osError(err))
 }
 
@@ -136,7 +211,7 @@ type deviceWriter interface {
 // readSets scans a device for its media header and backup sets. A missing
 // file is reported as such; a device that is not a backup as 3241.
 func (i *Instance) readSets(ctx context.Context, d *device) (mediaHeader, []backupSet, int64, *Error) {
-	r, err := i.openReader(ctx, d, 0)
+	r, err := i.openReader(ctx, d, 0, 0)
 	if err != nil {
 		return mediaHeader{}, nil, 0, errOpenDevice(d, err)
 	}
@@ -148,31 +223,14 @@ func (i *Instance) readSets(ctx context.Context, d *device) (mediaHeader, []back
 	return m, sets, end, nil
 }
 
-// openReader opens a device for reading from offset.
-func (i *Instance) openReader(ctx context.Context, d *device, offset int64) (io.ReadCloser, error) {
+// openReader opens a device for reading from offset. A URL is read with
+// ranged GETs of chunk bytes (0: 10 MB), several in flight.
+func (i *Instance) openReader(ctx context.Context, d *device, offset int64, chunk int) (io.ReadCloser, error) {
 	switch {
 	case d.nul:
 		return nil, fs.ErrNotExist
 	case d.url:
-		c, err := i.s3(d)
-		if err != nil {
-			return nil, err
-		}
-		opts := minio.GetObjectOptions{}
-		if offset > 0 {
-			if err := opts.SetRange(offset, 0); err != nil {
-				return nil, err
-			}
-		}
-		body, _, _, err := c.GetObject(ctx, d.bucket, d.key, opts)
-		if err != nil {
-			var er minio.ErrorResponse
-			if errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
-				return nil, fs.ErrNotExist
-			}
-			return nil, err
-		}
-		return body, nil
+		return i.openRangeReader(ctx, d, offset, chunk)
 	default:
 		f, err := os.Open(d.path)
 		if err != nil {
@@ -229,21 +287,47 @@ func openFileWriter(path string, offset int64) (*fileWriter, error) {
 }
 
 // uploadWriter writes a stripe as a multipart upload with parts of
-// MAXTRANSFERSIZE, as SQL Server 2022's S3 connector does.
+// MAXTRANSFERSIZE, as SQL Server 2022's S3 connector does: each full part
+// is sent at once while the next fills, up to BUFFERCOUNT parts in flight
+// across the backup's URLs, so parts may reach the endpoint in any order;
+// the upload is completed with the parts in part-number order.
 type uploadWriter struct {
 	ctx      context.Context
+	cancel   context.CancelFunc
 	c        *minio.Core
 	d        *device
 	uploadID string
 	partSize int
-	buf      bytes.Buffer
-	parts    []minio.CompletePart
-	fail     func() error // injected upload fault, may be nil
+	maxParts int
+	slots    chan struct{} // one per part in flight, shared by the backup's URLs
+	buf      []byte        // the part being filled
+	sent     int           // parts started
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	parts []minio.CompletePart // uploaded, in the order they finished
+	err   error                // the first part that failed
 }
 
+// maxURLParts is the most parts SQL Server writes to one URL.
 const maxURLParts = 10000
 
-func (i *Instance) openUploadWriter(ctx context.Context, d *device, partSize int, fail func() error) (*uploadWriter, error) {
+// errPartLimit is what SQL Server reports for a stripe that would need
+// more than maxURLParts parts: "Write on ... failed: 87(The parameter is
+// incorrect.)", as its troubleshooting guide shows.
+var errPartLimit = errors.New("87(The parameter is incorrect.)")
+
+// deviceError is a write failure on one device, so that the error names
+// the stripe that failed rather than the first.
+type deviceError struct {
+	d   *device
+	err error
+}
+
+func (e *deviceError) Error() string { return e.err.Error() }
+func (e *deviceError) Unwrap() error { return e.err }
+
+func (i *Instance) openUploadWriter(ctx context.Context, d *device, partSize int, slots chan struct{}) (*uploadWriter, error) {
 	c, err := i.s3(d)
 	if err != nil {
 		return nil, err
@@ -252,20 +336,25 @@ func (i *Instance) openUploadWriter(ctx context.Context, d *device, partSize int
 	if err != nil {
 		return nil, err
 	}
-	w := &uploadWriter{ctx: ctx, c: c, d: d, uploadID: id, partSize: partSize, fail: fail}
-	w.buf.Grow(partSize)
-	return w, nil
+	ctx, cancel := context.WithCancel(ctx)
+	return &uploadWriter{ctx: ctx, cancel: cancel, c: c, d: d, uploadID: id, partSize: partSize,
+		maxParts: int(i.maxURLParts.Load()), slots: slots}, nil
 }
 
 func (w *uploadWriter) Write(p []byte) (int, error) {
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
 	n := len(p)
 	for len(p) > 0 {
-		room := w.partSize - w.buf.Len()
-		k := min(room, len(p))
-		w.buf.Write(p[:k])
+		if w.buf == nil {
+			w.buf = make([]byte, 0, w.partSize)
+		}
+		k := min(w.partSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
-		if w.buf.Len() == w.partSize {
-			if err := w.flush(); err != nil {
+		if len(w.buf) == w.partSize {
+			if err := w.send(); err != nil {
 				return n - len(p), err
 			}
 		}
@@ -273,39 +362,187 @@ func (w *uploadWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (w *uploadWriter) flush() error {
-	if w.buf.Len() == 0 {
+// failed returns the first part failure, if any.
+func (w *uploadWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// send starts uploading the part filled so far once a buffer is free.
+func (w *uploadWriter) send() error {
+	if len(w.buf) == 0 {
 		return nil
 	}
-	if len(w.parts) >= maxURLParts {
-		return fmt.Errorf("the backup needs more than %d parts of %d bytes; raise MAXTRANSFERSIZE or stripe over more URLs", maxURLParts, w.partSize)
+	if w.sent >= w.maxParts {
+		return &deviceError{w.d, errPartLimit}
 	}
-	if w.fail != nil {
-		if err := w.fail(); err != nil {
-			return err
-		}
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.ctx.Done():
+		return w.ctx.Err()
 	}
-	num := len(w.parts) + 1
-	part, err := w.c.PutObjectPart(w.ctx, w.d.bucket, w.d.key, w.uploadID, num,
-		bytes.NewReader(w.buf.Bytes()), int64(w.buf.Len()), minio.PutObjectPartOptions{})
-	if err != nil {
+	if err := w.failed(); err != nil {
+		<-w.slots
 		return err
 	}
-	w.parts = append(w.parts, minio.CompletePart{PartNumber: num, ETag: part.ETag})
-	w.buf.Reset()
+	w.sent++
+	num, body := w.sent, w.buf
+	w.buf = nil
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { <-w.slots }()
+		part, err := w.c.PutObjectPart(w.ctx, w.d.bucket, w.d.key, w.uploadID, num,
+			bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{})
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			if w.err == nil {
+				w.err = &deviceError{w.d, fmt.Errorf("upload of part %d failed: %w", num, err)}
+			}
+			return
+		}
+		w.parts = append(w.parts, minio.CompletePart{PartNumber: num, ETag: part.ETag})
+	}()
 	return nil
 }
 
 func (w *uploadWriter) Commit() error {
-	if err := w.flush(); err != nil {
+	if err := w.send(); err != nil {
+		w.Abort()
 		return err
 	}
+	w.wg.Wait()
+	if err := w.failed(); err != nil {
+		w.cancel()
+		return err
+	}
+	// parts finish in any order; S3 wants them listed in ascending order
+	slices.SortFunc(w.parts, func(a, b minio.CompletePart) int { return cmp.Compare(a.PartNumber, b.PartNumber) })
 	_, err := w.c.CompleteMultipartUpload(w.ctx, w.d.bucket, w.d.key, w.uploadID, w.parts, minio.PutObjectOptions{})
-	return err
+	w.cancel()
+	if err != nil {
+		return &deviceError{w.d, err}
+	}
+	return nil
 }
 
-// Abort leaves the unfinished upload behind, as SQL Server does.
-func (w *uploadWriter) Abort() {}
+// Abort stops the parts in flight and leaves the unfinished upload
+// behind, as SQL Server does: cleaning it up is the endpoint's business.
+func (w *uploadWriter) Abort() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// rangeReader reads an object from an offset with ranged GETs of chunk
+// bytes, up to depth of them in flight ahead of the reader, as SQL
+// Server's S3 connector reads a backup: never one GET of the whole object.
+type rangeReader struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	c      *minio.Core
+	d      *device
+	size   int64 // of the object
+	chunk  int64
+	depth  int
+	next   int64              // where the next range starts
+	queue  []chan rangeResult // ranges requested, in offset order
+	cur    []byte
+	wg     sync.WaitGroup
+}
+
+type rangeResult struct {
+	data []byte
+	err  error
+}
+
+// urlReadAhead is how many ranges a restore from URL has in flight.
+const urlReadAhead = 4
+
+func (i *Instance) openRangeReader(ctx context.Context, d *device, offset int64, chunk int) (*rangeReader, error) {
+	c, err := i.s3(d)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.StatObject(ctx, d.bucket, d.key, minio.StatObjectOptions{})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fs.ErrNotExist
+		}
+		return nil, err
+	}
+	if chunk <= 0 {
+		chunk = defaultURLTransfer
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return &rangeReader{ctx: ctx, cancel: cancel, c: c, d: d, size: info.Size, chunk: int64(chunk),
+		depth: urlReadAhead, next: offset}, nil
+}
+
+// fill requests ranges until depth are in flight or the object is covered.
+func (r *rangeReader) fill() {
+	for len(r.queue) < r.depth && r.next < r.size {
+		start, end := r.next, min(r.next+r.chunk, r.size)
+		r.next = end
+		ch := make(chan rangeResult, 1)
+		r.queue = append(r.queue, ch)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			ch <- r.fetch(start, end)
+		}()
+	}
+}
+
+// fetch GETs bytes [start, end) of the object.
+func (r *rangeReader) fetch(start, end int64) rangeResult {
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(start, end-1); err != nil {
+		return rangeResult{err: err}
+	}
+	body, _, _, err := r.c.GetObject(r.ctx, r.d.bucket, r.d.key, opts)
+	if err != nil {
+		return rangeResult{err: err}
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err == nil && int64(len(data)) != end-start {
+		err = fmt.Errorf("range %d-%d: got %d bytes: %w", start, end-1, len(data), io.ErrUnexpectedEOF)
+	}
+	return rangeResult{data: data, err: err}
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		r.fill()
+		if len(r.queue) == 0 {
+			return 0, io.EOF
+		}
+		res := <-r.queue[0]
+		r.queue = r.queue[1:]
+		if res.err != nil {
+			return 0, res.err
+		}
+		r.cur = res.data
+		r.fill()
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close stops the ranges in flight.
+func (r *rangeReader) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && (er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey")
+}
 
 // objectExists reports whether a URL device's object exists.
 func (i *Instance) objectExists(ctx context.Context, d *device) (bool, error) {
@@ -317,8 +554,7 @@ func (i *Instance) objectExists(ctx context.Context, d *device) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
-	var er minio.ErrorResponse
-	if errors.As(err, &er) && (er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey") {
+	if isNotFound(err) {
 		return false, nil
 	}
 	return false, err

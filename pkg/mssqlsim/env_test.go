@@ -234,6 +234,8 @@ type headerRow struct {
 	Compressed   bool
 	BulkLogged   bool
 	Checksums    bool
+	// SoftwareMajor is SoftwareVersionMajor: the version that wrote it
+	SoftwareMajor int
 }
 
 // headerOnly runs RESTORE HEADERONLY FROM DISK = path and returns its rows.
@@ -266,15 +268,16 @@ func headerOnly(t *testing.T, db *sql.DB, path string) []headerRow {
 			return vals[k]
 		}
 		out = append(out, headerRow{
-			BackupType:   int(asInt(t, get("BackupType"))),
-			Position:     int(asInt(t, get("Position"))),
-			DatabaseName: asString(get("DatabaseName")),
-			FirstLSN:     asString(get("FirstLSN")),
-			LastLSN:      asString(get("LastLSN")),
-			IsCopyOnly:   asInt(t, get("IsCopyOnly")) != 0,
-			Compressed:   asInt(t, get("Compressed")) != 0,
-			BulkLogged:   asInt(t, get("HasBulkLoggedData")) != 0,
-			Checksums:    asInt(t, get("HasBackupChecksums")) != 0,
+			BackupType:    int(asInt(t, get("BackupType"))),
+			Position:      int(asInt(t, get("Position"))),
+			DatabaseName:  asString(get("DatabaseName")),
+			FirstLSN:      asString(get("FirstLSN")),
+			LastLSN:       asString(get("LastLSN")),
+			IsCopyOnly:    asInt(t, get("IsCopyOnly")) != 0,
+			Compressed:    asInt(t, get("Compressed")) != 0,
+			SoftwareMajor: int(asInt(t, get("SoftwareVersionMajor"))),
+			BulkLogged:    asInt(t, get("HasBulkLoggedData")) != 0,
+			Checksums:     asInt(t, get("HasBackupChecksums")) != 0,
 		})
 	}
 	if err := rows.Err(); err != nil {

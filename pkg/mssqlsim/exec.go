@@ -428,7 +428,8 @@ func (x *execCtx) sendRows(cols []column, rows [][]any) *Error {
 func (x *execCtx) sysVar(name string) (any, *Error) {
 	switch name {
 	case "@@VERSION":
-		return fmt.Sprintf("Microsoft SQL Server 2022 (RTM-CU15) (KB5041321) - %s (X64) \n\tcoffer mssqlsim\n\t%s on Linux (simulated)", Version, x.inst.cfg.Edition), nil
+		p := x.inst.cfg.product()
+		return fmt.Sprintf("%s - %s (X64) \n\tcoffer mssqlsim\n\t%s on Linux (simulated)", p.name, p.version, x.inst.cfg.Edition), nil
 	case "@@SERVERNAME":
 		return x.inst.cfg.ServerName, nil
 	case "@@SPID":
@@ -462,9 +463,9 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 	case "SERVERPROPERTY":
 		switch strings.ToLower(arg(0)) {
 		case "productversion":
-			return Version, nil
+			return x.inst.cfg.product().version, nil
 		case "productmajorversion":
-			return "16", nil
+			return strconv.Itoa(x.inst.cfg.MajorVersion), nil
 		case "productlevel":
 			return "RTM", nil
 		case "edition":

@@ -16,8 +16,27 @@ import (
 	"github.com/cofferhq/coffer/pkg/mssqlsim/tds"
 )
 
-// Version is the product version the simulator reports (SQL Server 2022).
+// Version is the product version the simulator reports by default (SQL
+// Server 2022); Config.MajorVersion selects another.
 const Version = "16.0.4135.4"
+
+// product is what an instance of one major version reports about itself.
+type product struct {
+	major     int
+	version   string // SERVERPROPERTY('ProductVersion')
+	build     int    // the third part of version, which TDS LOGINACK carries
+	name      string // @@VERSION's first line, up to the version
+	dbVersion int    // RESTORE HEADERONLY's DatabaseVersion
+	compat    int    // compatibility level of a new database
+}
+
+// products are the major versions an instance can be. SQL Server 2019 is
+// there because it has no S3 connector, so a test can show what coffer
+// does with an instance that cannot back up to URL.
+var products = map[int]product{
+	16: {major: 16, version: Version, build: 4135, name: "Microsoft SQL Server 2022 (RTM-CU15) (KB5041321)", dbVersion: 957, compat: 160},
+	15: {major: 15, version: "15.0.4385.2", build: 4385, name: "Microsoft SQL Server 2019 (RTM-CU28) (KB5039747)", dbVersion: 904, compat: 150},
+}
 
 // Config configures an Instance. The zero value of each field has a
 // sensible default; see setDefaults.
@@ -61,6 +80,10 @@ type Config struct {
 	Seed uint64
 	// DefaultPages is the data size of a CREATE DATABASE without SIZE.
 	DefaultPages int
+	// MajorVersion is the SQL Server the instance is: 16 (SQL Server
+	// 2022, the default) or 15 (SQL Server 2019, which refuses s3:// URLs
+	// as it has no S3 connector). New panics on any other value.
+	MajorVersion int
 	Logger       *slog.Logger
 }
 
@@ -98,7 +121,17 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.MajorVersion == 0 {
+		c.MajorVersion = 16
+	}
+	if _, ok := products[c.MajorVersion]; !ok {
+		// a test or flag asked for a server the simulator cannot be
+		panic(fmt.Sprintf("mssqlsim: MajorVersion %d is not modelled (15 or 16)", c.MajorVersion))
+	}
 }
+
+// product returns what the instance reports about itself.
+func (c *Config) product() product { return products[c.MajorVersion] }
 
 func (c *Config) collation() string {
 	if c.CaseSensitive {
@@ -146,6 +179,9 @@ type Instance struct {
 	batches     atomic.Int64 // batches run, for Stats
 	rowsSent    atomic.Int64 // result rows sent, for Stats
 	serialized  atomic.Int64 // backups refused with 3023, for Stats
+	// maxURLParts is the most parts one URL takes (maxURLParts); a test
+	// lowers it to reach the limit without writing 50 GB.
+	maxURLParts atomic.Int64
 }
 
 // New returns an instance holding the system databases master, tempdb,
@@ -163,6 +199,7 @@ func New(cfg Config) *Instance {
 		ags:       map[string]*AvailabilityGroup{},
 		sessions:  map[*session]func(){},
 	}
+	inst.maxURLParts.Store(maxURLParts)
 	inst.startTime = cfg.Now()
 	for i, name := range []string{"master", "tempdb", "model", "msdb"} {
 		db := inst.newDatabase(name, 512, nil)
@@ -174,6 +211,10 @@ func New(cfg Config) *Instance {
 	}
 	return inst
 }
+
+// ProductVersion returns SERVERPROPERTY('ProductVersion'), such as
+// 16.0.4135.4.
+func (i *Instance) ProductVersion() string { return i.cfg.product().version }
 
 // Name returns the server name.
 func (i *Instance) Name() string { return i.cfg.ServerName }

@@ -131,7 +131,7 @@ func (i *Instance) body(ctx context.Context, src *source, verify bool) (*setRead
 			return nil, nil, e
 		}
 		s := sets[src.set.Position-1]
-		r, err := i.openReader(ctx, d, s.bodyOffset)
+		r, err := i.openReader(ctx, d, s.bodyOffset, src.media.MaxTransferSize)
 		if err != nil {
 			closeAll()
 			return nil, nil, errOpenDevice(d, err)
@@ -180,6 +180,11 @@ func (i *Instance) restore(ctx context.Context, user string, st *restoreStmt, m 
 		return abnormal(e, verb)
 	}
 	h := src.set.setHeader
+	if w := h.writer(); w.major > i.cfg.MajorVersion {
+		// a database upgraded by a newer server cannot be downgraded
+		p := i.cfg.product()
+		return abnormal(newErr(3169, 16, "The database was backed up on a server running version %d.00.%d. That version is incompatible with this server, which is running version %d.00.%d. Either restore the database on a server that supports the backup, or use a backup that is compatible with this server.", w.major, w.build, p.major, p.build), verb)
+	}
 	switch {
 	case st.kind == "LOG" && h.Type != typeLog:
 		return abnormal(newErr(3135, 16, "The backup set in file '%s' was created by BACKUP DATABASE and cannot be used for this restore operation.", src.devs[0].spec), verb)

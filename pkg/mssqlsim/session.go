@@ -14,9 +14,10 @@ import (
 
 // Serve answers TDS clients on l until Close. It returns nil after Close.
 func (i *Instance) Serve(l net.Listener) error {
+	p := i.cfg.product()
 	srv := tds.NewServer(tds.Config{
 		ServerName:   i.cfg.ServerName,
-		VersionMajor: 16, VersionMinor: 0, VersionBuild: 4135,
+		VersionMajor: uint8(p.major), VersionMinor: 0, VersionBuild: uint16(p.build),
 	}, &handler{inst: i}, i.log)
 	i.mu.Lock()
 	if i.closed {

@@ -116,11 +116,13 @@ func (p *parser) parseBackup() (stmt, *Error) {
 				if e != nil {
 					return nil, e
 				}
-				if strings.EqualFold(opt, "MAXTRANSFERSIZE") {
-					if n < 65536 || n > 20<<20 || n%65536 != 0 {
-						return nil, newErr(3272, 16, "The MAXTRANSFERSIZE value %d is not valid: it must be a multiple of 65536 bytes (64 KB), up to 4 MB for disk and 20 MB for URL.", n)
-					}
-					st.maxTransfer = int(n)
+				// checked when the backup runs (checkTransfer), as SQL
+				// Server's 3250 is followed by 3013
+				switch strings.ToUpper(opt) {
+				case "MAXTRANSFERSIZE":
+					st.maxTransfer = int(max(min(n, 1<<31-1), -1))
+				case "BUFFERCOUNT":
+					st.bufferCount, st.bufferCountSet = int(max(min(n, 1<<31-1), -1)), true
 				}
 			case "CREDENTIAL":
 				if p.acceptPunct("=") {

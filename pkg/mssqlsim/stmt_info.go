@@ -41,11 +41,12 @@ func (x *execCtx) headerOnly(st *restoreStmt) *Error {
 		if devs[0].url {
 			devType = 9
 		}
+		w := h.writer()
 		rows = append(rows, []any{nullIfEmpty(h.Name), nullIfEmpty(h.Description), int64(h.Type), nil,
-			b2i(h.Compressed), int64(s.Position), devType, h.UserName, h.ServerName, h.DatabaseName, int64(957),
+			b2i(h.Compressed), int64(s.Position), devType, h.UserName, h.ServerName, h.DatabaseName, int64(w.dbVersion),
 			nil, numeric(s.RawBytes), numeric(h.FirstLSN), numeric(h.LastLSN), lsnOrNull(h.CheckpointLSN),
 			lsnOrNull(h.DatabaseBackupLSN), datetimeValue(h.localStart()), datetimeValue(s.localFinish()), int64(52), int64(0),
-			int64(1033), int64(196609), int64(160), int64(4608), int64(16), int64(0), int64(4135), h.ServerName,
+			int64(1033), int64(196609), int64(w.compat), int64(4608), int64(w.major), int64(0), int64(w.build), h.ServerName,
 			int64(512), h.DatabaseGUID, guidOrNull(h.LastRecoveryForkGUID), h.Collation, h.FamilyGUID,
 			b2i(h.HasBulkLoggedData), int64(0), int64(0), int64(0), b2i(h.Checksums), int64(0),
 			b2i(h.BeginsLogChain), int64(0), int64(0), b2i(h.IsCopyOnly), guidOrNull(h.FirstRecoveryForkGUID),

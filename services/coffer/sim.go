@@ -26,6 +26,8 @@ type simConfig struct {
 	caseSensitive bool
 	timezone      string
 	location      *time.Location
+	version       string
+	majorVersion  int
 	caFile        string
 	backupDir     string
 	saveEvery     time.Duration
@@ -47,6 +49,15 @@ func (c *simConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--timezone: %w", err))
 	}
 	c.location = loc
+	// the SQL Server versions the simulator can be, by their names
+	switch c.version {
+	case "2022":
+		c.majorVersion = 16
+	case "2019":
+		c.majorVersion = 15
+	default:
+		errs = append(errs, fmt.Errorf("--version %q: want 2022 or 2019", c.version))
+	}
 	return errors.Join(errs...)
 }
 
@@ -61,6 +72,7 @@ func parseSimFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&c.serverName, "server-name", "SIMSQL01", "the instance's server name")
 	fs.BoolVar(&c.caseSensitive, "case-sensitive", false, "use a case-sensitive server collation")
 	fs.StringVar(&c.timezone, "timezone", "UTC", "the server's time zone (IANA name, e.g. Europe/Paris): SYSDATETIME, msdb, HEADERONLY and STOPAT are in its local time")
+	fs.StringVar(&c.version, "version", "2022", "the SQL Server to be: 2022, or 2019 (no S3 connector: BACKUP TO URL = 's3://...' is refused)")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of CAs that BACKUP TO URL trusts (default: the system roots)")
 	fs.StringVar(&c.backupDir, "backup-dir", "", "where relative TO DISK paths land (default: DATA/backups, or a temporary directory)")
 	fs.DurationVar(&c.saveEvery, "save-every", 30*time.Second, "how often the state is saved with --data")
@@ -83,6 +95,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ServerName:    c.serverName,
 		CaseSensitive: c.caseSensitive,
 		Location:      c.location,
+		MajorVersion:  c.majorVersion,
 		SAPassword:    c.saPassword,
 		BackupDir:     c.backupDir,
 		Logger:        logger,
@@ -133,7 +146,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("listen: %w", err)
 	}
 	fmt.Fprintf(stdout, "coffer sim: SQL Server %s simulator %q listening on %s (backups in %s)\n",
-		mssqlsim.Version, c.serverName, l.Addr(), cfg.BackupDir)
+		inst.ProductVersion(), c.serverName, l.Addr(), cfg.BackupDir)
 	served := make(chan error, 1)
 	go func() { served <- inst.Serve(l) }()
 

@@ -114,6 +114,8 @@ func TestSimFlags(t *testing.T) {
 		{"stray argument", []string{"--sa-password", "p", "extra"}, nil, `unexpected argument "extra"`},
 		{"time zone", []string{"--sa-password", "p", "--timezone", "Europe/Paris"}, nil, ""},
 		{"unknown time zone", []string{"--sa-password", "p", "--timezone", "Mars/Olympus"}, nil, "--timezone"},
+		{"SQL Server 2019", []string{"--sa-password", "p", "--version", "2019"}, nil, ""},
+		{"unknown version", []string{"--sa-password", "p", "--version", "2017"}, nil, "--version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
