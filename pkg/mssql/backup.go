@@ -28,9 +28,6 @@ type BackupRequest struct {
 	// Files are the stripes: paths on the SQL Server's machine (TO DISK)
 	// or s3:// URLs (TO URL, SQL Server 2022 and later).
 	Files []string
-	// MaxTransferSize, when set, is the size of each part SQL Server
-	// uploads to a URL (5 to 20 MB; above 10 MB only with compression).
-	MaxTransferSize int
 	// Compression asks SQL Server for WITH COMPRESSION (nil: the server's
 	// default). coffer compresses in its own pipeline, so it is normally
 	// off.
@@ -59,9 +56,6 @@ func (c *Client) Backup(ctx context.Context, r BackupRequest) error {
 	q.WriteString(devs)
 	args = append(args, devArgs...)
 	q.WriteString(" WITH FORMAT, INIT, CHECKSUM, STATS = 5")
-	if r.MaxTransferSize > 0 {
-		fmt.Fprintf(&q, ", MAXTRANSFERSIZE = %d", r.MaxTransferSize)
-	}
 	switch r.Type {
 	case Differential:
 		q.WriteString(", DIFFERENTIAL")

@@ -44,9 +44,6 @@ type Endpoint struct {
 	TLS *tls.Config
 	// Bucket is the bucket name in the URLs. Default "coffer".
 	Bucket string
-	// MaxTransferSize is the part size SQL Server uploads (MAXTRANSFERSIZE).
-	// Default 10 MB, SQL Server's own default for URLs.
-	MaxTransferSize int
 }
 
 func (e Endpoint) enabled() bool { return e.TLS != nil }
@@ -114,9 +111,6 @@ type urlJob struct {
 func newURLEndpoint(cfg Endpoint, v *vault.Vault, log *slog.Logger, now func() time.Time) (*urlEndpoint, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "coffer"
-	}
-	if cfg.MaxTransferSize == 0 {
-		cfg.MaxTransferSize = 10 << 20
 	}
 	e := &urlEndpoint{cfg: cfg, vault: v, log: log, jobs: map[string]*urlJob{}}
 	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log})

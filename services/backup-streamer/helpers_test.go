@@ -197,17 +197,11 @@ func (e *env) publish(ctx context.Context, subject string, m proto.Message, id s
 	}
 }
 
-// backup queues a backup of database, as the scheduler does, and returns
-// its job id.
+// backup queues a backup of database on instName, as the scheduler does,
+// and returns its job id.
 func (e *env) backup(ctx context.Context, database string, typ cofferv1.BackupType) string {
 	e.t.Helper()
-	jid := event.NewJobID(time.Now())
-	db := &cofferv1.DatabaseRef{Instance: instName, Database: database}
-	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
-		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: typ}, event.ID("queued", jid))
-	e.publish(ctx, cofferv1.SubjectWorkBackup, &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
-		Database: db, Type: typ, Reason: "on-demand", Compression: true}, event.ID("backup", jid))
-	return jid
+	return e.backupOn(ctx, instName, database, typ)
 }
 
 // restore queues a restore of the recovery points of source into target,
@@ -397,4 +391,41 @@ func (e *env) credentials() []string {
 		out = append(out, n)
 	}
 	return out
+}
+
+// registerMode registers instance name at addr with a backup mode.
+func (e *env) registerMode(name, addr, mode string) {
+	e.t.Helper()
+	s, err := secret.New(e.master, "instance-credentials")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec := &cofferv1.Instance{Name: name, SealedDsn: s.Seal([]byte(simDSN(addr)), name), Healthy: true, BackupMode: mode}
+	if _, err := e.cat.Bucket(cofferv1.BucketInstances).Put(context.Background(), catalog.Key(name), rec); err != nil {
+		e.t.Fatalf("register instance: %v", err)
+	}
+}
+
+// backupOn queues a backup of database on instance, as the scheduler
+// does, and returns its job id.
+func (e *env) backupOn(ctx context.Context, instance, database string, typ cofferv1.BackupType) string {
+	e.t.Helper()
+	jid := event.NewJobID(time.Now())
+	db := &cofferv1.DatabaseRef{Instance: instance, Database: database}
+	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
+		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: typ}, event.ID("queued", jid))
+	e.publish(ctx, cofferv1.SubjectWorkBackup, &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
+		Database: db, Type: typ, Reason: "on-demand", Compression: true}, event.ID("backup", jid))
+	return jid
+}
+
+// openDB opens a database/sql handle on dsn, closed with the test.
+func openDB(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlserver", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -57,7 +57,7 @@ func urlEnv(t *testing.T) (*env, *clock, *dirstore.Store) {
 	clk := &clock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
 	e := newEnv(t, envOptions{store: store, sim: mssqlsim.Config{TrustedCAs: ca.Pool(), Now: clk.Now, DefaultPages: 3000}})
 	cfg := e.streamerConfig()
-	cfg.Endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, MaxTransferSize: 5 << 20}
+	cfg.Endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	e.startCommitter()
 	e.startStreamer(cfg)
 	return e, clk, store
@@ -183,4 +183,58 @@ func TestURLModeConnectionDrop(t *testing.T) {
 		t.Errorf("credentials left on the server: %v", creds)
 	}
 	e.stagingEmpty()
+}
+
+// TestBackupModes: in one run, SQL Server 2022 backs up through the
+// endpoint (URL mode), SQL Server 2019 keeps disk mode, an instance set to
+// disk mode uses it whatever its version, and an instance set to URL mode
+// that cannot have it is refused with the reason. msdb says which device
+// each backup went to.
+func TestBackupModes(t *testing.T) {
+	e, clk, _ := urlEnv(t)
+	ctx := t.Context()
+	start := func(name string, cfg mssqlsim.Config) (*mssqlsim.Instance, string) {
+		cfg.SAPassword, cfg.Now, cfg.DefaultPages = simPassword, clk.Now, 3000
+		inst := mssqlsim.New(cfg)
+		addr, err := inst.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { inst.Close() })
+		e.registerAt(name, addr)
+		return inst, addr
+	}
+	old, oldAddr := start("sql19", mssqlsim.Config{ServerName: "SIM2019", MajorVersion: 15})
+	for _, inst := range []*mssqlsim.Instance{e.inst, old} {
+		if err := inst.CreateDatabase("Modes", mssqlsim.DatabaseOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	device := func(addr string) string {
+		t.Helper()
+		var d string
+		db := openDB(t, simDSN(addr))
+		if err := db.QueryRowContext(ctx, "SELECT TOP 1 mf.physical_device_name FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id ORDER BY bs.backup_set_id DESC").Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	e.mustSucceed(e.backupOn(ctx, instName, "Modes", full))
+	if d := device(e.addr); !strings.HasPrefix(d, "s3://") {
+		t.Errorf("SQL Server 2022 backed up to %q; want the endpoint's URL", d)
+	}
+	e.mustSucceed(e.backupOn(ctx, "sql19", "Modes", full))
+	if d := device(oldAddr); strings.HasPrefix(d, "s3://") || !strings.HasPrefix(d, e.staging) {
+		t.Errorf("SQL Server 2019 backed up to %q; want a file in the staging directory", d)
+	}
+	e.registerMode(instName, e.addr, "disk")
+	e.mustSucceed(e.backupOn(ctx, instName, "Modes", logb))
+	if d := device(e.addr); strings.HasPrefix(d, "s3://") {
+		t.Errorf("an instance set to disk mode backed up to %q", d)
+	}
+	e.registerMode("sql19", oldAddr, "url")
+	j := e.mustFail(e.backupOn(ctx, "sql19", "Modes", full))
+	if !strings.Contains(j.Error, "no S3 connector") {
+		t.Errorf("URL mode on SQL Server 2019: %q; want the reason", j.Error)
+	}
 }

@@ -113,7 +113,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 		}()
 		err := s.backupInTurn(sctx, log, c, mssql.BackupRequest{
 			Database: db.GetDatabase(), Type: typ, Files: []string{url}, Compression: &noCompression,
-			MaxTransferSize: s.url.cfg.MaxTransferSize, NoRecovery: opt.tail,
+			NoRecovery: opt.tail,
 			OnProgress: func(p int) { percent.Store(int64(p)) },
 		})
 		close(done)
