@@ -104,6 +104,9 @@ type urlJob struct {
 	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
 	// points a restore applies
 	objects map[string][]vault.ChunkRef
+	// readers serve the objects: one per object for the whole job, so
+	// that the ranged GETs SQL Server sends share its cache and read-ahead
+	readers map[string]*vault.ReaderAt
 	// readErr is the first damage a read met, for the job's reason
 	readErr error
 }
@@ -176,7 +179,7 @@ func (e *urlEndpoint) open(jid string) (*urlJob, error) {
 		return nil, err
 	}
 	j := &urlJob{key: s3endpoint.Key{ID: jid, Secret: hex.EncodeToString(secret), Bucket: e.cfg.Bucket, Prefix: jid + "/"},
-		objects: map[string][]vault.ChunkRef{}}
+		objects: map[string][]vault.ChunkRef{}, readers: map[string]*vault.ReaderAt{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.jobs[jid]; ok {
@@ -190,9 +193,15 @@ func (e *urlEndpoint) open(jid string) (*urlJob, error) {
 // its objects can no longer be read.
 func (e *urlEndpoint) close(jid string) {
 	e.mu.Lock()
+	j := e.jobs[jid]
 	delete(e.jobs, jid)
 	e.mu.Unlock()
 	e.server.Abort(jid, errors.New("the job ended"))
+	if j != nil {
+		for _, r := range j.readers {
+			r.Close()
+		}
+	}
 }
 
 func (e *urlEndpoint) job(id string) *urlJob {
@@ -271,14 +280,19 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 		return nil, err
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	refs, ok := j.objects[name]
-	e.mu.Unlock()
 	if !ok {
 		return nil, s3endpoint.ErrNotExist
 	}
-	// SQL Server reads a restore mostly forward with a few ranges in
-	// flight: a deep read-ahead keeps the store's latency out of its way
-	r := e.vault.NewReaderAt(ctx, refs, vault.ReaderAtOptions{CacheChunks: 32, ReadAhead: 16})
+	r := j.readers[name]
+	if r == nil {
+		// SQL Server reads a restore forward with a few ranges in
+		// flight: room for them and a read-ahead that keeps the store's
+		// latency out of their way (vault.ReaderAtOptions)
+		r = e.vault.NewReaderAt(context.WithoutCancel(ctx), refs, vault.ReaderAtOptions{CacheChunks: 32, ReadAhead: 8})
+		j.readers[name] = r
+	}
 	return &jobObject{r: r, e: e, j: j, info: s3endpoint.ObjectInfo{Key: key, Size: r.Size(), ModTime: time.Unix(0, 0)}}, nil
 }
 
@@ -326,4 +340,7 @@ func (o *jobObject) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (o *jobObject) Info() s3endpoint.ObjectInfo { return o.info }
-func (o *jobObject) Close() error                { return o.r.Close() }
+
+// Close leaves the reader open for the job's next request; the job's end
+// closes it.
+func (o *jobObject) Close() error { return nil }
