@@ -506,9 +506,14 @@ func (r *rangeReader) fetch(start, end int64) rangeResult {
 		return rangeResult{err: err}
 	}
 	defer body.Close()
-	data, err := io.ReadAll(body)
-	if err == nil && int64(len(data)) != end-start {
-		err = fmt.Errorf("range %d-%d: got %d bytes: %w", start, end-1, len(data), io.ErrUnexpectedEOF)
+	// the range's length is known: one buffer of it, not one grown by
+	// doubling (which costs more than the request)
+	data := make([]byte, end-start)
+	n, err := io.ReadFull(body, data)
+	if err != nil {
+		err = fmt.Errorf("range %d-%d: got %d bytes: %w", start, end-1, n, err)
+	} else if extra, _ := body.Read(make([]byte, 1)); extra > 0 {
+		err = fmt.Errorf("range %d-%d: the endpoint sent more than asked", start, end-1)
 	}
 	return rangeResult{data: data, err: err}
 }

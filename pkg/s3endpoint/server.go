@@ -163,6 +163,7 @@ type request struct {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, err := s.authenticate(r)
+	defer release(req.body)
 	if err == nil {
 		err = s.route(w, r, req)
 	}
@@ -235,12 +236,9 @@ func (s *Server) authenticate(r *http.Request) (request, error) {
 		return req, errorf(http.StatusForbidden, "AccessDenied", "the access key %q does not reach %s/%s", a.accessKey, req.bucket, scopeOf(r, req))
 	}
 	req.accessKey = a.accessKey
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxPartSize+1))
+	body, err := s.readBody(r)
 	if err != nil {
-		return req, fmt.Errorf("read the request body: %w", err)
-	}
-	if int64(len(body)) > s.cfg.MaxPartSize {
-		return req, errorf(http.StatusBadRequest, "EntityTooLarge", "the request body exceeds %d bytes", s.cfg.MaxPartSize)
+		return req, err
 	}
 	if payload != unsignedPayload {
 		sum := sha256.Sum256(body)
@@ -250,6 +248,48 @@ func (s *Server) authenticate(r *http.Request) (request, error) {
 	}
 	req.body = body
 	return req, nil
+}
+
+// bodies recycles request bodies: a backup sends thousands of parts of
+// the same size, and a buffer grown anew for each would cost more than
+// the rest of the request.
+var bodies sync.Pool
+
+// readBody reads a request's body, at most MaxPartSize bytes, into a
+// buffer of its announced length when it has one. release gives the
+// buffer back once nothing uses the body.
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	tooLarge := errorf(http.StatusBadRequest, "EntityTooLarge", "the request body exceeds %d bytes", s.cfg.MaxPartSize)
+	if n := r.ContentLength; n >= 0 {
+		if n > s.cfg.MaxPartSize {
+			return nil, tooLarge
+		}
+		var buf []byte
+		if p, ok := bodies.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+			buf = (*p)[:n]
+		} else {
+			buf = make([]byte, n)
+		}
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, fmt.Errorf("read the request body: %w", err)
+		}
+		return buf, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxPartSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the request body: %w", err)
+	}
+	if int64(len(body)) > s.cfg.MaxPartSize {
+		return nil, tooLarge
+	}
+	return body, nil
+}
+
+// release returns a body's buffer for another request.
+func release(body []byte) {
+	if cap(body) >= 1<<20 {
+		bodies.Put(&body)
+	}
 }
 
 // scopeOf is the object name a request reaches: its key, or for a listing
