@@ -211,6 +211,11 @@ type deviceWriter interface {
 // readSets scans a device for its media header and backup sets. A missing
 // file is reported as such; a device that is not a backup as 3241.
 func (i *Instance) readSets(ctx context.Context, d *device) (mediaHeader, []backupSet, int64, *Error) {
+	if d.url {
+		if m, sets, end, ok := i.urlSets(ctx, d); ok {
+			return m, sets, end, nil
+		}
+	}
 	r, err := i.openReader(ctx, d, 0, 0)
 	if err != nil {
 		return mediaHeader{}, nil, 0, errOpenDevice(d, err)
@@ -221,6 +226,76 @@ func (i *Instance) readSets(ctx context.Context, d *device) (mediaHeader, []back
 		return m, nil, 0, newErr(3241, 16, "The media family on device '%s' is incorrectly formed. SQL Server cannot process this media family.", d.spec)
 	}
 	return m, sets, end, nil
+}
+
+// urlSets reads the one backup set of a URL device (a URL is never
+// appended to) from its ends, as SQL Server reads its headers: the media
+// and set headers from the start, the trailer from the end, without
+// reading the body between. ok is false when the object does not read
+// that way; the caller then scans it whole.
+func (i *Instance) urlSets(ctx context.Context, d *device) (mediaHeader, []backupSet, int64, bool) {
+	c, err := i.s3(d)
+	if err != nil {
+		return mediaHeader{}, nil, 0, false
+	}
+	info, err := c.StatObject(ctx, d.bucket, d.key, minio.StatObjectOptions{})
+	if err != nil {
+		return mediaHeader{}, nil, 0, false
+	}
+	size := info.Size
+	get := func(from, to int64) ([]byte, error) {
+		opts := minio.GetObjectOptions{}
+		if err := opts.SetRange(from, to-1); err != nil {
+			return nil, err
+		}
+		body, _, _, err := c.GetObject(ctx, d.bucket, d.key, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer body.Close()
+		buf := make([]byte, to-from)
+		_, err = io.ReadFull(body, buf)
+		return buf, err
+	}
+	// the head and the tail are read at once, as the connector keeps
+	// several ranges in flight
+	const tailSize = 64 << 10
+	var tail []byte
+	var tailErr error
+	tailDone := make(chan struct{})
+	go func() {
+		defer close(tailDone)
+		tail, tailErr = get(max(0, size-tailSize), size)
+	}()
+	head, err := get(0, min(size, 1<<20))
+	<-tailDone
+	if err != nil || tailErr != nil {
+		return mediaHeader{}, nil, 0, false
+	}
+	hr := bytes.NewReader(head)
+	var m mediaHeader
+	var set backupSet
+	if readJSONFrame(hr, frameMedia, &m) != nil || readJSONFrame(hr, frameSet, &set.setHeader) != nil {
+		return mediaHeader{}, nil, 0, false
+	}
+	set.Position, set.bodyOffset = 1, int64(len(head))-int64(hr.Len())
+	if start := size - int64(len(tail)); start < set.bodyOffset {
+		tail = tail[set.bodyOffset-start:]
+	}
+	// the trailer is the last frame: the one that parses and ends at the
+	// object's end
+	for off := len(tail) - 9; off >= 0; off-- {
+		if tail[off] != frameTrailer {
+			continue
+		}
+		tr := bytes.NewReader(tail[off:])
+		var t setTrailer
+		if readJSONFrame(tr, frameTrailer, &t) == nil && tr.Len() == 0 {
+			set.setTrailer = t
+			return m, []backupSet{set}, size, true
+		}
+	}
+	return mediaHeader{}, nil, 0, false
 }
 
 // openReader opens a device for reading from offset. A URL is read with

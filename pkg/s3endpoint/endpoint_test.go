@@ -105,9 +105,14 @@ func endpoint(t *testing.T, k keys) (*httptest.Server, *memStore, *s3endpoint.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewTLSServer(srv)
+	return newTLSServer(t, srv), store, srv
+}
+
+func newTLSServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewTLSServer(h)
 	t.Cleanup(ts.Close)
-	return ts, store, srv
+	return ts
 }
 
 func client(t *testing.T, ts *httptest.Server, id, secret string) *minio.Core {

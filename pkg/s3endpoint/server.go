@@ -86,8 +86,11 @@ type Config struct {
 	// MaxWaitingParts bounds the parts held while they wait for earlier
 	// ones, across uploads (SlowDown beyond). Default 256.
 	MaxWaitingParts int
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// MaxQueuedParts is how many parts of an upload may be answered
+	// before the Upload has written them. Default 8.
+	MaxQueuedParts int
+	Now            func() time.Time
+	Logger         *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -96,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxWaitingParts == 0 {
 		c.MaxWaitingParts = 256
+	}
+	if c.MaxQueuedParts == 0 {
+		c.MaxQueuedParts = 8
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -127,16 +133,91 @@ func New(cfg Config) (*Server, error) {
 }
 
 // upload is a multipart upload in progress.
+//
+// Parts are taken in order into a queue that one goroutine writes to the
+// Upload, so that a part is answered as soon as it is queued and SQL
+// Server goes on producing while the vault stores: the queue (at most
+// MaxQueuedParts parts) is the only memory between the two. Complete
+// waits for the queue to be written.
 type upload struct {
 	id, bucket, key, accessKey string
 	w                          Upload
 
-	mu      sync.Mutex
-	next    int            // the part number to write next
-	etags   map[int]string // parts written
-	sizes   map[int]int64  // their sizes
-	advance chan struct{}  // closed and replaced whenever next moves
-	failed  error          // a write failed: the upload is dead
+	mu       sync.Mutex
+	next     int            // the part number to take next
+	taking   bool           // part next is being queued
+	etags    map[int]string // parts taken
+	sizes    map[int]int64  // their sizes
+	advance  chan struct{}  // closed and replaced whenever next moves
+	queue    chan []byte    // parts taken, to write in order
+	queued   int            // parts put in the queue
+	written  int            // parts the writer has written
+	wrote    chan struct{}  // closed and replaced whenever written moves
+	failed   error          // the upload is dead: a write failed, or it was aborted
+	dead     chan struct{}  // closed when failed is set
+	stop     chan struct{}  // closed when the upload ends: the writer returns
+	finished bool           // stop is closed
+}
+
+func newUpload(id, bucket, key, accessKey string, w Upload, depth int) *upload {
+	u := &upload{id: id, bucket: bucket, key: key, accessKey: accessKey, w: w, next: 1,
+		etags: map[int]string{}, sizes: map[int]int64{}, advance: make(chan struct{}),
+		queue: make(chan []byte, depth), wrote: make(chan struct{}), dead: make(chan struct{}), stop: make(chan struct{})}
+	go u.writeLoop()
+	return u
+}
+
+// writeLoop writes the queued parts in order, until the upload ends.
+// After a failure it only gives the buffers back. The queue is never
+// closed: a handler may be sending to it when the upload ends.
+func (u *upload) writeLoop() {
+	for {
+		var body []byte
+		select {
+		case body = <-u.queue:
+		case <-u.stop:
+			for {
+				select {
+				case b := <-u.queue:
+					release(b)
+				default:
+					return
+				}
+			}
+		}
+		u.mu.Lock()
+		dead := u.failed != nil
+		u.mu.Unlock()
+		var err error
+		if !dead {
+			_, err = u.w.Write(body)
+		}
+		release(body)
+		u.mu.Lock()
+		if err != nil {
+			u.failLocked(fmt.Errorf("store part %d: %w", u.written+1, err))
+		}
+		u.written++
+		close(u.wrote)
+		u.wrote = make(chan struct{})
+		u.mu.Unlock()
+	}
+}
+
+// failLocked kills the upload; u.mu must be held.
+func (u *upload) failLocked(err error) {
+	if u.failed == nil {
+		u.failed = err
+		close(u.dead)
+	}
+}
+
+// finishLocked ends the writer once; u.mu must be held.
+func (u *upload) finishLocked() {
+	if !u.finished {
+		u.finished = true
+		close(u.stop)
+	}
 }
 
 // s3Error is an S3 error document.
@@ -159,11 +240,20 @@ type request struct {
 	bucket, key string
 	accessKey   string
 	body        []byte // read and checked against the signed payload hash
+	// handedOff is set when the body's buffer went to an upload's writer,
+	// which gives it back once written
+	handedOff *bool
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, err := s.authenticate(r)
-	defer release(req.body)
+	handedOff := false
+	req.handedOff = &handedOff
+	defer func() {
+		if !handedOff {
+			release(req.body)
+		}
+	}()
 	if err == nil {
 		err = s.route(w, r, req)
 	}
@@ -343,8 +433,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, req reques
 	s.mu.Lock()
 	s.seq++
 	id := fmt.Sprintf("%s-%d", strconv.FormatInt(s.cfg.Now().UnixNano(), 36), s.seq)
-	s.uploads[id] = &upload{id: id, bucket: req.bucket, key: req.key, accessKey: req.accessKey, w: up, next: 1,
-		etags: map[int]string{}, sizes: map[int]int64{}, advance: make(chan struct{})}
+	s.uploads[id] = newUpload(id, req.bucket, req.key, req.accessKey, up, s.cfg.MaxQueuedParts)
 	s.mu.Unlock()
 	writeXML(w, http.StatusOK, struct {
 		XMLName  xml.Name `xml:"InitiateMultipartUploadResult"`
@@ -402,8 +491,9 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, req request,
 		u.mu.Lock()
 		switch {
 		case u.failed != nil:
+			err := u.failed
 			u.mu.Unlock()
-			return errorf(http.StatusInternalServerError, "InternalError", "the upload failed: %v", u.failed)
+			return errorf(http.StatusInternalServerError, "InternalError", "the upload failed: %v", err)
 		case n < u.next:
 			prev := u.etags[n]
 			u.mu.Unlock()
@@ -413,14 +503,30 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, req request,
 			w.Header().Set("ETag", prev)
 			w.WriteHeader(http.StatusOK)
 			return nil
-		case n == u.next:
-			if _, err := u.w.Write(req.body); err != nil {
-				u.failed = err
-				close(u.advance)
+		case n == u.next && !u.taking && !u.finished:
+			// its turn: queue it, waiting for room while the writer
+			// works; the body is the writer's from now on
+			u.taking = true
+			u.mu.Unlock()
+			var err error
+			select {
+			case u.queue <- req.body:
+				*req.handedOff = true
+			case <-u.dead:
+				err = errors.New("the upload failed")
+			case <-u.stop:
+				err = errors.New("the upload is over")
+			case <-r.Context().Done():
+				err = r.Context().Err()
+			}
+			u.mu.Lock()
+			u.taking = false
+			if err != nil {
 				u.mu.Unlock()
-				return fmt.Errorf("store part %d of %s/%s: %w", n, req.bucket, req.key, err)
+				return err
 			}
 			u.etags[n], u.sizes[n] = etag, int64(len(req.body))
+			u.queued++
 			u.next++
 			close(u.advance)
 			u.advance = make(chan struct{})
@@ -433,6 +539,7 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, req request,
 		u.mu.Unlock()
 		select {
 		case <-wait:
+		case <-u.dead:
 		case <-r.Context().Done():
 			return r.Context().Err()
 		}
@@ -458,6 +565,19 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, req requ
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	// every part taken must be written before the object is whole
+	for u.written < u.queued && u.failed == nil {
+		wrote := u.wrote
+		u.mu.Unlock()
+		select {
+		case <-wrote:
+		case <-u.dead:
+		case <-r.Context().Done():
+			u.mu.Lock()
+			return r.Context().Err()
+		}
+		u.mu.Lock()
+	}
 	if u.failed != nil {
 		return errorf(http.StatusInternalServerError, "InternalError", "the upload failed: %v", u.failed)
 	}
@@ -472,7 +592,9 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, req requ
 			return errorf(http.StatusBadRequest, "EntityTooSmall", "part %d is %d bytes; every part but the last must be at least %d", k+1, u.sizes[k+1], minPartSize)
 		}
 	}
+	u.finishLocked()
 	if err := u.w.Complete(r.Context()); err != nil {
+		u.failLocked(err)
 		return fmt.Errorf("complete %s/%s: %w", req.bucket, req.key, err)
 	}
 	s.mu.Lock()
@@ -496,10 +618,8 @@ func (s *Server) abortUpload(w http.ResponseWriter, req request, id string) erro
 	delete(s.uploads, id)
 	s.mu.Unlock()
 	u.mu.Lock()
-	if u.failed == nil {
-		u.failed = errors.New("aborted by the client")
-		close(u.advance)
-	}
+	u.failLocked(errors.New("aborted by the client"))
+	u.finishLocked()
 	u.mu.Unlock()
 	u.w.Abort(errors.New("the client aborted the upload"))
 	w.WriteHeader(http.StatusNoContent)
@@ -528,10 +648,8 @@ func (s *Server) Abort(accessKey string, reason error) {
 	s.mu.Unlock()
 	for _, u := range ups {
 		u.mu.Lock()
-		if u.failed == nil {
-			u.failed = reason
-			close(u.advance)
-		}
+		u.failLocked(reason)
+		u.finishLocked()
 		u.mu.Unlock()
 		u.w.Abort(reason)
 	}
