@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -428,4 +429,25 @@ func openDB(t testing.TB, dsn string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// corruptChunk flips a bit in the middle chunk of a recovery point, in
+// place in the directory store, and returns the chunk's id.
+func (e *env) corruptChunk(store *dirstore.Store, rp *cofferv1.RecoveryPoint) string {
+	e.t.Helper()
+	m, err := e.vault.GetManifest(context.Background(), rp.GetManifest())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	chunk := m.Chunks[len(m.Chunks)/2].ID
+	path := filepath.Join(store.Root(), "chunks", chunk[:2], chunk)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return chunk
 }

@@ -214,20 +214,7 @@ func TestRestoreTamperedChunk(t *testing.T) {
 	e.startCommitter()
 	e.startStreamer(e.streamerConfig())
 	rp := e.backupOK(ctx, db, full)
-	m, err := e.vault.GetManifest(ctx, rp.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := m.Chunks[len(m.Chunks)/2].ID
-	path := filepath.Join(store.Root(), "chunks", chunk[:2], chunk)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x40
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	chunk := e.corruptChunk(store, rp)
 
 	const target = "Ledger restored"
 	j := e.mustFail(e.restore(ctx, db, target, false, rp.Id))

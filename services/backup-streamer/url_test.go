@@ -2,8 +2,6 @@ package streamer_test
 
 import (
 	"crypto/tls"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -125,20 +123,7 @@ func TestURLModeDamagedChunk(t *testing.T) {
 	const db = "Damaged"
 	e.createFilled(db, 3000)
 	rp := e.backupOK(ctx, db, full)
-	m, err := e.vault.GetManifest(ctx, rp.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := m.Chunks[len(m.Chunks)/2].ID
-	path := filepath.Join(store.Root(), "chunks", chunk[:2], chunk)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x40
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	chunk := e.corruptChunk(store, rp)
 	j := e.mustFail(e.restore(ctx, db, "Damaged copy", false, rp.Id))
 	if !strings.Contains(j.Error, chunk) {
 		t.Errorf("reason %q; want it to name chunk %s", j.Error, chunk)
