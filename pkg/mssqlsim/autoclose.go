@@ -36,10 +36,7 @@ func (i *Instance) SetAutoClose(name string, on bool) error {
 	if e != nil {
 		return e
 	}
-	db.mu.Lock()
-	st := db.State
-	db.mu.Unlock()
-	if st != Online {
+	if db.state() != Online {
 		return newErr(5011, 14, "User does not have permission to alter database '%s', the database does not exist, or the database is not in a state that allows access checks.", db.Name)
 	}
 	if db.ID <= 4 && on {

@@ -285,6 +285,13 @@ type Database struct {
 	*dbData
 }
 
+// state is the database's state_desc now.
+func (db *Database) state() State {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.State
+}
+
 // dataPages returns the number of pages in the data files.
 func dataPages(files []File) int {
 	n := 0

@@ -143,10 +143,7 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			if e != nil {
 				return e
 			}
-			db.mu.Lock()
-			st := db.State
-			db.mu.Unlock()
-			if st != Online {
+			if db.state() != Online {
 				return newErr(927, 14, "Database '%s' cannot be opened. It is in the middle of a restore.", db.Name)
 			}
 			if e := x.inst.enter(x.sess, db); e != nil {
@@ -212,18 +209,11 @@ func (p *parser) parseStatement() (stmt, *Error) {
 			if e != nil {
 				return nil, e
 			}
-			var names []string
-			for {
-				// DROP DATABASE takes identifiers only: SQL Server has no
-				// DROP DATABASE @variable (dynamic SQL is the way)
-				n, e := p.ident()
-				if e != nil {
-					return nil, e
-				}
-				names = append(names, n)
-				if !p.acceptPunct(",") {
-					break
-				}
+			// DROP DATABASE takes identifiers only: SQL Server has no
+			// DROP DATABASE @variable (dynamic SQL is the way)
+			names, e := commaList(p, p.ident)
+			if e != nil {
+				return nil, e
 			}
 			return func(x *execCtx) *Error {
 				if e := x.needSysadmin("DROP DATABASE", "master"); e != nil {
@@ -356,6 +346,21 @@ func (x *execCtx) needSysadmin(what, db string) *Error {
 		return newErr(262, 14, "%s permission denied in database '%s'.", what, db)
 	}
 	return nil
+}
+
+// commaList reads one or more items separated by commas.
+func commaList[T any](p *parser, item func() (T, *Error)) ([]T, *Error) {
+	var out []T
+	for {
+		v, e := item()
+		if e != nil {
+			return nil, e
+		}
+		out = append(out, v)
+		if !p.acceptPunct(",") {
+			return out, nil
+		}
+	}
 }
 
 // ifExists reads DROP's optional IF EXISTS.

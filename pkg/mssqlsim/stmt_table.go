@@ -361,16 +361,9 @@ func (p *parser) parseDropTable() (stmt, *Error) {
 	if e != nil {
 		return nil, e
 	}
-	var refs []tableRef
-	for {
-		r, e := p.tableRef()
-		if e != nil {
-			return nil, e
-		}
-		refs = append(refs, r)
-		if !p.acceptPunct(",") {
-			break
-		}
+	refs, e := commaList(p, p.tableRef)
+	if e != nil {
+		return nil, e
 	}
 	return func(x *execCtx) *Error {
 		for _, r := range refs {
@@ -420,15 +413,8 @@ func (p *parser) parseInsert() (stmt, *Error) {
 	}
 	var names []string
 	if p.acceptPunct("(") {
-		for {
-			n, e := p.ident()
-			if e != nil {
-				return nil, e
-			}
-			names = append(names, n)
-			if !p.acceptPunct(",") {
-				break
-			}
+		if names, e = commaList(p, p.ident); e != nil {
+			return nil, e
 		}
 		if e := p.expectPunct(")"); e != nil {
 			return nil, e
@@ -445,16 +431,9 @@ func (p *parser) parseInsert() (stmt, *Error) {
 		if e := p.expectPunct("("); e != nil {
 			return nil, e
 		}
-		var tuple []expr
-		for {
-			v, e := p.parseExpr()
-			if e != nil {
-				return nil, e
-			}
-			tuple = append(tuple, v)
-			if !p.acceptPunct(",") {
-				break
-			}
+		tuple, e := commaList(p, p.parseExpr)
+		if e != nil {
+			return nil, e
 		}
 		if e := p.expectPunct(")"); e != nil {
 			return nil, e
