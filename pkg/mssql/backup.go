@@ -313,6 +313,34 @@ func (c *Client) DatabaseState(ctx context.Context, name string) (string, error)
 	return st.String, nil
 }
 
+// DatabaseSize returns the allocated size in bytes of a database's data
+// files and of its log files, as sys.master_files says: a full or
+// differential backup holds less than both, a log backup less than the
+// log, so a bound to plan a backup by.
+func (c *Client) DatabaseSize(ctx context.Context, name string) (data, log int64, err error) {
+	rows, err := c.db.QueryContext(ctx, "SELECT type_desc, size FROM sys.master_files WHERE database_id = DB_ID(@p1)", name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the size of database %q: %w", name, wrapSQL(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ sql.NullString
+		var pages sql.NullInt64
+		if err := rows.Scan(&typ, &pages); err != nil {
+			return 0, 0, fmt.Errorf("read the size of database %q: %w", name, err)
+		}
+		if typ.String == "LOG" {
+			log += pages.Int64 * 8192
+		} else {
+			data += pages.Int64 * 8192
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("read the size of database %q: %w", name, wrapSQL(err))
+	}
+	return data, log, nil
+}
+
 // DatabaseExists reports whether a database of that name exists.
 func (c *Client) DatabaseExists(ctx context.Context, name string) (bool, error) {
 	var id sql.NullInt64

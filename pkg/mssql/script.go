@@ -9,7 +9,10 @@ import (
 // ScriptFile is one backup file a restore script applies.
 type ScriptFile struct {
 	Path string
-	Log  bool
+	// Stripes, when two or more, is how many files the backup was striped
+	// over: StripeFileName(Path, k, Stripes) names each.
+	Stripes int
+	Log     bool
 	// Note is written as a comment above the statement (what the backup is).
 	Note string
 }
@@ -64,7 +67,14 @@ func (s Script) String() string {
 		if f.Log {
 			verb = "LOG"
 		}
-		fmt.Fprintf(&b, "RESTORE %s %s FROM DISK = %s WITH FILE = 1", verb, QuoteName(s.Database), Literal(f.Path))
+		fmt.Fprintf(&b, "RESTORE %s %s FROM ", verb, QuoteName(s.Database))
+		for k, p := range StripeFileNames(f.Path, f.Stripes) {
+			if k > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "DISK = %s", Literal(p))
+		}
+		b.WriteString(" WITH FILE = 1")
 		if i == 0 {
 			for _, m := range s.Moves {
 				fmt.Fprintf(&b, ", MOVE %s TO %s", Literal(m.Logical), Literal(m.Physical))
@@ -93,3 +103,21 @@ func (s Script) String() string {
 
 // Literal quotes s as a T-SQL Unicode string literal.
 func Literal(s string) string { return "N'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// StripeFileNames names the files of a backup striped over n files that
+// is written as file name: name itself when n is 0 or 1, otherwise name
+// with "-stripe01-of-03" (and so on) before its extension.
+func StripeFileNames(name string, n int) []string {
+	if n <= 1 {
+		return []string{name}
+	}
+	ext := ""
+	if i := strings.LastIndexByte(name, '.'); i > strings.LastIndexAny(name, `/\`) {
+		name, ext = name[:i], name[i:]
+	}
+	out := make([]string, n)
+	for k := range out {
+		out[k] = fmt.Sprintf("%s-stripe%02d-of-%02d%s", name, k+1, n, ext)
+	}
+	return out
+}

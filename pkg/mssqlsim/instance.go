@@ -84,7 +84,11 @@ type Config struct {
 	// 2022, the default) or 15 (SQL Server 2019, which refuses s3:// URLs
 	// as it has no S3 connector). New panics on any other value.
 	MajorVersion int
-	Logger       *slog.Logger
+	// MaxURLParts is the most parts SQL Server writes to one URL before
+	// the backup fails: 10,000 (the default). A test lowers it to stripe
+	// a database of megabytes as SQL Server stripes one of terabytes.
+	MaxURLParts int
+	Logger      *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -200,6 +204,9 @@ func New(cfg Config) *Instance {
 		sessions:  map[*session]func(){},
 	}
 	inst.maxURLParts.Store(maxURLParts)
+	if cfg.MaxURLParts > 0 {
+		inst.maxURLParts.Store(int64(cfg.MaxURLParts))
+	}
 	inst.startTime = cfg.Now()
 	for i, name := range []string{"master", "tempdb", "model", "msdb"} {
 		db := inst.newDatabase(name, 512, nil)

@@ -86,8 +86,9 @@ type Config struct {
 	// MaxWaitingParts bounds the parts held while they wait for earlier
 	// ones, across uploads (SlowDown beyond). Default 256.
 	MaxWaitingParts int
-	// MaxQueuedParts is how many parts of an upload may be answered
-	// before the Upload has written them. Default 8.
+	// MaxQueuedParts is how many parts may be answered before their
+	// Uploads have written them, across the uploads of one access key (a
+	// backup striped over several URLs shares them). Default 8.
 	MaxQueuedParts int
 	Now            func() time.Time
 	Logger         *slog.Logger
@@ -117,8 +118,47 @@ type Server struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload
+	budgets map[string]*budget // by access key, while it has uploads
 	seq     int
 	waiting int
+}
+
+// budget is the room for queued parts that the uploads of one access key
+// share: a token per part queued and not yet written.
+type budget struct {
+	tokens  chan struct{}
+	uploads int
+}
+
+// addLocked registers upload u; s.mu must be held.
+func (s *Server) addLocked(u *upload) {
+	s.uploads[u.id] = u
+	s.budgets[u.accessKey].uploads++
+}
+
+// dropLocked forgets upload id; s.mu must be held. Its queued parts keep
+// their tokens until they are written or thrown away.
+func (s *Server) dropLocked(id string) {
+	u := s.uploads[id]
+	if u == nil {
+		return
+	}
+	delete(s.uploads, id)
+	if b := s.budgets[u.accessKey]; b != nil {
+		if b.uploads--; b.uploads <= 0 {
+			delete(s.budgets, u.accessKey)
+		}
+	}
+}
+
+// budgetLocked returns the budget of accessKey; s.mu must be held.
+func (s *Server) budgetLocked(accessKey string) chan struct{} {
+	b := s.budgets[accessKey]
+	if b == nil {
+		b = &budget{tokens: make(chan struct{}, s.cfg.MaxQueuedParts)}
+		s.budgets[accessKey] = b
+	}
+	return b.tokens
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -129,16 +169,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Keys == nil || cfg.Store == nil {
 		return nil, errors.New("s3endpoint: Keys and Store are required")
 	}
-	return &Server{cfg: cfg, uploads: map[string]*upload{}}, nil
+	return &Server{cfg: cfg, uploads: map[string]*upload{}, budgets: map[string]*budget{}}, nil
 }
 
 // upload is a multipart upload in progress.
 //
 // Parts are taken in order into a queue that one goroutine writes to the
 // Upload, so that a part is answered as soon as it is queued and SQL
-// Server goes on producing while the vault stores: the queue (at most
-// MaxQueuedParts parts) is the only memory between the two. Complete
-// waits for the queue to be written.
+// Server goes on producing while the vault stores: the queue is the only
+// memory between the two, and a part enters it only with one of its
+// access key's MaxQueuedParts tokens, given back once it is written.
+// Complete waits for the queue to be written.
 type upload struct {
 	id, bucket, key, accessKey string
 	w                          Upload
@@ -150,6 +191,7 @@ type upload struct {
 	sizes    map[int]int64  // their sizes
 	advance  chan struct{}  // closed and replaced whenever next moves
 	queue    chan []byte    // parts taken, to write in order
+	tokens   chan struct{}  // the access key's budget: one held per part queued
 	queued   int            // parts put in the queue
 	written  int            // parts the writer has written
 	wrote    chan struct{}  // closed and replaced whenever written moves
@@ -159,10 +201,10 @@ type upload struct {
 	finished bool           // stop is closed
 }
 
-func newUpload(id, bucket, key, accessKey string, w Upload, depth int) *upload {
+func newUpload(id, bucket, key, accessKey string, w Upload, tokens chan struct{}) *upload {
 	u := &upload{id: id, bucket: bucket, key: key, accessKey: accessKey, w: w, next: 1,
 		etags: map[int]string{}, sizes: map[int]int64{}, advance: make(chan struct{}),
-		queue: make(chan []byte, depth), wrote: make(chan struct{}), dead: make(chan struct{}), stop: make(chan struct{})}
+		queue: make(chan []byte, cap(tokens)), tokens: tokens, wrote: make(chan struct{}), dead: make(chan struct{}), stop: make(chan struct{})}
 	go u.writeLoop()
 	return u
 }
@@ -180,6 +222,7 @@ func (u *upload) writeLoop() {
 				select {
 				case b := <-u.queue:
 					release(b)
+					<-u.tokens
 				default:
 					return
 				}
@@ -193,6 +236,7 @@ func (u *upload) writeLoop() {
 			_, err = u.w.Write(body)
 		}
 		release(body)
+		<-u.tokens
 		u.mu.Lock()
 		if err != nil {
 			u.failLocked(fmt.Errorf("store part %d: %w", u.written+1, err))
@@ -433,7 +477,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, req reques
 	s.mu.Lock()
 	s.seq++
 	id := fmt.Sprintf("%s-%d", strconv.FormatInt(s.cfg.Now().UnixNano(), 36), s.seq)
-	s.uploads[id] = newUpload(id, req.bucket, req.key, req.accessKey, up, s.cfg.MaxQueuedParts)
+	s.addLocked(newUpload(id, req.bucket, req.key, req.accessKey, up, s.budgetLocked(req.accessKey)))
 	s.mu.Unlock()
 	writeXML(w, http.StatusOK, struct {
 		XMLName  xml.Name `xml:"InitiateMultipartUploadResult"`
@@ -504,14 +548,28 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, req request,
 			w.WriteHeader(http.StatusOK)
 			return nil
 		case n == u.next && !u.taking && !u.finished:
-			// its turn: queue it, waiting for room while the writer
-			// works; the body is the writer's from now on
+			// its turn: queue it, waiting for a token while the
+			// writers work; the body is the writer's from now on
 			u.taking = true
 			u.mu.Unlock()
 			var err error
 			select {
-			case u.queue <- req.body:
+			case u.tokens <- struct{}{}:
+				// the queue has room for every token
+				u.queue <- req.body
 				*req.handedOff = true
+				select {
+				case <-u.stop:
+					// the writer may have drained the queue and gone:
+					// take back a part it will not write
+					select {
+					case b := <-u.queue:
+						release(b)
+						<-u.tokens
+					default:
+					}
+				default:
+				}
 			case <-u.dead:
 				err = errors.New("the upload failed")
 			case <-u.stop:
@@ -598,7 +656,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, req requ
 		return fmt.Errorf("complete %s/%s: %w", req.bucket, req.key, err)
 	}
 	s.mu.Lock()
-	delete(s.uploads, id)
+	s.dropLocked(id)
 	s.mu.Unlock()
 	writeXML(w, http.StatusOK, struct {
 		XMLName xml.Name `xml:"CompleteMultipartUploadResult"`
@@ -615,7 +673,7 @@ func (s *Server) abortUpload(w http.ResponseWriter, req request, id string) erro
 		return err
 	}
 	s.mu.Lock()
-	delete(s.uploads, id)
+	s.dropLocked(id)
 	s.mu.Unlock()
 	u.mu.Lock()
 	u.failLocked(errors.New("aborted by the client"))
@@ -642,7 +700,7 @@ func (s *Server) Abort(accessKey string, reason error) {
 	for id, u := range s.uploads {
 		if u.accessKey == accessKey {
 			ups = append(ups, u)
-			delete(s.uploads, id)
+			s.dropLocked(id)
 		}
 	}
 	s.mu.Unlock()

@@ -22,14 +22,81 @@ type Manifest struct {
 	ID string `json:"id"`
 	// CreatedAt is when the recovery point was made.
 	CreatedAt time.Time `json:"created_at"`
-	// Size and Checksum are the stream's, as in [Result].
+	// Size and Checksum are the stream's, as in [Result]. A striped
+	// recovery point has no Checksum of its own: each stripe has one.
 	Size     int64  `json:"size"`
 	Checksum string `json:"checksum"`
-	// Chunks are the stream's chunks in order.
+	// Chunks are the stream's chunks in order; for a striped recovery
+	// point, the first stripe's chunks, then the second's, and so on.
 	Chunks []ChunkRef `json:"chunks"`
+	// Stripes, when there are two or more, cut Chunks into the streams of
+	// a backup written to several devices at once (SQL Server's stripes,
+	// one per URL), in the order of the devices. A manifest without
+	// Stripes is one stream.
+	Stripes []Stripe `json:"stripes,omitempty"`
 	// Meta is the caller's metadata, kept as is. The vault does not look at
 	// it: for coffer, the backup's type, LSNs, server, database and times.
 	Meta json.RawMessage `json:"meta,omitempty"`
+}
+
+// Stripe is one stream of a striped recovery point: the next Chunks
+// chunks of its manifest, Size bytes long, with its own Checksum as in
+// [Result].
+type Stripe struct {
+	Chunks   int    `json:"chunks"`
+	Size     int64  `json:"size"`
+	Checksum string `json:"checksum"`
+}
+
+// Streams returns the streams m holds, in order: its stripes, or its one
+// stream when it has none. The chunk slices share m.Chunks.
+func (m *Manifest) Streams() []Stream {
+	if len(m.Stripes) == 0 {
+		return []Stream{{Chunks: m.Chunks, Size: m.Size, Checksum: m.Checksum}}
+	}
+	out := make([]Stream, 0, len(m.Stripes))
+	at := 0
+	for _, st := range m.Stripes {
+		end := min(at+max(st.Chunks, 0), len(m.Chunks))
+		out = append(out, Stream{Chunks: m.Chunks[at:end:end], Size: st.Size, Checksum: st.Checksum})
+		at = end
+	}
+	return out
+}
+
+// Stream is one ordered stream of a manifest: see [Manifest.Streams].
+type Stream struct {
+	Chunks   []ChunkRef
+	Size     int64
+	Checksum string
+}
+
+// checkStripes reports whether m's stripes cut its chunks exactly.
+func (m *Manifest) checkStripes() error {
+	if len(m.Stripes) == 0 {
+		return nil
+	}
+	if len(m.Stripes) == 1 {
+		return errors.New("a manifest with stripes has two or more")
+	}
+	n := 0
+	for k, st := range m.Stripes {
+		if st.Chunks <= 0 {
+			return fmt.Errorf("stripe %d has no chunk", k+1)
+		}
+		var size int64
+		for _, c := range m.Chunks[min(n, len(m.Chunks)):min(n+st.Chunks, len(m.Chunks))] {
+			size += c.Size
+		}
+		if size != st.Size {
+			return fmt.Errorf("stripe %d: its chunks add up to %d bytes, but it says %d", k+1, size, st.Size)
+		}
+		n += st.Chunks
+	}
+	if n != len(m.Chunks) {
+		return fmt.Errorf("the stripes hold %d chunks, the manifest %d", n, len(m.Chunks))
+	}
+	return nil
 }
 
 const (
@@ -96,6 +163,9 @@ func (v *Vault) putManifest(ctx context.Context, id string, m *Manifest) error {
 	}
 	if total != mc.Size {
 		return fmt.Errorf("chunks add up to %d bytes, but the manifest says %d", total, mc.Size)
+	}
+	if err := mc.checkStripes(); err != nil {
+		return err
 	}
 	if err := v.checkChunksExist(ctx, mc.Chunks); err != nil {
 		return err
@@ -198,6 +268,9 @@ func (v *Vault) getManifest(ctx context.Context, id string) (*Manifest, error) {
 	}
 	if m.ID != id {
 		return nil, fmt.Errorf("%w: holds manifest %q", ErrCorrupt, m.ID)
+	}
+	if err := m.checkStripes(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return &m, nil
 }

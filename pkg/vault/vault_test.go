@@ -395,6 +395,35 @@ func testManifests(t *testing.T, newStore newStoreFunc) {
 		t.Errorf("GetManifest of a deleted manifest: %v; want blob.ErrNotExist", err)
 	}
 
+	// a striped recovery point: two streams, each read back as written
+	other := sqlPages(13, 0, 2<<20/8192)
+	res2 := write(t, v, other, vault.WriterOptions{})
+	striped := &vault.Manifest{Chunks: slices.Concat(res.Chunks, res2.Chunks), Size: res.Size + res2.Size,
+		Stripes: []vault.Stripe{{Chunks: len(res.Chunks), Size: res.Size, Checksum: res.Checksum}, {Chunks: len(res2.Chunks), Size: res2.Size, Checksum: res2.Checksum}}}
+	if err := v.PutManifest(ctx, "striped", striped); err != nil {
+		t.Fatalf("PutManifest of a striped recovery point: %v", err)
+	}
+	m, err = openVault(t, store).GetManifest(ctx, "striped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := m.Streams()
+	if len(streams) != 2 {
+		t.Fatalf("a striped manifest has %d streams; want 2", len(streams))
+	}
+	for k, want := range [][]byte{data, other} {
+		got, err := read(t, v, streams[k].Chunks)
+		if err != nil || !bytes.Equal(got, want) || streams[k].Size != int64(len(want)) || streams[k].Checksum != []string{res.Checksum, res2.Checksum}[k] {
+			t.Errorf("stripe %d read back wrong (%d bytes, %v, %+v)", k+1, len(got), err, streams[k])
+		}
+	}
+	if one := (&vault.Manifest{Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum}).Streams(); len(one) != 1 || one[0].Checksum != res.Checksum || len(one[0].Chunks) != len(res.Chunks) {
+		t.Errorf("an unstriped manifest's streams: %+v; want its one stream", one)
+	}
+	if err := v.DeleteManifest(ctx, "striped"); err != nil {
+		t.Fatal(err)
+	}
+
 	bad := []struct {
 		name string
 		id   string
@@ -405,6 +434,11 @@ func testManifests(t *testing.T, newStore newStoreFunc) {
 		{"id mismatch", "one", &vault.Manifest{ID: "two"}},
 		{"sizes do not add up", "sizes", &vault.Manifest{Chunks: res.Chunks, Size: res.Size + 1}},
 		{"invalid chunk id", "chunkid", &vault.Manifest{Chunks: []vault.ChunkRef{{ID: "xyz", Size: 1}}, Size: 1}},
+		{"one stripe", "onestripe", &vault.Manifest{Chunks: res.Chunks, Size: res.Size, Stripes: []vault.Stripe{{Chunks: len(res.Chunks), Size: res.Size}}}},
+		{"stripes short of the chunks", "short", &vault.Manifest{Chunks: res.Chunks, Size: res.Size,
+			Stripes: []vault.Stripe{{Chunks: 1, Size: res.Chunks[0].Size}, {Chunks: 1, Size: res.Chunks[1].Size}}}},
+		{"stripe sizes wrong", "stripesize", &vault.Manifest{Chunks: res.Chunks, Size: res.Size,
+			Stripes: []vault.Stripe{{Chunks: 1, Size: res.Chunks[0].Size + 1}, {Chunks: len(res.Chunks) - 1, Size: res.Size - res.Chunks[0].Size - 1}}}},
 	}
 	for _, tt := range bad {
 		if err := v.PutManifest(ctx, tt.id, tt.m); err == nil {

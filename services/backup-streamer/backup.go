@@ -255,7 +255,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		attribute.Int("vault.chunks", len(res.Chunks)))
 	upSpan.End()
 
-	streamed, err := s.streamed(ctx, log, c, jid, req, remote, res, chainBreak)
+	streamed, err := s.streamed(ctx, log, c, jid, req, []string{remote}, []vault.Result{res}, chainBreak)
 	if err != nil {
 		return nil, err
 	}
@@ -267,12 +267,12 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	return streamed, nil
 }
 
-// streamed reads what SQL Server says of the backup it wrote to file (a
-// staging path or a URL) and makes the BackupStreamed of the stream res
-// the vault holds.
-func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, file string, res vault.Result, chainBreak string) (*cofferv1.BackupStreamed, error) {
+// streamed reads what SQL Server says of the backup it wrote to files (a
+// staging path, or one URL per stripe) and makes the BackupStreamed of
+// the streams res the vault holds, one per file.
+func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, files []string, res []vault.Result, chainBreak string) (*cofferv1.BackupStreamed, error) {
 	db := req.GetDatabase()
-	meta, err := s.readHeader(ctx, c, jid, db, file)
+	meta, err := s.readHeader(ctx, c, jid, db, files)
 	if err != nil {
 		return nil, err
 	}
@@ -284,21 +284,27 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 		return nil, err
 	}
 	toUTC(meta, offset)
-	chunks := make([]*cofferv1.ChunkRef, len(res.Chunks))
-	for i, ch := range res.Chunks {
-		chunks[i] = &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize}
-	}
-	return &cofferv1.BackupStreamed{
+	e := &cofferv1.BackupStreamed{
 		Meta:       event.Meta(event.ID("streamed", jid), jid, s.cfg.Now()),
 		Database:   db,
 		Backup:     meta,
-		Chunks:     chunks,
-		Size:       res.Size,
-		Checksum:   res.Checksum,
-		NewBytes:   res.NewBytes,
 		Reason:     req.GetReason(),
 		ChainBreak: chainBreak,
-	}, nil
+	}
+	for _, r := range res {
+		for _, ch := range r.Chunks {
+			e.Chunks = append(e.Chunks, &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize})
+		}
+		e.Size += r.Size
+		e.NewBytes += r.NewBytes
+		if len(res) > 1 {
+			e.Stripes = append(e.Stripes, &cofferv1.BackupStripe{Chunks: int32(len(r.Chunks)), Size: r.Size, Checksum: r.Checksum})
+		}
+	}
+	if len(res) == 1 {
+		e.Checksum = res[0].Checksum
+	}
+	return e, nil
 }
 
 // errSerialized is SQL Server's refusal of a second data backup (or a
@@ -331,18 +337,19 @@ func (s *Service) backupInTurn(ctx context.Context, log *slog.Logger, c *mssql.C
 	}, backoff.WithContext(b, ctx))
 }
 
-// readHeader reads what SQL Server says of the backup in file.
-func (s *Service) readHeader(ctx context.Context, c *mssql.Client, jid string, db *cofferv1.DatabaseRef, file string) (*cofferv1.BackupMetadata, error) {
+// readHeader reads what SQL Server says of the backup in files (its
+// stripes).
+func (s *Service) readHeader(ctx context.Context, c *mssql.Client, jid string, db *cofferv1.DatabaseRef, files []string) (*cofferv1.BackupMetadata, error) {
 	ctx, span := s.tracer.Start(ctx, "mssql restore headeronly", trace.WithAttributes(dbAttrs(jid, db)...),
 		trace.WithAttributes(attribute.String("db.operation.name", "RESTORE HEADERONLY")))
 	defer span.End()
-	headers, err := c.HeaderOnly(ctx, []string{file})
+	headers, err := c.HeaderOnly(ctx, files)
 	if err == nil && len(headers) != 1 {
 		err = fmt.Errorf("the backup file holds %d backup sets, want 1", len(headers))
 	}
-	var files []mssql.File
+	var dbFiles []mssql.File
 	if err == nil {
-		files, err = c.FileList(ctx, []string{file})
+		dbFiles, err = c.FileList(ctx, files)
 	}
 	if err != nil {
 		span.RecordError(err)
@@ -352,7 +359,7 @@ func (s *Service) readHeader(ctx context.Context, c *mssql.Client, jid string, d
 		}
 		return nil, fail("read the header of the backup of database %q: %v", db.GetDatabase(), err)
 	}
-	return backupMetadata(headers[0], files), nil
+	return backupMetadata(headers[0], dbFiles), nil
 }
 
 // tail copies the backup file at path into w while SQL Server writes it:

@@ -44,7 +44,20 @@ type Endpoint struct {
 	TLS *tls.Config
 	// Bucket is the bucket name in the URLs. Default "coffer".
 	Bucket string
+	// StripeBytes is how much of a database's size one URL carries
+	// before a backup is striped over another: a database of 120 GB is
+	// backed up to three URLs at once. Default 50 GB: SQL Server sends at
+	// most 10,000 parts of MAXTRANSFERSIZE (10 MB, as coffer sends it) to
+	// one URL, about 100 GB, and half of that leaves room for a database
+	// that grows during its backup.
+	StripeBytes int64
 }
+
+// defaultStripeBytes is Endpoint.StripeBytes's default.
+const defaultStripeBytes = 50_000_000_000
+
+// maxStripes is the most URLs one backup goes to (SQL Server's limit).
+const maxStripes = 64
 
 func (e Endpoint) enabled() bool { return e.TLS != nil }
 
@@ -94,12 +107,9 @@ type urlEndpoint struct {
 // urlJob is one job's view of the endpoint.
 type urlJob struct {
 	key s3endpoint.Key
-	// upload, for a backup: the vault writer SQL Server's upload feeds,
-	// and what became of it
-	writer    *vault.Writer
-	uploading bool
-	completed bool
-	aborted   error
+	// stripes, for a backup: the objects SQL Server uploads, by name
+	// under the job's prefix, each into its own vault writer
+	stripes map[string]*stripe
 	// objects the job lets SQL Server read, by name under its prefix: the
 	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
 	// points a restore applies
@@ -114,6 +124,9 @@ type urlJob struct {
 func newURLEndpoint(cfg Endpoint, v *vault.Vault, log *slog.Logger, now func() time.Time) (*urlEndpoint, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "coffer"
+	}
+	if cfg.StripeBytes <= 0 {
+		cfg.StripeBytes = defaultStripeBytes
 	}
 	e := &urlEndpoint{cfg: cfg, vault: v, log: log, jobs: map[string]*urlJob{}}
 	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log})
@@ -179,7 +192,7 @@ func (e *urlEndpoint) open(jid string) (*urlJob, error) {
 		return nil, err
 	}
 	j := &urlJob{key: s3endpoint.Key{ID: jid, Secret: hex.EncodeToString(secret), Bucket: e.cfg.Bucket, Prefix: jid + "/"},
-		objects: map[string][]vault.ChunkRef{}, readers: map[string]*vault.ReaderAt{}}
+		stripes: map[string]*stripe{}, objects: map[string][]vault.ChunkRef{}, readers: map[string]*vault.ReaderAt{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.jobs[jid]; ok {
@@ -230,45 +243,56 @@ func (e *urlEndpoint) jobOf(bucket, key string) (*urlJob, string, error) {
 	return j, name, nil
 }
 
-// NewUpload starts SQL Server's upload of a job's backup into the job's
-// vault writer (s3endpoint.Store). A job takes one upload: one stripe.
+// stripe is one URL of a backup: the vault writer its upload feeds, and
+// what became of the upload.
+type stripe struct {
+	writer    *vault.Writer
+	uploading bool
+	completed bool
+	aborted   error
+}
+
+// NewUpload starts SQL Server's upload of one of a job's stripes into the
+// stripe's vault writer (s3endpoint.Store). Each stripe takes one upload.
 func (e *urlEndpoint) NewUpload(_ context.Context, bucket, key string) (s3endpoint.Upload, error) {
-	j, _, err := e.jobOf(bucket, key)
+	j, name, err := e.jobOf(bucket, key)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if j.writer == nil {
-		return nil, fmt.Errorf("job %s takes no backup", j.key.ID)
+	st := j.stripes[name]
+	if st == nil {
+		return nil, fmt.Errorf("job %s takes no backup to %q", j.key.ID, name)
 	}
-	if j.uploading || j.completed {
-		return nil, fmt.Errorf("job %s already has its upload: one URL per backup", j.key.ID)
+	if st.uploading || st.completed {
+		return nil, fmt.Errorf("job %s already has its upload to %q", j.key.ID, name)
 	}
-	j.uploading = true
-	return &jobUpload{e: e, j: j}, nil
+	st.uploading = true
+	return &stripeUpload{e: e, st: st}, nil
 }
 
-// jobUpload feeds an upload, part after part, into the job's writer.
-type jobUpload struct {
-	e *urlEndpoint
-	j *urlJob
+// stripeUpload feeds an upload, part after part, into its stripe's
+// writer.
+type stripeUpload struct {
+	e  *urlEndpoint
+	st *stripe
 }
 
-func (u *jobUpload) Write(p []byte) (int, error) { return u.j.writer.Write(p) }
+func (u *stripeUpload) Write(p []byte) (int, error) { return u.st.writer.Write(p) }
 
-func (u *jobUpload) Complete(context.Context) error {
+func (u *stripeUpload) Complete(context.Context) error {
 	u.e.mu.Lock()
 	defer u.e.mu.Unlock()
-	u.j.completed = true
+	u.st.completed = true
 	return nil
 }
 
-func (u *jobUpload) Abort(err error) {
+func (u *stripeUpload) Abort(err error) {
 	u.e.mu.Lock()
 	defer u.e.mu.Unlock()
-	if u.j.aborted == nil {
-		u.j.aborted = err
+	if u.st.aborted == nil {
+		u.st.aborted = err
 	}
 }
 

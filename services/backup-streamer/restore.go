@@ -86,12 +86,23 @@ func restoreTarget(req *cofferv1.RestoreRequested) *cofferv1.DatabaseRef {
 	return t
 }
 
-// staged is one recovery point's backup file reassembled in the staging
-// directory.
+// staged is one recovery point's backup: where it is reassembled on the
+// streamer (disk mode: the staging directory; restore as files: the
+// requested directory; URL mode: nowhere) and the devices SQL Server
+// reads it from, one file or URL per stripe.
 type staged struct {
 	rp     *cofferv1.RecoveryPoint
-	local  string
-	remote string
+	local  []string
+	remote []string
+}
+
+// removeStaged removes f's staging files.
+func removeStaged(ctx context.Context, log *slog.Logger, f staged) {
+	for _, p := range f.local {
+		if err := removeFile(p); err != nil {
+			log.ErrorContext(ctx, "staging file not removed", slog.String("path", p), slog.Any("error", err))
+		}
+	}
 }
 
 // runRestore reassembles every recovery point's backup file, each one
@@ -124,7 +135,11 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			return nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
 		}
 		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
-		files[i] = staged{rp: rp, local: filepath.Join(s.cfg.StagingDir, name), remote: serverPath(s.cfg.ServerStagingDir, name)}
+		files[i] = staged{rp: rp}
+		for _, n := range mssql.StripeFileNames(name, int(rp.GetStripes())) {
+			files[i].local = append(files[i].local, filepath.Join(s.cfg.StagingDir, n))
+			files[i].remote = append(files[i].remote, serverPath(s.cfg.ServerStagingDir, n))
+		}
 		total += rp.GetSize()
 	}
 	if dir := req.GetToDirectory(); dir != "" {
@@ -132,9 +147,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	}
 	defer func() {
 		for _, f := range files {
-			if err := removeFile(f.local); err != nil {
-				log.ErrorContext(ctx, "staging file not removed", slog.String("path", f.local), slog.Any("error", err))
-			}
+			removeStaged(ctx, log, f)
 		}
 	}()
 
@@ -236,7 +249,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		}
 		if tail != nil {
 			tailID = tail.rp.GetId()
-			if tail.remote != "" {
+			if tail.remote != nil {
 				files = append(files, *tail)
 				n++
 				total += tail.rp.GetSize()
@@ -274,7 +287,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		rr := mssql.RestoreRequest{
 			Database: tgt.GetDatabase(),
 			Log:      f.rp.GetBackup().GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG,
-			Files:    []string{f.remote},
+			Files:    f.remote,
 			Recovery: i == n-1 && !req.GetNoRecovery(),
 			OnProgress: func(p int) {
 				prog.report(step, 50+50*(float64(i)+float64(p)/100)/float64(n), total, false)
@@ -314,9 +327,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 			}
 			return nil, fail("%s", reason)
 		}
-		if err := removeFile(f.local); err != nil {
-			log.ErrorContext(ctx, "staging file not removed", slog.String("path", f.local), slog.Any("error", err))
-		}
+		removeStaged(ctx, log, f)
 	}
 	if !req.GetNoRecovery() {
 		if err := s.checkOnline(ctx, log, c, tgt, existed, tailID, said); err != nil {
@@ -405,8 +416,11 @@ func (s *Service) restoreToFiles(ctx context.Context, log *slog.Logger, jid stri
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src})
 	var fetched int64
 	for i, f := range files {
-		f.local = filepath.Join(dir, names[i])
-		written = append(written, f.local)
+		f.local = nil
+		for _, n := range mssql.StripeFileNames(names[i], int(f.rp.GetStripes())) {
+			f.local = append(f.local, filepath.Join(dir, n))
+		}
+		written = append(written, f.local...)
 		step := fmt.Sprintf("write %d/%d", i+1, len(files))
 		err := s.fetch(ctx, jid, src, f, func(b int64) {
 			prog.report(step, 100*float64(fetched+b)/float64(max(total, 1)), fetched+b, false)
@@ -474,17 +488,9 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		if job != nil {
 			// URL mode: the restore reads the tail from the endpoint
-			const name = "tail.bak"
-			refs := make([]vault.ChunkRef, len(streamed.GetChunks()))
-			for i, ch := range streamed.GetChunks() {
-				refs[i] = vault.ChunkRef{ID: ch.GetId(), Size: ch.GetSize(), StoredSize: ch.GetStoredSize()}
-			}
-			s.url.mu.Lock()
-			job.objects[name] = refs
-			s.url.mu.Unlock()
-			return &staged{rp: rp, remote: s.url.url(jid, name)}, nil
+			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", streamedStreams(streamed))}, nil
 		}
-		return &staged{rp: rp, local: local, remote: serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}, nil
+		return &staged{rp: rp, local: []string{local}, remote: []string{serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}}, nil
 	}
 	if err := removeFile(local); err != nil {
 		tlog.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
@@ -522,8 +528,9 @@ func typeName(t cofferv1.BackupType) string {
 	return "backup of unknown type"
 }
 
-// fetch reassembles one recovery point's backup file from the vault, every
-// chunk verified as it is read, and checks the whole stream's length and
+// fetch reassembles one recovery point's backup from the vault, each
+// stripe into its file of f.local (or nowhere, when f.local is empty),
+// every chunk verified as it is read, and checks each stream's length and
 // checksum against the manifest.
 func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseRef, f staged, onBytes func(int64)) (err error) {
 	ctx, span := s.tracer.Start(ctx, "vault download", trace.WithAttributes(dbAttrs(jid, tgt)...),
@@ -539,34 +546,54 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	// in URL mode nothing is written: the stream is only read and
-	// authenticated
+	streams := m.Streams()
+	if len(f.local) > 0 && len(f.local) != len(streams) {
+		return fail("recovery point %s: its manifest holds %d stripes, its record %d; the restore was refused", f.rp.GetId(), len(streams), len(f.local))
+	}
+	var done int64
+	for k, st := range streams {
+		// in URL mode nothing is written: the stream is only read and
+		// authenticated
+		path := ""
+		if len(f.local) > 0 {
+			path = f.local[k]
+		}
+		if err := s.fetchStream(ctx, f.rp.GetId(), st, path, func(b int64) { onBytes(done + b) }); err != nil {
+			return err
+		}
+		done += st.Size
+	}
+	return nil
+}
+
+// fetchStream reads one stream of recovery point id into the file at path
+// (nowhere when path is empty), checking its length and checksum.
+func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, path string, onBytes func(int64)) error {
 	var out io.WriteCloser = nopWriteCloser{io.Discard}
-	if f.local != "" {
-		file, err := os.OpenFile(f.local, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if path != "" {
+		file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 		if err != nil {
-			return fail("recovery point %s: staging file: %v", f.rp.GetId(), err)
+			return fail("recovery point %s: staging file: %v", id, err)
 		}
 		defer file.Close()
 		out = file
 	}
-	refs := m.Chunks
-	r := s.vault.NewReader(ctx, refs)
+	r := s.vault.NewReader(ctx, st.Chunks)
 	defer r.Close()
 	sum := blake3.New()
 	n, err := io.Copy(io.MultiWriter(out, sum, &countWriter{fn: onBytes}), r)
 	if err != nil {
-		return fail("recovery point %s cannot be read from the vault, so the restore was refused: %v", f.rp.GetId(), err)
+		return fail("recovery point %s cannot be read from the vault, so the restore was refused: %v", id, err)
 	}
 	if err := out.Close(); err != nil {
-		return fail("recovery point %s: write staging file: %v", f.rp.GetId(), err)
+		return fail("recovery point %s: write staging file: %v", id, err)
 	}
-	if n != m.Size {
-		return fail("recovery point %s: the vault gave %d bytes, the manifest says %d; the restore was refused", f.rp.GetId(), n, m.Size)
+	if n != st.Size {
+		return fail("recovery point %s: the vault gave %d bytes, the manifest says %d; the restore was refused", id, n, st.Size)
 	}
-	if got := "blake3:" + hex.EncodeToString(sum.Sum(nil)); got != m.Checksum {
+	if got := "blake3:" + hex.EncodeToString(sum.Sum(nil)); got != st.Checksum {
 		return fail("recovery point %s: the reassembled backup's checksum is %s, the manifest says %s; the restore was refused",
-			f.rp.GetId(), got, m.Checksum)
+			id, got, st.Checksum)
 	}
 	return nil
 }
@@ -600,20 +627,53 @@ type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
 
-// serveFile makes recovery point f the job's object number i, which SQL
-// Server reads from the endpoint: f's remote becomes its URL, and nothing
-// is staged.
+// serveFile makes recovery point f the job's object number i (one object
+// per stripe), which SQL Server reads from the endpoint: f's remote
+// becomes their URLs, and nothing is staged.
 func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *staged, i int) error {
 	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	name := fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId())
-	s.url.mu.Lock()
-	job.objects[name] = m.Chunks
-	s.url.mu.Unlock()
-	f.local, f.remote = "", s.url.url(jid, name)
+	var streams [][]vault.ChunkRef
+	for _, st := range m.Streams() {
+		streams = append(streams, st.Chunks)
+	}
+	f.local, f.remote = nil, s.serveStreams(jid, job, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), streams)
 	return nil
+}
+
+// serveStreams lets the job's SQL Server read streams, the stripes of
+// one backup, as objects named after name, and returns their URLs.
+func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][]vault.ChunkRef) []string {
+	names := mssql.StripeFileNames(name, len(streams))
+	urls := make([]string, len(names))
+	s.url.mu.Lock()
+	defer s.url.mu.Unlock()
+	for k, n := range names {
+		job.objects[n] = streams[k]
+		urls[k] = s.url.url(jid, n)
+	}
+	return urls
+}
+
+// streamedStreams cuts a streamed backup's chunks into its stripes.
+func streamedStreams(e *cofferv1.BackupStreamed) [][]vault.ChunkRef {
+	refs := make([]vault.ChunkRef, len(e.GetChunks()))
+	for i, ch := range e.GetChunks() {
+		refs[i] = vault.ChunkRef{ID: ch.GetId(), Size: ch.GetSize(), StoredSize: ch.GetStoredSize()}
+	}
+	if len(e.GetStripes()) == 0 {
+		return [][]vault.ChunkRef{refs}
+	}
+	var out [][]vault.ChunkRef
+	at := 0
+	for _, st := range e.GetStripes() {
+		end := min(at+int(st.GetChunks()), len(refs))
+		out = append(out, refs[at:end])
+		at = end
+	}
+	return out
 }
 
 type countWriter struct {
@@ -677,8 +737,8 @@ func (s *Service) sqlFailure(ctx context.Context, err error, format string, args
 // the target instance's default data and log directories, under names
 // made from the target database's name and the job. A database being
 // overwritten keeps its files where they are.
-func (s *Service) moves(ctx context.Context, c *mssql.Client, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef, file string, existed bool, jid string) ([]mssql.Move, error) {
-	backupFiles, err := c.FileList(ctx, []string{file})
+func (s *Service) moves(ctx context.Context, c *mssql.Client, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef, files []string, existed bool, jid string) ([]mssql.Move, error) {
+	backupFiles, err := c.FileList(ctx, files)
 	if err != nil {
 		return nil, s.sqlFailure(ctx, err, "read the file list of the backup")
 	}

@@ -40,6 +40,13 @@ func (c *clock) advance(d time.Duration) time.Time {
 // simulator's clock is moved by the test.
 func urlEnv(t *testing.T) (*env, *clock, *dirstore.Store) {
 	t.Helper()
+	return urlEnvWith(t, nil)
+}
+
+// urlEnvWith is urlEnv with the simulator's and the streamer's settings
+// changed by set.
+func urlEnvWith(t *testing.T, set func(*mssqlsim.Config, *streamer.Config)) (*env, *clock, *dirstore.Store) {
+	t.Helper()
 	ca, err := tlsca.New("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -53,9 +60,15 @@ func urlEnv(t *testing.T) (*env, *clock, *dirstore.Store) {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
-	e := newEnv(t, envOptions{store: store, sim: mssqlsim.Config{TrustedCAs: ca.Pool(), Now: clk.Now, DefaultPages: 3000}})
-	cfg := e.streamerConfig()
-	cfg.Endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	sim := mssqlsim.Config{TrustedCAs: ca.Pool(), Now: clk.Now, DefaultPages: 3000}
+	var cfg streamer.Config
+	if set != nil {
+		set(&sim, &cfg)
+	}
+	e := newEnv(t, envOptions{store: store, sim: sim})
+	stripeBytes := cfg.Endpoint.StripeBytes
+	cfg = e.streamerConfig()
+	cfg.Endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, StripeBytes: stripeBytes}
 	e.startCommitter()
 	e.startStreamer(cfg)
 	return e, clk, store
@@ -113,6 +126,52 @@ func TestURLMode(t *testing.T) {
 	if creds := e.credentials(); len(creds) != 0 {
 		t.Errorf("credentials left on the server: %v", creds)
 	}
+}
+
+// TestURLModeStriped: a database larger than one URL carries is backed up
+// to several URLs at once, as SQL Server stripes a database of terabytes,
+// with none past SQL Server's part limit; each stripe is its own stream
+// in the recovery point. It restores exactly through RESTORE ... FROM URL
+// with every stripe, and through disk mode's staging.
+func TestURLModeStriped(t *testing.T) {
+	e, clk, _ := urlEnvWith(t, func(sim *mssqlsim.Config, cfg *streamer.Config) {
+		// 20 MB a URL, at most: a backup of 50 MB needs three or more
+		sim.MaxURLParts = 2
+		cfg.Endpoint.StripeBytes = 12 << 20
+	})
+	ctx := t.Context()
+	const db = "Striped ]"
+	e.createFilled(db, 6000)
+	fullRP := e.backupOK(ctx, db, full)
+	if fullRP.GetStripes() < 3 {
+		t.Fatalf("a full of %d bytes went to %d URLs; want 3 or more", fullRP.GetSize(), fullRP.GetStripes())
+	}
+	var devices int
+	if err := openDB(t, simDSN(e.addr)).QueryRowContext(ctx, `SELECT COUNT(*) FROM msdb.dbo.backupmediafamily mf
+		JOIN msdb.dbo.backupset bs ON bs.media_set_id = mf.media_set_id WHERE bs.type = 'D'`).Scan(&devices); err != nil {
+		t.Fatal(err)
+	}
+	if devices != int(fullRP.GetStripes()) {
+		t.Errorf("msdb shows the full on %d devices; the recovery point has %d stripes", devices, fullRP.GetStripes())
+	}
+	clk.advance(time.Minute)
+	e.inst.Commit(db, 30)
+	clk.advance(time.Minute)
+	logRP := e.backupOK(ctx, db, logb)
+	e.stagingEmpty()
+	want := e.hash(db)
+
+	e.mustSucceed(e.restore(ctx, db, "Striped copy", false, fullRP.Id, logRP.Id))
+	if got := e.hash("Striped copy"); got != want {
+		t.Errorf("restored through the endpoint: %s; want %s", got, want)
+	}
+	e.stagingEmpty()
+	e.registerMode(instName, e.addr, "disk")
+	e.mustSucceed(e.restore(ctx, db, "Striped staged", false, fullRP.Id, logRP.Id))
+	if got := e.hash("Striped staged"); got != want {
+		t.Errorf("restored through disk staging: %s; want %s", got, want)
+	}
+	e.stagingEmpty()
 }
 
 // TestURLModeDamagedChunk: a damaged chunk stops a restore to a new name,

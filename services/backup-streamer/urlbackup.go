@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -72,31 +73,85 @@ func (s *Service) withCredential(ctx context.Context, log *slog.Logger, c *mssql
 	return fn()
 }
 
+// stripeNames are the objects a backup of size bytes is written to: one
+// URL per Endpoint.StripeBytes of the database, up to SQL Server's 64.
+// A database too large even for 64 URLs of twice that is refused: SQL
+// Server would fail it after hours, on the 10,000th part of a URL.
+func (e *urlEndpoint) stripeNames(size int64) ([]string, error) {
+	per := e.cfg.StripeBytes
+	n := int((size + per - 1) / per)
+	if n > maxStripes {
+		if size > maxStripes*2*per {
+			return nil, fail("the database's files take %d bytes, more than a backup to %d URLs carries (about %d bytes): back it up in disk mode", size, maxStripes, maxStripes*2*per)
+		}
+		n = maxStripes
+	}
+	if n <= 1 {
+		return []string{"backup.bak"}, nil
+	}
+	names := make([]string, n)
+	for k := range names {
+		names[k] = fmt.Sprintf("backup-%02d-of-%02d.bak", k+1, n)
+	}
+	return names, nil
+}
+
 // backupToURL takes a backup with BACKUP ... TO URL, the streamer's own
-// endpoint receiving it straight into the vault: no staging file.
+// endpoint receiving it straight into the vault: no staging file. A large
+// database is striped over several URLs, each its own stream in the
+// vault.
 func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, c *mssql.Client,
 	on string, typ mssql.BackupType, opt backupOptions, chainBreak string, prog *progress) (*cofferv1.BackupStreamed, error) {
 	db := req.GetDatabase()
-	// until it is closed successfully the stream is aborted: its chunks
-	// become garbage, and with no manifest nothing refers to them
+	data, logSize, err := c.DatabaseSize(ctx, db.GetDatabase())
+	if err != nil {
+		return nil, s.sqlFailure(ctx, err, "read the size of database %q", db.GetDatabase())
+	}
+	size := data + logSize
+	if typ == mssql.Log {
+		size = logSize
+	}
+	names, err := s.url.stripeNames(size)
+	if err != nil {
+		return nil, err
+	}
+	// until they are closed successfully the streams are aborted: their
+	// chunks become garbage, and with no manifest nothing refers to them
 	wctx, abort := context.WithCancel(ctx)
-	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
+	defer abort()
+	// stripes share the streamer's workers
+	workers := s.cfg.VaultWorkers
+	if len(names) > 1 {
+		workers = max(1, max(workers, runtime.GOMAXPROCS(0))/len(names))
+	}
+	stripes := make([]*stripe, len(names))
+	urls := make([]string, len(names))
+	for k, name := range names {
+		stripes[k] = &stripe{writer: s.vault.NewWriter(wctx, vault.WriterOptions{Workers: workers, NoCompression: !req.GetCompression()})}
+		urls[k] = s.url.url(jid, name)
+	}
 	closed := false
 	defer func() {
-		abort()
 		if !closed {
-			w.Close()
+			for _, st := range stripes {
+				st.writer.Close()
+			}
 		}
 	}()
-	const name = "backup.bak"
-	url := s.url.url(jid, name)
 	var job *urlJob
 	var streamed *cofferv1.BackupStreamed
-	err := s.withCredential(ctx, log, c, jid, func(j *urlJob) { j.writer, job = w, j }, func() error {
+	setup := func(j *urlJob) {
+		job = j
+		for k, name := range names {
+			j.stripes[name] = stripes[k]
+		}
+	}
+	err = s.withCredential(ctx, log, c, jid, setup, func() error {
 		noCompression := false
 		var percent atomic.Int64
 		sctx, sqlSpan := s.tracer.Start(ctx, "mssql backup", trace.WithAttributes(dbAttrs(jid, db)...),
-			trace.WithAttributes(attribute.String("db.operation.name", "BACKUP"), attribute.String("backup.url", url)))
+			trace.WithAttributes(attribute.String("db.operation.name", "BACKUP"), attribute.String("backup.url", urls[0]),
+				attribute.Int("backup.stripes", len(urls))))
 		done := make(chan struct{})
 		go func() {
 			// progress while SQL Server uploads
@@ -112,7 +167,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 			}
 		}()
 		err := s.backupInTurn(sctx, log, c, mssql.BackupRequest{
-			Database: db.GetDatabase(), Type: typ, Files: []string{url}, Compression: &noCompression,
+			Database: db.GetDatabase(), Type: typ, Files: urls, Compression: &noCompression,
 			NoRecovery: opt.tail,
 			OnProgress: func(p int) { percent.Store(int64(p)) },
 		})
@@ -122,30 +177,42 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 			sqlSpan.SetStatus(codes.Error, err.Error())
 		}
 		sqlSpan.End()
-		s.url.mu.Lock()
-		completed, aborted := job.completed, job.aborted
-		s.url.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
 		case err != nil:
 			return fail("BACKUP of database %q on instance %q failed: %v", db.GetDatabase(), on, err)
-		case !completed:
-			return fail("SQL Server reported the backup of database %q done, but its upload to %s never completed (%v)", db.GetDatabase(), url, aborted)
 		}
+		s.url.mu.Lock()
+		for k, st := range stripes {
+			if !st.completed {
+				s.url.mu.Unlock()
+				return fail("SQL Server reported the backup of database %q done, but its upload to %s never completed (%v)", db.GetDatabase(), urls[k], st.aborted)
+			}
+		}
+		s.url.mu.Unlock()
 		closed = true
-		if err := w.Close(); err != nil {
+		results := make([]vault.Result, len(stripes))
+		var closeErr error
+		for k, st := range stripes {
+			if err := st.writer.Close(); err != nil && closeErr == nil {
+				closeErr = err
+			}
+			results[k] = st.writer.Result()
+		}
+		if closeErr != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
 			}
-			return fail("store the backup of database %q in the vault: %v", db.GetDatabase(), err)
+			return fail("store the backup of database %q in the vault: %v", db.GetDatabase(), closeErr)
 		}
-		res := w.Result()
 		// RESTORE HEADERONLY reads the backup back from the endpoint
 		s.url.mu.Lock()
-		job.objects[name] = res.Chunks
+		for k, name := range names {
+			job.objects[name] = results[k].Chunks
+		}
 		s.url.mu.Unlock()
-		streamed, err = s.streamed(ctx, log, c, jid, req, url, res, chainBreak)
+		streamed, err = s.streamed(ctx, log, c, jid, req, urls, results, chainBreak)
 		return err
 	})
 	if err != nil {

@@ -131,6 +131,10 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 	if total != e.GetSize() {
 		return nil, reject("the chunks of the streamed backup add up to %d bytes, but the stream is %d bytes", total, e.GetSize())
 	}
+	stripes, err := streamedStripes(e, chunks)
+	if err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now()
 	rp := &cofferv1.RecoveryPoint{
 		Id:          rpID,
@@ -142,6 +146,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		NewBytes:    e.GetNewBytes(),
 		Chunks:      int32(len(chunks)),
 		Checksum:    e.GetChecksum(),
+		Stripes:     int32(len(stripes)),
 		JobId:       jid,
 		CommittedAt: timestamppb.New(now),
 		OnDemand:    e.GetReason() == "on-demand",
@@ -171,7 +176,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		created = t.AsTime()
 	}
 	m := &vault.Manifest{ID: rpID, CreatedAt: created.UTC().Truncate(time.Microsecond), Size: e.GetSize(),
-		Checksum: e.GetChecksum(), Chunks: chunks, Meta: meta}
+		Checksum: e.GetChecksum(), Chunks: chunks, Stripes: stripes, Meta: meta}
 	if err := s.vault.PutManifest(ctx, rpID, m); err != nil {
 		var ce *vault.ChunkError
 		if errors.As(err, &ce) && (errors.Is(err, blob.ErrNotExist) || errors.Is(err, vault.ErrCorrupt)) {
@@ -242,10 +247,47 @@ func RecoveryPointOf(m *vault.Manifest) (*cofferv1.RecoveryPoint, error) {
 	return rp, nil
 }
 
+// streamedStripes returns the stripes of a striped backup, refusing
+// stripes that do not cut its chunks exactly; nil for one stream.
+func streamedStripes(e *cofferv1.BackupStreamed, chunks []vault.ChunkRef) ([]vault.Stripe, error) {
+	if len(e.GetStripes()) == 0 {
+		return nil, nil
+	}
+	if len(e.GetStripes()) == 1 {
+		return nil, reject("the streamed backup has one stripe; a backup to one URL has none")
+	}
+	out := make([]vault.Stripe, len(e.GetStripes()))
+	at := 0
+	for k, st := range e.GetStripes() {
+		n := int(st.GetChunks())
+		if n <= 0 || at+n > len(chunks) {
+			return nil, reject("stripe %d of the streamed backup names %d chunks, past the %d it has", k+1, n, len(chunks))
+		}
+		var size int64
+		for _, c := range chunks[at : at+n] {
+			size += c.Size
+		}
+		if size != st.GetSize() {
+			return nil, reject("the chunks of stripe %d of the streamed backup add up to %d bytes, but the stripe is %d bytes", k+1, size, st.GetSize())
+		}
+		out[k] = vault.Stripe{Chunks: n, Size: size, Checksum: st.GetChecksum()}
+		at += n
+	}
+	if at != len(chunks) {
+		return nil, reject("the stripes of the streamed backup hold %d of its %d chunks", at, len(chunks))
+	}
+	return out, nil
+}
+
 // sameStream reports whether manifest m records the stream e describes.
 func sameStream(m *vault.Manifest, e *cofferv1.BackupStreamed) bool {
-	if m.Size != e.GetSize() || m.Checksum != e.GetChecksum() || len(m.Chunks) != len(e.GetChunks()) {
+	if m.Size != e.GetSize() || m.Checksum != e.GetChecksum() || len(m.Chunks) != len(e.GetChunks()) || len(m.Stripes) != len(e.GetStripes()) {
 		return false
+	}
+	for k, st := range e.GetStripes() {
+		if m.Stripes[k].Chunks != int(st.GetChunks()) || m.Stripes[k].Checksum != st.GetChecksum() {
+			return false
+		}
 	}
 	for i, c := range e.GetChunks() {
 		if m.Chunks[i].ID != c.GetId() || m.Chunks[i].Size != c.GetSize() {

@@ -145,21 +145,24 @@ type RecoveryRange struct {
 
 // RecoveryPoint is one committed backup.
 type RecoveryPoint struct {
-	ID           string     `json:"id"`
-	Instance     string     `json:"instance"`
-	Database     string     `json:"database"`
-	Type         string     `json:"type"`
-	CopyOnly     bool       `json:"copy_only"`
-	FirstLSN     string     `json:"first_lsn"`
-	LastLSN      string     `json:"last_lsn"`
-	Checkpoint   string     `json:"checkpoint_lsn,omitempty"`
-	DiffBase     string     `json:"differential_base_lsn,omitempty"`
-	Start        *time.Time `json:"backup_start,omitempty"`
-	Finish       *time.Time `json:"backup_finish,omitempty"`
-	Size         int64      `json:"size"`
-	StoredBytes  int64      `json:"stored_bytes"`
-	NewBytes     int64      `json:"new_bytes"`
-	Chunks       int32      `json:"chunks"`
+	ID          string     `json:"id"`
+	Instance    string     `json:"instance"`
+	Database    string     `json:"database"`
+	Type        string     `json:"type"`
+	CopyOnly    bool       `json:"copy_only"`
+	FirstLSN    string     `json:"first_lsn"`
+	LastLSN     string     `json:"last_lsn"`
+	Checkpoint  string     `json:"checkpoint_lsn,omitempty"`
+	DiffBase    string     `json:"differential_base_lsn,omitempty"`
+	Start       *time.Time `json:"backup_start,omitempty"`
+	Finish      *time.Time `json:"backup_finish,omitempty"`
+	Size        int64      `json:"size"`
+	StoredBytes int64      `json:"stored_bytes"`
+	NewBytes    int64      `json:"new_bytes"`
+	Chunks      int32      `json:"chunks"`
+	// Stripes is how many URLs SQL Server wrote the backup to at once,
+	// when more than one.
+	Stripes      int32      `json:"stripes,omitempty"`
 	JobID        string     `json:"job_id"`
 	CommittedAt  *time.Time `json:"committed_at,omitempty"`
 	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
@@ -281,7 +284,7 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		Type: backupTypeNames[b.GetType()], CopyOnly: b.GetCopyOnly(), FirstLSN: b.GetFirstLsn(), LastLSN: b.GetLastLsn(),
 		Checkpoint: b.GetCheckpointLsn(), DiffBase: b.GetDifferentialBaseLsn(), Start: ts(b.GetBackupStart()),
 		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
-		Chunks: r.GetChunks(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
+		Chunks: r.GetChunks(), Stripes: r.GetStripes(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
 		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
 		Verified: verificationFromProto(r.GetVerification()),

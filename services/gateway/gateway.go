@@ -651,7 +651,7 @@ func asFiles(rps []*cofferv1.RecoveryPoint, plan policy.Plan, req RestoreRequest
 	for i, st := range plan.Steps {
 		name := fmt.Sprintf("%02d-%s-%s.bak", i+1, strings.ReplaceAll(st.Kind.String(), " ", "-"), st.ID)
 		names = append(names, name)
-		sc.Files = append(sc.Files, mssql.ScriptFile{Path: filepath.Join(req.ToDirectory, name), Log: st.Kind == policy.Log,
+		sc.Files = append(sc.Files, mssql.ScriptFile{Path: filepath.Join(req.ToDirectory, name), Stripes: int(byID[st.ID].GetStripes()), Log: st.Kind == policy.Log,
 			Note: fmt.Sprintf("%s %s, taken %s", st.Kind, st.ID, st.Taken.UTC().Format(time.RFC3339))})
 	}
 	if len(plan.Steps) > 0 {

@@ -1234,7 +1234,11 @@ type BackupStreamed struct {
 	// reason is the BackupRequested's: "on-demand", "first-full", "scheduled".
 	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// chain_break is set when this full heals a broken chain: why it broke.
-	ChainBreak    string `protobuf:"bytes,9,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	ChainBreak string `protobuf:"bytes,9,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
+	// stripes, when there are two or more, cut chunks into the streams of a
+	// backup SQL Server wrote to several URLs at once, in URL order; size is
+	// their sum and checksum is empty (each stripe has its own).
+	Stripes       []*BackupStripe `protobuf:"bytes,10,rep,name=stripes,proto3" json:"stripes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1332,6 +1336,75 @@ func (x *BackupStreamed) GetChainBreak() string {
 	return ""
 }
 
+func (x *BackupStreamed) GetStripes() []*BackupStripe {
+	if x != nil {
+		return x.Stripes
+	}
+	return nil
+}
+
+// BackupStripe is one stream of a striped backup: the next `chunks`
+// chunks of its BackupStreamed.
+type BackupStripe struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        int32                  `protobuf:"varint,1,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Checksum      string                 `protobuf:"bytes,3,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStripe) Reset() {
+	*x = BackupStripe{}
+	mi := &file_coffer_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStripe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStripe) ProtoMessage() {}
+
+func (x *BackupStripe) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStripe.ProtoReflect.Descriptor instead.
+func (*BackupStripe) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BackupStripe) GetChunks() int32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *BackupStripe) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupStripe) GetChecksum() string {
+	if x != nil {
+		return x.Checksum
+	}
+	return ""
+}
+
 // RecoveryPointCommitted reports a recovery point whose manifest is
 // written. committer -> scheduler, gateway.
 type RecoveryPointCommitted struct {
@@ -1344,7 +1417,7 @@ type RecoveryPointCommitted struct {
 
 func (x *RecoveryPointCommitted) Reset() {
 	*x = RecoveryPointCommitted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[16]
+	mi := &file_coffer_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1429,7 @@ func (x *RecoveryPointCommitted) String() string {
 func (*RecoveryPointCommitted) ProtoMessage() {}
 
 func (x *RecoveryPointCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[16]
+	mi := &file_coffer_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1442,7 @@ func (x *RecoveryPointCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPointCommitted.ProtoReflect.Descriptor instead.
 func (*RecoveryPointCommitted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RecoveryPointCommitted) GetMeta() *EventMeta {
@@ -1400,7 +1473,7 @@ type RestoreCompleted struct {
 
 func (x *RestoreCompleted) Reset() {
 	*x = RestoreCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[17]
+	mi := &file_coffer_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1485,7 @@ func (x *RestoreCompleted) String() string {
 func (*RestoreCompleted) ProtoMessage() {}
 
 func (x *RestoreCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[17]
+	mi := &file_coffer_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1498,7 @@ func (x *RestoreCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreCompleted.ProtoReflect.Descriptor instead.
 func (*RestoreCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RestoreCompleted) GetMeta() *EventMeta {
@@ -1473,7 +1546,7 @@ type JobFailed struct {
 
 func (x *JobFailed) Reset() {
 	*x = JobFailed{}
-	mi := &file_coffer_v1_events_proto_msgTypes[18]
+	mi := &file_coffer_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1558,7 @@ func (x *JobFailed) String() string {
 func (*JobFailed) ProtoMessage() {}
 
 func (x *JobFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[18]
+	mi := &file_coffer_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1571,7 @@ func (x *JobFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFailed.ProtoReflect.Descriptor instead.
 func (*JobFailed) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobFailed) GetMeta() *EventMeta {
@@ -1566,7 +1639,7 @@ type JobQueued struct {
 
 func (x *JobQueued) Reset() {
 	*x = JobQueued{}
-	mi := &file_coffer_v1_events_proto_msgTypes[19]
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1651,7 @@ func (x *JobQueued) String() string {
 func (*JobQueued) ProtoMessage() {}
 
 func (x *JobQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[19]
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1664,7 @@ func (x *JobQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobQueued.ProtoReflect.Descriptor instead.
 func (*JobQueued) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobQueued) GetMeta() *EventMeta {
@@ -1647,7 +1720,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1732,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1745,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Envelope) GetMeta() *EventMeta {
@@ -1693,7 +1766,7 @@ type PolicyPutRequested struct {
 
 func (x *PolicyPutRequested) Reset() {
 	*x = PolicyPutRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1778,7 @@ func (x *PolicyPutRequested) String() string {
 func (*PolicyPutRequested) ProtoMessage() {}
 
 func (x *PolicyPutRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1791,7 @@ func (x *PolicyPutRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyPutRequested.ProtoReflect.Descriptor instead.
 func (*PolicyPutRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PolicyPutRequested) GetMeta() *EventMeta {
@@ -1746,7 +1819,7 @@ type PolicyDeleteRequested struct {
 
 func (x *PolicyDeleteRequested) Reset() {
 	*x = PolicyDeleteRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1831,7 @@ func (x *PolicyDeleteRequested) String() string {
 func (*PolicyDeleteRequested) ProtoMessage() {}
 
 func (x *PolicyDeleteRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1844,7 @@ func (x *PolicyDeleteRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDeleteRequested.ProtoReflect.Descriptor instead.
 func (*PolicyDeleteRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PolicyDeleteRequested) GetMeta() *EventMeta {
@@ -1803,7 +1876,7 @@ type ChainBroken struct {
 
 func (x *ChainBroken) Reset() {
 	*x = ChainBroken{}
-	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1888,7 @@ func (x *ChainBroken) String() string {
 func (*ChainBroken) ProtoMessage() {}
 
 func (x *ChainBroken) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1901,7 @@ func (x *ChainBroken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainBroken.ProtoReflect.Descriptor instead.
 func (*ChainBroken) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChainBroken) GetMeta() *EventMeta {
@@ -1873,7 +1946,7 @@ type RecoveryPointsExpired struct {
 
 func (x *RecoveryPointsExpired) Reset() {
 	*x = RecoveryPointsExpired{}
-	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1958,7 @@ func (x *RecoveryPointsExpired) String() string {
 func (*RecoveryPointsExpired) ProtoMessage() {}
 
 func (x *RecoveryPointsExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1971,7 @@ func (x *RecoveryPointsExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPointsExpired.ProtoReflect.Descriptor instead.
 func (*RecoveryPointsExpired) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoveryPointsExpired) GetMeta() *EventMeta {
@@ -1938,7 +2011,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2023,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2036,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2009,7 +2082,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2094,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2107,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2080,7 +2153,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2165,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2178,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2157,7 +2230,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2242,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2255,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2316,7 +2389,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\xd4\x02\n" +
+	"backupType\"\x87\x03\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2327,7 +2400,13 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\tnew_bytes\x18\a \x01(\x03R\bnewBytes\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x1f\n" +
 	"\vchain_break\x18\t \x01(\tR\n" +
-	"chainBreak\"\x83\x01\n" +
+	"chainBreak\x121\n" +
+	"\astripes\x18\n" +
+	" \x03(\v2\x17.coffer.v1.BackupStripeR\astripes\"V\n" +
+	"\fBackupStripe\x12\x16\n" +
+	"\x06chunks\x18\x01 \x01(\x05R\x06chunks\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1a\n" +
+	"\bchecksum\x18\x03 \x01(\tR\bchecksum\"\x83\x01\n" +
 	"\x16RecoveryPointCommitted\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12?\n" +
 	"\x0erecovery_point\x18\x02 \x01(\v2\x18.coffer.v1.RecoveryPointR\rrecoveryPoint\"\xb2\x01\n" +
@@ -2405,7 +2484,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -2423,111 +2502,113 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RestoreRequested)(nil),        // 13: coffer.v1.RestoreRequested
 	(*JobProgress)(nil),             // 14: coffer.v1.JobProgress
 	(*BackupStreamed)(nil),          // 15: coffer.v1.BackupStreamed
-	(*RecoveryPointCommitted)(nil),  // 16: coffer.v1.RecoveryPointCommitted
-	(*RestoreCompleted)(nil),        // 17: coffer.v1.RestoreCompleted
-	(*JobFailed)(nil),               // 18: coffer.v1.JobFailed
-	(*JobQueued)(nil),               // 19: coffer.v1.JobQueued
-	(*Envelope)(nil),                // 20: coffer.v1.Envelope
-	(*PolicyPutRequested)(nil),      // 21: coffer.v1.PolicyPutRequested
-	(*PolicyDeleteRequested)(nil),   // 22: coffer.v1.PolicyDeleteRequested
-	(*ChainBroken)(nil),             // 23: coffer.v1.ChainBroken
-	(*RecoveryPointsExpired)(nil),   // 24: coffer.v1.RecoveryPointsExpired
-	(*VerifyTarget)(nil),            // 25: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),         // 26: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),            // 27: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),         // 28: coffer.v1.VerifyCompleted
-	(*EventMeta)(nil),               // 29: coffer.v1.EventMeta
-	(*Instance)(nil),                // 30: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 31: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 32: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 33: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 34: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 35: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(JobKind)(0),                    // 37: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 38: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 39: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 40: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 41: coffer.v1.PolicyRecord
+	(*BackupStripe)(nil),            // 16: coffer.v1.BackupStripe
+	(*RecoveryPointCommitted)(nil),  // 17: coffer.v1.RecoveryPointCommitted
+	(*RestoreCompleted)(nil),        // 18: coffer.v1.RestoreCompleted
+	(*JobFailed)(nil),               // 19: coffer.v1.JobFailed
+	(*JobQueued)(nil),               // 20: coffer.v1.JobQueued
+	(*Envelope)(nil),                // 21: coffer.v1.Envelope
+	(*PolicyPutRequested)(nil),      // 22: coffer.v1.PolicyPutRequested
+	(*PolicyDeleteRequested)(nil),   // 23: coffer.v1.PolicyDeleteRequested
+	(*ChainBroken)(nil),             // 24: coffer.v1.ChainBroken
+	(*RecoveryPointsExpired)(nil),   // 25: coffer.v1.RecoveryPointsExpired
+	(*VerifyTarget)(nil),            // 26: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),         // 27: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),            // 28: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),         // 29: coffer.v1.VerifyCompleted
+	(*EventMeta)(nil),               // 30: coffer.v1.EventMeta
+	(*Instance)(nil),                // 31: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 32: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 33: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 34: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 35: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 36: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(JobKind)(0),                    // 38: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 39: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 40: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 41: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 42: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	29, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	30, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	29, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	31, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	29, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	31, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	31, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	29, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	29, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	29, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	29, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	34, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	29, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	33, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	29, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	29, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	29, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	29, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	33, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	36, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	36, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	29, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	37, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	33, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	33, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	35, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	29, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	33, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	38, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	39, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
-	29, // 40: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	40, // 41: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	29, // 42: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	33, // 43: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	33, // 44: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	29, // 45: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	37, // 46: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	33, // 47: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	35, // 48: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	33, // 49: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	29, // 50: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	37, // 51: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	33, // 52: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	35, // 53: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	33, // 54: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	29, // 55: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	29, // 56: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	41, // 57: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	29, // 58: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	29, // 59: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	33, // 60: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	29, // 61: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	33, // 62: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	36, // 63: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	36, // 64: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	29, // 65: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 66: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	25, // 67: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	36, // 68: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	29, // 69: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	33, // 70: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	27, // 71: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	30, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	30, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	30, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	31, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	30, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	32, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	30, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	32, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	32, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	30, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	30, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	30, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	35, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	30, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	34, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	30, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	30, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	30, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	34, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	37, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	37, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	30, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	38, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	34, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	34, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	36, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	30, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	34, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	39, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	40, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
+	30, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	41, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	30, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	34, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	34, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	30, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	38, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	34, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	36, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	34, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	30, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	38, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	34, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	36, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	34, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	30, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	30, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	30, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	30, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	34, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	30, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	34, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	37, // 64: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	37, // 65: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	30, // 66: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 67: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	26, // 68: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	37, // 69: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	30, // 70: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	34, // 71: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	28, // 72: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	73, // [73:73] is the sub-list for method output_type
+	73, // [73:73] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -2542,7 +2623,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1396,7 +1396,10 @@ type RecoveryPoint struct {
 	// the last point before this one and this full.
 	ChainBreak string `protobuf:"bytes,16,opt,name=chain_break,json=chainBreak,proto3" json:"chain_break,omitempty"`
 	// verification is the latest test restore of this point.
-	Verification  *Verification `protobuf:"bytes,17,opt,name=verification,proto3" json:"verification,omitempty"`
+	Verification *Verification `protobuf:"bytes,17,opt,name=verification,proto3" json:"verification,omitempty"`
+	// stripes is how many URLs SQL Server wrote the backup to at once, when
+	// more than one; its stripes are in the manifest.
+	Stripes       int32 `protobuf:"varint,18,opt,name=stripes,proto3" json:"stripes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1548,6 +1551,13 @@ func (x *RecoveryPoint) GetVerification() *Verification {
 		return x.Verification
 	}
 	return nil
+}
+
+func (x *RecoveryPoint) GetStripes() int32 {
+	if x != nil {
+		return x.Stripes
+	}
+	return 0
 }
 
 // Verification is the outcome of a test restore: the point restored to a
@@ -2192,7 +2202,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xe2\x04\n" +
+	"storedSize\"\xfc\x04\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2213,7 +2223,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x06policy\x18\x0f \x01(\tR\x06policy\x12\x1f\n" +
 	"\vchain_break\x18\x10 \x01(\tR\n" +
 	"chainBreak\x12;\n" +
-	"\fverification\x18\x11 \x01(\v2\x17.coffer.v1.VerificationR\fverification\"\xda\x01\n" +
+	"\fverification\x18\x11 \x01(\v2\x17.coffer.v1.VerificationR\fverification\x12\x18\n" +
+	"\astripes\x18\x12 \x01(\x05R\astripes\"\xda\x01\n" +
 	"\fVerification\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
