@@ -155,3 +155,117 @@ func TestDeployFiles(t *testing.T) {
 		t.Errorf("docker-compose.yml sets variables no code reads: %v", unknown)
 	}
 }
+
+// TestDeployURLMode checks the compose file's URL mode wiring: every
+// streamer listens on an address of its own, with a certificate from the
+// CA that ca-init creates, as the streamer's user, before SQL Server and
+// the streamers start, and whose certificate the mssql container finds
+// where SQL Server on Linux reads trusted CAs.
+func TestDeployURLMode(t *testing.T) {
+	root := filepath.Join("..", "..")
+	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type service struct {
+		Hostname    string         `yaml:"hostname"`
+		User        string         `yaml:"user"`
+		Environment map[string]any `yaml:"environment"`
+		Command     []string       `yaml:"command"`
+		Volumes     []string       `yaml:"volumes"`
+		DependsOn   any            `yaml:"depends_on"`
+		Expose      []string       `yaml:"expose"`
+	}
+	var compose struct {
+		Services map[string]service `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	streamer, mssql, caInit := compose.Services["backup-streamer"], compose.Services["mssql"], compose.Services["ca-init"]
+
+	// mount is the volume a service mounts at dir, "" if none
+	mount := func(s service, dir string) string {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == dir {
+				return parts[0]
+			}
+		}
+		return ""
+	}
+	// after is the condition on which s waits for dep, "" if it does not
+	after := func(s service, dep string) string {
+		switch d := s.DependsOn.(type) {
+		case []any:
+			if slices.Contains(d, any(dep)) {
+				return "service_started"
+			}
+		case map[string]any:
+			if c, ok := d[dep].(map[string]any); ok {
+				cond, _ := c["condition"].(string)
+				return cond
+			}
+		}
+		return ""
+	}
+
+	listen, _ := streamer.Environment["COFFER_URL_LISTEN"].(string)
+	host, port, _ := strings.Cut(listen, ":")
+	if host == "" || host != streamer.Hostname {
+		t.Errorf("backup-streamer: COFFER_URL_LISTEN %q, hostname %q; want it to listen on its own hostname, each replica's own address", listen, streamer.Hostname)
+	}
+	if !slices.Contains(streamer.Expose, port) {
+		t.Errorf("backup-streamer: expose %v; want the listening port %q", streamer.Expose, port)
+	}
+	if _, ok := streamer.Environment["COFFER_URL_ADVERTISE"]; !ok {
+		t.Error("backup-streamer: COFFER_URL_ADVERTISE is not configurable")
+	}
+
+	// ca-init makes the CA in the streamers' COFFER_CA_DIR volume and
+	// copies its certificate into the mssql container's ca-certificates
+	caDir, _ := streamer.Environment["COFFER_CA_DIR"].(string)
+	caVolume := mount(streamer, caDir)
+	if caDir == "" || caVolume == "" {
+		t.Fatalf("backup-streamer: COFFER_CA_DIR %q is not on a volume (%v)", caDir, streamer.Volumes)
+	}
+	if len(caInit.Command) < 2 || caInit.Command[0] != "ca" || caInit.Command[1] != "init" {
+		t.Fatalf("ca-init: command %q; want coffer ca init", caInit.Command)
+	}
+	flags := map[string]string{}
+	for i := 2; i+1 < len(caInit.Command); i += 2 {
+		flags[caInit.Command[i]] = caInit.Command[i+1]
+	}
+	if v := mount(caInit, flags["--dir"]); v != caVolume {
+		t.Errorf("ca-init: --dir %q is on volume %q; want the streamers' %q", flags["--dir"], v, caVolume)
+	}
+	cert := flags["--copy-to"]
+	trustVolume := mount(caInit, filepath.Dir(cert))
+	if filepath.Ext(cert) != ".crt" || trustVolume == "" {
+		t.Errorf("ca-init: --copy-to %q; want a .crt file on a volume (SQL Server on Linux reads only *.crt)", cert)
+	}
+	if v := mount(mssql, "/var/opt/mssql/security/ca-certificates"); v == "" || v != trustVolume {
+		t.Errorf("mssql: /var/opt/mssql/security/ca-certificates is volume %q; want %q, where ca-init copies the certificate", v, trustVolume)
+	}
+	if mount(mssql, caDir) != "" || slices.ContainsFunc(mssql.Volumes, func(v string) bool { return strings.HasPrefix(v, caVolume+":") }) {
+		t.Errorf("mssql mounts the CA's key (volume %s)", caVolume)
+	}
+	for _, name := range []string{"mssql", "backup-streamer"} {
+		if c := after(compose.Services[name], "ca-init"); c != "service_completed_successfully" {
+			t.Errorf("%s: depends on ca-init with %q; want service_completed_successfully", name, c)
+		}
+	}
+
+	// the streamer reads the key ca-init writes (mode 0600)
+	docker, err := os.ReadFile(filepath.Join(root, "deploy", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	if m := regexp.MustCompile(`(?s)AS backup-streamer\n.*?\nUSER (\S+)`).FindSubmatch(docker); m != nil {
+		user = string(m[1])
+	}
+	if user == "" || caInit.User != user {
+		t.Errorf("ca-init: user %q; want the streamer's, %q in deploy/Dockerfile", caInit.User, user)
+	}
+}

@@ -31,6 +31,7 @@ const usage = `usage: coffer <command> [arguments] [flags]
 Run coffer:
   up [--demo] [--data DIR] [--http ADDR]   every service in one process, with an embedded NATS and a local vault
   sim --addr ADDR --sa-password PW [--demo] a simulated SQL Server 2022 instance
+  ca init [--dir DIR] [--copy-to FILE]     create coffer's CA (URL mode) if absent; print its certificate's path
 
 Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   instance add NAME --dsn DSN | list | discover NAME | autoprotect NAME --on|--off
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUp(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "vault":
 		return runVault(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "ca":
+		return runCA(args[1:], os.Getenv, stdout, stderr)
 	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "verify", "jobs", "policy":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":

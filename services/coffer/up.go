@@ -226,8 +226,9 @@ Stop with Ctrl-C.
 `, apiURL, c.dataDir, vaultWhere(c.store))
 	if c.ca != nil {
 		fmt.Fprintf(stdout, "S3 endpoint: SQL Server 2022 and later back up to https://%s with no staging (older versions use %s).\n"+
-			"  Make SQL Server trust %s: on Linux copy it into /var/opt/mssql/security/ca-certificates/ and restart SQL Server;\n"+
-			"  on Windows import it into the machine's Trusted Root Certification Authorities.\n",
+			"  Make SQL Server trust %s: on Linux copy it to /var/opt/mssql/security/ca-certificates/coffer-ca.crt (only .crt files\n"+
+			"  are read) and restart SQL Server; on Windows import it into the machine's Trusted Root Certification Authorities\n"+
+			"  (docs/url-mode.md).\n",
 			c.s3Advertise, filepath.Join(c.dataDir, "staging"), filepath.Join(c.dataDir, "ca", tlsca.CertFile))
 	}
 	if !c.demo {
