@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -55,6 +56,9 @@ type envOptions struct {
 	store blob.Store           // default: a dirstore in a temp dir
 	tp    trace.TracerProvider // default: none
 	sim   mssqlsim.Config      // SAPassword, paths and pages get defaults
+	// simHost is the loopback address the simulator listens on: default
+	// 127.0.0.1
+	simHost string
 }
 
 func newEnv(t testing.TB, opt envOptions) *env {
@@ -86,7 +90,11 @@ func newEnv(t testing.TB, opt envOptions) *env {
 		cfg.DefaultPages = 256
 	}
 	inst := mssqlsim.New(cfg)
-	addr, err := inst.Listen("127.0.0.1:0")
+	host := opt.simHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr, err := inst.Listen(net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -336,6 +344,26 @@ func (e *env) stagingEmpty() {
 	}
 	for _, d := range ents {
 		e.t.Errorf("staging directory holds %s", d.Name())
+	}
+}
+
+// stagingModTime is when the staging directory last had a file created,
+// renamed or removed in it.
+func (e *env) stagingModTime() time.Time {
+	e.t.Helper()
+	fi, err := os.Stat(e.staging)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return fi.ModTime()
+}
+
+// stagingUntouched fails the test when a file was created in (or removed
+// from) the staging directory since mark, even one that is gone again.
+func (e *env) stagingUntouched(mark time.Time) {
+	e.t.Helper()
+	if got := e.stagingModTime(); !got.Equal(mark) {
+		e.t.Errorf("the staging directory changed at %v (since %v): something was staged", got, mark)
 	}
 }
 

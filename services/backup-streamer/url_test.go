@@ -37,7 +37,8 @@ func (c *clock) advance(d time.Duration) time.Time {
 
 // urlEnv is an installation whose streamer is the S3 endpoint of the
 // simulated SQL Server 2022, which trusts the endpoint's CA; the
-// simulator's clock is moved by the test.
+// simulator's clock is moved by the test. The simulator has a loopback
+// address of its own (127.0.0.2), the endpoint 127.0.0.1, as two hosts.
 func urlEnv(t *testing.T) (*env, *clock, *dirstore.Store) {
 	t.Helper()
 	return urlEnvWith(t, nil)
@@ -65,7 +66,7 @@ func urlEnvWith(t *testing.T, set func(*mssqlsim.Config, *streamer.Config)) (*en
 	if set != nil {
 		set(&sim, &cfg)
 	}
-	e := newEnv(t, envOptions{store: store, sim: sim})
+	e := newEnv(t, envOptions{store: store, sim: sim, simHost: "127.0.0.2"})
 	stripeBytes := cfg.Endpoint.StripeBytes
 	cfg = e.streamerConfig()
 	cfg.Endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, StripeBytes: stripeBytes}
@@ -76,29 +77,38 @@ func urlEnvWith(t *testing.T, set func(*mssqlsim.Config, *streamer.Config)) (*en
 
 // TestURLMode: SQL Server 2022 backs up to the streamer's S3 endpoint and
 // restores from it. Full, differential and log backups of a database with
-// a hostile name land in the vault with nothing staged; a restore to a
-// second inside the last log, to a new name, gives the source's content
-// as of that second; an overwrite to the latest moment goes through a
-// tail-log backup and gives back exactly what the database had; and no
-// credential is left on the server.
+// a hostile name, taken while a workload commits, land in the vault with
+// nothing staged; a restore to a second inside the last log, to a new
+// name, gives the source's content as of that second; an overwrite to the
+// latest moment goes through a tail-log backup and gives back exactly
+// what the database had; and no credential is left on the server.
 func TestURLMode(t *testing.T) {
 	e, clk, _ := urlEnv(t)
 	ctx := t.Context()
 	const db = "it's ]odd "
 	e.createFilled(db, 3000)
+	mark := e.stagingModTime()
+	if err := e.inst.StartWorkload(db, mssqlsim.WorkloadOptions{TPS: 200, PagesPerTx: 2}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.hash(db)
 	fullRP := e.backupOK(ctx, db, full)
+	if e.hash(db) == before {
+		t.Fatal("the workload committed nothing while the full was taken")
+	}
 	e.stagingEmpty()
 	clk.advance(time.Minute)
-	e.inst.Commit(db, 50)
 	diff := e.backupOK(ctx, db, cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL)
 	clk.advance(time.Minute)
-	e.inst.Commit(db, 20)
 	stop := clk.advance(30 * time.Second)
 	clk.advance(30 * time.Second)
-	e.inst.Commit(db, 20)
-	clk.advance(time.Minute)
 	logRP := e.backupOK(ctx, db, logb)
 	e.stagingEmpty()
+	// the workload stops for the overwrite below, whose tail-log backup
+	// must give back exactly what the database had
+	if err := e.inst.StartWorkload(db, mssqlsim.WorkloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if fullRP.GetSize() < 2*5<<20 {
 		t.Fatalf("the full is %d bytes; want several parts", fullRP.GetSize())
 	}
@@ -116,13 +126,14 @@ func TestURLMode(t *testing.T) {
 
 	clk.advance(time.Minute)
 	e.inst.Commit(db, 5)
-	before := e.hash(db)
+	before = e.hash(db)
 	e.mustSucceed(e.restoreWith(ctx, db, db, func(r *cofferv1.RestoreRequested) { r.Overwrite, r.Latest = true, true },
 		fullRP.Id, diff.Id, logRP.Id))
 	if got := e.hash(db); got != before {
 		t.Errorf("after an overwrite to the latest moment (with its tail-log backup): %s; want %s", got, before)
 	}
 	e.stagingEmpty()
+	e.stagingUntouched(mark)
 	if creds := e.credentials(); len(creds) != 0 {
 		t.Errorf("credentials left on the server: %v", creds)
 	}
