@@ -293,3 +293,82 @@ func poll(t *testing.T, what string, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// gatedStore is a memStore whose uploads block in Write until the gate
+// opens, telling entered each time a Write begins.
+type gatedStore struct {
+	memStore
+	gate    chan struct{}
+	entered chan string
+}
+
+func (g *gatedStore) NewUpload(ctx context.Context, bucket, key string) (s3endpoint.Upload, error) {
+	up, _ := g.memStore.NewUpload(ctx, bucket, key)
+	return &gatedUpload{Upload: up, g: g, name: key}, nil
+}
+
+type gatedUpload struct {
+	s3endpoint.Upload
+	g    *gatedStore
+	name string
+}
+
+func (u *gatedUpload) Write(p []byte) (int, error) {
+	u.g.entered <- u.name
+	<-u.g.gate
+	return u.Upload.Write(p)
+}
+
+// TestQueuedPartsShared: the parts answered ahead of the store are shared
+// by the uploads of one key (a backup striped over several URLs), so
+// memory does not grow with the stripes: with room for one, a part of a
+// second upload waits until the first upload's part is written.
+func TestQueuedPartsShared(t *testing.T) {
+	store := &gatedStore{gate: make(chan struct{}), entered: make(chan string, 4)}
+	srv, err := s3endpoint.New(s3endpoint.Config{Keys: keys{"job1": {ID: "job1", Secret: "s3cret", Bucket: "coffer", Prefix: "job1/"}},
+		Store: store, MaxQueuedParts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTLSServer(t, srv)
+	c := client(t, ts, "job1", "s3cret")
+	ctx := t.Context()
+	part := random(t, 5<<20)
+	ids := map[string]string{}
+	for _, key := range []string{"job1/s1.bak", "job1/s2.bak"} {
+		id, err := c.NewMultipartUpload(ctx, "coffer", key, minio.PutObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[key] = id
+	}
+	// the first stripe's part is answered and its write begins (and
+	// blocks): it holds the key's one token
+	if _, err := c.PutObjectPart(ctx, "coffer", "job1/s1.bak", ids["job1/s1.bak"], 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-store.entered; got != "job1/s1.bak" {
+		t.Fatalf("write of %s began; want job1/s1.bak", got)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.PutObjectPart(ctx, "coffer", "job1/s2.bak", ids["job1/s2.bak"], 1, bytes.NewReader(part), int64(len(part)), minio.PutObjectPartOptions{})
+		second <- err
+	}()
+	poll(t, "the second stripe's part to arrive", func() bool { return srv.Waiting() == 1 || len(second) > 0 })
+	select {
+	case err := <-second:
+		t.Fatalf("the second stripe's part was answered (%v) while the first's held the only room", err)
+	case name := <-store.entered:
+		t.Fatalf("the write of %s began while the first stripe's part held the only room", name)
+	case <-time.After(300 * time.Millisecond):
+		// a negative: nothing to poll for
+	}
+	close(store.gate)
+	if err := <-second; err != nil {
+		t.Fatalf("the second stripe's part, once there was room: %v", err)
+	}
+	if got := <-store.entered; got != "job1/s2.bak" {
+		t.Fatalf("write of %s began; want job1/s2.bak", got)
+	}
+}
