@@ -35,3 +35,20 @@ func TestScript(t *testing.T) {
 		t.Errorf("with moves, replace and no recovery:\n%s", got)
 	}
 }
+
+// TestScriptStripes: a backup striped over several files is restored from
+// all of them, named as StripeFileNames names them.
+func TestScriptStripes(t *testing.T) {
+	s := mssql.Script{Database: "S", Files: []mssql.ScriptFile{{Path: "/bak/01-full-x.bak", Stripes: 3}, {Path: "/bak.d/02-log", Log: true}}}
+	got := s.String()
+	want := "RESTORE DATABASE [S] FROM DISK = N'/bak/01-full-x-stripe01-of-03.bak', DISK = N'/bak/01-full-x-stripe02-of-03.bak', DISK = N'/bak/01-full-x-stripe03-of-03.bak' WITH FILE = 1, NORECOVERY;"
+	if !strings.Contains(got, want) {
+		t.Errorf("script lacks %q:\n%s", want, got)
+	}
+	if !strings.Contains(got, "FROM DISK = N'/bak.d/02-log' WITH FILE = 1") {
+		t.Errorf("an unstriped file without an extension is named as given:\n%s", got)
+	}
+	if n := mssql.StripeFileNames("/d.x/name", 2); n[0] != "/d.x/name-stripe01-of-02" {
+		t.Errorf("StripeFileNames of a name without extension in a dotted directory: %q", n)
+	}
+}

@@ -38,16 +38,20 @@ import (
 //	                (the simulator and NATS run in this process too)
 //	heap-growth-MB  that peak less the HeapInuse before the runs
 //
-// It runs twice: disk mode (BACKUP TO DISK into the staging directory,
-// which the streamer tails; a restore reassembles the file there first)
-// and URL mode (BACKUP TO URL into the streamer's own S3 endpoint, RESTORE
-// FROM URL out of it: nothing staged).
+// It runs three times: disk mode (BACKUP TO DISK into the staging
+// directory, which the streamer tails; a restore reassembles the file
+// there first), URL mode (BACKUP TO URL into the streamer's own S3
+// endpoint, RESTORE FROM URL out of it: nothing staged), and URL mode
+// striped over four URLs, as a database of 150 GB or more is.
 func BenchmarkBackup1GiB(b *testing.B) {
-	b.Run("disk", func(b *testing.B) { benchBackup1GiB(b, false) })
-	b.Run("url", func(b *testing.B) { benchBackup1GiB(b, true) })
+	b.Run("disk", func(b *testing.B) { benchBackup1GiB(b, false, 0) })
+	b.Run("url", func(b *testing.B) { benchBackup1GiB(b, true, 0) })
+	b.Run("url-4-stripes", func(b *testing.B) { benchBackup1GiB(b, true, 300<<20) })
 }
 
-func benchBackup1GiB(b *testing.B, url bool) {
+// benchBackup1GiB runs the benchmark in URL mode when url is set, with a
+// backup striped every stripeBytes of the database when that is set.
+func benchBackup1GiB(b *testing.B, url bool, stripeBytes int64) {
 	srv := miniotest.Start(b)
 	srv.MakeBucket(b, "vault")
 	srv.MakeBucket(b, "raw")
@@ -72,7 +76,7 @@ func benchBackup1GiB(b *testing.B, url bool) {
 			b.Fatal(err)
 		}
 		opt.sim.TrustedCAs = ca.Pool()
-		endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		endpoint = streamer.Endpoint{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, StripeBytes: stripeBytes}
 	}
 	e := newEnv(b, opt)
 	const db = "Bench1GiB"

@@ -2,6 +2,7 @@ package streamer_test
 
 import (
 	"crypto/tls"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/tlsca"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -183,6 +185,24 @@ func TestURLModeStriped(t *testing.T) {
 		t.Errorf("restored through disk staging: %s; want %s", got, want)
 	}
 	e.stagingEmpty()
+
+	// restore as files: one file per stripe, and a script that names them
+	dir := t.TempDir()
+	script := mssql.Script{Database: "Striped files", Files: []mssql.ScriptFile{
+		{Path: filepath.Join(dir, "01-full.bak"), Stripes: int(fullRP.GetStripes())}, {Path: filepath.Join(dir, "02-log.bak"), Log: true}},
+		Moves: []mssql.Move{{Logical: db, Physical: "/var/opt/mssql/data/files.mdf"}, {Logical: db + "_log", Physical: "/var/opt/mssql/data/files.ldf"}}}
+	e.mustSucceed(e.restoreWith(ctx, db, "", func(r *cofferv1.RestoreRequested) {
+		r.ToDirectory, r.FileNames, r.Script = dir, []string{"01-full.bak", "02-log.bak"}, script.String()
+	}, fullRP.Id, logRP.Id))
+	sqlDB := openDB(t, simDSN(e.addr))
+	for _, stmt := range strings.Split(script.String(), "\nGO\n") {
+		if _, err := sqlDB.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("the script written beside the files: %v\n%s", err, stmt)
+		}
+	}
+	if got := e.hash("Striped files"); got != want {
+		t.Errorf("restored from the files written: %s; want %s", got, want)
+	}
 }
 
 // TestURLModeDamagedChunk: a damaged chunk stops a restore to a new name,
