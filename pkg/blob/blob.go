@@ -19,6 +19,11 @@ var ErrNotExist = errors.New("blob does not exist")
 // a key that [ValidateKey] refuses. No backend touches storage for such a key.
 var ErrInvalidKey = errors.New("invalid blob key")
 
+// ErrRange is matched, with errors.Is, by the error GetRange returns for a
+// range that does not lie within the object: one that starts or ends past
+// its end, or has a negative offset or length.
+var ErrRange = errors.New("blob range not satisfiable")
+
 // MaxKeyLen is the longest key, in bytes, a Store accepts. S3 allows 1024
 // bytes per object name and a backend may add a prefix of its own.
 const MaxKeyLen = 512
@@ -60,6 +65,20 @@ type Store interface {
 	// fail with an error, rather than returning fewer bytes, if the object
 	// cannot be read to its end.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+
+	// GetRange opens length bytes of the object under key, starting at
+	// offset off, for reading. If there is none, the error matches
+	// [ErrNotExist]. The range must lie within the object, 0 <= off and
+	// 0 <= length and off+length <= size; for any other the error matches
+	// [ErrRange], never a shorter reader. A negative off or length is
+	// refused before storage is touched, whether the object exists or not.
+	// A length of 0 with off <= size is a valid, empty range: GetRange
+	// still reports a missing object or an off past the end. The bytes all
+	// come from one version of the object, even if it is replaced while
+	// they are read. The caller must close the reader. Reads fail with an
+	// error, rather than returning fewer bytes, if the range cannot be read
+	// to its end, and fail once ctx is done.
+	GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)
 
 	// Stat describes the object under key. If there is none, the error
 	// matches [ErrNotExist].

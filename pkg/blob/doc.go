@@ -1,6 +1,6 @@
 // Package blob defines the storage contract the vault is built on: a flat,
 // dumb namespace of immutable-looking objects addressed by slash-separated
-// keys, with nothing but put, get, stat, list and delete.
+// keys, with nothing but put, get (whole or a byte range), stat, list and delete.
 //
 // Backends live in subpackages (dirstore for a local directory, s3store for
 // S3 and MinIO) and each one runs the conformance suite in blobtest, so code

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -29,6 +30,8 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"PutGet", testPutGet},
 		{"Overwrite", testOverwrite},
 		{"Missing", testMissing},
+		{"GetRange", testGetRange},
+		{"GetRangeCancel", testGetRangeCancel},
 		{"Delete", testDelete},
 		{"List", testList},
 		{"ListStop", testListStop},
@@ -82,6 +85,17 @@ func get(t *testing.T, s blob.Store, key string) []byte {
 	return b
 }
 
+// getRange reads length bytes at off of key, or returns the error of
+// GetRange or of reading.
+func getRange(ctx context.Context, s blob.Store, key string, off, length int64) ([]byte, error) {
+	rc, err := s.GetRange(ctx, key, off, length)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
 func listKeys(t *testing.T, s blob.Store, prefix string) []string {
 	t.Helper()
 	var keys []string
@@ -102,6 +116,14 @@ func wantNotExist(t *testing.T, s blob.Store, key string) {
 			rc.Close()
 		}
 		t.Errorf("Get(%q) error = %v; want blob.ErrNotExist", key, err)
+	}
+	for _, length := range []int64{1, 0} {
+		if rc, err := s.GetRange(t.Context(), key, 0, length); !errors.Is(err, blob.ErrNotExist) {
+			if err == nil {
+				rc.Close()
+			}
+			t.Errorf("GetRange(%q, 0, %d) error = %v; want blob.ErrNotExist", key, length, err)
+		}
 	}
 	if _, err := s.Stat(t.Context(), key); !errors.Is(err, blob.ErrNotExist) {
 		t.Errorf("Stat(%q) error = %v; want blob.ErrNotExist", key, err)
@@ -177,6 +199,81 @@ func testMissing(t *testing.T, s blob.Store) {
 		"gone",
 	} {
 		wantNotExist(t, s, key)
+	}
+}
+
+func testGetRange(t *testing.T, s blob.Store) {
+	const n = 1000
+	data := randBytes(11, n)
+	put(t, s, "obj", data)
+	put(t, s, "empty", nil)
+	tests := []struct {
+		name        string
+		key         string
+		off, length int64
+		wantErr     error // nil: want data[off:off+length]
+	}{
+		{"whole", "obj", 0, n, nil},
+		{"middle", "obj", 100, 200, nil},
+		{"first byte", "obj", 0, 1, nil},
+		{"last byte", "obj", n - 1, 1, nil},
+		{"tail", "obj", 600, n - 600, nil},
+		{"nothing at start", "obj", 0, 0, nil},
+		{"nothing inside", "obj", 500, 0, nil},
+		{"nothing at end", "obj", n, 0, nil},
+		{"nothing of empty", "empty", 0, 0, nil},
+		{"past end by one", "obj", 0, n + 1, blob.ErrRange},
+		{"tail past end", "obj", n - 10, 11, blob.ErrRange},
+		{"offset at end", "obj", n, 1, blob.ErrRange},
+		{"offset past end", "obj", n + 100, 10, blob.ErrRange},
+		{"nothing past end", "obj", n + 1, 0, blob.ErrRange},
+		{"byte of empty", "empty", 0, 1, blob.ErrRange},
+		{"negative offset", "obj", -1, 10, blob.ErrRange},
+		{"negative length", "obj", 0, -1, blob.ErrRange},
+		{"overflowing end", "obj", 1, math.MaxInt64, blob.ErrRange},
+		{"huge offset", "obj", math.MaxInt64, 1, blob.ErrRange},
+		{"missing", "never", 0, 1, blob.ErrNotExist},
+		{"nothing of missing", "never", 0, 0, blob.ErrNotExist},
+		{"negative of missing", "never", -1, 1, blob.ErrRange}, // checked first
+		{"invalid key", "../obj", 0, 1, blob.ErrInvalidKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := getRange(t.Context(), s, tt.key, tt.off, tt.length)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("GetRange(%q, %d, %d) error = %v (after %d bytes); want %v", tt.key, tt.off, tt.length, err, len(got), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("GetRange(%q, %d, %d): %v", tt.key, tt.off, tt.length, err)
+			}
+			if want := data[tt.off : tt.off+tt.length]; !bytes.Equal(got, want) {
+				t.Errorf("GetRange(%q, %d, %d) = %d bytes differing from the %d stored there", tt.key, tt.off, tt.length, len(got), len(want))
+			}
+		})
+	}
+}
+
+// testGetRangeCancel checks that reading a range fails once the context of
+// its GetRange ends.
+func testGetRangeCancel(t *testing.T, s blob.Store) {
+	data := randBytes(12, 256<<10)
+	put(t, s, "k", data)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	rc, err := s.GetRange(ctx, "k", 1, int64(len(data))-2)
+	if err != nil {
+		t.Fatalf("GetRange: %v", err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadFull(rc, make([]byte, 1000)); err != nil {
+		t.Fatalf("read before cancel: %v", err)
+	}
+	cancel()
+	if _, err := io.ReadAll(rc); !errors.Is(err, context.Canceled) {
+		t.Errorf("read after cancel: error = %v; want context.Canceled", err)
 	}
 }
 
@@ -300,6 +397,17 @@ func testLarge(t *testing.T, s blob.Store) {
 	if info.Size != size {
 		t.Errorf("Stat size = %d; want %d", info.Size, size)
 	}
+	// Ranges at the end and across 16 MiB, where a multipart upload's
+	// first part ends.
+	for _, r := range []struct{ off, length int64 }{{16<<20 - 1000, 2000}, {size - 3<<20, 3 << 20}} {
+		got, err := getRange(t.Context(), s, "large/object", r.off, r.length)
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r.off, r.length, err)
+		}
+		if !bytes.Equal(got, data[r.off:r.off+r.length]) {
+			t.Errorf("GetRange(%d, %d) = %d bytes differing from the %d stored there", r.off, r.length, len(got), r.length)
+		}
+	}
 }
 
 func testConcurrentPuts(t *testing.T, s blob.Store) {
@@ -345,12 +453,14 @@ func testConcurrentPuts(t *testing.T, s blob.Store) {
 	}
 }
 
-// testAtomicOverwrite reads a key while it is being overwritten: every read
-// must see one complete version.
+// testAtomicOverwrite reads a key, whole and by range, while it is being
+// overwritten: every read must see one complete version.
 func testAtomicOverwrite(t *testing.T, s blob.Store) {
 	const size = 1 << 20
+	const off, length = 1000, size - 2000
 	versions := [][]byte{randBytes(7, size), randBytes(8, size)}
 	sums := [][32]byte{sha256.Sum256(versions[0]), sha256.Sum256(versions[1])}
+	rangeSums := [][32]byte{sha256.Sum256(versions[0][off : off+length]), sha256.Sum256(versions[1][off : off+length])}
 	put(t, s, "flip", versions[0])
 
 	var done atomic.Bool
@@ -372,6 +482,15 @@ func testAtomicOverwrite(t *testing.T, s blob.Store) {
 				}
 				if sum := sha256.Sum256(b); sum != sums[0] && sum != sums[1] {
 					t.Errorf("read %d bytes during overwrite matching neither version", len(b))
+					return
+				}
+				b, err = getRange(t.Context(), s, "flip", off, length)
+				if err != nil {
+					t.Errorf("ranged read during overwrite: %v", err)
+					return
+				}
+				if sum := sha256.Sum256(b); sum != rangeSums[0] && sum != rangeSums[1] {
+					t.Errorf("ranged read of %d bytes during overwrite matching neither version", len(b))
 					return
 				}
 				reads.Add(1)
@@ -465,6 +584,8 @@ func testContextCancelled(t *testing.T, s blob.Store) {
 			}
 			return err
 		}},
+		{"GetRange", func() error { _, err := getRange(ctx, s, "k", 0, 1); return err }},
+		{"GetRange nothing", func() error { _, err := getRange(ctx, s, "k", 0, 0); return err }},
 		{"Stat", func() error { _, err := s.Stat(ctx, "k"); return err }},
 		{"List", func() error { return s.List(ctx, "", func(blob.Info) error { return nil }) }},
 		{"Delete", func() error { return s.Delete(ctx, "k") }},
@@ -546,6 +667,12 @@ func testHostileKeys(t *testing.T, s blob.Store) {
 					rc.Close()
 				}
 				t.Errorf("Get error = %v; want blob.ErrInvalidKey", err)
+			}
+			if rc, err := s.GetRange(ctx, key, 0, 1); !errors.Is(err, blob.ErrInvalidKey) {
+				if err == nil {
+					rc.Close()
+				}
+				t.Errorf("GetRange error = %v; want blob.ErrInvalidKey", err)
 			}
 			if _, err := s.Stat(ctx, key); !errors.Is(err, blob.ErrInvalidKey) {
 				t.Errorf("Stat error = %v; want blob.ErrInvalidKey", err)

@@ -2,6 +2,7 @@ package dirstore_test
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,6 +41,9 @@ func TestStaysInRoot(t *testing.T) {
 		if _, err := s.Get(ctx, key); !errors.Is(err, blob.ErrInvalidKey) {
 			t.Errorf("Get(%q) error = %v; want blob.ErrInvalidKey", key, err)
 		}
+		if _, err := s.GetRange(ctx, key, 0, 1); !errors.Is(err, blob.ErrInvalidKey) {
+			t.Errorf("GetRange(%q) error = %v; want blob.ErrInvalidKey", key, err)
+		}
 		if err := s.Delete(ctx, key); !errors.Is(err, blob.ErrInvalidKey) {
 			t.Errorf("Delete(%q) error = %v; want blob.ErrInvalidKey", key, err)
 		}
@@ -49,6 +53,32 @@ func TestStaysInRoot(t *testing.T) {
 	}
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "outside" {
 		t.Errorf("file outside the root changed: %q, %v", b, err)
+	}
+}
+
+// TestGetRangeTruncated checks that a range whose file is truncated behind
+// the store's back, after GetRange checked its size, fails to read rather
+// than coming up short.
+func TestGetRangeTruncated(t *testing.T) {
+	root := t.TempDir()
+	s, err := dirstore.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), "k", strings.NewReader("0123456789"), 10); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.GetRange(t.Context(), "k", 2, 6)
+	if err != nil {
+		t.Fatalf("GetRange: %v", err)
+	}
+	defer rc.Close()
+	if err := os.Truncate(filepath.Join(root, "k"), 5); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("read of a range cut short: %q, error %v; want io.ErrUnexpectedEOF", got, err)
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
@@ -209,6 +211,148 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	return body, nil
 }
+
+// GetRange implements [blob.Store]. It asks for the range in one GET, so
+// the bytes come from one version of the object, and checks the range the
+// response says it holds: S3 answers a range that starts inside the object
+// and ends past it with the bytes there are, which GetRange refuses.
+func (s *Store) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	rc, err := s.getRange(ctx, key, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("get %s range %d+%d: %w", key, off, length, err)
+	}
+	return rc, nil
+}
+
+func (s *Store) getRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	name, err := s.object(key)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || length < 0 || off > math.MaxInt64-length {
+		return nil, blob.ErrRange
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if length == 0 {
+		// No Range header asks for nothing (and minio-go would turn
+		// SetRange(0, -1) into "the last byte"), so look at the size.
+		oi, err := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+		if isNoSuchKey(err) {
+			return nil, blob.ErrNotExist
+		}
+		if err != nil {
+			return nil, err
+		}
+		if off > oi.Size {
+			return nil, fmt.Errorf("%w: object is %d bytes", blob.ErrRange, oi.Size)
+		}
+		return &rangeReader{r: exact.NewReader(ctx, http.NoBody, 0), c: http.NoBody, key: key}, nil
+	}
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(off, off+length-1); err != nil {
+		return nil, err
+	}
+	body, oi, h, err := s.core.GetObject(ctx, s.bucket, name, opts)
+	switch {
+	case isNoSuchKey(err):
+		return nil, blob.ErrNotExist
+	case isInvalidRange(err):
+		return nil, blob.ErrRange
+	case err != nil:
+		return nil, err
+	}
+	r, err := rangeBody(body, h.Get("Content-Range"), oi.Size, off, length)
+	if err != nil {
+		body.Close()
+		return nil, err
+	}
+	return &rangeReader{r: exact.NewReader(ctx, r, length), c: body, key: key}, nil
+}
+
+// isInvalidRange reports whether err is S3's answer to a range that starts
+// at or past the end of the object.
+func isInvalidRange(err error) bool {
+	resp := minio.ToErrorResponse(err)
+	return resp.Code == minio.InvalidRange || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable
+}
+
+// rangeBody returns the reader of the length bytes at off in the response
+// to a ranged GET, whose Content-Range header is cr and Content-Length n
+// (-1 if not sent), after checking that the response holds those bytes. If
+// the server sent the whole object instead, as HTTP allows, it skips to the
+// range.
+func rangeBody(body io.Reader, cr string, n, off, length int64) (io.Reader, error) {
+	if cr == "" {
+		if n < 0 {
+			return nil, errors.New("server ignored the range and sent no length")
+		}
+		if off > n || length > n-off {
+			return nil, fmt.Errorf("%w: object is %d bytes", blob.ErrRange, n)
+		}
+		if _, err := io.CopyN(io.Discard, body, off); err != nil {
+			return nil, fmt.Errorf("skip to the range in the whole object: %w", err)
+		}
+		return io.LimitReader(body, length), nil
+	}
+	first, last, size, err := parseContentRange(cr)
+	if err != nil {
+		return nil, err
+	}
+	if off > size || length > size-off {
+		return nil, fmt.Errorf("%w: object is %d bytes", blob.ErrRange, size)
+	}
+	if first != off || last != off+length-1 {
+		return nil, fmt.Errorf("response holds bytes %d-%d; asked for %d-%d", first, last, off, off+length-1)
+	}
+	return body, nil
+}
+
+// parseContentRange parses a Content-Range header of a response that holds
+// part of an object of known size, "bytes first-last/size".
+func parseContentRange(cr string) (first, last, size int64, err error) {
+	bad := func() (int64, int64, int64, error) {
+		return 0, 0, 0, fmt.Errorf("response Content-Range %q is not bytes first-last/size", cr)
+	}
+	spec, ok := strings.CutPrefix(cr, "bytes ")
+	if !ok {
+		return bad()
+	}
+	span, total, ok := strings.Cut(spec, "/")
+	if !ok {
+		return bad()
+	}
+	a, b, ok := strings.Cut(span, "-")
+	if !ok {
+		return bad()
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	size, err3 := strconv.ParseInt(total, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || size <= last {
+		return bad()
+	}
+	return first, last, size, nil
+}
+
+// rangeReader reads a range from a response body, failing if fewer or more
+// bytes than the range's length arrive, or once ctx is done.
+type rangeReader struct {
+	r   *exact.Reader
+	c   io.Closer
+	key string
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read %s: %w", r.key, err)
+	}
+	return n, err
+}
+
+func (r *rangeReader) Close() error { return r.c.Close() }
 
 // Stat implements [blob.Store].
 func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {

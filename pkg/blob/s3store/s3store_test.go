@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -99,6 +103,106 @@ func TestMissingBucketIsNotNotExist(t *testing.T) {
 	}
 	if _, err := s.Get(t.Context(), "k"); err == nil || errors.Is(err, blob.ErrNotExist) {
 		t.Errorf("Get in a missing bucket: error = %v; want an error other than ErrNotExist", err)
+	}
+	for _, length := range []int64{1, 0} {
+		if _, err := s.GetRange(t.Context(), "k", 0, length); err == nil || errors.Is(err, blob.ErrNotExist) {
+			t.Errorf("GetRange(0, %d) in a missing bucket: error = %v; want an error other than ErrNotExist", length, err)
+		}
+	}
+}
+
+// TestGetRangeResponses checks GetRange against responses MinIO does not
+// give but an S3-compatible server or a broken connection may: each must
+// give the range's bytes or an error, never a short or wrong read.
+func TestGetRangeResponses(t *testing.T) {
+	const object = "0123456789"
+	tests := []struct {
+		name        string
+		off, length int64
+		// respond answers the GET, whose Range header asks for bytes
+		// first-last of object.
+		respond func(w http.ResponseWriter, first, last int)
+		want    string
+		wantErr error // matched with errors.Is when set; else any error unless want is set
+	}{
+		{"partial content", 2, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(object)))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first:last+1])
+		}, "23456", nil},
+		{"range ignored", 2, 5, func(w http.ResponseWriter, first, last int) {
+			io.WriteString(w, object)
+		}, "23456", nil},
+		{"range ignored past end", 8, 5, func(w http.ResponseWriter, first, last int) {
+			io.WriteString(w, object)
+		}, "", blob.ErrRange},
+		{"range cut at end", 8, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, len(object)-1, len(object)))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first:])
+		}, "", blob.ErrRange},
+		{"other range", 2, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first+1, last+1, len(object)))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first+1:last+2])
+		}, "", nil},
+		{"unknown size", 2, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", first, last))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first:last+1])
+		}, "", nil},
+		{"short body", 2, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(object)))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first:last])
+			w.(http.Flusher).Flush() // chunked, so the body ends cleanly
+		}, "", io.ErrUnexpectedEOF},
+		{"long body", 2, 5, func(w http.ResponseWriter, first, last int) {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(object)))
+			w.WriteHeader(http.StatusPartialContent)
+			io.WriteString(w, object[first:])
+			w.(http.Flusher).Flush()
+		}, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var first, last int
+				if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil || r.URL.Path != "/bucket/k" {
+					http.Error(w, "unexpected request", http.StatusBadRequest)
+					return
+				}
+				w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+				tt.respond(w, first, last)
+			}))
+			t.Cleanup(srv.Close)
+			s, err := s3store.New(s3store.Config{
+				Endpoint:  srv.Listener.Addr().String(),
+				Bucket:    "bucket",
+				AccessKey: "access",
+				SecretKey: "secret",
+				PlainHTTP: true,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			rc, err := s.GetRange(t.Context(), "k", tt.off, tt.length)
+			if err == nil {
+				got, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			switch {
+			case tt.want != "":
+				if err != nil || string(got) != tt.want {
+					t.Errorf("GetRange(%d, %d) = %q, %v; want %q", tt.off, tt.length, got, err, tt.want)
+				}
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Errorf("GetRange(%d, %d) = %q, error %v; want %v", tt.off, tt.length, got, err, tt.wantErr)
+			case err == nil:
+				t.Errorf("GetRange(%d, %d) = %q; want an error", tt.off, tt.length, got)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package exact provides a reader that enforces a declared length, for
 // backends that must refuse a Put whose reader yields more or fewer bytes
-// than its size.
+// than its size, and fail a ranged read that yields fewer bytes than asked.
 package exact
 
 import (
