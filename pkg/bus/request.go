@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
@@ -38,12 +37,12 @@ type Responder func(ctx context.Context, data []byte) (proto.Message, error)
 // when ctx ends first it wraps ctx's error; when the responder failed it
 // carries the responder's error text.
 func (b *Bus) Request(ctx context.Context, subject string, req, resp proto.Message) (err error) {
-	if req == nil || resp == nil {
-		return fmt.Errorf("request %s: nil message", subject)
+	if resp == nil {
+		return fmt.Errorf("request %s: nil reply message", subject)
 	}
-	data, err := proto.Marshal(req)
+	data, err := marshal("request", subject, req)
 	if err != nil {
-		return fmt.Errorf("request %s: marshal %s: %w", subject, req.ProtoReflect().Descriptor().FullName(), err)
+		return err
 	}
 	ctx, span := b.tracer.Start(ctx, "request "+subject,
 		trace.WithSpanKind(trace.SpanKindClient),
@@ -54,18 +53,9 @@ func (b *Bus) Request(ctx context.Context, subject string, req, resp proto.Messa
 			semconv.MessagingDestinationName(subject),
 			semconv.MessagingMessageBodySize(len(data)),
 		))
-	defer func() {
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}()
+	defer func() { endSpan(span, err) }()
 
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	m.Header.Set(contentTypeHeader, contentType(req))
-	b.cfg.Propagator.Inject(ctx, headerCarrier(m.Header))
-	reply, err := b.nc.RequestMsgWithContext(ctx, m)
+	reply, err := b.nc.RequestMsgWithContext(ctx, b.outgoing(ctx, subject, req, data))
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("request %s: %w", subject, ErrNoResponder)
@@ -158,20 +148,18 @@ func (b *Bus) respond(ctx context.Context, queue string, m *nats.Msg, h Responde
 			semconv.MessagingConsumerGroupName(queue),
 			semconv.MessagingMessageBodySize(len(m.Data)),
 		))
-	defer span.End()
+	var err error
+	defer func() { endSpan(span, err) }()
 
 	reply := &nats.Msg{Header: nats.Header{}}
 	resp, err := b.runResponder(ctx, m, h)
 	if err == nil {
 		reply.Data, err = proto.Marshal(resp)
-		if err == nil {
-			reply.Header.Set(contentTypeHeader, contentType(resp))
-		}
+		reply.Header.Set(contentTypeHeader, contentType(resp))
 	}
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
 		reply.Data = nil
+		reply.Header = nats.Header{}
 		reply.Header.Set(errorHeader, err.Error())
 	}
 	if m.Reply == "" {
