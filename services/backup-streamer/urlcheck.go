@@ -29,9 +29,9 @@ import (
 // and leaves the log chain alone, so it changes no backup chain. What
 // goes wrong is told as a problem and the exact fix.
 
-// URLCheckTimeout bounds one URL check. A requester waits longer, so
+// urlCheckTimeout bounds one URL check. A requester waits longer, so
 // that even a check that ran out of time is answered.
-const URLCheckTimeout = 90 * time.Second
+const urlCheckTimeout = 90 * time.Second
 
 // checkObject is the name of the throwaway backup under a check's prefix.
 const checkObject = "model.bak"
@@ -54,7 +54,7 @@ func (s *Service) serveURLChecks(ctx context.Context) (stop func(), err error) {
 // checkURL checks that instance's jobs can run in the mode they use: in
 // URL mode, that SQL Server backs up to this streamer's endpoint.
 func (s *Service) checkURL(ctx context.Context, instance string) *cofferv1.URLCheckResult {
-	ctx, cancel := context.WithTimeout(ctx, URLCheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, urlCheckTimeout)
 	defer cancel()
 	log := s.log.With(slog.String(telemetry.InstanceKey, instance))
 	res := &cofferv1.URLCheckResult{Instance: instance}
@@ -150,7 +150,7 @@ func (s *Service) urlProblem(ctx context.Context, err error) (problem, fix strin
 	addr := s.url.cfg.Advertise
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Sprintf("SQL Server did not finish a backup of model to the streamer at %s within %v", addr, URLCheckTimeout),
+		return fmt.Sprintf("SQL Server did not finish a backup of model to the streamer at %s within %v", addr, urlCheckTimeout),
 			fmt.Sprintf("a firewall that drops packets to %s (rather than refusing them) makes SQL Server wait: let TCP from SQL Server's host to that port through, then check again", addr)
 	case ctx.Err() != nil:
 		return "the streamer stopped during the check", "check again"
