@@ -28,10 +28,10 @@ const errorHeader = "Coffer-Error"
 type Responder func(ctx context.Context, data []byte) (proto.Message, error)
 
 // Request sends req on subject over core NATS, not JetStream: nothing is
-// stored, and the request reaches one subscriber of subject, or of each
-// queue group on it, if any runs now. It waits for the reply until ctx
-// ends (give it a deadline) and unmarshals it into resp. The trace
-// context of ctx travels with the request.
+// stored, and the request reaches whoever subscribes to subject now, one
+// member of each queue group (see [Bus.Serve]). It waits for the first
+// reply until ctx ends (give it a deadline) and unmarshals it into resp.
+// The trace context of ctx travels with the request.
 //
 // When nothing subscribes to subject the error wraps [ErrNoResponder];
 // when ctx ends first it wraps ctx's error; when the responder failed it
