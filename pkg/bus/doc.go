@@ -26,6 +26,11 @@
 //     falls back to Stop when its context ends.
 //   - StreamSpec and EnsureStream make stream setup idempotent: every
 //     service may ensure the streams it uses at start.
+//   - Request and Serve are protobuf request/reply over core NATS, for a
+//     question someone waits for (such as "can this instance reach a
+//     streamer?"): nothing is stored, each request goes to one responder
+//     of a queue group, and none running is reported at once as
+//     [ErrNoResponder]. The trace context travels as with Publish.
 //
 // Subject and stream names are not defined here: they live with the event
 // contracts. The package reads no environment and keeps no globals;

@@ -10,6 +10,11 @@ var (
 	// run for it. The message was not stored.
 	ErrNoStream = errors.New("no stream captures subject")
 
+	// ErrNoResponder is returned by Request when nothing serves the
+	// subject now (NATS reported no responders): the service that answers
+	// it is not running.
+	ErrNoResponder = errors.New("no responder serves subject")
+
 	// ErrMalformed marks a message that can never be decoded: its payload is
 	// not the protobuf it claims to be, or its type header names another
 	// message. A handler returning an error that wraps ErrMalformed gets the

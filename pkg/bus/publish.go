@@ -35,15 +35,12 @@ func contentType(msg proto.Message) string {
 // window) is acknowledged without being stored again and returns nil. When
 // no stream captures subject the error wraps [ErrNoStream].
 func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, id string) (err error) {
-	if msg == nil {
-		return fmt.Errorf("publish %s: nil message", subject)
-	}
 	if id == "" {
 		return fmt.Errorf("publish %s: empty message id (an idempotency key is required)", subject)
 	}
-	data, err := proto.Marshal(msg)
+	data, err := marshal("publish", subject, msg)
 	if err != nil {
-		return fmt.Errorf("publish %s: marshal %s: %w", subject, msg.ProtoReflect().Descriptor().FullName(), err)
+		return err
 	}
 
 	ctx, span := b.tracer.Start(ctx, "publish "+subject,
@@ -56,19 +53,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, id
 			semconv.MessagingMessageID(id),
 			semconv.MessagingMessageBodySize(len(data)),
 		))
-	defer func() {
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}()
+	defer func() { endSpan(span, err) }()
 
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	m.Header.Set(contentTypeHeader, contentType(msg))
-	b.cfg.Propagator.Inject(ctx, headerCarrier(m.Header))
-
-	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+	ack, err := b.js.PublishMsg(ctx, b.outgoing(ctx, subject, msg, data), jetstream.WithMsgID(id))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("publish %s: %w: %w", subject, ErrNoStream, err)
@@ -81,4 +68,34 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, id
 		attribute.Bool("messaging.nats.duplicate", ack.Duplicate),
 	)
 	return nil
+}
+
+// marshal encodes msg for op ("publish", "request") on subject.
+func marshal(op, subject string, msg proto.Message) ([]byte, error) {
+	if msg == nil {
+		return nil, fmt.Errorf("%s %s: nil message", op, subject)
+	}
+	data, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: marshal %s: %w", op, subject, msg.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return data, nil
+}
+
+// outgoing is the message that carries data, msg marshalled, to subject:
+// its headers say its type and carry the trace context of ctx.
+func (b *Bus) outgoing(ctx context.Context, subject string, msg proto.Message, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(contentTypeHeader, contentType(msg))
+	b.cfg.Propagator.Inject(ctx, headerCarrier(m.Header))
+	return m
+}
+
+// endSpan ends span, marking it failed with err when err is set.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Endpoint struct {
 	TLS *tls.Config
 	// Bucket is the bucket name in the URLs. Default "coffer".
 	Bucket string
+	// CAFile is the path of the certificate of the CA that issued TLS's
+	// certificate, named in what the URL check tells an operator to copy
+	// to SQL Server's host. NewEndpoint sets it.
+	CAFile string
 	// StripeBytes is how much of a database's size one URL carries
 	// before a backup is striped over another: a database of 120 GB is
 	// backed up to three URLs at once. Default 50 GB: SQL Server sends at
@@ -88,7 +93,7 @@ func NewEndpoint(listen, advertise, caDir string) (Endpoint, *tlsca.CA, error) {
 		l.Close()
 		return Endpoint{}, nil, err
 	}
-	return Endpoint{Listener: l, Advertise: advertise,
+	return Endpoint{Listener: l, Advertise: advertise, CAFile: filepath.Join(caDir, tlsca.CertFile),
 		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, ca, nil
 }
 
@@ -107,8 +112,8 @@ type urlEndpoint struct {
 // urlJob is one job's view of the endpoint.
 type urlJob struct {
 	key s3endpoint.Key
-	// stripes, for a backup: the objects SQL Server uploads, by name
-	// under the job's prefix, each into its own vault writer
+	// stripes, for a backup or a URL check: the objects SQL Server
+	// uploads, by name under the job's prefix, each into its own writer
 	stripes map[string]*stripe
 	// objects the job lets SQL Server read, by name under its prefix: the
 	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
@@ -243,17 +248,17 @@ func (e *urlEndpoint) jobOf(bucket, key string) (*urlJob, string, error) {
 	return j, name, nil
 }
 
-// stripe is one URL of a backup: the vault writer its upload feeds, and
-// what became of the upload.
+// stripe is one URL of a backup: the writer its upload feeds (a vault
+// writer, or io.Discard for a URL check), and what became of the upload.
 type stripe struct {
-	writer    *vault.Writer
+	writer    io.Writer
 	uploading bool
 	completed bool
 	aborted   error
 }
 
 // NewUpload starts SQL Server's upload of one of a job's stripes into the
-// stripe's vault writer (s3endpoint.Store). Each stripe takes one upload.
+// stripe's writer (s3endpoint.Store). Each stripe takes one upload.
 func (e *urlEndpoint) NewUpload(_ context.Context, bucket, key string) (s3endpoint.Upload, error) {
 	j, name, err := e.jobOf(bucket, key)
 	if err != nil {

@@ -103,12 +103,13 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 	return svc, nil
 }
 
-// Run takes work from the queue with Config.Workers jobs at once until ctx
-// is done. Then it stops taking work and waits up to Config.DrainTimeout
-// for the running jobs; those still running are cancelled (their
-// statements with them) and handed back to the queue. It closes its
-// connections to the instances before it returns, nil after a clean
-// shutdown.
+// Run takes work from the queue with Config.Workers jobs at once, and
+// answers URL checks (SubjectURLCheck), until ctx is done. Then it stops
+// taking work, stops the checks still running, and waits up to
+// Config.DrainTimeout for the running jobs; those still running are
+// cancelled (their statements with them) and handed back to the queue.
+// It closes its connections to the instances before it returns, nil
+// after a clean shutdown.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.closeClients()
 	if err := os.MkdirAll(s.cfg.StagingDir, 0o750); err != nil {
@@ -130,6 +131,12 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// URL checks use the endpoint: they stop before it does
+	stopChecks, err := s.serveURLChecks(ctx)
+	if err != nil {
+		return fmt.Errorf("backup-streamer: answer URL checks: %w", err)
+	}
+	defer stopChecks()
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
 		Stream:      cofferv1.StreamWork,
 		Durable:     durable,
@@ -147,6 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-sub.Done():
 		return errors.New("backup-streamer: subscription ended")
 	}
+	stopChecks()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 	defer cancel()
 	if err := sub.Drain(dctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,33 +19,86 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
-// urlMode reports whether jobs on instance go through the S3 endpoint:
-// as the instance's backup mode says, or, by default, when the streamer
-// serves one and the instance is SQL Server 2022 or later (older versions
-// have no s3:// URLs and keep disk mode).
+// urlMode reports whether jobs on instance go through the S3 endpoint
+// (see backupMode). An instance set to URL mode that cannot have it is a
+// failure that says why and what to do.
 func (s *Service) urlMode(ctx context.Context, c *mssql.Client, instance string) (bool, error) {
+	m, err := s.backupMode(ctx, instance, func() (mssql.Server, error) { return c.ServerInfo(ctx) })
+	if err != nil {
+		return false, err
+	}
+	if m.problem != "" {
+		return false, fail("%s: %s", m.problem, m.fix)
+	}
+	return m.url, nil
+}
+
+// backupMode is which way an instance's jobs take their backups, and why.
+type backupMode struct {
+	// url is true for URL mode, false for disk mode.
+	url bool
+	// reason says why, in an operator's words.
+	reason string
+	// problem, when set, says why the instance's jobs cannot run as it is
+	// set (URL mode it cannot have), and fix what to do about it.
+	problem, fix string
+}
+
+// backupMode decides the mode of instance's jobs: as the instance's
+// backup mode says, or, by default, URL mode when the streamer serves an
+// S3 endpoint and the instance is SQL Server 2022 or later (older versions
+// have no s3:// URLs and keep disk mode). server reads the instance's
+// version; it is called only when the decision needs it.
+func (s *Service) backupMode(ctx context.Context, instance string, server func() (mssql.Server, error)) (backupMode, error) {
 	var rec cofferv1.Instance
 	if _, err := s.instances.Get(ctx, catalog.Key(instance), &rec); err != nil {
-		return false, fmt.Errorf("read instance %q: %w", instance, err)
+		return backupMode{}, fmt.Errorf("read instance %q: %w", instance, err)
 	}
 	mode := rec.GetBackupMode()
-	if mode == "disk" || mode == "" && s.url == nil {
-		return false, nil
+	switch {
+	case mode == "disk":
+		return backupMode{reason: "the instance is set to disk mode"}, nil
+	case mode == "" && s.url == nil:
+		return backupMode{reason: "this streamer serves no S3 endpoint (URL mode needs --url-listen, COFFER_URL_LISTEN)"}, nil
+	case s.url == nil:
+		return backupMode{url: true, reason: "the instance is set to URL mode",
+			problem: fmt.Sprintf("instance %q is set to URL mode, but this streamer serves no S3 endpoint", instance),
+			fix:     "start it with --url-listen (COFFER_URL_LISTEN), or " + toDiskMode(instance)}, nil
 	}
-	if s.url == nil {
-		return false, fail("instance %q is set to URL mode, but this streamer serves no S3 endpoint: start it with --url-listen (COFFER_URL_LISTEN), or set the instance to disk mode", instance)
-	}
-	srv, err := c.ServerInfo(ctx)
+	srv, err := server()
 	if err != nil {
-		return false, s.sqlFailure(ctx, err, "read the version of instance %q", instance)
+		return backupMode{}, s.sqlFailure(ctx, err, "read the version of instance %q", instance)
 	}
+	product := productName(srv.Version)
 	if srv.MajorVersion() < 16 {
+		m := backupMode{reason: product + " has no S3 connector (SQL Server 2022 and later have)"}
 		if mode == "url" {
-			return false, fail("instance %q is set to URL mode, but SQL Server %s has no S3 connector (2022 and later): set it to disk mode", instance, srv.Version)
+			m.url, m.reason = true, "the instance is set to URL mode"
+			m.problem = fmt.Sprintf("instance %q is set to URL mode, but %s has no S3 connector (2022 and later)", instance, product)
+			m.fix = toDiskMode(instance)
 		}
-		return false, nil
+		return m, nil
 	}
-	return true, nil
+	if mode == "url" {
+		return backupMode{url: true, reason: "the instance is set to URL mode"}, nil
+	}
+	return backupMode{url: true, reason: product + " backs up to the streamer's S3 endpoint"}, nil
+}
+
+// toDiskMode tells how to set an instance to disk mode.
+func toDiskMode(instance string) string {
+	return fmt.Sprintf("set it to disk mode: coffer instance add %s --dsn DSN --mode disk registers it again so", instance)
+}
+
+// productName names a SQL Server version as DBAs do, "SQL Server 2019
+// (15.0.4345.5)", from its ProductVersion.
+func productName(version string) string {
+	major, _, _ := strings.Cut(version, ".")
+	year := map[string]string{"11": "2012", "12": "2014", "13": "2016", "14": "2017", "15": "2019", "16": "2022", "17": "2025"}[major]
+	if year == "" {
+		return "SQL Server " + version
+	}
+	return "SQL Server " + year + " (" + version + ")"
 }
 
 // withCredential runs fn with job jid's access key known to the endpoint
@@ -124,17 +178,19 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	if len(names) > 1 {
 		workers = max(1, max(workers, runtime.GOMAXPROCS(0))/len(names))
 	}
+	writers := make([]*vault.Writer, len(names))
 	stripes := make([]*stripe, len(names))
 	urls := make([]string, len(names))
 	for k, name := range names {
-		stripes[k] = &stripe{writer: s.vault.NewWriter(wctx, vault.WriterOptions{Workers: workers, NoCompression: !req.GetCompression()})}
+		writers[k] = s.vault.NewWriter(wctx, vault.WriterOptions{Workers: workers, NoCompression: !req.GetCompression()})
+		stripes[k] = &stripe{writer: writers[k]}
 		urls[k] = s.url.url(jid, name)
 	}
 	closed := false
 	defer func() {
 		if !closed {
-			for _, st := range stripes {
-				st.writer.Close()
+			for _, w := range writers {
+				w.Close()
 			}
 		}
 	}()
@@ -194,11 +250,11 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 		closed = true
 		results := make([]vault.Result, len(stripes))
 		var closeErr error
-		for k, st := range stripes {
-			if err := st.writer.Close(); err != nil && closeErr == nil {
+		for k, w := range writers {
+			if err := w.Close(); err != nil && closeErr == nil {
 				closeErr = err
 			}
-			results[k] = st.writer.Result()
+			results[k] = w.Result()
 		}
 		if closeErr != nil {
 			if ctx.Err() != nil {

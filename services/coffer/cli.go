@@ -197,7 +197,7 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 
 func (c *cli) instance(ctx context.Context, pos []string, dsn, mode string, on, off bool, policy string) error {
 	if len(pos) == 0 {
-		return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | autoprotect NAME --on|--off")
+		return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off")
 	}
 	switch pos[0] {
 	case "list":
@@ -233,8 +233,25 @@ func (c *cli) instance(ctx context.Context, pos []string, dsn, mode string, on, 
 		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: pos[1], DSN: dsn, Mode: mode}, &out); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "instance %s registered; discovery is listing its databases (coffer db list %s)\n", pos[1], pos[1])
-		return nil
+		return c.checkAdded(ctx, pos[1], out.Registration)
+	case "check":
+		if len(pos) != 2 {
+			return errors.New("usage: coffer instance check NAME")
+		}
+		res, err := c.api.checkURL(ctx, pos[1])
+		if err != nil {
+			return err
+		}
+		if c.json {
+			if err := c.printJSON(res); err != nil {
+				return err
+			}
+			if !res.OK {
+				return fmt.Errorf("instance %s: %s", res.Instance, res.Problem)
+			}
+			return nil
+		}
+		return c.printCheck(res)
 	case "discover":
 		if len(pos) != 2 {
 			return errors.New("usage: coffer instance discover NAME")
@@ -256,6 +273,89 @@ func (c *cli) instance(ctx context.Context, pos []string, dsn, mode string, on, 
 		return nil
 	}
 	return fmt.Errorf("unknown instance command %q", pos[0])
+}
+
+// registrationWait bounds how long `coffer instance add` waits for
+// discovery to record the registration, and registrationPoll is how often
+// it asks.
+const (
+	registrationWait = 30 * time.Second
+	registrationPoll = 100 * time.Millisecond
+)
+
+// checkAdded follows an instance's registration until discovery has
+// recorded it, then runs the URL check and prints what it found. The
+// registration stands whatever the check finds: a problem is printed
+// with its fix and returned as an error, since the instance's backups
+// would fail until it is fixed; a check that could not run (no streamer,
+// the registration not recorded in time) is said, and is no error.
+func (c *cli) checkAdded(ctx context.Context, name, registration string) error {
+	recorded, err := c.waitRegistered(ctx, name, registration)
+	if err != nil {
+		return err
+	}
+	if !recorded {
+		fmt.Fprintf(c.stdout, "registration of %s requested; not recorded within %v (is discovery running? coffer instance list)\n", name, registrationWait)
+		fmt.Fprintf(c.stdout, "not checked yet: run coffer instance check %s\n", name)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "instance %s registered; discovery is listing its databases (coffer db list %s)\n", name, name)
+	res, err := c.api.checkURL(ctx, name)
+	if err != nil {
+		fmt.Fprintf(c.stdout, "not checked: %v\nrun coffer instance check %s once that is fixed\n", err, name)
+		return nil
+	}
+	return c.printCheck(res)
+}
+
+// waitRegistered polls the instance list until it shows registration
+// (or, from a gateway that names none, the instance), for up to
+// registrationWait. It reports whether it did.
+func (c *cli) waitRegistered(ctx context.Context, name, registration string) (bool, error) {
+	deadline := time.Now().Add(registrationWait)
+	tick := time.NewTicker(registrationPoll)
+	defer tick.Stop()
+	for {
+		var list []gateway.Instance
+		if err := c.api.do(ctx, http.MethodGet, "/api/v1/instances", nil, &list); err != nil {
+			return false, err
+		}
+		for _, in := range list {
+			if in.Name == name && (registration == "" || in.Registration == registration) {
+				return true, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// printCheck prints the outcome of a URL check. A problem is printed with
+// its fix, and returned as an error.
+func (c *cli) printCheck(res gateway.URLCheck) error {
+	switch {
+	case res.OK && res.Mode == "url":
+		fmt.Fprintf(c.stdout, "URL mode: SQL Server reaches and trusts the streamer at %s\n", res.Streamer)
+		return nil
+	case res.OK:
+		fmt.Fprintf(c.stdout, "disk mode: %s; backups go through the staging directory, nothing to check\n", res.ModeReason)
+		return nil
+	}
+	what := "the check of " + res.Instance
+	switch res.Mode {
+	case "url":
+		what = "URL mode: " + what
+	case "disk":
+		what = "disk mode: " + what
+	}
+	fmt.Fprintf(c.stdout, "%s found a problem\n  problem: %s\n  fix:     %s\n", what, res.Problem, res.Fix)
+	return fmt.Errorf("instance %s cannot back up until that is fixed; then run coffer instance check %s", res.Instance, res.Instance)
 }
 
 func (c *cli) dbList(ctx context.Context, pos []string) error {

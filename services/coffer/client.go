@@ -35,6 +35,18 @@ type apiError struct {
 func (e *apiError) Error() string { return e.msg }
 
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	return c.send(ctx, c.http, method, path, body, out)
+}
+
+// doWithin is do with a time limit of its own, for a request that waits
+// on SQL Server.
+func (c *apiClient) doWithin(ctx context.Context, limit time.Duration, method, path string, body, out any) error {
+	hc := *c.http
+	hc.Timeout = limit
+	return c.send(ctx, &hc, method, path, body, out)
+}
+
+func (c *apiClient) send(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -53,7 +65,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the coffer API at %s (is `coffer up` running? set --api or COFFER_API): %w", c.base, err)
 	}
@@ -75,6 +87,14 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		}
 	}
 	return nil
+}
+
+// checkURL runs the URL check of an instance, waiting as long as the
+// gateway waits for a streamer's answer, and a little more.
+func (c *apiClient) checkURL(ctx context.Context, instance string) (gateway.URLCheck, error) {
+	var res gateway.URLCheck
+	err := c.doWithin(ctx, gateway.URLCheckWait+15*time.Second, http.MethodPost, "/api/v1/instances/"+url.PathEscape(instance)+"/check-url", nil, &res)
+	return res, err
 }
 
 func (c *apiClient) job(ctx context.Context, id string) (gateway.Job, error) {

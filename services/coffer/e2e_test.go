@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry/telemetrytest"
+	"github.com/cofferhq/coffer/pkg/tlsca"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
@@ -58,6 +60,10 @@ type harnessOptions struct {
 	// another container shares the staging directory with coffer:
 	// stagingDir is it here, serverStagingDir as the server sees it.
 	dsn, stagingDir, serverStagingDir string
+	// url serves the streamer's S3 endpoint on loopback (URL mode), with
+	// a certificate from the CA in DATA/ca; trustCA makes the simulator
+	// trust that CA, as an operator makes SQL Server's host trust it.
+	url, trustCA bool
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -73,8 +79,17 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if pages == 0 {
 		pages = 256
 	}
+	var trusted *x509.CertPool
+	if o.trustCA {
+		// the CA coffer up issues the endpoint's certificate with
+		ca, err := tlsca.Ensure(filepath.Join(h.data, "ca"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		trusted = ca.Pool()
+	}
 	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
-		Location: o.location})
+		Location: o.location, TrustedCAs: trusted})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +103,9 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 
 	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}, clock: o.clock,
 		stagingDir: o.stagingDir, serverStagingDir: o.serverStagingDir}
+	if o.url {
+		c.s3Addr = "127.0.0.1:0"
+	}
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")

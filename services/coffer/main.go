@@ -34,7 +34,8 @@ Run coffer:
   ca init [--dir DIR] [--copy-to FILE]     create coffer's CA (URL mode) if absent; print its certificate's path
 
 Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
-  instance add NAME --dsn DSN | list | discover NAME | autoprotect NAME --on|--off
+  instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off
+                                 add and check: can SQL Server back up to the streamer (URL mode)? if not, what to fix
   db list [INSTANCE]
   protect INSTANCE/DATABASE... [--policy P]     unprotect INSTANCE/DATABASE...
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]

@@ -256,7 +256,7 @@ func (s *Service) register(ctx context.Context, req *cofferv1.InstanceAddRequest
 	if existed {
 		rec = proto.CloneOf(&prev)
 	}
-	rec.SealedDsn, rec.BackupMode = req.GetSealedDsn(), req.GetBackupMode()
+	rec.SealedDsn, rec.BackupMode, rec.RegistrationId = req.GetSealedDsn(), req.GetBackupMode(), req.GetMeta().GetEventId()
 	// The registration is kept before the first look, which may take up
 	// to Config.Timeout: the instance is listed (not yet discovered) at
 	// once, and a look cut short does not lose it.

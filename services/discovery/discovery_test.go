@@ -30,9 +30,12 @@ func TestRegisterDiscoverChangeDrop(t *testing.T) {
 		}
 	}
 	conn := dsn("sa", saPassword, addr)
-	e.register("SQL01", conn)
+	added := e.register("SQL01", conn)
 
 	rec := e.instance("SQL01", func(r *cofferv1.Instance) bool { return r.GetDiscoveredAt() != nil })
+	if rec.GetRegistrationId() != added {
+		t.Errorf("registration_id %q; want the registration's event id %q", rec.GetRegistrationId(), added)
+	}
 	if !rec.GetHealthy() || !rec.GetSysadmin() || rec.GetReason() != "" || rec.GetFix() != "" {
 		t.Errorf("instance after registration: %v; want healthy sysadmin without reason", rec)
 	}

@@ -97,8 +97,9 @@ func dsn(user, password, addr string) string {
 	return u.String()
 }
 
-// register publishes an InstanceAddRequested as the gateway would.
-func (e *env) register(name, dsn string) {
+// register publishes an InstanceAddRequested as the gateway would, and
+// returns its event id.
+func (e *env) register(name, dsn string) string {
 	e.t.Helper()
 	id := event.ID("instance.add", name, dsn, time.Now().String())
 	req := &cofferv1.InstanceAddRequested{Meta: event.Meta(id, "", time.Now()), Name: name,
@@ -106,6 +107,7 @@ func (e *env) register(name, dsn string) {
 	if err := e.bus.Publish(e.t.Context(), cofferv1.SubjectInstanceAddRequested, req, id); err != nil {
 		e.t.Fatalf("publish InstanceAddRequested: %v", err)
 	}
+	return id
 }
 
 // instance waits until the instance record satisfies ok and returns it.

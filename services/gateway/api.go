@@ -29,6 +29,10 @@ type Instance struct {
 	AutoprotectTo string     `json:"autoprotect_policy,omitempty"`
 	// Mode is how backups leave the instance: auto, url or disk.
 	Mode string `json:"mode"`
+	// Registration names the registration the record is from: the answer
+	// to an AddInstance carries it at once, the listing once discovery
+	// has recorded that registration.
+	Registration string `json:"registration,omitempty"`
 }
 
 // AddInstance registers an instance.
@@ -39,6 +43,27 @@ type AddInstance struct {
 	// SQL Server 2022 and later when the streamer serves an S3 endpoint),
 	// "url" or "disk".
 	Mode string `json:"mode,omitempty"`
+}
+
+// URLCheck is the outcome of an instance's URL mode check: whether SQL
+// Server reaches and trusts a backup-streamer's S3 endpoint, tried with a
+// copy-only backup of model (which touches no backup chain) to a
+// throwaway URL.
+type URLCheck struct {
+	Instance string `json:"instance"`
+	// Streamer is the host:port of the endpoint checked, as SQL Server is
+	// given it; empty when the streamer serves none.
+	Streamer string `json:"streamer,omitempty"`
+	// Mode is how the instance's jobs take their backups, url or disk, and
+	// ModeReason why.
+	Mode       string `json:"mode,omitempty"`
+	ModeReason string `json:"mode_reason,omitempty"`
+	// OK is true when the instance's jobs can run in their mode: in URL
+	// mode SQL Server backed up to the endpoint; disk mode needs no check.
+	OK bool `json:"ok"`
+	// Problem says what stops the jobs, and Fix what to do about it.
+	Problem string `json:"problem,omitempty"`
+	Fix     string `json:"fix,omitempty"`
 }
 
 // Autoprotect turns auto-protection on or off.

@@ -139,6 +139,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/instances", s.listInstances)
 	mux.HandleFunc("POST /api/v1/instances", s.addInstance)
 	mux.HandleFunc("POST /api/v1/instances/{name}/discover", s.discover)
+	mux.HandleFunc("POST /api/v1/instances/{name}/check-url", s.checkURL)
 	mux.HandleFunc("PUT /api/v1/instances/{name}/autoprotect", s.autoprotect)
 	mux.HandleFunc("GET /api/v1/databases", s.listDatabases)
 	mux.HandleFunc("POST /api/v1/protect", s.protect)
@@ -248,7 +249,8 @@ func (s *Service) listInstances(w http.ResponseWriter, r *http.Request) {
 			out = append(out, Instance{Name: in.GetName(), Healthy: in.GetHealthy(), Reason: in.GetReason(), Fix: in.GetFix(),
 				ServerName: in.GetServerName(), Version: in.GetVersion(), Edition: in.GetEdition(), Sysadmin: in.GetSysadmin(),
 				Databases: int(in.GetDatabaseCount()), RegisteredAt: ts(in.GetRegisteredAt()), DiscoveredAt: ts(in.GetDiscoveredAt()),
-				Autoprotect: auto[in.GetName()].GetEnabled(), AutoprotectTo: auto[in.GetName()].GetPolicy(), Mode: modeName(in.GetBackupMode())})
+				Autoprotect: auto[in.GetName()].GetEnabled(), AutoprotectTo: auto[in.GetName()].GetPolicy(), Mode: modeName(in.GetBackupMode()),
+				Registration: in.GetRegistrationId()})
 			return nil
 		})
 	if err != nil {
@@ -294,7 +296,7 @@ func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "instance registration requested", "instance", req.Name)
-	writeJSON(w, http.StatusAccepted, Instance{Name: req.Name})
+	writeJSON(w, http.StatusAccepted, Instance{Name: req.Name, Mode: modeName(req.Mode), Registration: ev.Meta.EventId})
 }
 
 // registered reports whether instance name is registered, answering the

@@ -1,9 +1,12 @@
 package topologytest_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
@@ -63,5 +66,36 @@ func TestEvents(t *testing.T) {
 	}
 	if want := []string{"first", "second", "third"}; !slices.Equal(reasons, want) {
 		t.Errorf("events: %q; want %q", reasons, want)
+	}
+}
+
+// TestStreamFor: every stored subject lands in the stream StreamFor names,
+// and the request/reply subject in none: publishing to it finds no stream,
+// so a request on it is never stored, and StreamFor says "".
+func TestStreamFor(t *testing.T) {
+	e := topologytest.Start(t, bus.Config{})
+	for _, subject := range []string{cofferv1.SubjectInstanceAddRequested, cofferv1.SubjectJobFailed, cofferv1.SubjectWorkBackup} {
+		m := &cofferv1.JobFailed{Meta: event.Meta(subject, "", time.Now())}
+		if err := e.Bus.Publish(t.Context(), subject, m, subject); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+		st, err := e.JS.Stream(t.Context(), cofferv1.StreamFor(subject))
+		if err != nil {
+			t.Fatalf("StreamFor(%s) = %q: %v", subject, cofferv1.StreamFor(subject), err)
+		}
+		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.State.Subjects[subject]; n != 1 {
+			t.Errorf("stream %s holds %d messages on %s; want the one published", info.Config.Name, n, subject)
+		}
+	}
+	if got := cofferv1.StreamFor(cofferv1.SubjectURLCheck); got != "" {
+		t.Errorf("StreamFor(%s) = %q; want \"\" (no stream)", cofferv1.SubjectURLCheck, got)
+	}
+	err := e.Bus.Publish(t.Context(), cofferv1.SubjectURLCheck, &cofferv1.URLCheckRequested{Instance: "sql1"}, "check-1")
+	if !errors.Is(err, bus.ErrNoStream) {
+		t.Errorf("publish %s: %v; want ErrNoStream (no stream captures it)", cofferv1.SubjectURLCheck, err)
 	}
 }

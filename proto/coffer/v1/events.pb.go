@@ -2286,6 +2286,161 @@ func (x *VerifyCompleted) GetResults() []*VerifyResult {
 	return nil
 }
 
+// URLCheckRequested asks a backup-streamer whether SQL Server can use URL
+// mode on an instance: whether it reaches the streamer's S3 endpoint at
+// its advertised address and trusts its certificate. The streamer answers
+// by a copy-only backup of model to a throwaway URL, which touches no
+// backup chain. A request over core NATS, never stored: gateway ->
+// backup-streamer, which answers with URLCheckResult.
+type URLCheckRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *URLCheckRequested) Reset() {
+	*x = URLCheckRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *URLCheckRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*URLCheckRequested) ProtoMessage() {}
+
+func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
+func (*URLCheckRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *URLCheckRequested) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+// URLCheckResult is the outcome of a URLCheckRequested. backup-streamer ->
+// gateway.
+type URLCheckResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Instance string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	// streamer is the host:port of the S3 endpoint that was checked, as SQL
+	// Server is given it; empty when the streamer serves none.
+	Streamer string `protobuf:"bytes,2,opt,name=streamer,proto3" json:"streamer,omitempty"`
+	// mode is how the instance's jobs take their backups: "url" (through
+	// the streamer's S3 endpoint) or "disk" (through the staging
+	// directory); mode_reason says why, such as "SQL Server 2019
+	// (15.0.4345.5) has no S3 connector".
+	Mode       string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	ModeReason string `protobuf:"bytes,4,opt,name=mode_reason,json=modeReason,proto3" json:"mode_reason,omitempty"`
+	// ok is true when the instance's jobs can run as it is set: in URL
+	// mode, SQL Server backed up to the endpoint; in disk mode, nothing
+	// needed checking.
+	Ok bool `protobuf:"varint,5,opt,name=ok,proto3" json:"ok,omitempty"`
+	// problem says what stops the jobs, and fix what to do about it, when
+	// ok is false.
+	Problem       string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
+	Fix           string `protobuf:"bytes,7,opt,name=fix,proto3" json:"fix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *URLCheckResult) Reset() {
+	*x = URLCheckResult{}
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *URLCheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*URLCheckResult) ProtoMessage() {}
+
+func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
+func (*URLCheckResult) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *URLCheckResult) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *URLCheckResult) GetStreamer() string {
+	if x != nil {
+		return x.Streamer
+	}
+	return ""
+}
+
+func (x *URLCheckResult) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *URLCheckResult) GetModeReason() string {
+	if x != nil {
+		return x.ModeReason
+	}
+	return ""
+}
+
+func (x *URLCheckResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *URLCheckResult) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *URLCheckResult) GetFix() string {
+	if x != nil {
+		return x.Fix
+	}
+	return ""
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -2470,7 +2625,18 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x1a\n" +
 	"\binstance\x18\x03 \x01(\tR\binstance\x121\n" +
-	"\aresults\x18\x04 \x03(\v2\x17.coffer.v1.VerifyResultR\aresultsB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\aresults\x18\x04 \x03(\v2\x17.coffer.v1.VerifyResultR\aresults\"/\n" +
+	"\x11URLCheckRequested\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\tR\binstance\"\xb9\x01\n" +
+	"\x0eURLCheckResult\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\tR\binstance\x12\x1a\n" +
+	"\bstreamer\x18\x02 \x01(\tR\bstreamer\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x1f\n" +
+	"\vmode_reason\x18\x04 \x01(\tR\n" +
+	"modeReason\x12\x0e\n" +
+	"\x02ok\x18\x05 \x01(\bR\x02ok\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\x12\x10\n" +
+	"\x03fix\x18\a \x01(\tR\x03fixB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -2484,7 +2650,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -2516,93 +2682,95 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*VerifyRequested)(nil),         // 27: coffer.v1.VerifyRequested
 	(*VerifyResult)(nil),            // 28: coffer.v1.VerifyResult
 	(*VerifyCompleted)(nil),         // 29: coffer.v1.VerifyCompleted
-	(*EventMeta)(nil),               // 30: coffer.v1.EventMeta
-	(*Instance)(nil),                // 31: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 32: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 33: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 34: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 35: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 36: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
-	(JobKind)(0),                    // 38: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 39: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 40: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 41: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 42: coffer.v1.PolicyRecord
+	(*URLCheckRequested)(nil),       // 30: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),          // 31: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),               // 32: coffer.v1.EventMeta
+	(*Instance)(nil),                // 33: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 34: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 35: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 36: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 37: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 38: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(JobKind)(0),                    // 40: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 41: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 42: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 43: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 44: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	30, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	30, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	30, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	31, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	30, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	32, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	30, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	32, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	32, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	30, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	30, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	33, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	30, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	30, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	35, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	30, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	34, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	30, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	30, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	30, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	30, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	34, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	37, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	37, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	30, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	38, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	34, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	34, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	36, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	30, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	34, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	39, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	40, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	32, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	32, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	32, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	33, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	32, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	34, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	32, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	34, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	34, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	32, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	32, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	35, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	32, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	32, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	37, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	32, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	36, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	32, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	32, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	32, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	32, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	36, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	39, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	39, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	32, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	40, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	36, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	36, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	38, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	32, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	36, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	41, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	42, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	30, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	41, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	30, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	34, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	34, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	30, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	38, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	34, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	36, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	34, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	30, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	38, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	34, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	36, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	34, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	30, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	30, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	42, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	30, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	30, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	34, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	30, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	34, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	37, // 64: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	37, // 65: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	30, // 66: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 67: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	32, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	43, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	32, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	36, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	36, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	32, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	40, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	36, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	38, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	36, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	32, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	40, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	36, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	38, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	36, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	32, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	32, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	44, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	32, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	32, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	36, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	32, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	36, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	39, // 64: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	39, // 65: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	32, // 66: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 67: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
 	26, // 68: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	37, // 69: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	30, // 70: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	34, // 71: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	39, // 69: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	32, // 70: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	36, // 71: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
 	28, // 72: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
 	73, // [73:73] is the sub-list for method output_type
 	73, // [73:73] is the sub-list for method input_type
@@ -2623,7 +2791,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

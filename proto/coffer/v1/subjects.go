@@ -47,6 +47,12 @@ const (
 	SubjectWorkRestore = "coffer.work.restore"
 	SubjectWorkVerify  = "coffer.work.verify"
 
+	// SubjectURLCheck carries URLCheckRequested to one backup-streamer,
+	// which answers with URLCheckResult: a request over core NATS, outside
+	// every stream (coffer.rpc. is not under any stream's subjects), so
+	// that it is never stored and reaches no stream consumer.
+	SubjectURLCheck = "coffer.rpc.streamer.url-check"
+
 	BucketInstances      = "instances"
 	BucketInventory      = "inventory"
 	BucketProtected      = "protected"
@@ -57,13 +63,16 @@ const (
 	BucketSchedule       = "schedule"
 )
 
-// StreamFor returns the stream that holds subject.
+// StreamFor returns the stream that holds subject, or "" for a subject no
+// stream holds (a request over core NATS, such as SubjectURLCheck).
 func StreamFor(subject string) string {
 	switch {
 	case strings.HasPrefix(subject, "coffer.job."):
 		return StreamJobs
 	case strings.HasPrefix(subject, "coffer.work."):
 		return StreamWork
+	case strings.HasPrefix(subject, "coffer.evt."):
+		return StreamEvents
 	}
-	return StreamEvents
+	return ""
 }

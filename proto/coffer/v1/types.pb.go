@@ -706,9 +706,13 @@ type Instance struct {
 	// backup_mode is how backups leave the instance: "" (auto: URL mode for
 	// SQL Server 2022 and later when the streamer serves an S3 endpoint,
 	// disk mode otherwise), "url" or "disk".
-	BackupMode    string `protobuf:"bytes,13,opt,name=backup_mode,json=backupMode,proto3" json:"backup_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BackupMode string `protobuf:"bytes,13,opt,name=backup_mode,json=backupMode,proto3" json:"backup_mode,omitempty"`
+	// registration_id is the event id of the InstanceAddRequested that set
+	// the connection string and backup mode last, so that whoever asked for
+	// a registration can tell when it is in place.
+	RegistrationId string `protobuf:"bytes,14,opt,name=registration_id,json=registrationId,proto3" json:"registration_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -828,6 +832,13 @@ func (x *Instance) GetDatabaseCount() int32 {
 func (x *Instance) GetBackupMode() string {
 	if x != nil {
 		return x.BackupMode
+	}
+	return ""
+}
+
+func (x *Instance) GetRegistrationId() string {
+	if x != nil {
+		return x.RegistrationId
 	}
 	return ""
 }
@@ -2132,7 +2143,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0fprimary_replica\x18\x15 \x01(\bR\x0eprimaryReplica\x123\n" +
 	"\x15synchronization_state\x18\x16 \x01(\tR\x14synchronizationState\x128\n" +
 	"\x18preferred_backup_replica\x18\x17 \x01(\bR\x16preferredBackupReplica\x128\n" +
-	"\x18basic_availability_group\x18\x18 \x01(\bR\x16basicAvailabilityGroup\"\xbc\x03\n" +
+	"\x18basic_availability_group\x18\x18 \x01(\bR\x16basicAvailabilityGroup\"\xe5\x03\n" +
 	"\bInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -2150,7 +2161,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\rdiscovered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fdiscoveredAt\x12%\n" +
 	"\x0edatabase_count\x18\f \x01(\x05R\rdatabaseCount\x12\x1f\n" +
 	"\vbackup_mode\x18\r \x01(\tR\n" +
-	"backupMode\"\xb4\x02\n" +
+	"backupMode\x12'\n" +
+	"\x0fregistration_id\x18\x0e \x01(\tR\x0eregistrationId\"\xb4\x02\n" +
 	"\rProtectedItem\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x120\n" +
