@@ -6,18 +6,37 @@ import "github.com/zeebo/blake3"
 // data cuts the same way in every backup and an edit moves only the
 // boundaries near it. Changing any of these, or the gear table, changes
 // every boundary and so loses deduplication against existing data: they are
-// part of the vault format.
-const (
-	minChunkSize    = 256 << 10
-	normalChunkSize = 1 << 20
-	maxChunkSize    = 4 << 20
+// part of the vault format, named in its config (config.go).
+//
+// maxChunkSize bounds every chunk of every chunking: buffers and readers
+// rely on it.
+const maxChunkSize = 4 << 20
 
-	// Normalized chunking: before normalChunkSize a cut needs 21 zero hash
-	// bits, after it 18, which pulls sizes toward the middle. On random data
-	// the mean chunk is about 1.05 MiB and one in 200,000 hits the maximum.
-	maskSmall uint64 = (1<<21 - 1) << (64 - 21)
-	maskLarge uint64 = (1<<18 - 1) << (64 - 18)
+// chunkParams are one chunking's bounds. Normalized chunking: before
+// normal a cut needs more zero hash bits (maskSmall) than after it
+// (maskLarge), which pulls sizes toward the middle.
+type chunkParams struct {
+	min, normal, max     int
+	maskSmall, maskLarge uint64
+}
+
+const (
+	chunking1M   = "fastcdc-1m"
+	chunking512K = "fastcdc-512k"
 )
+
+// chunkings are the chunkings a vault's config may name.
+var chunkings = map[string]chunkParams{
+	// format 1's, kept by vaults upgraded from it: on random data the mean
+	// chunk is about 1.05 MiB and one in 200,000 hits the maximum
+	chunking1M: {min: 256 << 10, normal: 1 << 20, max: 4 << 20,
+		maskSmall: (1<<21 - 1) << (64 - 21), maskLarge: (1<<18 - 1) << (64 - 18)},
+	// new vaults': chunks no longer cost an object each (packs), so a
+	// smaller chunk deduplicates SQL Server's 8 KiB page changes better;
+	// about 530 KiB on random data
+	chunking512K: {min: 128 << 10, normal: 512 << 10, max: 2 << 20,
+		maskSmall: (1<<20 - 1) << (64 - 20), maskLarge: (1<<17 - 1) << (64 - 17)},
+}
 
 // gearTable is FastCDC's table of one random 64-bit value per byte value.
 type gearTable [256]uint64
@@ -42,8 +61,9 @@ func newGearTable(key []byte) *gearTable {
 // split between calls to next.
 type chunker struct {
 	gear *gearTable
+	p    chunkParams
 	pos  int    // bytes of the current chunk seen so far
-	fp   uint64 // gear hash of the current chunk since minChunkSize
+	fp   uint64 // gear hash of the current chunk since p.min
 }
 
 // next consumes a prefix of p as the continuation of the current chunk. It
@@ -52,19 +72,21 @@ type chunker struct {
 // len(p).
 func (c *chunker) next(p []byte) (n int, cut bool) {
 	i := 0
-	if c.pos < minChunkSize {
-		skip := min(minChunkSize-c.pos, len(p))
+	cp := &c.p
+	if c.pos < cp.min {
+		skip := min(cp.min-c.pos, len(p))
 		c.pos += skip
 		i = skip
-		if c.pos < minChunkSize {
+		if c.pos < cp.min {
 			return i, false
 		}
 	}
 	fp := c.fp
 	g := c.gear
-	if c.pos < normalChunkSize {
-		end := min(len(p), i+normalChunkSize-c.pos)
+	if c.pos < cp.normal {
+		end := min(len(p), i+cp.normal-c.pos)
 		start := i
+		maskSmall := cp.maskSmall
 		for ; i < end; i++ {
 			fp = fp<<1 + g[p[i]]
 			if fp&maskSmall == 0 {
@@ -74,9 +96,10 @@ func (c *chunker) next(p []byte) (n int, cut bool) {
 		}
 		c.pos += end - start
 	}
-	if c.pos >= normalChunkSize {
-		end := min(len(p), i+maxChunkSize-c.pos)
+	if c.pos >= cp.normal {
+		end := min(len(p), i+cp.max-c.pos)
 		start := i
+		maskLarge := cp.maskLarge
 		for ; i < end; i++ {
 			fp = fp<<1 + g[p[i]]
 			if fp&maskLarge == 0 {
@@ -85,7 +108,7 @@ func (c *chunker) next(p []byte) (n int, cut bool) {
 			}
 		}
 		c.pos += end - start
-		if c.pos == maxChunkSize {
+		if c.pos == cp.max {
 			c.pos, c.fp = 0, 0
 			return i, true
 		}

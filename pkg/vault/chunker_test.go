@@ -20,13 +20,18 @@ func randData(seed uint64, n int) []byte {
 	return b[:n]
 }
 
-// cuts returns the chunk lengths of data fed to a chunker in pieces of the
-// given sizes, cycled.
+// cuts returns the chunk lengths of data fed to a format 1 chunker in
+// pieces of the given sizes, cycled.
 func cuts(g *gearTable, data []byte, pieces ...int) []int {
+	return cutsWith(g, chunkings[chunking1M], data, pieces...)
+}
+
+// cutsWith is cuts with the chunking p.
+func cutsWith(g *gearTable, p chunkParams, data []byte, pieces ...int) []int {
 	if len(pieces) == 0 {
 		pieces = []int{len(data) + 1}
 	}
-	c := chunker{gear: g}
+	c := chunker{gear: g, p: p}
 	var out []int
 	cur := 0
 	for i, off := 0, 0; off < len(data); i++ {
@@ -58,31 +63,35 @@ func TestChunkerBounds(t *testing.T) {
 		{"zeros", make([]byte, 20<<20)},
 		{"repeating", bytes.Repeat([]byte("SELECT * FROM t; "), 1<<20)},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sizes := cuts(g, tt.data)
-			total := 0
-			for i, s := range sizes {
-				total += s
-				last := i == len(sizes)-1
-				if s > maxChunkSize || (!last && s < minChunkSize) {
-					t.Errorf("chunk %d is %d bytes; want %d to %d", i, s, minChunkSize, maxChunkSize)
+	for name, p := range chunkings {
+		for _, tt := range tests {
+			t.Run(name+"/"+tt.name, func(t *testing.T) {
+				sizes := cutsWith(g, p, tt.data)
+				total := 0
+				for i, s := range sizes {
+					total += s
+					last := i == len(sizes)-1
+					if s > p.max || s > maxChunkSize || (!last && s < p.min) {
+						t.Errorf("chunk %d is %d bytes; want %d to %d", i, s, p.min, p.max)
+					}
 				}
-			}
-			if total != len(tt.data) {
-				t.Errorf("chunks add up to %d bytes; want %d", total, len(tt.data))
-			}
-			t.Logf("%d chunks, mean %.2f MiB", len(sizes), float64(total)/float64(len(sizes))/(1<<20))
-		})
+				if total != len(tt.data) {
+					t.Errorf("chunks add up to %d bytes; want %d", total, len(tt.data))
+				}
+				t.Logf("%d chunks, mean %.2f MiB", len(sizes), float64(total)/float64(len(sizes))/(1<<20))
+			})
+		}
 	}
 }
 
 func TestChunkerMeanSize(t *testing.T) {
 	data := randData(2, 96<<20)
-	sizes := cuts(testGear(2), data)
-	mean := float64(len(data)) / float64(len(sizes)) / (1 << 20)
-	if mean < 0.85 || mean > 1.25 {
-		t.Errorf("mean chunk size on random data = %.3f MiB; want about 1.05", mean)
+	for name, want := range map[string]float64{chunking1M: 1.05, chunking512K: 0.52} {
+		sizes := cutsWith(testGear(2), chunkings[name], data)
+		mean := float64(len(data)) / float64(len(sizes)) / (1 << 20)
+		if mean < want*0.8 || mean > want*1.2 {
+			t.Errorf("%s: mean chunk size on random data = %.3f MiB; want about %.2f", name, mean, want)
+		}
 	}
 }
 
@@ -92,7 +101,7 @@ func TestChunkerStreaming(t *testing.T) {
 	g := testGear(3)
 	data := randData(3, 24<<20)
 	want := cuts(g, data)
-	for _, pieces := range [][]int{{1 << 20}, {1}, {7, 65536, 3}, {minChunkSize}, {normalChunkSize - 1, 2}, {maxChunkSize + 5}} {
+	for _, pieces := range [][]int{{1 << 20}, {1}, {7, 65536, 3}, {256 << 10}, {1<<20 - 1, 2}, {maxChunkSize + 5}} {
 		if len(pieces) == 1 && pieces[0] == 1 {
 			// Byte by byte over a shorter prefix: a cut decision is local.
 			short := data[:6<<20]

@@ -1,19 +1,25 @@
 // Package vault stores backup streams content-addressed, encrypted and
 // deduplicated on a [blob.Store].
 //
-// A stream written with [Vault.NewWriter] is cut into chunks of 256 KiB to
-// 4 MiB (about 1 MiB on average) at content-defined boundaries (FastCDC), so
-// identical data cuts identically in every backup and an edit disturbs only
-// the chunks around it. Each chunk is named by the keyed BLAKE3 hash of its
-// plaintext, compressed with zstd when that shrinks it, sealed with
-// AES-256-GCM, and stored once at chunks/<first two hex digits>/<id>: a
-// chunk the vault already has is not uploaded again. [Vault.NewReader]
+// A stream written with [Vault.NewWriter] is cut into chunks at
+// content-defined boundaries (FastCDC: 128 KiB to 2 MiB, about 512 KiB on
+// average, in a new vault; 256 KiB to 4 MiB, about 1 MiB, in one upgraded
+// from format 1, so that it keeps deduplicating), so identical data cuts
+// identically in every backup and an edit disturbs only the chunks around
+// it. Each chunk is named by the keyed BLAKE3 hash of its plaintext,
+// compressed with zstd when that shrinks it, sealed with AES-256-GCM, and
+// stored once, in a pack of many chunks (about 16 MiB) that a writer fills
+// and stores a few at once; index objects list the packs' chunks, and each
+// vault keeps their union in memory, so that deduplication asks the store
+// nothing and a chunk is read with one ranged GET. [Vault.NewReader]
 // reassembles a stream, verifying every chunk before returning its bytes.
 // [Vault.NewReaderAt] reads a stream at any offset, as ranged GETs of a
 // RESTORE FROM URL do, through a precomputed offset table and a small cache
 // of verified chunks with read-ahead; [Vault.VerifyStream] reads a whole
 // stream only to verify it, so that a restore over a database can start
-// knowing that every chunk it needs is there and sound.
+// knowing that every chunk it needs is there and sound. [Vault.Collect]
+// removes chunks no recovery point needs, repacking the packs that hold
+// some of them.
 //
 // A [Manifest] lists a stream's chunks with the caller's metadata; it is
 // sealed too and stored at manifests/<id>, and writing it is the commit of a
@@ -32,9 +38,16 @@
 //
 // # Store layout
 //
+//	config                   the vault's format and chunking (JSON; config.go)
 //	keys/<key id>            vault key wrapped by the master key (JSON)
-//	chunks/<xx>/<chunk id>   sealed chunk
+//	packs/<xx>/<pack id>     sealed chunks, then the pack's sealed header (pack.go)
+//	index/<index id>         sealed list of packs and their chunks
+//	chunks/<xx>/<chunk id>   sealed chunk stored alone (format 1; read, never written)
 //	manifests/<manifest id>  sealed manifest
+//
+// A vault written by coffer before packs (format 1: no config, a chunk per
+// object) opens as it is: its chunks are read and deduplicated against
+// where they are, new data goes into packs, and Open writes the config.
 //
 // The package knows nothing of SQL Server: a backup's details travel in
 // Manifest.Meta.

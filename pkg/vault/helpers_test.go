@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,8 +82,14 @@ func openVault(t *testing.T, store blob.Store) *vault.Vault {
 }
 
 // write stores data as one stream, in writes of 1 MiB.
+// write stores data as one stream and returns its Result. Unless opts say
+// otherwise, every chunk goes in a pack of its own, so that a test can
+// damage one chunk (chunkKey names the object that holds it).
 func write(t *testing.T, v *vault.Vault, data []byte, opts vault.WriterOptions) vault.Result {
 	t.Helper()
+	if opts.PackSize == 0 {
+		opts.PackSize = 1
+	}
 	w := v.NewWriter(t.Context(), opts)
 	for p := data; len(p) > 0; {
 		n := min(len(p), 1<<20)
@@ -94,8 +102,22 @@ func write(t *testing.T, v *vault.Vault, data []byte, opts vault.WriterOptions) 
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	return w.Result()
+	res := w.Result()
+	located.Lock()
+	defer located.Unlock()
+	for _, c := range res.Chunks {
+		if loc, ok := v.Locate(c.ID); ok {
+			located.m[c.ID] = loc.Key
+		}
+	}
+	return res
 }
+
+// located remembers where write stored each chunk, for chunkKey.
+var located = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
 
 // read reads a stream back, returning what it got before any error.
 func read(t *testing.T, v *vault.Vault, chunks []vault.ChunkRef) ([]byte, error) {
@@ -107,7 +129,16 @@ func read(t *testing.T, v *vault.Vault, chunks []vault.ChunkRef) ([]byte, error)
 	return buf.Bytes(), err
 }
 
-func chunkKey(id string) string { return "chunks/" + id[:2] + "/" + id }
+// chunkKey names the object that holds chunk id: its pack of its own, as
+// write stored it last, or its own object in a format 1 vault.
+func chunkKey(id string) string {
+	located.Lock()
+	defer located.Unlock()
+	if key, ok := located.m[id]; ok {
+		return key
+	}
+	return "chunks/" + id[:2] + "/" + id
+}
 
 func getRaw(t *testing.T, s blob.Store, key string) []byte {
 	t.Helper()
@@ -128,6 +159,30 @@ func putRaw(t *testing.T, s blob.Store, key string, b []byte) {
 	if err := s.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
+}
+
+// getChunk returns the sealed bytes of chunk id, where v stored them.
+func getChunk(t *testing.T, v *vault.Vault, s blob.Store, id string) []byte {
+	t.Helper()
+	loc, ok := v.Locate(id)
+	if !ok {
+		t.Fatalf("chunk %s is not in the vault", id)
+	}
+	raw := getRaw(t, s, loc.Key)
+	return raw[loc.Offset : loc.Offset+loc.Length]
+}
+
+// putChunk replaces the sealed bytes of chunk id, where v stored them,
+// with b, of any length: what follows in the object moves with it.
+func putChunk(t *testing.T, v *vault.Vault, s blob.Store, id string, b []byte) {
+	t.Helper()
+	loc, ok := v.Locate(id)
+	if !ok {
+		t.Fatalf("chunk %s is not in the vault", id)
+	}
+	raw := getRaw(t, s, loc.Key)
+	out := append(append(slices.Clone(raw[:loc.Offset]), b...), raw[loc.Offset+loc.Length:]...)
+	putRaw(t, s, loc.Key, out)
 }
 
 // offsetOf returns where chunk i starts in its stream.
@@ -179,21 +234,31 @@ func checkGoroutines(t *testing.T) {
 	})
 }
 
+// isChunkData reports whether key holds chunks: a pack, or a chunk of its
+// own (format 1).
+func isChunkData(key string) bool {
+	return strings.HasPrefix(key, "packs/") || strings.HasPrefix(key, "chunks/")
+}
+
 // errInjected is the failure faultStore injects.
 var errInjected = errors.New("injected store failure")
 
-// faultStore wraps a store to fail or stall chunk uploads.
+// faultStore wraps a store to fail or stall uploads of chunks (packs).
 type faultStore struct {
 	blob.Store
 	failPutsAfter int64 // chunk Puts that succeed before the rest fail; <0 never fail
 	failStat      bool  // chunk Stats fail
+	failIndex     bool  // index Puts fail
 	stallPuts     bool  // chunk Puts block until their context ends
 	puts          atomic.Int64
 	stalled       chan struct{} // receives once per stalled Put, if not nil
 }
 
 func (f *faultStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if !strings.HasPrefix(key, "chunks/") {
+	if f.failIndex && strings.HasPrefix(key, "index/") {
+		return errInjected
+	}
+	if !isChunkData(key) {
 		return f.Store.Put(ctx, key, r, size)
 	}
 	if f.stallPuts {
@@ -210,7 +275,7 @@ func (f *faultStore) Put(ctx context.Context, key string, r io.Reader, size int6
 }
 
 func (f *faultStore) Stat(ctx context.Context, key string) (blob.Info, error) {
-	if f.failStat && strings.HasPrefix(key, "chunks/") {
+	if f.failStat && isChunkData(key) {
 		return blob.Info{}, errInjected
 	}
 	return f.Store.Stat(ctx, key)

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,12 +188,53 @@ func (v *Vault) putManifest(ctx context.Context, id string, m *Manifest) error {
 
 func manifestName(id string) string { return "manifest/" + id }
 
-// checkChunksExist Stats every distinct chunk of chunks, a few at a time,
-// and returns the first problem found.
+// checkChunksExist checks that every distinct chunk of chunks is in the
+// vault, with the stored size recorded: in the index (read again when a
+// chunk is not in it, since another process may have stored it), in a
+// pack that the store has, or as a format 1 object the store has. It
+// Stats each pack and format 1 chunk once, a few at a time, and returns
+// the first problem found.
 func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
+	locs := make(map[string]chunkLoc, len(chunks))
+	refreshed := false
+	for _, c := range chunks {
+		if _, ok := locs[c.ID]; ok {
+			continue
+		}
+		var sum [32]byte
+		hex.Decode(sum[:], []byte(c.ID))
+		loc, ok := v.index.lookup(sum)
+		if !ok && !refreshed {
+			if err := v.refreshIndex(ctx); err != nil {
+				return err
+			}
+			refreshed = true
+			loc, ok = v.index.lookup(sum)
+		}
+		if !ok {
+			return &ChunkError{ID: c.ID, Err: fmt.Errorf("missing from the vault: %w", blob.ErrNotExist)}
+		}
+		if c.StoredSize > 0 && int64(loc.length) != c.StoredSize {
+			return corruptChunk(c.ID, "stored object is %d bytes; when written it was %d", loc.length, c.StoredSize)
+		}
+		locs[c.ID] = loc
+	}
+	// one Stat per pack, one per format 1 chunk
+	type object struct{ key, chunk string }
+	var objects []object
+	seen := make(map[string]bool)
+	for id, loc := range locs {
+		key := chunkKey(id)
+		if loc.pack != "" {
+			key = packKey(loc.pack)
+		}
+		if !seen[key] {
+			seen[key] = true
+			objects = append(objects, object{key, id})
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	seen := make(map[string]bool, len(chunks))
 	sem := make(chan struct{}, statConcurrency)
 	var wg sync.WaitGroup
 	var once sync.Once
@@ -201,11 +243,7 @@ func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
 		once.Do(func() { first = err })
 		cancel(err)
 	}
-	for _, c := range chunks {
-		if seen[c.ID] {
-			continue
-		}
-		seen[c.ID] = true
+	for _, o := range objects {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -215,14 +253,15 @@ func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			info, err := v.store.Stat(ctx, chunkKey(c.ID))
+			info, err := v.store.Stat(ctx, o.key)
+			loc := locs[o.chunk]
 			switch {
 			case errors.Is(err, blob.ErrNotExist):
-				fail(&ChunkError{ID: c.ID, Err: fmt.Errorf("missing from the vault: %w", err)})
+				fail(&ChunkError{ID: o.chunk, Err: fmt.Errorf("missing from the vault (%s): %w", o.key, err)})
 			case err != nil:
-				fail(&ChunkError{ID: c.ID, Err: fmt.Errorf("check: %w", err)})
-			case c.StoredSize > 0 && info.Size != c.StoredSize:
-				fail(corruptChunk(c.ID, "stored object is %d bytes; when written it was %d", info.Size, c.StoredSize))
+				fail(&ChunkError{ID: o.chunk, Err: fmt.Errorf("check: %w", err)})
+			case loc.pack == "" && info.Size != int64(loc.length):
+				fail(corruptChunk(o.chunk, "stored object is %d bytes; when written it was %d", info.Size, loc.length))
 			}
 		})
 	}

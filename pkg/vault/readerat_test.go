@@ -256,12 +256,26 @@ type stallStore struct {
 }
 
 func (s *stallStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if strings.HasPrefix(key, "chunks/") && key != s.free {
-		s.started <- key
-		<-ctx.Done()
-		return nil, ctx.Err()
+	if err := s.stall(ctx, key); err != nil {
+		return nil, err
 	}
 	return s.Store.Get(ctx, key)
+}
+
+func (s *stallStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if err := s.stall(ctx, key); err != nil {
+		return nil, err
+	}
+	return s.Store.GetRange(ctx, key, off, length)
+}
+
+func (s *stallStore) stall(ctx context.Context, key string) error {
+	if isChunkData(key) && key != s.free {
+		s.started <- key
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
 }
 
 // TestReaderAtStops checks that Close, or cancelling the reader's context,

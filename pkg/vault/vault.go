@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
@@ -9,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,9 @@ type ChunkInfo struct {
 	StoredSize int64
 	// ModTime is when the chunk was stored, by the store's clock.
 	ModTime time.Time
+	// Pack is the pack that holds the chunk; empty for a chunk stored
+	// alone (vault format 1).
+	Pack string
 }
 
 // Vault is content-addressed, encrypted, deduplicated storage of streams on
@@ -88,9 +92,11 @@ type Vault struct {
 	keys  *keyring
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder // for chunks: output bounded by maxChunkSize
-	mdec  *zstd.Decoder // for manifests
-	known *knownSet
-	zbufs sync.Pool // of *[]byte, for compressed chunks
+	mdec  *zstd.Decoder // for manifests and indexes
+	index *vaultIndex
+	// chunking cuts new streams, as the vault's config says
+	chunking chunkParams
+	zbufs    sync.Pool // of *[]byte, for compressed chunks
 	// idHasher is cloned, not shared: a Hasher is not safe for concurrent
 	// use, but a clone of a fresh keyed one starts from the key.
 	idHasher *blake3.Hasher
@@ -119,6 +125,9 @@ func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if err := putKeyRecord(ctx, store, master, primaryKeySecret(master)); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
+	if err := putConfig(ctx, store, vaultConfig{Format: formatPacks, Chunking: chunking512K}); err != nil {
+		return nil, fmt.Errorf("init vault: %w", err)
+	}
 	return Open(ctx, store, master)
 }
 
@@ -135,10 +144,21 @@ func Open(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
-	return newVault(store, kr)
+	cfg, err := loadConfig(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	v, err := newVault(store, kr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	if err := v.refreshIndex(ctx); err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	return v, nil
 }
 
-func newVault(store blob.Store, kr *keyring) (*Vault, error) {
+func newVault(store blob.Store, kr *keyring, cfg vaultConfig) (*Vault, error) {
 	n := runtime.GOMAXPROCS(0)
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
@@ -172,11 +192,12 @@ func newVault(store blob.Store, kr *keyring) (*Vault, error) {
 		enc:      enc,
 		dec:      dec,
 		mdec:     mdec,
-		known:    newKnownSet(),
+		index:    newVaultIndex(),
+		chunking: chunkings[cfg.Chunking],
 		idHasher: h,
 	}
 	v.zbufs.New = func() any {
-		b := make([]byte, 0, normalChunkSize)
+		b := make([]byte, 0, 1<<20)
 		return &b
 	}
 	return v, nil
@@ -356,15 +377,20 @@ func (v *Vault) newChunkScratch() *chunkScratch {
 	return &chunkScratch{hasher: v.idHasher.Clone(), aad: make([]byte, 0, headerSize+128)}
 }
 
-// putChunk stores the chunk data unless the vault already has it. data
-// must be chunkData of a buffer of chunkBufSize, and is overwritten. It
-// reports the chunk's reference and whether it was uploaded now.
-func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool) (ChunkRef, bool, error) {
+// putChunk adds the chunk data to the writer's packs unless the vault
+// (or the writer) already has it. data must be chunkData of a buffer of
+// chunkBufSize, and is overwritten. own is the writer's set of chunks, so
+// that a chunk repeated in a stream is stored once. It reports the chunk's
+// reference and whether it was stored now.
+func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool, own *knownSet, p *packer) (ChunkRef, bool, error) {
 	sum := v.chunkID(sc.hasher, data)
 	id := hex.EncodeToString(sum[:])
 	ref := ChunkRef{ID: id, Size: int64(len(data))}
-
-	stored, claimed, err := v.known.claim(ctx, sum)
+	if loc, ok := v.index.lookup(sum); ok {
+		ref.StoredSize = int64(loc.length)
+		return ref, false, nil
+	}
+	stored, claimed, err := own.claim(ctx, sum)
 	if err != nil {
 		return ref, false, err
 	}
@@ -373,18 +399,7 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 		return ref, false, nil
 	}
 	ok := false
-	defer func() { v.known.release(sum, ref.StoredSize, ok) }()
-
-	key := chunkKey(id)
-	info, err := v.store.Stat(ctx, key)
-	switch {
-	case err == nil:
-		ref.StoredSize = info.Size
-		ok = true
-		return ref, false, nil
-	case !errors.Is(err, blob.ErrNotExist):
-		return ref, false, &ChunkError{ID: id, Err: fmt.Errorf("check for existing chunk: %w", err)}
-	}
+	defer func() { own.release(sum, ref.StoredSize, ok) }()
 
 	payload, flags := data, byte(0)
 	var zbuf *[]byte
@@ -403,8 +418,8 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 	if zbuf != nil {
 		v.zbufs.Put(zbuf)
 	}
-	if err := v.store.Put(ctx, key, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
-		return ref, false, &ChunkError{ID: id, Err: fmt.Errorf("upload: %w", err)}
+	if err := p.add(sum, sealed, len(data)); err != nil {
+		return ref, false, &ChunkError{ID: id, Err: fmt.Errorf("pack: %w", err)}
 	}
 	ref.StoredSize = int64(len(sealed))
 	ok = true
@@ -425,7 +440,7 @@ func (v *Vault) loadChunk(ctx context.Context, id string, wantSize, storedSize i
 	if err := checkChunkID(id); err != nil {
 		return nil, err
 	}
-	rc, err := v.store.Get(ctx, chunkKey(id))
+	rc, err := v.openChunk(ctx, id)
 	if errors.Is(err, blob.ErrNotExist) {
 		return nil, &ChunkError{ID: id, Err: fmt.Errorf("missing from the vault: %w", err)}
 	}
@@ -473,6 +488,48 @@ func (v *Vault) loadChunk(ctx context.Context, id string, wantSize, storedSize i
 	return plain, nil
 }
 
+// openChunk opens the sealed chunk id: a range of its pack, or its own
+// object in a format 1 vault. When the chunk is not where this process
+// believes (another process stored it, or garbage collection repacked
+// it), it reads the index again and tries once more.
+func (v *Vault) openChunk(ctx context.Context, id string) (io.ReadCloser, error) {
+	var sum [32]byte
+	hex.Decode(sum[:], []byte(id))
+	for attempt := 0; ; attempt++ {
+		loc, ok := v.index.lookup(sum)
+		var rc io.ReadCloser
+		var err error
+		switch {
+		case ok && loc.pack != "":
+			rc, err = v.store.GetRange(ctx, packKey(loc.pack), int64(loc.offset), int64(loc.length))
+			if errors.Is(err, blob.ErrRange) {
+				// the pack was cut short: what is left of the chunk, which
+				// the caller finds too short or failing authentication
+				rc, err = v.openShort(ctx, loc)
+			}
+		default:
+			rc, err = v.store.Get(ctx, chunkKey(id))
+		}
+		if attempt > 0 || !errors.Is(err, blob.ErrNotExist) {
+			return rc, err
+		}
+		if err := v.refreshIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// openShort opens what is left of a chunk in a pack shorter than its
+// index says.
+func (v *Vault) openShort(ctx context.Context, loc chunkLoc) (io.ReadCloser, error) {
+	info, err := v.store.Stat(ctx, packKey(loc.pack))
+	if err != nil {
+		return nil, err
+	}
+	left := min(max(info.Size-int64(loc.offset), 0), int64(loc.length))
+	return v.store.GetRange(ctx, packKey(loc.pack), min(int64(loc.offset), info.Size), left)
+}
+
 var errTooLarge = errors.New("object too large")
 
 // readAllInto reads r to its end into buf[:0], growing buf as needed up to
@@ -511,10 +568,12 @@ func (v *Vault) VerifyChunk(ctx context.Context, id string) error {
 	return err
 }
 
-// ListChunks calls fn for every chunk in the vault, in id order, stopping
-// at and returning fn's first error. It is meant for garbage collection:
-// ChunkInfo.ModTime lets a collector spare chunks younger than a grace
-// period, which may belong to a backup not yet committed.
+// ListChunks calls fn for every chunk in the vault, stopping at and
+// returning fn's first error: the format 1 chunks in id order, then the
+// chunks of every pack the store holds, pack by pack. It is meant for
+// garbage collection and checks: ChunkInfo.ModTime lets a collector spare
+// chunks younger than a grace period, which may belong to a backup not yet
+// committed, and ChunkInfo.Pack says which chunks only go with their pack.
 func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error {
 	err := v.store.List(ctx, chunksPrefix, func(i blob.Info) error {
 		rest := strings.TrimPrefix(i.Key, chunksPrefix)
@@ -527,30 +586,64 @@ func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error 
 	if err != nil {
 		return fmt.Errorf("list chunks: %w", err)
 	}
+	if err := v.refreshIndex(ctx); err != nil {
+		return fmt.Errorf("list chunks: %w", err)
+	}
+	packs := map[string]blob.Info{}
+	err = v.store.List(ctx, packsPrefix, func(i blob.Info) error {
+		rest := strings.TrimPrefix(i.Key, packsPrefix)
+		if dir, id, ok := strings.Cut(rest, "/"); ok && validChunkID(id) && dir == id[:2] {
+			packs[id] = i
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	byPack := map[string][]ChunkInfo{}
+	v.index.mu.RLock()
+	for sum, loc := range v.index.chunks {
+		if info, ok := packs[loc.pack]; ok {
+			// a pack cut short holds only what is left of a chunk
+			stored := min(int64(loc.length), max(info.Size-int64(loc.offset), 0))
+			byPack[loc.pack] = append(byPack[loc.pack], ChunkInfo{ID: hex.EncodeToString(sum[:]), StoredSize: stored, ModTime: info.ModTime, Pack: loc.pack})
+		}
+	}
+	v.index.mu.RUnlock()
+	for _, id := range slices.Sorted(maps.Keys(byPack)) {
+		for _, c := range byPack[id] {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
-// DeleteChunk removes chunk id from the vault. Deleting a missing chunk is
-// not an error. Callers must make sure no manifest refers to it, and that no
-// backup still being written may: Writers skip uploading chunks they believe
-// the vault already has.
+// DeleteChunk removes format 1 chunk id from the vault. Deleting a missing
+// chunk is not an error; a chunk in a pack cannot be deleted alone. Callers
+// must make sure no manifest refers to it, and that no backup still being
+// written may: Writers skip storing chunks they believe the vault already
+// has.
 func (v *Vault) DeleteChunk(ctx context.Context, id string) error {
 	if err := checkChunkID(id); err != nil {
 		return err
 	}
 	var sum [32]byte
 	hex.Decode(sum[:], []byte(id))
-	v.known.forget(sum)
+	if loc, ok := v.index.lookup(sum); ok && loc.pack != "" {
+		return &ChunkError{ID: id, Err: fmt.Errorf("it is in pack %s, which is collected whole", loc.pack)}
+	}
+	v.index.forget(sum)
 	if err := v.store.Delete(ctx, chunkKey(id)); err != nil {
 		return &ChunkError{ID: id, Err: fmt.Errorf("delete: %w", err)}
 	}
 	return nil
 }
 
-// knownSet remembers chunks this process has seen in the vault, so that a
-// chunk repeated within or across streams is checked with the store once,
-// and makes concurrent workers holding the same chunk wait for one upload
-// rather than each doing its own.
+// knownSet remembers the chunks a writer stored, so that a chunk repeated
+// within its stream is stored once, and makes concurrent workers holding
+// the same chunk wait for one to store it rather than each doing its own.
 type knownSet struct {
 	mu      sync.Mutex
 	stored  map[[32]byte]int64 // id → sealed size

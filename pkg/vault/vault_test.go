@@ -68,8 +68,9 @@ func testRoundTrip(t *testing.T, newStore newStoreFunc) {
 	for i, c := range res.Chunks {
 		total += c.Size
 		stored += c.StoredSize
-		if c.Size > 4<<20 || (i < len(res.Chunks)-1 && c.Size < 256<<10) {
-			t.Errorf("chunk %d is %d bytes; want 256 KiB to 4 MiB", i, c.Size)
+		// a new vault cuts chunks of 128 KiB to 2 MiB (about 512 KiB)
+		if c.Size > 2<<20 || (i < len(res.Chunks)-1 && c.Size < 128<<10) {
+			t.Errorf("chunk %d is %d bytes; want 128 KiB to 2 MiB", i, c.Size)
 		}
 	}
 	if total != res.Size {
@@ -152,22 +153,32 @@ func testOnePageChange(t *testing.T, newStore newStoreFunc) {
 	}
 }
 
-// testConcurrentWriters writes the same stream twice at once: each chunk
-// must still be uploaded only once.
+// testConcurrentWriters writes the same stream twice at once: each writer
+// stores a chunk at most once (two writers at once may each store it: a
+// writer's chunks are known to others once its index is written), both
+// read back, and a writer after them stores nothing.
 func testConcurrentWriters(t *testing.T, newStore newStoreFunc) {
 	v := initVault(t, newStore(t))
 	data := sqlPages(4, 0, 12<<20/8192)
 	var wg sync.WaitGroup
 	results := make([]vault.Result, 2)
 	for i := range results {
-		wg.Go(func() { results[i] = write(t, v, data, vault.WriterOptions{}) })
+		wg.Go(func() { results[i] = write(t, v, data, vault.WriterOptions{PackSize: 4 << 20}) })
 	}
 	wg.Wait()
-	if n := results[0].NewChunks + results[1].NewChunks; n != len(results[0].Chunks) {
-		t.Errorf("two concurrent writers uploaded %d chunks together; want %d, each once", n, len(results[0].Chunks))
+	for i, r := range results {
+		if r.NewChunks > len(r.Chunks) {
+			t.Errorf("writer %d stored %d chunks of its %d", i, r.NewChunks, len(r.Chunks))
+		}
+		if got, err := read(t, v, r.Chunks); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("writer %d's stream read back wrong (%d bytes, %v)", i, len(got), err)
+		}
 	}
 	if !slices.Equal(results[0].Chunks, results[1].Chunks) {
 		t.Errorf("concurrent writers' chunks differ")
+	}
+	if after := write(t, v, data, vault.WriterOptions{}); after.NewChunks != 0 {
+		t.Errorf("a writer after them stored %d chunks; want none", after.NewChunks)
 	}
 }
 
@@ -239,7 +250,7 @@ func testIncompressible(t *testing.T, newStore newStoreFunc) {
 		t.Run(tt.name, func(t *testing.T) {
 			res := write(t, v, tt.data, tt.opts)
 			for i, c := range res.Chunks {
-				raw := getRaw(t, store, chunkKey(c.ID))
+				raw := getChunk(t, v, store, c.ID)
 				compressed := raw[1]&1 != 0
 				if compressed != tt.wantCompressed {
 					t.Errorf("chunk %d compressed = %v; want %v", i, compressed, tt.wantCompressed)
@@ -269,7 +280,8 @@ func testCorruptChunk(t *testing.T, newStore newStoreFunc) {
 	}
 	const victim = 2
 	id, other := res.Chunks[victim].ID, res.Chunks[victim+1].ID
-	orig := getRaw(t, store, chunkKey(id))
+	orig := getChunk(t, v, store, id)
+	origObject := getRaw(t, store, chunkKey(id)) // the pack, header and all
 	flip := func(i int) func([]byte) []byte {
 		return func(b []byte) []byte { b = slices.Clone(b); b[i] ^= 0x01; return b }
 	}
@@ -284,14 +296,13 @@ func testCorruptChunk(t *testing.T, newStore newStoreFunc) {
 		{"flipped nonce", flip(15)},
 		{"flipped version", flip(0)},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"extended", func(b []byte) []byte { return append(slices.Clone(b), 0) }},
 		{"empty", func([]byte) []byte { return nil }},
-		{"swapped with another chunk", func([]byte) []byte { return getRaw(t, store, chunkKey(other)) }},
+		{"swapped with another chunk", func([]byte) []byte { return getChunk(t, v, store, other) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			putRaw(t, store, chunkKey(id), tt.tamper(orig))
-			defer putRaw(t, store, chunkKey(id), orig)
+			putChunk(t, v, store, id, tt.tamper(orig))
+			defer putRaw(t, store, chunkKey(id), origObject)
 
 			got, err := read(t, v, res.Chunks)
 			wantChunkError(t, err, id, vault.ErrCorrupt)
@@ -304,8 +315,8 @@ func testCorruptChunk(t *testing.T, newStore newStoreFunc) {
 	}
 	// The same swap, checked without the stored size from the ChunkRef.
 	t.Run("swapped, sizes unknown", func(t *testing.T) {
-		putRaw(t, store, chunkKey(id), getRaw(t, store, chunkKey(other)))
-		defer putRaw(t, store, chunkKey(id), orig)
+		putChunk(t, v, store, id, getChunk(t, v, store, other))
+		defer putRaw(t, store, chunkKey(id), origObject)
 		refs := slices.Clone(res.Chunks)
 		for i := range refs {
 			refs[i].StoredSize = 0
@@ -531,14 +542,18 @@ func testListAndDeleteChunks(t *testing.T, newStore newStoreFunc) {
 	}
 	slices.Sort(want)
 	want = slices.Compact(want)
+	slices.Sort(listed)
 	if !slices.Equal(listed, want) {
-		t.Errorf("ListChunks = %d ids; want the %d of the stream, in order", len(listed), len(want))
+		t.Errorf("ListChunks = %d ids; want the %d of the stream", len(listed), len(want))
 	}
 
 	id := res.Chunks[0].ID
+	if err := v.DeleteChunk(ctx, id); err == nil {
+		t.Errorf("DeleteChunk of a chunk in a pack succeeded; packs are collected whole")
+	}
 	for range 2 {
-		if err := v.DeleteChunk(ctx, id); err != nil {
-			t.Errorf("DeleteChunk: %v", err)
+		if _, err := v.Collect(ctx, map[string]bool{id: true}, time.Time{}); err != nil {
+			t.Errorf("Collect: %v", err)
 		}
 	}
 	wantChunkError(t, v.VerifyChunk(ctx, id), id, blob.ErrNotExist)
@@ -610,7 +625,7 @@ func testKeyRotation(t *testing.T, newStore newStoreFunc) {
 	v := initVault(t, store)
 	before := sqlPages(16, 0, 4<<20/8192)
 	res1 := write(t, v, before, vault.WriterOptions{})
-	oldKey := hex.EncodeToString(getRaw(t, store, chunkKey(res1.Chunks[0].ID))[2:10])
+	oldKey := hex.EncodeToString(getChunk(t, v, store, res1.Chunks[0].ID)[2:10])
 
 	if _, err := v.AddKey(ctx, bytes.Repeat([]byte{1}, vault.MasterKeySize)); !errors.Is(err, vault.ErrWrongKey) {
 		t.Errorf("AddKey with another master key: %v; want ErrWrongKey", err)
@@ -632,7 +647,7 @@ func testKeyRotation(t *testing.T, newStore newStoreFunc) {
 		want string
 	}{{res1, oldKey}, {res2, newKey}} {
 		for _, c := range tt.res.Chunks {
-			if got := hex.EncodeToString(getRaw(t, store, chunkKey(c.ID))[2:10]); got != tt.want {
+			if got := hex.EncodeToString(getChunk(t, v, store, c.ID)[2:10]); got != tt.want {
 				t.Errorf("chunk %s sealed with key %s; want %s", c.ID, got, tt.want)
 			}
 		}
@@ -656,7 +671,7 @@ func testKeyRotation(t *testing.T, newStore newStoreFunc) {
 		t.Errorf("rewriting pre-rotation data uploaded %d chunks; want 0", again.NewChunks)
 	}
 	res3 := write(t, v2, sqlPages(18, 0, 64), vault.WriterOptions{})
-	if got := hex.EncodeToString(getRaw(t, store, chunkKey(res3.Chunks[0].ID))[2:10]); got != newKey {
+	if got := hex.EncodeToString(getChunk(t, v2, store, res3.Chunks[0].ID)[2:10]); got != newKey {
 		t.Errorf("reopened vault seals with key %s; want the newest, %s", got, newKey)
 	}
 }
@@ -671,14 +686,15 @@ func TestWriterErrors(t *testing.T) {
 	}{
 		{"first put fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: 0} }},
 		{"later put fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: 5} }},
-		{"stat fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: -1, failStat: true} }},
+		{"index put fails", func(s blob.Store) *faultStore { return &faultStore{Store: s, failPutsAfter: -1, failIndex: true} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			checkGoroutines(t)
 			fs := tt.store(newDirStore(t))
 			v := initVault(t, fs)
-			w := v.NewWriter(t.Context(), vault.WriterOptions{Workers: 2})
+			// packs of 1 MiB: several puts
+			w := v.NewWriter(t.Context(), vault.WriterOptions{Workers: 2, PackSize: 1 << 20})
 			var err error
 			for p := data; len(p) > 0 && err == nil; {
 				n := min(len(p), 256<<10)
@@ -709,7 +725,8 @@ func TestWriterCancel(t *testing.T) {
 		v := initVault(t, fs)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		w := v.NewWriter(ctx, vault.WriterOptions{Workers: 2, InFlight: 3})
+		// a pack per chunk, two stored at once
+		w := v.NewWriter(ctx, vault.WriterOptions{Workers: 2, InFlight: 3, PackSize: 1, Uploads: 2})
 		errc := make(chan error, 1)
 		go func() {
 			data := sqlPages(21, 0, 64<<20/8192)
@@ -717,7 +734,7 @@ func TestWriterCancel(t *testing.T) {
 			errc <- err
 		}()
 		<-fs.stalled
-		<-fs.stalled // both workers are stuck uploading
+		<-fs.stalled // both uploads are stuck, and the workers wait for them
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Errorf("Write while cancelled = %v; want context.Canceled", err)

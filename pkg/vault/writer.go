@@ -28,6 +28,14 @@ type WriterOptions struct {
 	// known not to compress (encrypted or already compressed backups).
 	// Chunks that do not shrink are stored uncompressed in any case.
 	NoCompression bool
+	// Uploads is how many packs are stored at once while the next fills;
+	// each holds a buffer of about 21 MiB. Zero means 2. A store with high
+	// latency needs more.
+	Uploads int
+	// PackSize is the size at which a pack is closed and stored. Zero
+	// means 16 MiB; 1 stores every chunk in a pack of its own, as tests
+	// that damage one chunk need.
+	PackSize int
 }
 
 func (o *WriterOptions) setDefaults() {
@@ -36,6 +44,12 @@ func (o *WriterOptions) setDefaults() {
 	}
 	if o.InFlight < o.Workers {
 		o.InFlight = 2*o.Workers + 1
+	}
+	if o.Uploads <= 0 {
+		o.Uploads = 2
+	}
+	if o.PackSize <= 0 || o.PackSize > packTarget {
+		o.PackSize = packTarget
 	}
 }
 
@@ -67,9 +81,10 @@ const inputBlockSize = 1 << 20
 // write the stream into it, then Close it and read its Result.
 //
 // Inside, Write hands the bytes to one chunker goroutine, which cuts them
-// into chunks and feeds a pool of workers that hash, compress, seal and
-// upload them. A fixed number of chunks are in flight at once, so a slow
-// store slows Write down rather than filling memory.
+// into chunks and feeds a pool of workers that hash, compress and seal
+// them into packs, which are stored a few at once. A fixed number of
+// chunks and packs are in flight at once, so a slow store slows Write
+// down rather than filling memory.
 //
 // Write and Close must not be called concurrently. The first error of any
 // stage (an upload, ctx ending) aborts the whole stream: that Write or a
@@ -88,6 +103,8 @@ type Writer struct {
 	free   chan []byte // empty input blocks
 	work   chan chunkJob
 	wg     sync.WaitGroup
+	own    *knownSet // the chunks this stream stored
+	packer *packer
 
 	mu     sync.Mutex // guards refs and res
 	refs   []ChunkRef
@@ -119,7 +136,9 @@ func (v *Vault) NewWriter(ctx context.Context, opts WriterOptions) *Writer {
 		blocks: make(chan []byte, 2),
 		free:   make(chan []byte, 4),
 		work:   make(chan chunkJob, opts.Workers),
+		own:    newKnownSet(),
 	}
+	w.packer = newPacker(ctx, v, opts.Uploads, opts.PackSize, w.fail)
 	for range cap(w.free) {
 		w.free <- make([]byte, 0, inputBlockSize)
 	}
@@ -190,7 +209,7 @@ func (w *Writer) flushBlock() error {
 // return one, and the input backs up to Write.
 func (w *Writer) chunkLoop(bufs chan []byte) {
 	defer close(w.work)
-	c := chunker{gear: w.v.keys.gear}
+	c := chunker{gear: w.v.keys.gear, p: w.v.chunking}
 	allocated := 0
 	var buf, cur []byte // the chunk being cut, cur = chunkData(buf)[:n]
 	seq := 0
@@ -263,7 +282,7 @@ func (w *Writer) workLoop(bufs chan []byte) {
 		if w.ctx.Err() != nil {
 			continue // drain, so the chunker never blocks on us
 		}
-		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, compress)
+		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, compress, w.own, w.packer)
 		bufs <- job.buf
 		if err != nil {
 			w.fail(err)
@@ -297,6 +316,8 @@ func (w *Writer) Close() error {
 	}
 	close(w.blocks)
 	w.wg.Wait()
+	// the last pack, and the index of the packs not yet indexed
+	w.packer.flush()
 	if err == nil {
 		err = w.failure()
 	}

@@ -468,12 +468,16 @@ func (e *env) corruptChunk(store *dirstore.Store, rp *cofferv1.RecoveryPoint) st
 		e.t.Fatal(err)
 	}
 	chunk := m.Chunks[len(m.Chunks)/2].ID
-	path := filepath.Join(store.Root(), "chunks", chunk[:2], chunk)
+	loc, ok := e.vault.Locate(chunk)
+	if !ok {
+		e.t.Fatalf("chunk %s is not in the vault's index", chunk)
+	}
+	path := filepath.Join(store.Root(), filepath.FromSlash(loc.Key))
 	data, err := os.ReadFile(path)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	data[len(data)/2] ^= 0x40
+	data[loc.Offset+loc.Length/2] ^= 0x40
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		e.t.Fatal(err)
 	}

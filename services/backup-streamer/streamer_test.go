@@ -382,11 +382,11 @@ func TestBackupRestoreS3(t *testing.T) {
 	want := e.hash(db)
 	rp := e.backupOK(ctx, db, full)
 	var objects int
-	if err := store.List(ctx, "chunks/", func(blob.Info) error { objects++; return nil }); err != nil {
+	if err := store.List(ctx, "packs/", func(blob.Info) error { objects++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if objects == 0 || objects > int(rp.Chunks) {
-		t.Errorf("%d chunk objects in the bucket for %d chunks", objects, rp.Chunks)
+	if objects == 0 || objects >= int(rp.Chunks) {
+		t.Errorf("%d packs in the bucket for %d chunks; want fewer packs than chunks", objects, rp.Chunks)
 	}
 	e.mustSucceed(e.restore(ctx, db, "Sales S3 copy", false, rp.Id))
 	if got := e.hash("Sales S3 copy"); got != want {

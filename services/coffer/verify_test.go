@@ -13,13 +13,14 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-// corruptChunk flips one byte in the middle of the largest chunk of the
-// harness's directory vault and returns its path.
+// corruptChunk flips one byte in the middle of the largest pack of the
+// harness's directory vault, inside one of its chunks, and returns its
+// path.
 func corruptChunk(t *testing.T, h *harness) string {
 	t.Helper()
 	var path string
 	var size int64
-	filepath.WalkDir(filepath.Join(h.data, "vault", "chunks"), func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(h.data, "vault", "packs"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if info, err := d.Info(); err == nil && info.Size() > size {
 				path, size = p, info.Size()

@@ -86,7 +86,7 @@ func TestCommitMissingChunk(t *testing.T) {
 	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
 	bs := e.stream(jid, db, 3<<20)
 	missing := bs.Chunks[1].Id
-	if err := e.vault.DeleteChunk(context.Background(), missing); err != nil {
+	if _, err := e.vault.Collect(context.Background(), map[string]bool{missing: true}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(cofferv1.SubjectBackupStreamed, bs, "streamed")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -120,26 +119,40 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 			delete(s.gc.candidates, id) // referenced again, or gone
 		}
 	}
-	if len(doomed) == 0 {
+	if len(doomed) == 0 && busy {
 		return 0, 0, nil
 	}
-	sort.Slice(doomed, func(a, b int) bool { return doomed[a].ID < doomed[b].ID })
+	ids := make(map[string]bool, len(doomed))
 	for _, c := range doomed {
-		if err := s.vault.DeleteChunk(ctx, c.ID); err != nil && !errors.Is(err, blob.ErrNotExist) {
-			return chunks, bytes, fmt.Errorf("delete chunk %s: %w", c.ID, err)
-		}
-		delete(s.gc.candidates, c.ID)
-		chunks++
-		bytes += c.StoredSize
+		ids[c.ID] = true
+	}
+	// packs no index lists and older than the grace period belong to no
+	// backup in flight (none is, when busy is false)
+	orphansBefore := time.Time{}
+	if !busy {
+		orphansBefore = now.Add(-s.cfg.GCGrace)
+	}
+	st, err := s.vault.Collect(ctx, ids, orphansBefore)
+	if err != nil {
+		return 0, 0, err
+	}
+	for id := range ids {
+		delete(s.gc.candidates, id)
+	}
+	chunks, bytes = st.Chunks, st.Bytes
+	if chunks == 0 && st.Orphans == 0 {
+		return 0, 0, nil
 	}
 	jid := event.DerivedJobID(now, "gc", now.String())
 	j := &cofferv1.Job{Id: jid, Kind: cofferv1.JobKind_JOB_KIND_DELETE, State: cofferv1.JobState_JOB_STATE_SUCCEEDED,
 		Percent: 100, Step: "garbage collection", Bytes: bytes, CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now),
-		Detail: fmt.Sprintf("deleted %d chunk(s) no recovery point references, freeing %d bytes", chunks, bytes)}
+		Detail: fmt.Sprintf("deleted %d chunk(s) no recovery point references (%d pack(s) deleted, %d repacked, %d left by failed writers), freeing %d bytes",
+			chunks, st.Deleted, st.Repacked, st.Orphans, bytes)}
 	if _, err := s.jobs.Put(ctx, catalog.Key(jid), j); err != nil {
 		return chunks, bytes, err
 	}
-	s.log.InfoContext(ctx, "garbage collected", slog.Int("chunks", chunks), slog.Int64("bytes", bytes))
+	s.log.InfoContext(ctx, "garbage collected", slog.Int("chunks", chunks), slog.Int64("bytes", bytes),
+		slog.Int("packs_deleted", st.Deleted), slog.Int("packs_repacked", st.Repacked), slog.Int("unlisted_packs", st.Orphans))
 	return chunks, bytes, nil
 }
 

@@ -1,0 +1,473 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cofferhq/coffer/pkg/blob"
+)
+
+// Packs (vault format 2). A writer seals each new chunk as format 1 did
+// (the same header, key and additional data "chunk/<id>"), and appends it
+// to the pack it is filling instead of storing it alone. A full pack is
+// stored at packs/<xx>/<pack id>:
+//
+//	sealed chunk, sealed chunk, ...
+//	pack header: the pack's entries, sealed ("packheader/<pack id>")
+//	length of the sealed pack header, 4 bytes little-endian
+//
+// so a pack describes itself. Entries are 44 bytes each: the chunk id (32
+// bytes), then its offset in the pack, its sealed length and its plaintext
+// size, each 4 bytes little-endian. An index object, index/<index id>,
+// sealed ("index/<index id>") and zstd-compressed, lists packs: for each,
+// its id (32 bytes), its size (8 bytes) and its entries (a 4-byte count,
+// then the entries). A writer stores an index of its packs every
+// indexEvery packs and when it closes, always after the packs it lists:
+// a chunk in an index is in the vault. Every vault keeps the union of the
+// index objects in memory (vaultIndex), so that deduplication asks the
+// store nothing, and a chunk is read with one ranged GET of its pack.
+const (
+	packsPrefix = "packs/"
+	indexPrefix = "index/"
+	// packTarget is the size at which a pack is closed and stored:
+	// restic's 16 MiB, about 16 objects per GiB of new data.
+	packTarget = 16 << 20
+	// packBufSize is a pack buffer's capacity: a pack just short of its
+	// target plus the largest sealed chunk, its entry and the header.
+	packBufSize = packTarget + maxSealedChunk + 1<<20
+	// indexEvery is how many packs a writer stores between index objects.
+	indexEvery = 64
+	// packEntrySize is an entry's encoded length.
+	packEntrySize = 32 + 4 + 4 + 4
+	// maxPackHeader bounds a pack's sealed header.
+	maxPackHeader = 8 << 20
+	// maxIndexSize bounds an index object, sealed or not.
+	maxIndexSize = 1 << 30
+)
+
+// packEntry locates one chunk in a pack.
+type packEntry struct {
+	id     [32]byte
+	offset uint32
+	length uint32 // sealed
+	size   uint32 // plaintext
+}
+
+func appendEntries(b []byte, es []packEntry) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(es)))
+	for _, e := range es {
+		b = append(b, e.id[:]...)
+		b = binary.LittleEndian.AppendUint32(b, e.offset)
+		b = binary.LittleEndian.AppendUint32(b, e.length)
+		b = binary.LittleEndian.AppendUint32(b, e.size)
+	}
+	return b
+}
+
+// parseEntries reads a count and that many entries from the front of b.
+func parseEntries(b []byte) ([]packEntry, []byte, error) {
+	if len(b) < 4 {
+		return nil, nil, errors.New("truncated entry count")
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	b = b[4:]
+	if n > len(b)/packEntrySize {
+		return nil, nil, fmt.Errorf("%d entries do not fit in %d bytes", n, len(b))
+	}
+	es := make([]packEntry, n)
+	for i := range es {
+		copy(es[i].id[:], b)
+		es[i].offset = binary.LittleEndian.Uint32(b[32:])
+		es[i].length = binary.LittleEndian.Uint32(b[36:])
+		es[i].size = binary.LittleEndian.Uint32(b[40:])
+		if es[i].length < sealOverhead || es[i].length > maxSealedChunk || es[i].size == 0 || es[i].size > maxChunkSize {
+			return nil, nil, fmt.Errorf("entry %d: sealed length %d, size %d out of range", i, es[i].length, es[i].size)
+		}
+		b = b[packEntrySize:]
+	}
+	return es, b, nil
+}
+
+func packKey(id string) string { return packsPrefix + id[:2] + "/" + id }
+
+func newObjectID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// packInfo is a stored pack as an index lists it.
+type packInfo struct {
+	id      string
+	size    int64
+	entries []packEntry
+}
+
+// encodeIndex is an index object's payload before compression.
+func encodeIndex(packs []packInfo) []byte {
+	var b []byte
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(packs)))
+	for _, p := range packs {
+		raw, _ := hex.DecodeString(p.id)
+		b = append(b, raw...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(p.size))
+		b = appendEntries(b, p.entries)
+	}
+	return b
+}
+
+func decodeIndex(b []byte) ([]packInfo, error) {
+	if len(b) < 4 {
+		return nil, errors.New("truncated pack count")
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	b = b[4:]
+	packs := make([]packInfo, 0, min(n, len(b)/44))
+	for i := range n {
+		if len(b) < 40 {
+			return nil, fmt.Errorf("pack %d: truncated", i)
+		}
+		p := packInfo{id: hex.EncodeToString(b[:32]), size: int64(binary.LittleEndian.Uint64(b[32:]))}
+		var err error
+		if p.entries, b, err = parseEntries(b[40:]); err != nil {
+			return nil, fmt.Errorf("pack %s: %v", p.id, err)
+		}
+		for _, e := range p.entries {
+			if int64(e.offset)+int64(e.length) > p.size {
+				return nil, fmt.Errorf("pack %s: a chunk at %d+%d lies past its %d bytes", p.id, e.offset, e.length, p.size)
+			}
+		}
+		packs = append(packs, p)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%d bytes after the last pack", len(b))
+	}
+	return packs, nil
+}
+
+// putIndex stores an index object listing packs.
+func (v *Vault) putIndex(ctx context.Context, packs []packInfo) (string, error) {
+	id := newObjectID()
+	plain := encodeIndex(packs)
+	payload, flags := plain, byte(0)
+	if z := v.enc.EncodeAll(plain, nil); len(z) < len(plain) {
+		payload, flags = z, flagZstd
+	}
+	if len(payload) > maxIndexSize-sealOverhead {
+		return "", fmt.Errorf("index of %d packs is %d bytes, more than the %d allowed", len(packs), len(payload), maxIndexSize)
+	}
+	sealed, _ := sealTo(make([]byte, 0, len(payload)+sealOverhead), v.keys.activeKey(), kindManifest, flags, payload, "index/"+id, nil)
+	if err := v.store.Put(ctx, indexPrefix+id, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		return "", fmt.Errorf("store index %s: %w", id, err)
+	}
+	return id, nil
+}
+
+// getIndex reads and authenticates index object id.
+func (v *Vault) getIndex(ctx context.Context, id string) ([]packInfo, error) {
+	raw, err := readSmall(ctx, v.store, indexPrefix+id, maxIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	payload, flags, err := v.open(raw, kindManifest, "index/"+id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: index %s: %v", ErrCorrupt, id, err)
+	}
+	if flags&flagZstd != 0 {
+		if payload, err = v.mdec.DecodeAll(payload, nil); err != nil {
+			return nil, fmt.Errorf("%w: index %s: decompress: %v", ErrCorrupt, id, err)
+		}
+	}
+	packs, err := decodeIndex(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: index %s: %v", ErrCorrupt, id, err)
+	}
+	return packs, nil
+}
+
+// chunkLoc is where a chunk is stored: in a pack, or (pack "") as a
+// format 1 object of its own.
+type chunkLoc struct {
+	pack   string
+	offset uint32
+	length uint32
+	size   uint32
+}
+
+// vaultIndex is what this process knows to be in the vault: the chunks
+// of every index object it has read, and the format 1 chunks it listed.
+type vaultIndex struct {
+	mu      sync.RWMutex
+	chunks  map[[32]byte]chunkLoc
+	indexes map[string]bool // index objects read
+	loose   bool            // format 1 chunks listed
+	// refreshing serializes refreshes: a second waits for the first
+	refreshing sync.Mutex
+}
+
+func newVaultIndex() *vaultIndex {
+	return &vaultIndex{chunks: make(map[[32]byte]chunkLoc), indexes: make(map[string]bool)}
+}
+
+func (x *vaultIndex) lookup(id [32]byte) (chunkLoc, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	loc, ok := x.chunks[id]
+	return loc, ok
+}
+
+// add records packs this process stored (and indexed).
+func (x *vaultIndex) add(indexID string, packs []packInfo) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.addLocked(indexID, packs)
+}
+
+func (x *vaultIndex) addLocked(indexID string, packs []packInfo) {
+	x.indexes[indexID] = true
+	for _, p := range packs {
+		for _, e := range p.entries {
+			x.chunks[e.id] = chunkLoc{pack: p.id, offset: e.offset, length: e.length, size: e.size}
+		}
+	}
+}
+
+// forget drops a chunk, as when a format 1 chunk is deleted.
+func (x *vaultIndex) forget(id [32]byte) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.chunks, id)
+}
+
+// refresh reads the index objects stored since the last refresh (by
+// other processes), and, the first time, lists the format 1 chunks. When
+// an index object it had read is gone (garbage collection replaced it),
+// it starts over, so that no chunk is believed to be where it no longer
+// is.
+func (v *Vault) refreshIndex(ctx context.Context) error {
+	x := v.index
+	x.refreshing.Lock()
+	defer x.refreshing.Unlock()
+	var ids []string
+	err := v.store.List(ctx, indexPrefix, func(i blob.Info) error {
+		ids = append(ids, strings.TrimPrefix(i.Key, indexPrefix))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	x.mu.RLock()
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+	}
+	gone := false
+	for id := range x.indexes {
+		if !present[id] {
+			gone = true
+			break
+		}
+	}
+	var fresh []string
+	for _, id := range ids {
+		if gone || !x.indexes[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	loose := x.loose
+	x.mu.RUnlock()
+
+	next := make(map[[32]byte]chunkLoc)
+	if !loose || gone {
+		err := v.store.List(ctx, chunksPrefix, func(i blob.Info) error {
+			rest := strings.TrimPrefix(i.Key, chunksPrefix)
+			dir, id, ok := strings.Cut(rest, "/")
+			if !ok || !validChunkID(id) || dir != id[:2] {
+				return nil
+			}
+			var sum [32]byte
+			hex.Decode(sum[:], []byte(id))
+			next[sum] = chunkLoc{length: uint32(i.Size)}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list format 1 chunks: %w", err)
+		}
+	}
+	read := make(map[string][]packInfo, len(fresh))
+	for _, id := range fresh {
+		packs, err := v.getIndex(ctx, id)
+		if errors.Is(err, blob.ErrNotExist) {
+			continue // replaced since the listing: the next refresh sees its successor
+		}
+		if err != nil {
+			return err
+		}
+		read[id] = packs
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if gone {
+		x.chunks, x.indexes = next, make(map[string]bool)
+	} else if !loose {
+		for sum, loc := range next {
+			if _, ok := x.chunks[sum]; !ok {
+				x.chunks[sum] = loc
+			}
+		}
+	}
+	x.loose = true
+	for id, packs := range read {
+		x.addLocked(id, packs)
+	}
+	return nil
+}
+
+// packer fills packs with a writer's sealed chunks and stores them, a few
+// at once; every indexEvery packs, and when it is flushed, it stores an
+// index of the packs stored since the last.
+type packer struct {
+	v       *Vault
+	ctx     context.Context
+	fail    func(error)
+	bufs    chan []byte // free pack buffers: uploads in flight plus the one filling
+	target  int         // the size at which a pack is stored
+	uploads sync.WaitGroup
+
+	mu      sync.Mutex // guards what follows
+	buf     []byte     // the pack being filled; nil if none yet
+	entries []packEntry
+	stored  []packInfo // stored, not yet indexed
+	pending int        // packs being stored
+	packs   int        // packs stored in all
+	indexed chan struct{}
+}
+
+func newPacker(ctx context.Context, v *Vault, uploads, target int, fail func(error)) *packer {
+	p := &packer{v: v, ctx: ctx, fail: fail, bufs: make(chan []byte, uploads+1), target: target}
+	for range uploads + 1 {
+		p.bufs <- nil // allocated on first use
+	}
+	return p
+}
+
+// add appends a sealed chunk to the pack being filled, storing the pack
+// once it reaches its target. It waits for a free buffer when uploads are
+// behind, so that memory stays bounded.
+func (p *packer) add(id [32]byte, sealed []byte, size int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf == nil {
+		var b []byte
+		select {
+		case b = <-p.bufs:
+		case <-p.ctx.Done():
+			return context.Cause(p.ctx)
+		}
+		if b == nil {
+			b = make([]byte, 0, min(packBufSize, p.target+maxSealedChunk+1<<20))
+		}
+		p.buf = b[:0]
+	}
+	p.entries = append(p.entries, packEntry{id: id, offset: uint32(len(p.buf)), length: uint32(len(sealed)), size: uint32(size)})
+	p.buf = append(p.buf, sealed...)
+	if len(p.buf) >= p.target {
+		p.sealLocked()
+	}
+	return nil
+}
+
+// sealLocked closes the pack being filled and starts storing it.
+func (p *packer) sealLocked() {
+	if len(p.entries) == 0 {
+		return
+	}
+	id := newObjectID()
+	hdr := appendEntries(nil, p.entries)
+	start := len(p.buf)
+	buf, _ := sealTo(p.buf[start:start:cap(p.buf)], p.v.keys.activeKey(), kindManifest, 0, hdr, "packheader/"+id, nil)
+	buf = p.buf[:start+len(buf)]
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(buf)-start))
+	info := packInfo{id: id, size: int64(len(buf)), entries: p.entries}
+	p.buf, p.entries = nil, nil
+	p.pending++
+	p.uploads.Go(func() {
+		err := p.v.store.Put(p.ctx, packKey(id), bytes.NewReader(buf), int64(len(buf)))
+		p.bufs <- buf[:0]
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.pending--
+		if err != nil {
+			p.fail(fmt.Errorf("store pack %s: %w", id, err))
+			return
+		}
+		p.stored = append(p.stored, info)
+		p.packs++
+		if len(p.stored) >= indexEvery {
+			p.indexLocked()
+		}
+	})
+}
+
+// indexLocked stores an index of the packs stored and not yet indexed,
+// and makes them known to the vault.
+func (p *packer) indexLocked() {
+	if len(p.stored) == 0 {
+		return
+	}
+	packs := p.stored
+	p.stored = nil
+	id, err := p.v.putIndex(p.ctx, packs)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	p.v.index.add(id, packs)
+}
+
+// flush stores the last pack and waits for every upload, then indexes
+// what is not indexed yet. After it, every chunk added is in the vault
+// and in its index, unless the stream failed.
+func (p *packer) flush() {
+	p.mu.Lock()
+	p.sealLocked()
+	p.mu.Unlock()
+	p.uploads.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() == nil {
+		p.indexLocked()
+	}
+}
+
+// Location is where a chunk is stored: Length bytes at Offset in the
+// object Key (a pack, or the chunk's own object in a format 1 vault).
+type Location struct {
+	Key            string
+	Offset, Length int64
+}
+
+// Locate says where chunk id is stored, as far as this process knows (it
+// does not ask the store), for reports and tools.
+func (v *Vault) Locate(id string) (Location, bool) {
+	if !validChunkID(id) {
+		return Location{}, false
+	}
+	var sum [32]byte
+	hex.Decode(sum[:], []byte(id))
+	loc, ok := v.index.lookup(sum)
+	switch {
+	case !ok:
+		return Location{}, false
+	case loc.pack == "":
+		return Location{Key: chunkKey(id), Length: int64(loc.length)}, true
+	}
+	return Location{Key: packKey(loc.pack), Offset: int64(loc.offset), Length: int64(loc.length)}, true
+}
