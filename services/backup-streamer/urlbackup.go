@@ -173,16 +173,18 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	// chunks become garbage, and with no manifest nothing refers to them
 	wctx, abort := context.WithCancel(ctx)
 	defer abort()
-	// stripes share the streamer's workers
-	workers := s.cfg.VaultWorkers
-	if len(names) > 1 {
-		workers = max(1, max(workers, runtime.GOMAXPROCS(0))/len(names))
+	// stripes share the streamer's workers, and each holds fewer and
+	// smaller packs, so that memory does not grow with them
+	opts := vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()}
+	if n := len(names); n > 1 {
+		opts.Workers = max(1, max(opts.Workers, runtime.GOMAXPROCS(0))/n)
+		opts.Uploads, opts.PackSize = 1, max(4<<20, 32<<20/n)
 	}
 	writers := make([]*vault.Writer, len(names))
 	stripes := make([]*stripe, len(names))
 	urls := make([]string, len(names))
 	for k, name := range names {
-		writers[k] = s.vault.NewWriter(wctx, vault.WriterOptions{Workers: workers, NoCompression: !req.GetCompression()})
+		writers[k] = s.vault.NewWriter(wctx, opts)
 		stripes[k] = &stripe{writer: writers[k]}
 		urls[k] = s.url.url(jid, name)
 	}

@@ -503,8 +503,9 @@ func TestBackupFailures(t *testing.T) {
 		t.Errorf("recovery points: %d before, %d after a failed backup", len(before), len(after))
 	}
 
-	// tamper with every chunk of the vault: the restore must refuse
-	chunks := filepath.Join(h.data, "vault", "chunks")
+	// tamper with every pack of the vault, inside one of its chunks: the
+	// restore must refuse
+	chunks := filepath.Join(h.data, "vault", "packs")
 	n := 0
 	filepath.WalkDir(chunks, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -519,7 +520,7 @@ func TestBackupFailures(t *testing.T) {
 		return os.WriteFile(p, b, 0o600)
 	})
 	if n == 0 {
-		t.Fatal("no chunk files found to tamper with")
+		t.Fatal("no packs found to tamper with")
 	}
 	out, err = h.coffer("restore", "sql1/Fragile", "--latest", "--as", "Fragile copy", "--wait")
 	if err == nil {
