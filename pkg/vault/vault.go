@@ -382,7 +382,7 @@ func (v *Vault) newChunkScratch() *chunkScratch {
 // chunkBufSize, and is overwritten. own is the writer's set of chunks, so
 // that a chunk repeated in a stream is stored once. It reports the chunk's
 // reference and whether it was stored now.
-func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool, own *knownSet, p *packer) (ChunkRef, bool, error) {
+func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool, probe *compressProbe, own *knownSet, p *packer) (ChunkRef, bool, error) {
 	sum := v.chunkID(sc.hasher, data)
 	id := hex.EncodeToString(sum[:])
 	ref := ChunkRef{ID: id, Size: int64(len(data))}
@@ -403,15 +403,17 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 
 	payload, flags := data, byte(0)
 	var zbuf *[]byte
-	if compress {
+	if compress && probe.try() {
 		zbuf = v.zbufs.Get().(*[]byte)
 		z := v.enc.EncodeAll(data, (*zbuf)[:0])
 		*zbuf = z[:0]
 		// Keep the compressed form only if it saves more than 1/64: below
 		// that, decompressing on every restore costs more than it saves.
-		if len(z) < len(data)-len(data)/64 {
+		shrank := len(z) < len(data)-len(data)/64
+		if shrank {
 			payload, flags = z, flagZstd
 		}
+		probe.result(shrank)
 	}
 	var sealed []byte
 	sealed, sc.aad = sealTo(buf, v.keys.activeKey(), kindChunk, flags, payload, "chunk/"+id, sc.aad)
@@ -424,6 +426,47 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 	ref.StoredSize = int64(len(sealed))
 	ok = true
 	return ref, true, nil
+}
+
+// compressProbe spares a stream that does not compress (a database with
+// Transparent Data Encryption, a backup SQL Server compressed) the cost
+// of compressing every chunk only to store it as it is: after probeRun
+// chunks in a row that did not shrink, it tries one chunk in probeEvery,
+// until one shrinks again.
+type compressProbe struct {
+	mu      sync.Mutex
+	misses  int // chunks in a row that did not shrink
+	skipped int // chunks not tried since the last one tried
+}
+
+const (
+	probeRun   = 8
+	probeEvery = 16
+)
+
+// try reports whether to try compressing the next chunk.
+func (p *compressProbe) try() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.misses < probeRun {
+		return true
+	}
+	if p.skipped++; p.skipped >= probeEvery {
+		p.skipped = 0
+		return true
+	}
+	return false
+}
+
+// result records whether a chunk tried shrank.
+func (p *compressProbe) result(shrank bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if shrank {
+		p.misses, p.skipped = 0, 0
+	} else {
+		p.misses++
+	}
 }
 
 // chunkBufs is reusable memory for loading chunks: raw receives the sealed

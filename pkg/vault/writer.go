@@ -104,6 +104,7 @@ type Writer struct {
 	work   chan chunkJob
 	wg     sync.WaitGroup
 	own    *knownSet // the chunks this stream stored
+	probe  compressProbe
 	packer *packer
 
 	mu     sync.Mutex // guards refs and res
@@ -282,7 +283,7 @@ func (w *Writer) workLoop(bufs chan []byte) {
 		if w.ctx.Err() != nil {
 			continue // drain, so the chunker never blocks on us
 		}
-		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, compress, w.own, w.packer)
+		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, compress, &w.probe, w.own, w.packer)
 		bufs <- job.buf
 		if err != nil {
 			w.fail(err)
