@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,9 @@ type fetch struct {
 // ctx also stops it, with ctx's error.
 func (v *Vault) NewReader(ctx context.Context, chunks []ChunkRef) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
-	readAhead := runtime.GOMAXPROCS(0) + 2
+	// chunks follow one another in their packs as they were written: a
+	// few are read with one ranged GET, several GETs in flight
+	readAhead := max(3, runtime.GOMAXPROCS(0)) * maxGroup
 	r := &reader{
 		ctx:    ctx,
 		cancel: cancel,
@@ -55,21 +58,114 @@ func (v *Vault) NewReader(ctx context.Context, chunks []ChunkRef) io.ReadCloser 
 	r.pool.New = func() any { return &chunkBufs{} }
 	r.wg.Go(func() {
 		defer close(r.queue)
-		for _, ref := range chunks {
-			f := &fetch{done: make(chan struct{}), bufs: r.pool.Get().(*chunkBufs)}
-			select {
-			case r.queue <- f:
-			case <-ctx.Done():
-				r.pool.Put(f.bufs)
-				return
+		for len(chunks) > 0 {
+			n := v.group(chunks)
+			fs := make([]*fetch, n)
+			for i := range fs {
+				fs[i] = &fetch{done: make(chan struct{}), bufs: r.pool.Get().(*chunkBufs)}
+				select {
+				case r.queue <- fs[i]:
+				case <-ctx.Done():
+					// the group will not be loaded: its queued fetches end
+					// with ctx's error, for Close to drain
+					for _, f := range fs[:i] {
+						f.err = ctx.Err()
+						close(f.done)
+					}
+					r.pool.Put(fs[i].bufs)
+					return
+				}
 			}
-			r.wg.Go(func() {
-				defer close(f.done)
-				f.plain, f.err = v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, f.bufs)
-			})
+			refs := chunks[:n]
+			chunks = chunks[n:]
+			r.wg.Go(func() { v.loadGroup(ctx, refs, fs) })
 		}
 	})
 	return r
+}
+
+// Group reads: at most maxGroup chunks, maxGroupBytes stored bytes.
+const (
+	maxGroup      = 8
+	maxGroupBytes = 8 << 20
+)
+
+// group returns how many chunks from the start of refs lie one after the
+// other in one pack, as far as this process knows, up to maxGroup and
+// maxGroupBytes: at least one.
+func (v *Vault) group(refs []ChunkRef) int {
+	var prev chunkLoc
+	var bytes int64
+	for i, ref := range refs {
+		if i == maxGroup || !validChunkID(ref.ID) {
+			return max(i, 1)
+		}
+		var sum [32]byte
+		hex.Decode(sum[:], []byte(ref.ID))
+		loc, ok := v.index.lookup(sum)
+		if !ok || loc.pack == "" || i > 0 && (loc.pack != prev.pack || loc.offset != prev.offset+prev.length) {
+			return max(i, 1)
+		}
+		if bytes += int64(loc.length); i > 0 && bytes > maxGroupBytes {
+			return i
+		}
+		prev = loc
+	}
+	return len(refs)
+}
+
+// loadGroup loads refs, which group found consecutive in one pack, into
+// fs: with one ranged GET when there are several, chunk by chunk (so that
+// a problem is found and named as loadChunk names it) when that fails.
+func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, fs []*fetch) {
+	if len(refs) > 1 {
+		if raws, err := v.readGroup(ctx, refs); err == nil {
+			for i, ref := range refs {
+				f := fs[i]
+				f.bufs.raw = append(f.bufs.raw[:0], raws[i]...)
+				f.plain, f.err = v.openSealedChunk(ref.ID, ref.Size, ref.StoredSize, f.bufs)
+				close(f.done)
+			}
+			return
+		}
+	}
+	for i, ref := range refs {
+		f := fs[i]
+		f.plain, f.err = v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, f.bufs)
+		close(f.done)
+	}
+}
+
+// readGroup reads the sealed chunks refs, consecutive in one pack, with
+// one ranged GET.
+func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef) ([][]byte, error) {
+	locs := make([]chunkLoc, len(refs))
+	for i, ref := range refs {
+		var sum [32]byte
+		hex.Decode(sum[:], []byte(ref.ID))
+		loc, ok := v.index.lookup(sum)
+		if !ok {
+			return nil, errors.New("not in the index")
+		}
+		locs[i] = loc
+	}
+	first, last := locs[0], locs[len(locs)-1]
+	total := int64(last.offset) + int64(last.length) - int64(first.offset)
+	rc, err := v.store.GetRange(ctx, packKey(first.pack), int64(first.offset), total)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, total)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, err
+	}
+	raws := make([][]byte, len(refs))
+	for i, loc := range locs {
+		at := int64(loc.offset) - int64(first.offset)
+		raws[i] = buf[at : at+int64(loc.length)]
+	}
+	return raws, nil
 }
 
 // next makes the next chunk current, returning false at the end of the

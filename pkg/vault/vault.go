@@ -503,6 +503,12 @@ func (v *Vault) loadChunk(ctx context.Context, id string, wantSize, storedSize i
 	if err != nil {
 		return nil, &ChunkError{ID: id, Err: fmt.Errorf("read: %w", err)}
 	}
+	return v.openSealedChunk(id, wantSize, storedSize, bufs)
+}
+
+// openSealedChunk verifies the sealed chunk id in bufs.raw and returns its
+// plaintext, as loadChunk does once it has read it.
+func (v *Vault) openSealedChunk(id string, wantSize, storedSize int64, bufs *chunkBufs) ([]byte, error) {
 	if storedSize > 0 && int64(len(bufs.raw)) != storedSize {
 		return nil, corruptChunk(id, "stored object is %d bytes; when written it was %d", len(bufs.raw), storedSize)
 	}
