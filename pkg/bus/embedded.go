@@ -77,6 +77,10 @@ func StartEmbedded(opts Options) (*Embedded, error) {
 		NoLog:      true,
 		Host:       opts.Host,
 		Port:       opts.Port,
+		// a BackupStreamed lists every chunk of its backup, about 76
+		// bytes each: 8 MiB carries a backup of about 60 GiB, where
+		// nats-server's default of 1 MiB stops at about 7 GiB
+		MaxPayload: 8 << 20,
 	}
 	switch opts.Port {
 	case 0:
