@@ -104,7 +104,7 @@ func BenchmarkBackup1GiB(b *testing.B) {
 }
 
 // BenchmarkBackup10GiB backs up and restores a 10 GiB simulated database
-// as BenchmarkBackup1GiB does, in disk mode and in URL mode, to show that
+// as BenchmarkBackup1GiB does, in disk mode and in URL mode, to check that
 // the streamer's memory does not grow with the database: its target is
 // backup-peak-RSS-MiB at most 256, as for 1 GiB. It reports streamer-MB/s,
 // restore-MB/s, objects/GiB and the peaks, as BenchmarkBackup1GiB defines
@@ -162,7 +162,7 @@ func benchBackup(b *testing.B, c benchCase) {
 	const db = "Bench"
 	e.createFilled(db, c.pages)
 	// as long as a job may take at 20 MB/s, and two minutes at least
-	jobTimeout := max(2*time.Minute, time.Duration(c.pages)*8192*time.Second/20e6)
+	jobTimeout := max(2*time.Minute, time.Duration(float64(c.pages)*8192/20e6*float64(time.Second)))
 	profileDir := os.Getenv("COFFER_BENCH_PROFILE_DIR")
 
 	var size, objects, added int64
@@ -190,11 +190,12 @@ func benchBackup(b *testing.B, c benchCase) {
 
 		start := time.Now()
 		jid := e.backup(ctx, db, cofferv1.BackupType_BACKUP_TYPE_FULL)
-		e.succeedWithin(jid, jobTimeout)
+		j := e.waitJob(jid, jobTimeout)
 		elapsed += time.Since(start)
 
 		b.StopTimer()
 		peak := p.mark()
+		succeeded(b, "backup", j, peak)
 		backupPeak.PeakRSS = max(backupPeak.PeakRSS, peak.PeakRSS)
 		backupPeak.PeakHeap = max(backupPeak.PeakHeap, peak.PeakHeap)
 		after := bucketUsage(b, srv, "vault", prefix)
@@ -204,9 +205,10 @@ func benchBackup(b *testing.B, c benchCase) {
 		b.SetBytes(size)
 
 		start = time.Now()
-		e.succeedWithin(e.restore(ctx, db, fmt.Sprintf("Restored %d", i), false, rp.GetId()), jobTimeout)
+		j = e.waitJob(e.restore(ctx, db, fmt.Sprintf("Restored %d", i), false, rp.GetId()), jobTimeout)
 		restoring += time.Since(start)
 		peak = p.mark()
+		succeeded(b, "restore", j, peak)
 		restorePeak.PeakRSS = max(restorePeak.PeakRSS, peak.PeakRSS)
 
 		if c.secondFull {
@@ -215,8 +217,9 @@ func benchBackup(b *testing.B, c benchCase) {
 			}
 			before := bucketUsage(b, srv, "vault", prefix)
 			start = time.Now()
-			e.succeedWithin(e.backup(ctx, db, cofferv1.BackupType_BACKUP_TYPE_FULL), jobTimeout)
+			j = e.waitJob(e.backup(ctx, db, cofferv1.BackupType_BACKUP_TYPE_FULL), jobTimeout)
 			second += time.Since(start)
+			succeeded(b, "second full", j, p.mark())
 			added += bucketUsage(b, srv, "vault", prefix).bytes - before.bytes
 		}
 		p.stop()
@@ -292,12 +295,13 @@ func benchBackup(b *testing.B, c benchCase) {
 	b.ReportMetric(vaultMBs, "vault-minio-MB/s")
 }
 
-// succeedWithin waits up to timeout for job id and fails the benchmark
-// unless it succeeded.
-func (e *env) succeedWithin(id string, timeout time.Duration) {
-	e.t.Helper()
-	if j := e.waitJob(id, timeout); j.State != cofferv1.JobState_JOB_STATE_SUCCEEDED {
-		e.t.Fatalf("job %s: state %v, error %q; want SUCCEEDED", id, j.State, j.Error)
+// succeeded fails the benchmark unless job j succeeded, saying how much
+// memory the streamer process took for it in any case.
+func succeeded(t testing.TB, what string, j *cofferv1.Job, peak procReply) {
+	t.Helper()
+	if j.State != cofferv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("%s job %s: state %v, error %q; want SUCCEEDED (the streamer's peak RSS during it: %.0f MiB, peak heap %.0f MiB)",
+			what, j.GetId(), j.State, j.Error, float64(peak.PeakRSS)/(1<<20), float64(peak.PeakHeap)/(1<<20))
 	}
 }
 

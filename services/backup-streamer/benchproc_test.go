@@ -98,7 +98,9 @@ func runStreamerProc(ctx context.Context, d daemon.Deps) error {
 		ctl.serve(os.Stdin)
 		cancel()
 	}()
-	return svc.Run(ctx)
+	err = svc.Run(ctx)
+	// a profile the benchmark did not stop, as when a job failed
+	return errors.Join(err, ctl.stopProfile())
 }
 
 // procReply is the streamer process's answer to a command, one JSON line.
@@ -120,7 +122,9 @@ type procControl struct {
 
 	mu   sync.Mutex
 	heap uint64 // peak HeapInuse since the last mark
-	prof *os.File
+
+	profMu sync.Mutex
+	prof   *os.File // the CPU profile running, if any
 }
 
 func (c *procControl) serve(r io.Reader) {
@@ -186,6 +190,8 @@ func (c *procControl) startProfile(path string) error {
 	if err := c.stopProfile(); err != nil {
 		return err
 	}
+	c.profMu.Lock()
+	defer c.profMu.Unlock()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -199,6 +205,8 @@ func (c *procControl) startProfile(path string) error {
 }
 
 func (c *procControl) stopProfile() error {
+	c.profMu.Lock()
+	defer c.profMu.Unlock()
 	if c.prof == nil {
 		return nil
 	}
