@@ -44,9 +44,10 @@ test-mssql:
 vet:
 	$(GO) vet $(PKGS)
 
-## bench: run every benchmark, no tests
+## bench: run every benchmark, no tests (BenchmarkBackup10GiB only
+## with COFFER_BENCH_BIG=1: see README's Benchmarks)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
 
 ## build: build the coffer command into bin/coffer
 build:
