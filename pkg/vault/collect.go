@@ -67,16 +67,9 @@ func (v *Vault) Collect(ctx context.Context, doomed map[string]bool, orphansBefo
 			listed[p.id] = p
 		}
 	}
-	stored := map[string]blob.Info{}
-	err = v.store.List(ctx, packsPrefix, func(i blob.Info) error {
-		rest := strings.TrimPrefix(i.Key, packsPrefix)
-		if dir, id, ok := strings.Cut(rest, "/"); ok && validChunkID(id) && dir == id[:2] {
-			stored[id] = i
-		}
-		return nil
-	})
+	stored, err := v.listPacks(ctx)
 	if err != nil {
-		return st, fmt.Errorf("collect: list packs: %w", err)
+		return st, fmt.Errorf("collect: %w", err)
 	}
 
 	// format 1 chunks

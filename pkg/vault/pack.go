@@ -97,6 +97,22 @@ func parseEntries(b []byte) ([]packEntry, []byte, error) {
 
 func packKey(id string) string { return packsPrefix + id[:2] + "/" + id }
 
+// listPacks lists the packs in the store, by id.
+func (v *Vault) listPacks(ctx context.Context) (map[string]blob.Info, error) {
+	packs := map[string]blob.Info{}
+	err := v.store.List(ctx, packsPrefix, func(i blob.Info) error {
+		rest := strings.TrimPrefix(i.Key, packsPrefix)
+		if dir, id, ok := strings.Cut(rest, "/"); ok && validChunkID(id) && dir == id[:2] {
+			packs[id] = i
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	return packs, nil
+}
+
 func newObjectID() string {
 	var b [32]byte
 	rand.Read(b[:])

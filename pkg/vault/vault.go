@@ -638,16 +638,9 @@ func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error 
 	if err := v.refreshIndex(ctx); err != nil {
 		return fmt.Errorf("list chunks: %w", err)
 	}
-	packs := map[string]blob.Info{}
-	err = v.store.List(ctx, packsPrefix, func(i blob.Info) error {
-		rest := strings.TrimPrefix(i.Key, packsPrefix)
-		if dir, id, ok := strings.Cut(rest, "/"); ok && validChunkID(id) && dir == id[:2] {
-			packs[id] = i
-		}
-		return nil
-	})
+	packs, err := v.listPacks(ctx)
 	if err != nil {
-		return fmt.Errorf("list packs: %w", err)
+		return fmt.Errorf("list chunks: %w", err)
 	}
 	byPack := map[string][]ChunkInfo{}
 	v.index.mu.RLock()
