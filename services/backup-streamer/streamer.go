@@ -146,6 +146,9 @@ func (s *Service) Run(ctx context.Context) error {
 		Concurrency: s.cfg.Workers,
 	}, s.handle)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean shutdown
+		}
 		return fmt.Errorf("backup-streamer: consume: %w", err)
 	}
 	s.log.InfoContext(ctx, "backup-streamer running", slog.Int("workers", s.cfg.Workers), slog.String("staging_dir", s.cfg.StagingDir))

@@ -95,6 +95,9 @@ func (s *Service) Run(ctx context.Context) error {
 		Concurrency:    s.cfg.Workers,
 	}, s.handle)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean shutdown
+		}
 		return fmt.Errorf("committer: consume: %w", err)
 	}
 	s.log.InfoContext(ctx, "committer running", slog.Int("workers", s.cfg.Workers))

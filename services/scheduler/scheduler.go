@@ -136,6 +136,9 @@ func (s *Service) Run(ctx context.Context) error {
 		Concurrency: 1,
 	}, s.handle)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean shutdown
+		}
 		return fmt.Errorf("scheduler: consume: %w", err)
 	}
 	// the outcomes of backups, in order: a broken chain is reported before
