@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 	"unicode"
@@ -96,6 +97,16 @@ type Store interface {
 	// Delete removes the object under key. Deleting a key that holds no
 	// object is not an error.
 	Delete(ctx context.Context, key string) error
+}
+
+// CheckRange returns an error matching [ErrRange] for a range no object
+// holds: a negative offset or length, or an end past the largest int64.
+// Stores check it in GetRange before touching storage.
+func CheckRange(off, length int64) error {
+	if off < 0 || length < 0 || off > math.MaxInt64-length {
+		return ErrRange
+	}
+	return nil
 }
 
 // ValidateKey reports whether key is one a Store accepts, returning an error

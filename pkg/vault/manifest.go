@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,15 +200,13 @@ func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
 		if _, ok := locs[c.ID]; ok {
 			continue
 		}
-		var sum [32]byte
-		hex.Decode(sum[:], []byte(c.ID))
-		loc, ok := v.index.lookup(sum)
+		loc, ok := v.index.lookupID(c.ID)
 		if !ok && !refreshed {
 			if err := v.refreshIndex(ctx); err != nil {
 				return err
 			}
 			refreshed = true
-			loc, ok = v.index.lookup(sum)
+			loc, ok = v.index.lookupID(c.ID)
 		}
 		if !ok {
 			return &ChunkError{ID: c.ID, Err: fmt.Errorf("missing from the vault: %w", blob.ErrNotExist)}

@@ -239,6 +239,16 @@ func (x *vaultIndex) lookup(id [32]byte) (chunkLoc, bool) {
 	return loc, ok
 }
 
+// lookupID is lookup by the chunk's id in hex; an id that is not one is
+// in no index.
+func (x *vaultIndex) lookupID(id string) (chunkLoc, bool) {
+	var sum [32]byte
+	if n, err := hex.Decode(sum[:], []byte(id)); err != nil || n != len(sum) {
+		return chunkLoc{}, false
+	}
+	return x.lookup(sum)
+}
+
 // add records packs this process stored (and indexed).
 func (x *vaultIndex) add(indexID string, packs []packInfo) {
 	x.mu.Lock()
@@ -476,9 +486,7 @@ func (v *Vault) Locate(id string) (Location, bool) {
 	if !validChunkID(id) {
 		return Location{}, false
 	}
-	var sum [32]byte
-	hex.Decode(sum[:], []byte(id))
-	loc, ok := v.index.lookup(sum)
+	loc, ok := v.index.lookupID(id)
 	switch {
 	case !ok:
 		return Location{}, false

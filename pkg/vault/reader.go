@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -100,9 +99,7 @@ func (v *Vault) group(refs []ChunkRef) int {
 		if i == maxGroup || !validChunkID(ref.ID) {
 			return max(i, 1)
 		}
-		var sum [32]byte
-		hex.Decode(sum[:], []byte(ref.ID))
-		loc, ok := v.index.lookup(sum)
+		loc, ok := v.index.lookupID(ref.ID)
 		if !ok || loc.pack == "" || i > 0 && (loc.pack != prev.pack || loc.offset != prev.offset+prev.length) {
 			return max(i, 1)
 		}
@@ -141,9 +138,7 @@ func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, fs []*fetch) {
 func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef) ([][]byte, error) {
 	locs := make([]chunkLoc, len(refs))
 	for i, ref := range refs {
-		var sum [32]byte
-		hex.Decode(sum[:], []byte(ref.ID))
-		loc, ok := v.index.lookup(sum)
+		loc, ok := v.index.lookupID(ref.ID)
 		if !ok {
 			return nil, errors.New("not in the index")
 		}

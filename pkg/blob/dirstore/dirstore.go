@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -260,8 +259,8 @@ func (s *Store) getRange(ctx context.Context, key string, off, length int64) (io
 	if err != nil {
 		return nil, err
 	}
-	if off < 0 || length < 0 || off > math.MaxInt64-length {
-		return nil, blob.ErrRange
+	if err := blob.CheckRange(off, length); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
