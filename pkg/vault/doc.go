@@ -23,7 +23,10 @@
 //
 // A [Manifest] lists a stream's chunks with the caller's metadata; it is
 // sealed too and stored at manifests/<id>, and writing it is the commit of a
-// recovery point.
+// recovery point. A draft ([Vault.PutDraft]) is a manifest stored before
+// its commit, by the writer's process, so that the chunk list of a large
+// stream need not travel in a message; garbage collection counts it as a
+// root until it is deleted.
 //
 // # Keys
 //
@@ -44,6 +47,7 @@
 //	index/<index id>         sealed list of packs and their chunks
 //	chunks/<xx>/<chunk id>   sealed chunk stored alone (format 1; read, never written)
 //	manifests/<manifest id>  sealed manifest
+//	drafts/<manifest id>     sealed manifest not committed yet (a stream's chunk list)
 //
 // A vault written by coffer before packs (format 1: no config, a chunk per
 // object) opens as it is: its chunks are read and deduplicated against

@@ -101,6 +101,7 @@ func (m *Manifest) checkStripes() error {
 
 const (
 	manifestsPrefix = "manifests/"
+	draftsPrefix    = "drafts/"
 	// maxManifestSize bounds a manifest, sealed or not: at about 120 bytes
 	// a chunk, room for a stream of several tens of terabytes.
 	maxManifestSize = 1 << 30
@@ -143,34 +144,50 @@ func (v *Vault) PutManifest(ctx context.Context, id string, m *Manifest) error {
 }
 
 func (v *Vault) putManifest(ctx context.Context, id string, m *Manifest) error {
-	if err := ValidateManifestID(id); err != nil {
+	mc, err := checkManifest(id, m)
+	if err != nil {
 		return err
 	}
+	if err := v.checkChunksExist(ctx, mc.Chunks); err != nil {
+		return err
+	}
+	return v.storeManifest(ctx, manifestsPrefix+id, manifestName(id), mc)
+}
+
+// checkManifest returns a copy of m with its ID set to id, after checking
+// that id is valid, that m's chunks are well formed and add up to its
+// size, and that its stripes cut them exactly.
+func checkManifest(id string, m *Manifest) (*Manifest, error) {
+	if err := ValidateManifestID(id); err != nil {
+		return nil, err
+	}
 	if m.ID != "" && m.ID != id {
-		return fmt.Errorf("manifest holds id %q", m.ID)
+		return nil, fmt.Errorf("manifest holds id %q", m.ID)
 	}
 	mc := *m
 	mc.ID = id
 	var total int64
 	for i, c := range mc.Chunks {
 		if err := checkChunkID(c.ID); err != nil {
-			return fmt.Errorf("chunk %d: %w", i, err)
+			return nil, fmt.Errorf("chunk %d: %w", i, err)
 		}
 		if c.Size <= 0 || c.Size > maxChunkSize {
-			return fmt.Errorf("chunk %d (%s): size %d out of range", i, c.ID, c.Size)
+			return nil, fmt.Errorf("chunk %d (%s): size %d out of range", i, c.ID, c.Size)
 		}
 		total += c.Size
 	}
 	if total != mc.Size {
-		return fmt.Errorf("chunks add up to %d bytes, but the manifest says %d", total, mc.Size)
+		return nil, fmt.Errorf("chunks add up to %d bytes, but the manifest says %d", total, mc.Size)
 	}
 	if err := mc.checkStripes(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := v.checkChunksExist(ctx, mc.Chunks); err != nil {
-		return err
-	}
-	plain, err := json.Marshal(&mc)
+	return &mc, nil
+}
+
+// storeManifest seals m as the object name and stores it at key.
+func (v *Vault) storeManifest(ctx context.Context, key, name string, m *Manifest) error {
+	plain, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
@@ -181,8 +198,8 @@ func (v *Vault) putManifest(ctx context.Context, id string, m *Manifest) error {
 	if len(payload) > maxManifestSize-sealOverhead {
 		return fmt.Errorf("manifest is %d bytes, more than the %d allowed", len(payload), maxManifestSize)
 	}
-	sealed, _ := sealTo(make([]byte, 0, len(payload)+sealOverhead), v.keys.activeKey(), kindManifest, flags, payload, manifestName(id), nil)
-	return v.store.Put(ctx, manifestsPrefix+id, bytes.NewReader(sealed), int64(len(sealed)))
+	sealed, _ := sealTo(make([]byte, 0, len(payload)+sealOverhead), v.keys.activeKey(), kindManifest, flags, payload, name, nil)
+	return v.store.Put(ctx, key, bytes.NewReader(sealed), int64(len(sealed)))
 }
 
 func manifestName(id string) string { return "manifest/" + id }
@@ -284,11 +301,17 @@ func (v *Vault) getManifest(ctx context.Context, id string) (*Manifest, error) {
 	if err := ValidateManifestID(id); err != nil {
 		return nil, err
 	}
-	raw, err := readSmall(ctx, v.store, manifestsPrefix+id, maxManifestSize)
+	return v.loadManifest(ctx, manifestsPrefix+id, manifestName(id), id)
+}
+
+// loadManifest reads, opens and checks the manifest sealed as the object
+// name at key, which must hold manifest id.
+func (v *Vault) loadManifest(ctx context.Context, key, name, id string) (*Manifest, error) {
+	raw, err := readSmall(ctx, v.store, key, maxManifestSize)
 	if err != nil {
 		return nil, err
 	}
-	payload, flags, err := v.open(raw, kindManifest, manifestName(id))
+	payload, flags, err := v.open(raw, kindManifest, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -338,3 +361,64 @@ func (v *Vault) DeleteManifest(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// PutDraft stores m as the draft of manifest id: the chunk list of a
+// stream whose writer is closed and whose recovery point is not
+// committed yet, too long to travel in a message (about 80 bytes a
+// chunk). It checks m as PutManifest does, but not that its chunks are in
+// the vault: the commit does. A draft is not a recovery point; it keeps
+// its chunks from garbage collection until [Vault.DeleteDraft] removes it
+// (after the commit, or when its backup is given up). Storing a draft
+// again replaces it.
+func (v *Vault) PutDraft(ctx context.Context, id string, m *Manifest) error {
+	mc, err := checkManifest(id, m)
+	if err == nil {
+		err = v.storeManifest(ctx, draftsPrefix+id, draftName(id), mc)
+	}
+	if err != nil {
+		return fmt.Errorf("put draft %s: %w", id, err)
+	}
+	return nil
+}
+
+// GetDraft reads and verifies draft id, with the errors of GetManifest.
+func (v *Vault) GetDraft(ctx context.Context, id string) (*Manifest, error) {
+	err := ValidateManifestID(id)
+	var m *Manifest
+	if err == nil {
+		m, err = v.loadManifest(ctx, draftsPrefix+id, draftName(id), id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get draft %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// ListDrafts calls fn with the id of every draft and when it was stored,
+// in lexical order of id, stopping at and returning fn's first error.
+func (v *Vault) ListDrafts(ctx context.Context, fn func(id string, stored time.Time) error) error {
+	err := v.store.List(ctx, draftsPrefix, func(i blob.Info) error {
+		id := strings.TrimPrefix(i.Key, draftsPrefix)
+		if ValidateManifestID(id) != nil {
+			return nil // not a draft
+		}
+		return fn(id, i.ModTime)
+	})
+	if err != nil {
+		return fmt.Errorf("list drafts: %w", err)
+	}
+	return nil
+}
+
+// DeleteDraft removes draft id; deleting a missing draft is not an error.
+func (v *Vault) DeleteDraft(ctx context.Context, id string) error {
+	if err := ValidateManifestID(id); err != nil {
+		return fmt.Errorf("delete draft: %w", err)
+	}
+	if err := v.store.Delete(ctx, draftsPrefix+id); err != nil {
+		return fmt.Errorf("delete draft %s: %w", id, err)
+	}
+	return nil
+}
+
+func draftName(id string) string { return "draft/" + id }
