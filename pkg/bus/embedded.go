@@ -77,10 +77,9 @@ func StartEmbedded(opts Options) (*Embedded, error) {
 		NoLog:      true,
 		Host:       opts.Host,
 		Port:       opts.Port,
-		// a BackupStreamed lists every chunk of its backup, about 76
-		// bytes each: 8 MiB carries a backup of about 60 GiB, where
-		// nats-server's default of 1 MiB stops at about 7 GiB
-		MaxPayload: 8 << 20,
+		// nats-server's default MaxPayload (1 MiB), as an external
+		// server has: no event grows with a backup's size (a chunk list
+		// travels as a draft in the vault)
 	}
 	switch opts.Port {
 	case 0:

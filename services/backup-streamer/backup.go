@@ -2,6 +2,7 @@ package streamer
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -44,13 +45,13 @@ func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.Back
 		}
 		return err
 	}
-	streamed, err := s.runBackup(ctx, log, jid, req, backupOptions{})
+	sb, err := s.runBackup(ctx, log, jid, req, backupOptions{})
 	if err == nil {
-		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, streamed, streamed.Meta.EventId)
+		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, sb.event, sb.event.Meta.EventId)
 	}
 	if err == nil {
-		log.InfoContext(ctx, "backup streamed", slog.Int64("size", streamed.GetSize()), slog.Int64("new_bytes", streamed.GetNewBytes()),
-			slog.Int("chunks", len(streamed.GetChunks())))
+		log.InfoContext(ctx, "backup streamed", slog.Int64("size", sb.event.GetSize()), slog.Int64("new_bytes", sb.event.GetNewBytes()),
+			slog.Int("chunks", sb.chunks()), slog.String("draft", sb.event.GetDraft()))
 	}
 	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
 		return &cofferv1.JobFailed{
@@ -121,9 +122,26 @@ type backupOptions struct {
 // stagingName is the staging file of a backup job.
 func stagingName(jid string) string { return jid + ".bak" }
 
+// streamedBackup is a backup the vault holds, not committed yet: the
+// BackupStreamed to publish, and the chunks of its streams (one per
+// stripe), which the event leaves to its draft in the vault.
+type streamedBackup struct {
+	event   *cofferv1.BackupStreamed
+	streams [][]vault.ChunkRef
+}
+
+// chunks counts the backup's chunks.
+func (b *streamedBackup) chunks() int {
+	n := 0
+	for _, st := range b.streams {
+		n += len(st)
+	}
+	return n
+}
+
 // runBackup takes the backup into the staging directory while it streams
-// the file into the vault, and returns the BackupStreamed to publish.
-func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, opt backupOptions) (*cofferv1.BackupStreamed, error) {
+// the file into the vault, and returns it, its draft stored.
+func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, opt backupOptions) (*streamedBackup, error) {
 	db := req.GetDatabase()
 	typ, ok := backupType(req.GetType())
 	if !ok {
@@ -255,7 +273,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		attribute.Int("vault.chunks", len(res.Chunks)))
 	upSpan.End()
 
-	streamed, err := s.streamed(ctx, log, c, jid, req, []string{remote}, []vault.Result{res}, chainBreak)
+	sb, err := s.streamed(ctx, log, c, jid, req, []string{remote}, []vault.Result{res}, chainBreak)
 	if err != nil {
 		return nil, err
 	}
@@ -264,13 +282,15 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	} else if err := removeFile(local); err != nil {
 		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
 	}
-	return streamed, nil
+	return sb, nil
 }
 
 // streamed reads what SQL Server says of the backup it wrote to files (a
-// staging path, or one URL per stripe) and makes the BackupStreamed of
-// the streams res the vault holds, one per file.
-func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, files []string, res []vault.Result, chainBreak string) (*cofferv1.BackupStreamed, error) {
+// staging path, or one URL per stripe), stores the draft of the streams
+// res the vault holds, one per file, and makes their BackupStreamed,
+// which names the draft: a backup's chunk list (about 80 bytes a chunk,
+// 8 MB for 100 GB) is too long for a message.
+func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, files []string, res []vault.Result, chainBreak string) (*streamedBackup, error) {
 	db := req.GetDatabase()
 	meta, err := s.readHeader(ctx, c, jid, db, files)
 	if err != nil {
@@ -291,20 +311,34 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 		Reason:     req.GetReason(),
 		ChainBreak: chainBreak,
 	}
+	draft := &vault.Manifest{CreatedAt: s.cfg.Now().UTC()}
+	sb := &streamedBackup{event: e}
 	for _, r := range res {
-		for _, ch := range r.Chunks {
-			e.Chunks = append(e.Chunks, &cofferv1.ChunkRef{Id: ch.ID, Size: ch.Size, StoredSize: ch.StoredSize})
-		}
+		draft.Chunks = append(draft.Chunks, r.Chunks...)
+		sb.streams = append(sb.streams, r.Chunks)
 		e.Size += r.Size
 		e.NewBytes += r.NewBytes
 		if len(res) > 1 {
-			e.Stripes = append(e.Stripes, &cofferv1.BackupStripe{Chunks: int32(len(r.Chunks)), Size: r.Size, Checksum: r.Checksum})
+			st := &cofferv1.BackupStripe{Chunks: int32(len(r.Chunks)), Size: r.Size, Checksum: r.Checksum}
+			e.Stripes = append(e.Stripes, st)
+			draft.Stripes = append(draft.Stripes, vault.Stripe{Chunks: len(r.Chunks), Size: r.Size, Checksum: r.Checksum})
 		}
 	}
 	if len(res) == 1 {
 		e.Checksum = res[0].Checksum
 	}
-	return e, nil
+	draft.Size, draft.Checksum = e.Size, e.Checksum
+	// a draft of its own for each attempt: a job streamed again (its
+	// work message redelivered) never replaces the chunk list the first
+	// attempt's event, with the first attempt's LSNs, names
+	e.Draft = event.RecoveryPointID(jid) + "." + rand.Text()[:10]
+	if err := s.vault.PutDraft(ctx, e.Draft, draft); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+		}
+		return nil, fail("store the chunk list of the backup of database %q in the vault: %v", db.GetDatabase(), err)
+	}
+	return sb, nil
 }
 
 // errSerialized is SQL Server's refusal of a second data backup (or a

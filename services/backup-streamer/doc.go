@@ -8,11 +8,13 @@
 // Server writes it and feeds to the vault (chunked, deduplicated,
 // compressed, encrypted). When the BACKUP statement has returned and the
 // file is read to its end, the streamer reads the backup's header with
-// RESTORE HEADERONLY and FILELISTONLY, removes the staging file and
-// publishes BackupStreamed, the draft the committer turns into a recovery
-// point. Nothing the streamer does commits: until the committer writes
-// the manifest, uploaded chunks are garbage, so a failed backup leaves no
-// recovery point behind.
+// RESTORE HEADERONLY and FILELISTONLY, removes the staging file, stores
+// the backup's chunk list in the vault as a draft (vault.PutDraft: a list
+// grows with the backup, past what a message carries) and publishes
+// BackupStreamed, naming the draft, which the committer turns into a
+// recovery point. Nothing the streamer does commits: until the committer
+// writes the manifest, uploaded chunks belong to no recovery point, so a
+// failed backup leaves none behind.
 //
 // A restore reassembles each recovery point's backup file from the vault
 // into the staging directory, every chunk verified and the whole stream

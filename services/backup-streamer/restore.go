@@ -474,11 +474,12 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	breq := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("tail-log", jid), tjid, now), Database: db,
 		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true}
 	tlog := log.With(slog.String("tail_log_job", tjid))
-	streamed, err := s.runBackup(ctx, tlog, tjid, breq, backupOptions{tail: true})
+	sb, err := s.runBackup(ctx, tlog, tjid, breq, backupOptions{tail: true})
 	if err != nil {
 		return nil, fail("the tail-log backup of %q failed, so nothing was overwritten: %v", db.GetDatabase(), err)
 	}
 	local := filepath.Join(s.cfg.StagingDir, stagingName(tjid))
+	streamed := sb.event
 	if err := s.publish(ctx, cofferv1.SubjectBackupStreamed, streamed, streamed.Meta.EventId); err != nil {
 		return nil, fmt.Errorf("database %q is RESTORING after its tail-log backup, which is in %s and not yet recorded (RESTORE DATABASE ... WITH RECOVERY brings the database back): %w",
 			db.GetDatabase(), local, err)
@@ -488,7 +489,7 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		if job != nil {
 			// URL mode: the restore reads the tail from the endpoint
-			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", streamedStreams(streamed))}, nil
+			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", sb.streams)}, nil
 		}
 		return &staged{rp: rp, local: []string{local}, remote: []string{serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}}, nil
 	}
@@ -655,25 +656,6 @@ func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][
 		urls[k] = s.url.url(jid, n)
 	}
 	return urls
-}
-
-// streamedStreams cuts a streamed backup's chunks into its stripes.
-func streamedStreams(e *cofferv1.BackupStreamed) [][]vault.ChunkRef {
-	refs := make([]vault.ChunkRef, len(e.GetChunks()))
-	for i, ch := range e.GetChunks() {
-		refs[i] = vault.ChunkRef{ID: ch.GetId(), Size: ch.GetSize(), StoredSize: ch.GetStoredSize()}
-	}
-	if len(e.GetStripes()) == 0 {
-		return [][]vault.ChunkRef{refs}
-	}
-	var out [][]vault.ChunkRef
-	at := 0
-	for _, st := range e.GetStripes() {
-		end := min(at+int(st.GetChunks()), len(refs))
-		out = append(out, refs[at:end])
-		at = end
-	}
-	return out
 }
 
 type countWriter struct {

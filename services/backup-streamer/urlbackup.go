@@ -155,7 +155,7 @@ func (e *urlEndpoint) stripeNames(size int64) ([]string, error) {
 // database is striped over several URLs, each its own stream in the
 // vault.
 func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, c *mssql.Client,
-	on string, typ mssql.BackupType, opt backupOptions, chainBreak string, prog *progress) (*cofferv1.BackupStreamed, error) {
+	on string, typ mssql.BackupType, opt backupOptions, chainBreak string, prog *progress) (*streamedBackup, error) {
 	db := req.GetDatabase()
 	data, logSize, err := c.DatabaseSize(ctx, db.GetDatabase())
 	if err != nil {
@@ -197,7 +197,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 		}
 	}()
 	var job *urlJob
-	var streamed *cofferv1.BackupStreamed
+	var streamed *streamedBackup
 	setup := func(j *urlJob) {
 		job = j
 		for k, name := range names {

@@ -95,12 +95,13 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		if err != nil {
 			return nil, reject("manifest %s is already written but holds no recovery point: %v", rpID, err)
 		}
-		if !sameStream(existing, e) {
+		if existing.Size != e.GetSize() || existing.Checksum != e.GetChecksum() {
 			// The commit happened; a second stream for the same job (a
 			// backup rerun after a lost acknowledgement) never replaces it.
 			log.WarnContext(ctx, "job streamed again after its commit; keeping the committed stream",
 				slog.String("committed_checksum", existing.Checksum), slog.String("streamed_checksum", e.GetChecksum()))
 		}
+		s.deleteDraft(ctx, log, e)
 		return rp, nil
 	case errors.Is(err, blob.ErrNotExist):
 	case errors.Is(err, vault.ErrCorrupt):
@@ -114,26 +115,17 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 	if db.GetInstance() == "" || db.GetDatabase() == "" {
 		return nil, reject("the streamed backup names no database")
 	}
-	var total, stored int64
-	chunks := make([]vault.ChunkRef, len(e.GetChunks()))
-	seen := make(map[string]bool, len(e.GetChunks()))
-	for i, c := range e.GetChunks() {
-		if c.GetSize() <= 0 {
-			return nil, reject("chunk %d (%s) of the streamed backup has size %d", i, c.GetId(), c.GetSize())
-		}
-		total += c.GetSize()
-		if !seen[c.GetId()] {
-			seen[c.GetId()] = true
-			stored += c.GetStoredSize()
-		}
-		chunks[i] = vault.ChunkRef{ID: c.GetId(), Size: c.GetSize(), StoredSize: c.GetStoredSize()}
-	}
-	if total != e.GetSize() {
-		return nil, reject("the chunks of the streamed backup add up to %d bytes, but the stream is %d bytes", total, e.GetSize())
-	}
-	stripes, err := streamedStripes(e, chunks)
+	chunks, stripes, err := s.streamedChunks(ctx, e)
 	if err != nil {
 		return nil, err
+	}
+	var stored int64
+	seen := make(map[string]bool, len(chunks))
+	for _, c := range chunks {
+		if !seen[c.ID] {
+			seen[c.ID] = true
+			stored += c.StoredSize
+		}
 	}
 	now := s.cfg.Now()
 	rp := &cofferv1.RecoveryPoint{
@@ -184,7 +176,64 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		}
 		return nil, err
 	}
+	s.deleteDraft(ctx, log, e)
 	return rp, nil
+}
+
+// streamedChunks returns the chunks and stripes of a streamed backup:
+// from its draft in the vault, or from the event itself when it is from a
+// streamer older than drafts. They must add up to the event's size, and a
+// draft must record the event's stream (its size, checksum and stripes),
+// or the backup is rejected.
+func (s *Service) streamedChunks(ctx context.Context, e *cofferv1.BackupStreamed) ([]vault.ChunkRef, []vault.Stripe, error) {
+	if e.GetDraft() == "" {
+		chunks := make([]vault.ChunkRef, len(e.GetChunks()))
+		var total int64
+		for i, c := range e.GetChunks() {
+			if c.GetSize() <= 0 {
+				return nil, nil, reject("chunk %d (%s) of the streamed backup has size %d", i, c.GetId(), c.GetSize())
+			}
+			total += c.GetSize()
+			chunks[i] = vault.ChunkRef{ID: c.GetId(), Size: c.GetSize(), StoredSize: c.GetStoredSize()}
+		}
+		if total != e.GetSize() {
+			return nil, nil, reject("the chunks of the streamed backup add up to %d bytes, but the stream is %d bytes", total, e.GetSize())
+		}
+		stripes, err := streamedStripes(e, chunks)
+		return chunks, stripes, err
+	}
+	if len(e.GetChunks()) > 0 {
+		return nil, nil, reject("the streamed backup lists chunks and names draft %s too", e.GetDraft())
+	}
+	d, err := s.vault.GetDraft(ctx, e.GetDraft())
+	switch {
+	case errors.Is(err, blob.ErrNotExist), errors.Is(err, vault.ErrCorrupt):
+		return nil, nil, reject("the chunk list of the streamed backup cannot be read from the vault: %v", err)
+	case err != nil:
+		return nil, nil, err
+	}
+	if d.Size != e.GetSize() || d.Checksum != e.GetChecksum() || len(d.Stripes) != len(e.GetStripes()) {
+		return nil, nil, reject("draft %s records a stream of %d bytes (checksum %q, %d stripes), not the streamed backup's %d bytes (checksum %q, %d stripes)",
+			e.GetDraft(), d.Size, d.Checksum, len(d.Stripes), e.GetSize(), e.GetChecksum(), len(e.GetStripes()))
+	}
+	for k, st := range e.GetStripes() {
+		if d.Stripes[k].Size != st.GetSize() || d.Stripes[k].Checksum != st.GetChecksum() || d.Stripes[k].Chunks != int(st.GetChunks()) {
+			return nil, nil, reject("draft %s: stripe %d is not the streamed backup's", e.GetDraft(), k+1)
+		}
+	}
+	return d.Chunks, d.Stripes, nil
+}
+
+// deleteDraft deletes the draft of a committed backup, if it has one. A
+// draft left behind costs nothing but its object until garbage collection
+// removes it, so a failure is only logged.
+func (s *Service) deleteDraft(ctx context.Context, log *slog.Logger, e *cofferv1.BackupStreamed) {
+	if e.GetDraft() == "" {
+		return
+	}
+	if err := s.vault.DeleteDraft(ctx, e.GetDraft()); err != nil {
+		log.WarnContext(ctx, "draft of a committed backup not deleted; garbage collection will", slog.String("draft", e.GetDraft()), slog.Any("error", err))
+	}
 }
 
 // healedBy returns the committed full of rp's database that already heals
@@ -277,22 +326,4 @@ func streamedStripes(e *cofferv1.BackupStreamed, chunks []vault.ChunkRef) ([]vau
 		return nil, reject("the stripes of the streamed backup hold %d of its %d chunks", at, len(chunks))
 	}
 	return out, nil
-}
-
-// sameStream reports whether manifest m records the stream e describes.
-func sameStream(m *vault.Manifest, e *cofferv1.BackupStreamed) bool {
-	if m.Size != e.GetSize() || m.Checksum != e.GetChecksum() || len(m.Chunks) != len(e.GetChunks()) || len(m.Stripes) != len(e.GetStripes()) {
-		return false
-	}
-	for k, st := range e.GetStripes() {
-		if m.Stripes[k].Chunks != int(st.GetChunks()) || m.Stripes[k].Checksum != st.GetChecksum() {
-			return false
-		}
-	}
-	for i, c := range e.GetChunks() {
-		if m.Chunks[i].ID != c.GetId() || m.Chunks[i].Size != c.GetSize() {
-			return false
-		}
-	}
-	return true
 }

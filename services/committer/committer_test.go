@@ -2,6 +2,9 @@ package committer_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -47,11 +51,11 @@ func TestCommitRedelivered(t *testing.T) {
 		t.Fatalf("no recovery point under its key; have %v", rps)
 	}
 	var stored int64
-	for _, c := range bs.Chunks {
+	for _, c := range e.chunksOf(bs) {
 		stored += c.StoredSize
 	}
 	want := &cofferv1.RecoveryPoint{Id: rpID, Database: db, Backup: bs.Backup, Manifest: rpID, Size: bs.Size,
-		StoredBytes: stored, NewBytes: bs.NewBytes, Chunks: int32(len(bs.Chunks)), Checksum: bs.Checksum, JobId: jid,
+		StoredBytes: stored, NewBytes: bs.NewBytes, Chunks: int32(len(e.chunksOf(bs))), Checksum: bs.Checksum, JobId: jid,
 		CommittedAt: rp.CommittedAt, Policy: "default", Tags: []string{"daily"},
 		// the default policy keeps a full 30 days from when it was taken
 		ExpiresAt: timestamppb.New(now.Add(30 * 24 * time.Hour))}
@@ -72,8 +76,78 @@ func TestCommitRedelivered(t *testing.T) {
 	if !proto.Equal(&meta, rp) {
 		t.Errorf("manifest meta %v; want the catalog's record %v", &meta, rp)
 	}
+	if !slices.Equal(m.Chunks, e.chunksOf(bs)) {
+		t.Errorf("the manifest's chunks are not the draft's")
+	}
+	if _, err := e.vault.GetDraft(context.Background(), bs.Draft); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("the draft of a committed backup is still there: %v", err)
+	}
 	if n := e.count(cofferv1.SubjectRecoveryPointCommitted); n != 1 {
 		t.Errorf("%d RecoveryPointCommitted events; want 1", n)
+	}
+}
+
+// TestCommitLegacyEvent commits a BackupStreamed that lists its chunks, as
+// streamers did before drafts, so that events queued across an upgrade
+// still become recovery points.
+func TestCommitLegacyEvent(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{Now: clock})
+	const jid = "j20261122T100000-00000003"
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	bs := e.legacyStream(jid, db, 3<<20)
+	e.publish(cofferv1.SubjectBackupStreamed, bs, "streamed")
+	e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	m, err := e.vault.GetManifest(context.Background(), event.RecoveryPointID(jid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Chunks) != len(bs.Chunks) || m.Size != bs.Size {
+		t.Fatalf("manifest of %d chunks, %d bytes; want the event's %d, %d", len(m.Chunks), m.Size, len(bs.Chunks), bs.Size)
+	}
+	for i, c := range bs.Chunks {
+		if m.Chunks[i].ID != c.Id || m.Chunks[i].Size != c.Size {
+			t.Fatalf("chunk %d is %v, want the event's %v", i, m.Chunks[i], c)
+		}
+	}
+}
+
+// TestCommitBadDraft fails, visibly and committing nothing, a streamed
+// backup whose draft is missing, or records another stream (a later
+// attempt's, say), or comes with a chunk list as well.
+func TestCommitBadDraft(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	for i, tc := range []struct {
+		name   string
+		change func(bs *cofferv1.BackupStreamed)
+		want   string
+	}{
+		{"missing", func(bs *cofferv1.BackupStreamed) {
+			if err := e.vault.DeleteDraft(context.Background(), bs.Draft); err != nil {
+				t.Fatal(err)
+			}
+		}, "cannot be read"},
+		{"other checksum", func(bs *cofferv1.BackupStreamed) { bs.Checksum = strings.Repeat("0", len(bs.Checksum)) }, "not the streamed backup's"},
+		{"other size", func(bs *cofferv1.BackupStreamed) { bs.Size++ }, "not the streamed backup's"},
+		{"chunks too", func(bs *cofferv1.BackupStreamed) {
+			bs.Chunks = []*cofferv1.ChunkRef{{Id: e.chunksOf(bs)[0].ID, Size: bs.Size}}
+		}, "names draft"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jid := fmt.Sprintf("j20261122T100000-0000010%d", i)
+			bs := e.stream(jid, db, 1<<20)
+			tc.change(bs)
+			e.publish(cofferv1.SubjectBackupStreamed, bs, jid)
+			j := e.waitJob(jid, cofferv1.JobState_JOB_STATE_FAILED)
+			if !strings.Contains(j.Error, tc.want) {
+				t.Errorf("reason %q; want it to say %q", j.Error, tc.want)
+			}
+			if _, err := e.vault.GetManifest(context.Background(), event.RecoveryPointID(jid)); !errors.Is(err, blob.ErrNotExist) {
+				t.Errorf("manifest written: %v", err)
+			}
+		})
 	}
 }
 
@@ -85,7 +159,7 @@ func TestCommitMissingChunk(t *testing.T) {
 	const jid = "j20261122T100000-00000001"
 	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
 	bs := e.stream(jid, db, 3<<20)
-	missing := bs.Chunks[1].Id
+	missing := e.chunksOf(bs)[1].ID
 	if _, err := e.vault.Collect(context.Background(), map[string]bool{missing: true}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +185,7 @@ func TestCommitSizeMismatch(t *testing.T) {
 	e := newEnv(t)
 	e.start(committer.Config{})
 	const jid = "j20261122T100000-00000002"
-	bs := e.stream(jid, &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}, 1<<20)
+	bs := e.legacyStream(jid, &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}, 1<<20)
 	bs.Size++
 	e.publish(cofferv1.SubjectBackupStreamed, bs, "streamed")
 	j := e.waitJob(jid, cofferv1.JobState_JOB_STATE_FAILED)

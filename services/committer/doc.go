@@ -6,10 +6,12 @@
 // id); in jobs, each job under catalog.Key(job id), from the JobQueued,
 // JobProgress, JobFailed, RestoreCompleted and BackupStreamed events.
 //
-// A BackupStreamed event is the draft of a manifest. The committer checks
-// that every chunk it names is in the vault and that their sizes add up,
-// then writes the manifest, whose Meta is the RecoveryPoint in protojson:
-// that write is the commit. Only then does it record the recovery point,
+// A BackupStreamed event names the draft of a manifest, which the
+// streamer stored in the vault (events from streamers older than drafts
+// list the chunks themselves). The committer reads the draft, checks that
+// it records the event's stream, that every chunk it names is in the
+// vault and that their sizes add up, then writes the manifest, whose Meta is the RecoveryPoint in protojson:
+// that write is the commit, after which it deletes the draft. Only then does it record the recovery point,
 // mark the job succeeded and publish RecoveryPointCommitted. Because the
 // manifests carry the records, [Rebuild] can recreate recovery_points from
 // the vault alone.

@@ -28,6 +28,8 @@ type env struct {
 	cat   *catalog.Catalog
 	store *dirstore.Store
 	vault *vault.Vault
+	// streams are the chunks of the streams made by stream, by draft
+	streams map[string][]vault.ChunkRef
 }
 
 // newBus starts an embedded NATS with coffer's topology for the test.
@@ -48,7 +50,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, bus: b, cat: cat, store: store, vault: v}
+	return &env{t: t, bus: b, cat: cat, store: store, vault: v, streams: map[string][]vault.ChunkRef{}}
 }
 
 // start runs a committer until the test ends.
@@ -76,9 +78,44 @@ func (e *env) publish(subject string, m proto.Message, id string) {
 	}
 }
 
-// stream writes size random bytes to the vault as a backup stream would
-// and returns the BackupStreamed that describes it.
+// stream writes size random bytes to the vault as a backup stream would,
+// with its draft, and returns the BackupStreamed that describes it.
 func (e *env) stream(jobID string, db *cofferv1.DatabaseRef, size int) *cofferv1.BackupStreamed {
+	e.t.Helper()
+	bs, chunks := e.write(jobID, db, size)
+	bs.Draft = event.RecoveryPointID(jobID) + ".draft"
+	d := &vault.Manifest{CreatedAt: time.Now().UTC(), Size: bs.Size, Checksum: bs.Checksum, Chunks: chunks}
+	if err := e.vault.PutDraft(context.Background(), bs.Draft, d); err != nil {
+		e.t.Fatal(err)
+	}
+	e.streams[bs.Draft] = chunks
+	return bs
+}
+
+// legacyStream is stream as a streamer older than drafts did it: the
+// event lists the chunks.
+func (e *env) legacyStream(jobID string, db *cofferv1.DatabaseRef, size int) *cofferv1.BackupStreamed {
+	e.t.Helper()
+	bs, chunks := e.write(jobID, db, size)
+	for _, c := range chunks {
+		bs.Chunks = append(bs.Chunks, &cofferv1.ChunkRef{Id: c.ID, Size: c.Size, StoredSize: c.StoredSize})
+	}
+	return bs
+}
+
+// chunksOf returns the chunks of a stream made by stream.
+func (e *env) chunksOf(bs *cofferv1.BackupStreamed) []vault.ChunkRef {
+	e.t.Helper()
+	c, ok := e.streams[bs.GetDraft()]
+	if !ok {
+		e.t.Fatalf("no stream made with draft %q", bs.GetDraft())
+	}
+	return c
+}
+
+// write stores size random bytes in the vault and returns the
+// BackupStreamed of a full backup of db without its chunks, and them.
+func (e *env) write(jobID string, db *cofferv1.DatabaseRef, size int) (*cofferv1.BackupStreamed, []vault.ChunkRef) {
 	e.t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
@@ -99,10 +136,7 @@ func (e *env) stream(jobID string, db *cofferv1.DatabaseRef, size int) *cofferv1
 		Checksum: res.Checksum,
 		NewBytes: res.NewBytes,
 	}
-	for _, c := range res.Chunks {
-		bs.Chunks = append(bs.Chunks, &cofferv1.ChunkRef{Id: c.ID, Size: c.Size, StoredSize: c.StoredSize})
-	}
-	return bs
+	return bs, res.Chunks
 }
 
 // settled waits until the committer has handled every event published so

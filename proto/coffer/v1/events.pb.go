@@ -1227,10 +1227,12 @@ type BackupStreamed struct {
 	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
 	Backup   *BackupMetadata        `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
-	Chunks   []*ChunkRef            `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
-	Size     int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
-	Checksum string                 `protobuf:"bytes,6,opt,name=checksum,proto3" json:"checksum,omitempty"`
-	NewBytes int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	// chunks is the stream's chunk list, in events from before drafts;
+	// empty when draft is set.
+	Chunks   []*ChunkRef `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Size     int64       `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Checksum string      `protobuf:"bytes,6,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	NewBytes int64       `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
 	// reason is the BackupRequested's: "on-demand", "first-full", "scheduled".
 	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// chain_break is set when this full heals a broken chain: why it broke.
@@ -1238,7 +1240,13 @@ type BackupStreamed struct {
 	// stripes, when there are two or more, cut chunks into the streams of a
 	// backup SQL Server wrote to several URLs at once, in URL order; size is
 	// their sum and checksum is empty (each stripe has its own).
-	Stripes       []*BackupStripe `protobuf:"bytes,10,rep,name=stripes,proto3" json:"stripes,omitempty"`
+	Stripes []*BackupStripe `protobuf:"bytes,10,rep,name=stripes,proto3" json:"stripes,omitempty"`
+	// draft names the vault draft (drafts/<draft>) holding the stream's
+	// chunk list, which the committer turns into the manifest and then
+	// deletes: a chunk list grows with the backup (about 80 bytes a chunk),
+	// past what a message may carry. Its size, checksum and stripes must be
+	// the event's.
+	Draft         string `protobuf:"bytes,11,opt,name=draft,proto3" json:"draft,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1341,6 +1349,13 @@ func (x *BackupStreamed) GetStripes() []*BackupStripe {
 		return x.Stripes
 	}
 	return nil
+}
+
+func (x *BackupStreamed) GetDraft() string {
+	if x != nil {
+		return x.Draft
+	}
+	return ""
 }
 
 // BackupStripe is one stream of a striped backup: the next `chunks`
@@ -2544,7 +2559,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\x87\x03\n" +
+	"backupType\"\x9d\x03\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2557,7 +2572,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\vchain_break\x18\t \x01(\tR\n" +
 	"chainBreak\x121\n" +
 	"\astripes\x18\n" +
-	" \x03(\v2\x17.coffer.v1.BackupStripeR\astripes\"V\n" +
+	" \x03(\v2\x17.coffer.v1.BackupStripeR\astripes\x12\x14\n" +
+	"\x05draft\x18\v \x01(\tR\x05draft\"V\n" +
 	"\fBackupStripe\x12\x16\n" +
 	"\x06chunks\x18\x01 \x01(\x05R\x06chunks\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1a\n" +
