@@ -156,6 +156,13 @@ func isNoSuchKey(err error) bool {
 	return code == minio.NoSuchKey || code == "NotFound"
 }
 
+// S3's limit on a single PUT, and the part size minio-go uses when
+// none is set.
+const (
+	maxSinglePut    = 5 << 30
+	defaultPartSize = 16 << 20
+)
+
 // Put implements [blob.Store].
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	name, err := s.object(key)
@@ -175,7 +182,15 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 			return fmt.Errorf("put %s: %w", key, err)
 		}
 	}
+	// One PUT for anything S3 takes in one: minio-go would cut an object
+	// over 16 MiB (a vault's pack) into parts, buffering each, and each
+	// part is a request the store must assemble.
+	var partSize uint64
+	if size <= maxSinglePut {
+		partSize = uint64(max(size, defaultPartSize))
+	}
 	_, err = s.client.PutObject(ctx, s.bucket, name, er, size, minio.PutObjectOptions{
+		PartSize:       partSize,
 		ContentType:    "application/octet-stream",
 		SendContentMd5: false,
 		// Over TLS the transport protects the payload and the CRC32C
