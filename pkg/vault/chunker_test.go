@@ -86,7 +86,7 @@ func TestChunkerBounds(t *testing.T) {
 
 func TestChunkerMeanSize(t *testing.T) {
 	data := randData(2, 96<<20)
-	for name, want := range map[string]float64{chunking1M: 1.05, chunking512K: 0.52} {
+	for name, want := range map[string]float64{chunking1M: 1.05, chunking512K: 0.52, chunking256K: 0.26} {
 		sizes := cutsWith(testGear(2), chunkings[name], data)
 		mean := float64(len(data)) / float64(len(sizes)) / (1 << 20)
 		if mean < want*0.8 || mean > want*1.2 {

@@ -18,7 +18,8 @@ import (
 //   - Format 2: chunks are written into packs (packs/<xx>/<id>) listed by
 //     index objects (index/<id>); chunks of format 1 stay where they are and
 //     are read, deduplicated against and collected as before. A vault
-//     created in format 2 cuts chunks at about 512 KiB; one upgraded from
+//     created in format 2 cuts chunks at about 256 KiB (512 KiB in the first
+//     format 2 vaults, which keep it); one upgraded from
 //     format 1 keeps cutting at 1 MiB, so that new backups still
 //     deduplicate against the old ones.
 //
@@ -36,7 +37,7 @@ const (
 type vaultConfig struct {
 	Format int `json:"format"`
 	// Chunking names the chunker's parameters: "fastcdc-1m" or
-	// "fastcdc-512k" (chunkings).
+	// "fastcdc-512k" or "fastcdc-256k" (chunkings).
 	Chunking string `json:"chunking"`
 }
 

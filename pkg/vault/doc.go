@@ -2,7 +2,7 @@
 // deduplicated on a [blob.Store].
 //
 // A stream written with [Vault.NewWriter] is cut into chunks at
-// content-defined boundaries (FastCDC: 128 KiB to 2 MiB, about 512 KiB on
+// content-defined boundaries (FastCDC: 64 KiB to 1 MiB, about 256 KiB on
 // average, in a new vault; 256 KiB to 4 MiB, about 1 MiB, in one upgraded
 // from format 1, so that it keeps deduplicating), so identical data cuts
 // identically in every backup and an edit disturbs only the chunks around

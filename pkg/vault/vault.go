@@ -125,7 +125,7 @@ func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if err := putKeyRecord(ctx, store, master, primaryKeySecret(master)); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
-	if err := putConfig(ctx, store, vaultConfig{Format: formatPacks, Chunking: chunking512K}); err != nil {
+	if err := putConfig(ctx, store, vaultConfig{Format: formatPacks, Chunking: chunking256K}); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
 	return Open(ctx, store, master)

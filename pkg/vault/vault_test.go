@@ -68,9 +68,9 @@ func testRoundTrip(t *testing.T, newStore newStoreFunc) {
 	for i, c := range res.Chunks {
 		total += c.Size
 		stored += c.StoredSize
-		// a new vault cuts chunks of 128 KiB to 2 MiB (about 512 KiB)
-		if c.Size > 2<<20 || (i < len(res.Chunks)-1 && c.Size < 128<<10) {
-			t.Errorf("chunk %d is %d bytes; want 128 KiB to 2 MiB", i, c.Size)
+		// a new vault cuts chunks of 64 KiB to 1 MiB (about 256 KiB)
+		if c.Size > 1<<20 || (i < len(res.Chunks)-1 && c.Size < 64<<10) {
+			t.Errorf("chunk %d is %d bytes; want 64 KiB to 1 MiB", i, c.Size)
 		}
 	}
 	if total != res.Size {
