@@ -77,7 +77,16 @@ func (v *Vault) NewReader(ctx context.Context, chunks []ChunkRef) io.ReadCloser 
 			}
 			refs := chunks[:n]
 			chunks = chunks[n:]
-			r.wg.Go(func() { v.loadGroup(ctx, refs, fs) })
+			r.wg.Go(func() {
+				bufs := make([]*chunkBufs, len(fs))
+				for i, f := range fs {
+					bufs[i] = f.bufs
+				}
+				v.loadGroup(ctx, refs, bufs, func(i int, plain []byte, err error) {
+					fs[i].plain, fs[i].err = plain, err
+					close(fs[i].done)
+				})
+			})
 		}
 	})
 	return r
@@ -85,56 +94,66 @@ func (v *Vault) NewReader(ctx context.Context, chunks []ChunkRef) io.ReadCloser 
 
 // Group reads: at most maxGroup chunks, maxGroupBytes stored bytes.
 const (
-	maxGroup      = 8
+	maxGroup      = 16
 	maxGroupBytes = 8 << 20
 )
 
-// group returns how many chunks from the start of refs lie one after the
-// other in one pack, as far as this process knows, up to maxGroup and
-// maxGroupBytes: at least one.
+// group returns how many chunks from the start of refs lie in one pack
+// close enough to each other to be read with one ranged GET, as far as
+// this process knows: at least one. Chunks lie in their pack in about the
+// order they were written (workers finish them a little out of order), so
+// a group takes the chunks whose span in the pack, from the lowest offset
+// to the highest end, holds at most maxGroupBytes and is at least half
+// theirs; at most maxGroup chunks.
 func (v *Vault) group(refs []ChunkRef) int {
-	var prev chunkLoc
-	var bytes int64
+	var pack string
+	var lo, hi, sum int64
 	for i, ref := range refs {
 		if i == maxGroup || !validChunkID(ref.ID) {
 			return max(i, 1)
 		}
 		loc, ok := v.index.lookupID(ref.ID)
-		if !ok || loc.pack == "" || i > 0 && (loc.pack != prev.pack || loc.offset != prev.offset+prev.length) {
+		if !ok || loc.pack == "" {
 			return max(i, 1)
 		}
-		if bytes += int64(loc.length); i > 0 && bytes > maxGroupBytes {
+		start, end := int64(loc.offset), int64(loc.offset)+int64(loc.length)
+		if i == 0 {
+			pack, lo, hi, sum = loc.pack, start, end, end-start
+			continue
+		}
+		nlo, nhi, nsum := min(lo, start), max(hi, end), sum+end-start
+		if loc.pack != pack || nhi-nlo > maxGroupBytes || nhi-nlo > 2*nsum {
 			return i
 		}
-		prev = loc
+		lo, hi, sum = nlo, nhi, nsum
 	}
 	return len(refs)
 }
 
-// loadGroup loads refs, which group found consecutive in one pack, into
-// fs: with one ranged GET when there are several, chunk by chunk (so that
-// a problem is found and named as loadChunk names it) when that fails.
-func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, fs []*fetch) {
+// loadGroup loads refs, which group found close together in one pack, into
+// bufs (bufs[i] for refs[i]), and calls got with each chunk's outcome, in
+// order: with one ranged GET when there are several, chunk by chunk (so
+// that a problem is found and named as loadChunk names it) when that
+// fails.
+func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBufs, got func(i int, plain []byte, err error)) {
 	if len(refs) > 1 {
 		if raws, err := v.readGroup(ctx, refs); err == nil {
 			for i, ref := range refs {
-				f := fs[i]
-				f.bufs.raw = append(f.bufs.raw[:0], raws[i]...)
-				f.plain, f.err = v.openSealedChunk(ref.ID, ref.Size, ref.StoredSize, f.bufs)
-				close(f.done)
+				bufs[i].raw = append(bufs[i].raw[:0], raws[i]...)
+				plain, err := v.openSealedChunk(ref.ID, ref.Size, ref.StoredSize, bufs[i])
+				got(i, plain, err)
 			}
 			return
 		}
 	}
 	for i, ref := range refs {
-		f := fs[i]
-		f.plain, f.err = v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, f.bufs)
-		close(f.done)
+		plain, err := v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, bufs[i])
+		got(i, plain, err)
 	}
 }
 
-// readGroup reads the sealed chunks refs, consecutive in one pack, with
-// one ranged GET.
+// readGroup reads the sealed chunks refs, close together in one pack,
+// with one ranged GET of their span.
 func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef) ([][]byte, error) {
 	locs := make([]chunkLoc, len(refs))
 	for i, ref := range refs {
@@ -144,20 +163,25 @@ func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef) ([][]byte, error
 		}
 		locs[i] = loc
 	}
-	first, last := locs[0], locs[len(locs)-1]
-	total := int64(last.offset) + int64(last.length) - int64(first.offset)
-	rc, err := v.store.GetRange(ctx, packKey(first.pack), int64(first.offset), total)
+	lo, hi := int64(locs[0].offset), int64(locs[0].offset)+int64(locs[0].length)
+	for _, loc := range locs[1:] {
+		if loc.pack != locs[0].pack {
+			return nil, errors.New("not in one pack")
+		}
+		lo, hi = min(lo, int64(loc.offset)), max(hi, int64(loc.offset)+int64(loc.length))
+	}
+	rc, err := v.store.GetRange(ctx, packKey(locs[0].pack), lo, hi-lo)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	buf := make([]byte, total)
+	buf := make([]byte, hi-lo)
 	if _, err := io.ReadFull(rc, buf); err != nil {
 		return nil, err
 	}
 	raws := make([][]byte, len(refs))
 	for i, loc := range locs {
-		at := int64(loc.offset) - int64(first.offset)
+		at := int64(loc.offset) - lo
 		raws[i] = buf[at : at+int64(loc.length)]
 	}
 	return raws, nil

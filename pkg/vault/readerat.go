@@ -235,7 +235,7 @@ func (r *ReaderAt) acquire(i int) (*cacheEntry, error) {
 		}
 		e := r.entries[r.chunks[i].ID]
 		if e == nil {
-			e = r.startLocked(i, true)
+			e, _ = r.startLocked(i, len(r.chunks), true)
 		}
 		if e != nil {
 			e.pins++
@@ -279,50 +279,82 @@ func (r *ReaderAt) readAhead(i int, end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seen[i] = true
-	for j := i + 1; j <= i+r.ahead && j < len(r.chunks); j++ {
-		if r.offs[j] >= end && r.seen[j] {
+	limit := min(i+1+r.ahead, len(r.chunks))
+	skip := func(j int) bool {
+		return r.offs[j] >= end && r.seen[j] || r.entries[r.chunks[j].ID] != nil
+	}
+	// Nothing until half the read-ahead is used up, so that it comes a
+	// group at a time (one ranged GET), not a chunk after each read.
+	first := i + 1
+	for first < limit && skip(first) {
+		first++
+	}
+	if first == limit || first-i > (r.ahead+1)/2 {
+		return
+	}
+	for j := first; j < limit; j++ {
+		if skip(j) {
 			continue
 		}
-		if r.entries[r.chunks[j].ID] != nil {
-			continue
-		}
-		if r.startLocked(j, false) == nil {
+		e, n := r.startLocked(j, limit, false)
+		if e == nil {
 			return
 		}
+		j += n - 1
 	}
 }
 
-// startLocked starts loading chunk i into a new entry, evicting a chunk if
-// the cache is full, and returns the entry, or nil if there is no room or
-// the reader is stopping. forRead says a read needs the chunk now: it may
-// then evict any chunk loaded and unpinned, while read-ahead evicts only
-// chunks read whole, lest readers evict each other's read-ahead, or the
-// head of a chunk whose tail began the range after.
-func (r *ReaderAt) startLocked(i int, forRead bool) *cacheEntry {
+// startLocked starts loading chunk i into a new entry, and with it, in the
+// same ranged GET, the chunks after it (up to limit) that follow it in its
+// pack and are not cached, evicting chunks if the cache is full. It
+// returns chunk i's entry and how many chunks it started, or nil if there
+// is no room or the reader is stopping. forRead says a read needs chunk i
+// now: it may then evict any chunk loaded and unpinned, while read-ahead
+// (and the chunks after i) evict only chunks read whole, lest readers
+// evict each other's read-ahead, or the head of a chunk whose tail began
+// the range after.
+func (r *ReaderAt) startLocked(i, limit int, forRead bool) (*cacheEntry, int) {
 	if r.closed || r.ctx.Err() != nil {
-		return nil
+		return nil, 0
 	}
-	if len(r.entries) >= r.cache {
-		victim := r.victimLocked(forRead)
-		if victim == nil {
-			return nil
+	var es []*cacheEntry
+	for k := range r.v.group(r.chunks[i:max(limit, i+1)]) {
+		ref := r.chunks[i+k]
+		if k > 0 && r.entries[ref.ID] != nil {
+			break
 		}
-		delete(r.entries, victim.id)
-		r.free = append(r.free, victim.bufs)
-		victim.bufs = nil
+		if len(r.entries) >= r.cache {
+			victim := r.victimLocked(forRead && k == 0)
+			if victim == nil {
+				break
+			}
+			delete(r.entries, victim.id)
+			r.free = append(r.free, victim.bufs)
+			victim.bufs = nil
+		}
+		var bufs *chunkBufs
+		if n := len(r.free); n > 0 {
+			bufs, r.free = r.free[n-1], r.free[:n-1]
+		} else {
+			bufs = &chunkBufs{}
+		}
+		r.tick++
+		e := &cacheEntry{id: ref.ID, done: make(chan struct{}), bufs: bufs, last: r.tick}
+		r.entries[ref.ID] = e
+		es = append(es, e)
 	}
-	var bufs *chunkBufs
-	if n := len(r.free); n > 0 {
-		bufs, r.free = r.free[n-1], r.free[:n-1]
-	} else {
-		bufs = &chunkBufs{}
+	if len(es) == 0 {
+		return nil, 0
 	}
-	ref := r.chunks[i]
-	r.tick++
-	e := &cacheEntry{id: ref.ID, done: make(chan struct{}), bufs: bufs, last: r.tick}
-	r.entries[ref.ID] = e
-	r.wg.Go(func() { r.load(e, ref) })
-	return e
+	refs := r.chunks[i : i+len(es)]
+	r.wg.Go(func() {
+		bufs := make([]*chunkBufs, len(es))
+		for k, e := range es {
+			bufs[k] = e.bufs
+		}
+		r.v.loadGroup(r.ctx, refs, bufs, func(k int, plain []byte, err error) { r.loaded(es[k], plain, err) })
+	})
+	return es[0], len(es)
 }
 
 // victimLocked returns the entry to evict, loaded and unpinned, of the
@@ -346,9 +378,8 @@ func (r *ReaderAt) victimLocked(forRead bool) *cacheEntry {
 	return victim
 }
 
-// load loads and verifies e's chunk.
-func (r *ReaderAt) load(e *cacheEntry, ref ChunkRef) {
-	plain, err := r.v.loadChunk(r.ctx, ref.ID, ref.Size, ref.StoredSize, e.bufs)
+// loaded records the outcome of loading e's chunk.
+func (r *ReaderAt) loaded(e *cacheEntry, plain []byte, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e.plain, e.err, e.ready = plain, err, true
@@ -369,6 +400,21 @@ func (r *ReaderAt) load(e *cacheEntry, ref ChunkRef) {
 func (r *ReaderAt) signalLocked() {
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// Trim lets go of the chunks cached and not being read or loaded, and of
+// spare buffers: a reader kept for later, while another is read, holds
+// no memory. Later reads load what they need again.
+func (r *ReaderAt) Trim() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, e := range r.entries {
+		if e.ready && e.pins == 0 {
+			delete(r.entries, id)
+		}
+	}
+	r.free = nil
+	r.signalLocked()
 }
 
 // Close stops the reader's background loads and waits for them, and

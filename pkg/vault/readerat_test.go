@@ -21,18 +21,27 @@ type readerAtFixture struct {
 	v     *vault.Vault
 	data  []byte
 	refs  []vault.ChunkRef
+	// packed: chunks share packs, and may be read several at a time
+	packed bool
 }
 
 func newReaderAtFixture(t *testing.T) *readerAtFixture {
 	t.Helper()
-	store := newDirStore(t)
+	return newPackedFixture(t, 1)
+}
+
+// newPackedFixture is newReaderAtFixture with packs of packSize bytes
+// (1: a chunk per pack).
+func newPackedFixture(t *testing.T, packSize int) *readerAtFixture {
+	t.Helper()
+	store := &countStore{Store: newDirStore(t)}
 	v := initVault(t, store)
 	data := sqlPages(31, 0, 12<<20/8192)
-	res := write(t, v, data, vault.WriterOptions{})
+	res := write(t, v, data, vault.WriterOptions{PackSize: packSize})
 	if len(res.Chunks) < 6 {
 		t.Fatalf("only %d chunks; the tests need 6", len(res.Chunks))
 	}
-	return &readerAtFixture{store: store, v: v, data: data, refs: res.Chunks}
+	return &readerAtFixture{store: store, v: v, data: data, refs: res.Chunks, packed: packSize > 1}
 }
 
 func (f *readerAtFixture) open(t *testing.T, opt vault.ReaderAtOptions) *vault.ReaderAt {
@@ -64,7 +73,12 @@ func checkReadAt(t *testing.T, r io.ReaderAt, data []byte, off int64, n int) {
 }
 
 func TestReaderAt(t *testing.T) {
-	f := newReaderAtFixture(t)
+	t.Run("a chunk per pack", func(t *testing.T) { testReaderAt(t, newPackedFixture(t, 1)) })
+	// chunks next to each other in a pack are read with one GET
+	t.Run("packed", func(t *testing.T) { testReaderAt(t, newPackedFixture(t, 4<<20)) })
+}
+
+func testReaderAt(t *testing.T, f *readerAtFixture) {
 	size := int64(len(f.data))
 
 	t.Run("size", func(t *testing.T) {
@@ -102,6 +116,24 @@ func TestReaderAt(t *testing.T) {
 		// The whole stream in one read.
 		checkReadAt(t, r, f.data, 0, len(f.data))
 	})
+	t.Run("trim", func(t *testing.T) {
+		// reads after Trim load again what it let go of
+		store := &countStore{Store: f.store}
+		v := openVault(t, store)
+		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{CacheChunks: len(f.refs)})
+		defer r.Close()
+		checkReadAt(t, r, f.data, 0, 1<<20)
+		before := store.gets.Load()
+		checkReadAt(t, r, f.data, 0, 1<<20)
+		if store.gets.Load() != before {
+			t.Fatal("reading cached chunks again fetched them")
+		}
+		r.Trim()
+		checkReadAt(t, r, f.data, 0, len(f.data))
+		if store.gets.Load() == before {
+			t.Error("after Trim, reads fetched nothing: the cache was kept")
+		}
+	})
 	t.Run("end", func(t *testing.T) {
 		r := f.open(t, vault.ReaderAtOptions{})
 		checkReadAt(t, r, f.data, size-5, 10)
@@ -138,7 +170,8 @@ func TestReaderAt(t *testing.T) {
 	t.Run("shared loads", func(t *testing.T) {
 		// Eight readers of the whole stream at once, with room for every
 		// chunk: each chunk is fetched once, by one read or the
-		// read-ahead, however many wait for it.
+		// read-ahead, however many wait for it (several at a time when
+		// they share packs).
 		store := &countStore{Store: f.store}
 		v := openVault(t, store)
 		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{CacheChunks: len(f.refs)})
@@ -148,7 +181,7 @@ func TestReaderAt(t *testing.T) {
 		}
 		wg.Wait()
 		r.Close() // waits for the read-ahead, whose fetches count too
-		if got := store.gets.Load(); got != int64(len(f.refs)) {
+		if got := store.gets.Load(); got > int64(len(f.refs)) || !f.packed && got != int64(len(f.refs)) {
 			t.Errorf("%d chunk fetches for %d chunks; want one each", got, len(f.refs))
 		}
 	})
@@ -339,4 +372,39 @@ func TestReaderAtStops(t *testing.T) {
 			t.Errorf("ReadAt after cancel = %v; want context.Canceled", err)
 		}
 	})
+}
+
+// TestReaderAtGroups reads a packed stream forward in ranges of 1 MiB, as
+// a RESTORE FROM URL does (one range at a time here, so that the count
+// does not depend on which range's read starts first): chunks that lie
+// next to each other in a pack come in one ranged GET, so there are far
+// fewer GETs than chunks, and the bytes are the stream's.
+func TestReaderAtGroups(t *testing.T) {
+	f := newPackedFixture(t, 4<<20)
+	store := f.store.(*countStore)
+	r := f.open(t, vault.ReaderAtOptions{CacheChunks: 64, ReadAhead: 16})
+	before := store.gets.Load()
+	const span, inFlight = 1 << 20, 1
+	got := make([]byte, len(f.data))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, inFlight)
+	for off := 0; off < len(got); off += span {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			end := min(off+span, len(got))
+			if n, err := r.ReadAt(got[off:end], int64(off)); n != end-off || (err != nil && err != io.EOF) {
+				t.Errorf("ReadAt(%d bytes at %d) = %d, %v", end-off, off, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	if !bytes.Equal(got, f.data) {
+		t.Fatal("the stream read back differs")
+	}
+	gets := store.gets.Load() - before
+	t.Logf("%d chunks read with %d ranged GETs", len(f.refs), gets)
+	if gets > int64(len(f.refs))/3 {
+		t.Errorf("%d ranged GETs for %d chunks; want chunks next to each other read together", gets, len(f.refs))
+	}
 }

@@ -119,6 +119,9 @@ type urlJob struct {
 	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
 	// points a restore applies
 	objects map[string][]vault.ChunkRef
+	// stripes of the backup each object belongs to, which SQL Server
+	// reads at once and whose readers share readerCacheBytes
+	siblings map[string]int
 	// readers serve the objects: one per object for the whole job, so
 	// that the ranged GETs SQL Server sends share its cache and read-ahead
 	readers map[string]*vault.ReaderAt
@@ -197,7 +200,8 @@ func (e *urlEndpoint) open(jid string) (*urlJob, error) {
 		return nil, err
 	}
 	j := &urlJob{key: s3endpoint.Key{ID: jid, Secret: hex.EncodeToString(secret), Bucket: e.cfg.Bucket, Prefix: jid + "/"},
-		stripes: map[string]*stripe{}, objects: map[string][]vault.ChunkRef{}, readers: map[string]*vault.ReaderAt{}}
+		stripes: map[string]*stripe{}, objects: map[string][]vault.ChunkRef{}, siblings: map[string]int{},
+		readers: map[string]*vault.ReaderAt{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.jobs[jid]; ok {
@@ -316,13 +320,35 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 	}
 	r := j.readers[name]
 	if r == nil {
-		// SQL Server reads a restore forward with a few ranges in
-		// flight: room for them and a read-ahead that keeps the store's
-		// latency out of their way (vault.ReaderAtOptions)
-		r = e.vault.NewReaderAt(context.WithoutCancel(ctx), refs, vault.ReaderAtOptions{CacheChunks: 32, ReadAhead: 8})
+		// SQL Server reads a chain's backups one after the other: the
+		// readers of those it has read keep no cache
+		for _, other := range j.readers {
+			other.Trim()
+		}
+		r = e.vault.NewReaderAt(context.WithoutCancel(ctx), refs, readerOptions(refs, j.siblings[name]))
 		j.readers[name] = r
 	}
 	return &jobObject{r: r, e: e, j: j, info: s3endpoint.ObjectInfo{Key: key, Size: r.Size(), ModTime: time.Unix(0, 0)}}, nil
+}
+
+// readerCacheBytes is the plaintext the readers of a backup's objects
+// (one per stripe, read at once) keep cached between them. SQL Server
+// reads a restore forward, a few ranges of MAXTRANSFERSIZE in flight (the
+// simulator: 4 of 10 MB): room for them and for a read-ahead that keeps
+// the store's latency out of their way.
+const readerCacheBytes = 48 << 20
+
+// readerOptions sizes the cache and read-ahead of the reader of refs, one
+// of stripes objects read at once, by their chunks' mean size.
+func readerOptions(refs []vault.ChunkRef, stripes int) vault.ReaderAtOptions {
+	var size int64
+	for _, c := range refs {
+		size += c.Size
+	}
+	mean := max(size/int64(max(len(refs), 1)), 1)
+	n := int(readerCacheBytes / int64(max(stripes, 1)) / mean)
+	n = max(n, 16)
+	return vault.ReaderAtOptions{CacheChunks: n, ReadAhead: max(n/3, 4)}
 }
 
 // List lists the objects a job may read (s3endpoint.Store).

@@ -653,6 +653,7 @@ func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][
 	defer s.url.mu.Unlock()
 	for k, n := range names {
 		job.objects[n] = streams[k]
+		job.siblings[n] = len(streams)
 		urls[k] = s.url.url(jid, n)
 	}
 	return urls

@@ -268,6 +268,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 		s.url.mu.Lock()
 		for k, name := range names {
 			job.objects[name] = results[k].Chunks
+			job.siblings[name] = len(names)
 		}
 		s.url.mu.Unlock()
 		streamed, err = s.streamed(ctx, log, c, jid, req, urls, results, chainBreak)
