@@ -359,9 +359,9 @@ func (v *Vault) chunkID(h *blake3.Hasher, data []byte) [32]byte {
 }
 
 // chunkBufSize is the size of the buffers chunks are cut into: room for the
-// largest chunk with the sealed header before it and the tag after, so that
-// a chunk can be sealed where it lies.
-const chunkBufSize = headerSize + maxChunkSize + tagSize
+// largest chunk of the vault's chunking with the sealed header before it
+// and the tag after, so that a chunk can be sealed where it lies.
+func (v *Vault) chunkBufSize() int { return headerSize + v.chunking.max + tagSize }
 
 // chunkData returns the part of a chunk buffer where the chunk's plaintext
 // goes.
@@ -379,7 +379,7 @@ func (v *Vault) newChunkScratch() *chunkScratch {
 
 // putChunk adds the chunk data to the writer's packs unless the vault
 // (or the writer) already has it. data must be chunkData of a buffer of
-// chunkBufSize, and is overwritten. own is the writer's set of chunks, so
+// chunkBufSize(), and is overwritten. own is the writer's set of chunks, so
 // that a chunk repeated in a stream is stored once. It reports the chunk's
 // reference and whether it was stored now.
 func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool, probe *compressProbe, own *knownSet, p *packer) (ChunkRef, bool, error) {

@@ -20,8 +20,9 @@ type WriterOptions struct {
 	// by GOMAXPROCS whatever the number.
 	Workers int
 	// InFlight bounds the chunks held in memory at once, being cut, queued
-	// or being worked on; each takes a 4 MiB buffer, in which it is also
-	// compressed and sealed. Zero, or less than Workers, means
+	// or being worked on; each takes a buffer of the largest chunk (1 MiB
+	// in a new vault, 4 MiB in one upgraded from format 1), in which it
+	// is also sealed. Zero, or less than Workers, means
 	// 2*Workers+1.
 	InFlight int
 	// NoCompression stores chunks without trying to compress them, for data
@@ -116,7 +117,7 @@ type Writer struct {
 
 type chunkJob struct {
 	seq  int
-	buf  []byte // chunkBufSize long
+	buf  []byte // chunkBufSize() long
 	data []byte // the chunk, chunkData(buf)
 }
 
@@ -220,7 +221,7 @@ func (w *Writer) chunkLoop(bufs chan []byte) {
 		default:
 			if allocated < w.opts.InFlight {
 				allocated++
-				buf = make([]byte, chunkBufSize)
+				buf = make([]byte, w.v.chunkBufSize())
 				break
 			}
 			select {
