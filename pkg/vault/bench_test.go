@@ -93,9 +93,9 @@ func BenchmarkWriter(b *testing.B) {
 		discard bool
 	}{
 		{"dir/zstd", vault.WriterOptions{}, false},
-		{"dir/nocompress", vault.WriterOptions{NoCompression: true}, false},
+		{"dir/nocompress", vault.WriterOptions{Compression: vault.Uncompressed}, false},
 		{"discard/zstd", vault.WriterOptions{}, true},
-		{"discard/nocompress", vault.WriterOptions{NoCompression: true}, true},
+		{"discard/nocompress", vault.WriterOptions{Compression: vault.Uncompressed}, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			v := benchVault(b, bc.discard)

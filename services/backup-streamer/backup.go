@@ -110,6 +110,14 @@ func (s *Service) marksIn(ctx context.Context, log *slog.Logger, c *mssql.Client
 	return out
 }
 
+// vaultCompression is how the vault compresses the backup req asks for.
+func vaultCompression(req *cofferv1.BackupRequested) vault.Compression {
+	if req.GetCompression() {
+		return vault.Zstd
+	}
+	return vault.Uncompressed
+}
+
 // backupOptions are what a backup the streamer takes for itself needs
 // beyond its BackupRequested.
 type backupOptions struct {
@@ -175,7 +183,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	// Until it is closed successfully, the stream is aborted: its chunks
 	// become garbage, and with no manifest nothing refers to them.
 	wctx, abort := context.WithCancel(ctx)
-	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
+	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(req)})
 	closed := false
 	defer func() {
 		abort()
