@@ -1,6 +1,6 @@
 // Package policy is a backup policy: when full, differential and log
 // backups are due, how long each is kept (with grandfather-father-son
-// ranges for fulls), and whether backups are compressed. It validates a
+// ranges for fulls), and how the vault compresses them. It validates a
 // policy against the rules that protect a database administrator (see
 // ../../../shared/REFERENCE.md), computes due times in the policy's time
 // zone, and computes each recovery point's expiry.
@@ -9,6 +9,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -44,10 +45,60 @@ type Policy struct {
 	Differential *Schedule     `json:"differential,omitempty"`
 	Log          *LogSchedule  `json:"log,omitempty"`
 	Retention    Retention     `json:"retention"`
-	Compression  bool          `json:"compression"`
+	Compression  Compression   `json:"compression,omitempty"`
 	OnDemand     OnDemandRules `json:"on_demand"`
 	// Verify, when set, runs regular test restores.
 	Verify *VerifySchedule `json:"verify,omitempty"`
+}
+
+// Compression is how the vault compresses a policy's backups, chunk by
+// chunk after deduplication (empty means Zstd); SQL Server's own compression stays off, as it
+// would defeat deduplication. Whichever it is, the vault stores a chunk
+// that does not shrink as it is, and samples a stream whose chunks stop
+// shrinking (TDE, a backup SQL Server compressed) rather than try every
+// chunk.
+type Compression string
+
+// Compressions.
+const (
+	// Zstd: the better ratio. The default.
+	Zstd Compression = "zstd"
+	// S2: a lower ratio for a fraction of zstd's CPU time, backing up and
+	// restoring. A vault holding S2 chunks needs a coffer that knows S2.
+	S2 Compression = "s2"
+	// Uncompressed: chunks stored as they are, for data known not to
+	// compress.
+	Uncompressed Compression = "none"
+)
+
+// OrDefault returns c, or Zstd when c is empty.
+func (c Compression) OrDefault() Compression {
+	if c == "" {
+		return Zstd
+	}
+	return c
+}
+
+// UnmarshalJSON reads a compression's name, or true (zstd) or false
+// (none), as policies stored "compression" before it named one.
+func (c *Compression) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var on bool
+	if err := json.Unmarshal(b, &on); err == nil {
+		*c = Uncompressed
+		if on {
+			*c = Zstd
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("compression: want \"zstd\", \"s2\" or \"none\", not %s", b)
+	}
+	*c = Compression(s)
+	return nil
 }
 
 // VerifySchedule asks for regular test restores: on Days (every day when
@@ -177,14 +228,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 // Default is the default policy: a daily full at 22:00 UTC, a log backup
-// every 15 minutes, everything kept 30 days, compressed.
+// every 15 minutes, everything kept 30 days, compressed with zstd.
 func Default() Policy {
 	return Policy{
 		Name:        DefaultName,
 		Full:        Schedule{Frequency: Daily, Hour: 22},
 		Log:         &LogSchedule{Every: Duration(15 * time.Minute)},
 		Retention:   Retention{Full: Days(30), Log: Days(30)},
-		Compression: true,
+		Compression: Zstd,
 	}
 }
 
@@ -206,6 +257,11 @@ func (p *Policy) Validate() error {
 	}
 	if _, err := p.Location(); err != nil {
 		bad("time_zone: unknown time zone %q", p.TimeZone)
+	}
+	switch p.Compression {
+	case "", Zstd, S2, Uncompressed:
+	default:
+		bad("compression: %q is none of zstd, s2 and none", p.Compression)
 	}
 	checkTime := func(field string, s Schedule) {
 		if s.Hour < 0 || s.Hour > 23 {

@@ -12,8 +12,8 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatalf("default policy: %v", err)
 	}
-	if p.Full.Frequency != Daily || p.Log.Every.D() != 15*time.Minute || p.Retention.Full != Days(30) {
-		t.Errorf("default policy %+v: want full daily, log every 15 minutes, 30 days", p)
+	if p.Full.Frequency != Daily || p.Log.Every.D() != 15*time.Minute || p.Retention.Full != Days(30) || p.Compression != Zstd {
+		t.Errorf("default policy %+v: want full daily, log every 15 minutes, 30 days, zstd", p)
 	}
 }
 
@@ -61,6 +61,73 @@ func TestValidateAccepts(t *testing.T) {
 		if err := p.Validate(); err != nil {
 			t.Errorf("%s: %v", p.Name, err)
 		}
+	}
+}
+
+// TestCompression: a policy names its compression, zstd when it does not;
+// true and false, as policies said before a compression had a name, read
+// as zstd and none; anything else is refused.
+func TestCompression(t *testing.T) {
+	const base = `{"name":"x","full":{"frequency":"daily","hour":3},"retention":{"full":"30d"}`
+	tests := []struct {
+		field     string // the "compression" member, if any
+		want      Compression
+		effective Compression
+		invalid   bool // parses, but Validate refuses it
+	}{
+		{``, "", Zstd, false},
+		{`"compression":null`, "", Zstd, false},
+		{`"compression":"zstd"`, Zstd, Zstd, false},
+		{`"compression":"s2"`, S2, S2, false},
+		{`"compression":"none"`, Uncompressed, Uncompressed, false},
+		{`"compression":true`, Zstd, Zstd, false},
+		{`"compression":false`, Uncompressed, Uncompressed, false},
+		{`"compression":"lz4"`, "lz4", "lz4", true},
+		{`"compression":"S2"`, "S2", "S2", true},
+		{`"compression":""`, "", Zstd, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			doc := base + "}"
+			if tt.field != "" {
+				doc = base + "," + tt.field + "}"
+			}
+			var p Policy
+			if err := json.Unmarshal([]byte(doc), &p); err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if p.Compression != tt.want || p.Compression.OrDefault() != tt.effective {
+				t.Errorf("Compression = %q (effective %q); want %q (%q)", p.Compression, p.Compression.OrDefault(), tt.want, tt.effective)
+			}
+			err := p.Validate()
+			if tt.invalid {
+				if err == nil || !strings.Contains(err.Error(), "compression: ") {
+					t.Errorf("Validate = %v; want compression refused", err)
+				}
+			} else if err != nil {
+				t.Errorf("Validate = %v; want nil", err)
+			}
+		})
+	}
+	var p Policy
+	if err := json.Unmarshal([]byte(base+`,"compression":3}`), &p); err == nil || !strings.Contains(err.Error(), "compression") {
+		t.Errorf("a number as compression: %v; want refused", err)
+	}
+	for _, tt := range []struct {
+		c    Compression
+		want string
+	}{{S2, `"compression":"s2"`}, {Uncompressed, `"compression":"none"`}, {Zstd, `"compression":"zstd"`}} {
+		p := Default()
+		p.Compression = tt.c
+		b, err := json.Marshal(p)
+		if err != nil || !strings.Contains(string(b), tt.want) {
+			t.Errorf("marshalled %s, %v; want %s in it", b, err, tt.want)
+		}
+	}
+	p = Default()
+	p.Compression = ""
+	if b, _ := json.Marshal(p); strings.Contains(string(b), "compression") {
+		t.Errorf("marshalled %s; want no compression when it is empty", b)
 	}
 }
 

@@ -7,7 +7,8 @@
 // from format 1, so that it keeps deduplicating), so identical data cuts
 // identically in every backup and an edit disturbs only the chunks around
 // it. Each chunk is named by the keyed BLAKE3 hash of its plaintext,
-// compressed with zstd when that shrinks it, sealed with AES-256-GCM, and
+// compressed when that shrinks it (with zstd, or S2 or not at all as the
+// writer's [Compression] says), sealed with AES-256-GCM, and
 // stored once, in a pack of many chunks (about 16 MiB) that a writer fills
 // and stores a few at once; index objects list the packs' chunks, and each
 // vault keeps their union in memory, so that deduplication asks the store
@@ -52,6 +53,24 @@
 // A vault written by coffer before packs (format 1: no config, a chunk per
 // object) opens as it is: its chunks are read and deduplicated against
 // where they are, new data goes into packs, and Open writes the config.
+//
+// # Compression
+//
+// Each sealed chunk says how its payload is compressed (zstd, S2, or not
+// at all), so readers need no setting and one vault holds chunks of every
+// kind: a writer's Compression applies to the chunks it stores, and a
+// chunk the vault already has is not stored again however it was
+// compressed, since its id is of its plaintext. Changing a policy's
+// compression therefore changes new data only. A stream whose chunks stop
+// shrinking (Transparent Data Encryption, a backup SQL Server compressed)
+// is only sampled, one chunk in 16, and stored as it is.
+//
+// S2 is newer than the vault's format: an S2 chunk carries a flag of the
+// sealed header that coffer before S2 does not know, so a vault holding
+// S2 chunks must be read, checked and collected by a coffer that knows
+// S2 (this one or later); an earlier one refuses such a chunk as corrupt
+// (unknown flags). Vaults holding only zstd or uncompressed chunks, as
+// every earlier coffer wrote them, read as before.
 //
 // The package knows nothing of SQL Server: a backup's details travel in
 // Manifest.Meta.

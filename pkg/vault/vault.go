@@ -237,7 +237,8 @@ func (v *Vault) AddKey(ctx context.Context, master []byte) (string, error) {
 // Sealed object layout, for chunks and manifests alike:
 //
 //	[0]      format version, 1
-//	[1]      flags: bit 0 set if the payload is zstd-compressed
+//	[1]      flags: bit 0 set if the payload is zstd-compressed, bit 1 if
+//	         it is s2-compressed (a chunk's only; never both)
 //	[2:10]   id of the vault key that sealed it
 //	[10:22]  AES-GCM nonce, random
 //	[22:]    AES-256-GCM ciphertext of the payload, then the 16-byte tag
@@ -247,9 +248,15 @@ func (v *Vault) AddKey(ctx context.Context, master []byte) (string, error) {
 // place can be changed without failing authentication. Nonces are random:
 // with 96 bits, one key can seal billions of objects before a collision
 // becomes a concern, and AddKey starts a fresh key.
+//
+// The flags are authenticated with the rest of the header, so a flag a
+// reader does not know means a newer writer, or a bug: open refuses it
+// rather than return a payload it cannot decode. Coffer before S2 refuses
+// s2-compressed chunks so.
 const (
 	sealFormat     = 1
 	flagZstd       = 1 << 0
+	flagS2         = 1 << 1
 	headerSize     = 2 + keyIDSize + nonceSize
 	nonceSize      = 12
 	tagSize        = 16
@@ -264,6 +271,15 @@ const (
 	kindChunk objectKind = iota
 	kindManifest
 )
+
+// flags returns the flags an object of kind may carry: a chunk is
+// compressed with zstd or s2, a manifest or an index only with zstd.
+func (k objectKind) flags() byte {
+	if k == kindChunk {
+		return flagZstd | flagS2
+	}
+	return flagZstd
+}
 
 func (k *vaultKey) aead(kind objectKind) cipher.AEAD {
 	if kind == kindManifest {
@@ -300,8 +316,11 @@ func (v *Vault) open(sealed []byte, kind objectKind, name string) (payload []byt
 		return nil, 0, fmt.Errorf("unknown format version %d", sealed[0])
 	}
 	flags = sealed[1]
-	if flags&^flagZstd != 0 {
+	if flags&^kind.flags() != 0 {
 		return nil, 0, fmt.Errorf("unknown flags %#x", flags)
+	}
+	if flags&flagZstd != 0 && flags&flagS2 != 0 {
+		return nil, 0, fmt.Errorf("flags %#x name two compressions", flags)
 	}
 	var id keyID
 	copy(id[:], sealed[2:2+keyIDSize])
@@ -378,11 +397,14 @@ func (v *Vault) newChunkScratch() *chunkScratch {
 }
 
 // putChunk adds the chunk data to the writer's packs unless the vault
-// (or the writer) already has it. data must be chunkData of a buffer of
-// chunkBufSize(), and is overwritten. own is the writer's set of chunks, so
-// that a chunk repeated in a stream is stored once. It reports the chunk's
-// reference and whether it was stored now.
-func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, compress bool, probe *compressProbe, own *knownSet, p *packer) (ChunkRef, bool, error) {
+// (or the writer) already has it, compressed with comp when that shrinks
+// it. data must be chunkData of a buffer of chunkBufSize(), and is
+// overwritten. own is the writer's set of chunks, so that a chunk repeated
+// in a stream is stored once. It reports the chunk's reference and whether
+// it was stored now. A chunk the vault has is not stored again however it
+// was compressed: its id is of its plaintext, and every reader decompresses
+// what the sealed chunk's flags say.
+func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch, comp Compression, probe *compressProbe, own *knownSet, p *packer) (ChunkRef, bool, error) {
 	sum := v.chunkID(sc.hasher, data)
 	id := hex.EncodeToString(sum[:])
 	ref := ChunkRef{ID: id, Size: int64(len(data))}
@@ -403,15 +425,15 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 
 	payload, flags := data, byte(0)
 	var zbuf *[]byte
-	if compress && probe.try() {
+	if comp != Uncompressed && probe.try() {
 		zbuf = v.zbufs.Get().(*[]byte)
-		z := v.enc.EncodeAll(data, (*zbuf)[:0])
+		z, flag := v.compress(comp, *zbuf, data)
 		*zbuf = z[:0]
 		// Keep the compressed form only if it saves more than 1/64: below
 		// that, decompressing on every restore costs more than it saves.
 		shrank := len(z) < len(data)-len(data)/64
 		if shrank {
-			payload, flags = z, flagZstd
+			payload, flags = z, flag
 		}
 		probe.result(shrank)
 	}
@@ -426,47 +448,6 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 	ref.StoredSize = int64(len(sealed))
 	ok = true
 	return ref, true, nil
-}
-
-// compressProbe spares a stream that does not compress (a database with
-// Transparent Data Encryption, a backup SQL Server compressed) the cost
-// of compressing every chunk only to store it as it is: after probeRun
-// chunks in a row that did not shrink, it tries one chunk in probeEvery,
-// until one shrinks again.
-type compressProbe struct {
-	mu      sync.Mutex
-	misses  int // chunks in a row that did not shrink
-	skipped int // chunks not tried since the last one tried
-}
-
-const (
-	probeRun   = 8
-	probeEvery = 16
-)
-
-// try reports whether to try compressing the next chunk.
-func (p *compressProbe) try() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.misses < probeRun {
-		return true
-	}
-	if p.skipped++; p.skipped >= probeEvery {
-		p.skipped = 0
-		return true
-	}
-	return false
-}
-
-// result records whether a chunk tried shrank.
-func (p *compressProbe) result(shrank bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if shrank {
-		p.misses, p.skipped = 0, 0
-	} else {
-		p.misses++
-	}
 }
 
 // chunkBufs is reusable memory for loading chunks: raw receives the sealed
@@ -517,13 +498,9 @@ func (v *Vault) openSealedChunk(id string, wantSize, storedSize int64, bufs *chu
 		return nil, corruptChunk(id, "%v", err)
 	}
 	plain := payload
-	if flags&flagZstd != 0 {
-		if wantSize > int64(cap(bufs.plain)) {
-			bufs.plain = make([]byte, 0, wantSize)
-		}
-		plain, err = v.dec.DecodeAll(payload, bufs.plain[:0])
-		if err != nil {
-			return nil, corruptChunk(id, "decompress: %v", err)
+	if flags != 0 {
+		if plain, err = v.decompress(flags, payload, bufs.plain, wantSize); err != nil {
+			return nil, corruptChunk(id, "%v", err)
 		}
 		bufs.plain = plain[:0]
 	}

@@ -36,6 +36,7 @@ func TestVault(t *testing.T) {
 			{"WriteSizes", testWriteSizes},
 			{"EmptyStream", testEmptyStream},
 			{"Incompressible", testIncompressible},
+			{"DedupAcrossCompressions", testDedupAcrossCompressions},
 			{"CorruptChunk", testCorruptChunk},
 			{"MissingChunk", testMissingChunk},
 			{"Manifests", testManifests},
@@ -225,9 +226,31 @@ func testEmptyStream(t *testing.T, newStore newStoreFunc) {
 	}
 }
 
+// The sealed header's flags byte, and its bits, as vault.go lays them out.
+const (
+	flagsByte = 1
+	flagZstd  = 1 << 0
+	flagS2    = 1 << 1
+)
+
+// flagOf is the flag a chunk compressed with c carries.
+func flagOf(c vault.Compression) byte {
+	switch c {
+	case vault.Zstd, "":
+		return flagZstd
+	case vault.S2:
+		return flagS2
+	}
+	return 0
+}
+
+// testIncompressible writes data that compresses and data that does not
+// with every Compression, each into a vault of its own (so that nothing
+// deduplicates against another case): a chunk that shrinks is stored
+// compressed as asked, one that does not is stored as it is, and every
+// stream reads back exactly from a freshly opened vault, sequentially and
+// at offsets.
 func testIncompressible(t *testing.T, newStore newStoreFunc) {
-	store := newStore(t)
-	v := initVault(t, store)
 	random := make([]byte, 8<<20)
 	r := rand.New(rand.NewPCG(6, 6))
 	for i := 0; i < len(random); i += 8 {
@@ -235,36 +258,94 @@ func testIncompressible(t *testing.T, newStore newStoreFunc) {
 	}
 	// The sealed overhead: 22 bytes of header and a 16-byte tag.
 	const overhead = 38
-	tests := []struct {
-		name           string
-		data           []byte
-		opts           vault.WriterOptions
-		wantCompressed bool
+	data := []struct {
+		name         string
+		data         []byte
+		compressible bool
 	}{
-		{"random", random, vault.WriterOptions{}, false},
-		{"zeros, in chunks of the maximum size", make([]byte, 12<<20), vault.WriterOptions{}, true},
-		{"pages", sqlPages(7, 0, 1024), vault.WriterOptions{}, true},
-		{"pages, compression off", sqlPages(8, 0, 1024), vault.WriterOptions{NoCompression: true}, false},
+		{"random", random, false},
+		{"zeros, in chunks of the maximum size", make([]byte, 12<<20), true},
+		{"pages", sqlPages(7, 0, 1024), true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := write(t, v, tt.data, tt.opts)
-			for i, c := range res.Chunks {
-				raw := getChunk(t, v, store, c.ID)
-				compressed := raw[1]&1 != 0
-				if compressed != tt.wantCompressed {
-					t.Errorf("chunk %d compressed = %v; want %v", i, compressed, tt.wantCompressed)
-				}
-				if !compressed && c.StoredSize != c.Size+overhead {
-					t.Errorf("uncompressed chunk %d stored in %d bytes; want %d", i, c.StoredSize, c.Size+overhead)
-				}
-				if int64(len(raw)) != c.StoredSize {
-					t.Errorf("chunk %d object is %d bytes; ChunkRef says %d", i, len(raw), c.StoredSize)
+	for _, comp := range []vault.Compression{"", vault.Zstd, vault.S2, vault.Uncompressed} {
+		name := string(comp)
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			store := newStore(t)
+			v := initVault(t, store)
+			for _, tt := range data {
+				t.Run(tt.name, func(t *testing.T) {
+					res := write(t, v, tt.data, vault.WriterOptions{Compression: comp})
+					want := byte(0)
+					if tt.compressible {
+						want = flagOf(comp)
+					}
+					for i, c := range res.Chunks {
+						raw := getChunk(t, v, store, c.ID)
+						if got := raw[flagsByte]; got != want {
+							t.Errorf("chunk %d flags %#x; want %#x", i, got, want)
+						}
+						if want == 0 && c.StoredSize != c.Size+overhead {
+							t.Errorf("uncompressed chunk %d stored in %d bytes; want %d", i, c.StoredSize, c.Size+overhead)
+						}
+						if want != 0 && c.StoredSize >= c.Size {
+							t.Errorf("compressed chunk %d stored in %d bytes; want fewer than its %d", i, c.StoredSize, c.Size)
+						}
+						if int64(len(raw)) != c.StoredSize {
+							t.Errorf("chunk %d object is %d bytes; ChunkRef says %d", i, len(raw), c.StoredSize)
+						}
+					}
+					fresh := openVault(t, store)
+					got, err := read(t, fresh, res.Chunks)
+					if err != nil || !bytes.Equal(got, tt.data) {
+						t.Errorf("read back wrong (%d bytes, %v)", len(got), err)
+					}
+					ra := fresh.NewReaderAt(t.Context(), res.Chunks, vault.ReaderAtOptions{})
+					defer ra.Close()
+					off := len(tt.data) / 3
+					buf := make([]byte, len(tt.data)/2)
+					if n, err := ra.ReadAt(buf, int64(off)); err != nil || !bytes.Equal(buf[:n], tt.data[off:off+len(buf)]) {
+						t.Errorf("ReadAt(%d) read %d bytes wrong, %v", off, n, err)
+					}
+				})
+			}
+		})
+	}
+}
+
+// testDedupAcrossCompressions: a chunk is named by its plaintext, so the
+// same data written with another compression adds nothing to the vault,
+// and its chunks stay as first stored; both streams read back.
+func testDedupAcrossCompressions(t *testing.T, newStore newStoreFunc) {
+	for _, tt := range []struct{ first, second vault.Compression }{
+		{vault.Zstd, vault.S2},
+		{vault.S2, vault.Zstd},
+		{vault.Uncompressed, vault.S2},
+	} {
+		t.Run(string(tt.first)+" then "+string(tt.second), func(t *testing.T) {
+			store := newStore(t)
+			v := initVault(t, store)
+			data := sqlPages(12, 0, 8<<20/8192)
+			first := write(t, v, data, vault.WriterOptions{Compression: tt.first})
+			again := write(t, v, data, vault.WriterOptions{Compression: tt.second})
+			if again.NewChunks != 0 || again.StoredBytes != 0 || again.DedupBytes != int64(len(data)) {
+				t.Errorf("second write: %d new chunks, %d bytes stored, %d deduplicated; want 0, 0, %d",
+					again.NewChunks, again.StoredBytes, again.DedupBytes, len(data))
+			}
+			if !slices.Equal(again.Chunks, first.Chunks) {
+				t.Errorf("second write's chunks differ from the first's")
+			}
+			for i, c := range first.Chunks {
+				if got, want := getChunk(t, v, store, c.ID)[flagsByte], flagOf(tt.first); got != want {
+					t.Errorf("chunk %d flags %#x after the second write; want %#x, as first stored", i, got, want)
 				}
 			}
-			got, err := read(t, v, res.Chunks)
-			if err != nil || !bytes.Equal(got, tt.data) {
-				t.Errorf("read back wrong (%d bytes, %v)", len(got), err)
+			for _, res := range []vault.Result{first, again} {
+				if got, err := read(t, openVault(t, store), res.Chunks); err != nil || !bytes.Equal(got, data) {
+					t.Errorf("read back wrong (%d bytes, %v)", len(got), err)
+				}
 			}
 		})
 	}
@@ -714,6 +795,50 @@ func TestWriterErrors(t *testing.T) {
 				t.Errorf("Result after a failed stream = %+v; want zero", res)
 			}
 		})
+	}
+}
+
+// TestWriterUnknownCompression: a Compression the vault does not know
+// fails the stream at once, naming it, and stores nothing.
+func TestWriterUnknownCompression(t *testing.T) {
+	checkGoroutines(t)
+	store := newDirStore(t)
+	v := initVault(t, store)
+	w := v.NewWriter(t.Context(), vault.WriterOptions{Compression: "lz4"})
+	_, err := w.Write(sqlPages(21, 0, 16))
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil || !strings.Contains(err.Error(), `unknown compression "lz4"`) {
+		t.Errorf("stream error = %v; want the unknown compression named", err)
+	}
+	var chunks int
+	if err := v.ListChunks(t.Context(), func(vault.ChunkInfo) error { chunks++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if chunks != 0 {
+		t.Errorf("%d chunks stored; want none", chunks)
+	}
+}
+
+func TestParseCompression(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		want    vault.Compression
+		wantErr bool
+	}{
+		{"", vault.Zstd, false},
+		{"zstd", vault.Zstd, false},
+		{"s2", vault.S2, false},
+		{"none", vault.Uncompressed, false},
+		{"ZSTD", "", true},
+		{"lz4", "", true},
+		{"true", "", true},
+	} {
+		got, err := vault.ParseCompression(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("ParseCompression(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
 

@@ -25,10 +25,12 @@ type WriterOptions struct {
 	// is also sealed. Zero, or less than Workers, means
 	// 2*Workers+1.
 	InFlight int
-	// NoCompression stores chunks without trying to compress them, for data
-	// known not to compress (encrypted or already compressed backups).
-	// Chunks that do not shrink are stored uncompressed in any case.
-	NoCompression bool
+	// Compression is how chunks are compressed: Zstd (also the zero
+	// value), S2, or Uncompressed for data known not to compress
+	// (encrypted or already compressed backups). Chunks that do not shrink
+	// are stored uncompressed whatever it is. A value ParseCompression
+	// does not accept fails the stream at its first Write.
+	Compression Compression
 	// Uploads is how many packs are stored at once while the next fills;
 	// each holds a buffer of about 21 MiB. Zero means 2. A store with high
 	// latency needs more.
@@ -51,6 +53,9 @@ func (o *WriterOptions) setDefaults() {
 	}
 	if o.PackSize <= 0 || o.PackSize > packTarget {
 		o.PackSize = packTarget
+	}
+	if o.Compression == "" {
+		o.Compression = Zstd
 	}
 }
 
@@ -139,6 +144,9 @@ func (v *Vault) NewWriter(ctx context.Context, opts WriterOptions) *Writer {
 		free:   make(chan []byte, 4),
 		work:   make(chan chunkJob, opts.Workers),
 		own:    newKnownSet(),
+	}
+	if _, err := ParseCompression(string(opts.Compression)); err != nil {
+		w.fail(err)
 	}
 	w.packer = newPacker(ctx, v, opts.Uploads, opts.PackSize, w.fail)
 	for range cap(w.free) {
@@ -279,12 +287,11 @@ func (w *Writer) chunkLoop(bufs chan []byte) {
 // workLoop stores chunks until the chunker is done or the stream fails.
 func (w *Writer) workLoop(bufs chan []byte) {
 	sc := w.v.newChunkScratch()
-	compress := !w.opts.NoCompression
 	for job := range w.work {
 		if w.ctx.Err() != nil {
 			continue // drain, so the chunker never blocks on us
 		}
-		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, compress, &w.probe, w.own, w.packer)
+		ref, fresh, err := w.v.putChunk(w.ctx, job.buf, job.data, sc, w.opts.Compression, &w.probe, w.own, w.packer)
 		bufs <- job.buf
 		if err != nil {
 			w.fail(err)

@@ -111,6 +111,29 @@ func (s *Service) marksIn(ctx context.Context, log *slog.Logger, c *mssql.Client
 	return out
 }
 
+// vaultCompression is how the vault compresses the backup req asks for:
+// its vault_compression, or, in work queued by a scheduler before that,
+// zstd or none as its compression flag says. A name this streamer does
+// not know (from a newer scheduler) gets zstd and a warning rather than a
+// failed job: the backup is as sound and restorable either way, only
+// compressed otherwise than asked, and the policy was validated where it
+// was set; failing would leave the database without the backup.
+func vaultCompression(ctx context.Context, log *slog.Logger, req *cofferv1.BackupRequested) vault.Compression {
+	name := req.GetVaultCompression()
+	if name == "" {
+		if req.GetCompression() {
+			return vault.Zstd
+		}
+		return vault.Uncompressed
+	}
+	c, err := vault.ParseCompression(name)
+	if err != nil {
+		log.WarnContext(ctx, "unknown vault compression; compressing with zstd", slog.String("compression", name))
+		return vault.Zstd
+	}
+	return c
+}
+
 // backupOptions are what a backup the streamer takes for itself needs
 // beyond its BackupRequested.
 type backupOptions struct {
@@ -193,7 +216,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	// Until it is closed successfully, the stream is aborted: its chunks
 	// become garbage, and with no manifest nothing refers to them.
 	wctx, abort := context.WithCancel(ctx)
-	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()})
+	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req)})
 	closed := false
 	defer func() {
 		abort()

@@ -439,12 +439,22 @@ func (e *env) registerMode(name, addr, mode string) {
 // does, and returns its job id.
 func (e *env) backupOn(ctx context.Context, instance, database string, typ cofferv1.BackupType) string {
 	e.t.Helper()
+	return e.backupWith(ctx, instance, database, typ, nil)
+}
+
+// backupWith is backupOn with the request adjusted by edit.
+func (e *env) backupWith(ctx context.Context, instance, database string, typ cofferv1.BackupType, edit func(*cofferv1.BackupRequested)) string {
+	e.t.Helper()
 	jid := event.NewJobID(time.Now())
 	db := &cofferv1.DatabaseRef{Instance: instance, Database: database}
 	e.publish(ctx, cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("queued", jid), jid, time.Now()),
 		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, BackupType: typ}, event.ID("queued", jid))
-	e.publish(ctx, cofferv1.SubjectWorkBackup, &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
-		Database: db, Type: typ, Reason: "on-demand", Compression: true}, event.ID("backup", jid))
+	req := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup", jid), jid, time.Now()),
+		Database: db, Type: typ, Reason: "on-demand", Compression: true, VaultCompression: "zstd"}
+	if edit != nil {
+		edit(req)
+	}
+	e.publish(ctx, cofferv1.SubjectWorkBackup, req, event.ID("backup", jid))
 	return jid
 }
 

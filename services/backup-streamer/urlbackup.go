@@ -175,7 +175,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	defer abort()
 	// stripes share the streamer's workers, and each holds fewer and
 	// smaller packs, so that memory does not grow with them
-	opts := vault.WriterOptions{Workers: s.cfg.VaultWorkers, NoCompression: !req.GetCompression()}
+	opts := vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req)}
 	if n := len(names); n > 1 {
 		opts.Workers = max(1, max(opts.Workers, runtime.GOMAXPROCS(0))/n)
 		opts.Uploads, opts.PackSize = 1, max(4<<20, 32<<20/n)

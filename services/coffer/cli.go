@@ -709,9 +709,9 @@ func (c *cli) policy(ctx context.Context, pos []string, file string) error {
 			if tz == "" {
 				tz = "UTC"
 			}
-			rows = append(rows, []string{p.Name, full, diff, logs, p.Retention.Full.String(), tz})
+			rows = append(rows, []string{p.Name, full, diff, logs, p.Retention.Full.String(), tz, string(p.Compression.OrDefault())})
 		}
-		c.table("POLICY	FULL	DIFFERENTIAL	LOG	KEEP FULLS	ZONE", rows)
+		c.table("POLICY	FULL	DIFFERENTIAL	LOG	KEEP FULLS	ZONE	COMPRESSION", rows)
 		return nil
 	case pos[0] == "show" && len(pos) == 2:
 		var p policy.Policy

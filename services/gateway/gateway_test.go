@@ -166,6 +166,16 @@ func TestPolicies(t *testing.T) {
 	if status != 202 {
 		t.Fatalf("valid policy: %d %s", status, body)
 	}
+	// "compression" as policies said it before it named one
+	if !strings.Contains(body, `"compression": "zstd"`) {
+		t.Errorf("a policy with compression true: %s; want it stored as zstd", body)
+	}
+	if status, body := e.do(t, "PUT", "/api/v1/policies/fast", `{"full":{"frequency":"daily","hour":1},"retention":{"full":"14d"},"compression":"s2"}`, ""); status != 202 || !strings.Contains(body, `"compression": "s2"`) {
+		t.Errorf("a policy with s2: %d %s", status, body)
+	}
+	if status, body := e.do(t, "PUT", "/api/v1/policies/odd", `{"full":{"frequency":"daily","hour":1},"retention":{"full":"14d"},"compression":"lz4"}`, ""); status != 400 || !strings.Contains(body, `compression: \"lz4\"`) {
+		t.Errorf("a policy with lz4: %d %s; want 400 naming the compression", status, body)
+	}
 	if status, body := e.do(t, "GET", "/api/v1/policies/default", "", ""); status != 200 || !strings.Contains(body, `"every": "15m0s"`) {
 		t.Errorf("default policy: %d %s", status, body)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ type world struct {
 	// on is where each backup in taken ran: the replica the scheduler
 	// chose, or the protected instance
 	on []string
+	// compression is how each backup in taken asked the vault to
+	// compress: "database vault_compression/compression"
+	compression []string
 	// hold keeps backups running (queued, not committed) until release
 	hold   bool
 	held   []*cofferv1.RecoveryPointCommitted
@@ -64,6 +68,7 @@ func newWorldWith(t *testing.T, cfg scheduler.Config) *world {
 			on = req.GetDatabase().GetInstance()
 		}
 		w.on = append(w.on, on)
+		w.compression = append(w.compression, fmt.Sprintf("%s %s/%v", req.GetDatabase().GetDatabase(), req.GetVaultCompression(), req.GetCompression()))
 		now := w.now
 		hold := w.hold
 		w.mu.Unlock()
@@ -329,6 +334,69 @@ func TestScheduleDatabaseState(t *testing.T) {
 	// follow
 	if got := w.takenSince(k); len(got) != 2 || got[0] != "FULL@11-03T01:00" || got[1] != "LOG@11-03T02:00" {
 		t.Errorf("after SIMPLE -> FULL: %v, want a full, then logs", got)
+	}
+}
+
+// TestPolicyCompression: every backup queued (a first full, a scheduled
+// log, one on demand) asks the vault for the compression its policy names,
+// zstd when it names none; the old flag says whether to compress at all,
+// for a streamer that predates the name.
+func TestPolicyCompression(t *testing.T) {
+	w := newWorld(t)
+	hourly := func(name string, c policy.Compression) policy.Policy {
+		return policy.Policy{Name: name, Full: policy.Schedule{Frequency: policy.Daily, Hour: 23},
+			Log: &policy.LogSchedule{Every: policy.Duration(time.Hour)}, Retention: policy.Retention{Full: policy.Days(7), Log: policy.Days(7)},
+			Compression: c}
+	}
+	for _, tt := range []struct {
+		db   string
+		c    policy.Compression
+		want string
+	}{
+		{"Fast", policy.S2, "s2/true"},
+		{"Raw", policy.Uncompressed, "none/false"},
+		{"Tight", policy.Zstd, "zstd/true"},
+		{"Unsaid", "", "zstd/true"},
+	} {
+		t.Run(tt.db, func(t *testing.T) {
+			w.putPolicy(hourly(tt.db, tt.c))
+			w.db(tt.db, "FULL", false)
+			k := len(w.takenSince(0))
+			w.protect(tt.db, tt.db)
+			w.advance(w.clock().Add(time.Hour), time.Hour)
+			od := fmt.Sprintf("od-%s", tt.db)
+			if err := w.bus.Publish(t.Context(), cofferv1.SubjectBackupOnDemand, &cofferv1.BackupOnDemandRequested{Meta: event.Meta(od, "job-"+od, w.clock()),
+				Database: &cofferv1.DatabaseRef{Instance: "sql1", Database: tt.db}, Type: cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL}, od); err != nil {
+				t.Fatal(err)
+			}
+			// the first full, the log, the on-demand full: other databases'
+			// logs come between
+			var taken, got []string
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				taken, got = nil, nil
+				w.mu.Lock()
+				for i, c := range w.compression[k:] {
+					if db, c, _ := strings.Cut(c, " "); db == tt.db {
+						taken, got = append(taken, w.taken[k+i]), append(got, c)
+					}
+				}
+				w.mu.Unlock()
+				if len(got) >= 3 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if len(got) != 3 {
+				t.Errorf("backups of %s taken: %v; want 3", tt.db, taken)
+			}
+			for i, c := range got {
+				if c != tt.want {
+					t.Errorf("%s: vault_compression/compression %s; want %s", taken[i], c, tt.want)
+				}
+			}
+			w.settle()
+		})
 	}
 }
 

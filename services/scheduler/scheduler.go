@@ -399,7 +399,10 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 	if err != nil {
 		return err
 	}
-	compress := p == nil || p.Compression
+	compress := policy.Zstd
+	if p != nil {
+		compress = p.Compression.OrDefault()
+	}
 	var chain cofferv1.ScheduleState
 	if _, err := s.schedule.Get(ctx, catalog.Key(ref.GetInstance(), ref.GetDatabase()), &chain); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return err
@@ -416,7 +419,7 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 
 // queueBackup records the job as queued and puts the work on the queue.
 // chainBreak, on a full, is why the chain it heals broke.
-func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState, chainBreak string) error {
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) error {
 	on, refused, err := s.route(ctx, ref, typ)
 	if err != nil {
 		return err
@@ -426,7 +429,7 @@ func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.D
 
 // queueOn is queueBackup with the backup already routed: on and refused
 // are what route returned for it.
-func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression bool, chain *cofferv1.ScheduleState, chainBreak string) error {
+func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) error {
 	now := s.cfg.Now()
 	detail := reason
 	if on != "" && on != ref.GetInstance() {
@@ -444,9 +447,12 @@ func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *c
 		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, f, f.Meta.EventId)
 	}
 	// compression happens in the vault (per chunk, after deduplication);
-	// SQL Server is never asked to compress
+	// SQL Server is never asked to compress. The flag is for a streamer
+	// that predates vault_compression.
+	c := compression.OrDefault()
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
-		Database: ref, Type: typ, Reason: reason, Compression: compression, ChainBreak: chainBreak}
+		Database: ref, Type: typ, Reason: reason, Compression: c != policy.Uncompressed,
+		VaultCompression: string(c), ChainBreak: chainBreak}
 	if on != ref.GetInstance() {
 		w.ReplicaInstance = on
 	}

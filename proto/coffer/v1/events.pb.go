@@ -799,8 +799,11 @@ type BackupRequested struct {
 	Database *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
 	Type     BackupType             `protobuf:"varint,3,opt,name=type,proto3,enum=coffer.v1.BackupType" json:"type,omitempty"`
 	// reason is "on-demand", "first-full" or "scheduled".
-	Reason      string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	Compression bool   `protobuf:"varint,5,opt,name=compression,proto3" json:"compression,omitempty"`
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// compression says whether the vault compresses the backup's chunks
+	// (SQL Server's own compression is never asked for). vault_compression,
+	// when set, says how and wins: a streamer before it reads this alone.
+	Compression bool `protobuf:"varint,5,opt,name=compression,proto3" json:"compression,omitempty"`
 	// What the chain coffer took says the database should show before the
 	// backup runs (empty: nothing to check). A log backup checks
 	// last_log_backup_lsn, a differential the differential base; either
@@ -824,8 +827,14 @@ type BackupRequested struct {
 	// sys.master_files.differential_base_guid (the LSN is the fallback for a
 	// full recorded before coffer kept the GUID).
 	ExpectedDifferentialBaseGuid string `protobuf:"bytes,11,opt,name=expected_differential_base_guid,json=expectedDifferentialBaseGuid,proto3" json:"expected_differential_base_guid,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// vault_compression is how the vault compresses the backup's chunks, as
+	// the policy says: "zstd", "s2" or "none". Empty (work queued by a
+	// scheduler before it) means zstd when compression is set, none when
+	// not. The streamer backs up with zstd, and warns, when it does not
+	// know the name.
+	VaultCompression string `protobuf:"bytes,12,opt,name=vault_compression,json=vaultCompression,proto3" json:"vault_compression,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -931,6 +940,13 @@ func (x *BackupRequested) GetChainBreak() string {
 func (x *BackupRequested) GetExpectedDifferentialBaseGuid() string {
 	if x != nil {
 		return x.ExpectedDifferentialBaseGuid
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetVaultCompression() string {
+	if x != nil {
+		return x.VaultCompression
 	}
 	return ""
 }
@@ -2513,7 +2529,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\x95\x04\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xc2\x04\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -2527,7 +2543,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\vchain_break\x18\n" +
 	" \x01(\tR\n" +
 	"chainBreak\x12E\n" +
-	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\"\xea\x04\n" +
+	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\x12+\n" +
+	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\"\xea\x04\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
