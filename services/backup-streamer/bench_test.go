@@ -87,7 +87,8 @@ import (
 //
 // With COFFER_BENCH_PROFILE_DIR set, the streamer process writes a CPU
 // profile of the first full of each case there, as
-// streamer-<case>.pprof (the benchmark's own -cpuprofile covers only the
+// streamer-<case>.pprof, and of its restore, as
+// streamer-<case>-restore.pprof (the benchmark's own -cpuprofile covers only the
 // simulator, NATS and the committer).
 func BenchmarkBackup1GiB(b *testing.B) {
 	for _, bc := range []struct {
@@ -204,6 +205,9 @@ func benchBackup(b *testing.B, c benchCase) {
 		size = rp.Size
 		b.SetBytes(size)
 
+		if profileDir != "" && i == 0 {
+			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
+		}
 		start = time.Now()
 		j = e.waitJob(e.restore(ctx, db, fmt.Sprintf("Restored %d", i), false, rp.GetId()), jobTimeout)
 		restoring += time.Since(start)
