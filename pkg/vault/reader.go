@@ -1,11 +1,13 @@
 package vault
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -137,9 +139,8 @@ func (v *Vault) group(refs []ChunkRef) int {
 // fails.
 func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBufs, got func(i int, plain []byte, err error)) {
 	if len(refs) > 1 {
-		if raws, err := v.readGroup(ctx, refs); err == nil {
+		if err := v.readGroup(ctx, refs, bufs); err == nil {
 			for i, ref := range refs {
-				bufs[i].raw = append(bufs[i].raw[:0], raws[i]...)
 				plain, err := v.openSealedChunk(ref.ID, ref.Size, ref.StoredSize, bufs[i])
 				got(i, plain, err)
 			}
@@ -153,38 +154,62 @@ func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBuf
 }
 
 // readGroup reads the sealed chunks refs, close together in one pack,
-// with one ranged GET of their span.
-func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef) ([][]byte, error) {
+// into their bufs' raw buffers with one ranged GET of their span, read
+// in the order of the pack (the bytes between them are skipped).
+func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBufs) error {
 	locs := make([]chunkLoc, len(refs))
 	for i, ref := range refs {
 		loc, ok := v.index.lookupID(ref.ID)
 		if !ok {
-			return nil, errors.New("not in the index")
+			return errors.New("not in the index")
+		}
+		if loc.pack != locs[0].pack && i > 0 {
+			return errors.New("not in one pack")
 		}
 		locs[i] = loc
 	}
-	lo, hi := int64(locs[0].offset), int64(locs[0].offset)+int64(locs[0].length)
-	for _, loc := range locs[1:] {
-		if loc.pack != locs[0].pack {
-			return nil, errors.New("not in one pack")
-		}
-		lo, hi = min(lo, int64(loc.offset)), max(hi, int64(loc.offset)+int64(loc.length))
+	order := make([]int, len(refs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(locs[a].offset, locs[b].offset) })
+	lo := int64(locs[order[0]].offset)
+	var hi int64
+	for _, loc := range locs {
+		hi = max(hi, int64(loc.offset)+int64(loc.length))
 	}
 	rc, err := v.store.GetRange(ctx, packKey(locs[0].pack), lo, hi-lo)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
-	buf := make([]byte, hi-lo)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, err
+	pos, prev := lo, -1
+	for _, i := range order {
+		loc := locs[i]
+		switch at := int64(loc.offset); {
+		case prev >= 0 && locs[prev].offset == loc.offset && locs[prev].length == loc.length:
+			// a chunk listed twice in the group
+			bufs[i].raw = append(bufs[i].raw[:0], bufs[prev].raw...)
+			continue
+		case at < pos:
+			return errors.New("chunks overlap in their pack")
+		case at > pos:
+			if _, err := io.CopyN(io.Discard, rc, at-pos); err != nil {
+				return err
+			}
+		}
+		raw := bufs[i].raw[:0]
+		if cap(raw) < int(loc.length) {
+			raw = make([]byte, 0, loc.length)
+		}
+		raw = raw[:loc.length]
+		if _, err := io.ReadFull(rc, raw); err != nil {
+			return err
+		}
+		bufs[i].raw = raw
+		pos, prev = int64(loc.offset)+int64(loc.length), i
 	}
-	raws := make([][]byte, len(refs))
-	for i, loc := range locs {
-		at := int64(loc.offset) - lo
-		raws[i] = buf[at : at+int64(loc.length)]
-	}
-	return raws, nil
+	return nil
 }
 
 // next makes the next chunk current, returning false at the end of the

@@ -206,6 +206,26 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 			checkReadAt(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(1<<20)+1)
 		}
 	})
+	t.Run("a chunk repeated in a row", func(t *testing.T) {
+		// as a run of empty pages is: one group may list a chunk
+		// several times
+		refs := []vault.ChunkRef{f.refs[1], f.refs[1], f.refs[1], f.refs[2], f.refs[1], f.refs[3]}
+		var data []byte
+		for _, i := range []int{1, 1, 1, 2, 1, 3} {
+			data = append(data, f.data[offsetOf(f.refs, i):offsetOf(f.refs, i+1)]...)
+		}
+		store := &countStore{Store: f.store}
+		got, err := read(t, openVault(t, store), refs)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("sequential read: %v, or the bytes differ", err)
+		}
+		if n := store.gets.Load(); f.packed && n > 2 {
+			t.Errorf("%d GETs for chunks 1, 1, 1, 2, 1, 3 of a pack; want them read together", n)
+		}
+		r := f.v.NewReaderAt(t.Context(), refs, vault.ReaderAtOptions{})
+		defer r.Close()
+		checkReadAt(t, r, data, 0, len(data))
+	})
 	t.Run("empty stream", func(t *testing.T) {
 		r := f.v.NewReaderAt(t.Context(), nil, vault.ReaderAtOptions{})
 		defer r.Close()

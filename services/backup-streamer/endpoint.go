@@ -137,7 +137,10 @@ func newURLEndpoint(cfg Endpoint, v *vault.Vault, log *slog.Logger, now func() t
 		cfg.StripeBytes = defaultStripeBytes
 	}
 	e := &urlEndpoint{cfg: cfg, vault: v, log: log, jobs: map[string]*urlJob{}}
-	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log})
+	// SQL Server uploads a few parts at once (BUFFERCOUNT): a queue of
+	// as many again keeps it busy while the vault stores, and no more, so
+	// that the streamer's memory stays small
+	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log, MaxQueuedParts: 4})
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +339,7 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 // reads a restore forward, a few ranges of MAXTRANSFERSIZE in flight (the
 // simulator: 4 of 10 MB): room for them and for a read-ahead that keeps
 // the store's latency out of their way.
-const readerCacheBytes = 48 << 20
+const readerCacheBytes = 32 << 20
 
 // readerOptions sizes the cache and read-ahead of the reader of refs, one
 // of stripes objects read at once, by their chunks' mean size.
