@@ -398,7 +398,7 @@ func (p *packer) add(id [32]byte, sealed []byte, size int) error {
 			return context.Cause(p.ctx)
 		}
 		if b == nil {
-			b = make([]byte, 0, min(packBufSize, p.target+maxSealedChunk+1<<20))
+			b = make([]byte, 0, min(packBufSize, p.target+p.v.chunkBufSize()+1<<20))
 		}
 		p.buf = b[:0]
 	}

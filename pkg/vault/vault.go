@@ -164,6 +164,9 @@ func newVault(store blob.Store, kr *keyring, cfg vaultConfig) (*Vault, error) {
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(n),
 		zstd.WithEncoderCRC(false), // GCM and the chunk id already check
+		// matches within 1 MiB, a new vault's largest chunk: each
+		// encoder's history is then about 2.5 MiB rather than 8
+		zstd.WithWindowSize(1<<20),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)

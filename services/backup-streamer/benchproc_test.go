@@ -116,7 +116,9 @@ type procReply struct {
 //
 //	mark          reply the peaks since the last mark (or the start) and
 //	              reset them; stop the CPU profile, if one runs
-//	profile PATH  start a CPU profile into PATH, until the next mark
+//	profile PATH  start a CPU profile into PATH, until the next mark, and
+//	              write a heap profile into PATH.heap whenever the heap
+//	              grows past its peak meanwhile
 type procControl struct {
 	replies *json.Encoder
 
@@ -162,8 +164,12 @@ func (c *procControl) sampleHeap(every time.Duration) (stop func()) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			c.mu.Lock()
+			grew := ms.HeapInuse > c.heap+8<<20
 			c.heap = max(c.heap, ms.HeapInuse)
 			c.mu.Unlock()
+			if grew {
+				c.writeHeapProfile()
+			}
 			select {
 			case <-done:
 				return
@@ -202,6 +208,23 @@ func (c *procControl) startProfile(path string) error {
 	}
 	c.prof = f
 	return nil
+}
+
+// writeHeapProfile writes, while a CPU profile runs into PATH, a heap
+// profile into PATH.heap: at the heap's peak, since it is called when the
+// heap grows past its peak.
+func (c *procControl) writeHeapProfile() {
+	c.profMu.Lock()
+	defer c.profMu.Unlock()
+	if c.prof == nil {
+		return
+	}
+	f, err := os.Create(c.prof.Name() + ".heap")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 func (c *procControl) stopProfile() error {
