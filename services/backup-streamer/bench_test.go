@@ -64,12 +64,14 @@ import (
 //	                      prefix in the bucket (listed after less before)
 //	second-full-added-%   that, as a percentage of the backup size
 //	backup-peak-RSS-MiB   the streamer process's peak resident set
-//	                      (VmHWM, reset before the job) during the first
+//	                      (VmHWM, reset before the job, once freed memory
+//	                      is back with the OS) during the first
 //	                      full: Go runtime, NATS client, vault writer, S3
 //	                      endpoint, all of it; nothing else runs in it
 //	backup-peak-heap-MiB  its peak HeapInuse during that full, sampled
 //	                      every 10 ms
 //	restore-peak-RSS-MiB  its peak resident set during the restore
+//	restore-peak-heap-MiB its peak HeapInuse during the restore
 //
 // ns/op is the first full's time; B/op and allocs/op count the
 // benchmark's own process (simulator, NATS, committer), not the streamer.
@@ -214,6 +216,7 @@ func benchBackup(b *testing.B, c benchCase) {
 		peak = p.mark()
 		succeeded(b, "restore", j, peak)
 		restorePeak.PeakRSS = max(restorePeak.PeakRSS, peak.PeakRSS)
+		restorePeak.PeakHeap = max(restorePeak.PeakHeap, peak.PeakHeap)
 
 		if c.secondFull {
 			if _, err := e.inst.Commit(db, c.pages/1000); err != nil {
@@ -243,6 +246,7 @@ func benchBackup(b *testing.B, c benchCase) {
 	b.ReportMetric(float64(backupPeak.PeakRSS)/(1<<20), "backup-peak-RSS-MiB")
 	b.ReportMetric(float64(backupPeak.PeakHeap)/(1<<20), "backup-peak-heap-MiB")
 	b.ReportMetric(float64(restorePeak.PeakRSS)/(1<<20), "restore-peak-RSS-MiB")
+	b.ReportMetric(float64(restorePeak.PeakHeap)/(1<<20), "restore-peak-heap-MiB")
 	if c.secondFull {
 		b.ReportMetric(mb(total, second), "second-full-MB/s")
 		b.ReportMetric(float64(added)/float64(b.N)/1e6, "second-full-added-MB")

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -115,15 +116,17 @@ type procReply struct {
 // procControl answers the benchmark's commands, one a line:
 //
 //	mark          reply the peaks since the last mark (or the start) and
-//	              reset them; stop the CPU profile, if one runs
+//	              reset them, after returning freed memory to the OS
+//	              (debug.FreeOSMemory); stop the CPU profile, if one runs
 //	profile PATH  start a CPU profile into PATH, until the next mark, and
 //	              write a heap profile into PATH.heap whenever the heap
 //	              grows past its peak meanwhile
 type procControl struct {
 	replies *json.Encoder
 
-	mu   sync.Mutex
-	heap uint64 // peak HeapInuse since the last mark
+	mu       sync.Mutex
+	heap     uint64 // peak HeapInuse since the last mark
+	profiled uint64 // HeapInuse at the last heap profile since the last mark
 
 	profMu sync.Mutex
 	prof   *os.File // the CPU profile running, if any
@@ -137,8 +140,8 @@ func (c *procControl) serve(r io.Reader) {
 		var err error
 		switch cmd {
 		case "mark":
-			rep.PeakHeap = c.takeHeapPeak()
 			rep.PeakRSS, err = takePeakRSS()
+			rep.PeakHeap = c.takeHeapPeak()
 			err = errors.Join(err, c.stopProfile())
 		case "profile":
 			err = c.startProfile(arg)
@@ -164,8 +167,12 @@ func (c *procControl) sampleHeap(every time.Duration) (stop func()) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			c.mu.Lock()
-			grew := ms.HeapInuse > c.heap+8<<20
 			c.heap = max(c.heap, ms.HeapInuse)
+			// a heap profile each time the peak grows by 8 MiB more
+			grew := ms.HeapInuse > c.profiled+8<<20
+			if grew {
+				c.profiled = ms.HeapInuse
+			}
 			c.mu.Unlock()
 			if grew {
 				c.writeHeapProfile()
@@ -188,7 +195,7 @@ func (c *procControl) takeHeapPeak() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	peak := max(c.heap, ms.HeapInuse)
-	c.heap = ms.HeapInuse
+	c.heap, c.profiled = ms.HeapInuse, 0
 	return peak
 }
 
@@ -259,6 +266,9 @@ func takePeakRSS() (int64, error) {
 	if kib < 0 {
 		return 0, errors.New("peak RSS: no VmHWM in /proc/self/status")
 	}
+	// the next period starts from what is live, as a streamer's next job
+	// would once the runtime has given back what the last one freed
+	debug.FreeOSMemory()
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		return 0, fmt.Errorf("reset peak RSS: %w", err)
 	}

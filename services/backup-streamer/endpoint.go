@@ -137,10 +137,11 @@ func newURLEndpoint(cfg Endpoint, v *vault.Vault, log *slog.Logger, now func() t
 		cfg.StripeBytes = defaultStripeBytes
 	}
 	e := &urlEndpoint{cfg: cfg, vault: v, log: log, jobs: map[string]*urlJob{}}
-	// SQL Server uploads a few parts at once (BUFFERCOUNT): a queue of
-	// as many again keeps it busy while the vault stores, and no more, so
-	// that the streamer's memory stays small
-	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log, MaxQueuedParts: 4})
+	// SQL Server uploads a few parts at once (BUFFERCOUNT), each held
+	// whole until its turn; two parts queued keep the vault's writer fed
+	// while SQL Server sends the next, and no more, so that the
+	// streamer's memory stays small
+	srv, err := s3endpoint.New(s3endpoint.Config{Keys: e, Store: e, Now: now, Logger: log, MaxQueuedParts: 2})
 	if err != nil {
 		return nil, err
 	}
