@@ -65,6 +65,10 @@ func runStreamerProc(ctx context.Context, d daemon.Deps) error {
 		// as the tests' streamers: a transient failure is retried at once
 		Backoff: []time.Duration{100 * time.Millisecond},
 	}
+	// as cmd/backup-streamer does
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(streamer.MemoryLimit(cfg.Workers))
+	}
 	if caDir := d.Getenv("COFFER_CA_DIR"); caDir != "" {
 		e, _, err := streamer.NewEndpoint("127.0.0.1:0", "", caDir)
 		if err != nil {

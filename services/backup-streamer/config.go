@@ -10,6 +10,9 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
+// defaultWorkers is Config.Workers's default.
+const defaultWorkers = 2
+
 // Config configures the streamer. Zero values mean the defaults, except
 // where Validate says a field is required.
 type Config struct {
@@ -26,7 +29,8 @@ type Config struct {
 	// ServerStagingDir is StagingDir as SQL Server sees it, when that path
 	// differs (a container's volume, a share). Default StagingDir.
 	ServerStagingDir string
-	// Workers is how many jobs this process runs at once. Default 2.
+	// Workers is how many jobs this process runs at once. Default 2
+	// (defaultWorkers).
 	Workers int
 	// AckWait is how long JetStream waits before handing a job to another
 	// worker; the bus tells it every AckWait/3 that a job still runs.
@@ -79,7 +83,7 @@ func (c *Config) setDefaults() {
 		c.StagingMaxAge = 24 * time.Hour
 	}
 	if c.Workers == 0 {
-		c.Workers = 2
+		c.Workers = defaultWorkers
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 2 * time.Minute

@@ -28,6 +28,20 @@ import (
 // the service named in the JobFailed events it publishes.
 const Name = "backup-streamer"
 
+// MemoryLimit is the soft memory limit (runtime/debug.SetMemoryLimit) of
+// a streamer process that runs workers jobs at once, which the
+// standalone binary sets unless GOMEMLIMIT does. A job's live memory is
+// mostly byte buffers (the parts SQL Server sends a URL, the vault's
+// chunks and packs, a restore's cache), which the garbage collector
+// scans for nothing: collecting more often near the limit costs little,
+// where by default the heap would grow to twice what is live.
+func MemoryLimit(workers int) int64 {
+	if workers <= 0 {
+		workers = defaultWorkers
+	}
+	return 96<<20 + int64(workers)*64<<20
+}
+
 // durable is the work queue's consumer, shared by every streamer worker.
 const durable = "streamer"
 

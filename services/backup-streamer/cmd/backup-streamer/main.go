@@ -11,6 +11,7 @@
 //	COFFER_URL_LISTEN          serve the S3 endpoint SQL Server 2022 backs up to (URL mode) on this address
 //	COFFER_URL_ADVERTISE       host:port SQL Server reaches that endpoint at (default the listening address)
 //	COFFER_CA_DIR              the CA that issues the endpoint's certificate (ca.pem, ca.key; created if absent)
+//	GOMEMLIMIT                 the Go runtime's soft memory limit (default: streamer.MemoryLimit, 224MiB for 2 workers)
 //
 // and the vault's location: COFFER_VAULT_DIR for a directory, or
 // COFFER_S3_ENDPOINT, COFFER_S3_BUCKET, COFFER_S3_ACCESS_KEY,
@@ -26,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -56,6 +58,9 @@ func run(ctx context.Context, d daemon.Deps) error {
 			return fmt.Errorf("COFFER_STREAMER_WORKERS %q: want a positive number", w)
 		}
 		cfg.Workers = n
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(streamer.MemoryLimit(cfg.Workers))
 	}
 	if listen := d.Getenv("COFFER_URL_LISTEN"); listen != "" {
 		caDir := d.Getenv("COFFER_CA_DIR")
