@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -582,7 +583,7 @@ func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, p
 	r := s.vault.NewReader(ctx, st.Chunks)
 	defer r.Close()
 	sum := blake3.New()
-	n, err := io.Copy(io.MultiWriter(out, sum, &countWriter{fn: onBytes}), r)
+	n, err := io.Copy(&hashingWriter{w: out, h: sum, onBytes: onBytes}, r)
 	if err != nil {
 		return fail("recovery point %s cannot be read from the vault, so the restore was refused: %v", id, err)
 	}
@@ -659,15 +660,29 @@ func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][
 	return urls
 }
 
-type countWriter struct {
-	n  int64
-	fn func(int64)
+// hashingWriter writes to w while it hashes the same bytes into h, on
+// another core, and reports the bytes written so far to onBytes.
+type hashingWriter struct {
+	w       io.Writer
+	h       hash.Hash
+	n       int64
+	onBytes func(int64)
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	c.n += int64(len(p))
-	c.fn(c.n)
-	return len(p), nil
+func (t *hashingWriter) Write(p []byte) (int, error) {
+	done := make(chan struct{})
+	go func() {
+		t.h.Write(p)
+		close(done)
+	}()
+	n, err := t.w.Write(p)
+	<-done
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	t.n += int64(n)
+	t.onBytes(t.n)
+	return n, err
 }
 
 // restoreFile runs one RESTORE in its own span.
