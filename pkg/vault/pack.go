@@ -220,16 +220,21 @@ type chunkLoc struct {
 
 // vaultIndex is what this process knows to be in the vault: the chunks
 // of every index object it has read, and the format 1 chunks it listed.
-// A chunk may be stored in several places, by writers that raced to
-// store it (perhaps compressed differently). Every location is kept, so
-// that a stream reads each chunk where its stored size says, and finds
-// it in another place when one is gone.
+// A chunk may be stored in several places: by writers that raced to store
+// it, or again by a writer that knew its first location condemned by
+// garbage collection (condemned.go). Every location is kept, so that a
+// stream reads each chunk where its stored size says, and the one lookup
+// returns first is one that no loaded generation condemns, when there is
+// one.
 type vaultIndex struct {
-	mu      sync.RWMutex
-	chunks  map[[32]byte]chunkLoc   // a location of every chunk
-	more    map[[32]byte][]chunkLoc // its other locations, if any
-	indexes map[string]bool         // index objects read
-	loose   bool                    // format 1 chunks listed
+	mu     sync.RWMutex
+	chunks map[[32]byte]chunkLoc   // a location of every chunk
+	more   map[[32]byte][]chunkLoc // its other locations, if any
+	// condemned maps chunks to the packs ("" for a chunk stored alone)
+	// where the generations this process loaded condemn them
+	condemned map[[32]byte][]string
+	indexes   map[string]bool // index objects read
+	loose     bool            // format 1 chunks listed
 	// refreshing serializes refreshes: a second waits for the first
 	refreshing sync.Mutex
 }
@@ -278,6 +283,23 @@ func (x *vaultIndex) lookupSized(id [32]byte, stored int64) (chunkLoc, bool) {
 	return loc, true
 }
 
+// lookupLive returns a location of chunk id that no loaded generation
+// condemns: one a writer may deduplicate against.
+func (x *vaultIndex) lookupLive(id [32]byte) (chunkLoc, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	loc, ok := x.chunks[id]
+	if !ok || !x.condemnedLocked(id, loc.pack) {
+		return loc, ok
+	}
+	for _, m := range x.more[id] {
+		if !x.condemnedLocked(id, m.pack) {
+			return m, true
+		}
+	}
+	return chunkLoc{}, false
+}
+
 // locations returns every location of chunk id this process knows,
 // those of sealed length stored first.
 func (x *vaultIndex) locations(id [32]byte, stored int64) []chunkLoc {
@@ -306,6 +328,15 @@ func cmpBool(a, b bool) int {
 	return -1
 }
 
+func (x *vaultIndex) condemnedLocked(id [32]byte, pack string) bool {
+	for _, p := range x.condemned[id] {
+		if p == pack {
+			return true
+		}
+	}
+	return false
+}
+
 // add records packs this process stored (and indexed).
 func (x *vaultIndex) add(indexID string, packs []packInfo) {
 	x.mu.Lock()
@@ -322,7 +353,8 @@ func (x *vaultIndex) addLocked(indexID string, packs []packInfo) {
 	}
 }
 
-// putLocked records a location of chunk id.
+// putLocked records a location of chunk id, keeping first one that no
+// generation condemns.
 func (x *vaultIndex) putLocked(id [32]byte, loc chunkLoc) {
 	cur, ok := x.chunks[id]
 	if !ok || cur.pack == loc.pack {
@@ -334,6 +366,9 @@ func (x *vaultIndex) putLocked(id [32]byte, loc chunkLoc) {
 			x.more[id][i] = loc
 			return
 		}
+	}
+	if x.condemnedLocked(id, cur.pack) && !x.condemnedLocked(id, loc.pack) {
+		x.chunks[id], loc = loc, cur
 	}
 	x.more[id] = append(x.more[id], loc)
 }
@@ -357,6 +392,33 @@ func (x *vaultIndex) remove(id [32]byte, pack string) {
 		delete(x.more, id)
 	} else {
 		x.more[id] = more
+	}
+}
+
+// setCondemned makes the locations gens condemn the ones writers do not
+// deduplicate against, and puts a location none condemns first wherever
+// a chunk has one.
+func (x *vaultIndex) setCondemned(gens map[string]*generation) {
+	c := make(map[[32]byte][]string)
+	for _, g := range gens {
+		for _, l := range g.locs {
+			c[l.id] = append(c[l.id], l.pack)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.condemned = c
+	for id, more := range x.more {
+		cur := x.chunks[id]
+		if !x.condemnedLocked(id, cur.pack) {
+			continue
+		}
+		for i, m := range more {
+			if !x.condemnedLocked(id, m.pack) {
+				x.chunks[id], more[i] = m, cur
+				break
+			}
+		}
 	}
 }
 

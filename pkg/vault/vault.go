@@ -100,6 +100,13 @@ type Vault struct {
 	// idHasher is cloned, not shared: a Hasher is not safe for concurrent
 	// use, but a clone of a fresh keyed one starts from the key.
 	idHasher *blake3.Hasher
+	// condemned is what this process knows of garbage collection's
+	// condemned generations (condemned.go)
+	condemned condemnedState
+	// ignoreCondemned, for tests only, makes writers deduplicate against
+	// condemned locations too, which garbage collection is then free to
+	// delete under them
+	ignoreCondemned bool
 }
 
 // Init creates a vault in store, with its primary vault key (derived from
@@ -411,7 +418,11 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 	sum := v.chunkID(sc.hasher, data)
 	id := hex.EncodeToString(sum[:])
 	ref := ChunkRef{ID: id, Size: int64(len(data))}
-	if loc, ok := v.index.lookup(sum); ok {
+	lookup := v.index.lookupLive
+	if v.ignoreCondemned {
+		lookup = v.index.lookup
+	}
+	if loc, ok := lookup(sum); ok {
 		ref.StoredSize = int64(loc.length)
 		return ref, false, nil
 	}
