@@ -242,6 +242,12 @@ func (s *Session) refresh() {
 		}
 		expiry.Stop()
 		sent := time.Now()
+		if !sent.Before(until) {
+			// late (the process was paused): a collector may have taken
+			// the session for dead, and it must not come back
+			s.cancel(ErrSessionExpired)
+			return
+		}
 		// not cancelled by Close: a Put cut short may still land after
 		// the Delete that follows
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(s.ctx), until)
