@@ -51,6 +51,13 @@ const (
 // its session is deleted, and a collector reads the sessions before it
 // reads the roots; a commit stores its manifest before it deletes its
 // draft, and a collector reads the drafts before it lists the manifests.
+//
+// Collections run one at a time: each replaces index objects with copies
+// of what it read, and two at once could bring back the listing of a
+// pack the other deleted, which a writer would then deduplicate against.
+// A collection's session says it is one, and a collection that finds
+// another's live session gives way (both do, should two start at the
+// same instant; a dead one's is waited for until its lease runs out).
 
 // ErrCollecting is matched by the error Collect returns when another
 // collection is running (in this process or another): collections run
