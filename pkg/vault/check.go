@@ -299,10 +299,14 @@ func (c *checker) listChunks(ctx context.Context) error {
 			c.report.Unreferenced++
 			return nil
 		}
-		e.present, e.listed = true, info.StoredSize
-		if fast {
+		// a chunk stored twice: the copy of the size its manifests expect
+		if !e.present || info.StoredSize == e.stored {
+			e.listed = info.StoredSize
+		}
+		if fast && !e.present {
 			c.progress(1, total)
 		}
+		e.present = true
 		return nil
 	})
 	if err != nil {

@@ -18,9 +18,7 @@
 // RESTORE FROM URL do, through a precomputed offset table and a small cache
 // of verified chunks with read-ahead; [Vault.VerifyStream] reads a whole
 // stream only to verify it, so that a restore over a database can start
-// knowing that every chunk it needs is there and sound. [Vault.Collect]
-// removes chunks no recovery point needs, repacking the packs that hold
-// some of them.
+// knowing that every chunk it needs is there and sound.
 //
 // A [Manifest] lists a stream's chunks with the caller's metadata; it is
 // sealed too and stored at manifests/<id>, and writing it is the commit of a
@@ -28,6 +26,25 @@
 // its commit, by the writer's process, so that the chunk list of a large
 // stream need not travel in a message; garbage collection counts it as a
 // root until it is deleted.
+//
+// # Garbage collection
+//
+// [Vault.Collect] removes the chunks no manifest or draft names,
+// repacking the packs that hold some of them, and is safe against writers
+// in other processes that share nothing with it but the store. A writer
+// deduplicates against the chunks its process knows, without asking the
+// store, so collection must know which chunks a running writer may be
+// about to name. Every writer holds a [Session] ([Vault.OpenSession]),
+// an object it refreshes while it runs; a backup opens one before its
+// writers and closes it once its draft is stored. Collection is in two
+// phases: one collection condemns what no root names, recording where it
+// is stored in a generation object; writers whose session opens later
+// store those chunks again rather than deduplicate against them; a later
+// collection deletes what the generation condemned once every live
+// session knows of it, sparing whatever a root names by then. A session
+// not refreshed within its lease is a dead writer's, and no longer waited
+// for. Only one collection runs at a time. collect.go says why the order
+// of the steps makes this safe, with no clock but the store's.
 //
 // # Keys
 //
@@ -49,6 +66,9 @@
 //	chunks/<xx>/<chunk id>   sealed chunk stored alone (format 1; read, never written)
 //	manifests/<manifest id>  sealed manifest
 //	drafts/<manifest id>     sealed manifest not committed yet (a stream's chunk list)
+//	sessions/<session id>    a running writer's session (JSON; session.go)
+//	condemned/<generation>   sealed list of chunk locations, and unlisted packs,
+//	                         that garbage collection will delete (condemned.go)
 //
 // A vault written by coffer before packs (format 1: no config, a chunk per
 // object) opens as it is: its chunks are read and deduplicated against

@@ -205,59 +205,76 @@ func (v *Vault) storeManifest(ctx context.Context, key, name string, m *Manifest
 func manifestName(id string) string { return "manifest/" + id }
 
 // checkChunksExist checks that every distinct chunk of chunks is in the
-// vault, with the stored size recorded: in the index (read again when a
-// chunk is not in it, since another process may have stored it), in a
-// pack that the store has, or as a format 1 object the store has. It
-// Stats each pack and format 1 chunk once, a few at a time, and returns
-// the first problem found.
+// vault, with the stored size recorded: in the index, in a pack that the
+// store has, or as a format 1 object the store has. When a chunk is not
+// in the index, or not where the index says (another process stored it,
+// or garbage collection repacked it), it reads the index again and checks
+// again, up to lookupAttempts times in all. It Stats each pack and format
+// 1 chunk once, a few at a time, and returns the first problem found.
 func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
-	locs := make(map[string]chunkLoc, len(chunks))
-	refreshed := false
+	for attempt := 1; ; attempt++ {
+		err := v.checkChunksOnce(ctx, chunks)
+		if attempt == lookupAttempts || !errors.Is(err, blob.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		if err := v.refreshIndex(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (v *Vault) checkChunksOnce(ctx context.Context, chunks []ChunkRef) error {
+	// the locations of each chunk that have its stored size
+	type want struct {
+		ref  ChunkRef
+		locs []chunkLoc
+	}
+	var wants []want
+	seen := make(map[string]bool, len(chunks))
+	objects := make(map[string]chunkLoc) // key -> a location there
 	for _, c := range chunks {
-		if _, ok := locs[c.ID]; ok {
+		if seen[c.ID] {
 			continue
 		}
-		loc, ok := v.index.lookupID(c.ID)
-		if !ok && !refreshed {
-			if err := v.refreshIndex(ctx); err != nil {
-				return err
-			}
-			refreshed = true
-			loc, ok = v.index.lookupID(c.ID)
-		}
-		if !ok {
+		seen[c.ID] = true
+		sum, _ := decodeID(c.ID)
+		locs := v.index.locations(sum, c.StoredSize)
+		if len(locs) == 0 {
 			return &ChunkError{ID: c.ID, Err: fmt.Errorf("missing from the vault: %w", blob.ErrNotExist)}
 		}
-		if c.StoredSize > 0 && int64(loc.length) != c.StoredSize {
-			return corruptChunk(c.ID, "stored object is %d bytes; when written it was %d", loc.length, c.StoredSize)
+		if c.StoredSize > 0 {
+			n := 0
+			for n < len(locs) && int64(locs[n].length) == c.StoredSize {
+				n++
+			}
+			if n == 0 {
+				return corruptChunk(c.ID, "stored object is %d bytes; when written it was %d", locs[0].length, c.StoredSize)
+			}
+			locs = locs[:n]
 		}
-		locs[c.ID] = loc
+		for _, l := range locs {
+			objects[locKey(c.ID, l)] = l
+		}
+		wants = append(wants, want{c, locs})
 	}
 	// one Stat per pack, one per format 1 chunk
-	type object struct{ key, chunk string }
-	var objects []object
-	seen := make(map[string]bool)
-	for id, loc := range locs {
-		key := chunkKey(id)
-		if loc.pack != "" {
-			key = packKey(loc.pack)
-		}
-		if !seen[key] {
-			seen[key] = true
-			objects = append(objects, object{key, id})
-		}
+	type statResult struct {
+		ok  bool
+		err error
 	}
+	results := make(map[string]statResult, len(objects))
+	var mu sync.Mutex
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, statConcurrency)
 	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	fail := func(err error) {
-		once.Do(func() { first = err })
-		cancel(err)
+	chunkOf := make(map[string]string, len(objects))
+	for _, w := range wants {
+		for _, l := range w.locs {
+			chunkOf[locKey(w.ref.ID, l)] = w.ref.ID
+		}
 	}
-	for _, o := range objects {
+	for key, loc := range objects {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -267,23 +284,56 @@ func (v *Vault) checkChunksExist(ctx context.Context, chunks []ChunkRef) error {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			info, err := v.store.Stat(ctx, o.key)
-			loc := locs[o.chunk]
+			info, err := v.store.Stat(ctx, key)
+			r := statResult{ok: err == nil, err: err}
 			switch {
 			case errors.Is(err, blob.ErrNotExist):
-				fail(&ChunkError{ID: o.chunk, Err: fmt.Errorf("missing from the vault (%s): %w", o.key, err)})
+				r.err = nil
 			case err != nil:
-				fail(&ChunkError{ID: o.chunk, Err: fmt.Errorf("check: %w", err)})
+				cancel(&ChunkError{ID: chunkOf[key], Err: fmt.Errorf("check: %w", err)})
 			case loc.pack == "" && info.Size != int64(loc.length):
-				fail(corruptChunk(o.chunk, "stored object is %d bytes; when written it was %d", info.Size, loc.length))
+				r.ok = false
+				r.err = fmt.Errorf("%w: stored object is %d bytes; when written it was %d", ErrCorrupt, info.Size, loc.length)
 			}
+			mu.Lock()
+			results[key] = r
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	if first != nil {
-		return first
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
-	return context.Cause(ctx)
+	for _, w := range wants {
+		var problem error
+		found := false
+		for _, l := range w.locs {
+			r := results[locKey(w.ref.ID, l)]
+			if r.ok {
+				found = true
+				break
+			}
+			if r.err != nil && problem == nil {
+				problem = r.err
+			}
+		}
+		switch {
+		case found:
+		case problem != nil:
+			return &ChunkError{ID: w.ref.ID, Err: problem}
+		default:
+			return &ChunkError{ID: w.ref.ID, Err: fmt.Errorf("missing from the vault (%s): %w", locKey(w.ref.ID, w.locs[0]), blob.ErrNotExist)}
+		}
+	}
+	return nil
+}
+
+// locKey is the key of the object that holds chunk id at loc.
+func locKey(id string, loc chunkLoc) string {
+	if loc.pack == "" {
+		return chunkKey(id)
+	}
+	return packKey(loc.pack)
 }
 
 // GetManifest reads and verifies manifest id. A missing manifest gives an

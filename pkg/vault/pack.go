@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -219,17 +220,27 @@ type chunkLoc struct {
 
 // vaultIndex is what this process knows to be in the vault: the chunks
 // of every index object it has read, and the format 1 chunks it listed.
+// A chunk may be stored in several places: by writers that raced to store
+// it, or again by a writer that knew its first location condemned by
+// garbage collection (condemned.go). Every location is kept, so that a
+// stream reads each chunk where its stored size says, and the one lookup
+// returns first is one that no loaded generation condemns, when there is
+// one.
 type vaultIndex struct {
-	mu      sync.RWMutex
-	chunks  map[[32]byte]chunkLoc
-	indexes map[string]bool // index objects read
-	loose   bool            // format 1 chunks listed
+	mu     sync.RWMutex
+	chunks map[[32]byte]chunkLoc   // a location of every chunk
+	more   map[[32]byte][]chunkLoc // its other locations, if any
+	// condemned maps chunks to the packs ("" for a chunk stored alone)
+	// where the generations this process loaded condemn them
+	condemned map[[32]byte][]string
+	indexes   map[string]bool // index objects read
+	loose     bool            // format 1 chunks listed
 	// refreshing serializes refreshes: a second waits for the first
 	refreshing sync.Mutex
 }
 
 func newVaultIndex() *vaultIndex {
-	return &vaultIndex{chunks: make(map[[32]byte]chunkLoc), indexes: make(map[string]bool)}
+	return &vaultIndex{chunks: make(map[[32]byte]chunkLoc), more: make(map[[32]byte][]chunkLoc), indexes: make(map[string]bool)}
 }
 
 func (x *vaultIndex) lookup(id [32]byte) (chunkLoc, bool) {
@@ -242,11 +253,88 @@ func (x *vaultIndex) lookup(id [32]byte) (chunkLoc, bool) {
 // lookupID is lookup by the chunk's id in hex; an id that is not one is
 // in no index.
 func (x *vaultIndex) lookupID(id string) (chunkLoc, bool) {
-	var sum [32]byte
-	if n, err := hex.Decode(sum[:], []byte(id)); err != nil || n != len(sum) {
+	sum, ok := decodeID(id)
+	if !ok {
 		return chunkLoc{}, false
 	}
 	return x.lookup(sum)
+}
+
+func decodeID(id string) ([32]byte, bool) {
+	var sum [32]byte
+	n, err := hex.Decode(sum[:], []byte(id))
+	return sum, err == nil && n == len(sum)
+}
+
+// lookupSized returns a location of chunk id whose sealed length is
+// stored, when stored is positive and one has it; otherwise as lookup.
+func (x *vaultIndex) lookupSized(id [32]byte, stored int64) (chunkLoc, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	loc, ok := x.chunks[id]
+	if !ok || stored <= 0 || int64(loc.length) == stored {
+		return loc, ok
+	}
+	for _, m := range x.more[id] {
+		if int64(m.length) == stored {
+			return m, true
+		}
+	}
+	return loc, true
+}
+
+// lookupLive returns a location of chunk id that no loaded generation
+// condemns: one a writer may deduplicate against.
+func (x *vaultIndex) lookupLive(id [32]byte) (chunkLoc, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	loc, ok := x.chunks[id]
+	if !ok || !x.condemnedLocked(id, loc.pack) {
+		return loc, ok
+	}
+	for _, m := range x.more[id] {
+		if !x.condemnedLocked(id, m.pack) {
+			return m, true
+		}
+	}
+	return chunkLoc{}, false
+}
+
+// locations returns every location of chunk id this process knows,
+// those of sealed length stored first.
+func (x *vaultIndex) locations(id [32]byte, stored int64) []chunkLoc {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	loc, ok := x.chunks[id]
+	if !ok {
+		return nil
+	}
+	locs := append([]chunkLoc{loc}, x.more[id]...)
+	if stored > 0 {
+		slices.SortStableFunc(locs, func(a, b chunkLoc) int {
+			return cmpBool(int64(b.length) == stored, int64(a.length) == stored)
+		})
+	}
+	return locs
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func (x *vaultIndex) condemnedLocked(id [32]byte, pack string) bool {
+	for _, p := range x.condemned[id] {
+		if p == pack {
+			return true
+		}
+	}
+	return false
 }
 
 // add records packs this process stored (and indexed).
@@ -260,16 +348,78 @@ func (x *vaultIndex) addLocked(indexID string, packs []packInfo) {
 	x.indexes[indexID] = true
 	for _, p := range packs {
 		for _, e := range p.entries {
-			x.chunks[e.id] = chunkLoc{pack: p.id, offset: e.offset, length: e.length, size: e.size}
+			x.putLocked(e.id, chunkLoc{pack: p.id, offset: e.offset, length: e.length, size: e.size})
 		}
 	}
 }
 
-// forget drops a chunk, as when a format 1 chunk is deleted.
-func (x *vaultIndex) forget(id [32]byte) {
+// putLocked records a location of chunk id, keeping first one that no
+// generation condemns.
+func (x *vaultIndex) putLocked(id [32]byte, loc chunkLoc) {
+	cur, ok := x.chunks[id]
+	if !ok || cur.pack == loc.pack {
+		x.chunks[id] = loc
+		return
+	}
+	for i, m := range x.more[id] {
+		if m.pack == loc.pack {
+			x.more[id][i] = loc
+			return
+		}
+	}
+	if x.condemnedLocked(id, cur.pack) && !x.condemnedLocked(id, loc.pack) {
+		x.chunks[id], loc = loc, cur
+	}
+	x.more[id] = append(x.more[id], loc)
+}
+
+// remove drops the location of chunk id in pack ("" for a format 1
+// chunk), as when a format 1 chunk is deleted.
+func (x *vaultIndex) remove(id [32]byte, pack string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	delete(x.chunks, id)
+	more := x.more[id]
+	if cur, ok := x.chunks[id]; ok && cur.pack == pack {
+		if len(more) == 0 {
+			delete(x.chunks, id)
+			return
+		}
+		x.chunks[id], more = more[0], more[1:]
+	} else {
+		more = slices.DeleteFunc(more, func(m chunkLoc) bool { return m.pack == pack })
+	}
+	if len(more) == 0 {
+		delete(x.more, id)
+	} else {
+		x.more[id] = more
+	}
+}
+
+// setCondemned makes the locations gens condemn the ones writers do not
+// deduplicate against, and puts a location none condemns first wherever
+// a chunk has one.
+func (x *vaultIndex) setCondemned(gens map[string]*generation) {
+	c := make(map[[32]byte][]string)
+	for _, g := range gens {
+		for _, l := range g.locs {
+			c[l.id] = append(c[l.id], l.pack)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.condemned = c
+	for id, more := range x.more {
+		cur := x.chunks[id]
+		if !x.condemnedLocked(id, cur.pack) {
+			continue
+		}
+		for i, m := range more {
+			if !x.condemnedLocked(id, m.pack) {
+				x.chunks[id], more[i] = m, cur
+				break
+			}
+		}
+	}
 }
 
 // refresh reads the index objects stored since the last refresh (by
@@ -341,12 +491,11 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if gone {
-		x.chunks, x.indexes = next, make(map[string]bool)
-	} else if !loose {
+		x.chunks, x.more, x.indexes = make(map[[32]byte]chunkLoc, len(x.chunks)), make(map[[32]byte][]chunkLoc), make(map[string]bool)
+	}
+	if !loose || gone {
 		for sum, loc := range next {
-			if _, ok := x.chunks[sum]; !ok {
-				x.chunks[sum] = loc
-			}
+			x.putLocked(sum, loc)
 		}
 	}
 	x.loose = true

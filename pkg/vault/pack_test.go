@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -67,10 +66,12 @@ func uniq(refs []vault.ChunkRef) map[string]bool {
 	return m
 }
 
-// TestCollectRepacks: collecting some chunks of a pack rewrites it with
-// the others, which still read back from any process; collecting all of a
-// pack's chunks deletes it; a pack no index lists is deleted once old
-// enough, and not before.
+// TestCollectRepacks: chunks no manifest names are condemned by one
+// collection and deleted by the next; deleting some chunks of a pack
+// rewrites it with the others, which still read back from any process;
+// deleting all of a pack's chunks deletes it; a pack no index lists is
+// deleted by the collection after the one that found it, once no writer
+// that started before runs.
 func TestCollectRepacks(t *testing.T) {
 	store := newDirStore(t)
 	v := initVault(t, store)
@@ -96,13 +97,20 @@ func TestCollectRepacks(t *testing.T) {
 	if _, err := read(t, reader, keptRes.Chunks); err != nil {
 		t.Fatal(err)
 	}
-	st, err := v.Collect(ctx, doomed, time.Time{})
+	st, err := v.Collect(ctx, vault.CollectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Condemned != len(doomed) || st.Chunks != 0 {
+		t.Errorf("first collection: %+v; want the %d unreferenced chunks condemned, none deleted", st, len(doomed))
+	}
+	st, err = v.Collect(ctx, vault.CollectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", st)
-	if st.Chunks != len(doomed) || st.Repacked == 0 || st.Bytes <= 0 {
-		t.Errorf("collected %+v; want the %d doomed chunks, with a pack repacked", st, len(doomed))
+	if st.Chunks != len(doomed) || st.Repacked == 0 || st.Bytes <= 0 || st.Processed != 1 || st.Condemned != 0 {
+		t.Errorf("second collection: %+v; want the %d condemned chunks deleted, with a pack repacked", st, len(doomed))
 	}
 	var listed []string
 	if err := v.ListChunks(ctx, func(c vault.ChunkInfo) error { listed = append(listed, c.ID); return nil }); err != nil {
@@ -126,24 +134,40 @@ func TestCollectRepacks(t *testing.T) {
 		t.Errorf("full check after repacking: %+v, %v", r, err)
 	}
 
-	// a pack no index lists: a writer that died before its index
+	// a pack no index lists: a writer that died before its index, or one
+	// still writing
 	putRaw(t, store, "packs/ab/"+strings.Repeat("ab", 32), []byte("left by a writer that died"))
-	if st, err := v.Collect(ctx, nil, time.Now().Add(-time.Hour)); err != nil || st.Orphans != 0 {
-		t.Errorf("a young unlisted pack: collected %+v, %v; want it spared", st, err)
+	sess, err := v.OpenSession(ctx, vault.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st, err := v.Collect(ctx, nil, time.Now().Add(time.Hour)); err != nil || st.Orphans != 1 {
-		t.Errorf("an old unlisted pack: collected %+v, %v; want it deleted", st, err)
+	if st, err := v.Collect(ctx, vault.CollectOptions{}); err != nil || st.Orphans != 0 || st.Unlisted != 1 {
+		t.Errorf("an unlisted pack: collected %+v, %v; want it condemned", st, err)
+	}
+	if st, err := v.Collect(ctx, vault.CollectOptions{}); err != nil || st.Orphans != 0 || st.Waiting != 1 {
+		t.Errorf("an unlisted pack, with a writer open since before: collected %+v, %v; want it spared", st, err)
+	}
+	if err := sess.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := v.Collect(ctx, vault.CollectOptions{}); err != nil || st.Orphans != 1 {
+		t.Errorf("an unlisted pack, no writer open: collected %+v, %v; want it deleted", st, err)
 	}
 	// every chunk of a pack collected: the pack goes whole
-	all := map[string]bool{}
-	for id := range live {
-		all[id] = true
+	if err := v.DeleteManifest(ctx, "kept"); err != nil {
+		t.Fatal(err)
 	}
 	packsBefore := countObjects(t, store, "packs/")
-	if st, err := v.Collect(ctx, all, time.Time{}); err != nil || st.Deleted != packsBefore || st.Repacked != 0 {
+	if st, err := v.Collect(ctx, vault.CollectOptions{}); err != nil || st.Chunks != 0 || st.Condemned != len(live) {
+		t.Errorf("collecting everything, first: %+v, %v; want the %d chunks condemned", st, err, len(live))
+	}
+	if st, err := v.Collect(ctx, vault.CollectOptions{}); err != nil || st.Deleted != packsBefore || st.Repacked != 0 {
 		t.Errorf("collecting everything: %+v, %v; want %d packs deleted whole", st, err, packsBefore)
 	}
 	if n, m := countObjects(t, store, "packs/"), countObjects(t, store, "index/"); n != 0 || m != 0 {
 		t.Errorf("%d packs and %d index objects left in an empty vault", n, m)
+	}
+	if n, m := countObjects(t, store, "sessions/"), countObjects(t, store, "condemned/"); n != 0 || m != 0 {
+		t.Errorf("%d sessions and %d condemned generations left", n, m)
 	}
 }

@@ -114,7 +114,8 @@ func (v *Vault) group(refs []ChunkRef) int {
 		if i == maxGroup || !validChunkID(ref.ID) {
 			return max(i, 1)
 		}
-		loc, ok := v.index.lookupID(ref.ID)
+		id, _ := decodeID(ref.ID)
+		loc, ok := v.index.lookupSized(id, ref.StoredSize)
 		if !ok || loc.pack == "" {
 			return max(i, 1)
 		}
@@ -142,6 +143,11 @@ func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBuf
 		if err := v.readGroup(ctx, refs, bufs); err == nil {
 			for i, ref := range refs {
 				plain, err := v.openSealedChunk(ref.ID, ref.Size, ref.StoredSize, bufs[i])
+				if err != nil {
+					// read where the index said a moment ago: the chunk
+					// alone names the problem, or finds it moved
+					plain, err = v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, bufs[i])
+				}
 				got(i, plain, err)
 			}
 			return
@@ -159,7 +165,8 @@ func (v *Vault) loadGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBuf
 func (v *Vault) readGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBufs) error {
 	locs := make([]chunkLoc, len(refs))
 	for i, ref := range refs {
-		loc, ok := v.index.lookupID(ref.ID)
+		sum, _ := decodeID(ref.ID)
+		loc, ok := v.index.lookupSized(sum, ref.StoredSize)
 		if !ok {
 			return errors.New("not in the index")
 		}

@@ -100,6 +100,13 @@ type Vault struct {
 	// idHasher is cloned, not shared: a Hasher is not safe for concurrent
 	// use, but a clone of a fresh keyed one starts from the key.
 	idHasher *blake3.Hasher
+	// condemned is what this process knows of garbage collection's
+	// condemned generations (condemned.go)
+	condemned condemnedState
+	// ignoreCondemned, for tests only, makes writers deduplicate against
+	// condemned locations too, which garbage collection is then free to
+	// delete under them
+	ignoreCondemned bool
 }
 
 // Init creates a vault in store, with its primary vault key (derived from
@@ -411,7 +418,11 @@ func (v *Vault) putChunk(ctx context.Context, buf, data []byte, sc *chunkScratch
 	sum := v.chunkID(sc.hasher, data)
 	id := hex.EncodeToString(sum[:])
 	ref := ChunkRef{ID: id, Size: int64(len(data))}
-	if loc, ok := v.index.lookup(sum); ok {
+	lookup := v.index.lookupLive
+	if v.ignoreCondemned {
+		lookup = v.index.lookup
+	}
+	if loc, ok := lookup(sum); ok {
 		ref.StoredSize = int64(loc.length)
 		return ref, false, nil
 	}
@@ -467,7 +478,7 @@ func (v *Vault) loadChunk(ctx context.Context, id string, wantSize, storedSize i
 	if err := checkChunkID(id); err != nil {
 		return nil, err
 	}
-	rc, err := v.openChunk(ctx, id)
+	rc, err := v.openChunk(ctx, id, storedSize)
 	if errors.Is(err, blob.ErrNotExist) {
 		return nil, &ChunkError{ID: id, Err: fmt.Errorf("missing from the vault: %w", err)}
 	}
@@ -517,35 +528,55 @@ func (v *Vault) openSealedChunk(id string, wantSize, storedSize int64, bufs *chu
 	return plain, nil
 }
 
+// lookupAttempts is how many times a chunk is looked for, reading the
+// index again before each new attempt, before it is reported missing.
+// Garbage collection stores the index of the packs it repacks a chunk
+// into before it deletes the pack the chunk was in, so an index read
+// after the chunk was found missing there finds its new place; more
+// than two attempts are for a chunk repacked again meanwhile.
+const lookupAttempts = 3
+
 // openChunk opens the sealed chunk id: a range of its pack, or its own
-// object in a format 1 vault. When the chunk is not where this process
-// believes (another process stored it, or garbage collection repacked
-// it), it reads the index again and tries once more.
-func (v *Vault) openChunk(ctx context.Context, id string) (io.ReadCloser, error) {
-	var sum [32]byte
-	hex.Decode(sum[:], []byte(id))
-	for attempt := 0; ; attempt++ {
-		loc, ok := v.index.lookup(sum)
+// object in a format 1 vault; where it is stored with sealed length
+// stored, if positive, when it is stored in several places. When the
+// chunk is not where this process believes (another process stored it,
+// or garbage collection repacked it), it tries the chunk's other
+// locations, then reads the index again and tries again.
+func (v *Vault) openChunk(ctx context.Context, id string, stored int64) (io.ReadCloser, error) {
+	sum, _ := decodeID(id)
+	for attempt := 1; ; attempt++ {
 		var rc io.ReadCloser
 		var err error
-		switch {
-		case ok && loc.pack != "":
-			rc, err = v.store.GetRange(ctx, packKey(loc.pack), int64(loc.offset), int64(loc.length))
-			if errors.Is(err, blob.ErrRange) {
-				// the pack was cut short: what is left of the chunk, which
-				// the caller finds too short or failing authentication
-				rc, err = v.openShort(ctx, loc)
-			}
-		default:
+		locs := v.index.locations(sum, stored)
+		if len(locs) == 0 {
 			rc, err = v.store.Get(ctx, chunkKey(id))
 		}
-		if attempt > 0 || !errors.Is(err, blob.ErrNotExist) {
+		for _, loc := range locs {
+			if rc, err = v.openLoc(ctx, id, loc); !errors.Is(err, blob.ErrNotExist) {
+				break
+			}
+		}
+		if attempt == lookupAttempts || !errors.Is(err, blob.ErrNotExist) {
 			return rc, err
 		}
 		if err := v.refreshIndex(ctx); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// openLoc opens the sealed chunk id at loc.
+func (v *Vault) openLoc(ctx context.Context, id string, loc chunkLoc) (io.ReadCloser, error) {
+	if loc.pack == "" {
+		return v.store.Get(ctx, chunkKey(id))
+	}
+	rc, err := v.store.GetRange(ctx, packKey(loc.pack), int64(loc.offset), int64(loc.length))
+	if errors.Is(err, blob.ErrRange) {
+		// the pack was cut short: what is left of the chunk, which the
+		// caller finds too short or failing authentication
+		rc, err = v.openShort(ctx, loc)
+	}
+	return rc, err
 }
 
 // openShort opens what is left of a chunk in a pack shorter than its
@@ -599,10 +630,9 @@ func (v *Vault) VerifyChunk(ctx context.Context, id string) error {
 
 // ListChunks calls fn for every chunk in the vault, stopping at and
 // returning fn's first error: the format 1 chunks in id order, then the
-// chunks of every pack the store holds, pack by pack. It is meant for
-// garbage collection and checks: ChunkInfo.ModTime lets a collector spare
-// chunks younger than a grace period, which may belong to a backup not yet
-// committed, and ChunkInfo.Pack says which chunks only go with their pack.
+// chunks of every pack the store holds, pack by pack. A chunk stored in
+// several places is listed once for each. It is meant for checks and
+// reports; ChunkInfo.Pack says which chunks only go with their pack.
 func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error {
 	err := v.store.List(ctx, chunksPrefix, func(i blob.Info) error {
 		rest := strings.TrimPrefix(i.Key, chunksPrefix)
@@ -623,12 +653,20 @@ func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error 
 		return fmt.Errorf("list chunks: %w", err)
 	}
 	byPack := map[string][]ChunkInfo{}
-	v.index.mu.RLock()
-	for sum, loc := range v.index.chunks {
+	add := func(sum [32]byte, loc chunkLoc) {
 		if info, ok := packs[loc.pack]; ok {
 			// a pack cut short holds only what is left of a chunk
 			stored := min(int64(loc.length), max(info.Size-int64(loc.offset), 0))
 			byPack[loc.pack] = append(byPack[loc.pack], ChunkInfo{ID: hex.EncodeToString(sum[:]), StoredSize: stored, ModTime: info.ModTime, Pack: loc.pack})
+		}
+	}
+	v.index.mu.RLock()
+	for sum, loc := range v.index.chunks {
+		add(sum, loc)
+	}
+	for sum, more := range v.index.more {
+		for _, loc := range more {
+			add(sum, loc)
 		}
 	}
 	v.index.mu.RUnlock()
@@ -642,21 +680,23 @@ func (v *Vault) ListChunks(ctx context.Context, fn func(ChunkInfo) error) error 
 	return nil
 }
 
-// DeleteChunk removes format 1 chunk id from the vault. Deleting a missing
-// chunk is not an error; a chunk in a pack cannot be deleted alone. Callers
-// must make sure no manifest refers to it, and that no backup still being
-// written may: Writers skip storing chunks they believe the vault already
-// has.
+// DeleteChunk removes format 1 chunk id (one stored alone) from the
+// vault, at once. Deleting a missing chunk is not an error; a chunk in a
+// pack cannot be deleted alone. It is for repairs and tests, not garbage
+// collection ([Vault.Collect]): callers must make sure no manifest or
+// draft refers to it, and that no backup still being written may (writers
+// skip storing chunks they believe the vault already has).
 func (v *Vault) DeleteChunk(ctx context.Context, id string) error {
 	if err := checkChunkID(id); err != nil {
 		return err
 	}
 	var sum [32]byte
 	hex.Decode(sum[:], []byte(id))
-	if loc, ok := v.index.lookup(sum); ok && loc.pack != "" {
-		return &ChunkError{ID: id, Err: fmt.Errorf("it is in pack %s, which is collected whole", loc.pack)}
+	locs := v.index.locations(sum, 0)
+	if len(locs) > 0 && !slices.ContainsFunc(locs, func(l chunkLoc) bool { return l.pack == "" }) {
+		return &ChunkError{ID: id, Err: fmt.Errorf("it is in pack %s, which is collected whole", locs[0].pack)}
 	}
-	v.index.forget(sum)
+	v.index.remove(sum, "")
 	if err := v.store.Delete(ctx, chunkKey(id)); err != nil {
 		return &ChunkError{ID: id, Err: fmt.Errorf("delete: %w", err)}
 	}

@@ -39,6 +39,14 @@ type WriterOptions struct {
 	// means 16 MiB; 1 stores every chunk in a pack of its own, as tests
 	// that damage one chunk need.
 	PackSize int
+	// Session is the writer session that protects what the writer
+	// deduplicates against from garbage collection ([Vault.OpenSession]);
+	// it must stay open until the stream is named by a draft or manifest,
+	// and the writer fails if it ends first. Nil means a session of the
+	// writer's own, opened by NewWriter and closed by Close: enough for a
+	// stream committed before Close returns, not for one whose draft is
+	// stored after.
+	Session *Session
 }
 
 func (o *WriterOptions) setDefaults() {
@@ -101,6 +109,11 @@ type Writer struct {
 	opts   WriterOptions
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// session is the writer's own session, closed with it, if
+	// opts.Session is nil; stopWatch stops watching the session
+	session   *Session
+	stopWatch func() bool
+	closeCtx  context.Context // for closing the session once ctx has ended
 
 	sum    *blake3.Hasher
 	size   int64
@@ -130,20 +143,35 @@ type chunkJob struct {
 var errWriterClosed = errors.New("vault writer already closed")
 
 // NewWriter starts a Writer that stores a stream in the vault. Cancelling
-// ctx aborts the stream.
+// ctx, or the end of opts.Session, aborts the stream. Without
+// opts.Session it opens a session of its own first; if that fails, the
+// stream fails with the error.
 func (v *Vault) NewWriter(ctx context.Context, opts WriterOptions) *Writer {
 	opts.setDefaults()
+	closeCtx := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &Writer{
-		v:      v,
-		opts:   opts,
-		ctx:    ctx,
-		cancel: cancel,
-		sum:    blake3.New(),
-		blocks: make(chan []byte, 2),
-		free:   make(chan []byte, 4),
-		work:   make(chan chunkJob, opts.Workers),
-		own:    newKnownSet(),
+		v:        v,
+		opts:     opts,
+		ctx:      ctx,
+		cancel:   cancel,
+		closeCtx: closeCtx,
+		sum:      blake3.New(),
+		blocks:   make(chan []byte, 2),
+		free:     make(chan []byte, 4),
+		work:     make(chan chunkJob, opts.Workers),
+		own:      newKnownSet(),
+	}
+	sess := opts.Session
+	if sess == nil {
+		var err error
+		if sess, err = v.OpenSession(ctx, SessionOptions{}); err != nil {
+			w.fail(err)
+		}
+		w.session = sess
+	}
+	if sess != nil {
+		w.stopWatch = context.AfterFunc(sess.Context(), func() { w.fail(context.Cause(sess.Context())) })
 	}
 	if _, err := ParseCompression(string(opts.Compression)); err != nil {
 		w.fail(err)
@@ -331,6 +359,14 @@ func (w *Writer) Close() error {
 		err = w.failure()
 	}
 	w.cancel(errWriterClosed)
+	if w.stopWatch != nil {
+		w.stopWatch()
+	}
+	if w.session != nil {
+		if serr := w.session.Close(w.closeCtx); err == nil && errors.Is(serr, ErrSessionExpired) {
+			err = fmt.Errorf("vault writer: %w", serr)
+		}
+	}
 	if err != nil {
 		w.err = err
 		return err

@@ -213,10 +213,15 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		}
 	}()
 
+	sess, err := s.openSession(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer s.closeSession(ctx, log, sess)
 	// Until it is closed successfully, the stream is aborted: its chunks
 	// become garbage, and with no manifest nothing refers to them.
 	wctx, abort := context.WithCancel(ctx)
-	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req)})
+	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req), Session: sess})
 	closed := false
 	defer func() {
 		abort()
@@ -362,6 +367,31 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 		return nil, fail("store the chunk list of the backup of database %q in the vault: %v", db.GetDatabase(), err)
 	}
 	return sb, nil
+}
+
+// openSession opens the vault session of a backup of db: until it is
+// closed, after the backup's draft is stored (the deferred closeSession
+// of the function that stores it), garbage collection deletes nothing
+// the backup's writers deduplicate against.
+func (s *Service) openSession(ctx context.Context, db *cofferv1.DatabaseRef) (*vault.Session, error) {
+	sess, err := s.vault.OpenSession(ctx, vault.SessionOptions{})
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+	case err != nil:
+		return nil, fail("back up database %q: %v", db.GetDatabase(), err)
+	}
+	return sess, nil
+}
+
+// closeSession ends a backup's vault session. A session that expired
+// (not refreshed within its lease) may have let garbage collection take
+// a chunk the backup deduplicated against: its commit then fails, naming
+// the chunk.
+func (s *Service) closeSession(ctx context.Context, log *slog.Logger, sess *vault.Session) {
+	if err := sess.Close(context.WithoutCancel(ctx)); err != nil {
+		log.ErrorContext(ctx, "vault session not closed cleanly", slog.Any("error", err))
+	}
 }
 
 // errSerialized is SQL Server's refusal of a second data backup (or a

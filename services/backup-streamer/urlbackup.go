@@ -169,13 +169,18 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	if err != nil {
 		return nil, err
 	}
+	sess, err := s.openSession(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer s.closeSession(ctx, log, sess)
 	// until they are closed successfully the streams are aborted: their
 	// chunks become garbage, and with no manifest nothing refers to them
 	wctx, abort := context.WithCancel(ctx)
 	defer abort()
 	// stripes share the streamer's workers, and each holds fewer and
 	// smaller packs, so that memory does not grow with them
-	opts := vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req)}
+	opts := vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req), Session: sess}
 	if n := len(names); n > 1 {
 		opts.Workers = max(1, max(opts.Workers, runtime.GOMAXPROCS(0))/n)
 		opts.Uploads, opts.PackSize = 1, max(4<<20, 32<<20/n)

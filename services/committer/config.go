@@ -34,16 +34,21 @@ type Config struct {
 	// 1h. GCTicks, when not nil, replaces the timer (tests).
 	GCInterval time.Duration
 	GCTicks    <-chan time.Time
-	// GCGrace is how long a chunk must be unreferenced (and how old it
-	// must be) before it is deleted; default 1h.
+	// GCGrace is the least time, by the vault store's clock, between
+	// the collection that condemns unreferenced chunks and the one that
+	// deletes them. Default 0: the next collection deletes them, once
+	// every backup that started before they were condemned has ended.
 	GCGrace time.Duration
+	// DraftTTL is how old, by the vault store's clock, the draft of a
+	// backup that never committed must be before garbage collection
+	// deletes it (its chunks then go the way of any garbage). A commit
+	// deletes its draft, so one left this long belongs to a backup that
+	// nothing will commit any more: the committer had days, across
+	// redeliveries and restarts, to commit it. Default 7 days.
+	DraftTTL time.Duration
 	// JobRetention is how long a finished job's record is kept; older
 	// ones are deleted at each collection. Default 90 days.
 	JobRetention time.Duration
-	// StaleAfter is how long a queued or running backup may go without
-	// news before garbage collection stops waiting for it (its worker is
-	// taken to be gone). Default 24h.
-	StaleAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.
@@ -59,14 +64,11 @@ func (c *Config) setDefaults() {
 	if c.GCInterval == 0 {
 		c.GCInterval = time.Hour
 	}
-	if c.GCGrace == 0 {
-		c.GCGrace = time.Hour
+	if c.DraftTTL == 0 {
+		c.DraftTTL = 7 * 24 * time.Hour
 	}
 	if c.JobRetention == 0 {
 		c.JobRetention = 90 * 24 * time.Hour
-	}
-	if c.StaleAfter == 0 {
-		c.StaleAfter = 24 * time.Hour
 	}
 	if c.AckWait == 0 {
 		c.AckWait = time.Minute
@@ -109,6 +111,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("backoff[%d] %v: want a positive duration", i, d))
 		}
+	}
+	if c.GCGrace < 0 {
+		errs = append(errs, fmt.Errorf("gc grace %v: want zero or a positive duration", c.GCGrace))
+	}
+	if c.DraftTTL < 0 {
+		errs = append(errs, fmt.Errorf("draft ttl %v: want a positive duration", c.DraftTTL))
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("drain timeout %v: want a positive duration", c.DrainTimeout))

@@ -16,6 +16,17 @@
 // manifests carry the records, [Rebuild] can recreate recovery_points from
 // the vault alone.
 //
+// On its own timer the committer collects garbage (CollectGarbage, with
+// [vault.Vault.Collect]): chunks that no manifest and no draft names are
+// condemned by one collection and deleted by a later one, once every
+// backup that started before (each holds a vault session while it
+// writes, until its draft is stored) has ended; so no backup in flight,
+// in any streamer, loses a chunk it deduplicated against. Job records
+// play no part in it. Committers run collections one at a time across
+// processes: one that finds another running skips its turn. Drafts older
+// than Config.DraftTTL, of backups nothing will commit, are deleted, and
+// so are job records finished more than Config.JobRetention ago.
+//
 // Every handler is idempotent: JetStream delivers at least once, a
 // redelivered BackupStreamed finds its manifest already written and
 // carries on from there, and job updates are compare-and-set, moving a

@@ -15,7 +15,6 @@ import (
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
-	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -52,92 +51,41 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	return nil
 }
 
-// collector deletes chunks that no manifest references, in two phases so
-// that a running backup never loses a chunk it is about to reference: a
-// chunk is a candidate when a collection finds it unreferenced; it is
-// deleted by a collection at least the grace period later that still finds
-// it unreferenced and runs while no backup is queued or running (so any
-// backup that could have meant to reference it has committed its manifest
-// or failed). A backup that deduplicated
-// against a chunk deleted in the instant between that check and the
-// deletion fails its commit (the manifest's chunks are verified), visibly,
-// and never becomes a recovery point that cannot be restored.
+// collector serializes this process's garbage collections; vault.Collect
+// keeps those of different processes apart.
 type collector struct {
-	mu         sync.Mutex
-	candidates map[string]time.Time // chunk id -> when first found unreferenced
+	mu sync.Mutex
 }
 
-// CollectGarbage runs one collection at now and returns what it freed.
+// CollectGarbage runs one garbage collection at now and returns what it
+// freed. The vault decides what is garbage (vault.Collect): chunks no
+// recovery point or draft names are condemned by one collection and
+// deleted by a later one, once no backup that may have deduplicated
+// against them still runs, so a backup in flight, in any process, never
+// loses a chunk. now dates the job record; the vault's own rules run on
+// its store's clock. A collection that finds another running (another
+// committer's) gives way and returns nothing freed. Along the way it
+// deletes the records of jobs finished more than Config.JobRetention ago.
 func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int, bytes int64, err error) {
 	s.gc.mu.Lock()
 	defer s.gc.mu.Unlock()
-	if s.gc.candidates == nil {
-		s.gc.candidates = map[string]time.Time{}
-	}
-	live := map[string]bool{}
-	err = s.vault.ListManifests(ctx, func(id string) error {
-		m, err := s.vault.GetManifest(ctx, id)
-		if err != nil {
-			// a manifest that cannot be read still protects its chunks:
-			// give up this round rather than delete what it might need
-			return fmt.Errorf("read manifest %s: %w", id, err)
-		}
-		for _, c := range m.Chunks {
-			live[c.ID] = true
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.trimJobs(ctx, now); err != nil {
 		return 0, 0, err
 	}
-	busy, err := s.backupsInFlight(ctx, now)
-	if err != nil {
-		return 0, 0, err
-	}
-	var doomed []vault.ChunkInfo
-	seen := map[string]bool{}
-	err = s.vault.ListChunks(ctx, func(c vault.ChunkInfo) error {
-		if live[c.ID] {
-			return nil
-		}
-		seen[c.ID] = true
-		first, ok := s.gc.candidates[c.ID]
-		if !ok {
-			s.gc.candidates[c.ID] = now
-			return nil
-		}
-		if !busy && now.Sub(first) >= s.cfg.GCGrace {
-			doomed = append(doomed, c)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	for id := range s.gc.candidates {
-		if !seen[id] {
-			delete(s.gc.candidates, id) // referenced again, or gone
-		}
-	}
-	if len(doomed) == 0 && busy {
+	st, err := s.vault.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})
+	if errors.Is(err, vault.ErrCollecting) {
+		s.log.InfoContext(ctx, "garbage collection skipped: another is running")
 		return 0, 0, nil
 	}
-	ids := make(map[string]bool, len(doomed))
-	for _, c := range doomed {
-		ids[c.ID] = true
-	}
-	// packs no index lists and older than the grace period belong to no
-	// backup in flight (none is, when busy is false)
-	orphansBefore := time.Time{}
-	if !busy {
-		orphansBefore = now.Add(-s.cfg.GCGrace)
-	}
-	st, err := s.vault.Collect(ctx, ids, orphansBefore)
 	if err != nil {
 		return 0, 0, err
 	}
-	for id := range ids {
-		delete(s.gc.candidates, id)
+	s.log.DebugContext(ctx, "garbage collection", slog.Int("condemned", st.Condemned), slog.Int("unlisted_packs_condemned", st.Unlisted),
+		slog.Int("generations_processed", st.Processed), slog.Int("generations_waiting", st.Waiting),
+		slog.Int("dead_sessions", st.DeadSessions))
+	if st.Drafts > 0 {
+		s.log.WarnContext(ctx, "drafts of backups that never committed deleted", slog.Int("drafts", st.Drafts),
+			slog.Duration("older_than", s.cfg.DraftTTL))
 	}
 	chunks, bytes = st.Chunks, st.Bytes
 	if chunks == 0 && st.Orphans == 0 {
@@ -156,42 +104,27 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	return chunks, bytes, nil
 }
 
-// backupsInFlight reports whether any backup job is queued or running at
-// now. One with no news for Config.StaleAfter no longer counts (its worker
-// is gone; a backup that still commits after all finds its chunks checked
-// by PutManifest, and fails visibly if one was collected). Along the way
-// it deletes the records of jobs finished more than Config.JobRetention
-// ago.
-func (s *Service) backupsInFlight(ctx context.Context, now time.Time) (bool, error) {
-	busy := false
+// trimJobs deletes the records of jobs finished more than
+// Config.JobRetention before now.
+func (s *Service) trimJobs(ctx context.Context, now time.Time) error {
 	var old []string
 	err := s.jobs.List(ctx, "", func() proto.Message { return &cofferv1.Job{} }, func(key string, m proto.Message) error {
 		j := m.(*cofferv1.Job)
-		updated := j.GetUpdatedAt().AsTime()
-		switch {
-		case final(j.GetState()):
-			if j.GetUpdatedAt() != nil && now.Sub(updated) > s.cfg.JobRetention {
-				old = append(old, key)
-			}
-		case j.GetKind() != cofferv1.JobKind_JOB_KIND_BACKUP:
-		case j.GetUpdatedAt() != nil && now.Sub(updated) > s.cfg.StaleAfter:
-			s.log.WarnContext(ctx, "backup job without news; garbage collection no longer waits for it",
-				slog.String(telemetry.JobIDKey, j.GetId()), slog.String("state", j.GetState().String()), slog.Time("updated", updated))
-		default:
-			busy = true
+		if final(j.GetState()) && j.GetUpdatedAt() != nil && now.Sub(j.GetUpdatedAt().AsTime()) > s.cfg.JobRetention {
+			old = append(old, key)
 		}
 		return nil
 	})
 	if err != nil {
-		return false, err
+		return err
 	}
 	for _, key := range old {
 		if err := s.jobs.Delete(ctx, key); err != nil && !errors.Is(err, catalog.ErrNotFound) {
-			return busy, fmt.Errorf("trim old job records: %w", err)
+			return fmt.Errorf("trim old job records: %w", err)
 		}
 	}
 	if len(old) > 0 {
 		s.log.InfoContext(ctx, "old job records trimmed", slog.Int("jobs", len(old)))
 	}
-	return busy, nil
+	return nil
 }

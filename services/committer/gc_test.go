@@ -10,18 +10,20 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/committer"
 )
 
 // TestExpireAndCollect: an expired recovery point loses its manifest and
-// record; its chunks are deleted by a later collection once they are past
-// the grace period — but never while a backup is in flight, and never a
-// chunk a kept recovery point references.
+// record; its chunks are condemned by a collection and deleted by a later
+// one — but never while a backup that started before they were condemned
+// is in flight, in any process, and never a chunk a kept recovery point
+// references.
 func TestExpireAndCollect(t *testing.T) {
 	e := newEnv(t)
 	ticks := make(chan time.Time)
-	e.start(committer.Config{GCTicks: ticks, GCGrace: time.Hour})
+	e.start(committer.Config{GCTicks: ticks})
 	svc := e.svc
 	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
 	keep, drop := "j20261122T100000-0000000a", "j20261122T100000-0000000b"
@@ -49,19 +51,25 @@ func TestExpireAndCollect(t *testing.T) {
 		t.Fatalf("manifests after expiry: %v", ids)
 	}
 
-	now := clock().Add(2 * time.Hour) // every chunk is past the grace period
-	// a backup in flight: nothing is deleted
-	e.publish(cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta("q", "j20261122T100000-b0000001", clock()),
-		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db}, "q")
-	e.waitJob("j20261122T100000-b0000001", cofferv1.JobState_JOB_STATE_QUEUED)
+	// a backup in flight in a streamer's process, which may deduplicate
+	// against the expired point's chunks: nothing is deleted
+	streamer, err := vault.Open(context.Background(), e.store, e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := streamer.OpenSession(context.Background(), vault.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clock().Add(2 * time.Hour)
 	for k := 0; k < 2; k++ {
 		if n, _, err := svc.CollectGarbage(context.Background(), now.Add(time.Duration(k)*2*time.Hour)); err != nil || n != 0 {
 			t.Fatalf("collection with a backup in flight deleted %d chunks (%v)", n, err)
 		}
 	}
-	e.publish(cofferv1.SubjectJobFailed, &cofferv1.JobFailed{Meta: event.Meta("f", "j20261122T100000-b0000001", clock()),
-		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: db, Reason: "test"}, "f")
-	e.waitJob("j20261122T100000-b0000001", cofferv1.JobState_JOB_STATE_FAILED)
+	if err := sess.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	n, freed, err := svc.CollectGarbage(context.Background(), now.Add(5*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -88,12 +96,12 @@ func TestExpireAndCollect(t *testing.T) {
 	}
 }
 
-// TestStaleJobsAndTrim: a backup job with no news for a day no longer
-// holds up garbage collection, and finished jobs past their retention are
-// trimmed while recent ones stay.
-func TestStaleJobsAndTrim(t *testing.T) {
+// TestTrimJobs: finished jobs past their retention are trimmed while
+// recent ones stay, and job records, a queued backup's without news for
+// a day included, have no say in garbage collection.
+func TestTrimJobs(t *testing.T) {
 	e := newEnv(t)
-	e.start(committer.Config{GCTicks: make(chan time.Time), GCGrace: time.Hour})
+	e.start(committer.Config{GCTicks: make(chan time.Time)})
 	ctx := context.Background()
 	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
 	drop := "j20261122T100000-0000000d"
@@ -112,17 +120,17 @@ func TestStaleJobsAndTrim(t *testing.T) {
 		}
 	}
 	at := clock().Add(3 * time.Hour)
-	put("j20261122T100000-5ca1e000", cofferv1.JobState_JOB_STATE_QUEUED, at.Add(-25*time.Hour))       // stale
+	put("j20261122T100000-5ca1e000", cofferv1.JobState_JOB_STATE_QUEUED, at.Add(-25*time.Hour))       // without news
 	put("j20261122T100000-01d00000", cofferv1.JobState_JOB_STATE_SUCCEEDED, at.Add(-91*24*time.Hour)) // past retention
 	put("j20261122T100000-7ece7000", cofferv1.JobState_JOB_STATE_FAILED, at.Add(-89*24*time.Hour))    // kept
 
-	// two phases: found unreferenced, then deleted past the grace period
+	// two phases: condemned, then deleted
 	if _, _, err := e.svc.CollectGarbage(ctx, at); err != nil {
 		t.Fatal(err)
 	}
 	n, _, err := e.svc.CollectGarbage(ctx, at.Add(2*time.Hour))
 	if err != nil || n == 0 {
-		t.Fatalf("with only a stale backup job: collected %d chunks (%v), want the expired point's", n, err)
+		t.Fatalf("collected %d chunks (%v), want the expired point's", n, err)
 	}
 	var j cofferv1.Job
 	if _, err := jobs.Get(ctx, catalog.Key("j20261122T100000-01d00000"), &j); err == nil {

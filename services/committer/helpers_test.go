@@ -28,6 +28,9 @@ type env struct {
 	cat   *catalog.Catalog
 	store *dirstore.Store
 	vault *vault.Vault
+	// master is the vault's master key, for opening it as another
+	// process would
+	master []byte
 	// streams are the chunks of the streams made by stream, by draft
 	streams map[string][]vault.ChunkRef
 }
@@ -46,11 +49,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.Init(context.Background(), store, vault.GenerateMasterKey())
+	master := vault.GenerateMasterKey()
+	v, err := vault.Init(context.Background(), store, master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, bus: b, cat: cat, store: store, vault: v, streams: map[string][]vault.ChunkRef{}}
+	return &env{t: t, bus: b, cat: cat, store: store, vault: v, master: master, streams: map[string][]vault.ChunkRef{}}
 }
 
 // start runs a committer until the test ends.

@@ -1,0 +1,15 @@
+package vault
+
+// SetSmallChunks makes v cut streams into small chunks, 2 to 32 KiB and
+// about 8 KiB, so that a test gets many chunks out of little data. Every
+// vault of a test that deduplicates one stream against another must use
+// the same chunking.
+func SetSmallChunks(v *Vault) {
+	v.chunking = chunkParams{min: 2 << 10, normal: 8 << 10, max: 32 << 10,
+		maskSmall: (1<<14 - 1) << (64 - 14), maskLarge: (1<<11 - 1) << (64 - 11)}
+}
+
+// IgnoreCondemned makes v's writers deduplicate against the chunk
+// locations garbage collection condemned, as if there were no
+// condemnation: for showing that TestCollectRace then fails.
+func IgnoreCondemned(v *Vault) { v.ignoreCondemned = true }
