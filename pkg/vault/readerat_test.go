@@ -120,7 +120,8 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 		// reads after Trim load again what it let go of
 		store := &countStore{Store: f.store}
 		v := openVault(t, store)
-		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{CacheChunks: len(f.refs)})
+		// no read-ahead, whose loads could come after a read returns
+		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{CacheChunks: len(f.refs), ReadAhead: -1})
 		defer r.Close()
 		checkReadAt(t, r, f.data, 0, 1<<20)
 		before := store.gets.Load()
@@ -219,8 +220,11 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("sequential read: %v, or the bytes differ", err)
 		}
-		if n := store.gets.Load(); f.packed && n > 2 {
-			t.Errorf("%d GETs for chunks 1, 1, 1, 2, 1, 3 of a pack; want them read together", n)
+		// at most a GET for 1, 1, 1 and one for each of 2, 1 and 3 (where
+		// chunks 1 and 2 or 3 lie in different packs): the chunk repeated
+		// in a row comes with one
+		if n := store.gets.Load(); f.packed && n > 4 {
+			t.Errorf("%d GETs for chunks 1, 1, 1, 2, 1, 3; want chunk 1 repeated in a row read once", n)
 		}
 		r := f.v.NewReaderAt(t.Context(), refs, vault.ReaderAtOptions{})
 		defer r.Close()
