@@ -144,6 +144,9 @@ func (s *Server) dropLocked(id string) {
 		return
 	}
 	delete(s.uploads, id)
+	if len(s.uploads) == 0 {
+		bodies.drain()
+	}
 	if b := s.budgets[u.accessKey]; b != nil {
 		if b.uploads--; b.uploads <= 0 {
 			delete(s.budgets, u.accessKey)
@@ -386,8 +389,51 @@ func (s *Server) authenticate(r *http.Request) (request, error) {
 
 // bodies recycles request bodies: a backup sends thousands of parts of
 // the same size, and a buffer grown anew for each would cost more than
-// the rest of the request.
-var bodies sync.Pool
+// the rest of the request. A free list rather than a sync.Pool, which
+// every garbage collection empties (and a fresh 10 MB buffer costs its
+// page faults); emptied when a server has no upload left, so that an
+// idle endpoint holds no buffer.
+var bodies = &bodyList{max: 16}
+
+type bodyList struct {
+	mu   sync.Mutex
+	free [][]byte
+	max  int
+}
+
+// get returns a buffer of n bytes, recycled if one is big enough.
+func (l *bodyList) get(n int64) []byte {
+	l.mu.Lock()
+	for i := len(l.free) - 1; i >= 0; i-- {
+		if b := l.free[i]; int64(cap(b)) >= n {
+			l.free = append(l.free[:i], l.free[i+1:]...)
+			l.mu.Unlock()
+			return b[:n]
+		}
+	}
+	l.mu.Unlock()
+	return make([]byte, n)
+}
+
+// put keeps b for a later request, if it is worth keeping and there is
+// room.
+func (l *bodyList) put(b []byte) {
+	if cap(b) < 1<<20 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < l.max {
+		l.free = append(l.free, b)
+	}
+}
+
+// drain lets every kept buffer go.
+func (l *bodyList) drain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.free = nil
+}
 
 // readBody reads a request's body, at most MaxPartSize bytes, into a
 // buffer of its announced length when it has one. release gives the
@@ -398,12 +444,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 		if n > s.cfg.MaxPartSize {
 			return nil, tooLarge
 		}
-		var buf []byte
-		if p, ok := bodies.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-			buf = (*p)[:n]
-		} else {
-			buf = make([]byte, n)
-		}
+		buf := bodies.get(n)
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			return nil, fmt.Errorf("read the request body: %w", err)
 		}
@@ -420,11 +461,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 }
 
 // release returns a body's buffer for another request.
-func release(body []byte) {
-	if cap(body) >= 1<<20 {
-		bodies.Put(&body)
-	}
-}
+func release(body []byte) { bodies.put(body) }
 
 // scopeOf is the object name a request reaches: its key, or for a listing
 // the prefix it asks for.
