@@ -51,7 +51,7 @@ func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.Back
 	}
 	if err == nil {
 		log.InfoContext(ctx, "backup streamed", slog.Int64("size", sb.event.GetSize()), slog.Int64("new_bytes", sb.event.GetNewBytes()),
-			slog.Int("chunks", sb.chunks()), slog.String("draft", sb.event.GetDraft()))
+			slog.Int("chunks", len(sb.draft.Chunks)), slog.String("draft", sb.event.GetDraft()))
 	}
 	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
 		return &cofferv1.JobFailed{
@@ -146,20 +146,10 @@ type backupOptions struct {
 func stagingName(jid string) string { return jid + ".bak" }
 
 // streamedBackup is a backup the vault holds, not committed yet: the
-// BackupStreamed to publish, and the chunks of its streams (one per
-// stripe), which the event leaves to its draft in the vault.
+// BackupStreamed to publish, and the draft it names.
 type streamedBackup struct {
-	event   *cofferv1.BackupStreamed
-	streams [][]vault.ChunkRef
-}
-
-// chunks counts the backup's chunks.
-func (b *streamedBackup) chunks() int {
-	n := 0
-	for _, st := range b.streams {
-		n += len(st)
-	}
-	return n
+	event *cofferv1.BackupStreamed
+	draft *vault.Manifest
 }
 
 // runBackup takes the backup into the staging directory while it streams
@@ -340,15 +330,12 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 		ChainBreak: chainBreak,
 	}
 	draft := &vault.Manifest{CreatedAt: s.cfg.Now().UTC()}
-	sb := &streamedBackup{event: e}
 	for _, r := range res {
 		draft.Chunks = append(draft.Chunks, r.Chunks...)
-		sb.streams = append(sb.streams, r.Chunks)
 		e.Size += r.Size
 		e.NewBytes += r.NewBytes
 		if len(res) > 1 {
-			st := &cofferv1.BackupStripe{Chunks: int32(len(r.Chunks)), Size: r.Size, Checksum: r.Checksum}
-			e.Stripes = append(e.Stripes, st)
+			e.Stripes = append(e.Stripes, &cofferv1.BackupStripe{Chunks: int32(len(r.Chunks)), Size: r.Size, Checksum: r.Checksum})
 			draft.Stripes = append(draft.Stripes, vault.Stripe{Chunks: len(r.Chunks), Size: r.Size, Checksum: r.Checksum})
 		}
 	}
@@ -366,7 +353,7 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 		}
 		return nil, fail("store the chunk list of the backup of database %q in the vault: %v", db.GetDatabase(), err)
 	}
-	return sb, nil
+	return &streamedBackup{event: e, draft: draft}, nil
 }
 
 // openSession opens the vault session of a backup of db: until it is

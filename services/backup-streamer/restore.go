@@ -490,7 +490,7 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		if job != nil {
 			// URL mode: the restore reads the tail from the endpoint
-			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", sb.streams)}, nil
+			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", chunkLists(sb.draft))}, nil
 		}
 		return &staged{rp: rp, local: []string{local}, remote: []string{serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}}, nil
 	}
@@ -637,12 +637,17 @@ func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *sta
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	var streams [][]vault.ChunkRef
-	for _, st := range m.Streams() {
-		streams = append(streams, st.Chunks)
-	}
-	f.local, f.remote = nil, s.serveStreams(jid, job, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), streams)
+	f.local, f.remote = nil, s.serveStreams(jid, job, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), chunkLists(m))
 	return nil
+}
+
+// chunkLists returns the chunks of each stream of m, in order.
+func chunkLists(m *vault.Manifest) [][]vault.ChunkRef {
+	var out [][]vault.ChunkRef
+	for _, st := range m.Streams() {
+		out = append(out, st.Chunks)
+	}
+	return out
 }
 
 // serveStreams lets the job's SQL Server read streams, the stripes of
