@@ -184,12 +184,16 @@ func TestChunkerKeyed(t *testing.T) {
 func BenchmarkChunker(b *testing.B) {
 	data := randData(10, 64<<20)
 	g := testGear(10)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		c := chunker{gear: g}
-		for p := data; len(p) > 0; {
-			n, _ := c.next(p)
-			p = p[n:]
-		}
+	for _, name := range []string{chunking256K, chunking1M} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				c := chunker{gear: g, p: chunkings[name]}
+				for p := data; len(p) > 0; {
+					n, _ := c.next(p)
+					p = p[n:]
+				}
+			}
+		})
 	}
 }
