@@ -58,7 +58,7 @@ fmt-check:
 	@files="$$(gofmt -l $(MODULE_DIRS))"; \
 	if [ -n "$$files" ]; then echo "not gofmt-formatted:"; echo "$$files"; exit 1; fi
 
-## tools: install the pinned external tools the tests need (MinIO, tsql, protoc, protoc-gen-go)
+## tools: install the pinned external tools the tests need (MinIO, nats-server, tsql, protoc, protoc-gen-go)
 tools:
 	scripts/install-tools.sh
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the tools coffer's tests and code generation need, at pinned
-# versions: the MinIO server (tests run a real one), FreeTDS's tsql (an
-# independent TDS client for the SQL Server simulator's tests), protoc and
-# protoc-gen-go. Safe to run again: whatever is already installed at the
-# right version is skipped. Go binaries land in $(go env GOPATH)/bin.
+# versions: the MinIO server (tests run a real one), nats-server (the fleet
+# test runs a three-node cluster), FreeTDS's tsql (an independent TDS client
+# for the SQL Server simulator's tests), protoc and protoc-gen-go. Safe to
+# run again: whatever is already installed at the right version is skipped.
+# Go binaries land in $(go env GOPATH)/bin.
 set -euo pipefail
 
 MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+# the version pkg/bus embeds (go.mod), so the cluster tests run the same server
+NATS_SERVER_MODULE=github.com/nats-io/nats-server/v2
+NATS_SERVER_VERSION=v2.15.2
 PROTOC_GEN_GO_MODULE=google.golang.org/protobuf
 PROTOC_GEN_GO_VERSION=v1.36.12
 APT_PACKAGES=(freetds-bin protobuf-compiler)
@@ -64,5 +68,6 @@ install_apt_packages() {
 
 install_apt_packages
 go_install minio "$MINIO_MODULE" "$MINIO_VERSION" "$MINIO_MODULE"
+go_install nats-server "$NATS_SERVER_MODULE" "$NATS_SERVER_VERSION" "$NATS_SERVER_MODULE"
 go_install protoc-gen-go "$PROTOC_GEN_GO_MODULE" "$PROTOC_GEN_GO_VERSION" "$PROTOC_GEN_GO_MODULE/cmd/protoc-gen-go"
 log "done"

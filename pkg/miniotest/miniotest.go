@@ -1,7 +1,6 @@
 package miniotest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cofferhq/coffer/pkg/testproc"
 )
 
 const (
@@ -62,6 +63,12 @@ type Server struct {
 	CAFile string
 
 	pool *x509.CertPool
+
+	// bin, dir, data and console are what the running process was
+	// started with, for Restart; mu guards proc.
+	bin, dir, data, console string
+	mu                      sync.Mutex
+	proc                    *process
 }
 
 // URL returns the base URL of the S3 API, "https://" + Endpoint.
@@ -164,11 +171,28 @@ func Start(t testing.TB) *Server {
 		pool:      pool,
 	}
 
+	s.bin, s.dir = bin, dir
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
-		p, err := s.launch(t.Context(), bin, dir, attempt)
+		ports, err := testproc.FreePorts(2)
+		if err != nil {
+			t.Fatalf("miniotest: %v", err)
+		}
+		// A fresh data directory per attempt, so a half-initialised one
+		// from a failed attempt cannot interfere.
+		data := filepath.Join(dir, "data"+strconv.Itoa(attempt))
+		endpoint := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		console := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+		p, err := s.launch(t.Context(), endpoint, console, data)
 		if err == nil {
-			t.Cleanup(func() { p.stop(t) })
+			s.proc, s.data, s.console = p, data, console
+			t.Cleanup(func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if s.proc != nil {
+					s.proc.stop(t)
+				}
+			})
 			t.Logf("miniotest: minio ready at https://%s in %v", s.Endpoint, time.Since(began).Round(time.Millisecond))
 			return s
 		}
@@ -180,19 +204,40 @@ func Start(t testing.TB) *Server {
 	}
 }
 
-// launch starts one minio process on fresh ports and waits until it is
-// ready. On error the process has exited and the error carries its output.
-func (s *Server) launch(ctx context.Context, bin, dir string, attempt int) (*process, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
+// Kill kills the server with SIGKILL, as a crash or an outage would, and
+// waits until it has exited; [Server.Restart] brings it back. Killing a
+// server that is not running does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.proc.kill()
+		s.proc = nil
 	}
-	endpoint := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	console := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
-	// A fresh data directory per attempt, so a half-initialised one from a
-	// failed attempt cannot interfere.
-	data := filepath.Join(dir, "data"+strconv.Itoa(attempt))
+}
 
+// Restart starts the server again after [Server.Kill], on the same
+// address, with the same data, credentials and certificates, and returns
+// once it is ready. It fails the test if it cannot.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		t.Fatal("miniotest: Restart of a server that runs")
+	}
+	p, err := s.launch(t.Context(), s.Endpoint, s.console, s.data)
+	if err != nil {
+		t.Fatalf("miniotest: restart minio: %v", err)
+	}
+	s.proc = p
+}
+
+// launch starts one minio process on the given addresses and data
+// directory and waits until it is ready. On error the process has exited
+// and the error carries its output.
+func (s *Server) launch(ctx context.Context, endpoint, console, data string) (*process, error) {
+	bin, dir := s.bin, s.dir
 	cmd := exec.Command(bin, "server", data,
 		"--address", endpoint,
 		"--console-address", console,
@@ -213,10 +258,10 @@ func (s *Server) launch(ctx context.Context, bin, dir string, attempt int) (*pro
 		// runs and CI alike.
 		"MINIO_CI_CD=on",
 	)
-	p := &process{cmd: cmd, out: new(syncBuffer), done: make(chan struct{})}
+	p := &process{cmd: cmd, out: new(testproc.Buffer), done: make(chan struct{})}
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = testproc.SysProcAttr()
 	// Bounds Wait if something minio spawned keeps its output pipe open.
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
@@ -296,7 +341,7 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 // process is a running minio.
 type process struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testproc.Buffer
 	done chan struct{} // closed once Wait has returned
 	err  error         // Wait's result; read only after done is closed
 }
@@ -325,62 +370,9 @@ func (p *process) kill() {
 	<-p.done
 }
 
-// findBinary returns the path of the minio binary: $COFFER_MINIO_BIN, else
-// minio on PATH, else $GOPATH/bin/minio with GOPATH defaulting to ~/go as
-// the go command does. It does not run go, which would be slow and may not
-// be on PATH.
-func findBinary() (string, error) {
-	if p := os.Getenv("COFFER_MINIO_BIN"); p != "" {
-		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("COFFER_MINIO_BIN: %w", err)
-		}
-		return p, nil
-	}
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p, nil
-	}
-	var candidates []string
-	if gopath := os.Getenv("GOPATH"); gopath != "" {
-		for _, d := range filepath.SplitList(gopath) {
-			candidates = append(candidates, filepath.Join(d, "bin", "minio"))
-		}
-	} else if home, err := os.UserHomeDir(); err == nil {
-		candidates = append(candidates, filepath.Join(home, "go", "bin", "minio"))
-	}
-	for _, p := range candidates {
-		if checkExecutable(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("minio binary not found (looked at $COFFER_MINIO_BIN, PATH and %s)", strings.Join(candidates, ", "))
-}
-
-// checkExecutable reports whether path is a regular file someone may execute.
-func checkExecutable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", path)
-	}
-	return nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago. All n listeners are held open together so the ports differ.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// findBinary returns the path of the minio binary: $COFFER_MINIO_BIN,
+// else minio on PATH, else $GOPATH/bin/minio (testproc.FindBinary).
+func findBinary() (string, error) { return testproc.FindBinary("minio", "COFFER_MINIO_BIN") }
 
 // environWithout returns the environment less the entries that start with
 // any of prefixes, so that settings of the caller's own MinIO cannot leak
@@ -393,23 +385,4 @@ func environWithout(prefixes ...string) []string {
 		}
 	}
 	return env
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
-// process's stdout and stderr copiers and reads by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

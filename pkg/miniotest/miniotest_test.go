@@ -138,3 +138,25 @@ func getObject(t *testing.T, c *minio.Client, bucket, name string) []byte {
 	}
 	return b
 }
+
+// TestKillRestart kills a server, sees requests fail, and restarts it on
+// the same address with its data.
+func TestKillRestart(t *testing.T) {
+	t.Parallel()
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, "kept")
+	client := srv.Client(t)
+	ctx := t.Context()
+	want := []byte("still here")
+	if _, err := client.PutObject(ctx, "kept", "k", bytes.NewReader(want), int64(len(want)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("PutObject: %v", err)
+	}
+	srv.Kill()
+	if _, err := client.StatObject(ctx, "kept", "k", minio.StatObjectOptions{}); err == nil {
+		t.Fatal("StatObject on a killed server succeeded")
+	}
+	srv.Restart(t)
+	if got := getObject(t, srv.Client(t), "kept", "k"); !bytes.Equal(got, want) {
+		t.Errorf("after restart GetObject = %q; want %q", got, want)
+	}
+}
