@@ -361,7 +361,7 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 // of the function that stores it), garbage collection deletes nothing
 // the backup's writers deduplicate against.
 func (s *Service) openSession(ctx context.Context, db *cofferv1.DatabaseRef) (*vault.Session, error) {
-	sess, err := s.vault.OpenSession(ctx, vault.SessionOptions{})
+	sess, err := s.vault.OpenSession(ctx, vault.SessionOptions{Refresh: s.cfg.SessionRefresh})
 	switch {
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))

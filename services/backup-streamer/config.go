@@ -60,6 +60,11 @@ type Config struct {
 	// at once for one job (vault.WriterOptions.Workers). Default: the
 	// vault's (GOMAXPROCS).
 	VaultWorkers int
+	// SessionRefresh is how often a backup's vault session is stored
+	// again; garbage collection takes the session of a writer that died
+	// for dead ten refreshes after its last. Default
+	// vault.DefaultSessionRefresh (a minute).
+	SessionRefresh time.Duration
 	// ReadBuffer is the size of the reads from a staging file. Default
 	// 1 MiB.
 	ReadBuffer int
@@ -157,6 +162,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadBuffer < 0 {
 		errs = append(errs, fmt.Errorf("read buffer %d: want 0 (default) or more", c.ReadBuffer))
+	}
+	if c.SessionRefresh < 0 || (c.SessionRefresh > 0 && c.SessionRefresh < 100*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("session refresh %v: want 0 (default) or at least 100ms", c.SessionRefresh))
 	}
 	return errors.Join(errs...)
 }

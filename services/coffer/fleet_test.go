@@ -1,0 +1,674 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/miniotest"
+	"github.com/cofferhq/coffer/pkg/natstest"
+	"github.com/cofferhq/coffer/pkg/oracle"
+	"github.com/cofferhq/coffer/pkg/testproc"
+	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// fleetJobs is how many backup jobs the chaos test asks for.
+const fleetJobs = 200
+
+// fleetDatabases are the simulated databases under workload, backed up in
+// turn; one has a name that needs quoting.
+var fleetDatabases = []string{"Orders", "Ledger", "it's ]odd"}
+
+// TestFleetChaos runs coffer as a fleet runs it: a three-node NATS
+// JetStream cluster, MinIO, the simulator with databases under a workload
+// and every coffer service as its own OS process (two streamers), all on
+// loopback. While fleetJobs backup jobs (fulls, differentials, logs) run,
+// it kills with SIGKILL and restarts each coffer service in turn, a
+// streamer in the middle of a backup, one NATS node, and MinIO for a
+// minute. A process that exits on its own is restarted, as an orchestrator
+// would. Then it checks that every job committed or failed with a reason,
+// that no recovery point is recorded twice and every chain is whole or its
+// break recorded, that sampled recovery points and each database's latest
+// moment restore exactly, and that after garbage collection the vault
+// holds every chunk a recovery point needs and no other.
+func TestFleetChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: make test runs it without -short")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("chaos from seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 12))
+
+	bins := buildFleet(t)
+	cluster := natstest.StartCluster(t, 3)
+	s3 := miniotest.Start(t)
+	s3.MakeBucket(t, "vault")
+	f := &fleet{t: t, dir: t.TempDir(), bins: bins}
+	simDSN := f.startSim()
+	key := hex.EncodeToString(vault.GenerateMasterKey())
+	ports, err := testproc.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	common := []string{
+		"COFFER_NATS_URL=" + cluster.URL(),
+		"COFFER_NATS_REPLICAS=3",
+		"COFFER_MASTER_KEY=" + key,
+		"COFFER_S3_ENDPOINT=" + s3.Endpoint, "COFFER_S3_BUCKET=vault",
+		"COFFER_S3_ACCESS_KEY=" + s3.AccessKey, "COFFER_S3_SECRET_KEY=" + s3.SecretKey, "COFFER_S3_CA_FILE=" + s3.CAFile,
+		// a streamer killed mid-backup leaves its vault session behind;
+		// a short lease lets garbage collection take it for dead soon
+		"COFFER_VAULT_SESSION_REFRESH=1s",
+	}
+	// the committer first: it initialises the vault the others open
+	for _, name := range []string{"committer", "discovery", "scheduler", "autoprotect"} {
+		f.add(name, name, common)
+	}
+	f.add("gateway", "gateway", append(slices.Clone(common), "COFFER_HTTP_ADDR="+apiAddr))
+	for _, name := range []string{"streamer-a", "streamer-b"} {
+		staging := filepath.Join(f.dir, name, "staging")
+		if err := os.MkdirAll(staging, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging, "COFFER_STREAMER_WORKERS=2"))
+	}
+	for _, p := range f.procs {
+		p.start()
+	}
+	go f.supervise()
+	t.Cleanup(f.stop)
+
+	api := newAPIClient("http://"+apiAddr, "")
+	ctx := t.Context()
+	// retry calls the API until it answers, through the gateway's deaths
+	retry := func(what string, call func() error) error {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			err := call()
+			var ae *apiError
+			if err == nil || errors.As(err, &ae) && ae.status < 500 {
+				return err
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// the databases, with their workloads
+	sqlDB, err := sql.Open("sqlserver", simDSN)
+	must(err)
+	defer sqlDB.Close()
+	workloads := map[string]*oracle.Workload{}
+	for _, name := range fleetDatabases {
+		q := quoteIdent(name)
+		_, err := sqlDB.ExecContext(ctx, fmt.Sprintf("CREATE DATABASE %s ON (NAME = N'%s', FILENAME = N'%s.mdf', SIZE = 24MB)",
+			q, strings.ReplaceAll(name, "'", "''"), strings.ReplaceAll(name, "'", "''")))
+		must(err)
+		_, err = sqlDB.ExecContext(ctx, "ALTER DATABASE "+q+" SET RECOVERY FULL")
+		must(err)
+		w, err := oracle.New(ctx, sqlDB, name)
+		must(err)
+		workloads[name] = w
+	}
+	must(retry("add the instance", func() error {
+		return api.do(ctx, "POST", "/api/v1/instances", gateway.AddInstance{Name: "sql1", DSN: simDSN, Mode: "disk"}, nil)
+	}))
+	must(retry("discovery", func() error {
+		var dbs []gateway.Database
+		if err := api.do(ctx, "GET", "/api/v1/databases?instance=sql1", nil, &dbs); err != nil {
+			return err
+		}
+		if len(dbs) < len(fleetDatabases) {
+			return fmt.Errorf("discovered %d databases, want %d", len(dbs), len(fleetDatabases))
+		}
+		return nil
+	}))
+	for _, name := range fleetDatabases {
+		must(retry("protect "+name, func() error {
+			return api.do(ctx, "POST", "/api/v1/protect", gateway.DatabaseRequest{Instance: "sql1", Database: name}, nil)
+		}))
+	}
+
+	// the workload runs until the chaos ends
+	stopLoad := make(chan struct{})
+	var loadWG sync.WaitGroup
+	for _, name := range fleetDatabases {
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			w := workloads[name]
+			for k := 0; ; k++ {
+				select {
+				case <-stopLoad:
+					return
+				case <-time.After(150 * time.Millisecond):
+				}
+				if _, err := w.Insert(ctx, 1+k%3); err != nil {
+					t.Errorf("workload on %s: %v", name, err)
+					return
+				}
+			}
+		}()
+	}
+
+	// the jobs
+	var submitted []string
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		for k := range fleetJobs {
+			typ := "log"
+			switch r := rng.IntN(10); {
+			case r < 2:
+				typ = "full"
+			case r < 4:
+				typ = "differential"
+			}
+			req := gateway.BackupRequest{Instance: "sql1", Database: fleetDatabases[k%len(fleetDatabases)], Type: typ}
+			var acc gateway.Accepted
+			if err := retry("backup", func() error { return api.do(ctx, "POST", "/api/v1/backups", req, &acc) }); err != nil {
+				t.Errorf("job %d: %v", k, err)
+				return
+			}
+			submitted = append(submitted, acc.JobID)
+			time.Sleep(time.Duration(300+rng.IntN(300)) * time.Millisecond)
+		}
+	}()
+
+	// the chaos, one blow at a time
+	var kills atomic.Int32
+	pause := func(lo, hi int) { time.Sleep(time.Duration(lo+rng.IntN(hi-lo)) * time.Millisecond) }
+	killRestart := func(name string) {
+		p := f.proc(name)
+		p.kill()
+		kills.Add(1)
+		t.Logf("chaos: killed %s", name)
+		pause(500, 3000)
+		p.start()
+	}
+	// midBackup waits until streamer name is in the middle of a backup,
+	// SQL Server writing its staging file, and returns the job's id
+	midBackup := func(name string) string {
+		staging := filepath.Join(f.dir, name, "staging")
+		deadline := time.Now().Add(90 * time.Second)
+		for time.Now().Before(deadline) {
+			ents, _ := os.ReadDir(staging)
+			for _, e := range ents {
+				if id, ok := strings.CutSuffix(e.Name(), ".bak"); ok {
+					return id
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Errorf("%s never ran a backup in 90 s", name)
+		return ""
+	}
+	var orphan string
+	for _, name := range []string{"committer", "streamer-a", "scheduler", "autoprotect", "discovery", "gateway", "streamer-b"} {
+		pause(2000, 5000)
+		if name != "streamer-a" {
+			if name == "streamer-b" {
+				midBackup(name)
+			}
+			killRestart(name)
+			continue
+		}
+		// streamer-a stays down until the other streamer has finished
+		// the job it was running
+		orphan = midBackup(name)
+		p := f.proc(name)
+		p.kill()
+		kills.Add(1)
+		t.Logf("chaos: killed %s in the middle of job %s", name, orphan)
+		if orphan != "" {
+			j := waitJob(t, api, orphan)
+			if j.State != "succeeded" {
+				t.Errorf("job %s, whose streamer was killed mid-backup, ended %s: %s %s", orphan, j.State, j.Error, j.Detail)
+			} else {
+				t.Logf("chaos: the other streamer finished job %s", orphan)
+			}
+		}
+		p.start()
+	}
+	pause(1000, 3000)
+	node := rng.IntN(cluster.Size())
+	cluster.Kill(node)
+	kills.Add(1)
+	t.Logf("chaos: killed NATS node %d", node+1)
+	pause(2000, 5000)
+	cluster.Restart(t, node)
+	pause(1000, 3000)
+	s3.Kill()
+	kills.Add(1)
+	t.Logf("chaos: MinIO down for 60 s")
+	time.Sleep(60 * time.Second)
+	s3.Restart(t)
+	<-jobsDone
+	close(stopLoad)
+	loadWG.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// every job ends
+	var jobs []gateway.Job
+	deadline := time.Now().Add(6 * time.Minute)
+	for {
+		must(retry("list jobs", func() error { return api.do(ctx, "GET", "/api/v1/jobs", nil, &jobs) }))
+		var open []string
+		for _, j := range jobs {
+			if !j.Done() {
+				open = append(open, fmt.Sprintf("%s (%s %s %s, %s)", j.ID, j.Kind, j.BackupType, j.State, j.Step))
+			}
+		}
+		if len(open) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs never ended: %s", len(open), strings.Join(open, "; "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	byID := map[string]gateway.Job{}
+	committed, failed := 0, 0
+	for _, j := range jobs {
+		byID[j.ID] = j
+	}
+	for _, id := range submitted {
+		j, ok := byID[id]
+		switch {
+		case !ok:
+			t.Errorf("job %s was accepted but has no record", id)
+		case j.State == "succeeded" && j.RecoveryPoint != "":
+			committed++
+		case j.State == "failed" && (j.Error != "" || j.Detail != ""):
+			failed++
+		default:
+			t.Errorf("job %s ended %s with neither a recovery point nor a reason: %+v", id, j.State, j)
+		}
+	}
+
+	// recovery points: none twice, every chain whole or its break recorded
+	var rps []gateway.RecoveryPoint
+	must(retry("list recovery points", func() error { return api.do(ctx, "GET", "/api/v1/recovery-points?instance=sql1", nil, &rps) }))
+	seen := map[string]string{}
+	for _, rp := range rps {
+		for _, k := range []string{"id " + rp.ID, fmt.Sprintf("%s %s %s-%s", rp.Database, rp.Type, rp.FirstLSN, rp.LastLSN)} {
+			if other, dup := seen[k]; dup {
+				t.Errorf("recovery point recorded twice: %s (jobs %s and %s)", k, other, rp.JobID)
+			}
+			seen[k] = rp.JobID
+		}
+		if j, ok := byID[rp.JobID]; ok && j.Kind == "backup" && j.RecoveryPoint != rp.ID {
+			t.Errorf("recovery point %s names job %s, which names %q", rp.ID, rp.JobID, j.RecoveryPoint)
+		}
+	}
+	breaks := 0
+	for _, name := range fleetDatabases {
+		breaks += checkChain(t, name, rps)
+	}
+	t.Logf("fleet: %d jobs asked, %d kills, %d committed, %d failed visibly; %d recovery points, %d chain breaks healed or recorded; %d process deaths restarted by the supervisor",
+		len(submitted), kills.Load(), committed, failed, len(rps), breaks, f.unplanned.Load())
+	if committed < fleetJobs/2 {
+		t.Errorf("only %d of %d jobs committed", committed, fleetJobs)
+	}
+
+	// restores: two sampled recovery points and the latest moment of each
+	// database, each checked against its workload
+	restored := 0
+	for _, name := range fleetDatabases {
+		var mine []gateway.RecoveryPoint
+		for _, rp := range rps {
+			if rp.Database == name && !rp.CopyOnly {
+				mine = append(mine, rp)
+			}
+		}
+		if len(mine) == 0 {
+			t.Errorf("%s has no recovery point", name)
+			continue
+		}
+		reqs := []gateway.RestoreRequest{{Latest: true}}
+		for range 2 {
+			reqs = append(reqs, gateway.RestoreRequest{Point: mine[rng.IntN(len(mine))].ID})
+		}
+		for k, req := range reqs {
+			req.Instance, req.Database = "sql1", name
+			req.TargetDatabase = fmt.Sprintf("%s_r%d", name, k)
+			var acc gateway.Accepted
+			must(retry("restore", func() error { return api.do(ctx, "POST", "/api/v1/restores", req, &acc) }))
+			j := waitJob(t, api, acc.JobID)
+			if j.State != "succeeded" {
+				t.Errorf("restore of %s (%+v) %s: %s %s", name, req, j.State, j.Error, j.Detail)
+				continue
+			}
+			if acc.At == nil {
+				t.Errorf("restore of %s (%+v): the plan names no moment", name, req)
+				continue
+			}
+			w := workloads[name]
+			if err := w.Check(ctx, sqlDB, req.TargetDatabase, w.ServerTime(*acc.At)); err != nil {
+				t.Errorf("restore of %s as of %v (%+v): %v", name, acc.At, req, err)
+				continue
+			}
+			restored++
+		}
+	}
+	t.Logf("fleet: %d restores exact", restored)
+
+	// garbage collection, with every service stopped: afterwards the
+	// vault holds what the recovery points need, all of it, and no more
+	f.stop()
+	store, err := daemon.VaultStore{S3Endpoint: s3.Endpoint, S3Bucket: "vault", S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey, S3CAFile: s3.CAFile}.Open()
+	must(err)
+	master, err := vault.ParseMasterKey(key)
+	must(err)
+	v, err := vault.Open(ctx, store, master)
+	must(err)
+	// drafts left by killed attempts are old news: every job has ended
+	opts := vault.CollectOptions{DraftTTL: time.Nanosecond}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		_, err := v.Collect(ctx, opts)
+		must(err)
+		rep, err := v.Check(ctx, vault.CheckOptions{Mode: vault.CheckFast})
+		must(err)
+		if !rep.OK() {
+			t.Fatalf("after garbage collection the vault is damaged: %+v", rep.Damaged)
+		}
+		if rep.Unreferenced == 0 {
+			t.Logf("fleet: after garbage collection %d manifests need %d chunks, all there, none left over", rep.Manifests, rep.Chunks)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after garbage collection %d chunks remain that no recovery point needs", rep.Unreferenced)
+		}
+		time.Sleep(time.Second) // a dead writer's session runs out
+	}
+}
+
+// checkChain checks the log chain of database: each log backup starts
+// where the one before it ended, unless a break between them is recorded
+// (on the later log, or on a full that heals it). It returns the breaks.
+func checkChain(t *testing.T, database string, rps []gateway.RecoveryPoint) int {
+	t.Helper()
+	var mine []gateway.RecoveryPoint
+	for _, rp := range rps {
+		if rp.Database == database && !rp.CopyOnly {
+			mine = append(mine, rp)
+		}
+	}
+	slices.SortFunc(mine, func(a, b gateway.RecoveryPoint) int {
+		if a.LastLSN == b.LastLSN {
+			return 0
+		}
+		if lsnLess(a.LastLSN, b.LastLSN) {
+			return -1
+		}
+		return 1
+	})
+	breaks, lastLog, healed := 0, "", false
+	for _, rp := range mine {
+		switch rp.Type {
+		case "full":
+			if rp.HealsBreak != "" {
+				healed = true
+				breaks++
+			}
+		case "log":
+			if lastLog != "" && rp.FirstLSN != lastLog && !healed && rp.ChainBreak == "" {
+				t.Errorf("%s: log %s starts at %s, the log before it ended at %s, and no break is recorded", database, rp.ID, rp.FirstLSN, lastLog)
+			}
+			if rp.ChainBreak != "" {
+				breaks++
+			}
+			lastLog, healed = rp.LastLSN, false
+		}
+	}
+	return breaks
+}
+
+// waitJob polls job id until it ends, for up to five minutes.
+func waitJob(t *testing.T, api *apiClient, id string) gateway.Job {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var j gateway.Job
+		err := api.do(t.Context(), "GET", "/api/v1/jobs/"+url.PathEscape(id), nil, &j)
+		if err == nil && j.Done() {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not end: %+v (%v)", id, j, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// buildFleet builds coffer's binaries, the services and the coffer command
+// (the simulator), into a directory it returns.
+func buildFleet(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	pkgs := []string{"github.com/cofferhq/coffer/services/coffer"}
+	for _, s := range []string{"committer", "discovery", "scheduler", "autoprotect", "gateway", "backup-streamer"} {
+		pkgs = append(pkgs, "github.com/cofferhq/coffer/services/"+s+"/cmd/"+s)
+	}
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(os.PathSeparator)}, pkgs...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// fleet is coffer's services, each its own OS process.
+type fleet struct {
+	t         *testing.T
+	dir, bins string
+	procs     []*fleetProc
+	// unplanned counts the processes that exited on their own and were
+	// started again.
+	unplanned atomic.Int32
+	stopping  atomic.Bool
+	simOut    *testproc.Buffer
+}
+
+// fleetProc is one service process, started again after each kill.
+type fleetProc struct {
+	name string
+	path string
+	args []string
+	env  []string
+	log  *os.File
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	killed  bool // the last exit was the test's doing
+	started time.Time
+}
+
+func (f *fleet) add(name, bin string, env []string) *fleetProc {
+	log, err := os.Create(filepath.Join(f.dir, name+".log"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { log.Close() })
+	p := &fleetProc{name: name, path: filepath.Join(f.bins, bin), env: append(os.Environ(), env...), log: log}
+	f.procs = append(f.procs, p)
+	return p
+}
+
+func (f *fleet) proc(name string) *fleetProc {
+	for _, p := range f.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	f.t.Fatalf("no process %s", name)
+	return nil
+}
+
+// startSim starts the simulator as its own process and returns its DSN.
+func (f *fleet) startSim() string {
+	ports, err := testproc.FreePorts(1)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	cmd := exec.Command(filepath.Join(f.bins, "coffer"), "sim", "--addr", addr, "--sa-password", "Fleet-Pa55!")
+	f.simOut = new(testproc.Buffer)
+	cmd.Stdout, cmd.Stderr = f.simOut, f.simOut
+	cmd.SysProcAttr = testproc.SysProcAttr()
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	dsn := (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Fleet-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		db, err := sql.Open("sqlserver", dsn)
+		if err == nil {
+			err = db.PingContext(f.t.Context())
+			db.Close()
+		}
+		if err == nil {
+			return dsn
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("simulator not up: %v\n%s", err, f.simOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// start starts the process; it does nothing if it runs.
+func (p *fleetProc) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return
+	}
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.SysProcAttr = testproc.SysProcAttr()
+	fmt.Fprintf(p.log, "--- fleet: start %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(p.log, "--- fleet: start failed: %v\n", err)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	p.cmd, p.done, p.killed, p.started = cmd, done, false, time.Now()
+}
+
+// kill kills the process with SIGKILL and waits for it to exit.
+func (p *fleetProc) kill() { p.signal(syscall.SIGKILL) }
+
+func (p *fleetProc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.killed = true
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	p.mu.Lock()
+	if p.cmd == cmd {
+		p.cmd = nil
+		fmt.Fprintf(p.log, "--- fleet: %s ended by %v: %v\n", p.name, sig, cmd.ProcessState)
+	}
+	p.mu.Unlock()
+}
+
+// supervise starts again, after a second, a process that exited without
+// the test killing it (one that could not reach MinIO at start, say), as
+// Kubernetes restarts a container that exits.
+func (f *fleet) supervise() {
+	for !f.stopping.Load() {
+		for _, p := range f.procs {
+			p.mu.Lock()
+			exited := false
+			if p.cmd != nil {
+				select {
+				case <-p.done:
+					if exited = !p.killed; exited {
+						fmt.Fprintf(p.log, "--- fleet: %s exited on its own: %v\n", p.name, p.cmd.ProcessState)
+						p.cmd = nil
+					}
+				default:
+				}
+			}
+			p.mu.Unlock()
+			if exited && !f.stopping.Load() {
+				f.unplanned.Add(1)
+				time.Sleep(time.Second)
+				p.start()
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends every process with SIGTERM and, if the test failed, shows the
+// end of each one's log.
+func (f *fleet) stop() {
+	if f.stopping.Swap(true) {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range f.procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.signal(syscall.SIGTERM)
+		}()
+	}
+	wg.Wait()
+	if f.t.Failed() {
+		for _, p := range f.procs {
+			b, _ := os.ReadFile(p.log.Name())
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			f.t.Logf("--- %s log (end):\n%s", p.name, b)
+		}
+	}
+}
