@@ -45,6 +45,7 @@ var builtin = []string{
 	"io.k8s.api.apps.v1.Deployment",
 	"io.k8s.api.policy.v1.PodDisruptionBudget",
 	"io.k8s.api.networking.v1.NetworkPolicy",
+	"io.k8s.api.core.v1.PersistentVolumeClaim", // examples/minio.yaml
 }
 
 const quantity = "io.k8s.apimachinery.pkg.api.resource.Quantity"
