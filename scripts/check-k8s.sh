@@ -12,9 +12,11 @@
 #   - docker-compose.yml and deploy/k8s pin every image: no `latest`, no
 #     image without a tag.
 #
-# Needs kubeconform and kustomize on PATH (scripts/install-tools.sh).
+# Needs kubeconform and kustomize (scripts/install-tools.sh puts them in
+# Go's bin directory, which need not be on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PATH="$PATH:$(go env GOPATH | cut -d: -f1)/bin"
 
 k8s=deploy/k8s
 kube_version=1.33.13 # the version deploy/k8s/schemas holds (its SOURCES)
@@ -33,6 +35,7 @@ kustomize build "$k8s" >"$rendered" || fail "kustomize build $k8s failed"
 files=("$rendered" "$k8s/secrets.example.yaml" "$k8s"/examples/*.yaml)
 out=$("${kubeconform[@]}" -summary "${files[@]}") || fail "deploy/k8s is not valid: $out"
 [[ $out == *" found in ${#files[@]} files - "* ]] || fail "kubeconform did not read all of ${files[*]}: $out"
+summary=${out##*Summary: }
 
 for f in "$k8s"/testdata/invalid/*.yaml; do
 	out=$("${kubeconform[@]}" -summary "$f" 2>&1) && fail "$f was accepted; it must be rejected"
@@ -54,5 +57,5 @@ bad=$(grep -hE '^[[:space:]]*(-[[:space:]]*)?image:' docker-compose.yml "$render
 bad+=$(grep -hE '^[[:space:]]*(-[[:space:]]*)?image:.*:latest' docker-compose.yml "$rendered" "$k8s"/examples/*.yaml || true)
 [[ -z $bad ]] || fail "images without a pinned version: $bad"
 
-echo "check-k8s: ${out##*Summary: }"
+echo "check-k8s: $summary"
 echo "check-k8s: deploy/k8s valid for Kubernetes $kube_version; $(ls "$k8s"/testdata/invalid/*.yaml | wc -l) invalid manifests rejected"
