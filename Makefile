@@ -11,7 +11,7 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run test test-mssql vet bench build fmt-check tools proto proto-check
+.PHONY: run test test-mssql vet bench build fmt-check tools proto proto-check k8s-check k8s-schemas
 
 ## run: run coffer (every service in one process) with a simulated SQL Server
 run: build
@@ -20,7 +20,7 @@ run: build
 ## test: vet, then run every test: unit and service tests with the race
 ## detector, then the long end-to-end simulations without it (sixty days
 ## of a policy; fifty restores to random seconds of two days)
-test: tools proto-check vet
+test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
 	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek)$$' ./services/coffer/
 
@@ -58,7 +58,20 @@ fmt-check:
 	@files="$$(gofmt -l $(MODULE_DIRS))"; \
 	if [ -n "$$files" ]; then echo "not gofmt-formatted:"; echo "$$files"; exit 1; fi
 
-## tools: install the pinned external tools the tests need (MinIO, nats-server, tsql, protoc, protoc-gen-go)
+## k8s-check: validate deploy/k8s (rendered by kustomize), its Secret
+## templates and examples offline with kubeconform -strict against the
+## schemas vendored in deploy/k8s/schemas, check that the manifests in
+## deploy/k8s/testdata/invalid are rejected, and that every image in
+## docker-compose.yml and deploy/k8s is pinned (scripts/check-k8s.sh)
+k8s-check:
+	scripts/check-k8s.sh
+
+## k8s-schemas: regenerate deploy/k8s/schemas from the Kubernetes OpenAPI
+## spec and KEDA's CRDs (module proxy; versions in scripts/k8s-schemas)
+k8s-schemas:
+	cd scripts/k8s-schemas && GOWORK=off $(GO) run . -out ../../deploy/k8s/schemas
+
+## tools: install the pinned external tools the tests need (MinIO, nats-server, tsql, protoc, protoc-gen-go, kubeconform, kustomize)
 tools:
 	scripts/install-tools.sh
 

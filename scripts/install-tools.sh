@@ -2,9 +2,10 @@
 # Installs the tools coffer's tests and code generation need, at pinned
 # versions: the MinIO server (tests run a real one), nats-server (the fleet
 # test runs a three-node cluster), FreeTDS's tsql (an independent TDS client
-# for the SQL Server simulator's tests), protoc and protoc-gen-go. Safe to
-# run again: whatever is already installed at the right version is skipped.
-# Go binaries land in $(go env GOPATH)/bin.
+# for the SQL Server simulator's tests), protoc and protoc-gen-go, kubeconform
+# and kustomize (scripts/check-k8s.sh validates deploy/k8s with them,
+# offline). Safe to run again: whatever is already installed at the right
+# version is skipped. Go binaries land in $(go env GOPATH)/bin.
 set -euo pipefail
 
 MINIO_MODULE=github.com/minio/minio
@@ -14,6 +15,10 @@ NATS_SERVER_MODULE=github.com/nats-io/nats-server/v2
 NATS_SERVER_VERSION=v2.15.2
 PROTOC_GEN_GO_MODULE=google.golang.org/protobuf
 PROTOC_GEN_GO_VERSION=v1.36.12
+KUBECONFORM_MODULE=github.com/yannh/kubeconform
+KUBECONFORM_VERSION=v0.8.0
+KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5
+KUSTOMIZE_VERSION=v5.8.1
 APT_PACKAGES=(freetds-bin protobuf-compiler)
 
 log() { printf 'install-tools: %s\n' "$*"; }
@@ -70,4 +75,6 @@ install_apt_packages
 go_install minio "$MINIO_MODULE" "$MINIO_VERSION" "$MINIO_MODULE"
 go_install nats-server "$NATS_SERVER_MODULE" "$NATS_SERVER_VERSION" "$NATS_SERVER_MODULE"
 go_install protoc-gen-go "$PROTOC_GEN_GO_MODULE" "$PROTOC_GEN_GO_VERSION" "$PROTOC_GEN_GO_MODULE/cmd/protoc-gen-go"
+go_install kubeconform "$KUBECONFORM_MODULE" "$KUBECONFORM_VERSION" "$KUBECONFORM_MODULE/cmd/kubeconform"
+go_install kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION" "$KUSTOMIZE_MODULE"
 log "done"
