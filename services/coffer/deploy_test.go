@@ -98,15 +98,16 @@ func TestDeployFiles(t *testing.T) {
 	}
 	// the conformance profile
 	for name, image := range map[string]string{
-		"mssql-2019": "mcr.microsoft.com/mssql/server:2019-latest",
-		"mssql-2022": "mcr.microsoft.com/mssql/server:2022-latest",
+		"mssql-2019": "mcr.microsoft.com/mssql/server:2019-CU",
+		"mssql-2022": "mcr.microsoft.com/mssql/server:2022-CU",
 	} {
 		c, ok := compose.Services[name]
 		switch {
 		case !ok:
 			t.Errorf("docker-compose.yml has no service %s", name)
-		case c.Image != image:
-			t.Errorf("compose service %s: image %q, want %q", name, c.Image, image)
+		case !strings.HasPrefix(c.Image, image):
+			// pinned to a cumulative update, never a moving tag
+			t.Errorf("compose service %s: image %q, want %s…", name, c.Image, image)
 		case c.Environment["ACCEPT_EULA"] != "Y" || c.Environment["MSSQL_SA_PASSWORD"] == nil:
 			t.Errorf("compose service %s: environment %v, want ACCEPT_EULA=Y and MSSQL_SA_PASSWORD", name, c.Environment)
 		case !slices.Contains(c.Volumes, "conformance-staging:/var/opt/mssql/coffer-staging"):
