@@ -111,7 +111,11 @@ func run(ctx context.Context, spec Spec, getenv func(string) string) error {
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nc, err := nats.Connect(url, nats.Name("coffer-"+spec.Name), nats.MaxReconnects(-1))
+	nopts, err := NATSOptions(spec.Name, getenv, logger)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
