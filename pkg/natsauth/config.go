@@ -131,8 +131,8 @@ func WriteConfig(w io.Writer, users []User, tls TLS) error {
 		b.WriteString("      {\n")
 		fmt.Fprintf(&b, "        nkey: %s\n", strconv.Quote(u.NKey))
 		b.WriteString("        permissions: {\n")
-		fmt.Fprintf(&b, "          publish: { allow: %s }\n", list(u.Permissions.Publish))
-		fmt.Fprintf(&b, "          subscribe: { allow: %s }\n", list(u.Permissions.Subscribe))
+		fmt.Fprintf(&b, "          publish: { allow: %s }\n", list(u.Permissions.Publish, "            "))
+		fmt.Fprintf(&b, "          subscribe: { allow: %s }\n", list(u.Permissions.Subscribe, "            "))
 		if u.Permissions.AllowResponses {
 			b.WriteString("          allow_responses: true\n")
 		}
@@ -147,11 +147,13 @@ func WriteConfig(w io.Writer, users []User, tls TLS) error {
 }
 
 // list is a configuration array of quoted subjects (quoted, so that the
-// parser does not read $JS... as a variable).
-func list(subjects []string) string {
-	q := make([]string, len(subjects))
-	for i, s := range subjects {
-		q[i] = strconv.Quote(s)
+// parser does not read $JS... as a variable), one a line.
+func list(subjects []string, indent string) string {
+	var b strings.Builder
+	b.WriteString("[\n")
+	for _, s := range subjects {
+		b.WriteString(indent + "  " + strconv.Quote(s) + "\n")
 	}
-	return "[" + strings.Join(q, ", ") + "]"
+	b.WriteString(indent + "]")
+	return b.String()
 }

@@ -2,8 +2,6 @@ package natsauth_test
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,17 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/natsauth"
-	"github.com/cofferhq/coffer/pkg/tlsca"
+	"github.com/cofferhq/coffer/pkg/natsauth/natsauthtest"
 	"github.com/cofferhq/coffer/pkg/topology"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -33,107 +29,6 @@ import (
 // denyWait bounds each operation the test expects the server to refuse: a
 // refused publish is never acknowledged, so the caller only times out.
 const denyWait = 1500 * time.Millisecond
-
-// secured is a TLS nats-server loaded with the configuration `coffer nats
-// config` prints, plus an unrestricted admin user for the test's own
-// checks.
-type secured struct {
-	srv      *server.Server
-	credsDir string
-	caFile   string
-	admin    *nats.Conn
-}
-
-func startSecured(t *testing.T) *secured {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := tlsca.New("test CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue([]string{"127.0.0.1", "localhost"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
-	writeFile(t, caFile, ca.PEM())
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-
-	credsDir := filepath.Join(dir, "creds")
-	users, err := natsauth.EnsureUsers(credsDir, topology.Services)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range users {
-		fi, err := os.Stat(filepath.Join(credsDir, natsauth.SeedFile(u.Service)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s's seed file has mode %v; want 0600", u.Service, fi.Mode().Perm())
-		}
-	}
-	adminKP, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminPub, _ := adminKP.PublicKey()
-	adminSeed, _ := adminKP.Seed()
-	adminFile := filepath.Join(dir, "admin.nk")
-	writeFile(t, adminFile, adminSeed)
-	users = append(users, natsauth.User{Service: "test-admin", NKey: adminPub,
-		Permissions: natsauth.Permissions{Publish: []string{">"}, Subscribe: []string{">"}}})
-
-	var conf strings.Builder
-	if err := natsauth.WriteConfig(&conf, users, natsauth.TLS{CertFile: certFile, KeyFile: keyFile}); err != nil {
-		t.Fatal(err)
-	}
-	confFile := filepath.Join(dir, "nats.conf")
-	writeFile(t, confFile, []byte(conf.String()))
-	opts, err := server.ProcessConfigFile(confFile)
-	if err != nil {
-		t.Fatalf("the generated configuration does not load: %v\n%s", err, conf.String())
-	}
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "js")
-	opts.NoSigs, opts.NoLog = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	admin, err := nats.Connect(srv.ClientURL(), nats.RootCAs(caFile), mustNkey(t, adminFile))
-	if err != nil {
-		t.Fatalf("admin connect: %v", err)
-	}
-	t.Cleanup(admin.Close)
-	return &secured{srv: srv, credsDir: credsDir, caFile: caFile, admin: admin}
-}
-
-func mustNkey(t *testing.T, file string) nats.Option {
-	t.Helper()
-	o, err := nats.NkeyOptionFromSeed(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
-func writeFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // client is one service's connection, made as the service makes it.
 type client struct {
@@ -150,15 +45,9 @@ func (c *client) deniedSubject(subject string) bool {
 	return slices.ContainsFunc(c.denied, func(e string) bool { return strings.Contains(e, `"`+subject+`"`) })
 }
 
-func (s *secured) connect(t *testing.T, service string, env map[string]string) *client {
+func connect(s *natsauthtest.Server, t *testing.T, service string) *client {
 	t.Helper()
-	if env == nil {
-		env = map[string]string{
-			"COFFER_NATS_NKEY_FILE": filepath.Join(s.credsDir, natsauth.SeedFile(service)),
-			"COFFER_NATS_CA_FILE":   s.caFile,
-		}
-	}
-	opts, err := daemon.NATSOptions(service, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
+	opts, err := daemon.NATSOptions(service, s.Env(service), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +59,7 @@ func (s *secured) connect(t *testing.T, service string, env map[string]string) *
 			c.mu.Unlock()
 		}
 	}))
-	nc, err := nats.Connect(s.srv.ClientURL(), opts...)
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		t.Fatalf("%s: connect: %v", service, err)
 	}
@@ -216,14 +105,23 @@ func streamSubject(t *testing.T, stream string) string {
 // write a bucket it does not own, take over another's consumer, read
 // another's replies.
 func TestServicePermissions(t *testing.T) {
-	s := startSecured(t)
-	adminBus, err := bus.New(s.admin, bus.Config{})
+	s := natsauthtest.Start(t)
+	for _, a := range topology.Services {
+		fi, err := os.Stat(filepath.Join(s.CredsDir, natsauth.SeedFile(a.Service)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s's seed file has mode %v; want 0600", a.Service, fi.Mode().Perm())
+		}
+	}
+	adminBus, err := bus.New(s.Admin, bus.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clients := map[string]*client{}
 	for _, a := range topology.Services {
-		clients[a.Service] = s.connect(t, a.Service, nil)
+		clients[a.Service] = connect(s, t, a.Service)
 	}
 	for _, a := range topology.Services {
 		t.Run(a.Service, func(t *testing.T) {
@@ -266,7 +164,7 @@ func TestServicePermissions(t *testing.T) {
 				if err := sub.Drain(ctx); err != nil {
 					t.Fatalf("drain %s: %v", cons.Durable, err)
 				}
-				waitAcked(t, s.admin, cons)
+				waitAcked(t, s.Admin, cons)
 			}
 			for _, subject := range a.Publishes {
 				if err := c.bus.Publish(ctx, subject, &cofferv1.JobFailed{}, "ok-"+a.Service+subject); err != nil {
@@ -369,7 +267,7 @@ func TestServicePermissions(t *testing.T) {
 			// Nothing refused was stored.
 			for _, subject := range foreign {
 				st := cofferv1.StreamFor(subject)
-				stream, err := adminJS(t, s.admin).Stream(ctx, st)
+				stream, err := adminJS(t, s.Admin).Stream(ctx, st)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -413,24 +311,24 @@ func TestServicePermissions(t *testing.T) {
 
 	t.Run("no credentials", func(t *testing.T) {
 		opts, err := daemon.NATSOptions("discovery", func(k string) string {
-			return map[string]string{"COFFER_NATS_CA_FILE": s.caFile}[k]
+			return map[string]string{"COFFER_NATS_CA_FILE": s.CAFile}[k]
 		}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nc, err := nats.Connect(s.srv.ClientURL(), opts...); err == nil {
+		if nc, err := nats.Connect(s.ClientURL(), opts...); err == nil {
 			nc.Close()
 			t.Error("connected without credentials")
 		}
 	})
 	t.Run("no CA", func(t *testing.T) {
 		opts, err := daemon.NATSOptions("discovery", func(k string) string {
-			return map[string]string{"COFFER_NATS_NKEY_FILE": filepath.Join(s.credsDir, natsauth.SeedFile("discovery"))}[k]
+			return map[string]string{"COFFER_NATS_NKEY_FILE": filepath.Join(s.CredsDir, natsauth.SeedFile("discovery"))}[k]
 		}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nc, err := nats.Connect(s.srv.ClientURL(), opts...); err == nil {
+		if nc, err := nats.Connect(s.ClientURL(), opts...); err == nil {
 			nc.Close()
 			t.Error("connected to a server whose certificate no trusted CA issued")
 		}
