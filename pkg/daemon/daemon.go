@@ -2,7 +2,9 @@
 // shares: it reads the environment once, connects to NATS, sets up
 // telemetry, the streams and the catalog, runs the service until SIGINT or
 // SIGTERM, and shuts down in stages. Nothing below main reads the
-// environment.
+// environment. The NATS connection is made with [NATSOptions]: the
+// service's own user (COFFER_NATS_NKEY_FILE and the rest) over TLS
+// (COFFER_NATS_CA_FILE), as docs/security.md deploys them.
 package daemon
 
 import (
@@ -111,7 +113,11 @@ func run(ctx context.Context, spec Spec, getenv func(string) string) error {
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nc, err := nats.Connect(url, nats.Name("coffer-"+spec.Name), nats.MaxReconnects(-1))
+	nopts, err := NATSOptions(spec.Name, getenv, logger)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

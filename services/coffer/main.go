@@ -32,6 +32,8 @@ Run coffer:
   up [--demo] [--data DIR] [--http ADDR]   every service in one process, with an embedded NATS and a local vault
   sim --addr ADDR --sa-password PW [--demo] a simulated SQL Server 2022 instance
   ca init [--dir DIR] [--copy-to FILE]     create coffer's CA (URL mode) if absent; print its certificate's path
+  nats config --dir DIR [--tls-hosts H,...] one NATS user per service: credentials into DIR, nats-server config on stdout
+  s3 policy --bucket B [--prefix P]        the S3 policy of a user that may use the vault's bucket and nothing else
 
 Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runVault(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "ca":
 		return runCA(args[1:], os.Getenv, stdout, stderr)
+	case "nats":
+		return runNATS(args[1:], os.Getenv, stdout, stderr)
+	case "s3":
+		return runS3(args[1:], os.Getenv, stdout, stderr)
 	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "verify", "jobs", "policy":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// runS3 runs `coffer s3 policy`: it prints the S3 IAM policy of coffer's
+// own S3 user, which may read, write, list and delete objects in the
+// vault's bucket (under its prefix, when the vault has one) and nothing
+// else: no other bucket, no bucket settings, no creating or deleting a
+// bucket. The committer and the streamers use those credentials
+// (COFFER_S3_ACCESS_KEY, COFFER_S3_SECRET_KEY); for MinIO, `mc admin
+// policy create` takes the JSON as it is (docs/security.md).
+func runS3(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	const synopsis = "usage: coffer s3 policy --bucket BUCKET [--prefix PREFIX]"
+	if len(args) == 0 || args[0] != "policy" {
+		return errors.New(synopsis)
+	}
+	flags := flag.NewFlagSet("coffer s3 policy", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	bucket := flags.String("bucket", getenv("COFFER_S3_BUCKET"), "the vault's bucket (COFFER_S3_BUCKET)")
+	prefix := flags.String("prefix", getenv("COFFER_S3_PREFIX"), "the vault's prefix in the bucket, if it has one (COFFER_S3_PREFIX)")
+	if err := flags.Parse(args[1:]); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", flags.Arg(0), synopsis)
+	}
+	if *bucket == "" {
+		return fmt.Errorf("--bucket is required\n%s", synopsis)
+	}
+	b, err := json.MarshalIndent(s3Policy(*bucket, *prefix), "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", b)
+	return err
+}
+
+type iamPolicy struct {
+	Version   string         `json:"Version"`
+	Statement []iamStatement `json:"Statement"`
+}
+
+type iamStatement struct {
+	Sid       string                    `json:"Sid"`
+	Effect    string                    `json:"Effect"`
+	Action    []string                  `json:"Action"`
+	Resource  []string                  `json:"Resource"`
+	Condition map[string]map[string]any `json:"Condition,omitempty"`
+}
+
+// s3Policy is the policy of a user that may use the vault in bucket under
+// prefix, and nothing else.
+func s3Policy(bucket, prefix string) iamPolicy {
+	prefix = strings.TrimPrefix(prefix, "/")
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	list := iamStatement{
+		Sid:      "CofferVaultList",
+		Effect:   "Allow",
+		Action:   []string{"s3:ListBucket", "s3:ListBucketMultipartUploads"},
+		Resource: []string{"arn:aws:s3:::" + bucket},
+	}
+	if prefix != "" {
+		list.Condition = map[string]map[string]any{"StringLike": {"s3:prefix": []string{prefix + "*"}}}
+	}
+	return iamPolicy{
+		Version: "2012-10-17",
+		Statement: []iamStatement{
+			{
+				Sid:      "CofferVaultLocation",
+				Effect:   "Allow",
+				Action:   []string{"s3:GetBucketLocation"},
+				Resource: []string{"arn:aws:s3:::" + bucket},
+			},
+			list,
+			{
+				Sid:    "CofferVaultObjects",
+				Effect: "Allow",
+				Action: []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+					"s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+				Resource: []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"},
+			},
+		},
+	}
+}
