@@ -181,8 +181,9 @@ func pollCost(b *testing.B) {
 	b.ReportMetric(float64(afterFull.RowsSent-after.RowsSent), "full-list-rows@1000db")
 }
 
-// waitFor polls cond until it holds, or fails the benchmark after within.
-func waitFor(b *testing.B, within time.Duration, cond func() bool) {
+// waitFor polls cond until it holds, or fails the test or benchmark
+// after within.
+func waitFor(b testing.TB, within time.Duration, cond func() bool) {
 	b.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
