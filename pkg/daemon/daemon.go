@@ -103,7 +103,8 @@ func ParseStandalone(svc Service, args []string, getenv func(string) string, std
 // Run runs the service until ctx is done.
 func (s *Standalone) Run(ctx context.Context) error {
 	name := s.Service.Name
-	logger := telemetry.NewLogger(os.Stderr, slog.LevelInfo).With("service", name)
+	// Build tags each service's records with its name
+	logger := telemetry.NewLogger(os.Stderr, slog.LevelInfo)
 	tcfg := telemetry.FromEnv(s.getenv)
 	if tcfg.ServiceName == "" {
 		tcfg.ServiceName = "coffer-" + name
@@ -152,6 +153,7 @@ func (s *Standalone) Run(ctx context.Context) error {
 		return err
 	}
 	g := Go(built)
+	logger = logger.With("service", name)
 	logger.Info("service started", "nats", url)
 	select {
 	case <-ctx.Done():
