@@ -142,7 +142,7 @@ func (s *Standalone) Run(ctx context.Context) error {
 		if use == CreatesVault {
 			p.Vault, err = OpenVault(ctx, store, p.MasterKey, true)
 		} else {
-			p.Vault, err = WaitVault(ctx, store, p.MasterKey, logger)
+			p.Vault, err = WaitVault(ctx, store, p.MasterKey, logger.With("service", name))
 		}
 		if err != nil {
 			return err
