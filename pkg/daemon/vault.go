@@ -29,22 +29,6 @@ type VaultStore struct {
 	S3PlainHTTP bool
 }
 
-// VaultStoreFromEnv reads COFFER_VAULT_DIR, or COFFER_S3_ENDPOINT,
-// COFFER_S3_BUCKET, COFFER_S3_PREFIX, COFFER_S3_ACCESS_KEY,
-// COFFER_S3_SECRET_KEY, COFFER_S3_CA_FILE and COFFER_S3_INSECURE_HTTP.
-func VaultStoreFromEnv(getenv func(string) string) VaultStore {
-	return VaultStore{
-		Dir:         getenv("COFFER_VAULT_DIR"),
-		S3Endpoint:  getenv("COFFER_S3_ENDPOINT"),
-		S3Bucket:    getenv("COFFER_S3_BUCKET"),
-		S3Prefix:    getenv("COFFER_S3_PREFIX"),
-		S3AccessKey: getenv("COFFER_S3_ACCESS_KEY"),
-		S3SecretKey: getenv("COFFER_S3_SECRET_KEY"),
-		S3CAFile:    getenv("COFFER_S3_CA_FILE"),
-		S3PlainHTTP: getenv("COFFER_S3_INSECURE_HTTP") == "true",
-	}
-}
-
 // Register registers the vault's location on f. The S3 secret key is
 // read from COFFER_S3_SECRET_KEY only, never from a flag, which every
 // process listing shows.
