@@ -86,7 +86,7 @@ func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(stderr)
 	f := daemon.NewFlags(fs, getenv)
 	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "directory for the embedded NATS, the local vault, staging, the CA and the master key")
-	f.Bool(&c.demo, "demo", "", false, "also run a simulated SQL Server with sample databases, registered as sql1 with auto-protection on")
+	f.Bool(&c.demo, "demo", "COFFER_DEMO", false, "also run a simulated SQL Server with sample databases, registered as sql1 with auto-protection on")
 	var services string
 	f.String(&services, "services", "COFFER_SERVICES", "", "run only these services, comma-separated, from "+strings.Join(serviceNames(), ", ")+" (default every one)")
 	f.String(&c.natsListen, "nats-listen", "COFFER_NATS_LISTEN", "", "also serve the embedded NATS on this address (e.g. 127.0.0.1:4222) for services in other processes")

@@ -182,3 +182,38 @@ func TestUpServicesOnExternalNATS(t *testing.T) {
 		}
 	}
 }
+
+// TestUpFlagsNameTheirVariables: every setting of `coffer up` and of each
+// binary can also be set by the COFFER_* variable its usage names.
+func TestUpFlagsNameTheirVariables(t *testing.T) {
+	check := func(who string, args func(io.Writer) error) {
+		var help strings.Builder
+		if err := args(&help); err == nil {
+			t.Fatalf("%s -help: got nil error", who)
+		}
+		lines := strings.Split(help.String(), "\n")
+		n := 0
+		for i, l := range lines {
+			if !strings.HasPrefix(l, "  -") || i+1 == len(lines) {
+				continue
+			}
+			n++
+			if !strings.Contains(lines[i+1], "(COFFER_") {
+				t.Errorf("%s: flag %s names no COFFER_ variable: %q", who, strings.Fields(l)[0], lines[i+1])
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s -help lists no flag: %q", who, help.String())
+		}
+	}
+	check("coffer up", func(w io.Writer) error {
+		_, err := parseUpFlags([]string{"-help"}, func(string) string { return "" }, w)
+		return err
+	})
+	for _, d := range declarations {
+		check(d.Name, func(w io.Writer) error {
+			_, err := daemon.ParseStandalone(d, []string{"-help"}, func(string) string { return "" }, w)
+			return err
+		})
+	}
+}
