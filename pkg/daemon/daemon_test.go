@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/daemon"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
 // TestFlags: a setting's default gives way to its variable, the
@@ -101,4 +103,58 @@ func TestGroup(t *testing.T) {
 	}
 	g.Stop()
 	g.Stop()
+}
+
+type probe struct {
+	d   daemon.Deps
+	ran chan daemon.Deps
+}
+
+func (p probe) Run(ctx context.Context) error {
+	p.ran <- p.d
+	<-ctx.Done()
+	return nil
+}
+
+// TestStandaloneRun: a binary connects to the NATS its settings name,
+// sets up the streams and the catalog, builds its service with them and
+// runs it until its context ends.
+func TestStandaloneRun(t *testing.T) {
+	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ran := make(chan daemon.Deps, 1)
+	svc := daemon.Service{Name: "probe", Register: func(f *daemon.Flags) daemon.Settings {
+		return &daemon.Config[struct{}]{New: func(_ context.Context, d daemon.Deps, _ struct{}) (daemon.Runner, error) {
+			return probe{d, ran}, nil
+		}}
+	}}
+	s, err := daemon.ParseStandalone(svc, nil, func(k string) string {
+		return map[string]string{"COFFER_NATS_URL": srv.ClientURL()}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case d := <-ran:
+		if d.Bus == nil || d.Catalog == nil || !d.Alone || d.MasterKey != nil || d.Vault != nil {
+			t.Errorf("deps %+v: want a bus, a catalog, alone, no key, no vault", d)
+		}
+		if _, err := d.Bus.JetStream().Stream(t.Context(), cofferv1.StreamWork); err != nil {
+			t.Errorf("the work stream after start: %v", err)
+		}
+	case err := <-done:
+		t.Fatalf("Run ended before the service ran: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the service did not run")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 }
