@@ -1,8 +1,11 @@
-// Package daemon is the start-up every standalone coffer service binary
-// shares: it reads the environment once, connects to NATS, sets up
-// telemetry, the streams and the catalog, runs the service until SIGINT or
-// SIGTERM, and shuts down in stages. Nothing below main reads the
-// environment. The NATS connection is made with [NATSOptions]: the
+// Package daemon runs coffer's services. Each service declares itself
+// once (Service: name, settings with their flags and COFFER_* variables,
+// construction); the standalone binaries (Main) and `coffer up` are both
+// made from those declarations: they register the settings, parse them
+// once, connect to NATS (ConnectNATS), set up the streams and the catalog,
+// build each service over its own bus (Build), run them until SIGINT or
+// SIGTERM (Go), and shut down in stages. Nothing below main reads the
+// environment. An external NATS is reached with [NATSOptions]: the
 // service's own user (COFFER_NATS_NKEY_FILE and the rest) over TLS
 // (COFFER_NATS_CA_FILE), as docs/security.md deploys them.
 package daemon
@@ -10,11 +13,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,68 +36,80 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
-// Deps are what a service is built from.
-type Deps struct {
-	Bus            *bus.Bus
-	Catalog        *catalog.Catalog
-	Logger         *slog.Logger
-	TracerProvider trace.TracerProvider
-	// MasterKey is the operator's master key, when the service needs one
-	// (NeedMasterKey); nil otherwise.
-	MasterKey []byte
-	// Getenv reads the service's own settings; only the service's New
-	// function should call it.
-	Getenv func(string) string
-}
-
-// Spec describes a service binary.
-type Spec struct {
-	Name          string
-	NeedMasterKey bool
-	// Run runs the service until ctx is cancelled, then drains.
-	Run func(ctx context.Context, d Deps) error
-}
-
-// Main runs a service binary and exits the process with its status.
-func Main(spec Spec) {
+// Main runs svc as a standalone binary (flags from os.Args, settings
+// from the environment, an external NATS) and exits the process with
+// its status.
+func Main(svc Service) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, spec, os.Getenv)
+	s, err := ParseStandalone(svc, os.Args[1:], os.Getenv, os.Stderr)
+	if err == nil {
+		err = s.Run(ctx)
+	}
 	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", svc.Name, err)
 		os.Exit(1)
 	}
 }
 
-// MasterKey reads the master key from COFFER_MASTER_KEY (hex or base64) or
-// the file named by COFFER_MASTER_KEY_FILE.
-func MasterKey(getenv func(string) string) ([]byte, error) {
-	if v := getenv("COFFER_MASTER_KEY"); v != "" {
-		k, err := vault.ParseMasterKey(v)
-		if err != nil {
-			return nil, fmt.Errorf("COFFER_MASTER_KEY: %w", err)
-		}
-		return k, nil
-	}
-	if f := getenv("COFFER_MASTER_KEY_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("read COFFER_MASTER_KEY_FILE: %w", err)
-		}
-		k, err := vault.ParseMasterKey(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil, fmt.Errorf("COFFER_MASTER_KEY_FILE %s: %w", f, err)
-		}
-		return k, nil
-	}
-	return nil, errors.New("no master key: set COFFER_MASTER_KEY (64 hex characters) or COFFER_MASTER_KEY_FILE")
+// Configured is a declared service with its settings registered.
+type Configured struct {
+	Service
+	Settings Settings
 }
 
-func run(ctx context.Context, spec Spec, getenv func(string) string) error {
-	logger := telemetry.NewLogger(os.Stderr, slog.LevelInfo).With("service", spec.Name)
-	tcfg := telemetry.FromEnv(getenv)
+// Register registers the settings of each service on f. Two services
+// registering one flag name is a programming error, and panics (the
+// flag package's).
+func Register(f *Flags, svcs ...Service) []Configured {
+	out := make([]Configured, len(svcs))
+	for i, s := range svcs {
+		out[i] = Configured{Service: s, Settings: s.Register(f)}
+	}
+	return out
+}
+
+// Standalone is a standalone binary's parsed configuration.
+type Standalone struct {
+	Common  Common
+	Service Configured
+	getenv  func(string) string
+}
+
+// ParseStandalone registers the process's and svc's settings, parses
+// args, and validates them, reporting every problem at once.
+func ParseStandalone(svc Service, args []string, getenv func(string) string, stderr io.Writer) (*Standalone, error) {
+	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := NewFlags(fs, getenv)
+	s := &Standalone{getenv: getenv}
+	s.Common.Register(f, svc.Vault != NoVault)
+	s.Service = Register(f, svc)[0]
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	errs = append(errs, f.Err(), s.Common.Validate(), s.Service.Settings.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	return s, nil
+}
+
+// Run runs the service until ctx is done.
+func (s *Standalone) Run(ctx context.Context) error {
+	name := s.Service.Name
+	// Build tags each service's records with its name
+	logger := telemetry.NewLogger(os.Stderr, slog.LevelInfo)
+	tcfg := telemetry.FromEnv(s.getenv)
 	if tcfg.ServiceName == "" {
-		tcfg.ServiceName = "coffer-" + spec.Name
+		tcfg.ServiceName = "coffer-" + name
 	}
 	shutdownTracing, err := telemetry.Setup(ctx, tcfg)
 	if err != nil {
@@ -103,37 +120,156 @@ func run(ctx context.Context, spec Spec, getenv func(string) string) error {
 		defer cancel()
 		shutdownTracing(sctx)
 	}()
-	var key []byte
-	if spec.NeedMasterKey {
-		if key, err = MasterKey(getenv); err != nil {
+	p := Process{Logger: logger, TracerProvider: otel.GetTracerProvider(), Topology: s.Common.Topology()}
+	if s.Service.NeedMasterKey || s.Service.Vault != NoVault {
+		if p.MasterKey, err = s.Common.MasterKey(); err != nil {
 			return err
 		}
 	}
-	url := getenv("COFFER_NATS_URL")
+	url := s.Common.NATSURL
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nopts, err := NATSOptions(spec.Name, getenv, logger)
+	nopts, err := NATSOptions(name, s.getenv, logger)
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(url, nopts...)
+	nc, err := ConnectNATS(url, "coffer-"+name, nopts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return err
 	}
 	defer nc.Drain()
-	b, err := NewBus(nc, spec.Name, logger, otel.GetTracerProvider())
+	svcs := []Configured{s.Service}
+	if use := VaultUseOf(svcs); use != NoVault {
+		store, err := s.Common.Store.Open()
+		if err != nil {
+			return err
+		}
+		if use == CreatesVault {
+			p.Vault, err = OpenVault(ctx, store, p.MasterKey, true)
+		} else {
+			p.Vault, err = WaitVault(ctx, store, p.MasterKey, logger.With("service", name))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	built, _, err := Build(ctx, nc, svcs, p)
 	if err != nil {
 		return err
 	}
-	cat, err := topology.Setup(ctx, b)
-	if err != nil {
-		return err
-	}
+	g := Go(built)
+	logger = logger.With("service", name)
 	logger.Info("service started", "nats", url)
-	err = spec.Run(ctx, Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: otel.GetTracerProvider(), MasterKey: key, Getenv: getenv})
+	select {
+	case <-ctx.Done():
+	case err = <-g.Failed():
+	}
+	g.Stop()
 	logger.Info("service stopped", "err", err)
 	return err
+}
+
+// VaultUseOf is the strongest use of the vault among svcs: a process
+// creates the vault when one of its services may.
+func VaultUseOf(svcs []Configured) VaultUse {
+	use := NoVault
+	for _, s := range svcs {
+		use = max(use, s.Vault)
+	}
+	return use
+}
+
+// Process is what a process gives each service it runs.
+type Process struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	// MasterKey is given to the services that need it.
+	MasterKey []byte
+	// Vault is given to the services that use it.
+	Vault *vault.Vault
+	// DataDir is Deps.DataDir.
+	DataDir string
+	// Topology sets up the streams and buckets.
+	Topology topology.Config
+}
+
+// Built is a service built and ready to run.
+type Built struct {
+	Name   string
+	Runner Runner
+}
+
+// Build sets up the streams and the catalog (topology.Setup), then builds
+// each service over a bus of its own on nc, so that a poison message is
+// reported as its service's.
+func Build(ctx context.Context, nc *nats.Conn, svcs []Configured, p Process) ([]Built, *catalog.Catalog, error) {
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	var cat *catalog.Catalog
+	out := make([]Built, 0, len(svcs))
+	for _, s := range svcs {
+		logger := p.Logger.With("service", s.Name)
+		b, err := NewBus(nc, s.Name, logger, p.TracerProvider)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cat == nil {
+			if cat, err = topology.Setup(ctx, b, p.Topology); err != nil {
+				return nil, nil, err
+			}
+		}
+		d := Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: p.TracerProvider, DataDir: p.DataDir, Alone: len(svcs) == 1}
+		if s.NeedMasterKey {
+			d.MasterKey = p.MasterKey
+		}
+		if s.Vault != NoVault {
+			d.Vault = p.Vault
+		}
+		r, err := s.Settings.Build(ctx, d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.Name, err)
+		}
+		out = append(out, Built{Name: s.Name, Runner: r})
+	}
+	return out, cat, nil
+}
+
+// Group is services running together.
+type Group struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+	once   sync.Once
+}
+
+// Go runs each built service in a goroutine of its own until Stop.
+func Go(built []Built) *Group {
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Group{cancel: cancel, errc: make(chan error, len(built))}
+	for _, s := range built {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if err := s.Runner.Run(ctx); err != nil {
+				g.errc <- fmt.Errorf("%s: %w", s.Name, err)
+			}
+		}()
+	}
+	return g
+}
+
+// Failed receives the error of each service that stops with one.
+func (g *Group) Failed() <-chan error { return g.errc }
+
+// Stop cancels every service and waits for each to drain. It may be
+// called more than once.
+func (g *Group) Stop() {
+	g.once.Do(func() {
+		g.cancel()
+		g.wg.Wait()
+	})
 }
 
 // NewBus returns a bus whose poison messages are reported as JobFailed

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
@@ -27,19 +29,37 @@ type VaultStore struct {
 	S3PlainHTTP bool
 }
 
-// VaultStoreFromEnv reads COFFER_VAULT_DIR, or COFFER_S3_ENDPOINT,
-// COFFER_S3_BUCKET, COFFER_S3_PREFIX, COFFER_S3_ACCESS_KEY,
-// COFFER_S3_SECRET_KEY, COFFER_S3_CA_FILE and COFFER_S3_INSECURE_HTTP.
-func VaultStoreFromEnv(getenv func(string) string) VaultStore {
-	return VaultStore{
-		Dir:         getenv("COFFER_VAULT_DIR"),
-		S3Endpoint:  getenv("COFFER_S3_ENDPOINT"),
-		S3Bucket:    getenv("COFFER_S3_BUCKET"),
-		S3Prefix:    getenv("COFFER_S3_PREFIX"),
-		S3AccessKey: getenv("COFFER_S3_ACCESS_KEY"),
-		S3SecretKey: getenv("COFFER_S3_SECRET_KEY"),
-		S3CAFile:    getenv("COFFER_S3_CA_FILE"),
-		S3PlainHTTP: getenv("COFFER_S3_INSECURE_HTTP") == "true",
+// Register registers the vault's location on f. The S3 secret key is
+// read from COFFER_S3_SECRET_KEY only, never from a flag, which every
+// process listing shows.
+func (v *VaultStore) Register(f *Flags) {
+	f.String(&v.Dir, "vault-dir", "COFFER_VAULT_DIR", "", "directory of a local vault (coffer up: default DATA/vault)")
+	f.String(&v.S3Endpoint, "s3-endpoint", "COFFER_S3_ENDPOINT", "", "host:port of the S3-compatible store holding the vault, instead of a directory")
+	f.String(&v.S3Bucket, "s3-bucket", "COFFER_S3_BUCKET", "", "the vault's bucket")
+	f.String(&v.S3Prefix, "s3-prefix", "COFFER_S3_PREFIX", "", "the vault's prefix in the bucket")
+	f.String(&v.S3AccessKey, "s3-access-key", "COFFER_S3_ACCESS_KEY", "", "access key of the store; its secret is COFFER_S3_SECRET_KEY")
+	f.String(&v.S3CAFile, "s3-ca-file", "COFFER_S3_CA_FILE", "", "PEM file of the CAs the store's certificate is checked against (default the system's)")
+	f.Bool(&v.S3PlainHTTP, "s3-insecure-http", "COFFER_S3_INSECURE_HTTP", false, "talk to the store over plain HTTP")
+	v.S3SecretKey = f.Getenv("COFFER_S3_SECRET_KEY")
+}
+
+// WaitVault opens the vault in the store with the master key, waiting
+// (with backoff, logged) for the process that creates it, until ctx is
+// done.
+func WaitVault(ctx context.Context, store blob.Store, master []byte, log *slog.Logger) (*vault.Vault, error) {
+	delay := time.Second
+	for {
+		v, err := OpenVault(ctx, store, master, false)
+		if !errors.Is(err, vault.ErrNotInitialized) {
+			return v, err
+		}
+		log.Info("waiting for the committer to initialise the vault", "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open vault: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
 	}
 }
 

@@ -128,7 +128,7 @@ func TestServicePermissions(t *testing.T) {
 			ctx := t.Context()
 			c := clients[a.Service]
 			// (a) what the service does at start.
-			cat, err := topology.Setup(ctx, c.bus)
+			cat, err := topology.Setup(ctx, c.bus, topology.Config{})
 			if err != nil {
 				t.Fatalf("topology.Setup: %v", err)
 			}

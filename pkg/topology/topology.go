@@ -53,14 +53,60 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
 }
 
-// Setup creates the streams and opens the catalog.
-func Setup(ctx context.Context, b *bus.Bus) (*catalog.Catalog, error) {
-	for _, s := range Streams {
+// Config is how the streams and buckets are set up.
+type Config struct {
+	// Replicas is how many copies of each stream and bucket a NATS
+	// cluster keeps: 1 on a single server (the default), 3 on a cluster.
+	Replicas int
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > MaxReplicas {
+		return fmt.Errorf("replicas %d: want 1 to %d (1 on a single server, 3 on a cluster)", c.Replicas, MaxReplicas)
+	}
+	return nil
+}
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
+// Streams are the streams as c sets them up.
+func (c Config) Streams() []bus.StreamSpec {
+	out := make([]bus.StreamSpec, len(Streams))
+	for i, s := range Streams {
+		s.Subjects = append([]string(nil), s.Subjects...)
+		s.Replicas = max(c.Replicas, 1)
+		out[i] = s
+	}
+	return out
+}
+
+// Buckets are the catalog's buckets as c sets them up.
+func (c Config) Buckets() []catalog.BucketSpec {
+	out := make([]catalog.BucketSpec, len(Buckets))
+	for i, b := range Buckets {
+		b.Replicas = max(c.Replicas, 1)
+		out[i] = b
+	}
+	return out
+}
+
+// Setup creates the streams and buckets, or updates them to match cfg
+// when they exist (a process started with another number of replicas
+// changes them), and opens the catalog. It is idempotent: every process
+// calls it at start, whichever starts first. A change the server refuses
+// (more replicas than a single server has) is returned as an error.
+func Setup(ctx context.Context, b *bus.Bus, cfg Config) (*catalog.Catalog, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("set up streams: %w", err)
+	}
+	for _, s := range cfg.Streams() {
 		if err := b.EnsureStream(ctx, s); err != nil {
 			return nil, fmt.Errorf("set up stream %s: %w", s.Name, err)
 		}
 	}
-	cat, err := catalog.Open(ctx, b.JetStream(), Buckets...)
+	cat, err := catalog.Open(ctx, b.JetStream(), cfg.Buckets()...)
 	if err != nil {
 		return nil, fmt.Errorf("open catalog: %w", err)
 	}

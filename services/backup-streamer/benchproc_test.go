@@ -45,21 +45,29 @@ const stripeBytesEnv = "COFFER_BENCH_STRIPE_BYTES"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(streamerProcEnv) != "" {
-		daemon.Main(daemon.Spec{Name: streamer.Name, NeedMasterKey: true, Run: runStreamerProc})
+		daemon.Main(daemon.Service{Name: streamer.Name, NeedMasterKey: true, Vault: daemon.OpensVault,
+			Register: func(*daemon.Flags) daemon.Settings {
+				return &daemon.Config[struct{}]{New: func(_ context.Context, d daemon.Deps, _ struct{}) (daemon.Runner, error) {
+					return streamerChild{d}, nil
+				}}
+			}})
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
-// runStreamerProc is the streamer process: cmd/backup-streamer's run, with
-// the URL endpoint on a free loopback port, and commands from the
+// streamerChild is the streamer process: cmd/backup-streamer's service,
+// with the URL endpoint on a free loopback port, and commands from the
 // benchmark on stdin (see procControl). It stops when stdin closes.
-func runStreamerProc(ctx context.Context, d daemon.Deps) error {
+type streamerChild struct{ d daemon.Deps }
+
+func (p streamerChild) Run(ctx context.Context) error {
+	d := p.d
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cfg := streamer.Config{
 		MasterKey:      d.MasterKey,
-		StagingDir:     d.Getenv("COFFER_STAGING_DIR"),
+		StagingDir:     os.Getenv("COFFER_STAGING_DIR"),
 		Logger:         d.Logger,
 		TracerProvider: d.TracerProvider,
 		// as the tests' streamers: a transient failure is retried at once
@@ -69,27 +77,19 @@ func runStreamerProc(ctx context.Context, d daemon.Deps) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(streamer.MemoryLimit(cfg.Workers))
 	}
-	if caDir := d.Getenv("COFFER_CA_DIR"); caDir != "" {
+	if caDir := os.Getenv("COFFER_CA_DIR"); caDir != "" {
 		e, _, err := streamer.NewEndpoint("127.0.0.1:0", "", caDir)
 		if err != nil {
 			return err
 		}
-		if s := d.Getenv(stripeBytesEnv); s != "" {
+		if s := os.Getenv(stripeBytesEnv); s != "" {
 			if e.StripeBytes, err = strconv.ParseInt(s, 10, 64); err != nil {
 				return fmt.Errorf("%s: %w", stripeBytesEnv, err)
 			}
 		}
 		cfg.Endpoint = e
 	}
-	store, err := daemon.VaultStoreFromEnv(d.Getenv).Open()
-	if err != nil {
-		return err
-	}
-	v, err := daemon.OpenVault(ctx, store, d.MasterKey, false)
-	if err != nil {
-		return err
-	}
-	svc, err := streamer.New(d.Bus, d.Catalog, v, cfg)
+	svc, err := streamer.New(d.Bus, d.Catalog, d.Vault, cfg)
 	if err != nil {
 		return err
 	}
@@ -453,7 +453,7 @@ func (e *env) listenNATS() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cat, err := topology.Setup(context.Background(), b)
+	cat, err := topology.Setup(context.Background(), b, topology.Config{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

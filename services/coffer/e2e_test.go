@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry/telemetrytest"
@@ -101,24 +100,27 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		h.dsn = o.dsn
 	}
 
-	c := &upConfig{dataDir: h.data, httpAddr: "127.0.0.1:0", workers: 2, store: daemon.VaultStore{Dir: filepath.Join(h.data, "vault")}, clock: o.clock,
-		stagingDir: o.stagingDir, serverStagingDir: o.serverStagingDir}
-	if o.url {
-		c.s3Addr = "127.0.0.1:0"
+	args := []string{"--data", h.data, "--http", "127.0.0.1:0", "--workers", "2"}
+	if o.stagingDir != "" {
+		args = append(args, "--staging-dir", o.stagingDir, "--server-staging-dir", o.serverStagingDir)
 	}
+	if o.url {
+		args = append(args, "--url-listen", "127.0.0.1:0")
+	}
+	env := map[string]string{"COFFER_MASTER_KEY": h.key}
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")
-		c.store = daemon.VaultStore{S3Endpoint: s3.Endpoint, S3Bucket: "vault", S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey, S3CAFile: s3.CAFile}
+		args = append(args, "--s3-endpoint", s3.Endpoint, "--s3-bucket", "vault", "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile)
+		env["COFFER_S3_SECRET_KEY"] = s3.SecretKey
 	}
-	getenv := func(k string) string {
-		if k == "COFFER_MASTER_KEY" {
-			return h.key
-		}
-		return ""
+	c, err := parseUpFlags(args, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
 	}
+	c.clock = o.clock
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	r, err := startStack(t.Context(), c, getenv, io.Discard, logger, h.traces.TracerProvider())
+	r, err := startStack(t.Context(), c, io.Discard, logger, h.traces.TracerProvider())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,15 +541,18 @@ func TestBackupFailures(t *testing.T) {
 func TestWrongMasterKey(t *testing.T) {
 	data := t.TempDir()
 	startHarness(t, harnessOptions{data: data}) // creates the vault with its own key
-	c := &upConfig{dataDir: t.TempDir(), httpAddr: "127.0.0.1:0", workers: 1, store: daemon.VaultStore{Dir: filepath.Join(data, "vault")}}
 	wrong := hex.EncodeToString(vault.GenerateMasterKey())
-	getenv := func(k string) string {
+	args := []string{"--data", t.TempDir(), "--http", "127.0.0.1:0", "--workers", "1", "--vault-dir", filepath.Join(data, "vault")}
+	c, err := parseUpFlags(args, func(k string) string {
 		if k == "COFFER_MASTER_KEY" {
 			return wrong
 		}
 		return ""
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err := startStack(t.Context(), c, getenv, io.Discard, slog.New(slog.DiscardHandler), nil)
+	_, err = startStack(t.Context(), c, io.Discard, slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("coffer started with the wrong master key")
 	}
@@ -555,8 +560,11 @@ func TestWrongMasterKey(t *testing.T) {
 		t.Fatalf("got %v, want a clear wrong-master-key error", err)
 	}
 	// and with no key at all for an existing vault
-	c.masterKeyFile = filepath.Join(t.TempDir(), "missing.key")
-	_, err = startStack(context.Background(), c, func(string) string { return "" }, io.Discard, slog.New(slog.DiscardHandler), nil)
+	c, err = parseUpFlags(append(args, "--master-key-file", filepath.Join(t.TempDir(), "missing.key")), func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = startStack(context.Background(), c, io.Discard, slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("got %v, want an error about the missing master key", err)
 	}

@@ -30,6 +30,7 @@ const usage = `usage: coffer <command> [arguments] [flags]
 
 Run coffer:
   up [--demo] [--data DIR] [--http ADDR]   every service in one process, with an embedded NATS and a local vault
+     [--services S,...] [--nats URL]       only these services; an external NATS (up -help: every setting)
   sim --addr ADDR --sa-password PW [--demo] a simulated SQL Server 2022 instance
   ca init [--dir DIR] [--copy-to FILE]     create coffer's CA (URL mode) if absent; print its certificate's path
   nats config --dir DIR [--tls-hosts H,...] one NATS user per service: credentials into DIR, nats-server config on stdout

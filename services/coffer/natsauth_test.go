@@ -69,7 +69,7 @@ func TestServicesAsTheirOwnNATSUsers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cat, err := topology.Setup(ctx, b)
+		cat, err := topology.Setup(ctx, b, topology.Config{})
 		if err != nil {
 			t.Fatalf("%s: topology.Setup: %v", service, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -49,14 +47,16 @@ func BenchmarkNewDatabaseProtected(b *testing.B) {
 
 	data := b.TempDir()
 	key := hex.EncodeToString(vault.GenerateMasterKey())
-	c := &upConfig{dataDir: data, httpAddr: "127.0.0.1:0", workers: 4, store: daemon.VaultStore{Dir: filepath.Join(data, "vault")}}
-	getenv := func(k string) string {
+	c, err := parseUpFlags([]string{"--data", data, "--http", "127.0.0.1:0", "--workers", "4"}, func(k string) string {
 		if k == "COFFER_MASTER_KEY" {
 			return key
 		}
 		return ""
+	}, io.Discard)
+	if err != nil {
+		b.Fatal(err)
 	}
-	r, err := startStack(ctx, c, getenv, io.Discard, slog.New(slog.DiscardHandler), noop.NewTracerProvider())
+	r, err := startStack(ctx, c, io.Discard, slog.New(slog.DiscardHandler), noop.NewTracerProvider())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func BenchmarkNewDatabaseProtected(b *testing.B) {
 	}
 	b.Cleanup(func() { sub.Unsubscribe() })
 
-	api := newAPIClient(r.apiURL, c.token)
+	api := newAPIClient(r.apiURL, "")
 	if err := api.do(ctx, "POST", "/api/v1/instances", gateway.AddInstance{Name: "sql1", DSN: dsn}, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -181,8 +181,9 @@ func pollCost(b *testing.B) {
 	b.ReportMetric(float64(afterFull.RowsSent-after.RowsSent), "full-list-rows@1000db")
 }
 
-// waitFor polls cond until it holds, or fails the benchmark after within.
-func waitFor(b *testing.B, within time.Duration, cond func() bool) {
+// waitFor polls cond until it holds, or fails the test or benchmark
+// after within.
+func waitFor(b testing.TB, within time.Duration, cond func() bool) {
 	b.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,13 +21,13 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/tlsca"
-	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/autoprotect"
 	streamer "github.com/cofferhq/coffer/services/backup-streamer"
@@ -34,65 +37,148 @@ import (
 	"github.com/cofferhq/coffer/services/scheduler"
 )
 
-// upConfig is the configuration of `coffer up`.
+// declarations are the services `coffer up` runs, in the order it builds
+// them.
+var declarations = []daemon.Service{
+	committer.Declaration,
+	streamer.Declaration,
+	scheduler.Declaration,
+	autoprotect.Declaration,
+	discovery.Declaration,
+	gateway.Declaration,
+}
+
+// serviceNames are the names of the declarations, sorted.
+func serviceNames() []string {
+	names := make([]string, len(declarations))
+	for i, d := range declarations {
+		names[i] = d.Name
+	}
+	slices.Sort(names)
+	return names
+}
+
+// upConfig is the configuration of `coffer up`: its own settings, the
+// process's (daemon.Common) and every service's, registered from the
+// services' declarations as the standalone binaries register them.
 type upConfig struct {
-	dataDir       string
-	httpAddr      string
-	demo          bool
-	masterKeyFile string
-	natsListen    string
-	workers       int
-	token         string
-	store         daemon.VaultStore
+	dataDir    string
+	demo       bool
+	natsListen string
+	// services are the names of the services to run; every one when
+	// --services is not given.
+	services []string
+	common   daemon.Common
+	// all is every declared service with its settings.
+	all []daemon.Configured
 	// clock, when set, replaces the real clock of the scheduler and the
 	// committer, whose ticks then come only from the caller (tests that
 	// drive weeks of schedule).
 	clock func() time.Time
-	// stagingDir, when set, replaces DATA/staging as the directory shared
-	// with SQL Server, and serverStagingDir names it as SQL Server sees it
-	// (tests against a SQL Server in another container).
-	stagingDir, serverStagingDir string
-	// s3Addr, when set, is where the streamer serves its S3 endpoint (URL
-	// mode for SQL Server 2022 and later); s3Advertise is the host:port
-	// SQL Server reaches it at.
-	s3Addr, s3Advertise string
-	// ca is the CA that issues the endpoint's certificate (DATA/ca);
-	// loaded when URL mode is on.
-	ca *tlsca.CA
+	// getenv reads the NATS credentials and TLS settings
+	// (daemon.NATSOptions) for an external NATS; nil reads nothing.
+	getenv func(string) string
 }
 
+// parseUpFlags registers and parses the settings of `coffer up`, and
+// validates those of the services it runs, reporting every problem at
+// once.
 func parseUpFlags(args []string, getenv func(string) string, stderr io.Writer) (*upConfig, error) {
-	c := &upConfig{}
+	c := &upConfig{getenv: getenv}
 	fs := flag.NewFlagSet("coffer up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.dataDir, "data", defaultDataDir(getenv), "directory for NATS, the local vault, staging and the master key (COFFER_DATA)")
-	fs.StringVar(&c.httpAddr, "http", "127.0.0.1:8080", "address of the API and dashboard")
-	fs.BoolVar(&c.demo, "demo", false, "also run a simulated SQL Server with sample databases, registered as sql1 with auto-protection on")
-	fs.StringVar(&c.masterKeyFile, "master-key-file", getenv("COFFER_MASTER_KEY_FILE"), "file holding the master key (default DATA/master.key, created on first start)")
-	fs.StringVar(&c.natsListen, "nats", "", "also serve NATS on this address (e.g. 127.0.0.1:4222) for services in other processes")
-	fs.IntVar(&c.workers, "workers", 2, "backup and restore jobs run at once")
-	fs.StringVar(&c.token, "token", getenv("COFFER_API_TOKEN"), "require this API token (COFFER_API_TOKEN)")
-	fs.StringVar(&c.s3Addr, "url-listen", getenv("COFFER_URL_LISTEN"), "serve the S3 endpoint SQL Server 2022 backs up to and restores from (URL mode) on this address, e.g. :9443 (COFFER_URL_LISTEN; with --demo 127.0.0.1:0); without it every instance uses disk mode")
-	fs.StringVar(&c.s3Advertise, "url-advertise", getenv("COFFER_URL_ADVERTISE"), "host:port SQL Server reaches the S3 endpoint at (COFFER_URL_ADVERTISE; default the listening address)")
+	f := daemon.NewFlags(fs, getenv)
+	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "directory for the embedded NATS, the local vault, staging, the CA and the master key")
+	f.Bool(&c.demo, "demo", "COFFER_DEMO", false, "also run a simulated SQL Server with sample databases, registered as sql1 with auto-protection on")
+	var services string
+	f.String(&services, "services", "COFFER_SERVICES", "", "run only these services, comma-separated, from "+strings.Join(serviceNames(), ", ")+" (default every one)")
+	f.String(&c.natsListen, "nats-listen", "COFFER_NATS_LISTEN", "", "also serve the embedded NATS on this address (e.g. 127.0.0.1:4222) for services in other processes")
+	c.common.Register(f, true)
+	c.all = daemon.Register(f, declarations...)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	c.store = c.vaultStore(getenv)
-	if c.s3Addr == "" && c.demo {
-		// the demo's simulated SQL Server 2022 backs up to the streamer
-		c.s3Addr = "127.0.0.1:0"
-	}
 	var errs []error
-	if c.workers < 1 {
-		errs = append(errs, errors.New("--workers must be at least 1"))
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	var err error
+	if c.services, err = parseServices(services); err != nil {
+		errs = append(errs, err)
+	}
+	if c.demo && c.runs(streamer.Name) && fs.Lookup("url-listen").Value.String() == "" {
+		// the demo's simulated SQL Server 2022 backs up to the streamer
+		fs.Set("url-listen", "127.0.0.1:0")
+	}
+	errs = append(errs, f.Err(), c.common.Validate())
+	for _, s := range c.selected() {
+		errs = append(errs, s.Settings.Validate())
 	}
 	if c.dataDir == "" {
 		errs = append(errs, errors.New("--data is required"))
 	}
+	if c.common.NATSURL != "" && c.natsListen != "" {
+		errs = append(errs, errors.New("--nats-listen serves the embedded NATS, which --nats replaces: give one"))
+	}
+	if c.common.NATSURL == "" && c.common.Replicas > 1 {
+		errs = append(errs, fmt.Errorf("--replicas %d needs a NATS cluster (--nats): the embedded server keeps one copy", c.common.Replicas))
+	}
+	if c.demo && !c.runs(gateway.Name) {
+		errs = append(errs, errors.New("--demo registers its SQL Server through the gateway: add gateway to --services"))
+	}
 	return c, errors.Join(errs...)
+}
+
+// parseServices reads --services: names of declared services, separated
+// by commas; empty means every one.
+func parseServices(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return serviceNames(), nil
+	}
+	valid := serviceNames()
+	var names, unknown []string
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "" || slices.Contains(names, n):
+		case !slices.Contains(valid, n):
+			unknown = append(unknown, strconv.Quote(n))
+		default:
+			names = append(names, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("--services: unknown service %s; the services are %s", strings.Join(unknown, ", "), strings.Join(valid, ", "))
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("--services names no service; the services are %s", strings.Join(valid, ", "))
+	}
+	return names, nil
+}
+
+// runs reports whether the service called name is among those to run.
+func (c *upConfig) runs(name string) bool { return slices.Contains(c.services, name) }
+
+// selected are the services to run, in declaration order.
+func (c *upConfig) selected() []daemon.Configured {
+	var out []daemon.Configured
+	for _, s := range c.all {
+		if c.runs(s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// settings returns the settings of the service called name, when they
+// are a C (nil otherwise): tests and the clock reach into them.
+func settings[C any](c *upConfig, name string) *C {
+	for _, s := range c.all {
+		if v, ok := s.Settings.(*daemon.Config[C]); ok && s.Name == name {
+			return &v.Value
+		}
+	}
+	return nil
 }
 
 // defaultDataDir is COFFER_DATA, else ~/.coffer.
@@ -104,26 +190,27 @@ func defaultDataDir(getenv func(string) string) string {
 	return filepath.Join(home, ".coffer")
 }
 
-// vaultStore is where the vault is: COFFER_VAULT_DIR or COFFER_S3_*, else
-// DATA/vault.
-func (c *upConfig) vaultStore(getenv func(string) string) daemon.VaultStore {
-	s := daemon.VaultStoreFromEnv(getenv)
+// store is where the vault is: --vault-dir or --s3-*, else DATA/vault.
+func (c *upConfig) store() daemon.VaultStore {
+	s := c.common.Store
 	if s.Dir == "" && s.S3Endpoint == "" {
 		s.Dir = filepath.Join(c.dataDir, "vault")
 	}
 	return s
 }
 
-// masterKey finds the master key: COFFER_MASTER_KEY, the key file, or, on a
-// first start with no vault yet, a new key written to DATA/master.key.
-func (c *upConfig) masterKey(getenv func(string) string, vaultExists bool, stdout io.Writer) ([]byte, error) {
-	if getenv("COFFER_MASTER_KEY") != "" {
-		return daemon.MasterKey(getenv)
+// masterKey finds the master key: COFFER_MASTER_KEY, the key file, or,
+// unless mustExist, a new key written to DATA/master.key (a first start
+// with no vault yet).
+func (c *upConfig) masterKey(mustExist bool, stdout io.Writer) ([]byte, error) {
+	if c.common.HasMasterKey() {
+		k, err := c.common.MasterKey()
+		if err != nil && errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("master key file %s does not exist: the vault needs the key it was created with (COFFER_MASTER_KEY or --master-key-file)", c.common.MasterKeyFile)
+		}
+		return k, err
 	}
-	file := c.masterKeyFile
-	if file == "" {
-		file = filepath.Join(c.dataDir, "master.key")
-	}
+	file := filepath.Join(c.dataDir, "master.key")
 	b, err := os.ReadFile(file)
 	if err == nil {
 		k, err := vault.ParseMasterKey(strings.TrimSpace(string(b)))
@@ -135,7 +222,7 @@ func (c *upConfig) masterKey(getenv func(string) string, vaultExists bool, stdou
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read master key: %w", err)
 	}
-	if vaultExists || c.masterKeyFile != "" {
+	if mustExist {
 		return nil, fmt.Errorf("master key file %s does not exist: the vault needs the key it was created with (COFFER_MASTER_KEY or --master-key-file)", file)
 	}
 	k := vault.GenerateMasterKey()
@@ -146,27 +233,15 @@ func (c *upConfig) masterKey(getenv func(string) string, vaultExists bool, stdou
 	return k, nil
 }
 
-// stack is every service of coffer running in one process.
-type stack struct {
-	gateway   *gateway.Service
-	disc      *discovery.Service
-	scheduler *scheduler.Service
-	committer *committer.Service
-	cat       *catalog.Catalog
-	runs      []func(context.Context) error
-	names     []string
-}
-
-// runUp runs every service in one process with an embedded NATS server.
+// runUp runs the services in one process, with an embedded NATS server
+// unless --nats names one.
 func runUp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, err := parseUpFlags(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{c.dataDir, filepath.Join(c.dataDir, "staging")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return err
 	}
 	logFile, err := os.OpenFile(filepath.Join(c.dataDir, "coffer.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -189,16 +264,15 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		shutdownTracing(sctx)
 	}()
 
-	r, err := startStack(ctx, c, getenv, stdout, logger, otel.GetTracerProvider())
+	r, err := startStack(ctx, c, stdout, logger, otel.GetTracerProvider())
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	apiURL := r.apiURL
 
 	var sim *mssqlsim.Instance
 	if c.demo {
-		sim, err = startDemoInstance(ctx, c, apiURL, logger, stdout)
+		sim, err = startDemoInstance(ctx, c, r, logger, stdout)
 		if err != nil {
 			return err
 		}
@@ -208,6 +282,28 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 				logger.Error("save simulator state", "err", err)
 			}
 		}()
+	}
+	r.greet(c, stdout)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-r.errc:
+		logger.Error("service failed", "err", runErr)
+	}
+	fmt.Fprintln(stdout, "coffer: stopping")
+	return errors.Join(runErr, r.stop())
+}
+
+// greet tells the operator what runs and what to try.
+func (r *running) greet(c *upConfig, stdout io.Writer) {
+	if !slices.Equal(c.services, serviceNames()) {
+		fmt.Fprintf(stdout, "coffer is up: %s, on NATS %s.\n", strings.Join(c.services, ", "), r.natsURL)
+		if r.apiURL != "" {
+			fmt.Fprintf(stdout, "  API and dashboard  %s\n", r.apiURL)
+		}
+		fmt.Fprintln(stdout, "Stop with Ctrl-C.")
+		return
 	}
 	fmt.Fprintf(stdout, `coffer is up.
   API and dashboard  %s
@@ -223,110 +319,206 @@ Try:
   coffer jobs
 
 Stop with Ctrl-C.
-`, apiURL, c.dataDir, vaultWhere(c.store))
-	if c.ca != nil {
+`, r.apiURL, c.dataDir, vaultWhere(c.store()))
+	if r.ca != nil {
 		fmt.Fprintf(stdout, "S3 endpoint: SQL Server 2022 and later back up to https://%s with no staging (older versions use %s).\n"+
 			"  Make SQL Server trust %s: on Linux copy it to /var/opt/mssql/security/ca-certificates/coffer-ca.crt (only .crt files\n"+
 			"  are read) and restart SQL Server; on Windows import it into the machine's Trusted Root Certification Authorities\n"+
 			"  (docs/url-mode.md).\n",
-			c.s3Advertise, filepath.Join(c.dataDir, "staging"), filepath.Join(c.dataDir, "ca", tlsca.CertFile))
+			r.advertise, filepath.Join(c.dataDir, "staging"), r.caFile)
 	}
 	if !c.demo {
 		fmt.Fprintf(stdout, "Register a SQL Server first: coffer instance add NAME --dsn 'sqlserver://user:password@host:1433'\n")
 	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-r.errc:
-		logger.Error("service failed", "err", runErr)
-	}
-	fmt.Fprintln(stdout, "coffer: stopping")
-	return errors.Join(runErr, r.stop())
 }
 
 // running is a started stack.
 type running struct {
-	apiURL    string
+	// apiURL is the gateway's, "" when it does not run here.
+	apiURL string
+	// natsURL is the external NATS, or "embedded".
+	natsURL   string
 	disc      *discovery.Service
 	scheduler *scheduler.Service
 	committer *committer.Service
 	cat       *catalog.Catalog
 	vault     *vault.Vault
+	// ca issued the streamer's S3 endpoint certificate, in caFile; SQL
+	// Server reaches the endpoint at advertise. nil without URL mode.
+	ca                *tlsca.CA
+	caFile, advertise string
 	// nc is the services' NATS connection (tests listen on it).
 	nc *nats.Conn
 	// errc receives the error of a service that stopped on its own.
-	errc chan error
+	errc <-chan error
 	stop func() error
 }
 
-// startStack opens the vault, starts the embedded NATS server and every
-// service, and returns once the API listens.
-func startStack(ctx context.Context, c *upConfig, getenv func(string) string, stdout io.Writer, logger *slog.Logger, tp trace.TracerProvider) (*running, error) {
-	store, err := c.store.Open()
-	if err != nil {
+// startStack opens the vault and connects to NATS (embedded unless --nats
+// names one) when the services to run need them, builds those services
+// from their declarations, and returns once they run and the API
+// listens.
+func startStack(ctx context.Context, c *upConfig, stdout io.Writer, logger *slog.Logger, tp trace.TracerProvider) (*running, error) {
+	sel := c.selected()
+	p := daemon.Process{Logger: logger, TracerProvider: tp, DataDir: c.dataDir, Topology: c.common.Topology()}
+	use := daemon.VaultUseOf(sel)
+	needKey := use != daemon.NoVault
+	for _, s := range sel {
+		needKey = needKey || s.NeedMasterKey
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	_, statErr := os.Stat(filepath.Join(c.store.Dir, "keys"))
-	key, err := c.masterKey(getenv, c.store.Dir != "" && statErr == nil, stdout)
-	if err != nil {
-		return nil, err
-	}
-	v, err := daemon.OpenVault(ctx, store, key, true)
-	if err != nil {
-		return nil, err
-	}
-	opts := bus.Options{StoreDir: filepath.Join(c.dataDir, "nats")}
-	if c.natsListen != "" {
-		u, err := url.Parse("nats://" + c.natsListen)
-		if err != nil {
-			return nil, fmt.Errorf("--nats: %w", err)
+	var store blob.Store
+	vaultExists := true
+	if use != daemon.NoVault {
+		var err error
+		vs := c.store()
+		if store, err = vs.Open(); err != nil {
+			return nil, err
 		}
-		opts.Host = u.Hostname()
-		fmt.Sscan(u.Port(), &opts.Port)
+		_, statErr := os.Stat(filepath.Join(vs.Dir, "keys"))
+		vaultExists = vs.Dir != "" && statErr == nil
 	}
-	emb, err := bus.StartEmbedded(opts)
-	if err != nil {
-		return nil, fmt.Errorf("start NATS: %w", err)
+	if needKey {
+		var err error
+		// only a process that may create the vault creates its key
+		if p.MasterKey, err = c.masterKey(vaultExists || use != daemon.CreatesVault, stdout); err != nil {
+			return nil, err
+		}
 	}
-	nc, err := emb.Connect("coffer-up")
-	if err != nil {
-		emb.Shutdown()
-		return nil, err
+	if c.clock != nil {
+		if cc := settings[committer.Config](c, committer.Name); cc != nil {
+			cc.Now, cc.GCTicks = c.clock, make(chan time.Time)
+		}
+		if sc := settings[scheduler.Config](c, scheduler.Name); sc != nil {
+			sc.Now, sc.Ticks = c.clock, make(chan time.Time)
+		}
 	}
-	st, err := buildStack(ctx, nc, v, key, c, logger, tp)
+	r := &running{natsURL: c.common.NATSURL}
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if store != nil {
+		var err error
+		if use == daemon.CreatesVault {
+			p.Vault, err = daemon.OpenVault(ctx, store, p.MasterKey, true)
+		} else {
+			p.Vault, err = daemon.WaitVault(ctx, store, p.MasterKey, logger)
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.vault = p.Vault
+	}
+	if c.common.NATSURL != "" {
+		// one service runs as its own NATS user; several need a user
+		// allowed what each of them is (docs/security.md)
+		user := "up"
+		if len(sel) == 1 {
+			user = sel[0].Name
+		}
+		getenv := c.getenv
+		if getenv == nil {
+			getenv = func(string) string { return "" }
+		}
+		nopts, err := daemon.NATSOptions(user, getenv, logger)
+		if err != nil {
+			return nil, err
+		}
+		nc, err := daemon.ConnectNATS(c.common.NATSURL, "coffer-up", nopts...)
+		if err != nil {
+			return nil, err
+		}
+		r.nc = nc
+		closers = append(closers, nc.Close)
+	} else {
+		emb, nc, err := startEmbedded(c)
+		if err != nil {
+			return nil, err
+		}
+		r.nc, r.natsURL = nc, "embedded"
+		closers = append(closers, emb.Shutdown, nc.Close)
+	}
+	built, cat, err := daemon.Build(ctx, r.nc, sel, p)
 	if err == nil {
-		err = st.gateway.Listen()
+		err = r.take(built)
 	}
 	if err != nil {
-		nc.Close()
-		emb.Shutdown()
+		closeAll()
 		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	r := &running{apiURL: "http://" + st.gateway.Addr(), disc: st.disc, scheduler: st.scheduler, committer: st.committer, cat: st.cat, vault: v, nc: nc,
-		errc: make(chan error, len(st.runs))}
-	var wg sync.WaitGroup
-	for k, run := range st.runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(runCtx); err != nil {
-				r.errc <- fmt.Errorf("%s: %w", st.names[k], err)
-			}
-		}()
-	}
+	r.cat = cat
+	g := daemon.Go(built)
+	r.errc = g.Failed()
 	var once sync.Once
 	r.stop = func() error {
 		once.Do(func() {
-			cancel()
-			wg.Wait()
-			nc.Close()
-			emb.Shutdown()
+			g.Stop()
+			closeAll()
 		})
 		return nil
 	}
 	return r, nil
+}
+
+// startEmbedded starts the embedded NATS server in DATA/nats, serving
+// --nats-listen when given, and connects to it in process.
+func startEmbedded(c *upConfig) (*bus.Embedded, *nats.Conn, error) {
+	opts := bus.Options{StoreDir: filepath.Join(c.dataDir, "nats")}
+	if c.natsListen != "" {
+		host, port, err := net.SplitHostPort(c.natsListen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats-listen %q: want host:port", c.natsListen)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, nil, fmt.Errorf("--nats-listen %q: want host:port", c.natsListen)
+		}
+	}
+	emb, err := bus.StartEmbedded(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start NATS: %w", err)
+	}
+	nc, err := emb.Connect("coffer-up")
+	if err != nil {
+		emb.Shutdown()
+		return nil, nil, err
+	}
+	return emb, nc, nil
+}
+
+// take keeps what the caller and the tests use of the built services,
+// and has the gateway listen, so that its address is known (and a port in
+// use fails the start).
+func (r *running) take(built []daemon.Built) error {
+	for _, b := range built {
+		switch s := b.Runner.(type) {
+		case *gateway.Service:
+			if err := s.Listen(); err != nil {
+				return err
+			}
+			r.apiURL = "http://" + s.Addr()
+		case *discovery.Service:
+			r.disc = s
+		case *scheduler.Service:
+			r.scheduler = s
+		case *committer.Service:
+			r.committer = s
+		case *streamer.Service:
+			if e := s.Endpoint(); e.TLS != nil {
+				ca, err := tlsca.Load(filepath.Dir(e.CAFile))
+				if err != nil {
+					return err
+				}
+				r.ca, r.caFile, r.advertise = ca, e.CAFile, e.Advertise
+			}
+		}
+	}
+	return nil
 }
 
 func vaultWhere(s daemon.VaultStore) string {
@@ -336,133 +528,18 @@ func vaultWhere(s daemon.VaultStore) string {
 	return s.Dir
 }
 
-// buildStack creates every service over one NATS connection. Each service
-// has its own bus, so a poison message is reported as its own.
-func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, c *upConfig, logger *slog.Logger, tp trace.TracerProvider) (*stack, error) {
-	st := &stack{}
-	var cat *catalog.Catalog
-	newBus := func(name string) (*bus.Bus, error) {
-		b, err := daemon.NewBus(nc, name, logger.With("service", name), tp)
-		if err != nil {
-			return nil, err
-		}
-		if cat == nil {
-			if cat, err = topology.Setup(ctx, b); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
-	}
-	add := func(name string, run func(context.Context) error) {
-		st.names = append(st.names, name)
-		st.runs = append(st.runs, run)
-	}
-	lg := func(name string) *slog.Logger { return logger.With("service", name) }
-
-	b, err := newBus("committer")
-	if err != nil {
-		return nil, err
-	}
-	ccfg := committer.Config{Logger: lg("committer"), TracerProvider: tp}
-	scfg := scheduler.Config{Logger: lg("scheduler"), TracerProvider: tp}
-	if c.clock != nil {
-		ccfg.Now, ccfg.GCTicks = c.clock, make(chan time.Time)
-		scfg.Now, scfg.Ticks = c.clock, make(chan time.Time)
-	}
-	com, err := committer.New(b, cat, v, ccfg)
-	if err != nil {
-		return nil, err
-	}
-	st.committer = com
-	add("committer", com.Run)
-
-	if b, err = newBus("backup-streamer"); err != nil {
-		return nil, err
-	}
-	staging := c.stagingDir
-	if staging == "" {
-		staging = filepath.Join(c.dataDir, "staging")
-	}
-	endpoint, err := c.endpoint()
-	if err != nil {
-		return nil, err
-	}
-	str, err := streamer.New(b, cat, v, streamer.Config{MasterKey: key, StagingDir: staging, ServerStagingDir: c.serverStagingDir,
-		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp, Endpoint: endpoint})
-	if err != nil {
-		return nil, err
-	}
-	add("backup-streamer", str.Run)
-
-	if b, err = newBus("scheduler"); err != nil {
-		return nil, err
-	}
-	sch, err := scheduler.New(b, cat, scfg)
-	if err != nil {
-		return nil, err
-	}
-	st.scheduler = sch
-	add("scheduler", sch.Run)
-
-	if b, err = newBus("autoprotect"); err != nil {
-		return nil, err
-	}
-	ap, err := autoprotect.New(b, cat, autoprotect.Config{Logger: lg("autoprotect"), TracerProvider: tp})
-	if err != nil {
-		return nil, err
-	}
-	add("autoprotect", ap.Run)
-
-	if b, err = newBus("discovery"); err != nil {
-		return nil, err
-	}
-	disc, err := discovery.New(b, cat, discovery.Config{MasterKey: key, Logger: lg("discovery"), TracerProvider: tp})
-	if err != nil {
-		return nil, err
-	}
-	st.disc = disc
-	add("discovery", disc.Run)
-
-	if b, err = newBus("gateway"); err != nil {
-		return nil, err
-	}
-	gw, err := gateway.New(b, cat, gateway.Config{Addr: c.httpAddr, MasterKey: key, Token: c.token, Logger: lg("gateway"), TracerProvider: tp})
-	if err != nil {
-		return nil, err
-	}
-	st.gateway = gw
-	st.cat = cat
-	add("gateway", gw.Run)
-	return st, nil
-}
-
-// endpoint is the streamer's S3 endpoint: off without --url-listen;
-// otherwise its certificate is issued by coffer's CA, created in DATA/ca
-// on first start (or the operator's, placed there).
-func (c *upConfig) endpoint() (streamer.Endpoint, error) {
-	if c.s3Addr == "" {
-		return streamer.Endpoint{}, nil
-	}
-	e, ca, err := streamer.NewEndpoint(c.s3Addr, c.s3Advertise, filepath.Join(c.dataDir, "ca"))
-	if err != nil {
-		return e, err
-	}
-	c.ca, c.s3Advertise = ca, e.Advertise
-	return e, nil
-}
-
 // startDemoInstance starts the simulator with the demo databases and
 // registers it as sql1 with auto-protection on.
-func startDemoInstance(ctx context.Context, c *upConfig, apiURL string, logger *slog.Logger, stdout io.Writer) (*mssqlsim.Instance, error) {
+func startDemoInstance(ctx context.Context, c *upConfig, r *running, logger *slog.Logger, stdout io.Writer) (*mssqlsim.Instance, error) {
 	dir := filepath.Join(c.dataDir, "sim")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	const password = "Coffer-Demo-1"
 	cfg := mssqlsim.Config{ServerName: "SQL1", SAPassword: password, BackupDir: dir, Logger: logger.With("component", "mssqlsim")}
-	if c.ca != nil {
+	if r.ca != nil {
 		// as an operator installs coffer's CA where SQL Server trusts it
-		cfg.TrustedCAs = c.ca.Pool()
+		cfg.TrustedCAs = r.ca.Pool()
 	}
 	inst, err := mssqlsim.Load(filepath.Join(dir, "state.gob"), cfg)
 	if err != nil {
@@ -478,7 +555,7 @@ func startDemoInstance(ctx context.Context, c *upConfig, apiURL string, logger *
 		return nil, err
 	}
 	dsn := (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", password), Host: addr, RawQuery: "encrypt=disable"}).String()
-	api := newAPIClient(apiURL, c.token)
+	api := newAPIClient(r.apiURL, settings[gateway.Config](c, gateway.Name).Token)
 	if err := api.do(ctx, "POST", "/api/v1/instances", gateway.AddInstance{Name: "sql1", DSN: dsn}, nil); err != nil {
 		inst.Close()
 		return nil, fmt.Errorf("register the demo instance: %w", err)

@@ -25,22 +25,25 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fs := flag.NewFlagSet("coffer vault check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	f := daemon.NewFlags(fs, getenv)
 	c := &upConfig{}
 	full := fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
-	fs.StringVar(&c.dataDir, "data", defaultDataDir(getenv), "coffer's data directory (COFFER_DATA)")
-	fs.StringVar(&c.masterKeyFile, "master-key-file", getenv("COFFER_MASTER_KEY_FILE"), "file holding the master key (default DATA/master.key)")
+	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "coffer's data directory")
+	c.common.Register(f, true)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.store = c.vaultStore(getenv)
-	store, err := c.store.Open()
+	if err := errors.Join(f.Err(), c.common.Validate()); err != nil {
+		return err
+	}
+	store, err := c.store().Open()
 	if err != nil {
 		return err
 	}
-	key, err := c.masterKey(getenv, true, stdout)
+	key, err := c.masterKey(true, stdout)
 	if err != nil {
 		return err
 	}
@@ -56,7 +59,7 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("vault check: %w", err)
 	}
-	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", vaultWhere(c.store), mode, rep.Manifests, rep.Chunks)
+	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", vaultWhere(c.store()), mode, rep.Manifests, rep.Chunks)
 	if mode == vault.CheckFull {
 		fmt.Fprintf(stdout, ", %s read and authenticated", humanBytes(rep.BytesRead))
 	}

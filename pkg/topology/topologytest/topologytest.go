@@ -62,7 +62,7 @@ func Start(t testing.TB, cfg bus.Config) *Env {
 	if err != nil {
 		t.Fatalf("topologytest: bus.New: %v", err)
 	}
-	cat, err := topology.Setup(t.Context(), b)
+	cat, err := topology.Setup(t.Context(), b, topology.Config{})
 	if err != nil {
 		t.Fatalf("topologytest: topology.Setup: %v", err)
 	}

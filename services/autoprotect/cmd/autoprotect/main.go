@@ -1,55 +1,26 @@
-// Command autoprotect runs coffer's auto-protection service on its own: it
-// connects to NATS (COFFER_NATS_URL) and reads its own settings:
+// Command autoprotect runs coffer's auto-protection service on its own,
+// built from autoprotect.Declaration as `coffer up` runs it. Its own
+// settings:
 //
-//	COFFER_AUTOPROTECT_INITIAL_INTERVAL  wait before the first retry of a failed protection (default 5s, doubling)
-//	COFFER_AUTOPROTECT_ATTEMPTS          tries before a failed protection is reported (default 4)
+//	--autoprotect-initial-interval D  COFFER_AUTOPROTECT_INITIAL_INTERVAL  wait before the first retry of a failed protection (default 5s, doubling)
+//	--autoprotect-attempts N          COFFER_AUTOPROTECT_ATTEMPTS          tries before a failed protection is reported (default 4)
+//
+// Every flag can be set by the environment variable named with it; a flag
+// given on the command line wins. Besides its own, it reads the settings
+// every coffer process reads (daemon.Common):
+//
+//	--nats URL              COFFER_NATS_URL       the NATS server or cluster (default nats://127.0.0.1:4222)
+//	--replicas N            COFFER_NATS_REPLICAS  copies of each stream and bucket: 1 on a single server, 3 on a cluster
+//	--master-key-file FILE  COFFER_MASTER_KEY_FILE, or COFFER_MASTER_KEY holding the key itself
+//
+// and OTEL_* for traces. `-help` lists every flag with its default.
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"time"
-
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/services/autoprotect"
 )
 
 func main() {
-	daemon.Main(daemon.Spec{Name: "autoprotect", Run: run})
-}
-
-func run(ctx context.Context, d daemon.Deps) error {
-	cfg, err := config(d)
-	if err != nil {
-		return err
-	}
-	svc, err := autoprotect.New(d.Bus, d.Catalog, cfg)
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
-}
-
-// config reads the service's settings from the environment, reporting
-// every malformed one at once.
-func config(d daemon.Deps) (autoprotect.Config, error) {
-	cfg := autoprotect.Config{Logger: d.Logger, TracerProvider: d.TracerProvider}
-	var errs []error
-	if v := d.Getenv("COFFER_AUTOPROTECT_INITIAL_INTERVAL"); v != "" {
-		x, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("COFFER_AUTOPROTECT_INITIAL_INTERVAL: %w", err))
-		}
-		cfg.InitialInterval = x
-	}
-	if v := d.Getenv("COFFER_AUTOPROTECT_ATTEMPTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("COFFER_AUTOPROTECT_ATTEMPTS: %w", err))
-		}
-		cfg.Attempts = n
-	}
-	return cfg, errors.Join(errs...)
+	daemon.Main(autoprotect.Declaration)
 }

@@ -1,67 +1,28 @@
-// Command discovery runs coffer's discovery service on its own: it connects
-// to NATS (COFFER_NATS_URL), needs the master key (COFFER_MASTER_KEY or
-// COFFER_MASTER_KEY_FILE) to open the instances' connection strings, and
-// reads its own settings:
+// Command discovery runs coffer's discovery service on its own, built
+// from discovery.Declaration as `coffer up` runs it. It needs the master
+// key to open the instances' connection strings. Its own settings:
 //
-//	COFFER_DISCOVERY_INTERVAL     how often every instance is discovered again (default 30s)
-//	COFFER_DISCOVERY_TIMEOUT      bound on the conversation with one instance (default 30s)
-//	COFFER_DISCOVERY_CONCURRENCY  instances discovered at once (default 4)
+//	--discovery-interval D       COFFER_DISCOVERY_INTERVAL       how often every instance is polled (default 3s)
+//	--discovery-full-interval D  COFFER_DISCOVERY_FULL_INTERVAL  the longest without a full listing (default 5m)
+//	--discovery-timeout D        COFFER_DISCOVERY_TIMEOUT        bound on the conversation with one instance (default 30s)
+//	--discovery-concurrency N    COFFER_DISCOVERY_CONCURRENCY    instances discovered at once (default 4)
+//
+// Every flag can be set by the environment variable named with it; a flag
+// given on the command line wins. Besides its own, it reads the settings
+// every coffer process reads (daemon.Common):
+//
+//	--nats URL              COFFER_NATS_URL       the NATS server or cluster (default nats://127.0.0.1:4222)
+//	--replicas N            COFFER_NATS_REPLICAS  copies of each stream and bucket: 1 on a single server, 3 on a cluster
+//	--master-key-file FILE  COFFER_MASTER_KEY_FILE, or COFFER_MASTER_KEY holding the key itself
+//
+// and OTEL_* for traces. `-help` lists every flag with its default.
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"time"
-
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/services/discovery"
 )
 
 func main() {
-	daemon.Main(daemon.Spec{Name: "discovery", NeedMasterKey: true, Run: run})
-}
-
-func run(ctx context.Context, d daemon.Deps) error {
-	cfg, err := config(d)
-	if err != nil {
-		return err
-	}
-	svc, err := discovery.New(d.Bus, d.Catalog, cfg)
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
-}
-
-// config reads the service's settings from the environment, reporting
-// every malformed one at once.
-func config(d daemon.Deps) (discovery.Config, error) {
-	cfg := discovery.Config{
-		MasterKey:      d.MasterKey,
-		Logger:         d.Logger,
-		TracerProvider: d.TracerProvider,
-	}
-	var errs []error
-	duration := func(name string, dst *time.Duration) {
-		if v := d.Getenv(name); v != "" {
-			x, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-			*dst = x
-		}
-	}
-	duration("COFFER_DISCOVERY_INTERVAL", &cfg.Interval)
-	duration("COFFER_DISCOVERY_FULL_INTERVAL", &cfg.FullInterval)
-	duration("COFFER_DISCOVERY_TIMEOUT", &cfg.Timeout)
-	if v := d.Getenv("COFFER_DISCOVERY_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("COFFER_DISCOVERY_CONCURRENCY: %w", err))
-		}
-		cfg.Concurrency = n
-	}
-	return cfg, errors.Join(errs...)
+	daemon.Main(discovery.Declaration)
 }

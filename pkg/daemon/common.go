@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cofferhq/coffer/pkg/topology"
+	"github.com/cofferhq/coffer/pkg/vault"
+)
+
+// Common are the settings of a process rather than of one of its
+// services: where NATS is, how the streams are replicated, the master
+// key and the vault.
+type Common struct {
+	// NATSURL is the NATS server or cluster; "" means
+	// nats://127.0.0.1:4222 for a standalone binary and the embedded
+	// server for `coffer up`.
+	NATSURL string
+	// Replicas of each stream and bucket (topology.Config).
+	Replicas int
+	// MasterKeyFile holds the master key when COFFER_MASTER_KEY does not.
+	MasterKeyFile string
+	// Store is where the vault is, when a service of the process uses it.
+	Store VaultStore
+
+	// masterKey is COFFER_MASTER_KEY: read from the environment only, as a
+	// key on a command line shows in every process listing.
+	masterKey string
+}
+
+// Register registers the settings on f; with vault, the vault's location
+// too.
+func (c *Common) Register(f *Flags, vault bool) {
+	f.String(&c.NATSURL, "nats", "COFFER_NATS_URL", "",
+		"URL of the NATS server or cluster (default nats://127.0.0.1:4222; coffer up: its embedded server)")
+	f.Int(&c.Replicas, "replicas", "COFFER_NATS_REPLICAS", 1,
+		"copies a NATS cluster keeps of each stream and bucket: 1 on a single server, 3 on a cluster; streams and buckets are changed to it at start")
+	f.String(&c.MasterKeyFile, "master-key-file", "COFFER_MASTER_KEY_FILE", "",
+		"file holding the master key, unless COFFER_MASTER_KEY holds the key itself (coffer up: default DATA/master.key, created on first start)")
+	c.masterKey = f.Getenv("COFFER_MASTER_KEY")
+	if vault {
+		c.Store.Register(f)
+	}
+}
+
+// Topology is how the process sets up the streams and buckets.
+func (c Common) Topology() topology.Config { return topology.Config{Replicas: c.Replicas} }
+
+// Validate reports every problem with c at once.
+func (c Common) Validate() error {
+	var errs []error
+	if c.Replicas < 1 || c.Replicas > topology.MaxReplicas {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to %d (1 on a single server, 3 on a cluster)", c.Replicas, topology.MaxReplicas))
+	}
+	if c.Store.Dir != "" && c.Store.S3Endpoint != "" {
+		errs = append(errs, errors.New("--vault-dir and --s3-endpoint: give one place for the vault, not both"))
+	}
+	if c.Store.S3Endpoint != "" && c.Store.S3Bucket == "" {
+		errs = append(errs, errors.New("--s3-endpoint needs --s3-bucket"))
+	}
+	return errors.Join(errs...)
+}
+
+// HasMasterKey reports whether the key is given (COFFER_MASTER_KEY or
+// the key file).
+func (c Common) HasMasterKey() bool { return c.masterKey != "" || c.MasterKeyFile != "" }
+
+// MasterKey reads the master key from COFFER_MASTER_KEY (hex or base64)
+// or the key file.
+func (c Common) MasterKey() ([]byte, error) {
+	if c.masterKey != "" {
+		k, err := vault.ParseMasterKey(c.masterKey)
+		if err != nil {
+			return nil, fmt.Errorf("COFFER_MASTER_KEY: %w", err)
+		}
+		return k, nil
+	}
+	if c.MasterKeyFile != "" {
+		b, err := os.ReadFile(c.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the master key file: %w", err)
+		}
+		k, err := vault.ParseMasterKey(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("master key file %s: %w", c.MasterKeyFile, err)
+		}
+		return k, nil
+	}
+	return nil, errors.New("no master key: set COFFER_MASTER_KEY (64 hex characters) or COFFER_MASTER_KEY_FILE (--master-key-file)")
+}

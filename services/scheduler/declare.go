@@ -1,0 +1,45 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/daemon"
+)
+
+// Name is the service's name: its durable consumers' prefix and the
+// service its poison reports name.
+const Name = "scheduler"
+
+// Declaration declares the scheduler once, for cmd/scheduler and `coffer
+// up`.
+var Declaration = daemon.Service{Name: Name, Register: register}
+
+func register(f *daemon.Flags) daemon.Settings {
+	s := &daemon.Config[Config]{Check: check, New: build}
+	c := &s.Value
+	f.Duration(&c.TickInterval, "scheduler-tick-interval", "COFFER_SCHEDULER_TICK_INTERVAL", 15*time.Second,
+		"how often due backups are queued")
+	f.Int(&c.MaxConcurrentPerInstance, "scheduler-max-per-instance", "COFFER_SCHEDULER_MAX_PER_INSTANCE", 20,
+		"backups queued and running at once per instance")
+	return s
+}
+
+// check validates the settings the flags set, naming the flags.
+func check(c Config) error {
+	var errs []error
+	if c.TickInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--scheduler-tick-interval %v: want a positive duration", c.TickInterval))
+	}
+	if c.MaxConcurrentPerInstance < 1 {
+		errs = append(errs, fmt.Errorf("--scheduler-max-per-instance %d: want at least 1", c.MaxConcurrentPerInstance))
+	}
+	return errors.Join(errs...)
+}
+
+func build(_ context.Context, d daemon.Deps, c Config) (daemon.Runner, error) {
+	c.Logger, c.TracerProvider = d.Logger, d.TracerProvider
+	return New(d.Bus, d.Catalog, c)
+}
