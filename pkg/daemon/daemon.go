@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -35,6 +36,8 @@ type Deps struct {
 	Catalog        *catalog.Catalog
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// Metrics is the process's metrics, served on COFFER_METRICS_ADDR.
+	Metrics *metrics.Metrics
 	// MasterKey is the operator's master key, when the service needs one
 	// (NeedMasterKey); nil otherwise.
 	MasterKey []byte
@@ -124,8 +127,12 @@ func run(ctx context.Context, spec Spec, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	m, err := metrics.Start(ctx, getenv("COFFER_METRICS_ADDR"), b, logger)
+	if err != nil {
+		return err
+	}
 	logger.Info("service started", "nats", url)
-	err = spec.Run(ctx, Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: otel.GetTracerProvider(), MasterKey: key, Getenv: getenv})
+	err = spec.Run(ctx, Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: otel.GetTracerProvider(), Metrics: m, MasterKey: key, Getenv: getenv})
 	logger.Info("service stopped", "err", err)
 	return err
 }

@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/cofferhq/coffer/pkg/metrics"
 )
 
 // defaultWorkers is Config.Workers's default.
@@ -78,6 +80,9 @@ type Config struct {
 	Logger *slog.Logger
 	// TracerProvider makes the service's spans; default no-op.
 	TracerProvider trace.TracerProvider
+	// Metrics counts the jobs taken and the bytes moved; nil records
+	// nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {

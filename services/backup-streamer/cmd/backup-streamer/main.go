@@ -48,6 +48,7 @@ func run(ctx context.Context, d daemon.Deps) error {
 		ServerStagingDir: d.Getenv("COFFER_SERVER_STAGING_DIR"),
 		Logger:           d.Logger,
 		TracerProvider:   d.TracerProvider,
+		Metrics:          d.Metrics,
 	}
 	if cfg.StagingDir == "" {
 		cfg.StagingDir = filepath.Join(os.TempDir(), "coffer-staging")

@@ -31,7 +31,7 @@ func run(ctx context.Context, d daemon.Deps) error {
 	if err != nil {
 		return err
 	}
-	svc, err := committer.New(d.Bus, d.Catalog, v, committer.Config{Logger: d.Logger, TracerProvider: d.TracerProvider})
+	svc, err := committer.New(d.Bus, d.Catalog, v, committer.Config{Logger: d.Logger, TracerProvider: d.TracerProvider, Metrics: d.Metrics})
 	if err != nil {
 		return err
 	}
