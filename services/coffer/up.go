@@ -21,6 +21,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/tlsca"
@@ -153,6 +154,7 @@ type stack struct {
 	scheduler *scheduler.Service
 	committer *committer.Service
 	cat       *catalog.Catalog
+	metrics   *metrics.Metrics // the whole process's, served on the gateway's /metrics
 	runs      []func(context.Context) error
 	names     []string
 }
@@ -339,13 +341,14 @@ func vaultWhere(s daemon.VaultStore) string {
 // buildStack creates every service over one NATS connection. Each service
 // has its own bus, so a poison message is reported as its own.
 func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, c *upConfig, logger *slog.Logger, tp trace.TracerProvider) (*stack, error) {
-	st := &stack{}
+	st := &stack{metrics: metrics.New()}
 	var cat *catalog.Catalog
 	newBus := func(name string) (*bus.Bus, error) {
 		b, err := daemon.NewBus(nc, name, logger.With("service", name), tp)
 		if err != nil {
 			return nil, err
 		}
+		st.metrics.WatchConsumers(b)
 		if cat == nil {
 			if cat, err = topology.Setup(ctx, b); err != nil {
 				return nil, err
@@ -363,8 +366,8 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if err != nil {
 		return nil, err
 	}
-	ccfg := committer.Config{Logger: lg("committer"), TracerProvider: tp}
-	scfg := scheduler.Config{Logger: lg("scheduler"), TracerProvider: tp}
+	ccfg := committer.Config{Logger: lg("committer"), TracerProvider: tp, Metrics: st.metrics}
+	scfg := scheduler.Config{Logger: lg("scheduler"), TracerProvider: tp, Metrics: st.metrics}
 	if c.clock != nil {
 		ccfg.Now, ccfg.GCTicks = c.clock, make(chan time.Time)
 		scfg.Now, scfg.Ticks = c.clock, make(chan time.Time)
@@ -388,7 +391,7 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 		return nil, err
 	}
 	str, err := streamer.New(b, cat, v, streamer.Config{MasterKey: key, StagingDir: staging, ServerStagingDir: c.serverStagingDir,
-		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp, Endpoint: endpoint})
+		Workers: c.workers, Logger: lg("backup-streamer"), TracerProvider: tp, Endpoint: endpoint, Metrics: st.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +429,8 @@ func buildStack(ctx context.Context, nc *nats.Conn, v *vault.Vault, key []byte, 
 	if b, err = newBus("gateway"); err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(b, cat, gateway.Config{Addr: c.httpAddr, MasterKey: key, Token: c.token, Logger: lg("gateway"), TracerProvider: tp})
+	gw, err := gateway.New(b, cat, gateway.Config{Addr: c.httpAddr, MasterKey: key, Token: c.token, Logger: lg("gateway"), TracerProvider: tp,
+		Metrics: st.metrics.Handler()})
 	if err != nil {
 		return nil, err
 	}

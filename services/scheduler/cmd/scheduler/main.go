@@ -10,7 +10,7 @@ import (
 
 func main() {
 	daemon.Main(daemon.Spec{Name: "scheduler", Run: func(ctx context.Context, d daemon.Deps) error {
-		s, err := scheduler.New(d.Bus, d.Catalog, scheduler.Config{Logger: d.Logger, TracerProvider: d.TracerProvider})
+		s, err := scheduler.New(d.Bus, d.Catalog, scheduler.Config{Logger: d.Logger, TracerProvider: d.TracerProvider, Metrics: d.Metrics})
 		if err != nil {
 			return err
 		}
