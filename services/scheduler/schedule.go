@@ -16,8 +16,8 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
-	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/policy"
+	"github.com/cofferhq/coffer/pkg/telemetry"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
