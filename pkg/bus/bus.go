@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -119,6 +120,9 @@ type Bus struct {
 	js     jetstream.JetStream
 	cfg    Config
 	tracer trace.Tracer
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{} // running, for Backlog
 }
 
 // New returns a Bus over nc. The caller keeps ownership of nc and closes (or

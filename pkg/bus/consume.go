@@ -169,11 +169,13 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) (*Subsc
 		fetchDone:      make(chan struct{}),
 		done:           make(chan struct{}),
 	}
+	b.track(s, true)
 	go s.fetchLoop()
 	go func() {
 		<-s.fetchDone
 		s.inflight.Wait() // no Add after fetchDone: the fetch loop is the only caller
 		unwatch()
+		b.track(s, false)
 		close(s.done)
 	}()
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
@@ -24,6 +25,10 @@ type Common struct {
 	MasterKeyFile string
 	// Store is where the vault is, when a service of the process uses it.
 	Store VaultStore
+	// MetricsAddr is where a standalone service serves its Prometheus
+	// metrics on /metrics: "" means metrics.DefaultAddr, "off" none.
+	// `coffer up` serves them on the API's address, and here too when set.
+	MetricsAddr string
 
 	// masterKey is COFFER_MASTER_KEY: read from the environment only, as a
 	// key on a command line shows in every process listing.
@@ -39,6 +44,8 @@ func (c *Common) Register(f *Flags, vault bool) {
 		"copies a NATS cluster keeps of each stream and bucket: 1 on a single server, 3 on a cluster; streams and buckets are changed to it at start")
 	f.String(&c.MasterKeyFile, "master-key-file", "COFFER_MASTER_KEY_FILE", "",
 		"file holding the master key, unless COFFER_MASTER_KEY holds the key itself (coffer up: default DATA/master.key, created on first start)")
+	f.String(&c.MetricsAddr, "metrics-addr", "COFFER_METRICS_ADDR", "",
+		"address to serve Prometheus metrics on, at /metrics (default "+metrics.DefaultAddr+" for a standalone service; coffer up serves them on the API's address, and here too when set); off serves none")
 	c.masterKey = f.Getenv("COFFER_MASTER_KEY")
 	if vault {
 		c.Store.Register(f)

@@ -30,6 +30,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -120,7 +121,15 @@ func (s *Standalone) Run(ctx context.Context) error {
 		defer cancel()
 		shutdownTracing(sctx)
 	}()
-	p := Process{Logger: logger, TracerProvider: otel.GetTracerProvider(), Topology: s.Common.Topology()}
+	p := Process{Logger: logger, TracerProvider: otel.GetTracerProvider(), Metrics: metrics.New(), Topology: s.Common.Topology()}
+	if addr := s.Common.MetricsAddr; addr != "off" {
+		if addr == "" {
+			addr = metrics.DefaultAddr
+		}
+		if _, err := p.Metrics.Serve(ctx, addr, logger.With("service", name)); err != nil {
+			return err
+		}
+	}
 	if s.Service.NeedMasterKey || s.Service.Vault != NoVault {
 		if p.MasterKey, err = s.Common.MasterKey(); err != nil {
 			return err
@@ -184,6 +193,9 @@ func VaultUseOf(svcs []Configured) VaultUse {
 type Process struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// Metrics is given to every service; the buses Build makes report
+	// their consumers' backlog to it.
+	Metrics *metrics.Metrics
 	// MasterKey is given to the services that need it.
 	MasterKey []byte
 	// Vault is given to the services that use it.
@@ -220,7 +232,8 @@ func Build(ctx context.Context, nc *nats.Conn, svcs []Configured, p Process) ([]
 				return nil, nil, err
 			}
 		}
-		d := Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: p.TracerProvider, DataDir: p.DataDir, Alone: len(svcs) == 1}
+		p.Metrics.WatchConsumers(b)
+		d := Deps{Bus: b, Catalog: cat, Logger: logger, TracerProvider: p.TracerProvider, Metrics: p.Metrics, DataDir: p.DataDir, Alone: len(svcs) == 1}
 		if s.NeedMasterKey {
 			d.MasterKey = p.MasterKey
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
 
@@ -63,6 +64,9 @@ type Deps struct {
 	Catalog        *catalog.Catalog
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	// Metrics is the process's metrics (one registry for every service
+	// it runs); nil records nothing.
+	Metrics *metrics.Metrics
 	// MasterKey is the operator's master key when the service needs one
 	// (NeedMasterKey); nil otherwise.
 	MasterKey []byte

@@ -12,7 +12,8 @@
 //     take a trace.TracerProvider and a propagation.TextMapPropagator as
 //     parameters; tests pass the in-memory recorder from package
 //     telemetrytest.
-//   - With an OTLP endpoint configured, spans are batched to it over gRPC.
+//   - With an OTLP endpoint configured, spans are batched to it over gRPC,
+//     or over HTTP with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf.
 //     Without one, tracing stays on with no exporter: every span still has a
 //     trace id and span id, so log lines written inside a span can be
 //     correlated. OTEL_SDK_DISABLED=true installs a no-op provider; trace

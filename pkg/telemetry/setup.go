@@ -11,7 +11,9 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -31,13 +33,16 @@ type Config struct {
 	// Exporter is "otlp" (the default) or "none" (OTEL_TRACES_EXPORTER).
 	// With "otlp" and no Endpoint, no exporter is installed either.
 	Exporter string
-	// Endpoint is the OTLP gRPC endpoint, a URL such as
-	// http://collector:4317 or a bare host:port
-	// (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT).
-	// Empty means no exporter.
+	// Endpoint is the OTLP endpoint, a URL such as http://collector:4317
+	// or a bare host:port (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else
+	// OTEL_EXPORTER_OTLP_ENDPOINT). With http/protobuf a URL is the full
+	// URL spans are posted to: FromEnv adds /v1/traces to the path of
+	// OTEL_EXPORTER_OTLP_ENDPOINT, as the specification says, and a bare
+	// host:port is posted to at /v1/traces. Empty means no exporter.
 	Endpoint string
-	// Protocol is the OTLP protocol (OTEL_EXPORTER_OTLP_PROTOCOL); only
-	// "grpc" (or empty) is supported.
+	// Protocol is the OTLP protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+	// else OTEL_EXPORTER_OTLP_PROTOCOL): "grpc" (the default, also when
+	// empty) or "http/protobuf".
 	Protocol string
 	// Insecure disables TLS for a bare host:port Endpoint
 	// (OTEL_EXPORTER_OTLP_INSECURE). A URL endpoint's scheme decides instead.
@@ -72,11 +77,15 @@ func FromEnv(getenv func(string) string) Config {
 		SamplerArg:  strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG")),
 	}
 	c.Disabled = strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true")
-	if c.Endpoint == "" {
-		c.Endpoint = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
-	}
 	if c.Protocol == "" {
 		c.Protocol = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+		if c.Protocol == protocolHTTP && strings.Contains(c.Endpoint, "://") {
+			// the general endpoint is a base URL; the signal's path follows
+			c.Endpoint = strings.TrimSuffix(c.Endpoint, "/") + "/v1/traces"
+		}
 	}
 	insecure := getenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
 	if insecure == "" {
@@ -151,9 +160,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("unsupported traces exporter %q (want otlp or none)", c.Exporter))
 	}
 	switch c.Protocol {
-	case "", "grpc":
+	case "", protocolGRPC, protocolHTTP:
 	default:
-		errs = append(errs, fmt.Errorf("unsupported OTLP protocol %q (only grpc is built in)", c.Protocol))
+		errs = append(errs, fmt.Errorf("unsupported OTLP protocol %q (want grpc or http/protobuf)", c.Protocol))
 	}
 	if _, err := c.sampler(); err != nil {
 		errs = append(errs, err)
@@ -226,7 +235,7 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 		sdktrace.WithSampler(sampler),
 	}
 	if cfg.Exporter == "otlp" && cfg.Endpoint != "" {
-		exp, err := otlptracegrpc.New(ctx, cfg.exporterOptions()...)
+		exp, err := cfg.exporter(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("create otlp trace exporter for %s: %w", cfg.Endpoint, err)
 		}
@@ -235,6 +244,37 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// The OTLP protocols coffer exports spans with.
+const (
+	protocolGRPC = "grpc"
+	protocolHTTP = "http/protobuf"
+)
+
+// exporter is the OTLP exporter of c.Protocol.
+func (c Config) exporter(ctx context.Context) (*otlptrace.Exporter, error) {
+	if c.Protocol == protocolHTTP {
+		return otlptracehttp.New(ctx, c.httpOptions()...)
+	}
+	return otlptracegrpc.New(ctx, c.exporterOptions()...)
+}
+
+func (c Config) httpOptions() []otlptracehttp.Option {
+	opts := []otlptracehttp.Option{otlptracehttp.WithTimeout(c.Timeout)}
+	if strings.Contains(c.Endpoint, "://") {
+		// the full URL: its scheme decides TLS, its path is used as is
+		opts = append(opts, otlptracehttp.WithEndpointURL(c.Endpoint))
+	} else {
+		opts = append(opts, otlptracehttp.WithEndpoint(c.Endpoint))
+		if c.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+	}
+	if len(c.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(c.Headers))
+	}
+	return opts
 }
 
 func (c Config) exporterOptions() []otlptracegrpc.Option {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,6 +64,24 @@ func TestFromEnv(t *testing.T) {
 			telemetry.Config{Endpoint: "collector:4317", Insecure: true},
 		},
 		{
+			"http: the general endpoint is a base URL",
+			map[string]string{
+				"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/otlp/",
+				"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+			},
+			telemetry.Config{Endpoint: "https://collector:4318/otlp/v1/traces", Protocol: "http/protobuf"},
+		},
+		{
+			"http: the traces endpoint is used as is",
+			map[string]string{
+				"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/custom",
+				"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://general:4318",
+				"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+				"OTEL_EXPORTER_OTLP_PROTOCOL":        "grpc",
+			},
+			telemetry.Config{Endpoint: "http://collector:4318/custom", Protocol: "http/protobuf"},
+		},
+		{
 			"disabled",
 			map[string]string{"OTEL_SDK_DISABLED": "True", "OTEL_TRACES_EXPORTER": "none"},
 			telemetry.Config{Disabled: true, Exporter: "none"},
@@ -95,7 +116,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"minimal", telemetry.Config{ServiceName: "s"}, ""},
 		{"no service name", telemetry.Config{}, "service name"},
-		{"http protocol", telemetry.Config{ServiceName: "s", Protocol: "http/protobuf"}, "protocol"},
+		{"http protocol", telemetry.Config{ServiceName: "s", Protocol: "http/protobuf"}, ""},
+		{"grpc protocol", telemetry.Config{ServiceName: "s", Protocol: "grpc"}, ""},
+		{"json protocol", telemetry.Config{ServiceName: "s", Protocol: "http/json"}, "protocol"},
 		{"unknown sampler", telemetry.Config{ServiceName: "s", Sampler: "sometimes"}, "sampler"},
 		{"bad ratio", telemetry.Config{ServiceName: "s", Sampler: "traceidratio", SamplerArg: "2"}, "ratio"},
 		{"unknown exporter", telemetry.Config{ServiceName: "s", Exporter: "zipkin"}, "exporter"},
@@ -250,5 +273,43 @@ func TestRecorderHelpers(t *testing.T) {
 	}
 	if trace.SpanFromContext(ctx).SpanContext().SpanID() != p.SpanContext().SpanID() {
 		t.Error("span in context is not the recorded parent")
+	}
+}
+
+// TestSetupExportsOverHTTP: with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+// spans are posted as protobuf to the endpoint's /v1/traces.
+func TestSetupExportsOverHTTP(t *testing.T) {
+	restoreGlobals(t)
+	type post struct{ path, contentType string }
+	posts := make(chan post, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		posts <- post{r.URL.Path, r.Header.Get("Content-Type")}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	shutdown, err := telemetry.Setup(t.Context(), telemetry.FromEnv(getenv(map[string]string{
+		"OTEL_SERVICE_NAME":           "test",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL,
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+	})))
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	_, span := otel.Tracer("t").Start(t.Context(), "work")
+	span.End()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil { // flushes the batch
+		t.Fatalf("shutdown: %v", err)
+	}
+	select {
+	case p := <-posts:
+		if p.path != "/v1/traces" || p.contentType != "application/x-protobuf" {
+			t.Errorf("spans posted to %s as %s; want /v1/traces as application/x-protobuf", p.path, p.contentType)
+		}
+	default:
+		t.Error("no spans posted to the OTLP/HTTP endpoint")
 	}
 }

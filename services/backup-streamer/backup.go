@@ -45,11 +45,14 @@ func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.Back
 		}
 		return err
 	}
+	s.cfg.Metrics.JobStarted(cofferv1.JobKind_JOB_KIND_BACKUP, req.GetType())
+	began := time.Now()
 	sb, err := s.runBackup(ctx, log, jid, req, backupOptions{})
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, sb.event, sb.event.Meta.EventId)
 	}
 	if err == nil {
+		s.cfg.Metrics.Transferred(cofferv1.JobKind_JOB_KIND_BACKUP, sb.event.GetBackup().GetType(), sb.event.GetSize(), time.Since(began))
 		log.InfoContext(ctx, "backup streamed", slog.Int64("size", sb.event.GetSize()), slog.Int64("new_bytes", sb.event.GetNewBytes()),
 			slog.Int("chunks", len(sb.draft.Chunks)), slog.String("draft", sb.event.GetDraft()))
 	}

@@ -8,10 +8,15 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/cofferhq/coffer/pkg/metrics"
 )
 
 // defaultWorkers is Config.Workers's default.
 const defaultWorkers = 2
+
+// defaultAckWait is Config.AckWait's default.
+const defaultAckWait = 2 * time.Minute
 
 // Config configures the streamer. Zero values mean the defaults, except
 // where Validate says a field is required.
@@ -78,6 +83,9 @@ type Config struct {
 	Logger *slog.Logger
 	// TracerProvider makes the service's spans; default no-op.
 	TracerProvider trace.TracerProvider
+	// Metrics counts the jobs taken and the bytes moved; nil records
+	// nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -91,7 +99,7 @@ func (c *Config) setDefaults() {
 		c.Workers = defaultWorkers
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 2 * time.Minute
+		c.AckWait = defaultAckWait
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 5

@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"time"
 
 	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/vault"
 )
 
 // Declaration declares the backup-streamer once, for cmd/backup-streamer
@@ -35,6 +37,11 @@ type Settings struct {
 	// CADir holds the CA that issues the endpoint's certificate; "" means
 	// DATA/ca under `coffer up`, and is refused with URLListen otherwise.
 	CADir string
+	// AckWait is Config.AckWait: how soon a job whose streamer died goes
+	// to another.
+	AckWait time.Duration
+	// SessionRefresh is Config.SessionRefresh.
+	SessionRefresh time.Duration
 }
 
 func register(f *daemon.Flags) daemon.Settings {
@@ -51,6 +58,10 @@ func register(f *daemon.Flags) daemon.Settings {
 		"host:port SQL Server reaches the S3 endpoint at (default the listening address)")
 	f.String(&c.CADir, "ca-dir", "COFFER_CA_DIR", "",
 		"the CA that issues the S3 endpoint's certificate: ca.pem and ca.key, created if absent (coffer up: default DATA/ca)")
+	f.Duration(&c.AckWait, "ack-wait", "COFFER_STREAMER_ACK_WAIT", defaultAckWait,
+		"how long a job may go without a sign of life from its streamer before another takes it over (the streamer signs every third of it)")
+	f.Duration(&c.SessionRefresh, "session-refresh", "COFFER_VAULT_SESSION_REFRESH", vault.DefaultSessionRefresh,
+		"how often a backup's vault session is renewed; garbage collection takes a writer that stopped renewing for dead after ten of these")
 	return s
 }
 
@@ -68,7 +79,8 @@ func check(s Settings) error {
 
 func build(_ context.Context, d daemon.Deps, s Settings) (daemon.Runner, error) {
 	cfg := Config{MasterKey: d.MasterKey, StagingDir: s.StagingDir, ServerStagingDir: s.ServerStagingDir,
-		Workers: s.Workers, Logger: d.Logger, TracerProvider: d.TracerProvider}
+		Workers: s.Workers, AckWait: s.AckWait, SessionRefresh: s.SessionRefresh,
+		Logger: d.Logger, TracerProvider: d.TracerProvider, Metrics: d.Metrics}
 	if cfg.StagingDir == "" {
 		cfg.StagingDir = filepath.Join(os.TempDir(), "coffer-staging")
 		if d.DataDir != "" {

@@ -47,9 +47,14 @@ func (s *Service) restore(ctx context.Context, m *bus.Message, req *cofferv1.Res
 		}
 		return err
 	}
+	s.cfg.Metrics.JobStarted(cofferv1.JobKind_JOB_KIND_RESTORE, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED)
+	began := time.Now()
 	completed, err := s.runRestore(ctx, log, jid, req, tgt)
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectRestoreCompleted, completed, completed.Meta.EventId)
+	}
+	if err == nil {
+		s.cfg.Metrics.Transferred(cofferv1.JobKind_JOB_KIND_RESTORE, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED, completed.GetBytes(), time.Since(began))
 	}
 	if err == nil && req.GetToDirectory() != "" {
 		log.InfoContext(ctx, "restored as files", slog.String("directory", req.GetToDirectory()), slog.Int64("bytes", completed.GetBytes()))

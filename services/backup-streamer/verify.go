@@ -39,6 +39,7 @@ func (s *Service) verify(ctx context.Context, m *bus.Message, req *cofferv1.Veri
 		}
 		return err
 	}
+	s.cfg.Metrics.JobStarted(cofferv1.JobKind_JOB_KIND_VERIFY, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED)
 	var results []*cofferv1.VerifyResult
 	var failed []string
 	for k, t := range req.GetTargets() {

@@ -69,6 +69,7 @@ func TestFleetChaos(t *testing.T) {
 	common := []string{
 		"COFFER_NATS_URL=" + cluster.URL(),
 		"COFFER_NATS_REPLICAS=3",
+		"COFFER_METRICS_ADDR=127.0.0.1:0", // every service of the fleet on one host
 		"COFFER_MASTER_KEY=" + key,
 		"COFFER_S3_ENDPOINT=" + s3.Endpoint, "COFFER_S3_BUCKET=vault",
 		"COFFER_S3_ACCESS_KEY=" + s3.AccessKey, "COFFER_S3_SECRET_KEY=" + s3.SecretKey, "COFFER_S3_CA_FILE=" + s3.CAFile,

@@ -25,6 +25,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/tlsca"
@@ -360,7 +361,13 @@ type running struct {
 // listens.
 func startStack(ctx context.Context, c *upConfig, stdout io.Writer, logger *slog.Logger, tp trace.TracerProvider) (*running, error) {
 	sel := c.selected()
-	p := daemon.Process{Logger: logger, TracerProvider: tp, DataDir: c.dataDir, Topology: c.common.Topology()}
+	// one registry for the whole process, on the API's /metrics
+	p := daemon.Process{Logger: logger, TracerProvider: tp, Metrics: metrics.New(), DataDir: c.dataDir, Topology: c.common.Topology()}
+	if addr := c.common.MetricsAddr; addr != "" && addr != "off" {
+		if _, err := p.Metrics.Serve(ctx, addr, logger); err != nil {
+			return nil, err
+		}
+	}
 	use := daemon.VaultUseOf(sel)
 	needKey := use != daemon.NoVault
 	for _, s := range sel {

@@ -176,6 +176,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		}
 		return nil, err
 	}
+	s.cfg.Metrics.Committed(rp.GetBackup().GetType(), rp.GetSize(), rp.GetNewBytes())
 	s.deleteDraft(ctx, log, e)
 	return rp, nil
 }

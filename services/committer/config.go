@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/cofferhq/coffer/pkg/metrics"
 )
 
 // Config configures the committer. The zero value of every field but the
@@ -55,6 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// TracerProvider makes the service's spans; default no-op.
 	TracerProvider trace.TracerProvider
+	// Metrics counts the jobs' outcomes and what commits add to the
+	// vault; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {

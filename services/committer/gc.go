@@ -88,6 +88,7 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 			slog.Duration("older_than", s.cfg.DraftTTL))
 	}
 	chunks, bytes = st.Chunks, st.Bytes
+	s.cfg.Metrics.Freed(bytes)
 	if chunks == 0 && st.Orphans == 0 {
 		return 0, 0, nil
 	}

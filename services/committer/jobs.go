@@ -144,6 +144,10 @@ func (s *Service) updateJob(ctx context.Context, id string, apply func(j *coffer
 			_, err = s.jobs.Create(ctx, key, j)
 		}
 		if err == nil {
+			if !final(before.(*cofferv1.Job).GetState()) && final(j.State) {
+				// the write that records the outcome happens once per job
+				s.cfg.Metrics.JobFinished(j.Kind, j.BackupType, j.State == cofferv1.JobState_JOB_STATE_SUCCEEDED)
+			}
 			return nil
 		}
 		if (!errors.Is(err, catalog.ErrConflict) && !errors.Is(err, catalog.ErrExists)) || attempt == maxCASAttempts {

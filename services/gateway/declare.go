@@ -33,5 +33,9 @@ func check(c Config) error {
 
 func build(_ context.Context, d daemon.Deps, c Config) (daemon.Runner, error) {
 	c.MasterKey, c.Logger, c.TracerProvider = d.MasterKey, d.Logger, d.TracerProvider
+	if d.Metrics != nil && c.Metrics == nil {
+		// the process's metrics, on the API's address too
+		c.Metrics = d.Metrics.Handler()
+	}
 	return New(d.Bus, d.Catalog, c)
 }

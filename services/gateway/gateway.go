@@ -43,6 +43,10 @@ type Config struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
 	Now            func() time.Time
+	// Metrics, when set, is served on GET /metrics (behind the API token
+	// when there is one, untraced): coffer up serves its whole process's
+	// metrics there.
+	Metrics http.Handler
 }
 
 func (c *Config) setDefaults() {
@@ -156,6 +160,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/v1/policies/{name}", s.putPolicy)
 	mux.HandleFunc("DELETE /api/v1/policies/{name}", s.deletePolicy)
 	mux.HandleFunc("GET /{$}", s.dashboard)
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	return s.authenticate(s.traced(mux))
 }
 
@@ -176,6 +183,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 // traced starts a span for each request: the root of a job's trace.
 func (s *Service) traced(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			next.ServeHTTP(w, r) // a scrape every few seconds is no one's trace
+			return
+		}
 		ctx, span := s.tracer.Start(r.Context(), r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		next.ServeHTTP(w, r.WithContext(ctx))

@@ -40,6 +40,6 @@ func check(c Config) error {
 }
 
 func build(_ context.Context, d daemon.Deps, c Config) (daemon.Runner, error) {
-	c.Logger, c.TracerProvider = d.Logger, d.TracerProvider
+	c.Logger, c.TracerProvider, c.Metrics = d.Logger, d.TracerProvider, d.Metrics
 	return New(d.Bus, d.Catalog, c)
 }

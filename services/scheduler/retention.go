@@ -35,6 +35,7 @@ func (s *Service) sweepRetention(ctx context.Context, now time.Time) error {
 	byDB := map[string]*dbPoints{}
 	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
 		rp := m.(*cofferv1.RecoveryPoint)
+		s.last.saw(rp)
 		parts, err := catalog.SplitKey(key)
 		if err != nil || len(parts) != 3 {
 			return nil

@@ -8,12 +8,16 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/policy"
+	"github.com/cofferhq/coffer/pkg/telemetry"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -86,6 +90,7 @@ func (s *Service) updateScheduleFrom(ctx context.Context, ref *cofferv1.Database
 
 // committed records a committed recovery point in the schedule.
 func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) error {
+	s.last.saw(rp)
 	b := rp.GetBackup()
 	return s.updateSchedule(ctx, rp.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
 		job := rp.GetJobId()
@@ -135,7 +140,13 @@ const tickWorkers = 128
 //
 // It reads the schedules, protections, inventory and policies once, then
 // handles tickWorkers databases at a time.
-func (s *Service) Tick(ctx context.Context, now time.Time) error {
+//
+// The tick is a span; each job it queues is a trace of its own, rooted in
+// a span linked to the tick's, which the job's events carry to the
+// streamer and the committer.
+func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
+	ctx, span := s.tracer.Start(ctx, "scheduler tick", trace.WithAttributes(attribute.String("tick", now.UTC().Format(time.RFC3339))))
+	defer func() { endSpan(span, err) }()
 	v, err := s.readTick(ctx)
 	if err != nil {
 		return err
@@ -353,7 +364,10 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 		}
 	}
 	if verifyJob != "" {
-		if err := s.queueVerify(ctx, verifyJob, ref, p); err != nil {
+		jctx, span := s.startJob(ctx, "schedule verification", verifyJob, ref)
+		err := s.queueVerify(jctx, verifyJob, ref, p)
+		endSpan(span, err)
+		if err != nil {
 			return err
 		}
 	}
@@ -363,7 +377,11 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 			brokeBy = heal
 		}
 		on, refused := v.route(ref, db, d.typ)
-		if err := s.queueOn(ctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy); err != nil {
+		jctx, span := s.startJob(ctx, "schedule backup", d.job, ref)
+		span.SetAttributes(attribute.String("backup.type", d.typ.String()), attribute.String("reason", d.reason))
+		err := s.queueOn(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy)
+		endSpan(span, err)
+		if err != nil {
 			// what was not queued does not count against the instance
 			slots.give(ref.GetInstance(), len(queue)-k)
 			return err
@@ -461,4 +479,24 @@ func pendingJobs(st *cofferv1.ScheduleState) []string {
 		}
 	}
 	return out
+}
+
+// startJob starts the root span of a job the tick in ctx queues: a new
+// trace, linked to the tick's, so that one job is one trace from here to
+// its commit and a tick that queues many jobs does not make one trace of
+// them all.
+func (s *Service) startJob(ctx context.Context, name, jobID string, ref *cofferv1.DatabaseRef) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, name, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(trace.LinkFromContext(ctx)),
+		trace.WithAttributes(attribute.String(telemetry.JobIDKey, jobID), attribute.String(telemetry.InstanceKey, ref.GetInstance()),
+			attribute.String(telemetry.DatabaseKey, ref.GetDatabase())))
+}
+
+// endSpan ends span, marking it failed with err when err is set.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	// RetentionInterval is how often expired recovery points are looked
 	// for. Default 1h.
 	RetentionInterval time.Duration
+	// Metrics gets the RPO lag of every protected database at each
+	// scrape; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -104,7 +108,12 @@ type Service struct {
 
 	sweepMu   sync.Mutex
 	lastSweep time.Time
+
+	tracer trace.Tracer
+	last   lastBackups // for RPOLag
 }
+
+const tracerName = "github.com/cofferhq/coffer/services/scheduler"
 
 // New returns a scheduler publishing on b and keeping state in cat.
 func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
@@ -112,10 +121,12 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("scheduler config: %w", err)
 	}
-	return &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
+	s := &Service{cfg: cfg, bus: b, protected: cat.Bucket(cofferv1.BucketProtected),
 		inventory: cat.Bucket(cofferv1.BucketInventory), policies: cat.Bucket(cofferv1.BucketPolicies),
 		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints),
-		jobs: cat.Bucket(cofferv1.BucketJobs)}, nil
+		jobs: cat.Bucket(cofferv1.BucketJobs), tracer: cfg.TracerProvider.Tracer(tracerName)}
+	cfg.Metrics.WatchRPO(s)
+	return s, nil
 }
 
 // Run consumes the scheduler's events until ctx is done, then drains.
