@@ -87,7 +87,9 @@ func TestFleetChaos(t *testing.T) {
 		if err := os.MkdirAll(staging, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging, "COFFER_STREAMER_WORKERS=2"))
+		// a job whose streamer died goes to another after 30 s, not 2 min
+		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging, "COFFER_STREAMER_WORKERS=2",
+			"COFFER_STREAMER_ACK_WAIT=30s"))
 	}
 	for _, p := range f.procs {
 		p.start()
@@ -181,6 +183,7 @@ func TestFleetChaos(t *testing.T) {
 	jobsDone := make(chan struct{})
 	go func() {
 		defer close(jobsDone)
+		rng := rand.New(rand.NewPCG(seed, 13)) // this goroutine's own
 		for k := range fleetJobs {
 			typ := "log"
 			switch r := rng.IntN(10); {
@@ -196,7 +199,9 @@ func TestFleetChaos(t *testing.T) {
 				return
 			}
 			submitted = append(submitted, acc.JobID)
-			time.Sleep(time.Duration(300+rng.IntN(300)) * time.Millisecond)
+			// spread over the chaos, which takes about two and a half
+			// minutes
+			time.Sleep(time.Duration(600+rng.IntN(300)) * time.Millisecond)
 		}
 	}()
 
@@ -296,6 +301,7 @@ func TestFleetChaos(t *testing.T) {
 	}
 	byID := map[string]gateway.Job{}
 	committed, failed := 0, 0
+	reasons := map[string]int{}
 	for _, j := range jobs {
 		byID[j.ID] = j
 	}
@@ -308,6 +314,11 @@ func TestFleetChaos(t *testing.T) {
 			committed++
 		case j.State == "failed" && (j.Error != "" || j.Detail != ""):
 			failed++
+			reason := j.Error + j.Detail
+			if len(reason) > 90 {
+				reason = reason[:90] + "…"
+			}
+			reasons[reason]++
 		default:
 			t.Errorf("job %s ended %s with neither a recovery point nor a reason: %+v", id, j.State, j)
 		}
@@ -334,6 +345,16 @@ func TestFleetChaos(t *testing.T) {
 	}
 	t.Logf("fleet: %d jobs asked, %d kills, %d committed, %d failed visibly; %d recovery points, %d chain breaks healed or recorded; %d process deaths restarted by the supervisor",
 		len(submitted), kills.Load(), committed, failed, len(rps), breaks, f.unplanned.Load())
+	for r, n := range reasons {
+		t.Logf("fleet: %d failed: %s", n, r)
+	}
+	for _, p := range f.procs {
+		p.mu.Lock()
+		if n := p.unplanned.Load(); n > 0 {
+			t.Logf("fleet: %s exited on its own %d times, last: %s", p.name, n, p.lastExit)
+		}
+		p.mu.Unlock()
+	}
 	if committed < fleetJobs/2 {
 		t.Errorf("only %d of %d jobs committed", committed, fleetJobs)
 	}
@@ -510,6 +531,10 @@ type fleetProc struct {
 	done    chan struct{}
 	killed  bool // the last exit was the test's doing
 	started time.Time
+	// unplanned counts the exits that were not the test's doing, the last
+	// one's status in lastExit (read once the processes are stopped).
+	unplanned atomic.Int32
+	lastExit  string
 }
 
 func (f *fleet) add(name, bin string, env []string) *fleetProc {
@@ -632,6 +657,8 @@ func (f *fleet) supervise() {
 				case <-p.done:
 					if exited = !p.killed; exited {
 						fmt.Fprintf(p.log, "--- fleet: %s exited on its own: %v\n", p.name, p.cmd.ProcessState)
+						p.unplanned.Add(1)
+						p.lastExit = p.cmd.ProcessState.String()
 						p.cmd = nil
 					}
 				default:
