@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // FaultKind names a failure a test can inject into the next BACKUP or
@@ -81,7 +82,9 @@ var (
 	errConnectionDrop = errors.New("the connection was dropped (injected fault)")
 )
 
-// faultWriter applies faults to the bytes of one backup stream.
+// faultWriter applies faults to the bytes of one backup stream, and
+// paces it at rate bytes a second (Config.BackupRate) when rate is
+// positive.
 type faultWriter struct {
 	ctx    context.Context
 	w      io.Writer
@@ -89,6 +92,8 @@ type faultWriter struct {
 	faults []*Fault
 	abort  func() // drops the client connection
 	upload bool   // the stream goes to URL
+	rate   float64
+	start  time.Time
 }
 
 func (fw *faultWriter) Write(p []byte) (int, error) {
@@ -119,5 +124,16 @@ func (fw *faultWriter) Write(p []byte) (int, error) {
 	}
 	n, err := fw.w.Write(p)
 	fw.n += int64(n)
+	if err == nil && fw.rate > 0 {
+		// the stream may not run ahead of rate: wait until it is due
+		due := fw.start.Add(time.Duration(float64(fw.n) / fw.rate * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-fw.ctx.Done():
+				return n, fw.ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}
 	return n, err
 }

@@ -155,3 +155,21 @@ func TestPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackupRate checks that Config.BackupRate paces a backup: it cannot
+// finish before its bytes at that rate would have taken.
+func TestBackupRate(t *testing.T) {
+	const rate = 20e6 // bytes a second
+	inst, db := startInstance(t, Config{BackupRate: rate})
+	exec(t, db, "CREATE DATABASE [d]")
+	start := time.Now()
+	exec(t, db, "BACKUP DATABASE [d] TO DISK = 'paced.bak'")
+	took := time.Since(start)
+	fi, err := os.Stat(filepath.Join(inst.cfg.BackupDir, "paced.bak"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if least := time.Duration(float64(fi.Size()) / rate * float64(time.Second)); took < least {
+		t.Errorf("a backup of %d bytes at %.0f B/s took %v, less than %v", fi.Size(), rate, took, least)
+	}
+}

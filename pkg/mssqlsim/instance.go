@@ -88,7 +88,11 @@ type Config struct {
 	// the backup fails: 10,000 (the default). A test lowers it to stripe
 	// a database of megabytes as SQL Server stripes one of terabytes.
 	MaxURLParts int
-	Logger      *slog.Logger
+	// BackupRate, when positive, caps each stream of a BACKUP at this many
+	// bytes a second, as the disks a real server reads its data files
+	// from do; zero writes as fast as the machine allows.
+	BackupRate float64
+	Logger     *slog.Logger
 }
 
 func (c *Config) setDefaults() {

@@ -59,7 +59,8 @@ type process struct {
 }
 
 // StartCluster starts n nats-server processes with JetStream, clustered
-// as "coffer", and returns once every one of them is healthy. They are
+// as "coffer" (n = 1 is a single server), and returns once every one of
+// them is healthy. They are
 // stopped when the test ends.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
@@ -91,12 +92,11 @@ jetstream {
   max_memory_store: 64MB
   max_file_store: 4GB
 }
-cluster {
-  name: coffer
-  listen: 127.0.0.1:%d
-  routes: [%s]
-}
-`, nd.name, nd.client, nd.monitoring, filepath.Join(dir, nd.name), ports[3*k+2], strings.Join(routes, ", "))
+`, nd.name, nd.client, nd.monitoring, filepath.Join(dir, nd.name))
+		if n > 1 {
+			// one node alone is a plain server: a cluster needs peers
+			conf += fmt.Sprintf("cluster {\n  name: coffer\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n", ports[3*k+2], strings.Join(routes, ", "))
+		}
 		if err := os.WriteFile(nd.config, []byte(conf), 0o600); err != nil {
 			t.Fatalf("natstest: %v", err)
 		}

@@ -54,50 +54,8 @@ func TestFleetChaos(t *testing.T) {
 	t.Logf("chaos from seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 12))
 
-	bins := buildFleet(t)
-	cluster := natstest.StartCluster(t, 3)
-	s3 := miniotest.Start(t)
-	s3.MakeBucket(t, "vault")
-	f := &fleet{t: t, dir: t.TempDir(), bins: bins}
-	simDSN := f.startSim()
-	key := hex.EncodeToString(vault.GenerateMasterKey())
-	ports, err := testproc.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	common := []string{
-		"COFFER_NATS_URL=" + cluster.URL(),
-		"COFFER_NATS_REPLICAS=3",
-		"COFFER_METRICS_ADDR=127.0.0.1:0", // every service of the fleet on one host
-		"COFFER_MASTER_KEY=" + key,
-		"COFFER_S3_ENDPOINT=" + s3.Endpoint, "COFFER_S3_BUCKET=vault",
-		"COFFER_S3_ACCESS_KEY=" + s3.AccessKey, "COFFER_S3_SECRET_KEY=" + s3.SecretKey, "COFFER_S3_CA_FILE=" + s3.CAFile,
-		// a streamer killed mid-backup leaves its vault session behind;
-		// a short lease lets garbage collection take it for dead soon
-		"COFFER_VAULT_SESSION_REFRESH=1s",
-	}
-	// the committer first: it initialises the vault the others open
-	for _, name := range []string{"committer", "discovery", "scheduler", "autoprotect"} {
-		f.add(name, name, common)
-	}
-	f.add("gateway", "gateway", append(slices.Clone(common), "COFFER_HTTP_ADDR="+apiAddr))
-	for _, name := range []string{"streamer-a", "streamer-b"} {
-		staging := filepath.Join(f.dir, name, "staging")
-		if err := os.MkdirAll(staging, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		// a job whose streamer died goes to another after 30 s, not 2 min
-		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging, "COFFER_STREAMER_WORKERS=2",
-			"COFFER_STREAMER_ACK_WAIT=30s"))
-	}
-	for _, p := range f.procs {
-		p.start()
-	}
-	go f.supervise()
-	t.Cleanup(f.stop)
-
-	api := newAPIClient("http://"+apiAddr, "")
+	f := startFleet(t, fleetOptions{natsNodes: 3, streamers: []string{"streamer-a", "streamer-b"}, workers: 2})
+	cluster, s3, simDSN, key, api := f.cluster, f.s3, f.simDSN, f.key, f.api
 	ctx := t.Context()
 	// retry calls the API until it answers, through the gateway's deaths
 	retry := func(what string, call func() error) error {
@@ -474,7 +432,7 @@ func checkChain(t *testing.T, database string, rps []gateway.RecoveryPoint) int 
 }
 
 // waitJob polls job id until it ends, for up to five minutes.
-func waitJob(t *testing.T, api *apiClient, id string) gateway.Job {
+func waitJob(t testing.TB, api *apiClient, id string) gateway.Job {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -490,9 +448,71 @@ func waitJob(t *testing.T, api *apiClient, id string) gateway.Job {
 	}
 }
 
+// fleetOptions shape a fleet.
+type fleetOptions struct {
+	natsNodes int
+	// streamers name the streamer processes, each with workers workers.
+	streamers []string
+	workers   int
+	// simArgs are more flags of `coffer sim`.
+	simArgs []string
+}
+
+// startFleet starts, each as its own process on loopback, a NATS cluster
+// of o.natsNodes nodes, MinIO, the simulator and every coffer service
+// (o.streamers streamers), restarting a service that exits on its own,
+// and returns once they are started.
+func startFleet(tb testing.TB, o fleetOptions) *fleet {
+	tb.Helper()
+	bins := buildFleet(tb)
+	f := &fleet{t: tb, dir: tb.TempDir(), bins: bins}
+	f.cluster = natstest.StartCluster(tb, o.natsNodes)
+	f.s3 = miniotest.Start(tb)
+	f.s3.MakeBucket(tb, "vault")
+	f.simDSN = f.startSim(o.simArgs...)
+	f.key = hex.EncodeToString(vault.GenerateMasterKey())
+	ports, err := testproc.FreePorts(1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	common := []string{
+		"COFFER_NATS_URL=" + f.cluster.URL(),
+		fmt.Sprintf("COFFER_NATS_REPLICAS=%d", o.natsNodes),
+		"COFFER_METRICS_ADDR=127.0.0.1:0", // every service of the fleet on one host
+		"COFFER_MASTER_KEY=" + f.key,
+		"COFFER_S3_ENDPOINT=" + f.s3.Endpoint, "COFFER_S3_BUCKET=vault",
+		"COFFER_S3_ACCESS_KEY=" + f.s3.AccessKey, "COFFER_S3_SECRET_KEY=" + f.s3.SecretKey, "COFFER_S3_CA_FILE=" + f.s3.CAFile,
+		// a streamer killed mid-backup leaves its vault session behind;
+		// a short lease lets garbage collection take it for dead soon
+		"COFFER_VAULT_SESSION_REFRESH=1s",
+	}
+	// the committer first: it initialises the vault the others open
+	for _, name := range []string{"committer", "discovery", "scheduler", "autoprotect"} {
+		f.add(name, name, common)
+	}
+	f.add("gateway", "gateway", append(slices.Clone(common), "COFFER_HTTP_ADDR="+apiAddr))
+	for _, name := range o.streamers {
+		staging := filepath.Join(f.dir, name, "staging")
+		if err := os.MkdirAll(staging, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		// a job whose streamer died goes to another after 30 s, not 2 min
+		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging,
+			fmt.Sprintf("COFFER_STREAMER_WORKERS=%d", o.workers), "COFFER_STREAMER_ACK_WAIT=30s"))
+	}
+	for _, p := range f.procs {
+		p.start()
+	}
+	go f.supervise()
+	tb.Cleanup(f.stop)
+	f.api = newAPIClient("http://"+apiAddr, "")
+	return f
+}
+
 // buildFleet builds coffer's binaries, the services and the coffer command
 // (the simulator), into a directory it returns.
-func buildFleet(t *testing.T) string {
+func buildFleet(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	pkgs := []string{"github.com/cofferhq/coffer/services/coffer"}
@@ -506,10 +526,16 @@ func buildFleet(t *testing.T) string {
 	return dir
 }
 
-// fleet is coffer's services, each its own OS process.
+// fleet is coffer's services, each its own OS process, and what they run
+// against.
 type fleet struct {
-	t         *testing.T
+	t         testing.TB
 	dir, bins string
+	cluster   *natstest.Cluster
+	s3        *miniotest.Server
+	simDSN    string
+	key       string // the master key, hex
+	api       *apiClient
 	procs     []*fleetProc
 	// unplanned counts the processes that exited on their own and were
 	// started again.
@@ -559,13 +585,13 @@ func (f *fleet) proc(name string) *fleetProc {
 }
 
 // startSim starts the simulator as its own process and returns its DSN.
-func (f *fleet) startSim() string {
+func (f *fleet) startSim(args ...string) string {
 	ports, err := testproc.FreePorts(1)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	cmd := exec.Command(filepath.Join(f.bins, "coffer"), "sim", "--addr", addr, "--sa-password", "Fleet-Pa55!")
+	cmd := exec.Command(filepath.Join(f.bins, "coffer"), append([]string{"sim", "--addr", addr, "--sa-password", "Fleet-Pa55!"}, args...)...)
 	f.simOut = new(testproc.Buffer)
 	cmd.Stdout, cmd.Stderr = f.simOut, f.simOut
 	cmd.SysProcAttr = testproc.SysProcAttr()
@@ -698,5 +724,134 @@ func (f *fleet) stop() {
 			}
 			f.t.Logf("--- %s log (end):\n%s", p.name, b)
 		}
+	}
+}
+
+// BenchmarkStreamers measures how long a queue of equal full backups
+// takes with one streamer, then with two, each streamer a process of its
+// own with one worker (scaled by adding workers, as KEDA does), on a
+// fleet of processes as TestFleetChaos runs it. It reports each queue's
+// seconds and, on the second, the ratio of the two. The simulator reads
+// each backup at 40 MB/s, as a server's disks would: on this two-core
+// machine, where the simulator, MinIO and the streamers share the CPU,
+// a backup without it is bound by the CPU, which a second streamer
+// cannot add.
+func BenchmarkStreamers(b *testing.B) {
+	const databases, sizeMB, rateMB = 6, 64, 40
+	var one time.Duration
+	for _, streamers := range [][]string{{"streamer-a"}, {"streamer-a", "streamer-b"}} {
+		b.Run(fmt.Sprintf("streamers=%d", len(streamers)), func(b *testing.B) {
+			f := startFleet(b, fleetOptions{natsNodes: 1, streamers: streamers, workers: 1,
+				simArgs: []string{"--backup-rate", fmt.Sprint(rateMB)}})
+			ctx := b.Context()
+			var names []string
+			for k := range databases {
+				names = append(names, fmt.Sprintf("Equal%d", k))
+			}
+			f.protectDatabases(names, sizeMB)
+			var took time.Duration
+			for b.Loop() {
+				start := time.Now()
+				var ids []string
+				for _, name := range names {
+					var acc gateway.Accepted
+					req := gateway.BackupRequest{Instance: "sql1", Database: name, Type: "full"}
+					if err := f.api.do(ctx, "POST", "/api/v1/backups", req, &acc); err != nil {
+						b.Fatal(err)
+					}
+					ids = append(ids, acc.JobID)
+				}
+				for _, id := range ids {
+					if j := waitJob(b, f.api, id); j.State != "succeeded" {
+						b.Fatalf("job %s %s: %s %s", id, j.State, j.Error, j.Detail)
+					}
+				}
+				took = time.Since(start)
+			}
+			b.ReportMetric(took.Seconds(), "queue-s")
+			b.ReportMetric(float64(databases*sizeMB)/took.Seconds(), "MB/s")
+			if len(streamers) == 1 {
+				one = took
+			} else if one > 0 {
+				b.ReportMetric(took.Seconds()/one.Seconds(), "time-vs-one-streamer")
+			}
+		})
+	}
+}
+
+// protectDatabases creates databases of sizeMB on the simulator, registers
+// the simulator as sql1, protects them and waits for their first fulls.
+func (f *fleet) protectDatabases(names []string, sizeMB int) {
+	t := f.t
+	t.Helper()
+	ctx := t.Context()
+	db, err := sql.Open("sqlserver", f.simDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, name := range names {
+		lit := strings.ReplaceAll(name, "'", "''")
+		for _, q := range []string{
+			fmt.Sprintf("CREATE DATABASE %s ON (NAME = N'%s', FILENAME = N'%s.mdf', SIZE = %dMB)", quoteIdent(name), lit, lit, sizeMB),
+			"ALTER DATABASE " + quoteIdent(name) + " SET RECOVERY FULL",
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	f.eventually("the instance added", func() error {
+		return f.api.do(ctx, "POST", "/api/v1/instances", gateway.AddInstance{Name: "sql1", DSN: f.simDSN, Mode: "disk"}, nil)
+	})
+	f.eventually("discovery", func() error {
+		var dbs []gateway.Database
+		if err := f.api.do(ctx, "GET", "/api/v1/databases?instance=sql1", nil, &dbs); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, d := range dbs {
+			seen[d.Name] = true
+		}
+		for _, n := range names {
+			if !seen[n] {
+				return fmt.Errorf("%s not discovered yet", n)
+			}
+		}
+		return nil
+	})
+	for _, name := range names {
+		f.eventually("protect "+name, func() error {
+			return f.api.do(ctx, "POST", "/api/v1/protect", gateway.DatabaseRequest{Instance: "sql1", Database: name}, nil)
+		})
+	}
+	for _, name := range names {
+		f.eventually("the first full of "+name, func() error {
+			var rps []gateway.RecoveryPoint
+			if err := f.api.do(ctx, "GET", "/api/v1/recovery-points?instance=sql1&database="+url.QueryEscape(name), nil, &rps); err != nil {
+				return err
+			}
+			if len(rps) == 0 {
+				return errors.New("none yet")
+			}
+			return nil
+		})
+	}
+}
+
+// eventually calls call until it succeeds, for up to three minutes: the
+// API may not be up yet, or restarting.
+func (f *fleet) eventually(what string, call func() error) {
+	f.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := call()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || f.t.Context().Err() != nil {
+			f.t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -31,6 +31,7 @@ type simConfig struct {
 	caFile        string
 	backupDir     string
 	saveEvery     time.Duration
+	backupRate    float64 // MB/s
 }
 
 func (c *simConfig) validate() error {
@@ -40,6 +41,9 @@ func (c *simConfig) validate() error {
 	}
 	if c.saPassword == "" {
 		errs = append(errs, errors.New("--sa-password is required (or COFFER_SIM_SA_PASSWORD)"))
+	}
+	if c.backupRate < 0 {
+		errs = append(errs, errors.New("--backup-rate must be 0 (unlimited) or positive"))
 	}
 	if c.saveEvery <= 0 {
 		errs = append(errs, errors.New("--save-every must be positive"))
@@ -76,6 +80,7 @@ func parseSimFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM file of CAs that BACKUP TO URL trusts (default: the system roots)")
 	fs.StringVar(&c.backupDir, "backup-dir", "", "where relative TO DISK paths land (default: DATA/backups, or a temporary directory)")
 	fs.DurationVar(&c.saveEvery, "save-every", 30*time.Second, "how often the state is saved with --data")
+	fs.Float64Var(&c.backupRate, "backup-rate", 0, "cap each BACKUP stream at this many MB/s, as a real server's disks do (0: as fast as the machine allows)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -98,6 +103,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		MajorVersion:  c.majorVersion,
 		SAPassword:    c.saPassword,
 		BackupDir:     c.backupDir,
+		BackupRate:    c.backupRate * 1e6,
 		Logger:        logger,
 	}
 	if c.caFile != "" {
