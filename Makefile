@@ -18,11 +18,12 @@ run: build
 	bin/coffer up --demo
 
 ## test: vet, then run every test: unit and service tests with the race
-## detector, then the long end-to-end simulations without it (sixty days
-## of a policy; fifty restores to random seconds of two days)
+## detector, then the long end-to-end tests without it, side by side
+## (sixty days of a policy; fifty restores to random seconds of two days;
+## a daylight-saving week; the fleet under SIGKILL chaos)
 test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
-	$(GO) test -count=1 -timeout 20m -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek)$$' ./services/coffer/
+	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos)$$' ./services/coffer/
 
 ## test-mssql: the conformance suite against a real SQL Server: the
 ## portable end-to-end test (backup, chain healing, restores to random

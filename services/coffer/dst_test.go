@@ -22,6 +22,7 @@ func TestDaylightSavingWeek(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a simulated week and its restores take a while")
 	}
+	t.Parallel() // beside the other long tests (make test)
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
 		t.Skipf("no time zone database: %v", err)

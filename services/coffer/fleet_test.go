@@ -50,6 +50,9 @@ func TestFleetChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: make test runs it without -short")
 	}
+	// the long tests run side by side (make test): this one waits on
+	// clocks and processes as much as it computes
+	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("chaos from seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 12))

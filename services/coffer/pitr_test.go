@@ -53,6 +53,7 @@ func TestRandomPointsInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two simulated days and 50 restores take a while")
 	}
+	t.Parallel() // beside the other long tests (make test)
 	h, clk, start := clockedHarness(t)
 	const db = "Orders"
 	history(t, h, clk, db, start, 2)

@@ -58,6 +58,7 @@ func TestSixtyDays(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sixty simulated days take a while")
 	}
+	t.Parallel() // beside the other long tests (make test)
 	h, clk, start := clockedHarness(t)
 	const db = "Ledger"
 	h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{})
