@@ -58,11 +58,24 @@ type process struct {
 	err  error
 }
 
+// Options shape a cluster.
+type Options struct {
+	// Config is added to every node's configuration file: accounts and
+	// users, a tls block for client connections (as `coffer nats config`
+	// prints them).
+	Config string
+}
+
 // StartCluster starts n nats-server processes with JetStream, clustered
 // as "coffer" (n = 1 is a single server), and returns once every one of
-// them is healthy. They are
-// stopped when the test ends.
+// them is healthy. They are stopped when the test ends.
 func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return StartClusterWith(t, n, Options{})
+}
+
+// StartClusterWith is StartCluster with options.
+func StartClusterWith(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
 	bin, err := testproc.FindBinary("nats-server", "COFFER_NATS_SERVER_BIN")
 	if err != nil {
@@ -97,6 +110,7 @@ jetstream {
 			// one node alone is a plain server: a cluster needs peers
 			conf += fmt.Sprintf("cluster {\n  name: coffer\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n", ports[3*k+2], strings.Join(routes, ", "))
 		}
+		conf += o.Config
 		if err := os.WriteFile(nd.config, []byte(conf), 0o600); err != nil {
 			t.Fatalf("natstest: %v", err)
 		}

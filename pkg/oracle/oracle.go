@@ -197,7 +197,17 @@ func (w *Workload) Expect(asOf time.Time) (must, may int) {
 // the commit intervals allow, with the COUNT(*) and CHECKSUM_AGG the
 // source had after transaction k. The error lists every difference.
 func (w *Workload) Check(ctx context.Context, db *sql.DB, restored string, asOf time.Time) error {
-	must, may := w.Expect(asOf)
+	return w.CheckBetween(ctx, db, restored, asOf, asOf)
+}
+
+// CheckBetween is Check for a restore known only to be as of some moment
+// in [from, to]: the end of a backup, which holds the transactions that
+// committed before it started and may hold those that committed while it
+// ran.
+func (w *Workload) CheckBetween(ctx context.Context, db *sql.DB, restored string, from, to time.Time) error {
+	must, _ := w.Expect(from)
+	_, may := w.Expect(to)
+	asOf := to
 	count, sum, err := state(ctx, db, restored)
 	if err != nil {
 		return err

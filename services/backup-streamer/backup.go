@@ -362,14 +362,19 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 // openSession opens the vault session of a backup of db: until it is
 // closed, after the backup's draft is stored (the deferred closeSession
 // of the function that stores it), garbage collection deletes nothing
-// the backup's writers deduplicate against.
+// the backup's writers deduplicate against. It is the backup's first
+// write to the vault, before SQL Server is asked for anything: a store
+// that cannot be reached is a transient error.
 func (s *Service) openSession(ctx context.Context, db *cofferv1.DatabaseRef) (*vault.Session, error) {
 	sess, err := s.vault.OpenSession(ctx, vault.SessionOptions{Refresh: s.cfg.SessionRefresh})
 	switch {
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
 	case err != nil:
-		return nil, fail("back up database %q: %v", db.GetDatabase(), err)
+		// the store is unreachable (or refuses): transient, so the job
+		// is tried again after the backoff instead of failing at once;
+		// it fails, saying why, when its tries run out
+		return nil, fmt.Errorf("back up database %q: %w", db.GetDatabase(), err)
 	}
 	return sess, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,12 +21,18 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/miniotest"
+	"github.com/cofferhq/coffer/pkg/natsauth"
 	"github.com/cofferhq/coffer/pkg/natstest"
 	"github.com/cofferhq/coffer/pkg/oracle"
 	"github.com/cofferhq/coffer/pkg/testproc"
+	"github.com/cofferhq/coffer/pkg/tlsca"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/gateway"
 )
+
+// fleetNoise matches what makes each failure's reason unique: ids,
+// database names, addresses, LSNs.
+var fleetNoise = regexp.MustCompile(`"[^"]*"|[0-9a-f]{12,}|\b[a-z]+-[0-9]{8}T[0-9]{6}-[0-9a-f]+\S*|[0-9.]+:[0-9]+|[0-9]{6,}`)
 
 // fleetJobs is how many backup jobs the chaos test asks for.
 const fleetJobs = 200
@@ -57,7 +64,7 @@ func TestFleetChaos(t *testing.T) {
 	t.Logf("chaos from seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 12))
 
-	f := startFleet(t, fleetOptions{natsNodes: 3, streamers: []string{"streamer-a", "streamer-b"}, workers: 2})
+	f := startFleet(t, fleetOptions{natsNodes: 3, streamers: []string{"streamer-a", "streamer-b"}, workers: 2, secure: true})
 	cluster, s3, simDSN, key, api := f.cluster, f.s3, f.simDSN, f.key, f.api
 	ctx := t.Context()
 	// retry calls the API until it answers, through the gateway's deaths
@@ -275,9 +282,11 @@ func TestFleetChaos(t *testing.T) {
 			committed++
 		case j.State == "failed" && (j.Error != "" || j.Detail != ""):
 			failed++
-			reason := j.Error + j.Detail
-			if len(reason) > 90 {
-				reason = reason[:90] + "…"
+			// the reason's kind: without the ids, names and addresses
+			// that make each one unique
+			reason := fleetNoise.ReplaceAllString(j.Error+j.Detail, "…")
+			if len(reason) > 120 {
+				reason = reason[:120] + "…"
 			}
 			reasons[reason]++
 		default:
@@ -302,7 +311,7 @@ func TestFleetChaos(t *testing.T) {
 	}
 	breaks := 0
 	for _, name := range fleetDatabases {
-		breaks += checkChain(t, name, rps)
+		breaks += checkChain(t, api, name, rps)
 	}
 	t.Logf("fleet: %d jobs asked, %d kills, %d committed, %d failed visibly; %d recovery points, %d chain breaks healed or recorded; %d process deaths restarted by the supervisor",
 		len(submitted), kills.Load(), committed, failed, len(rps), breaks, f.unplanned.Load())
@@ -323,6 +332,10 @@ func TestFleetChaos(t *testing.T) {
 	// restores: two sampled recovery points and the latest moment of each
 	// database, each checked against its workload
 	restored := 0
+	points := map[string]gateway.RecoveryPoint{}
+	for _, rp := range rps {
+		points[rp.ID] = rp
+	}
 	for _, name := range fleetDatabases {
 		var mine []gateway.RecoveryPoint
 		for _, rp := range rps {
@@ -353,7 +366,13 @@ func TestFleetChaos(t *testing.T) {
 				continue
 			}
 			w := workloads[name]
-			if err := w.Check(ctx, sqlDB, req.TargetDatabase, w.ServerTime(*acc.At)); err != nil {
+			// the end of a backup holds what committed before it started,
+			// and may hold what committed while it ran
+			from, to := *acc.At, *acc.At
+			if rp, ok := points[req.Point]; ok && rp.Start != nil && rp.Finish != nil {
+				from, to = *rp.Start, *rp.Finish
+			}
+			if err := w.CheckBetween(ctx, sqlDB, req.TargetDatabase, w.ServerTime(from), w.ServerTime(to)); err != nil {
 				t.Errorf("restore of %s as of %v (%+v): %v", name, acc.At, req, err)
 				continue
 			}
@@ -393,10 +412,13 @@ func TestFleetChaos(t *testing.T) {
 	}
 }
 
-// checkChain checks the log chain of database: each log backup starts
-// where the one before it ended, unless a break between them is recorded
-// (on the later log, or on a full that heals it). It returns the breaks.
-func checkChain(t *testing.T, database string, rps []gateway.RecoveryPoint) int {
+// checkChain checks the chains of database by SQL Server's rules, apart
+// from coffer's own analysis: a log continues the log that ended where it
+// starts, or a full or differential whose last LSN it covers; a log that
+// does neither must say why its chain is broken. Every break between two
+// of the database's recovery ranges must be explained too. It returns the
+// breaks recorded (on logs, and on fulls that healed one).
+func checkChain(t *testing.T, api *apiClient, database string, rps []gateway.RecoveryPoint) int {
 	t.Helper()
 	var mine []gateway.RecoveryPoint
 	for _, rp := range rps {
@@ -404,31 +426,38 @@ func checkChain(t *testing.T, database string, rps []gateway.RecoveryPoint) int 
 			mine = append(mine, rp)
 		}
 	}
-	slices.SortFunc(mine, func(a, b gateway.RecoveryPoint) int {
-		if a.LastLSN == b.LastLSN {
-			return 0
-		}
-		if lsnLess(a.LastLSN, b.LastLSN) {
-			return -1
-		}
-		return 1
-	})
-	breaks, lastLog, healed := 0, "", false
+	breaks := 0
 	for _, rp := range mine {
-		switch rp.Type {
-		case "full":
-			if rp.HealsBreak != "" {
-				healed = true
-				breaks++
+		if rp.Type == "full" && rp.HealsBreak != "" {
+			breaks++
+		}
+		if rp.Type != "log" {
+			continue
+		}
+		if rp.ChainBreak != "" {
+			breaks++
+			continue
+		}
+		continues := false
+		for _, p := range mine {
+			switch p.Type {
+			case "log":
+				continues = continues || p.ID != rp.ID && p.LastLSN == rp.FirstLSN
+			case "full", "differential":
+				continues = continues || lsnLE(rp.FirstLSN, p.LastLSN) && lsnLess(p.LastLSN, rp.LastLSN)
 			}
-		case "log":
-			if lastLog != "" && rp.FirstLSN != lastLog && !healed && rp.ChainBreak == "" {
-				t.Errorf("%s: log %s starts at %s, the log before it ended at %s, and no break is recorded", database, rp.ID, rp.FirstLSN, lastLog)
-			}
-			if rp.ChainBreak != "" {
-				breaks++
-			}
-			lastLog, healed = rp.LastLSN, false
+		}
+		if !continues {
+			t.Errorf("%s: log %s (LSN %s to %s) continues no log, full or differential, and no break is recorded", database, rp.ID, rp.FirstLSN, rp.LastLSN)
+		}
+	}
+	var ranges []gateway.RecoveryRange
+	if err := api.do(t.Context(), "GET", "/api/v1/recovery-ranges?instance=sql1&database="+url.QueryEscape(database), nil, &ranges); err != nil {
+		t.Errorf("%s: recovery ranges: %v", database, err)
+	}
+	for k := 0; k+1 < len(ranges); k++ {
+		if ranges[k].Break == "" {
+			t.Errorf("%s: the recovery ranges stop at %v and start again at %v with no reason given", database, ranges[k].To, ranges[k+1].From)
 		}
 	}
 	return breaks
@@ -459,6 +488,9 @@ type fleetOptions struct {
 	workers   int
 	// simArgs are more flags of `coffer sim`.
 	simArgs []string
+	// secure runs NATS as docs/security.md deploys it: TLS, and each
+	// service connecting as its own user with only its permissions.
+	secure bool
 }
 
 // startFleet starts, each as its own process on loopback, a NATS cluster
@@ -469,7 +501,12 @@ func startFleet(tb testing.TB, o fleetOptions) *fleet {
 	tb.Helper()
 	bins := buildFleet(tb)
 	f := &fleet{t: tb, dir: tb.TempDir(), bins: bins}
-	f.cluster = natstest.StartCluster(tb, o.natsNodes)
+	var natsOpts natstest.Options
+	userEnv := func(string) []string { return nil }
+	if o.secure {
+		natsOpts.Config, userEnv = secureNATS(tb, bins, f.dir)
+	}
+	f.cluster = natstest.StartClusterWith(tb, o.natsNodes, natsOpts)
 	f.s3 = miniotest.Start(tb)
 	f.s3.MakeBucket(tb, "vault")
 	f.simDSN = f.startSim(o.simArgs...)
@@ -492,17 +529,17 @@ func startFleet(tb testing.TB, o fleetOptions) *fleet {
 	}
 	// the committer first: it initialises the vault the others open
 	for _, name := range []string{"committer", "discovery", "scheduler", "autoprotect"} {
-		f.add(name, name, common)
+		f.add(name, name, append(slices.Clone(common), userEnv(name)...))
 	}
-	f.add("gateway", "gateway", append(slices.Clone(common), "COFFER_HTTP_ADDR="+apiAddr))
+	f.add("gateway", "gateway", append(slices.Clone(common), append(userEnv("gateway"), "COFFER_HTTP_ADDR="+apiAddr)...))
 	for _, name := range o.streamers {
 		staging := filepath.Join(f.dir, name, "staging")
 		if err := os.MkdirAll(staging, 0o700); err != nil {
 			tb.Fatal(err)
 		}
 		// a job whose streamer died goes to another after 30 s, not 2 min
-		f.add(name, "backup-streamer", append(slices.Clone(common), "COFFER_STAGING_DIR="+staging,
-			fmt.Sprintf("COFFER_STREAMER_WORKERS=%d", o.workers), "COFFER_STREAMER_ACK_WAIT=30s"))
+		f.add(name, "backup-streamer", append(slices.Clone(common), append(userEnv("backup-streamer"), "COFFER_STAGING_DIR="+staging,
+			fmt.Sprintf("COFFER_STREAMER_WORKERS=%d", o.workers), "COFFER_STREAMER_ACK_WAIT=30s")...))
 	}
 	for _, p := range f.procs {
 		p.start()
@@ -511,6 +548,28 @@ func startFleet(tb testing.TB, o fleetOptions) *fleet {
 	tb.Cleanup(f.stop)
 	f.api = newAPIClient("http://"+apiAddr, "")
 	return f
+}
+
+// secureNATS runs `coffer nats config --tls-hosts 127.0.0.1` into dir, as
+// docs/security.md has an operator do: a seed per service, nats-server's
+// certificate from coffer's CA. It returns the configuration it printed,
+// which every node adds (the users and the tls block), and each service's
+// environment: its own seed and the CA.
+func secureNATS(tb testing.TB, bins, dir string) (string, func(service string) []string) {
+	tb.Helper()
+	creds := filepath.Join(dir, "nats")
+	cmd := exec.Command(filepath.Join(bins, "coffer"), "nats", "config", "--dir", creds, "--tls-hosts", "127.0.0.1,localhost",
+		"--ca-dir", filepath.Join(dir, "ca"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	conf, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("coffer nats config: %v\n%s", err, stderr.String())
+	}
+	return string(conf), func(service string) []string {
+		return []string{"COFFER_NATS_NKEY_FILE=" + filepath.Join(creds, natsauth.SeedFile(service)),
+			"COFFER_NATS_CA_FILE=" + filepath.Join(creds, tlsca.CertFile)}
+	}
 }
 
 // buildFleet builds coffer's binaries, the services and the coffer command
