@@ -45,7 +45,7 @@ func (c *Common) Register(f *Flags, vault bool) {
 	f.String(&c.MasterKeyFile, "master-key-file", "COFFER_MASTER_KEY_FILE", "",
 		"file holding the master key, unless COFFER_MASTER_KEY holds the key itself (coffer up: default DATA/master.key, created on first start)")
 	f.String(&c.MetricsAddr, "metrics-addr", "COFFER_METRICS_ADDR", "",
-		"address to serve Prometheus metrics on, at /metrics (default "+metrics.DefaultAddr+" for a standalone service; coffer up serves them on the API's address, and here too when set); off serves none")
+		"address to serve Prometheus metrics on, at /metrics, and the health check /healthz (default "+metrics.DefaultAddr+" for a standalone service; coffer up serves them on the API's address, and here too when set); off serves none")
 	c.masterKey = f.Getenv("COFFER_MASTER_KEY")
 	if vault {
 		c.Store.Register(f)

@@ -103,7 +103,9 @@ func ParseStandalone(svc Service, args []string, getenv func(string) string, std
 	return s, nil
 }
 
-// Run runs the service until ctx is done.
+// Run runs the service until ctx is done. Its metrics server (unless
+// --metrics-addr is off) answers /healthz with 200 from the moment the
+// service runs until it starts to stop, 503 before and after.
 func (s *Standalone) Run(ctx context.Context) error {
 	name := s.Service.Name
 	// Build tags each service's records with its name
@@ -168,12 +170,15 @@ func (s *Standalone) Run(ctx context.Context) error {
 		return err
 	}
 	g := Go(built)
+	// /healthz: ready from here until the service stops
+	p.Metrics.SetReady(true)
 	logger = logger.With("service", name)
 	logger.Info("service started", "nats", url)
 	select {
 	case <-ctx.Done():
 	case err = <-g.Failed():
 	}
+	p.Metrics.SetReady(false)
 	g.Stop()
 	logger.Info("service stopped", "err", err)
 	return err

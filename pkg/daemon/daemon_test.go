@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -118,21 +120,38 @@ func (p probe) Run(ctx context.Context) error {
 
 // TestStandaloneRun: a binary connects to the NATS its settings name,
 // sets up the streams and the catalog, builds its service with them and
-// runs it until its context ends.
+// runs it until its context ends; its /healthz answers 503 while the
+// service is being built and 200 once it runs.
 func TestStandaloneRun(t *testing.T) {
 	srv, err := bus.StartEmbedded(bus.Options{StoreDir: t.TempDir(), Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	healthz := func() int {
+		resp, err := http.Get("http://" + metricsAddr + "/healthz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 	ran := make(chan daemon.Deps, 1)
+	building := make(chan int, 1)
 	svc := daemon.Service{Name: "probe", Register: func(f *daemon.Flags) daemon.Settings {
 		return &daemon.Config[struct{}]{New: func(_ context.Context, d daemon.Deps, _ struct{}) (daemon.Runner, error) {
+			building <- healthz()
 			return probe{d, ran}, nil
 		}}
 	}}
 	s, err := daemon.ParseStandalone(svc, nil, func(k string) string {
-		return map[string]string{"COFFER_NATS_URL": srv.ClientURL()}[k]
+		return map[string]string{"COFFER_NATS_URL": srv.ClientURL(), "COFFER_METRICS_ADDR": metricsAddr}[k]
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +171,19 @@ func TestStandaloneRun(t *testing.T) {
 		t.Fatalf("Run ended before the service ran: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("the service did not run")
+	}
+	if got := <-building; got != http.StatusServiceUnavailable {
+		t.Errorf("/healthz while the service was built: %d; want 503", got)
+	}
+	// Run marks the process ready just after the service starts running
+	poll, deadline := time.NewTicker(10*time.Millisecond), time.After(10*time.Second)
+	defer poll.Stop()
+	for got := healthz(); got != http.StatusOK; got = healthz() {
+		select {
+		case <-poll.C:
+		case <-deadline:
+			t.Fatalf("/healthz while the service runs: %d; want 200", got)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

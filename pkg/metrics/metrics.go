@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,8 @@ type Metrics struct {
 	stored        *prometheus.CounterVec
 	freed         prometheus.Counter
 	scrape        *scrapeCollector
+	// ready is what /healthz reports (SetReady)
+	ready atomic.Bool
 }
 
 // New returns Metrics in a registry of their own, with the Go runtime's

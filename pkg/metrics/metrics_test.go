@@ -76,7 +76,47 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.Freed(1)
 	m.WatchConsumers(backlogs{})
 	m.WatchRPO(lags{})
+	m.SetReady(true)
 }
+
+// TestHealthz: /healthz answers 503 until the process says it is ready,
+// 200 "ok" while it is, and 503 again once it is not.
+func TestHealthz(t *testing.T) {
+	m := metrics.New()
+	addr, err := m.Serve(t.Context(), "127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr.String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, step := range []struct {
+		name       string
+		ready      *bool
+		wantStatus int
+		wantBody   string
+	}{
+		{"starting", nil, http.StatusServiceUnavailable, "not ready\n"},
+		{"running", ptr(true), http.StatusOK, "ok\n"},
+		{"stopping", ptr(false), http.StatusServiceUnavailable, "not ready\n"},
+	} {
+		if step.ready != nil {
+			m.SetReady(*step.ready)
+		}
+		if status, body := get(); status != step.wantStatus || body != step.wantBody {
+			t.Errorf("%s: /healthz %d %q; want %d %q", step.name, status, body, step.wantStatus, step.wantBody)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // TestServe scrapes a served Metrics over HTTP.
 func TestServe(t *testing.T) {

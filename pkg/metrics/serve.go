@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 )
 
-// DefaultAddr is where a standalone service serves /metrics when
-// COFFER_METRICS_ADDR is not set.
+// DefaultAddr is where a standalone service serves /metrics and /healthz
+// when COFFER_METRICS_ADDR is not set.
 const DefaultAddr = ":9090"
 
 // Start makes a process's Metrics, reports the backlog of b's consumers,
@@ -33,8 +34,31 @@ func Start(ctx context.Context, addr string, b BacklogSource, log *slog.Logger) 
 	return m, nil
 }
 
-// Serve listens on addr and serves the metrics on /metrics until ctx is
-// done. It returns the address it listens on.
+// SetReady sets what /healthz answers: 200 "ok" once the process's
+// services are built and running (ready), 503 before that and again once
+// they stop. A process starts not ready.
+func (m *Metrics) SetReady(ready bool) {
+	if m != nil {
+		m.ready.Store(ready)
+	}
+}
+
+// healthz answers 200 "ok" while m is ready, 503 otherwise: the probe
+// Kubernetes' liveness and readiness checks call.
+func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !m.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not ready\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// Serve listens on addr and serves the metrics on /metrics and the
+// process's health on /healthz ([Metrics.SetReady]) until ctx is done.
+// It returns the address it listens on.
 func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -42,6 +66,7 @@ func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (net
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", m.healthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cofferhq/coffer/pkg/natsauth"
 )
 
 // TestDeployFiles checks docker-compose.yml and deploy/Dockerfile where no
@@ -38,7 +40,11 @@ func TestDeployFiles(t *testing.T) {
 			Profiles    []string       `yaml:"profiles"`
 			Command     any            `yaml:"command"`
 			Volumes     []string       `yaml:"volumes"`
+			Secrets     []any          `yaml:"secrets"`
 		} `yaml:"services"`
+		Secrets map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
 	}
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
@@ -71,6 +77,58 @@ func TestDeployFiles(t *testing.T) {
 			t.Errorf("compose service %s is not built from deploy/Dockerfile target %s", s, s)
 		}
 	}
+	// each service logs in to NATS as its own user: its own seed, as
+	// `coffer nats config` names it, mounted where COFFER_NATS_NKEY_FILE
+	// says, and no other service's; the CA where COFFER_NATS_CA_FILE says
+	for _, s := range services {
+		c := compose.Services[s]
+		files := map[string]string{} // path in the container -> file on the host
+		for _, sec := range c.Secrets {
+			source, target := "", ""
+			switch sec := sec.(type) {
+			case string:
+				source, target = sec, sec
+			case map[string]any:
+				source, _ = sec["source"].(string)
+				target, _ = sec["target"].(string)
+				if target == "" {
+					target = source
+				}
+			}
+			if !strings.HasPrefix(target, "/") {
+				target = "/run/secrets/" + target
+			}
+			files[target] = compose.Secrets[source].File
+		}
+		seed := natsauth.SeedFile(s)
+		key, _ := c.Environment["COFFER_NATS_NKEY_FILE"].(string)
+		if f := files[key]; key == "" || filepath.Base(f) != seed {
+			t.Errorf("compose service %s: COFFER_NATS_NKEY_FILE %q is %q on the host; want its own seed, %s", s, key, f, seed)
+		}
+		for target, f := range files {
+			if strings.HasSuffix(f, ".nk") && filepath.Base(f) != seed {
+				t.Errorf("compose service %s mounts another service's seed, %s, at %s", s, f, target)
+			}
+		}
+		ca, _ := c.Environment["COFFER_NATS_CA_FILE"].(string)
+		if f := files[ca]; ca == "" || filepath.Base(f) != "ca.pem" {
+			t.Errorf("compose service %s: COFFER_NATS_CA_FILE %q is %q on the host; want the NATS CA, ca.pem", s, ca, f)
+		}
+		if u, _ := c.Environment["COFFER_NATS_URL"].(string); !strings.HasPrefix(u, "tls://") {
+			t.Errorf("compose service %s: COFFER_NATS_URL %q; want tls://", s, u)
+		}
+	}
+	// nats gets the users (public keys), never a seed
+	if nats := compose.Services["nats"]; !slices.ContainsFunc(nats.Volumes, func(v string) bool { return strings.HasSuffix(v, ":/etc/nats/coffer/coffer-nats.conf:ro") }) ||
+		slices.ContainsFunc(nats.Volumes, func(v string) bool { return strings.Contains(v, ".nk:") }) {
+		t.Errorf("compose service nats: volumes %v; want coffer's users config and no seed", nats.Volumes)
+	}
+	for name, sec := range compose.Secrets {
+		if sec.File == "" {
+			t.Errorf("compose secret %s: want a file on the host", name)
+		}
+	}
+
 	for _, s := range []string{"nats", "minio", "mssql", "jaeger"} {
 		if c, ok := compose.Services[s]; !ok || c.Image == "" {
 			t.Errorf("docker-compose.yml has no %s image", s)

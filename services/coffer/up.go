@@ -460,10 +460,12 @@ func startStack(ctx context.Context, c *upConfig, stdout io.Writer, logger *slog
 	}
 	r.cat = cat
 	g := daemon.Go(built)
+	p.Metrics.SetReady(true)
 	r.errc = g.Failed()
 	var once sync.Once
 	r.stop = func() error {
 		once.Do(func() {
+			p.Metrics.SetReady(false)
 			g.Stop()
 			closeAll()
 		})
