@@ -313,6 +313,15 @@ func TestFleetChaos(t *testing.T) {
 	for _, name := range fleetDatabases {
 		breaks += checkChain(t, api, name, rps)
 	}
+	why := map[string]int{}
+	for _, rp := range rps {
+		if r := rp.HealsBreak + rp.ChainBreak; r != "" {
+			why[fleetNoise.ReplaceAllString(r, "…")]++
+		}
+	}
+	for r, n := range why {
+		t.Logf("fleet: %d chain breaks: %s", n, r)
+	}
 	t.Logf("fleet: %d jobs asked, %d kills, %d committed, %d failed visibly; %d recovery points, %d chain breaks healed or recorded; %d process deaths restarted by the supervisor",
 		len(submitted), kills.Load(), committed, failed, len(rps), breaks, f.unplanned.Load())
 	for r, n := range reasons {
@@ -746,7 +755,7 @@ func (f *fleet) supervise() {
 					if exited = !p.killed; exited {
 						fmt.Fprintf(p.log, "--- fleet: %s exited on its own: %v\n", p.name, p.cmd.ProcessState)
 						p.unplanned.Add(1)
-						p.lastExit = p.cmd.ProcessState.String()
+						p.lastExit = p.cmd.ProcessState.String() + ", after: " + lastLine(p.log.Name())
 						p.cmd = nil
 					}
 				default:
@@ -761,6 +770,19 @@ func (f *fleet) supervise() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lastLine is the last line a process wrote to its log before the
+// harness's own, for its reason to exit.
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for k := len(lines) - 1; k >= 0; k-- {
+		if !strings.HasPrefix(lines[k], "--- fleet:") {
+			return lines[k]
+		}
+	}
+	return ""
 }
 
 // stop ends every process with SIGTERM and, if the test failed, shows the
