@@ -5,8 +5,13 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
@@ -97,10 +102,32 @@ func (c Config) Buckets() []catalog.BucketSpec {
 // changes them), and opens the catalog. It is idempotent: every process
 // calls it at start, whichever starts first. A change the server refuses
 // (more replicas than a single server has) is returned as an error.
+//
+// A cluster that is still electing its leaders (every process of a fleet
+// starting at once, a node restarting) answers with timeouts or not at
+// all: Setup tries again, backing off, for up to SetupPatience.
 func Setup(ctx context.Context, b *bus.Bus, cfg Config) (*catalog.Catalog, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("set up streams: %w", err)
 	}
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(SetupPatience))
+	var cat *catalog.Catalog
+	err := backoff.Retry(func() error {
+		var err error
+		cat, err = setup(ctx, b, cfg)
+		if err != nil && (ctx.Err() != nil || !unavailable(err)) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(bo, ctx))
+	return cat, err
+}
+
+// SetupPatience is how long Setup waits for JetStream to answer.
+const SetupPatience = 2 * time.Minute
+
+func setup(ctx context.Context, b *bus.Bus, cfg Config) (*catalog.Catalog, error) {
 	for _, s := range cfg.Streams() {
 		if err := b.EnsureStream(ctx, s); err != nil {
 			return nil, fmt.Errorf("set up stream %s: %w", s.Name, err)
@@ -111,4 +138,21 @@ func Setup(ctx context.Context, b *bus.Bus, cfg Config) (*catalog.Catalog, error
 		return nil, fmt.Errorf("open catalog: %w", err)
 	}
 	return cat, nil
+}
+
+// unavailable reports whether err says JetStream did not answer in time
+// or is not ready yet (10008: temporarily unavailable, as a cluster
+// without a leader answers), rather than that it refused.
+func unavailable(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == 10008
+	}
+	var legacy *nats.APIError
+	if errors.As(err, &legacy) {
+		return legacy.ErrorCode == 10008
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }

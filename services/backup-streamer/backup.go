@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -534,7 +537,9 @@ func removeFile(path string) error {
 // say it should be (REFERENCE.md, chain rules 2 and 5, and forks). When
 // another tool took a log or a full, or the database was restored over, a
 // log or differential cannot continue coffer's chain: the job takes a full
-// instead, which heals it, and ChainBroken says why.
+// instead, which heals it, and ChainBroken says why. What the job expects
+// was read when it was queued: a backup of coffer's that committed since
+// (msdb names its job in its device) moved the chain without breaking it.
 func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, typ mssql.BackupType) (mssql.BackupType, string, error) {
 	if typ != mssql.Log && typ != mssql.Differential {
 		return typ, "", nil
@@ -549,14 +554,32 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 	case req.GetExpectedRecoveryFork() != "" && !strings.EqualFold(ch.RecoveryFork, req.GetExpectedRecoveryFork()):
 		reason = fmt.Sprintf("the database is on recovery fork %s, not %s of coffer's last backup: it was restored over", ch.RecoveryFork, req.GetExpectedRecoveryFork())
 	case typ == mssql.Log && req.GetExpectedLastLogLsn() != "" && ch.LastLogBackupLSN != req.GetExpectedLastLogLsn():
-		reason = fmt.Sprintf("a log backup was taken outside coffer: the log chain is at LSN %s, coffer's last log ended at %s", orNone(ch.LastLogBackupLSN), req.GetExpectedLastLogLsn())
+		// coffer's own logs, committed after this job was queued, moved
+		// the chain: the expectation is stale, not the chain broken
+		last, err := s.ownLogs(ctx, c, db, req.GetExpectedLastLogLsn(), ch.LastLogBackupLSN)
+		if err != nil {
+			return typ, "", err
+		}
+		if last == ch.LastLogBackupLSN {
+			break
+		}
+		reason = fmt.Sprintf("a log backup was taken outside coffer: the log chain is at LSN %s, coffer's last log ended at %s", orNone(ch.LastLogBackupLSN), last)
 		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
-			return e.Type == "L" && !e.CopyOnly && e.FirstLSN == req.GetExpectedLastLogLsn()
+			return e.Type == "L" && !e.CopyOnly && e.FirstLSN == last
 		}); ok {
 			reason += "; msdb shows " + e
 		}
 	case typ == mssql.Differential && req.GetExpectedDifferentialBaseGuid() != "" && !strings.EqualFold(ch.DifferentialBaseGUID, req.GetExpectedDifferentialBaseGuid()):
-		// SQL Server's own link: the base full's backup set GUID
+		// SQL Server's own link: the base full's backup set GUID. A full
+		// of coffer's that committed after this job was queued is as good
+		// a base as the one expected.
+		own, err := s.ownFull(ctx, c, db, ch.DifferentialBaseGUID)
+		if err != nil {
+			return typ, "", err
+		}
+		if own {
+			break
+		}
 		reason = fmt.Sprintf("a full backup was taken outside coffer: the differential base is backup set %s, coffer's last full is %s", orNone(ch.DifferentialBaseGUID), req.GetExpectedDifferentialBaseGuid())
 		if e, ok := s.foreign(ctx, log, c, db.GetDatabase(), func(e mssql.HistoryEntry) bool {
 			return e.Type == "D" && !e.CopyOnly && strings.EqualFold(e.BackupSetGUID, ch.DifferentialBaseGUID)
@@ -585,6 +608,91 @@ func (s *Service) checkChain(ctx context.Context, log *slog.Logger, c *mssql.Cli
 
 // historyDepth is how many of msdb's latest backups foreign looks through.
 const historyDepth = 50
+
+// jobInDevice finds a coffer job id in a backup's device name: coffer
+// names a backup's staging file, and its URL, after the job.
+var jobInDevice = regexp.MustCompile(`j[0-9]{8}T[0-9]{6}-[0-9a-f]{8}`)
+
+// ownLogs follows the log backups SQL Server took after coffer's last
+// known one (which ended at from) towards the chain's current LSN (to)
+// for as long as they are coffer's own, committed, and returns the LSN
+// where coffer's logs end: to when the chain is whole, and a job queued
+// before those logs committed only expected too little. A log whose job
+// has not ended yet is a transient error: this job waits for its outcome.
+// The walk stops at a log taken elsewhere, one whose job failed, and
+// where msdb's history ends.
+func (s *Service) ownLogs(ctx context.Context, c *mssql.Client, db *cofferv1.DatabaseRef, from, to string) (string, error) {
+	hist, err := c.History(ctx, db.GetDatabase(), historyDepth)
+	if err != nil {
+		return from, nil // foreign names what it can
+	}
+	cur := from
+	for steps := 0; cur != to && steps <= len(hist); steps++ {
+		k := slices.IndexFunc(hist, func(e mssql.HistoryEntry) bool { return e.Type == "L" && !e.CopyOnly && e.FirstLSN == cur })
+		if k < 0 {
+			break
+		}
+		if own, err := s.ownJob(ctx, db, hist[k], cofferv1.BackupType_BACKUP_TYPE_LOG); !own || err != nil {
+			return cur, err
+		}
+		cur = hist[k].LastLSN
+	}
+	return cur, nil
+}
+
+// ownFull reports whether the full whose backup set is guid is coffer's
+// own, committed (see ownLogs).
+func (s *Service) ownFull(ctx context.Context, c *mssql.Client, db *cofferv1.DatabaseRef, guid string) (bool, error) {
+	hist, err := c.History(ctx, db.GetDatabase(), historyDepth)
+	if err != nil {
+		return false, nil
+	}
+	k := slices.IndexFunc(hist, func(e mssql.HistoryEntry) bool {
+		return e.Type == "D" && !e.CopyOnly && strings.EqualFold(e.BackupSetGUID, guid)
+	})
+	if k < 0 {
+		return false, nil
+	}
+	return s.ownJob(ctx, db, hist[k], cofferv1.BackupType_BACKUP_TYPE_FULL)
+}
+
+// ownJob reports whether backup e of db is a coffer job of type typ that
+// committed; an error when its job has not ended yet.
+func (s *Service) ownJob(ctx context.Context, db *cofferv1.DatabaseRef, e mssql.HistoryEntry, typ cofferv1.BackupType) (bool, error) {
+	jid := jobInDevice.FindString(e.Device)
+	if jid == "" {
+		return false, nil
+	}
+	var j cofferv1.Job
+	_, err := s.jobs.Get(ctx, catalog.Key(jid), &j)
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read job %s: %w", jid, err)
+	case j.GetDatabase().GetInstance() != db.GetInstance() || j.GetDatabase().GetDatabase() != db.GetDatabase():
+		return false, nil
+	case j.GetState() == cofferv1.JobState_JOB_STATE_FAILED:
+		return false, nil
+	case j.GetState() == cofferv1.JobState_JOB_STATE_SUCCEEDED:
+		// the job kept this backup, not one SQL Server took on an earlier
+		// try of it: the recovery point is the same backup set
+		if j.GetRecoveryPoint() == "" {
+			return false, nil
+		}
+		var rp cofferv1.RecoveryPoint
+		_, err := s.rps.Get(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), j.GetRecoveryPoint()), &rp)
+		switch {
+		case errors.Is(err, catalog.ErrNotFound):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("read recovery point %s: %w", j.GetRecoveryPoint(), err)
+		}
+		b := rp.GetBackup()
+		return b.GetType() == typ && b.GetFirstLsn() == e.FirstLSN && b.GetLastLsn() == e.LastLSN, nil
+	}
+	return false, fmt.Errorf("backup job %s, which SQL Server finished (LSN %s to %s), has no outcome yet: waiting for it", jid, e.FirstLSN, e.LastLSN)
+}
 
 // foreign describes the backup in msdb's history that match picks: the
 // backup that broke coffer's chain. A backup coffer itself took into its

@@ -51,7 +51,17 @@ func TestChainBrokenTakesFull(t *testing.T) {
 		t.Fatalf("a log on a whole chain became %v", log2.GetBackup().GetType())
 	}
 
-	// another tool takes a log: coffer's next log becomes a full
+	// a log queued before coffer's last log committed expects the chain
+	// where it was then: coffer's own log moved it, which breaks nothing
+	e.inst.Commit(db, 5)
+	log3 := queue(cofferv1.BackupType_BACKUP_TYPE_LOG, log1.GetBackup().GetLastLsn(), "", fork)
+	if b := log3.GetBackup(); b.GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG || b.GetFirstLsn() != log2.GetBackup().GetLastLsn() {
+		t.Fatalf("a log queued before coffer's previous log committed took %v from LSN %s, want a log from %s",
+			b.GetType(), b.GetFirstLsn(), log2.GetBackup().GetLastLsn())
+	}
+
+	// another tool takes a log: coffer's next log becomes a full, though
+	// it expects the chain where it was two of coffer's logs ago
 	e.inst.Commit(db, 5)
 	if _, err := e.sqlDB().ExecContext(ctx, "BACKUP LOG [Chained] TO DISK = @p1", filepath.Join(t.TempDir(), "othertool.trn")); err != nil {
 		t.Fatal(err)
