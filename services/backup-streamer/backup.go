@@ -632,12 +632,42 @@ func (s *Service) ownLogs(ctx context.Context, c *mssql.Client, db *cofferv1.Dat
 		if k < 0 {
 			break
 		}
-		if own, err := s.ownJob(ctx, db, hist[k], cofferv1.BackupType_BACKUP_TYPE_LOG); !own || err != nil {
+		own, err := s.ownJob(ctx, db, hist[k], cofferv1.BackupType_BACKUP_TYPE_LOG)
+		if err != nil {
 			return cur, err
+		}
+		if !own {
+			break
 		}
 		cur = hist[k].LastLSN
 	}
+	if cur == to {
+		return cur, nil
+	}
+	// the chain broke after from, and a full of coffer's, committed, has
+	// healed it since: a log from where the chain is now continues that
+	// full (it covers the full's last LSN), as a log queued before the
+	// full was taken does not know
+	for _, e := range hist {
+		if e.Type != "D" || e.CopyOnly || !lsnLE(to, e.LastLSN) {
+			continue
+		}
+		own, err := s.ownJob(ctx, db, e, cofferv1.BackupType_BACKUP_TYPE_FULL)
+		if err != nil {
+			return cur, err
+		}
+		if own {
+			return to, nil
+		}
+	}
 	return cur, nil
+}
+
+// lsnLE orders LSNs as msdb writes them, decimal numbers of up to 25
+// digits.
+func lsnLE(a, b string) bool {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	return len(a) < len(b) || len(a) == len(b) && a <= b
 }
 
 // ownFull reports whether the full whose backup set is guid is coffer's

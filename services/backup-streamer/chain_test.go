@@ -75,6 +75,15 @@ func TestChainBrokenTakesFull(t *testing.T) {
 		t.Errorf("chain-broken reason for a foreign log: %q, want msdb's BACKUP LOG to othertool.trn", r)
 	}
 
+	// a log queued before that full healed the chain expects it where it
+	// was before the foreign log: the full of coffer's since is its base,
+	// so it is a log, not one more full
+	e.inst.Commit(db, 5)
+	after := queue(cofferv1.BackupType_BACKUP_TYPE_LOG, log3.GetBackup().GetLastLsn(), "", fork)
+	if b := after.GetBackup(); b.GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
+		t.Fatalf("a log queued before the healing full took %v, want a log", b.GetType())
+	}
+
 	// another tool takes a full: coffer's next differential becomes a full
 	if _, err := e.sqlDB().ExecContext(ctx, "BACKUP DATABASE [Chained] TO DISK = @p1", filepath.Join(t.TempDir(), "othertool.bak")); err != nil {
 		t.Fatal(err)
