@@ -189,6 +189,21 @@ func (b *Bucket) Update(ctx context.Context, key string, m proto.Message, rev ui
 	return next, nil
 }
 
+// LastRevision is the revision of the bucket's latest change, to any key:
+// a reader that has applied every change up to it (see [Bucket.Watch]) is
+// current as of this call. It is 0 for a bucket never written.
+func (b *Bucket) LastRevision(ctx context.Context) (uint64, error) {
+	st, err := b.kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status of %s: %w", b.name, err)
+	}
+	js, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, fmt.Errorf("status of %s: not a JetStream bucket", b.name)
+	}
+	return js.StreamInfo().State.LastSeq, nil
+}
+
 // Delete removes key's value; earlier revisions stay in the history.
 // Deleting a missing key is not an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {

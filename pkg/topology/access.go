@@ -83,7 +83,7 @@ var Services = []Access{
 			cofferv1.SubjectWorkVerify,
 		},
 		Consumes: []Consumer{{cofferv1.StreamEvents, "scheduler"}, {cofferv1.StreamJobs, "scheduler-jobs"}},
-		Writes:   []string{cofferv1.BucketProtected, cofferv1.BucketPolicies, cofferv1.BucketSchedule},
+		Writes:   []string{cofferv1.BucketProtected, cofferv1.BucketPolicies, cofferv1.BucketSchedule, cofferv1.BucketSchedulerLeases},
 		Reads:    []string{cofferv1.BucketInventory, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
 	},
 	{

@@ -56,6 +56,7 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketJobs, Description: "jobs and their outcome; owner: committer"},
 	{Name: cofferv1.BucketPolicies, Description: "backup policies; owner: scheduler"},
 	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
+	{Name: cofferv1.BucketSchedulerLeases, Description: "which scheduler replica queues each partition of the fleet; owner: scheduler"},
 }
 
 // Config is how the streams and buckets are set up.

@@ -138,8 +138,12 @@ const tickWorkers = 128
 // now when its backup is queued, so a restart neither repeats a backup nor
 // skips one, and slots missed while coffer was down run once.
 //
-// It reads the schedules, protections, inventory and policies once, then
-// handles tickWorkers databases at a time.
+// It looks only at the databases due at now in the partitions this
+// replica holds, and at those whose protection, inventory record or
+// policy changed since (fleet.go): its cost follows the work due, not the
+// size of the fleet. It first waits until the fleet holds every change
+// made before it, so that it acts on what the handlers and discovery
+// wrote before the tick.
 //
 // The tick is a span; each job it queues is a trace of its own, rooted in
 // a span linked to the tick's, which the job's events carry to the
@@ -147,36 +151,45 @@ const tickWorkers = 128
 func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
 	ctx, span := s.tracer.Start(ctx, "scheduler tick", trace.WithAttributes(attribute.String("tick", now.UTC().Format(time.RFC3339))))
 	defer func() { endSpan(span, err) }()
-	v, err := s.readTick(ctx)
-	if err != nil {
+	if err := s.leases.waitReady(ctx); err != nil {
 		return err
 	}
-	slots := newInstanceSlots(s.cfg.MaxConcurrentPerInstance, v.schedules)
+	if err := s.fleet.catchUp(ctx); err != nil {
+		return err
+	}
+	owned := s.leases.owned()
+	keys := s.fleet.take(owned, now)
+	span.SetAttributes(attribute.Int("partitions", len(owned)), attribute.Int("databases", len(keys)))
+	slots := s.fleet.slots(s.cfg.MaxConcurrentPerInstance)
 	var (
 		mu   sync.Mutex
 		errs []error
 		wg   sync.WaitGroup
 	)
-	todo := make(chan listedSchedule)
-	for range min(tickWorkers, len(v.schedules)) {
+	todo := make(chan string)
+	for range min(tickWorkers, len(keys)) {
 		wg.Go(func() {
-			for ls := range todo {
-				if err := s.tickOne(ctx, v, ls, now, slots); err != nil {
-					ref := ls.st.GetDatabase()
+			for key := range todo {
+				parked, err := s.tickOne(ctx, key, now, slots)
+				s.fleet.put(key, parked && err == nil)
+				if err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s/%s: %w", ref.GetInstance(), ref.GetDatabase(), err))
+					errs = append(errs, fmt.Errorf("%s: %w", key, err))
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	for _, ls := range v.schedules {
-		todo <- ls
+	for _, key := range keys {
+		todo <- key
 	}
 	close(todo)
 	wg.Wait()
-	if err := s.sweepRetention(ctx, now); err != nil {
-		errs = append(errs, fmt.Errorf("retention: %w", err))
+	// one replica sweeps: the holder of the first partition
+	if len(owned) > 0 && owned[0] == 0 {
+		if err := s.sweepRetention(ctx, now); err != nil {
+			errs = append(errs, fmt.Errorf("retention: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -195,34 +208,36 @@ type broken struct {
 	slot   time.Time
 }
 
-// tickOne queues the backups due at now for the database whose schedule
-// the tick listed as ls, taking each one's slot on its instance from
-// slots.
-func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, now time.Time, slots *instanceSlots) error {
+// tickOne queues the backups due at now for the database under key,
+// taking each one's slot on its instance from slots. parked reports that
+// its protection, inventory record or policy rules out any backup until
+// one of them changes.
+func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots *instanceSlots) (parked bool, err error) {
+	ls, item, db, ok := s.fleet.lookup(key)
+	if !ok {
+		return true, nil
+	}
 	listed := ls.st
 	ref := listed.GetDatabase()
-	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
-	item, ok := v.protected[key]
-	if !ok || item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
-		return nil
+	if item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
+		return true, nil
 	}
-	db, ok := v.inventory[key]
-	if !ok {
-		return nil // dropped: nothing to back up
+	if db == nil {
+		return true, nil // dropped: nothing to back up
 	}
 	if db.GetState() != "ONLINE" {
-		return nil // due backups stay due and run once when it is back
+		return true, nil // due backups stay due and run once when it is back
 	}
-	p, ok, err := v.policy(item.GetPolicy())
+	p, ok, err := s.fleet.policy(item.GetPolicy())
 	if err != nil || !ok {
-		return err
+		return true, err
 	}
 	ended, err := s.endedJobs(ctx, listed)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(ended) == 0 && !needsUpdate(listed, db, p, now) {
-		return nil
+		return false, nil
 	}
 	var queue []due
 	var expect *cofferv1.ScheduleState
@@ -350,7 +365,7 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 	})
 	if err != nil {
 		slots.give(ref.GetInstance(), held)
-		return err
+		return false, err
 	}
 	slots.give(ref.GetInstance(), held-len(queue))
 	// the schedule is updated before the work is queued: a crash in
@@ -360,7 +375,7 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 		id := event.ID("chain-broken", ref.GetInstance(), ref.GetDatabase(), brk.slot.UTC().Format(time.RFC3339))
 		ev := &cofferv1.ChainBroken{Meta: event.Meta(id, "", now), Database: ref, Reason: brk.reason}
 		if err := s.bus.Publish(ctx, cofferv1.SubjectChainBroken, ev, id); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if verifyJob != "" {
@@ -368,7 +383,7 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 		err := s.queueVerify(jctx, verifyJob, ref, p)
 		endSpan(span, err)
 		if err != nil {
-			return err
+			return false, err
 		}
 	}
 	for k, d := range queue {
@@ -376,7 +391,7 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 		if d.typ == cofferv1.BackupType_BACKUP_TYPE_FULL {
 			brokeBy = heal
 		}
-		on, refused := v.route(ref, db, d.typ)
+		on, refused := s.fleet.route(ref, db, d.typ)
 		jctx, span := s.startJob(ctx, "schedule backup", d.job, ref)
 		span.SetAttributes(attribute.String("backup.type", d.typ.String()), attribute.String("reason", d.reason))
 		err := s.queueOn(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy)
@@ -384,10 +399,10 @@ func (s *Service) tickOne(ctx context.Context, v *tickView, ls listedSchedule, n
 		if err != nil {
 			// what was not queued does not count against the instance
 			slots.give(ref.GetInstance(), len(queue)-k)
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // needsUpdate reports whether a tick at now may change st, the schedule

@@ -44,6 +44,8 @@ type world struct {
 	hold   bool
 	held   []*cofferv1.RecoveryPointCommitted
 	config scheduler.Config
+	stop   func() // stops the running scheduler
+
 }
 
 func newWorld(t *testing.T) *world { return newWorldWith(t, scheduler.Config{}) }
@@ -102,8 +104,12 @@ func newWorldWith(t *testing.T, cfg scheduler.Config) *world {
 	return w
 }
 
-// start runs a scheduler (again, after a restart) on the world's clock.
+// start runs a scheduler (again, after stopping the one running: a
+// restart) on the world's clock.
 func (w *world) start() {
+	if w.stop != nil {
+		w.stop()
+	}
 	cfg := w.config
 	cfg.Now, cfg.Ticks = w.clock, make(chan time.Time)
 	s, err := scheduler.New(w.bus, w.cat, cfg)
@@ -114,7 +120,9 @@ func (w *world) start() {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	w.sched = s
-	w.t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	w.stop = func() { once.Do(func() { cancel(); <-done }) }
+	w.t.Cleanup(w.stop)
 }
 
 func (w *world) clock() time.Time {

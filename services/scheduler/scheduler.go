@@ -54,6 +54,13 @@ type Config struct {
 	// Metrics gets the RPO lag of every protected database at each
 	// scrape; nil records nothing.
 	Metrics *metrics.Metrics
+	// LeaseTTL is how long a replica holds a partition of the fleet
+	// without renewing it: a replica that dies loses its partitions to
+	// the others within LeaseTTL and a third of it. Default 6s.
+	LeaseTTL time.Duration
+	// Replica names this replica in the leases; default its host name and
+	// a random id.
+	Replica string
 }
 
 func (c *Config) setDefaults() {
@@ -78,6 +85,9 @@ func (c *Config) setDefaults() {
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Hour
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 6 * time.Second
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -91,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrentPerInstance < 0 {
 		errs = append(errs, errors.New("max concurrent backups per instance must not be negative"))
+	}
+	if c.LeaseTTL < 0 {
+		errs = append(errs, errors.New("lease time must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -111,6 +124,8 @@ type Service struct {
 
 	tracer trace.Tracer
 	last   lastBackups // for RPOLag
+	fleet  *fleet      // what ticks read
+	leases *leases     // the partitions of the fleet this replica ticks
 }
 
 const tracerName = "github.com/cofferhq/coffer/services/scheduler"
@@ -125,12 +140,23 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 		inventory: cat.Bucket(cofferv1.BucketInventory), policies: cat.Bucket(cofferv1.BucketPolicies),
 		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints),
 		jobs: cat.Bucket(cofferv1.BucketJobs), tracer: cfg.TracerProvider.Tracer(tracerName)}
+	s.fleet = newFleet(cfg.Logger, s.schedule, s.protected, s.inventory, s.policies)
+	s.leases = newLeases(cat.Bucket(cofferv1.BucketSchedulerLeases), cfg.Replica, cfg.LeaseTTL, cfg.Logger)
 	cfg.Metrics.WatchRPO(s)
 	return s, nil
 }
 
 // Run consumes the scheduler's events until ctx is done, then drains.
+// Beside them it follows the catalog (the fleet ticks read) and holds its
+// share of the fleet's partitions.
 func (s *Service) Run(ctx context.Context) error {
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	for _, b := range s.fleet.buckets {
+		wg.Go(func() { s.fleet.follow(bg, b) })
+	}
+	wg.Go(func() { s.leases.run(bg) })
 	// commands and changes, one at a time in stream order: a backup
 	// requested right after a protection must see the protection
 	sub, err := s.bus.Consume(ctx, bus.ConsumerSpec{
@@ -145,6 +171,8 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectPolicyDeleteRequested,
 		},
 		Concurrency: 1,
+		// one at a time across replicas too: the consumer is shared
+		MaxAckPending: 1,
 	}, s.handle)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -163,7 +191,8 @@ func (s *Service) Run(ctx context.Context) error {
 			cofferv1.SubjectChainBroken,
 			cofferv1.SubjectVerifyCompleted,
 		},
-		Concurrency: 1,
+		Concurrency:   1,
+		MaxAckPending: 1,
 	}, s.handle)
 	if err != nil {
 		sub.Stop()

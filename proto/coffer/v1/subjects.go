@@ -53,14 +53,15 @@ const (
 	// that it is never stored and reaches no stream consumer.
 	SubjectURLCheck = "coffer.rpc.streamer.url-check"
 
-	BucketInstances      = "instances"
-	BucketInventory      = "inventory"
-	BucketProtected      = "protected"
-	BucketAutoprotect    = "autoprotect"
-	BucketRecoveryPoints = "recovery_points"
-	BucketJobs           = "jobs"
-	BucketPolicies       = "policies"
-	BucketSchedule       = "schedule"
+	BucketInstances       = "instances"
+	BucketInventory       = "inventory"
+	BucketProtected       = "protected"
+	BucketAutoprotect     = "autoprotect"
+	BucketRecoveryPoints  = "recovery_points"
+	BucketJobs            = "jobs"
+	BucketPolicies        = "policies"
+	BucketSchedule        = "schedule"
+	BucketSchedulerLeases = "scheduler_leases"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no

@@ -2093,6 +2093,62 @@ func (x *ScheduleState) GetLastFullBackupSetGuid() string {
 	return ""
 }
 
+// SchedulerLease is a scheduler replica's hold on one partition of the
+// fleet (bucket "scheduler_leases", keyed by the partition's number): the
+// replica that holds it, until expires, queues that partition's backups.
+type SchedulerLease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// owner names the replica: its host and a random id per start.
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchedulerLease) Reset() {
+	*x = SchedulerLease{}
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchedulerLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchedulerLease) ProtoMessage() {}
+
+func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
+func (*SchedulerLease) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SchedulerLease) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SchedulerLease) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -2296,7 +2352,10 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\vnext_verify\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"nextVerify\x12,\n" +
 	"\x12pending_verify_job\x18\x12 \x01(\tR\x10pendingVerifyJob\x128\n" +
-	"\x19last_full_backup_set_guid\x18\x13 \x01(\tR\x15lastFullBackupSetGuid*\x92\x01\n" +
+	"\x19last_full_backup_set_guid\x18\x13 \x01(\tR\x15lastFullBackupSetGuid\"\\\n" +
+	"\x0eSchedulerLease\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2337,7 +2396,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2358,49 +2417,51 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*Job)(nil),                   // 16: coffer.v1.Job
 	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
 	(*ScheduleState)(nil),         // 18: coffer.v1.ScheduleState
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*SchedulerLease)(nil),        // 19: coffer.v1.SchedulerLease
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	19, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	19, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	20, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	20, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	19, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	19, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	20, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	20, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	19, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	20, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	19, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	19, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	20, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	20, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	19, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	20, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	19, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	19, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	20, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	19, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	19, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	20, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	20, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 21: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 22: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 23: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	19, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	19, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	20, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 26: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 27: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	19, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 29: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	19, // 30: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	19, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	19, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	19, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	19, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	20, // 30: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	20, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	20, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	20, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	20, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	20, // 35: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2414,7 +2475,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
