@@ -126,6 +126,11 @@ type Schedule struct {
 // LogSchedule says how often log backups run.
 type LogSchedule struct {
 	Every Duration `json:"every"`
+	// Spread offsets each database's log slots by a fixed part of Every,
+	// derived from the database's instance and name, so that a fleet's
+	// logs do not all start at the same moment. Without it every
+	// database's logs run at the same whole multiples of Every.
+	Spread bool `json:"spread,omitempty"`
 }
 
 // Retention says how long backups are kept.

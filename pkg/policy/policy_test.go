@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,42 @@ func TestDueTimes(t *testing.T) {
 	}
 	if d := (&Policy{}).NextDifferential(sat); !d.IsZero() {
 		t.Errorf("no differential schedule: got %v", d)
+	}
+}
+
+// TestNextLogSpread: without spread every database's log slots are the
+// aligned ones; with it each database keeps its own offset, a whole number
+// of seconds within the interval, slots stay one interval apart, and a
+// fleet's offsets cover the interval evenly.
+func TestNextLogSpread(t *testing.T) {
+	at := time.Date(2026, 3, 28, 12, 7, 13, 0, time.UTC)
+	p := Default()
+	p.Log = &LogSchedule{Every: Duration(15 * time.Minute)}
+	if got, want := p.NextLogOf(at, "sql1", "Sales"), p.NextLog(at); !got.Equal(want) {
+		t.Errorf("without spread: %v, want the aligned %v", got, want)
+	}
+	p.Log.Spread = true
+	perMinute := make([]int, 15)
+	for i := range 3000 {
+		inst, name := fmt.Sprintf("sql%d", i%7), fmt.Sprintf("db%04d", i)
+		next := p.NextLogOf(at, inst, name)
+		if !next.After(at) || next.Sub(at) > 15*time.Minute {
+			t.Fatalf("%s/%s: next log %v is not within an interval after %v", inst, name, next, at)
+		}
+		if next.Truncate(time.Second) != next {
+			t.Fatalf("%s/%s: next log %v is not a whole second", inst, name, next)
+		}
+		if after := p.NextLogOf(next, inst, name); after.Sub(next) != 15*time.Minute {
+			t.Fatalf("%s/%s: slots %v and %v are not an interval apart", inst, name, next, after)
+		}
+		if again := p.NextLogOf(at, inst, name); !again.Equal(next) {
+			t.Fatalf("%s/%s: offset not stable: %v then %v", inst, name, next, again)
+		}
+		perMinute[next.Sub(next.Truncate(15*time.Minute))/time.Minute]++
+	}
+	for m, n := range perMinute {
+		if n < 100 || n > 300 { // 200 expected in each minute
+			t.Errorf("minute %d of the interval has %d of 3000 databases' logs: not spread", m, n)
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package policy
 
-import "time"
+import (
+	"hash/fnv"
+	"time"
+)
 
 // dayTimes returns the local times, on the day of t and the next eight,
 // at hour:minute on the allowed weekdays (all when days is empty).
@@ -109,6 +112,33 @@ func (p *Policy) NextLog(t time.Time) time.Time {
 	}
 	every := p.Log.Every.D()
 	return t.Truncate(every).Add(every)
+}
+
+// NextLogOf is NextLog for the database called name on instance: with
+// Log.Spread, its slots are shifted by its own offset within the
+// interval, a whole number of seconds (logOffset); otherwise they are
+// NextLog's.
+func (p *Policy) NextLogOf(t time.Time, instance, name string) time.Time {
+	if p.Log == nil || p.Log.Every <= 0 {
+		return time.Time{}
+	}
+	off := p.logOffset(instance, name)
+	return p.NextLog(t.Add(-off)).Add(off)
+}
+
+// logOffset is how far the log slots of the database called name on
+// instance are shifted from the aligned ones: 0 without Log.Spread, else
+// a hash of both names modulo the interval, in whole seconds.
+func (p *Policy) logOffset(instance, name string) time.Duration {
+	every := p.Log.Every.D()
+	if !p.Log.Spread || every < 2*time.Second {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(instance))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64()%uint64(every/time.Second)) * time.Second
 }
 
 // LastLog is the last log slot at or before t, or zero.

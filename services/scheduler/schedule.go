@@ -44,7 +44,7 @@ func (s *Service) startSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, 
 		Policy:           p.Name,
 		NextFull:         tsOrZero(p.NextFull(now)),
 		NextDifferential: tsOrZero(p.NextDifferential(now)),
-		NextLog:          tsOrZero(p.NextLog(now)),
+		NextLog:          tsOrZero(p.NextLogOf(now, ref.GetInstance(), ref.GetDatabase())),
 		NextVerify:       tsOrZero(p.NextVerify(now)),
 		PendingFullJob:   firstFull,
 		NeedsFull:        true,
@@ -326,20 +326,20 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 						brk = &broken{reason: "the recovery model changed to SIMPLE: the log chain ends; log backups pause and resume with a full", slot: nl}
 					}
 				}
-				st.NextLog = tsOrZero(p.NextLog(now))
+				st.NextLog = tsOrZero(p.NextLogOf(now, ref.GetInstance(), ref.GetDatabase()))
 				changed = true
 			case db.GetReadOnly():
-				st.NextLog = tsOrZero(p.NextLog(now))
+				st.NextLog = tsOrZero(p.NextLogOf(now, ref.GetInstance(), ref.GetDatabase()))
 				changed = true
 			case noFull:
 				if !fullQueued && room() {
 					queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_FULL, reason: "instead of a log: " + fullReason, slot: nl})
-					st.NextLog = tsOrZero(p.NextLog(now))
+					st.NextLog = tsOrZero(p.NextLogOf(now, ref.GetInstance(), ref.GetDatabase()))
 					changed = true
 				}
 			case st.GetPendingLogJob() == "" && room():
 				queue = append(queue, due{typ: cofferv1.BackupType_BACKUP_TYPE_LOG, reason: "scheduled", slot: nl})
-				st.NextLog = tsOrZero(p.NextLog(now))
+				st.NextLog = tsOrZero(p.NextLogOf(now, ref.GetInstance(), ref.GetDatabase()))
 				changed = true
 			}
 		}
@@ -434,7 +434,7 @@ func startOrStop(st *cofferv1.ScheduleState, p *policy.Policy, now time.Time) bo
 		}
 	}
 	align(&st.NextDifferential, p.NextDifferential(now))
-	align(&st.NextLog, p.NextLog(now))
+	align(&st.NextLog, p.NextLogOf(now, st.GetDatabase().GetInstance(), st.GetDatabase().GetDatabase()))
 	align(&st.NextVerify, p.NextVerify(now))
 	return changed
 }
