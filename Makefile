@@ -20,10 +20,11 @@ run: build
 ## test: vet, then run every test: unit and service tests with the race
 ## detector, then the long end-to-end tests without it, side by side
 ## (sixty days of a policy; fifty restores to random seconds of two days;
-## a daylight-saving week; the fleet under SIGKILL chaos)
+## a daylight-saving week; the fleet under SIGKILL chaos; two scheduler
+## replicas, one killed mid-minute)
 test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
-	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos)$$' ./services/coffer/
+	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver)$$' ./services/coffer/ ./services/scheduler/
 
 ## test-mssql: the conformance suite against a real SQL Server: the
 ## portable end-to-end test (backup, chain healing, restores to random

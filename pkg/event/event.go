@@ -50,6 +50,17 @@ func DerivedJobID(t time.Time, parts ...string) string {
 	return "j" + t.UTC().Format("20060102T150405") + "-" + strings.TrimPrefix(id, "-")[:8]
 }
 
+// DerivedJobTime returns the time a job id from [DerivedJobID] was derived
+// from, to the second; ok is false for an id of another form.
+func DerivedJobTime(id string) (t time.Time, ok bool) {
+	const layout = "20060102T150405"
+	if len(id) < 1+len(layout)+1 || id[0] != 'j' || id[1+len(layout)] != '-' {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(layout, id[1:1+len(layout)])
+	return t, err == nil
+}
+
 // scratchPrefix starts the name of every scratch database a test restore
 // creates (and drops).
 const scratchPrefix = "coffer_verify_"

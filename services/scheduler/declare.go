@@ -24,6 +24,8 @@ func register(f *daemon.Flags) daemon.Settings {
 		"how often due backups are queued")
 	f.Int(&c.MaxConcurrentPerInstance, "scheduler-max-per-instance", "COFFER_SCHEDULER_MAX_PER_INSTANCE", 20,
 		"backups queued and running at once per instance")
+	f.Duration(&c.LeaseTTL, "scheduler-lease-ttl", "COFFER_SCHEDULER_LEASE_TTL", 5*time.Second,
+		"how long a scheduler replica holds its partitions of the fleet without renewing them: one that dies loses them to the others after this")
 	return s
 }
 
@@ -35,6 +37,9 @@ func check(c Config) error {
 	}
 	if c.MaxConcurrentPerInstance < 1 {
 		errs = append(errs, fmt.Errorf("--scheduler-max-per-instance %d: want at least 1", c.MaxConcurrentPerInstance))
+	}
+	if c.LeaseTTL < 2*time.Second {
+		errs = append(errs, fmt.Errorf("--scheduler-lease-ttl %v: want at least 2s", c.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }

@@ -23,7 +23,7 @@ import (
 // leases shares the fleet's partitions among the scheduler replicas that
 // run, through bucket scheduler_leases: a key per partition names the
 // replica that holds it, and a key per replica ("member", its owner id)
-// says it is alive. A holder renews its leases every third of the lease
+// says it is alive. A holder renews its leases every fifth of the lease
 // time; a lease, or a member, is taken for dead when its value has not
 // changed for a whole lease time as the observer's own clock measures it,
 // so replicas need not agree on the time of day. Each replica holds its
@@ -85,11 +85,11 @@ func partitionKey(p int) string { return catalog.Key("partition", fmt.Sprintf("%
 
 func memberKey(owner string) string { return catalog.Key("member", owner) }
 
-// run renews and balances the leases every third of the lease time until
+// run renews and balances the leases every fifth of the lease time until
 // ctx ends, then releases them so that another replica takes them at
 // once.
 func (l *leases) run(ctx context.Context) {
-	t := time.NewTicker(l.ttl / 3)
+	t := time.NewTicker(l.ttl / 5)
 	defer t.Stop()
 	for {
 		if err := l.round(ctx); err != nil && ctx.Err() == nil {

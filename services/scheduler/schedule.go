@@ -232,8 +232,11 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 	if err != nil || !ok {
 		return true, err
 	}
-	ended, err := s.endedJobs(ctx, listed)
+	ended, lost, err := s.endedJobs(ctx, listed, now)
 	if err != nil {
+		return false, err
+	}
+	if err := s.requeueLost(ctx, lost, ref, db, p, listed); err != nil {
 		return false, err
 	}
 	if len(ended) == 0 && !needsUpdate(listed, db, p, now) {
@@ -370,7 +373,7 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 	slots.give(ref.GetInstance(), held-len(queue))
 	// the schedule is updated before the work is queued: a crash in
 	// between leaves a pending job that the jobs' own ids make safe to
-	// queue again (see requeue)
+	// queue again (see requeueLost)
 	if brk != nil {
 		id := event.ID("chain-broken", ref.GetInstance(), ref.GetDatabase(), brk.slot.UTC().Format(time.RFC3339))
 		ev := &cofferv1.ChainBroken{Meta: event.Meta(id, "", now), Database: ref, Reason: brk.reason}
@@ -460,28 +463,69 @@ func (s *Service) chainBroken(ctx context.Context, ev *cofferv1.ChainBroken) err
 	})
 }
 
+// lostAfter is how old a pending backup the jobs bucket does not know
+// must be before a tick takes it for lost: queued in the schedule by a
+// scheduler that died before it put the work on the queue.
+const lostAfter = 30 * time.Second
+
 // endedJobs returns the pending jobs of st, a database's schedule as the
 // tick listed it, that the jobs bucket shows as failed, in case the
-// failure event never reached the scheduler. Without a pending job it
-// reads nothing.
-func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState) ([]string, error) {
-	var out []string
+// failure event never reached the scheduler; and lost, the pending
+// backups it does not know at all although their slot is lostAfter
+// before now: a scheduler records a backup in the schedule before it
+// queues the work, and one killed in between leaves it pending for ever.
+// Without a pending job it reads nothing.
+func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState, now time.Time) (ended, lost []string, err error) {
 	for _, id := range pendingJobs(st) {
 		var j cofferv1.Job
 		if _, err := s.jobs.Get(ctx, catalog.Key(id), &j); err != nil {
 			if errors.Is(err, catalog.ErrNotFound) {
+				if at, ok := event.DerivedJobTime(id); ok && now.Sub(at) >= lostAfter && id != st.GetPendingVerifyJob() {
+					lost = append(lost, id)
+				}
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		// only failures: a success clears its pending job when its
 		// recovery point's commit reaches the schedule, together with the
 		// chain state it brings
 		if j.GetState() == cofferv1.JobState_JOB_STATE_FAILED {
-			out = append(out, id)
+			ended = append(ended, id)
 		}
 	}
-	return out, nil
+	return ended, lost, nil
+}
+
+// requeueLost queues again each lost backup of the database ref, whose
+// schedule is st: the same job, with the same message ids, so that a
+// backup that was queued after all (and whose record is only late) is
+// dropped by the streams as a duplicate.
+func (s *Service) requeueLost(ctx context.Context, lost []string, ref *cofferv1.DatabaseRef, db *cofferv1.DatabaseInfo, p *policy.Policy, st *cofferv1.ScheduleState) error {
+	for _, job := range lost {
+		typ := cofferv1.BackupType_BACKUP_TYPE_LOG
+		switch job {
+		case st.GetPendingFullJob():
+			typ = cofferv1.BackupType_BACKUP_TYPE_FULL
+		case st.GetPendingDifferentialJob():
+			typ = cofferv1.BackupType_BACKUP_TYPE_DIFFERENTIAL
+		}
+		heal := ""
+		if typ == cofferv1.BackupType_BACKUP_TYPE_FULL && st.GetNeedsFull() && st.GetLastFull() != "" {
+			heal = st.GetNeedsFullReason()
+		}
+		s.cfg.Logger.WarnContext(ctx, "a backup recorded as queued never reached the queue; queueing it again", "job_id", job,
+			"instance", ref.GetInstance(), "database", ref.GetDatabase(), "type", typ.String())
+		on, refused := s.fleet.route(ref, db, typ)
+		jctx, span := s.startJob(ctx, "schedule backup", job, ref)
+		span.SetAttributes(attribute.String("backup.type", typ.String()), attribute.String("reason", "queued again"))
+		err := s.queueOn(jctx, on, refused, job, ref, typ, "scheduled", p.Compression, st, heal)
+		endSpan(span, err)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pendingJobs returns the backups and test restores st records as queued

@@ -55,8 +55,9 @@ type Config struct {
 	// scrape; nil records nothing.
 	Metrics *metrics.Metrics
 	// LeaseTTL is how long a replica holds a partition of the fleet
-	// without renewing it: a replica that dies loses its partitions to
-	// the others within LeaseTTL and a third of it. Default 6s.
+	// without renewing it; it renews every fifth of it. A replica that
+	// dies loses its partitions to the others within LeaseTTL and a fifth
+	// of it. Default 5s.
 	LeaseTTL time.Duration
 	// Replica names this replica in the leases; default its host name and
 	// a random id.
@@ -86,7 +87,7 @@ func (c *Config) setDefaults() {
 		c.RetentionInterval = time.Hour
 	}
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 6 * time.Second
+		c.LeaseTTL = 5 * time.Second
 	}
 }
 
