@@ -37,9 +37,11 @@ func partitionOf(instance string) int {
 // changed. For each partition it keeps a queue of databases by the time
 // the tick must look at them next: when a backup falls due, or at once
 // when something the schedule depends on changed (its protection, its
-// inventory record, its policy). A tick takes only what is due; a
-// database whose protection, inventory record or policy rules out any
-// backup is parked until one of them changes.
+// inventory record, its policy), and once when the fleet is first read
+// (or read again after a watch ended), for whatever changed while no one
+// watched. A tick takes only what is due; a database whose protection,
+// inventory record or policy rules out any backup is parked until one of
+// them changes.
 type fleet struct {
 	logger *slog.Logger
 	// the watched buckets, in the order catchUp reads them
@@ -125,6 +127,9 @@ func (f *fleet) watch(ctx context.Context, b *catalog.Bucket) error {
 	if err != nil {
 		return err
 	}
+	f.mu.Lock()
+	f.synced[name] = false // until this watch has delivered the current values
+	f.mu.Unlock()
 	seen := map[string]bool{} // the keys of the current values, until synced
 	for u := range updates {
 		f.mu.Lock()
@@ -230,7 +235,9 @@ func (f *fleet) applySchedule(u catalog.Update) error {
 	}
 	f.schedules[u.Key] = listedSchedule{st: st, rev: u.Revision}
 	f.countPending(st, 1)
-	f.touch(u.Key, false)
+	// a schedule read when the watch starts is looked at by the next
+	// tick: whatever changed while no watch ran
+	f.touch(u.Key, !f.synced[f.buckets[3].Name()])
 	return nil
 }
 

@@ -159,6 +159,7 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
 	}
 	owned := s.leases.owned()
 	keys := s.fleet.take(owned, now)
+	s.lookedAt.Add(int64(len(keys)))
 	span.SetAttributes(attribute.Int("partitions", len(owned)), attribute.Int("databases", len(keys)))
 	slots := s.fleet.slots(s.cfg.MaxConcurrentPerInstance)
 	var (

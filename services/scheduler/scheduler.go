@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -127,6 +128,8 @@ type Service struct {
 	last   lastBackups // for RPOLag
 	fleet  *fleet      // what ticks read
 	leases *leases     // the partitions of the fleet this replica ticks
+	// lookedAt counts the databases ticks have looked at, for tests
+	lookedAt atomic.Int64
 }
 
 const tracerName = "github.com/cofferhq/coffer/services/scheduler"

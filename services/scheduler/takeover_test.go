@@ -108,7 +108,7 @@ func TestSchedulersTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	const dbs, instances = 300, 6
-	p := seedTakeover(t, cat, dbs, instances)
+	p := seedFleet(t, cat, time.Now(), dbs, instances, time.Minute)
 
 	// the stand-in streamer: record each log it is sent, commit it
 	var (
@@ -300,22 +300,16 @@ func forEachTakeoverDB(dbs, instances int, fn func(inst, name string)) {
 	}
 }
 
-// seedTakeover writes a policy with a log every minute, spread, and for
+// seedFleet writes a policy with a log every interval, spread, and for
 // each database its inventory record, its protection and a schedule with
-// a full taken and its first log at its first slot from now.
-func seedTakeover(t *testing.T, cat *catalog.Catalog, dbs, instances int) *policy.Policy {
+// a full taken and its first log at its first slot after now; the daily
+// full is half a day away.
+func seedFleet(t *testing.T, cat *catalog.Catalog, now time.Time, dbs, instances int, every time.Duration) *policy.Policy {
 	t.Helper()
 	ctx := t.Context()
-	now := time.Now()
-	p := policy.Policy{Name: "minutely", Full: policy.Schedule{Frequency: policy.Daily, Hour: (now.UTC().Hour() + 12) % 24},
-		Log: &policy.LogSchedule{Every: policy.Duration(time.Minute), Spread: true}, Retention: policy.Retention{Full: policy.Days(30), Log: policy.Days(30)}}
-	js, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cat.Bucket(cofferv1.BucketPolicies).Put(ctx, catalog.Key(p.Name), &cofferv1.PolicyRecord{Name: p.Name, Json: string(js)}); err != nil {
-		t.Fatal(err)
-	}
+	p := policy.Policy{Name: "spread", Full: policy.Schedule{Frequency: policy.Daily, Hour: (now.UTC().Hour() + 12) % 24},
+		Log: &policy.LogSchedule{Every: policy.Duration(every), Spread: true}, Retention: policy.Retention{Full: policy.Days(30), Log: policy.Days(30)}}
+	putPolicy(t, cat, p)
 	forEachTakeoverDB(dbs, instances, func(inst, name string) {
 		key := catalog.Key(inst, name)
 		ref := &cofferv1.DatabaseRef{Instance: inst, Database: name}
@@ -336,4 +330,16 @@ func seedTakeover(t *testing.T, cat *catalog.Catalog, dbs, instances int) *polic
 		}
 	})
 	return &p
+}
+
+// putPolicy stores p as the gateway would.
+func putPolicy(t *testing.T, cat *catalog.Catalog, p policy.Policy) {
+	t.Helper()
+	js, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Bucket(cofferv1.BucketPolicies).Put(t.Context(), catalog.Key(p.Name), &cofferv1.PolicyRecord{Name: p.Name, Json: string(js)}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,161 @@
+package scheduler_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cofferhq/coffer/pkg/bus"
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/topology/topologytest"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/services/scheduler"
+)
+
+// TestTickLooksOnlyAtWhatIsDue: over 600 databases on spread 15-minute
+// logs, the first tick looks at every database, and from then on a tick
+// looks at exactly the databases due, none when none is, one
+// whose inventory record or protection changed, never again at one its
+// protection rules out, and at every database of a policy that changed.
+func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
+	n := topologytest.Start(t, bus.Config{})
+	ctx := t.Context()
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	const dbs = 600
+	p := seedFleet(t, n.Catalog, start, dbs, 6, 15*time.Minute)
+
+	// a streamer that commits what it is sent
+	var (
+		mu   sync.Mutex
+		sent int
+	)
+	sub, err := n.Bus.Consume(ctx, bus.ConsumerSpec{Stream: cofferv1.StreamWork, Durable: "stand-in", Concurrency: 8},
+		func(ctx context.Context, m *bus.Message) error {
+			var req cofferv1.BackupRequested
+			if err := m.Decode(&req); err != nil {
+				return err
+			}
+			job := req.GetMeta().GetJobId()
+			rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
+				Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: req.GetMeta().GetTime(), LastLsn: "2", CheckpointLsn: "1"}}
+			ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, time.Now()), RecoveryPoint: rp}
+			if err := n.Bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId); err != nil {
+				return err
+			}
+			mu.Lock()
+			sent++
+			mu.Unlock()
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Stop)
+	var clock time.Time
+	s, err := scheduler.New(n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: dbs,
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	schedules := n.Catalog.Bucket(cofferv1.BucketSchedule)
+	// dueAt counts the schedules due at now, but for skip
+	dueAt := func(now time.Time, skip string) int {
+		k := 0
+		err := schedules.List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(key string, m proto.Message) error {
+			if nl := m.(*cofferv1.ScheduleState).GetNextLog().AsTime(); key != skip && !nl.After(now) {
+				k++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	// tick ticks at now and returns how many databases it looked at,
+	// then waits until every backup it queued is committed and handled
+	tick := func(now time.Time) int {
+		t.Helper()
+		mu.Lock()
+		clock = now
+		mu.Unlock()
+		before := s.LookedAt()
+		if err := s.Tick(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		looked := int(s.LookedAt() - before)
+		waitUntil(t, 20*time.Second, "every backup queued to be committed and handled", func() bool {
+			pending := 0
+			schedules.List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(_ string, m proto.Message) error { //nolint:errcheck // polled again
+				if m.(*cofferv1.ScheduleState).GetPendingLogJob() != "" {
+					pending++
+				}
+				return nil
+			})
+			return pending == 0
+		})
+		return looked
+	}
+	check := func(what string, got, want int) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s: the tick looked at %d databases, want %d", what, got, want)
+		}
+	}
+
+	// the first tick looks at every database once: whatever changed while
+	// no scheduler ran
+	check("the first tick", tick(start), dbs)
+	check("nothing due", tick(start), 0)
+	at := start.Add(5 * time.Minute)
+	due := dueAt(at, "")
+	if due < dbs/5 || due > dbs/2 {
+		t.Fatalf("%d of %d databases due five minutes into a spread 15-minute interval", due, dbs)
+	}
+	check("a third of the interval", tick(at), due)
+	mu.Lock()
+	if sent != due {
+		t.Errorf("%d backups queued for %d databases due", sent, due)
+	}
+	mu.Unlock()
+	check("the same moment again", tick(at), 0)
+
+	// one database's recovery model changes; another is unprotected
+	inst, name := "sql1", "db010"
+	if _, err := n.Catalog.Bucket(cofferv1.BucketInventory).Put(ctx, catalog.Key(inst, name),
+		&cofferv1.DatabaseInfo{Name: name, State: "ONLINE", RecoveryModel: "SIMPLE"}); err != nil {
+		t.Fatal(err)
+	}
+	check("after an inventory change", tick(at), 1)
+	gone := catalog.Key("sql2", "db020")
+	if _, err := n.Catalog.Bucket(cofferv1.BucketProtected).Put(ctx, gone, &cofferv1.ProtectedItem{
+		Database: &cofferv1.DatabaseRef{Instance: "sql2", Database: "db020"}, Policy: p.Name,
+		State: cofferv1.ProtectionState_PROTECTION_STATE_UNPROTECTED, ProtectedAt: timestamppb.New(start)}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a protection stopped", tick(at), 1)
+	// a whole interval later every database is due, but the unprotected
+	// one is parked
+	later := start.Add(25 * time.Minute)
+	due = dueAt(later, gone)
+	check("an interval later", tick(later), due)
+	check("the same moment again", tick(later), 0)
+
+	// a changed policy: every database under it is looked at, the parked
+	// one too
+	changed := *p
+	changed.Retention.Log = changed.Retention.Log * 2
+	putPolicy(t, n.Catalog, changed)
+	check("after the policy changed", tick(later), dbs)
+	check("the same moment again", tick(later), 0)
+}
