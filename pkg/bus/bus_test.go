@@ -278,6 +278,55 @@ func TestPublishDeduplicates(t *testing.T) {
 	}
 }
 
+// TestPublishAll: a batch larger than one window is stored in order, once
+// each, duplicates of earlier messages are dropped, and a message no
+// stream captures, or without an id, fails alone.
+func TestPublishAll(t *testing.T) {
+	e := newEnv(t, bus.Config{})
+	subject := e.stream(t, "BATCH", bus.Limits) + ".x"
+	e.publish(t, subject, "before", "m-0")
+	var msgs []bus.Outgoing
+	for i := range 2500 {
+		msgs = append(msgs, bus.Outgoing{Subject: subject, Msg: wrapperspb.String(fmt.Sprint(i)), ID: fmt.Sprintf("m-%d", i)})
+	}
+	msgs = append(msgs, bus.Outgoing{Subject: "nobody.listens", Msg: wrapperspb.String("lost"), ID: "lost-1"},
+		bus.Outgoing{Subject: subject, Msg: wrapperspb.String("no id")})
+	errs := e.bus.PublishAll(t.Context(), msgs)
+	for i, err := range errs[:2500] {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[2500], bus.ErrNoStream) {
+		t.Errorf("a message no stream captures: %v, want ErrNoStream", errs[2500])
+	}
+	if errs[2501] == nil {
+		t.Error("a message without an id: no error")
+	}
+	s, err := e.js.Stream(t.Context(), "BATCH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// m-0 was stored before: its copy in the batch is a duplicate
+	if got, want := info.State.Msgs, uint64(2500); got != want {
+		t.Errorf("stream holds %d messages; want %d", got, want)
+	}
+	for _, seq := range []uint64{2, 1000, 2500} {
+		raw, err := s.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v wrapperspb.StringValue
+		if err := proto.Unmarshal(raw.Data, &v); err != nil || v.Value != fmt.Sprint(seq-1) {
+			t.Errorf("message %d holds %q (err %v); want %q: out of order", seq, v.Value, err, fmt.Sprint(seq-1))
+		}
+	}
+}
+
 func TestPublishNoStream(t *testing.T) {
 	e := newEnv(t, bus.Config{})
 	err := e.bus.Publish(t.Context(), "nobody.listens", wrapperspb.String("x"), "id-1")

@@ -99,3 +99,89 @@ func endSpan(span trace.Span, err error) {
 	}
 	span.End()
 }
+
+// Outgoing is one message for [Bus.PublishAll].
+type Outgoing struct {
+	// Ctx carries the message's own trace context; nil takes
+	// PublishAll's.
+	Ctx     context.Context
+	Subject string
+	Msg     proto.Message
+	// ID is the message's Nats-Msg-Id, as for [Bus.Publish].
+	ID string
+}
+
+// publishAllWindow is how many messages PublishAll has in flight at once:
+// below nats.go's limit of asynchronous publishes pending.
+const publishAllWindow = 1000
+
+// PublishAll stores every message as [Bus.Publish] would, but sends them
+// together, without waiting for each acknowledgement before sending the
+// next, and then waits for all of them. It returns one error per message,
+// in order: nil when JetStream stored it or found it a duplicate. A batch
+// is one span; each message carries the trace context of its own Ctx.
+func (b *Bus) PublishAll(ctx context.Context, msgs []Outgoing) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	ctx, span := b.tracer.Start(ctx, "publish batch",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String("nats"), semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("publish"), semconv.MessagingBatchMessageCount(len(msgs))))
+	failed := 0
+	defer func() {
+		var err error
+		if failed > 0 {
+			err = fmt.Errorf("%d of %d messages not stored", failed, len(msgs))
+		}
+		endSpan(span, err)
+	}()
+	for lo := 0; lo < len(msgs); lo += publishAllWindow {
+		hi := min(lo+publishAllWindow, len(msgs))
+		futures := make([]jetstream.PubAckFuture, hi-lo)
+		for i := lo; i < hi; i++ {
+			m := msgs[i]
+			if m.ID == "" {
+				errs[i] = fmt.Errorf("publish %s: empty message id (an idempotency key is required)", m.Subject)
+				continue
+			}
+			data, err := marshal("publish", m.Subject, m.Msg)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			mctx := m.Ctx
+			if mctx == nil {
+				mctx = ctx
+			}
+			f, err := b.js.PublishMsgAsync(b.outgoing(mctx, m.Subject, m.Msg, data), jetstream.WithMsgID(m.ID))
+			if err != nil {
+				errs[i] = fmt.Errorf("publish %s: %w", m.Subject, err)
+				continue
+			}
+			futures[i-lo] = f
+		}
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+					err = fmt.Errorf("%w: %w", ErrNoStream, err)
+				}
+				errs[lo+i] = fmt.Errorf("publish %s: %w", msgs[lo+i].Subject, err)
+			case <-ctx.Done():
+				errs[lo+i] = fmt.Errorf("publish %s: %w", msgs[lo+i].Subject, ctx.Err())
+			}
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	return errs
+}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -167,11 +168,12 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
 		errs []error
 		wg   sync.WaitGroup
 	)
+	out := &batch{}
 	todo := make(chan string)
 	for range min(tickWorkers, len(keys)) {
 		wg.Go(func() {
 			for key := range todo {
-				parked, err := s.tickOne(ctx, key, now, slots)
+				parked, err := s.tickOne(ctx, key, now, slots, out)
 				s.fleet.put(key, parked && err == nil)
 				if err != nil {
 					mu.Lock()
@@ -186,6 +188,7 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
 	}
 	close(todo)
 	wg.Wait()
+	errs = append(errs, s.dispatchAll(ctx, out.all)...)
 	// one replica sweeps: the holder of the first partition
 	if len(owned) > 0 && owned[0] == 0 {
 		if err := s.sweepRetention(ctx, now); err != nil {
@@ -193,6 +196,52 @@ func (s *Service) Tick(ctx context.Context, now time.Time) (err error) {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// batch collects the backups a tick's workers queue, to send together.
+type batch struct {
+	mu  sync.Mutex
+	all []dispatch
+}
+
+func (b *batch) add(d dispatch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.all = append(b.all, d)
+}
+
+// dispatchAll sends a tick's backups together: every JobQueued, then the
+// work (or the failure) of each one whose JobQueued was stored. A backup
+// not sent stays pending in its schedule, where a later tick finds it
+// lost and queues it again (requeueLost).
+func (s *Service) dispatchAll(ctx context.Context, all []dispatch) []error {
+	var errs []error
+	msgs := make([]bus.Outgoing, len(all))
+	for i, d := range all {
+		msgs[i] = d.queued
+	}
+	queued := s.bus.PublishAll(ctx, msgs)
+	var next []dispatch
+	msgs = msgs[:0]
+	for i, d := range all {
+		if queued[i] != nil {
+			errs = append(errs, queued[i])
+			continue
+		}
+		next = append(next, d)
+		msgs = append(msgs, d.then)
+	}
+	for i, err := range s.bus.PublishAll(ctx, msgs) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		next[i].log(next[i].queued.Ctx, s.cfg.Logger)
+	}
+	if len(errs) > 0 {
+		s.cfg.Logger.ErrorContext(ctx, "backups recorded as queued but not sent; a later tick queues them again", "failed", len(errs), "err", errs[0])
+	}
+	return errs
 }
 
 // due is one backup the tick decided to queue.
@@ -213,7 +262,7 @@ type broken struct {
 // taking each one's slot on its instance from slots. parked reports that
 // its protection, inventory record or policy rules out any backup until
 // one of them changes.
-func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots *instanceSlots) (parked bool, err error) {
+func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots *instanceSlots, out *batch) (parked bool, err error) {
 	ls, item, db, ok := s.fleet.lookup(key)
 	if !ok {
 		return true, nil
@@ -390,7 +439,7 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 			return false, err
 		}
 	}
-	for k, d := range queue {
+	for _, d := range queue {
 		brokeBy := ""
 		if d.typ == cofferv1.BackupType_BACKUP_TYPE_FULL {
 			brokeBy = heal
@@ -398,13 +447,8 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 		on, refused := s.fleet.route(ref, db, d.typ)
 		jctx, span := s.startJob(ctx, "schedule backup", d.job, ref)
 		span.SetAttributes(attribute.String("backup.type", d.typ.String()), attribute.String("reason", d.reason))
-		err := s.queueOn(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy)
-		endSpan(span, err)
-		if err != nil {
-			// what was not queued does not count against the instance
-			slots.give(ref.GetInstance(), len(queue)-k)
-			return false, err
-		}
+		out.add(s.backupMessages(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy))
+		endSpan(span, nil)
 	}
 	return false, nil
 }

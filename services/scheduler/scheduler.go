@@ -474,6 +474,41 @@ func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.D
 // queueOn is queueBackup with the backup already routed: on and refused
 // are what route returned for it.
 func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) error {
+	d := s.backupMessages(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak)
+	if err := s.bus.Publish(ctx, d.queued.Subject, d.queued.Msg, d.queued.ID); err != nil {
+		return err
+	}
+	if err := s.bus.Publish(ctx, d.then.Subject, d.then.Msg, d.then.ID); err != nil {
+		return err
+	}
+	d.log(ctx, s.cfg.Logger)
+	return nil
+}
+
+// dispatch is a backup to queue: its JobQueued, then its work, or its
+// failure when no instance may take it.
+type dispatch struct {
+	queued, then bus.Outgoing
+	refused      string
+	ref          *cofferv1.DatabaseRef
+	typ          cofferv1.BackupType
+	reason       string
+}
+
+// log says what d did, once both its messages are stored.
+func (d *dispatch) log(ctx context.Context, logger *slog.Logger) {
+	job := d.queued.Msg.(*cofferv1.JobQueued).GetMeta().GetJobId()
+	if d.refused != "" {
+		logger.WarnContext(ctx, "backup refused", "job_id", job, "instance", d.ref.GetInstance(), "database", d.ref.GetDatabase(), "reason", d.refused)
+		return
+	}
+	logger.InfoContext(ctx, "backup queued", "job_id", job, "instance", d.ref.GetInstance(), "database", d.ref.GetDatabase(),
+		"type", d.typ.String(), "reason", d.reason)
+}
+
+// backupMessages builds the messages that queue a backup routed to on (or
+// refused), carrying ctx's trace context.
+func (s *Service) backupMessages(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) dispatch {
 	now := s.cfg.Now()
 	detail := reason
 	if on != "" && on != ref.GetInstance() {
@@ -481,14 +516,13 @@ func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *c
 	}
 	q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jobID), jobID, now),
 		Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Detail: detail}
-	if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
-		return err
-	}
+	d := dispatch{queued: bus.Outgoing{Ctx: ctx, Subject: cofferv1.SubjectJobQueued, Msg: q, ID: q.Meta.EventId},
+		refused: refused, ref: ref, typ: typ, reason: reason}
 	if refused != "" {
-		s.cfg.Logger.WarnContext(ctx, "backup refused", "job_id", jobID, "instance", ref.GetInstance(), "database", ref.GetDatabase(), "reason", refused)
 		f := &cofferv1.JobFailed{Meta: event.Meta(event.ID("job-failed", jobID), jobID, now),
 			Kind: cofferv1.JobKind_JOB_KIND_BACKUP, Database: ref, BackupType: typ, Service: "scheduler", Reason: refused}
-		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, f, f.Meta.EventId)
+		d.then = bus.Outgoing{Ctx: ctx, Subject: cofferv1.SubjectJobFailed, Msg: f, ID: f.Meta.EventId}
+		return d
 	}
 	// compression happens in the vault (per chunk, after deduplication);
 	// SQL Server is never asked to compress. The flag is for a streamer
@@ -512,9 +546,6 @@ func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *c
 			w.ExpectedDifferentialBaseGuid = chain.GetLastFullBackupSetGuid()
 		}
 	}
-	if err := s.bus.Publish(ctx, cofferv1.SubjectWorkBackup, w, w.Meta.EventId); err != nil {
-		return err
-	}
-	s.cfg.Logger.InfoContext(ctx, "backup queued", "job_id", jobID, "instance", ref.GetInstance(), "database", ref.GetDatabase(), "type", typ.String(), "reason", reason)
-	return nil
+	d.then = bus.Outgoing{Ctx: ctx, Subject: cofferv1.SubjectWorkBackup, Msg: w, ID: w.Meta.EventId}
+	return d
 }
