@@ -159,3 +159,88 @@ func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
 	check("after the policy changed", tick(later), dbs)
 	check("the same moment again", tick(later), 0)
 }
+
+// TestInstanceLimitAcrossReplicas: two scheduler replicas share the
+// fleet, every database of three instances is due at once and nothing
+// commits: each instance has exactly its limit of backups queued, however
+// the replicas split the partitions, and ticking again queues no more.
+func TestInstanceLimitAcrossReplicas(t *testing.T) {
+	n := topologytest.Start(t, bus.Config{})
+	ctx := t.Context()
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	const dbs, instances, limit = 60, 3, 4
+	seedFleet(t, n.Catalog, start, dbs, instances, 15*time.Minute)
+	var mu sync.Mutex
+	queued := map[string]int{} // by instance
+	sub, err := n.Bus.Consume(ctx, bus.ConsumerSpec{Stream: cofferv1.StreamWork, Durable: "stand-in", Concurrency: 8},
+		func(ctx context.Context, m *bus.Message) error {
+			var req cofferv1.BackupRequested
+			if err := m.Decode(&req); err != nil {
+				return err
+			}
+			mu.Lock()
+			queued[req.GetDatabase().GetInstance()]++
+			mu.Unlock()
+			return nil // held: never committed
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Stop)
+	var reps []*scheduler.Service
+	for _, name := range []string{"replica-a", "replica-b"} {
+		s, err := scheduler.New(n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: limit,
+			Replica: name, Now: func() time.Time { return start.Add(time.Hour) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(runCtx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		reps = append(reps, s)
+	}
+	leases := n.Catalog.Bucket(cofferv1.BucketSchedulerLeases)
+	waitUntil(t, 20*time.Second, "both replicas to hold partitions", func() bool {
+		h := holders(t, leases)
+		return h["replica-a"] > 0 && h["replica-b"] > 0 && h["replica-a"]+h["replica-b"] == 32
+	})
+	for range 3 {
+		for _, s := range reps {
+			if err := s.Tick(ctx, start.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := map[string]int{}
+	forEachTakeoverDB(dbs, instances, func(inst, _ string) { want[inst] = limit })
+	waitUntil(t, 10*time.Second, "every instance's backups to reach the stand-in", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, k := range queued {
+			total += k
+		}
+		return total >= instances*limit
+	})
+	// the schedules agree: no more pending than the limit per instance
+	pending := map[string]int{}
+	err = n.Catalog.Bucket(cofferv1.BucketSchedule).List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(_ string, m proto.Message) error {
+		st := m.(*cofferv1.ScheduleState)
+		if st.GetPendingLogJob() != "" {
+			pending[st.GetDatabase().GetInstance()]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for inst, w := range want {
+		if queued[inst] != w || pending[inst] != w {
+			t.Errorf("%s: %d backups queued, %d pending in the schedules; want %d (the limit)", inst, queued[inst], pending[inst], w)
+		}
+	}
+	t.Logf("partitions %v; queued per instance %v", holders(t, leases), queued)
+}
