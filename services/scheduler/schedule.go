@@ -56,18 +56,26 @@ func (s *Service) startSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, 
 }
 
 // updateSchedule applies f to a database's schedule with compare-and-set,
-// retrying on conflict. A database without a schedule is left alone.
+// retrying on conflict. It starts from the fleet's copy, when it has one,
+// so that a current copy costs no read. A database without a schedule is
+// left alone.
 func (s *Service) updateSchedule(ctx context.Context, ref *cofferv1.DatabaseRef, f func(*cofferv1.ScheduleState) bool) error {
-	return s.updateScheduleFrom(ctx, ref, nil, 0, f)
+	ls, _, _, ok := s.fleet.lookup(catalog.Key(ref.GetInstance(), ref.GetDatabase()))
+	if !ok {
+		return s.updateScheduleFrom(ctx, ref, nil, 0, f)
+	}
+	return s.updateScheduleFrom(ctx, ref, proto.CloneOf(ls.st), ls.rev, f)
 }
 
 // updateScheduleFrom is updateSchedule starting from st, the schedule as
 // read at revision rev, so that the first attempt needs no read: the
-// schedule is read again only on a conflict. A nil st is read first.
+// schedule is read again on a conflict, or when f finds nothing to change
+// in st (which may be stale). A nil st is read first.
 func (s *Service) updateScheduleFrom(ctx context.Context, ref *cofferv1.DatabaseRef, st *cofferv1.ScheduleState, rev uint64, f func(*cofferv1.ScheduleState) bool) error {
 	key := catalog.Key(ref.GetInstance(), ref.GetDatabase())
 	for attempt := 0; attempt < 10; attempt++ {
-		if st == nil {
+		fresh := st == nil
+		if fresh {
 			st = &cofferv1.ScheduleState{}
 			var err error
 			rev, err = s.schedule.Get(ctx, key, st)
@@ -79,7 +87,13 @@ func (s *Service) updateScheduleFrom(ctx context.Context, ref *cofferv1.Database
 			}
 		}
 		if !f(st) {
-			return nil
+			if fresh {
+				return nil
+			}
+			// nothing to change in a copy that may be stale: only the
+			// latest revision may say so
+			st = nil
+			continue
 		}
 		if _, err := s.schedule.Update(ctx, key, st, rev); !errors.Is(err, catalog.ErrConflict) {
 			return err
