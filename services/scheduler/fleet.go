@@ -258,6 +258,8 @@ func (f *fleet) applyProtected(u catalog.Update) error {
 		if err := u.Decode(item); err != nil {
 			return err
 		}
+		// ticks use its state and policy; the rest changes nothing here
+		item = &cofferv1.ProtectedItem{State: item.GetState(), Policy: item.GetPolicy()}
 		if proto.Equal(item, f.items[u.Key]) {
 			return nil
 		}
@@ -278,6 +280,7 @@ func (f *fleet) applyInventory(u catalog.Update) error {
 		if err := u.Decode(db); err != nil {
 			return err
 		}
+		db = forScheduling(db)
 		if proto.Equal(db, old) {
 			return nil
 		}
@@ -303,6 +306,21 @@ func (f *fleet) applyInventory(u catalog.Update) error {
 	}
 	f.touch(u.Key, true)
 	return nil
+}
+
+// forScheduling keeps of d what ticks use: its name, state, recovery
+// model, whether it is read-only or a snapshot, and its availability
+// group. The rest (files, LSNs that move with every backup) would cost
+// memory at fleet scale, and make each poll of discovery look like a
+// change.
+func forScheduling(d *cofferv1.DatabaseInfo) *cofferv1.DatabaseInfo {
+	return &cofferv1.DatabaseInfo{
+		Name: d.GetName(), State: d.GetState(), RecoveryModel: d.GetRecoveryModel(), ReadOnly: d.GetReadOnly(),
+		Snapshot: d.GetSnapshot(), GroupDatabaseId: d.GetGroupDatabaseId(), ReplicaId: d.GetReplicaId(),
+		AvailabilityGroup: d.GetAvailabilityGroup(), BackupPreference: d.GetBackupPreference(),
+		PrimaryReplica: d.GetPrimaryReplica(), SynchronizationState: d.GetSynchronizationState(),
+		PreferredBackupReplica: d.GetPreferredBackupReplica(), BasicAvailabilityGroup: d.GetBasicAvailabilityGroup(),
+	}
 }
 
 // applyPolicy applies a change of a policy: every database under it is
