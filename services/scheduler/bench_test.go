@@ -16,7 +16,6 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/topology/topologytest"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -240,11 +239,7 @@ func newScaleEnv(b *testing.B, dbs int) *scaleEnv {
 func (e *scaleEnv) commit(b *testing.B, reqs []*cofferv1.BackupRequested) {
 	ctx := b.Context()
 	for _, req := range reqs {
-		job := req.GetMeta().GetJobId()
-		at := req.GetMeta().GetTime().AsTime()
-		rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
-			Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: timestamppb.New(at), CheckpointLsn: "1"}}
-		ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, at), RecoveryPoint: rp}
+		ev := committedFor(req, req.GetMeta().GetTime().AsTime())
 		if err := e.n.Bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId); err != nil {
 			b.Fatal(err)
 		}

@@ -40,10 +40,7 @@ func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
 			if err := m.Decode(&req); err != nil {
 				return err
 			}
-			job := req.GetMeta().GetJobId()
-			rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
-				Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: req.GetMeta().GetTime(), LastLsn: "2", CheckpointLsn: "1"}}
-			ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, time.Now()), RecoveryPoint: rp}
+			ev := committedFor(&req, req.GetMeta().GetTime().AsTime())
 			if err := n.Bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId); err != nil {
 				return err
 			}
@@ -57,15 +54,8 @@ func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
 	}
 	t.Cleanup(sub.Stop)
 	var clock time.Time
-	s, err := scheduler.New(n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: dbs,
+	s := runScheduler(t, n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: dbs,
 		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	schedules := n.Catalog.Bucket(cofferv1.BucketSchedule)
 	// dueAt counts the schedules due at now, but for skip
@@ -189,16 +179,8 @@ func TestInstanceLimitAcrossReplicas(t *testing.T) {
 	t.Cleanup(sub.Stop)
 	var reps []*scheduler.Service
 	for _, name := range []string{"replica-a", "replica-b"} {
-		s, err := scheduler.New(n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: limit,
-			Replica: name, Now: func() time.Time { return start.Add(time.Hour) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(runCtx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		reps = append(reps, s)
+		reps = append(reps, runScheduler(t, n.Bus, n.Catalog, scheduler.Config{Ticks: make(chan time.Time), MaxConcurrentPerInstance: limit,
+			Replica: name, Now: func() time.Time { return start.Add(time.Hour) }}))
 	}
 	leases := n.Catalog.Bucket(cofferv1.BucketSchedulerLeases)
 	waitUntil(t, 20*time.Second, "both replicas to hold partitions", func() bool {
@@ -243,4 +225,27 @@ func TestInstanceLimitAcrossReplicas(t *testing.T) {
 		}
 	}
 	t.Logf("partitions %v; queued per instance %v", holders(t, leases), queued)
+}
+
+// committedFor is the commit of the backup req asked for, finished at
+// finish, as a streamer and the committer would announce it.
+func committedFor(req *cofferv1.BackupRequested, finish time.Time) *cofferv1.RecoveryPointCommitted {
+	job := req.GetMeta().GetJobId()
+	rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: req.GetDatabase(), JobId: job,
+		Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: timestamppb.New(finish), LastLsn: "2", CheckpointLsn: "1"}}
+	return &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, finish), RecoveryPoint: rp}
+}
+
+// runScheduler runs a scheduler on cfg until the test ends.
+func runScheduler(t testing.TB, b *bus.Bus, cat *catalog.Catalog, cfg scheduler.Config) *scheduler.Service {
+	t.Helper()
+	s, err := scheduler.New(b, cat, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/testproc"
 	"github.com/cofferhq/coffer/pkg/topology"
@@ -129,9 +128,7 @@ func TestSchedulersTakeOver(t *testing.T) {
 			}
 			received[key][job]++
 			mu.Unlock()
-			rp := &cofferv1.RecoveryPoint{Id: event.RecoveryPointID(job), Database: ref, JobId: job,
-				Backup: &cofferv1.BackupMetadata{Type: req.GetType(), BackupFinish: timestamppb.Now(), LastLsn: "2", CheckpointLsn: "1"}}
-			ev := &cofferv1.RecoveryPointCommitted{Meta: event.Meta(event.ID("committed", job), job, time.Now()), RecoveryPoint: rp}
+			ev := committedFor(&req, time.Now())
 			return b.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId)
 		})
 	if err != nil {
