@@ -119,6 +119,25 @@ func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
 	}
 	mu.Unlock()
 	check("the same moment again", tick(at), 0)
+	// the RPO lag, from the schedules: none for a database whose log just
+	// committed, since its protection for one that has no backup yet
+	lags, err := s.RPOLag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	for _, l := range lags {
+		switch l.Lag {
+		case 0:
+			zero++
+		case at.Sub(start.Add(-time.Hour)):
+		default:
+			t.Errorf("%s/%s: RPO lag %v, want 0 or %v", l.Instance, l.Database, l.Lag, at.Sub(start.Add(-time.Hour)))
+		}
+	}
+	if len(lags) != dbs || zero != due {
+		t.Errorf("RPO lags of %d databases, %d of them 0; want %d, %d", len(lags), zero, dbs, due)
+	}
 
 	// one database's recovery model changes; another is unprotected
 	inst, name := "sql1", "db010"

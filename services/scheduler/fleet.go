@@ -258,8 +258,8 @@ func (f *fleet) applyProtected(u catalog.Update) error {
 		if err := u.Decode(item); err != nil {
 			return err
 		}
-		// ticks use its state and policy; the rest changes nothing here
-		item = &cofferv1.ProtectedItem{State: item.GetState(), Policy: item.GetPolicy()}
+		// ticks use its state and policy, RPOLag when it was protected
+		item = &cofferv1.ProtectedItem{State: item.GetState(), Policy: item.GetPolicy(), ProtectedAt: item.GetProtectedAt()}
 		if proto.Equal(item, f.items[u.Key]) {
 			return nil
 		}
@@ -434,6 +434,18 @@ func (f *fleet) lookup(key string) (ls listedSchedule, item *cofferv1.ProtectedI
 	defer f.mu.Unlock()
 	ls, ok = f.schedules[key]
 	return ls, f.items[key], f.dbs[key], ok
+}
+
+// each calls fn, under the fleet's lock, with every database that has a
+// schedule and a protection.
+func (f *fleet) each(fn func(key string, st *cofferv1.ScheduleState, item *cofferv1.ProtectedItem)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, ls := range f.schedules {
+		if item, ok := f.items[key]; ok {
+			fn(key, ls.st, item)
+		}
+	}
 }
 
 // policy is lookupPolicy on the fleet.

@@ -23,12 +23,18 @@ type lastBackups struct {
 	at     map[string]time.Time // by catalog.Key(instance, database)
 }
 
+// backupEnd is when the backup of rp ended, or when rp was committed for
+// a recovery point that does not say.
+func backupEnd(rp *cofferv1.RecoveryPoint) time.Time {
+	if rp.GetBackup().GetBackupFinish() == nil {
+		return rp.GetCommittedAt().AsTime()
+	}
+	return rp.GetBackup().GetBackupFinish().AsTime()
+}
+
 // saw records rp, a committed recovery point.
 func (l *lastBackups) saw(rp *cofferv1.RecoveryPoint) {
-	t := rp.GetBackup().GetBackupFinish().AsTime()
-	if rp.GetBackup().GetBackupFinish() == nil {
-		t = rp.GetCommittedAt().AsTime()
-	}
+	t := backupEnd(rp)
 	key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase())
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -42,8 +48,10 @@ func (l *lastBackups) saw(rp *cofferv1.RecoveryPoint) {
 
 // RPOLag reports, for every protected database, the time since its last
 // committed backup (full, differential or log) ended, or since it was
-// protected when it has none yet. It reads the protections (one listing)
-// and, the first time, the recovery points.
+// protected when it has none yet. It reads the fleet's copy of the
+// schedules, which record each commit whichever replica handled it, and,
+// the first time, the recovery points (for schedules written before they
+// recorded it).
 func (s *Service) RPOLag(ctx context.Context) ([]metrics.RPOLag, error) {
 	s.last.mu.Lock()
 	seeded := s.last.seeded
@@ -60,24 +68,23 @@ func (s *Service) RPOLag(ctx context.Context) ([]metrics.RPOLag, error) {
 		s.last.seeded = true
 		s.last.mu.Unlock()
 	}
-	items := map[string]*cofferv1.ProtectedItem{}
-	if err := listInto(ctx, s.protected, func() *cofferv1.ProtectedItem { return &cofferv1.ProtectedItem{} }, items); err != nil {
-		return nil, err
-	}
 	now := s.cfg.Now()
-	s.last.mu.Lock()
-	defer s.last.mu.Unlock()
-	out := make([]metrics.RPOLag, 0, len(items))
-	for key, it := range items {
-		if it.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
-			continue
+	var out []metrics.RPOLag
+	s.fleet.each(func(key string, st *cofferv1.ScheduleState, item *cofferv1.ProtectedItem) {
+		if item.GetState() != cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED {
+			return
 		}
+		s.last.mu.Lock()
 		since, ok := s.last.at[key]
-		if !ok {
-			since = it.GetProtectedAt().AsTime()
+		s.last.mu.Unlock()
+		if at := timeOf(st.GetLastBackupAt()); at.After(since) {
+			since, ok = at, true
 		}
-		out = append(out, metrics.RPOLag{Instance: it.GetDatabase().GetInstance(), Database: it.GetDatabase().GetDatabase(),
+		if !ok {
+			since = item.GetProtectedAt().AsTime()
+		}
+		out = append(out, metrics.RPOLag{Instance: st.GetDatabase().GetInstance(), Database: st.GetDatabase().GetDatabase(),
 			Lag: max(now.Sub(since), 0)})
-	}
+	})
 	return out, nil
 }

@@ -123,6 +123,9 @@ func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) err
 		if !b.GetCopyOnly() && b.GetLastRecoveryForkGuid() != "" {
 			st.LastFork = b.GetLastRecoveryForkGuid()
 		}
+		if at := backupEnd(rp); at.After(timeOf(st.GetLastBackupAt())) {
+			st.LastBackupAt = timestamppb.New(at)
+		}
 		clearPending(st, job)
 		return true
 	})

@@ -1926,8 +1926,11 @@ type ScheduleState struct {
 	// last_full_backup_set_guid is the backup set GUID of last_full: the
 	// differential base SQL Server reports while no other full was taken.
 	LastFullBackupSetGuid string `protobuf:"bytes,19,opt,name=last_full_backup_set_guid,json=lastFullBackupSetGuid,proto3" json:"last_full_backup_set_guid,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// last_backup_at is when the last backup coffer committed of the
+	// database (any type) ended: its RPO lag runs from there.
+	LastBackupAt  *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_backup_at,json=lastBackupAt,proto3" json:"last_backup_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScheduleState) Reset() {
@@ -2091,6 +2094,13 @@ func (x *ScheduleState) GetLastFullBackupSetGuid() string {
 		return x.LastFullBackupSetGuid
 	}
 	return ""
+}
+
+func (x *ScheduleState) GetLastBackupAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastBackupAt
+	}
+	return nil
 }
 
 // SchedulerLease is a scheduler replica's hold on one partition of the
@@ -2326,7 +2336,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x82\a\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc4\a\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -2352,7 +2362,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\vnext_verify\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"nextVerify\x12,\n" +
 	"\x12pending_verify_job\x18\x12 \x01(\tR\x10pendingVerifyJob\x128\n" +
-	"\x19last_full_backup_set_guid\x18\x13 \x01(\tR\x15lastFullBackupSetGuid\"\\\n" +
+	"\x19last_full_backup_set_guid\x18\x13 \x01(\tR\x15lastFullBackupSetGuid\x12@\n" +
+	"\x0elast_backup_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\"\\\n" +
 	"\x0eSchedulerLease\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires*\x92\x01\n" +
@@ -2456,12 +2467,13 @@ var file_coffer_v1_types_proto_depIdxs = []int32{
 	20, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
 	20, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
 	20, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	20, // 35: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	20, // 35: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	20, // 36: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
