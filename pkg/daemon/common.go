@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/topology"
@@ -23,6 +27,9 @@ type Common struct {
 	Replicas int
 	// MasterKeyFile holds the master key when COFFER_MASTER_KEY does not.
 	MasterKeyFile string
+	// MasterKeyCommand, run by the shell, prints the master key: a key
+	// held by a key service or a secrets manager rather than in a file.
+	MasterKeyCommand string
 	// Store is where the vault is, when a service of the process uses it.
 	Store VaultStore
 	// MetricsAddr is where a standalone service serves its Prometheus
@@ -44,6 +51,8 @@ func (c *Common) Register(f *Flags, vault bool) {
 		"copies a NATS cluster keeps of each stream and bucket: 1 on a single server, 3 on a cluster; streams and buckets are changed to it at start")
 	f.String(&c.MasterKeyFile, "master-key-file", "COFFER_MASTER_KEY_FILE", "",
 		"file holding the master key, unless COFFER_MASTER_KEY holds the key itself (coffer up: default DATA/master.key, created on first start)")
+	f.String(&c.MasterKeyCommand, "master-key-command", "COFFER_MASTER_KEY_COMMAND", "",
+		"command, run by /bin/sh, that prints the master key on its standard output (a key service's client, a secrets manager); instead of COFFER_MASTER_KEY or a key file")
 	f.String(&c.MetricsAddr, "metrics-addr", "COFFER_METRICS_ADDR", "",
 		"address to serve Prometheus metrics on, at /metrics, and the health check /healthz (default "+metrics.DefaultAddr+" for a standalone service; coffer up serves them on the API's address, and here too when set); off serves none")
 	c.masterKey = f.Getenv("COFFER_MASTER_KEY")
@@ -67,16 +76,27 @@ func (c Common) Validate() error {
 	if c.Store.S3Endpoint != "" && c.Store.S3Bucket == "" {
 		errs = append(errs, errors.New("--s3-endpoint needs --s3-bucket"))
 	}
+	if c.MasterKeyCommand != "" && (c.masterKey != "" || c.MasterKeyFile != "") {
+		errs = append(errs, errors.New("--master-key-command: give the master key one way, not also COFFER_MASTER_KEY or --master-key-file"))
+	}
 	return errors.Join(errs...)
 }
 
-// HasMasterKey reports whether the key is given (COFFER_MASTER_KEY or
-// the key file).
-func (c Common) HasMasterKey() bool { return c.masterKey != "" || c.MasterKeyFile != "" }
+// HasMasterKey reports whether the key is given (COFFER_MASTER_KEY, the
+// key file or the key command).
+func (c Common) HasMasterKey() bool {
+	return c.masterKey != "" || c.MasterKeyFile != "" || c.MasterKeyCommand != ""
+}
 
-// MasterKey reads the master key from COFFER_MASTER_KEY (hex or base64)
-// or the key file.
+// keyCommandTimeout bounds the run of the master key command.
+const keyCommandTimeout = 30 * time.Second
+
+// MasterKey reads the master key, hex or base64, from COFFER_MASTER_KEY,
+// the key file or what the key command prints.
 func (c Common) MasterKey() ([]byte, error) {
+	if c.MasterKeyCommand != "" {
+		return runKeyCommand(c.MasterKeyCommand)
+	}
 	if c.masterKey != "" {
 		k, err := vault.ParseMasterKey(c.masterKey)
 		if err != nil {
@@ -95,5 +115,35 @@ func (c Common) MasterKey() ([]byte, error) {
 		}
 		return k, nil
 	}
-	return nil, errors.New("no master key: set COFFER_MASTER_KEY (64 hex characters) or COFFER_MASTER_KEY_FILE (--master-key-file)")
+	return nil, errors.New("no master key: set COFFER_MASTER_KEY (64 hex characters), COFFER_MASTER_KEY_FILE (--master-key-file) or COFFER_MASTER_KEY_COMMAND (--master-key-command)")
+}
+
+// runKeyCommand runs command with /bin/sh and parses what it prints as
+// the master key. What it prints is never part of an error; what it
+// writes to its standard error is, to say why it failed.
+func runKeyCommand(command string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), keyCommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 500 {
+			msg = msg[:500] + "…"
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer in %v", keyCommandTimeout)
+		}
+		if msg != "" {
+			return nil, fmt.Errorf("master key command: %w: %s", err, msg)
+		}
+		return nil, fmt.Errorf("master key command: %w", err)
+	}
+	k, err := vault.ParseMasterKey(string(out))
+	if err != nil {
+		return nil, fmt.Errorf("master key command: what it printed is not a key: %w", err)
+	}
+	return k, nil
 }

@@ -10,7 +10,8 @@
 //
 //	--nats URL              COFFER_NATS_URL       the NATS server or cluster (default nats://127.0.0.1:4222)
 //	--replicas N            COFFER_NATS_REPLICAS  copies of each stream and bucket: 1 on a single server, 3 on a cluster
-//	--master-key-file FILE  COFFER_MASTER_KEY_FILE, or COFFER_MASTER_KEY holding the key itself
+//	--master-key-file FILE  COFFER_MASTER_KEY_FILE, or COFFER_MASTER_KEY holding the key itself,
+//	                        or --master-key-command CMD (COFFER_MASTER_KEY_COMMAND) printing it
 //
 // and OTEL_* for traces. `-help` lists every flag with its default.
 package main
