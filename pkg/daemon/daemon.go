@@ -152,7 +152,9 @@ func (s *Standalone) Run(ctx context.Context) error {
 	defer nc.Drain()
 	svcs := []Configured{s.Service}
 	if use := VaultUseOf(svcs); use != NoVault {
-		store, err := s.Common.Store.Open()
+		vs := s.Common.Store
+		vs.Logger = logger.With("service", name)
+		store, err := vs.Open()
 		if err != nil {
 			return err
 		}

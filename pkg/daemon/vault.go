@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/blob/retry"
 	"github.com/cofferhq/coffer/pkg/blob/s3store"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
@@ -27,6 +28,12 @@ type VaultStore struct {
 	S3SecretKey string
 	S3CAFile    string // PEM of the CAs to trust; empty means the system roots
 	S3PlainHTTP bool
+
+	// RetryFor is how long a call to the store is tried again before it
+	// fails (pkg/blob/retry); 0 means retry's default.
+	RetryFor time.Duration
+	// Logger is told of each call tried again; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Register registers the vault's location on f. The S3 secret key is
@@ -40,6 +47,8 @@ func (v *VaultStore) Register(f *Flags) {
 	f.String(&v.S3AccessKey, "s3-access-key", "COFFER_S3_ACCESS_KEY", "", "access key of the store; its secret is COFFER_S3_SECRET_KEY")
 	f.String(&v.S3CAFile, "s3-ca-file", "COFFER_S3_CA_FILE", "", "PEM file of the CAs the store's certificate is checked against (default the system's)")
 	f.Bool(&v.S3PlainHTTP, "s3-insecure-http", "COFFER_S3_INSECURE_HTTP", false, "talk to the store over plain HTTP")
+	f.Duration(&v.RetryFor, "store-retry-for", "COFFER_STORE_RETRY_FOR", 3*time.Minute,
+		"how long a call to the vault's store is tried again, with backoff, before the backup or restore that made it fails: a store down for less costs a wait")
 	v.S3SecretKey = f.Getenv("COFFER_S3_SECRET_KEY")
 }
 
@@ -63,8 +72,22 @@ func WaitVault(ctx context.Context, store blob.Store, master []byte, log *slog.L
 	}
 }
 
-// Open returns the blob store.
+// Open returns the blob store, wrapped so that its calls are tried again
+// for RetryFor.
 func (v VaultStore) Open() (blob.Store, error) {
+	s, err := v.open()
+	if err != nil {
+		return nil, err
+	}
+	r, err := retry.New(s, retry.Config{For: v.RetryFor, Logger: v.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	return r, nil
+}
+
+// open returns the blob store itself.
+func (v VaultStore) open() (blob.Store, error) {
 	switch {
 	case v.S3Endpoint != "" && v.Dir != "":
 		return nil, errors.New("vault: give a directory or an S3 endpoint, not both")

@@ -381,6 +381,7 @@ func startStack(ctx context.Context, c *upConfig, stdout io.Writer, logger *slog
 	if use != daemon.NoVault {
 		var err error
 		vs := c.store()
+		vs.Logger = logger
 		if store, err = vs.Open(); err != nil {
 			return nil, err
 		}
