@@ -154,7 +154,7 @@ func TestConformance(t *testing.T) {
 type down struct{ blob.Store }
 
 func (down) Put(context.Context, string, io.Reader, int64) error { return errOutage }
-func (down) Stat(context.Context, string) (blob.Info, error)   { return blob.Info{}, errOutage }
+func (down) Stat(context.Context, string) (blob.Info, error)     { return blob.Info{}, errOutage }
 
 // TestGivesUp: a store down for longer than For fails the call with its
 // last error, saying how long it tried; an answer (no such object) is
