@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,30 @@ func TestGroup(t *testing.T) {
 	}
 	g.Stop()
 	g.Stop()
+}
+
+// labelled reports the profiler label daemon.ProfileLabel of the
+// goroutines Run starts.
+type labelled chan string
+
+func (l labelled) Run(ctx context.Context) error {
+	go func() {
+		v, _ := pprof.Label(ctx, daemon.ProfileLabel)
+		l <- v
+	}()
+	<-ctx.Done()
+	return nil
+}
+
+// TestGroupLabels: a service runs with its name as the profiler label
+// service, so that a CPU profile of the process tells services apart.
+func TestGroupLabels(t *testing.T) {
+	l := make(labelled, 1)
+	g := daemon.Go([]daemon.Built{{Name: "backup-streamer", Runner: l}})
+	defer g.Stop()
+	if got := <-l; got != "backup-streamer" {
+		t.Errorf("label %s = %q; want backup-streamer", daemon.ProfileLabel, got)
+	}
 }
 
 type probe struct {

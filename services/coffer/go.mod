@@ -10,6 +10,7 @@ require (
 	github.com/cofferhq/coffer/services/discovery v0.0.0
 	github.com/cofferhq/coffer/services/gateway v0.0.0
 	github.com/cofferhq/coffer/services/scheduler v0.0.0
+	github.com/google/pprof v0.0.0-20250422154841-e1f9c1950416
 	github.com/nats-io/nats.go v1.55.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0

@@ -193,13 +193,19 @@ func contains(ss []string, s string) bool {
 // scrape reads the harness's /metrics.
 func (h *harness) scrape() *scraped {
 	h.t.Helper()
-	resp, err := http.Get(h.api + "/metrics")
+	return scrapeMetrics(h.t, h.api)
+}
+
+// scrapeMetrics reads /metrics from the API at api.
+func scrapeMetrics(t testing.TB, api string) *scraped {
+	t.Helper()
+	resp, err := http.Get(api + "/metrics")
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("GET /metrics: %s", resp.Status)
+		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
 	m := &scraped{series: map[string]float64{}}
 	var text strings.Builder
@@ -215,12 +221,12 @@ func (h *harness) scrape() *scraped {
 		i := strings.LastIndexByte(line, ' ')
 		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
-			h.t.Fatalf("metrics line %q: %v", line, err)
+			t.Fatalf("metrics line %q: %v", line, err)
 		}
 		m.series[line[:i]] = v
 	}
 	if err := sc.Err(); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	m.text = text.String()
 	return m
