@@ -268,3 +268,50 @@ func runScheduler(t testing.TB, b *bus.Bus, cat *catalog.Catalog, cfg scheduler.
 	t.Cleanup(func() { cancel(); <-done })
 	return s
 }
+
+// TestFreedSlotTicks: with the timer's ticks an hour apart, a backup that
+// ends frees a slot on its instance, and the backups due and waiting for
+// one go within seconds: three databases due on an instance allowed one
+// backup at a time are all backed up, one after another.
+func TestFreedSlotTicks(t *testing.T) {
+	n := topologytest.Start(t, bus.Config{})
+	ctx := t.Context()
+	const dbs = 3
+	seedFleet(t, n.Catalog, time.Now().Add(-2*time.Hour), dbs, 1, time.Minute)
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	sub, err := n.Bus.Consume(ctx, bus.ConsumerSpec{Stream: cofferv1.StreamWork, Durable: "stand-in", Concurrency: 1},
+		func(ctx context.Context, m *bus.Message) error {
+			var req cofferv1.BackupRequested
+			if err := m.Decode(&req); err != nil {
+				return err
+			}
+			mu.Lock()
+			got = append(got, req.GetDatabase().GetDatabase())
+			mu.Unlock()
+			ev := committedFor(&req, time.Now())
+			return n.Bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Stop)
+	runScheduler(t, n.Bus, n.Catalog, scheduler.Config{TickInterval: time.Hour, MaxConcurrentPerInstance: 1})
+	// a backup of the first database ends: the kick that starts it all
+	first := &cofferv1.BackupRequested{Meta: event.Meta("work-x", "j-outside", time.Now()),
+		Database: &cofferv1.DatabaseRef{Instance: "sql0", Database: "db000"}, Type: cofferv1.BackupType_BACKUP_TYPE_LOG}
+	ev := committedFor(first, time.Now())
+	if err := n.Bus.Publish(ctx, cofferv1.SubjectRecoveryPointCommitted, ev, ev.Meta.EventId); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 15*time.Second, "the three databases' logs, one at a time", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= dbs
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("backed up in turn: %v", got)
+}

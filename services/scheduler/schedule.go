@@ -107,7 +107,7 @@ func (s *Service) updateScheduleFrom(ctx context.Context, ref *cofferv1.Database
 func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) error {
 	s.last.saw(rp)
 	b := rp.GetBackup()
-	return s.updateSchedule(ctx, rp.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
+	err := s.updateSchedule(ctx, rp.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
 		job := rp.GetJobId()
 		switch {
 		case b.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL && !b.GetCopyOnly():
@@ -129,6 +129,10 @@ func (s *Service) committed(ctx context.Context, rp *cofferv1.RecoveryPoint) err
 		clearPending(st, job)
 		return true
 	})
+	if err == nil {
+		s.kick() // a slot on its instance is free
+	}
+	return err
 }
 
 func clearPending(st *cofferv1.ScheduleState, job string) {
@@ -510,11 +514,15 @@ func (s *Service) jobFailed(ctx context.Context, f *cofferv1.JobFailed) error {
 	if k := f.GetKind(); k != cofferv1.JobKind_JOB_KIND_BACKUP && k != cofferv1.JobKind_JOB_KIND_VERIFY || f.GetDatabase() == nil {
 		return nil
 	}
-	return s.updateSchedule(ctx, f.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
+	err := s.updateSchedule(ctx, f.GetDatabase(), func(st *cofferv1.ScheduleState) bool {
 		before := len(pendingJobs(st))
 		clearPending(st, f.GetMeta().GetJobId())
 		return before != len(pendingJobs(st))
 	})
+	if err == nil {
+		s.kick() // a slot on its instance is free
+	}
+	return err
 }
 
 // chainBroken makes the database's next backup a full.

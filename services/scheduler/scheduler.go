@@ -130,6 +130,26 @@ type Service struct {
 	leases *leases     // the partitions of the fleet this replica ticks
 	// lookedAt counts the databases ticks have looked at, for tests
 	lookedAt atomic.Int64
+	// kicks asks Run for a tick before the next of its timer: a backup
+	// ended, so its instance has a slot free. Nil when Config.Ticks drives
+	// the ticks (tests choose every tick).
+	kicks chan struct{}
+}
+
+// kickDelay is how soon after a backup ends a tick runs: the backups due
+// and waiting for a slot on its instance go then, not at the next tick
+// of the timer. Kicks within it share one tick.
+const kickDelay = time.Second
+
+// kick asks for a tick soon, when Run's timer drives the ticks.
+func (s *Service) kick() {
+	if s.kicks == nil {
+		return
+	}
+	select {
+	case s.kicks <- struct{}{}:
+	default: // a tick is asked for already
+	}
 }
 
 const tracerName = "github.com/cofferhq/coffer/services/scheduler"
@@ -145,6 +165,9 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 		schedule: cat.Bucket(cofferv1.BucketSchedule), rps: cat.Bucket(cofferv1.BucketRecoveryPoints),
 		jobs: cat.Bucket(cofferv1.BucketJobs), tracer: cfg.TracerProvider.Tracer(tracerName)}
 	s.fleet = newFleet(cfg.Logger, s.schedule, s.protected, s.inventory, s.policies)
+	if cfg.Ticks == nil {
+		s.kicks = make(chan struct{}, 1)
+	}
 	s.leases = newLeases(cat.Bucket(cofferv1.BucketSchedulerLeases), cfg.Replica, cfg.LeaseTTL, cfg.Logger)
 	cfg.Metrics.WatchRPO(s)
 	return s, nil
@@ -208,14 +231,25 @@ func (s *Service) Run(ctx context.Context) error {
 		defer t.Stop()
 		ticks = t.C
 	}
+	tick := func(now time.Time) {
+		if err := s.Tick(ctx, now); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.ErrorContext(ctx, "tick failed; due backups stay due", "err", err)
+		}
+	}
+	var soon <-chan time.Time // an extra tick a kick asked for
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case now := <-ticks:
-			if err := s.Tick(ctx, now); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.ErrorContext(ctx, "tick failed; due backups stay due", "err", err)
+			tick(now)
+		case <-s.kicks:
+			if soon == nil {
+				soon = time.After(kickDelay)
 			}
+		case <-soon:
+			soon = nil
+			tick(s.cfg.Now())
 		}
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
