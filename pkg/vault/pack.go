@@ -40,9 +40,13 @@ const (
 	// packTarget is the size at which a pack is closed and stored:
 	// restic's 16 MiB, about 16 objects per GiB of new data.
 	packTarget = 16 << 20
-	// packBufSize is a pack buffer's capacity: a pack just short of its
-	// target plus the largest sealed chunk, its entry and the header.
+	// packBufSize is the largest a pack buffer grows: a pack just short
+	// of its target plus the largest sealed chunk, its entry and the
+	// header.
 	packBufSize = packTarget + maxSealedChunk + 1<<20
+	// packBufFirst is a new pack buffer's capacity; it doubles as a pack
+	// fills.
+	packBufFirst = 1 << 20
 	// indexEvery is how many packs a writer stores between index objects.
 	indexEvery = 64
 	// packEntrySize is an entry's encoded length.
@@ -547,16 +551,35 @@ func (p *packer) add(id [32]byte, sealed []byte, size int) error {
 			return context.Cause(p.ctx)
 		}
 		if b == nil {
-			b = make([]byte, 0, min(packBufSize, p.target+p.v.chunkBufSize()+1<<20))
+			// small at first: a log backup of a few pages needs no pack
+			// buffer of 17 MiB, which the allocator would zero for each
+			b = make([]byte, 0, min(packBufFirst, p.bufCap()))
 		}
 		p.buf = b[:0]
 	}
 	p.entries = append(p.entries, packEntry{id: id, offset: uint32(len(p.buf)), length: uint32(len(sealed)), size: uint32(size)})
+	p.buf = p.grow(p.buf, len(sealed))
 	p.buf = append(p.buf, sealed...)
 	if len(p.buf) >= p.target {
 		p.sealLocked()
 	}
 	return nil
+}
+
+// bufCap is the largest a pack buffer grows: a pack just short of its
+// target plus the largest sealed chunk, its entry and the header.
+func (p *packer) bufCap() int { return min(packBufSize, p.target+p.v.chunkBufSize()+1<<20) }
+
+// grow returns buf with room for n more bytes, doubling its capacity up
+// to bufCap (and past it only by what n needs).
+func (p *packer) grow(buf []byte, n int) []byte {
+	if cap(buf)-len(buf) >= n {
+		return buf
+	}
+	c := max(min(2*cap(buf), p.bufCap()), len(buf)+n)
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	return nb
 }
 
 // sealLocked closes the pack being filled and starts storing it.
@@ -566,6 +589,9 @@ func (p *packer) sealLocked() {
 	}
 	id := newObjectID()
 	hdr := appendEntries(nil, p.entries)
+	// the header is sealed in place, after the chunks, and its length
+	// follows it
+	p.buf = p.grow(p.buf, len(hdr)+sealOverhead+4)
 	start := len(p.buf)
 	buf, _ := sealTo(p.buf[start:start:cap(p.buf)], p.v.keys.activeKey(), kindManifest, 0, hdr, "packheader/"+id, nil)
 	buf = p.buf[:start+len(buf)]
