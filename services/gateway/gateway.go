@@ -646,6 +646,10 @@ func (req *RestoreRequest) problem() string {
 		return "give exactly one of point, time, mark and latest"
 	case req.BeforeMark && req.Mark == "":
 		return "before_mark needs a mark"
+	case req.ToDirectory != "" && !mssql.SafeInScript(req.Mark):
+		// RESTORE takes a mark only as a literal, and a script must not
+		// hold a line break that sqlcmd would read as GO or a command
+		return fmt.Sprintf("mark %q holds a line break or another control character, which a restore script cannot carry: restore it to an instance instead of as files", req.Mark)
 	}
 	return ""
 }
