@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -428,6 +429,15 @@ func (s *Service) resolve(ctx context.Context, instance, database string) (*coff
 	}
 	if len(matches) == 1 {
 		return &cofferv1.DatabaseRef{Instance: instance, Database: matches[0]}, 0, nil
+	}
+	if len(matches) > 1 {
+		// case twins, which a case-sensitive server collation allows
+		sort.Strings(matches)
+		quoted := make([]string, len(matches))
+		for k, m := range matches {
+			quoted[k] = strconv.Quote(m)
+		}
+		return nil, http.StatusNotFound, fmt.Errorf("no database %q on instance %q, but %s differ from it only in case: name one exactly", database, instance, strings.Join(quoted, ", "))
 	}
 	return nil, http.StatusNotFound, fmt.Errorf("no database %q on instance %q (coffer db list %s)", database, instance, instance)
 }
