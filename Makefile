@@ -21,10 +21,11 @@ run: build
 ## detector, then the long end-to-end tests without it, side by side
 ## (sixty days of a policy; fifty restores to random seconds of two days;
 ## a daylight-saving week; the fleet under SIGKILL chaos; two scheduler
-## replicas, one killed mid-minute)
+## replicas, one killed mid-minute; every hostile database name of
+## services/coffer/testdata/database-names.json, in both modes)
 test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
-	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver)$$' ./services/coffer/ ./services/scheduler/
+	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver|TestHostileNames)$$' ./services/coffer/ ./services/scheduler/
 
 ## test-mssql: the conformance suite against a real SQL Server: the
 ## portable end-to-end test (backup, chain healing, restores to random

@@ -341,6 +341,19 @@ func (c *Client) DatabaseSize(ctx context.Context, name string) (data, log int64
 	return data, log, nil
 }
 
+// DatabaseName returns the name of the database SQL Server takes name to
+// mean, spelt as the server spells it, or "" when there is none. The
+// server compares names under its collation with trailing spaces
+// ignored, so "Sales " and, under a case-insensitive collation, "SALES"
+// both name the database Sales.
+func (c *Client) DatabaseName(ctx context.Context, name string) (string, error) {
+	var got sql.NullString
+	if err := c.db.QueryRowContext(ctx, "SELECT DB_NAME(DB_ID(@p1))", name).Scan(&got); err != nil {
+		return "", fmt.Errorf("look up database %q: %w", name, wrapSQL(err))
+	}
+	return got.String, nil
+}
+
 // DatabaseExists reports whether a database of that name exists.
 func (c *Client) DatabaseExists(ctx context.Context, name string) (bool, error) {
 	var id sql.NullInt64

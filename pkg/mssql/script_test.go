@@ -52,3 +52,42 @@ func TestScriptStripes(t *testing.T) {
 		t.Errorf("StripeFileNames of a name without extension in a dotted directory: %q", n)
 	}
 }
+
+// TestScriptLineBreaks: a name or path that holds a line break never puts
+// one in the script, where sqlcmd would read a line of it as GO or as one
+// of its commands; RESTORE gets it through a variable built with NCHAR.
+func TestScriptLineBreaks(t *testing.T) {
+	evil := "x\r\nGO\r\n!!rm -rf /\nDROP DATABASE [master]\u2028--"
+	s := mssql.Script{
+		Database:     evil,
+		Files:        []mssql.ScriptFile{{Path: "/bak/\n01-full.bak", Note: "full\r\nGO"}, {Path: "/bak/02-log.bak", Log: true}},
+		LogicalNames: []string{evil, "plain"},
+	}
+	got := s.String()
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	for _, l := range lines {
+		if strings.ContainsAny(l, "\r\u2028") || strings.TrimSpace(l) != l && l != "" {
+			t.Errorf("line %q holds a control character or leading/trailing space", l)
+		}
+		if strings.HasPrefix(l, "!!") || strings.HasPrefix(l, ":") || strings.HasPrefix(l, "DROP") {
+			t.Errorf("line %q would run as a command of its own", l)
+		}
+	}
+	expr := "N'x' + NCHAR(13) + NCHAR(10) + N'GO' + NCHAR(13) + NCHAR(10) + N'!!rm -rf /' + NCHAR(10) + N'DROP DATABASE [master]' + NCHAR(8232) + N'--'"
+	for _, want := range []string{
+		"-- Restore [x\\r\\nGO\\r\\n!!rm -rf /\\nDROP DATABASE [master]]\\u2028--] from 2 backup file(s), in this order.\n",
+		"--   MOVE @logical TO N'<path>', with DECLARE @logical sysname = " + expr + ";\n",
+		"--   MOVE N'plain' TO N'<path>'\n",
+		"-- 1. full\\r GO\n",
+		"DECLARE @v1 sysname = " + expr + ";\nDECLARE @v2 nvarchar(4000) = N'/bak/' + NCHAR(10) + N'01-full.bak';\n" +
+			"RESTORE DATABASE @v1 FROM DISK = @v2 WITH FILE = 1, NORECOVERY;\nGO\n",
+		"DECLARE @v1 sysname = " + expr + ";\nRESTORE LOG @v1 FROM DISK = N'/bak/02-log.bak' WITH FILE = 1, RECOVERY;\nGO\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("script lacks %q:\n%s", want, got)
+		}
+	}
+	if mssql.SafeInScript(evil) || !mssql.SafeInScript("tab\there ]'") {
+		t.Error("SafeInScript: want false for a line break, true for a tab")
+	}
+}

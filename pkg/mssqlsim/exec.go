@@ -154,6 +154,8 @@ func (p *parser) parseStatement() (stmt, *Error) {
 		}, nil
 	case t.is("SET"):
 		return p.parseSet()
+	case t.is("DECLARE"):
+		return p.parseDeclare()
 	case t.is("PRINT"):
 		v, e := p.parseExpr()
 		if e != nil {
@@ -565,6 +567,17 @@ func (x *execCtx) call(c *evalCtx, f funcExpr) (any, *Error) {
 		return checksumCall(c, f, args), nil
 	case "QUOTENAME":
 		return "[" + strings.ReplaceAll(arg(0), "]", "]]") + "]", nil
+	case "NCHAR", "CHAR":
+		// the character of a code: 0 to 65535 for NCHAR (the collations
+		// modelled have no _SC flag), 0 to 255 for CHAR; NULL outside
+		if len(args) != 1 {
+			return nil, newErr(174, 15, "The %s function requires 1 argument(s).", strings.ToLower(f.name))
+		}
+		n, ok := toInt(args[0])
+		if limit := map[string]int64{"NCHAR": 0xFFFF, "CHAR": 0xFF}[f.name]; args[0] == nil || !ok || n < 0 || n > limit {
+			return nil, nil
+		}
+		return string(rune(n)), nil
 	case "COUNT", "MAX", "MIN", "SUM":
 		return nil, newErr(8120, 16, "Aggregates are only supported over the whole result.")
 	}

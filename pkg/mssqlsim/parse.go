@@ -10,6 +10,9 @@ type parser struct {
 	toks   []token
 	pos    int
 	params map[string]any // sp_executesql parameters, by lower-case name with '@'
+	// ownParams is set once params is the parser's own copy, which
+	// DECLARE adds to (parseDeclare).
+	ownParams bool
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }

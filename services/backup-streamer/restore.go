@@ -161,9 +161,16 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	if err != nil {
 		return nil, err
 	}
-	existed, err := c.DatabaseExists(ctx, tgt.GetDatabase())
+	existing, err := c.DatabaseName(ctx, tgt.GetDatabase())
 	if err != nil {
 		return nil, s.sqlFailure(ctx, err, "look up database %q on instance %q", tgt.GetDatabase(), tgt.GetInstance())
+	}
+	existed := existing != ""
+	if existed {
+		// the database as SQL Server names it: "Sales " or, under a
+		// case-insensitive collation, "SALES" is Sales, whose tail-log
+		// must be backed up and whose files are kept
+		tgt = &cofferv1.DatabaseRef{Instance: tgt.GetInstance(), Database: existing}
 	}
 	if existed && !req.GetOverwrite() {
 		return nil, fail("database %q already exists on instance %q: restore under another name, or overwrite", tgt.GetDatabase(), tgt.GetInstance())
@@ -818,17 +825,13 @@ func planMoves(files []mssql.File, dataDir, logDir, stem string, keep map[string
 	return moves
 }
 
-// findDatabase finds name among dbs as SQL Server compares names: exactly,
-// else ignoring case and trailing spaces.
+// findDatabase finds the database named exactly name among dbs: name is
+// spelt as the server spells it (Client.DatabaseName), since only the
+// server knows its collation, under which Sales and sales may be two
+// databases.
 func findDatabase(dbs []mssql.Database, name string) *mssql.Database {
 	for i := range dbs {
 		if dbs[i].Name == name {
-			return &dbs[i]
-		}
-	}
-	trim := strings.TrimRight(name, " ")
-	for i := range dbs {
-		if strings.EqualFold(strings.TrimRight(dbs[i].Name, " "), trim) {
 			return &dbs[i]
 		}
 	}

@@ -63,6 +63,9 @@ type harnessOptions struct {
 	// a certificate from the CA in DATA/ca; trustCA makes the simulator
 	// trust that CA, as an operator makes SQL Server's host trust it.
 	url, trustCA bool
+	// caseSensitive gives the simulator a case-sensitive server
+	// collation, under which Sales and sales are two databases.
+	caseSensitive bool
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -88,7 +91,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		trusted = ca.Pool()
 	}
 	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
-		Location: o.location, TrustedCAs: trusted})
+		Location: o.location, TrustedCAs: trusted, CaseSensitive: o.caseSensitive})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

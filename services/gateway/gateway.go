@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -429,6 +430,15 @@ func (s *Service) resolve(ctx context.Context, instance, database string) (*coff
 	if len(matches) == 1 {
 		return &cofferv1.DatabaseRef{Instance: instance, Database: matches[0]}, 0, nil
 	}
+	if len(matches) > 1 {
+		// case twins, which a case-sensitive server collation allows
+		sort.Strings(matches)
+		quoted := make([]string, len(matches))
+		for k, m := range matches {
+			quoted[k] = strconv.Quote(m)
+		}
+		return nil, http.StatusNotFound, fmt.Errorf("no database %q on instance %q, but %s differ from it only in case: name one exactly", database, instance, strings.Join(quoted, ", "))
+	}
 	return nil, http.StatusNotFound, fmt.Errorf("no database %q on instance %q (coffer db list %s)", database, instance, instance)
 }
 
@@ -646,6 +656,10 @@ func (req *RestoreRequest) problem() string {
 		return "give exactly one of point, time, mark and latest"
 	case req.BeforeMark && req.Mark == "":
 		return "before_mark needs a mark"
+	case req.ToDirectory != "" && !mssql.SafeInScript(req.Mark):
+		// RESTORE takes a mark only as a literal, and a script must not
+		// hold a line break that sqlcmd would read as GO or a command
+		return fmt.Sprintf("mark %q holds a line break or another control character, which a restore script cannot carry: restore it to an instance instead of as files", req.Mark)
 	}
 	return ""
 }

@@ -74,6 +74,7 @@ func TestValidation(t *testing.T) {
 		{"backup of an unknown database", "POST", "/api/v1/backups", `{"instance":"sql1","database":"nope","type":"full"}`, 404, "no database"},
 		{"restore without a target", "POST", "/api/v1/restores", `{"instance":"sql1","database":"d","latest":true}`, 400, "target_database"},
 		{"restore with point and latest", "POST", "/api/v1/restores", `{"instance":"sql1","database":"d","latest":true,"point":"x","target_database":"c"}`, 400, "exactly one"},
+		{"restore as files to a mark with a line break", "POST", "/api/v1/restores", `{"instance":"sql1","database":"d","mark":"m\nGO","to_directory":"/restore"}`, 400, "restore it to an instance"},
 		{"restore with nothing to restore", "POST", "/api/v1/restores", `{"instance":"sql1","database":"d","latest":true,"target_database":"c"}`, 422, "no full backup"},
 		{"discover an unknown instance", "POST", "/api/v1/instances/nope/discover", ``, 404, "not registered"},
 		{"unknown job", "GET", "/api/v1/jobs/j1", ``, 404, "no job"},
