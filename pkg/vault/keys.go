@@ -335,3 +335,39 @@ func readSmall(ctx context.Context, store blob.Store, key string, max int64) ([]
 	}
 	return b, nil
 }
+
+// KeyMaterial returns every secret master unwraps from the vault's store:
+// the key that wraps vault keys, each vault key, and the subkeys derived
+// from them that seal chunks and manifests and name chunks. It exists for
+// tests that prove no secret reaches a log, an API answer or a message;
+// coffer itself never calls it, and it reveals nothing that the holder of
+// master and the store could not compute.
+func (v *Vault) KeyMaterial(ctx context.Context, master []byte) ([][]byte, error) {
+	if err := checkMasterKey(master); err != nil {
+		return nil, fmt.Errorf("key material: %w", err)
+	}
+	var ids []string
+	err := v.store.List(ctx, keysPrefix, func(i blob.Info) error {
+		ids = append(ids, strings.TrimPrefix(i.Key, keysPrefix))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key material: list keys: %w", err)
+	}
+	out := [][]byte{deriveKey(ctxMasterWrap, master)}
+	for _, id := range ids {
+		raw, err := readSmall(ctx, v.store, keysPrefix+id, maxKeyRecordSize)
+		if err != nil {
+			return nil, fmt.Errorf("key material: read key %s: %w", id, err)
+		}
+		s, err := openKeyRecord(master, id, raw)
+		if err != nil {
+			return nil, fmt.Errorf("key material: %w", err)
+		}
+		out = append(out, s.Key, deriveKey(ctxChunkSeal, s.Key), deriveKey(ctxManifestSeal, s.Key))
+		if s.Seq == 0 {
+			out = append(out, deriveKey(ctxChunkID, s.Key))
+		}
+	}
+	return out, nil
+}
