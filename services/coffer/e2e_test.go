@@ -42,6 +42,11 @@ type harness struct {
 	// dsn is the SQL Server register adds as sql1: the simulator's, or
 	// harnessOptions.dsn.
 	dsn string
+	// s3 holds the vault with harnessOptions.s3, nil otherwise.
+	s3 *miniotest.Server
+	// transcript, when set, receives the output and the error of every
+	// CLI command the harness runs.
+	transcript io.Writer
 }
 
 type harnessOptions struct {
@@ -66,6 +71,10 @@ type harnessOptions struct {
 	// caseSensitive gives the simulator a case-sensitive server
 	// collation, under which Sales and sales are two databases.
 	caseSensitive bool
+	// logger receives every service's records (default: discarded).
+	logger *slog.Logger
+	// saPassword is the simulator's sa password (default Sim-Pa55!).
+	saPassword string
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -90,14 +99,18 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		}
 		trusted = ca.Pool()
 	}
-	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: "Sim-Pa55!", DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
+	sa := o.saPassword
+	if sa == "" {
+		sa = "Sim-Pa55!"
+	}
+	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: sa, DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
 		Location: o.location, TrustedCAs: trusted, CaseSensitive: o.caseSensitive})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.sim.Close() })
-	h.simDSN = (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", "Sim-Pa55!"), Host: addr, RawQuery: "encrypt=disable"}).String()
+	h.simDSN = (&url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", sa), Host: addr, RawQuery: "encrypt=disable"}).String()
 	h.dsn = h.simDSN
 	if o.dsn != "" {
 		h.dsn = o.dsn
@@ -114,6 +127,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")
+		h.s3 = s3
 		args = append(args, "--s3-endpoint", s3.Endpoint, "--s3-bucket", "vault", "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile)
 		env["COFFER_S3_SECRET_KEY"] = s3.SecretKey
 	}
@@ -122,7 +136,10 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	c.clock = o.clock
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	logger := o.logger
+	if logger == nil {
+		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
 	r, err := startStack(t.Context(), c, io.Discard, logger, h.traces.TracerProvider())
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +156,13 @@ func (h *harness) coffer(args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	args = append(args, "--api", h.api)
 	err := run(h.t.Context(), args, &out, &errOut)
+	if h.transcript != nil {
+		all := out.String() + errOut.String()
+		if err != nil {
+			all += err.Error() + "\n"
+		}
+		io.WriteString(h.transcript, all)
+	}
 	if err != nil {
 		return out.String() + errOut.String(), err
 	}
