@@ -48,6 +48,17 @@ func (f *Flags) String(p *string, name, env, def, text string) {
 	f.fs.StringVar(p, name, def, usage(text, env))
 }
 
+// Secret registers a string setting that holds a secret, such as a
+// token: like String, but a value read from the environment is not the
+// flag's default, so that -help and the usage printed on a mistyped flag
+// never show it.
+func (f *Flags) Secret(p *string, name, env, text string) {
+	f.fs.StringVar(p, name, "", usage(text, env))
+	if v := f.env(env); v != "" {
+		*p = v
+	}
+}
+
 // Int registers an integer setting.
 func (f *Flags) Int(p *int, name, env string, def int, text string) {
 	if v := f.env(env); v != "" {

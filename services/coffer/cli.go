@@ -39,7 +39,10 @@ func globalFlags(fs *flag.FlagSet, getenv func(string) string) (api *string, tok
 		def = "http://127.0.0.1:8080"
 	}
 	api = fs.String("api", def, "coffer API address (COFFER_API)")
-	token = fs.String("token", getenv("COFFER_API_TOKEN"), "API token (COFFER_API_TOKEN)")
+	// the token from the environment is not the flag's default, which
+	// -help and a mistyped flag would print
+	token = fs.String("token", "", "API token (COFFER_API_TOKEN)")
+	*token = getenv("COFFER_API_TOKEN")
 	asJSON = fs.Bool("json", false, "print JSON instead of tables")
 	return
 }

@@ -70,7 +70,10 @@ func parseSimFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	fs := flag.NewFlagSet("coffer sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1433", "TCP address to serve TDS on")
-	fs.StringVar(&c.saPassword, "sa-password", getenv("COFFER_SIM_SA_PASSWORD"), "password of the sa login")
+	// the password from the environment is not the flag's default, which
+	// -help and a mistyped flag would print
+	fs.StringVar(&c.saPassword, "sa-password", "", "password of the sa login (COFFER_SIM_SA_PASSWORD)")
+	c.saPassword = getenv("COFFER_SIM_SA_PASSWORD")
 	fs.BoolVar(&c.demo, "demo", false, "create sample databases with a running workload")
 	fs.StringVar(&c.dataDir, "data", "", "directory that keeps the instance's state and backups across restarts (default: in memory)")
 	fs.StringVar(&c.serverName, "server-name", "SIMSQL01", "the instance's server name")

@@ -18,7 +18,7 @@ func register(f *daemon.Flags) daemon.Settings {
 	s := &daemon.Config[Config]{Check: check, New: build}
 	f.String(&s.Value.Addr, "http", "COFFER_HTTP_ADDR", "127.0.0.1:8080",
 		"address of the API and dashboard (0.0.0.0:8080 to be reached from other machines)")
-	f.String(&s.Value.Token, "token", "COFFER_API_TOKEN", "",
+	f.Secret(&s.Value.Token, "token", "COFFER_API_TOKEN",
 		"require this API token as Authorization: Bearer TOKEN")
 	return s
 }
