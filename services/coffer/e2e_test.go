@@ -47,6 +47,7 @@ type harness struct {
 	// transcript, when set, receives the output and the error of every
 	// CLI command the harness runs.
 	transcript io.Writer
+	token      string
 }
 
 type harnessOptions struct {
@@ -75,11 +76,14 @@ type harnessOptions struct {
 	logger *slog.Logger
 	// saPassword is the simulator's sa password (default Sim-Pa55!).
 	saPassword string
+	// token, when set, is the API token the gateway requires and the CLI
+	// sends.
+	token string
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
-	h := &harness{t: t, data: o.data, key: o.key, traces: telemetrytest.New(t)}
+	h := &harness{t: t, data: o.data, key: o.key, traces: telemetrytest.New(t), token: o.token}
 	if h.data == "" {
 		h.data = t.TempDir()
 	}
@@ -123,7 +127,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if o.url {
 		args = append(args, "--url-listen", "127.0.0.1:0")
 	}
-	env := map[string]string{"COFFER_MASTER_KEY": h.key}
+	env := map[string]string{"COFFER_MASTER_KEY": h.key, "COFFER_API_TOKEN": o.token}
 	if o.s3 {
 		s3 := miniotest.Start(t)
 		s3.MakeBucket(t, "vault")
@@ -155,6 +159,9 @@ func (h *harness) coffer(args ...string) (string, error) {
 	h.t.Helper()
 	var out, errOut bytes.Buffer
 	args = append(args, "--api", h.api)
+	if h.token != "" {
+		args = append(args, "--token", h.token)
+	}
 	err := run(h.t.Context(), args, &out, &errOut)
 	if h.transcript != nil {
 		all := out.String() + errOut.String()
