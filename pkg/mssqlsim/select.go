@@ -221,9 +221,33 @@ type evalCtx struct {
 	x    *execCtx
 	srcs []boundSource
 	row  [][]any // one row per source; nil for a NULL-extended LEFT JOIN side
+	// bound caches resolve's answers: the sources do not change while a
+	// statement runs, and a join evaluates each column once per row pair
+	bound map[colExpr]boundCol
 }
 
+// boundCol is where resolve found a column: source and column index.
+type boundCol struct{ si, ci int }
+
+// resolve finds the source and column a column reference names, once per
+// statement.
 func (c *evalCtx) resolve(col colExpr) (int, int, *Error) {
+	if b, ok := c.bound[col]; ok {
+		return b.si, b.ci, nil
+	}
+	si, ci, err := c.lookup(col)
+	if err != nil {
+		return 0, 0, err
+	}
+	if c.bound == nil {
+		c.bound = map[colExpr]boundCol{}
+	}
+	c.bound[col] = boundCol{si, ci}
+	return si, ci, nil
+}
+
+// lookup is resolve without the cache.
+func (c *evalCtx) lookup(col colExpr) (int, int, *Error) {
 	si, ci := -1, -1
 	bound := false // the qualifier names a source
 	for k, s := range c.srcs {
@@ -597,6 +621,88 @@ func castValue(v any, t colType) (any, *Error) {
 	return v, nil
 }
 
+// pushWhere splits the WHERE clause of s into the parts joined by AND and
+// sorts them by the last source each reads: early[k] may be tested as
+// soon as source k's row is chosen (a query joining backupset with
+// backupmediafamily then filters backupset's rows before it pairs them),
+// late after the whole row is. A part is late when it reads a source on
+// the right of a LEFT JOIN (the WHERE clause filters after the join's NULL
+// rows are added, and testing it early would add them where SQL Server
+// does not), when it reads no source, or reads something this cannot
+// place. How SQL Server orders the tests of a WHERE clause is its own
+// choice: only the rows that come out are defined.
+func (c *evalCtx) pushWhere(s *selectStmt) (early [][]expr, late []expr) {
+	early = make([][]expr, len(c.srcs))
+	if s.where == nil {
+		return early, nil
+	}
+	var parts []expr
+	var split func(e expr)
+	split = func(e expr) {
+		if b, ok := e.(binExpr); ok && b.op == "AND" {
+			split(b.l)
+			split(b.r)
+			return
+		}
+		parts = append(parts, e)
+	}
+	split(s.where)
+	for _, e := range parts {
+		last, ok := c.lastSource(e)
+		if !ok || last < 0 || s.from[last].left {
+			late = append(late, e)
+			continue
+		}
+		early[last] = append(early[last], e)
+	}
+	return early, late
+}
+
+// lastSource is the highest source index e reads, -1 for none; ok is
+// false when e holds something it cannot place.
+func (c *evalCtx) lastSource(e expr) (last int, ok bool) {
+	last = -1
+	var walk func(e expr) bool
+	walk = func(e expr) bool {
+		switch x := e.(type) {
+		case nil, litExpr, sysVar:
+			return true
+		case colExpr:
+			si, _, err := c.resolve(x)
+			if err != nil {
+				return false
+			}
+			last = max(last, si)
+			return true
+		case binExpr:
+			return walk(x.l) && walk(x.r)
+		case notExpr:
+			return walk(x.e)
+		case isNullExpr:
+			return walk(x.e)
+		case castExpr:
+			return walk(x.e)
+		case likeExpr:
+			return walk(x.e) && walk(x.pattern)
+		case inExpr:
+			if !walk(x.e) {
+				return false
+			}
+			for _, a := range x.list {
+				if !walk(a) {
+					return false
+				}
+			}
+			return true
+		}
+		return false // functions, CASE, subqueries: tested late
+	}
+	if !walk(e) {
+		return 0, false
+	}
+	return last, true
+}
+
 // run executes a SELECT and returns its columns and rows.
 func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 	c := &evalCtx{x: x}
@@ -669,20 +775,28 @@ func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 			return nil, nil, err
 		}
 	}
-	// join
+	// join, testing each part of the WHERE clause as soon as the rows it
+	// reads are chosen (see pushWhere)
+	early, late := c.pushWhere(s)
+	test := func(conds []expr, row [][]any) (bool, *Error) {
+		c.row = row
+		for _, e := range conds {
+			v, err := c.eval(e)
+			if err != nil {
+				return false, err
+			}
+			if !truth(v) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 	var combos [][][]any
 	var walk func(k int, cur [][]any) *Error
 	walk = func(k int, cur [][]any) *Error {
 		if k == len(c.srcs) {
-			c.row = cur
-			if s.where != nil {
-				v, err := c.eval(s.where)
-				if err != nil {
-					return err
-				}
-				if !truth(v) {
-					return nil
-				}
+			if ok, err := test(late, cur); err != nil || !ok {
+				return err
 			}
 			combos = append(combos, append([][]any(nil), cur...))
 			for k, r := range cur {
@@ -706,6 +820,15 @@ func (s *selectStmt) run(x *execCtx) ([]column, [][]any, *Error) {
 				}
 			}
 			matched = true
+			if len(early[k]) > 0 {
+				ok, err := test(early[k], append(next, make([][]any, len(c.srcs)-k-1)...))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+			}
 			if err := walk(k+1, next); err != nil {
 				return err
 			}
