@@ -194,9 +194,6 @@ func TestGivesUp(t *testing.T) {
 // TestMinIOOutage: a 4 MiB upload into MinIO while MinIO is killed and
 // started again three seconds later completes, and the object is whole.
 func TestMinIOOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts MinIO three times")
-	}
 	srv := miniotest.Start(t)
 	srv.MakeBucket(t, "vault")
 	s3, err := s3store.New(s3store.Config{Endpoint: srv.Endpoint, Bucket: "vault", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
