@@ -116,7 +116,8 @@ func rpcExecuteSQL(stmt string, v int64) []byte {
 		rpc = append(append(rpc, 0), ti...)
 	}
 	param("", append([]byte{typNVarChar, 0xFF, 0xFF, 9, 4, 0xD0, 0, 0x34}, appendPLP(nil, ucs2(stmt))...)...)
-	param("", append([]byte{typNVarChar, 20, 0, 9, 4, 0xD0, 0, 0x34, 14, 0}, ucs2("@p1 bigint")...)...)
+	decl := ucs2("@p1 bigint")
+	param("", append([]byte{typNVarChar, 40, 0, 9, 4, 0xD0, 0, 0x34, byte(len(decl)), 0}, decl...)...)
 	param("@p1", append([]byte{typIntN, 8, 8}, binary.LittleEndian.AppendUint64(nil, uint64(v))...)...)
 	return rpc
 }
