@@ -131,7 +131,9 @@ func FuzzRequest(f *testing.F) {
 		}
 
 		w := do("POST", "uploads", nil)
-		var created struct{ UploadID string }
+		var created struct {
+			UploadID string `xml:"UploadId"`
+		}
 		if err := xml.Unmarshal(w.Body.Bytes(), &created); err != nil || created.UploadID == "" {
 			t.Fatalf("create upload: %d %s", w.Code, w.Body)
 		}
