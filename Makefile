@@ -32,7 +32,7 @@ test: tools proto-check vet k8s-check
 # package:Target; FUZZTIME is how long `make fuzz` runs each. Go fuzzes
 # one target per package at a time, so they run one after another. A
 # plain `go test` runs every target on its seed corpus only.
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 FUZZ = \
 	./pkg/vault:FuzzSealedChunk ./pkg/vault:FuzzManifest ./pkg/vault:FuzzDecodeIndex \
 	./pkg/vault:FuzzDecodeGeneration ./pkg/vault:FuzzKeyRecord \
@@ -43,7 +43,7 @@ FUZZ = \
 	./pkg/policy:FuzzPolicy ./pkg/policy:FuzzParseDuration \
 	./services/gateway:FuzzRequestBodies
 
-## fuzz: run each fuzz target of FUZZ for FUZZTIME (default 5s); a
+## fuzz: run each fuzz target of FUZZ for FUZZTIME (default 3s); a
 ## failing input is written under the package's testdata/fuzz/, where
 ## it becomes a seed: commit it with the fix
 fuzz:
