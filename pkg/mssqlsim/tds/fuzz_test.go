@@ -97,7 +97,7 @@ func FuzzLogin(f *testing.F) {
 		if _, err := parseLogin7(data); err != nil && !errors.Is(err, errMalformed) {
 			t.Fatalf("parseLogin7: %v; want an error matching errMalformed", err)
 		}
-		if !utf8.ValidString(user+pw+db) || len(user)+len(pw)+len(db) > 10000 {
+		if !utf8.ValidString(user) || !utf8.ValidString(pw) || !utf8.ValidString(db) || len(user)+len(pw)+len(db) > 10000 {
 			return
 		}
 		l, err := parseLogin7(login7For(user, pw, db))
