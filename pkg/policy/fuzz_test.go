@@ -12,7 +12,9 @@ import (
 // FuzzPolicy decodes arbitrary JSON as the gateway decodes a policy put
 // through the API: a policy that Validate accepts encodes and decodes to
 // itself, its due times come after the time asked and within the period
-// they repeat in, and its retention ranges are honoured in full.
+// they repeat in, and its retention ranges are honoured in full: by
+// Validate's longest retention of a full (a time.Duration, which a range
+// past 292 years made wrap around) and by Expiry.
 func FuzzPolicy(f *testing.F) {
 	def, _ := json.Marshal(Default())
 	f.Add(def, int64(0))
@@ -21,7 +23,7 @@ func FuzzPolicy(f *testing.F) {
 		"retention":{"full":"14d","weekly":{"day":0,"count":8},"monthly":{"count":12},"yearly":{"month":1,"count":7},"differential":"7d","log":"2w"},
 		"compression":true,"on_demand":{"full":"45d"},"verify":{"days":[6],"hour":5}}`), int64(1798761600))
 	f.Add([]byte(`{"name":"x","full":{"frequency":"daily"},"retention":{"full":"9223372036854775807d","yearly":{"month":3,"count":9223372036854775807}}}`), int64(-1))
-	f.Add([]byte(`{"name":"y","full":{"frequency":"daily","hour":23,"minute":59},"retention":{"full":"7d","weekly":{"day":6,"count":2562048}}}`), int64(1<<40))
+	f.Add([]byte(`{"name":"y","full":{"frequency":"daily","hour":23,"minute":59},"retention":{"full":"7d","weekly":{"day":6,"count":15251}}}`), int64(1<<40))
 	f.Fuzz(func(t *testing.T, b []byte, unix int64) {
 		var p Policy
 		if json.Unmarshal(b, &p) != nil || p.Validate() != nil {
@@ -68,6 +70,11 @@ func FuzzPolicy(f *testing.F) {
 		}
 		if r := p.Retention.Yearly; r != nil {
 			want[TagYearly] = float64(r.Count) * 365 * 24
+		}
+		for tag, hours := range want {
+			if longest := p.Retention.longestFull().Hours(); longest < hours {
+				t.Fatalf("the longest a full is kept is %.0f hours, less than the %.0f its %s range asks", longest, hours, tag)
+			}
 		}
 		for _, tag := range tags {
 			// an hour's slack for a daylight-saving change
