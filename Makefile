@@ -11,21 +11,46 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run test test-mssql vet bench build fmt-check tools proto proto-check k8s-check k8s-schemas
+.PHONY: run test fuzz test-mssql vet bench build fmt-check tools proto proto-check k8s-check k8s-schemas
 
 ## run: run coffer (every service in one process) with a simulated SQL Server
 run: build
 	bin/coffer up --demo
 
 ## test: vet, then run every test: unit and service tests with the race
-## detector, then the long end-to-end tests without it, side by side
+## detector, then each fuzz target for FUZZTIME (make fuzz), then the long end-to-end tests without it, side by side
 ## (sixty days of a policy; fifty restores to random seconds of two days;
 ## a daylight-saving week; the fleet under SIGKILL chaos; two scheduler
 ## replicas, one killed mid-minute; every hostile database name of
 ## services/coffer/testdata/database-names.json, in both modes)
 test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
+	$(MAKE) --no-print-directory fuzz
 	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver|TestHostileNames)$$' ./services/coffer/ ./services/scheduler/
+
+# FUZZ lists the fuzz targets of the decoders of outside input, as
+# package:Target; FUZZTIME is how long `make fuzz` runs each. Go fuzzes
+# one target per package at a time, so they run one after another. A
+# plain `go test` runs every target on its seed corpus only.
+FUZZTIME ?= 3s
+FUZZ = \
+	./pkg/vault:FuzzSealedChunk ./pkg/vault:FuzzManifest ./pkg/vault:FuzzDecodeIndex \
+	./pkg/vault:FuzzDecodeGeneration ./pkg/vault:FuzzKeyRecord \
+	./pkg/bus:FuzzDecode \
+	./pkg/catalog:FuzzSplitKey ./pkg/catalog:FuzzKeyRoundTrip \
+	./pkg/mssqlsim/tds:FuzzReadMessage ./pkg/mssqlsim/tds:FuzzLogin ./pkg/mssqlsim/tds:FuzzRequest \
+	./pkg/s3endpoint:FuzzHeaders ./pkg/s3endpoint:FuzzRequest \
+	./pkg/policy:FuzzPolicy ./pkg/policy:FuzzParseDuration \
+	./services/gateway:FuzzRequestBodies
+
+## fuzz: run each fuzz target of FUZZ for FUZZTIME (default 3s); a
+## failing input is written under the package's testdata/fuzz/, where
+## it becomes a seed: commit it with the fix
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 ## test-mssql: the conformance suite against a real SQL Server: the
 ## portable end-to-end test (backup, chain healing, restores to random

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -207,8 +208,13 @@ func ParseDuration(s string) (Duration, error) {
 	}
 	if mult != 0 {
 		var n int
-		if _, err := fmt.Sscanf(strings.TrimRight(s, "dw"), "%d", &n); err != nil || fmt.Sprint(n) != strings.TrimRight(s, "dw") {
+		num := s[:len(s)-1] // one unit: "3dw" is no duration
+		if _, err := fmt.Sscanf(num, "%d", &n); err != nil || fmt.Sprint(n) != num {
 			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		// n*mult would wrap around to another, even negative, duration
+		if limit := int(math.MaxInt64 / mult); n > limit || n < -limit {
+			return 0, fmt.Errorf("invalid duration %q: longer than %d days", s, limit*int(mult/(24*time.Hour)))
 		}
 		return Duration(time.Duration(n) * mult), nil
 	}
@@ -363,24 +369,24 @@ func (p *Policy) Validate() error {
 		bad("retention.log: the policy takes no log backups")
 	}
 	if w := r.Weekly; w != nil {
-		if w.Count < 1 {
-			bad("retention.weekly.count: keep at least one weekly full")
+		if w.Count < 1 || w.Count > maxWeeks {
+			bad("retention.weekly.count: keep 1 to %d weekly fulls (100 years)", maxWeeks)
 		}
 		if p.Full.Frequency == Weekly && !containsDay(p.Full.Days, w.Day) {
 			bad("retention.weekly.day: no full runs on %s", w.Day)
 		}
 	}
 	if m := r.Monthly; m != nil {
-		if m.Count < 1 {
-			bad("retention.monthly.count: keep at least one monthly full")
+		if m.Count < 1 || m.Count > maxMonths {
+			bad("retention.monthly.count: keep 1 to %d monthly fulls (100 years)", maxMonths)
 		}
 		if m.Day != nil && p.Full.Frequency == Weekly && !containsDay(p.Full.Days, *m.Day) {
 			bad("retention.monthly.day: no full runs on %s", *m.Day)
 		}
 	}
 	if y := r.Yearly; y != nil {
-		if y.Count < 1 {
-			bad("retention.yearly.count: keep at least one yearly full")
+		if y.Count < 1 || y.Count > maxYears {
+			bad("retention.yearly.count: keep 1 to %d yearly fulls", maxYears)
 		}
 		if y.Month < time.January || y.Month > time.December {
 			bad("retention.yearly.month: %d is not a month", y.Month)
@@ -388,6 +394,15 @@ func (p *Policy) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// The most weekly, monthly and yearly fulls a policy keeps: a hundred
+// years, well inside what a time.Duration holds (292 years), so that
+// neither Validate's comparisons nor Expiry's dates overflow.
+const (
+	maxYears  = 100
+	maxMonths = 12 * maxYears
+	maxWeeks  = 52 * maxYears
+)
 
 // longestFull is the longest any full may be kept under r.
 func (r Retention) longestFull() time.Duration {

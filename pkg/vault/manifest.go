@@ -57,7 +57,9 @@ func (m *Manifest) Streams() []Stream {
 	out := make([]Stream, 0, len(m.Stripes))
 	at := 0
 	for _, st := range m.Stripes {
-		end := min(at+max(st.Chunks, 0), len(m.Chunks))
+		// at+st.Chunks could overflow: a stored manifest's stripes are
+		// only checked when it is loaded, not when a caller builds one
+		end := at + min(max(st.Chunks, 0), len(m.Chunks)-at)
 		out = append(out, Stream{Chunks: m.Chunks[at:end:end], Size: st.Size, Checksum: st.Checksum})
 		at = end
 	}
@@ -84,8 +86,11 @@ func (m *Manifest) checkStripes() error {
 		if st.Chunks <= 0 {
 			return fmt.Errorf("stripe %d has no chunk", k+1)
 		}
+		if st.Chunks > len(m.Chunks)-n {
+			return fmt.Errorf("stripe %d has %d chunks; the manifest has %d left", k+1, st.Chunks, len(m.Chunks)-n)
+		}
 		var size int64
-		for _, c := range m.Chunks[min(n, len(m.Chunks)):min(n+st.Chunks, len(m.Chunks))] {
+		for _, c := range m.Chunks[n : n+st.Chunks] {
 			size += c.Size
 		}
 		if size != st.Size {
@@ -361,6 +366,13 @@ func (v *Vault) loadManifest(ctx context.Context, key, name, id string) (*Manife
 	if err != nil {
 		return nil, err
 	}
+	return v.decodeManifest(raw, name, id)
+}
+
+// decodeManifest opens raw, the manifest sealed as the object name, in
+// place, and checks that it holds manifest id, as loadManifest does once
+// it has read it.
+func (v *Vault) decodeManifest(raw []byte, name, id string) (*Manifest, error) {
 	payload, flags, err := v.open(raw, kindManifest, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -206,12 +207,19 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, Error{Error: fmt.Sprintf(format, args...)})
 }
 
-// readJSON decodes a request body, refusing unknown fields.
+// readJSON decodes a request body, refusing unknown fields and anything
+// after the value.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed request body: %v", err)
+		return false
+	}
+	// what follows the value would be silently dropped: a second object
+	// pasted by mistake, or the rest of a body cut in the wrong place
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "malformed request body: data after the JSON value: send one JSON object")
 		return false
 	}
 	return true
