@@ -180,6 +180,7 @@ func (s *Standalone) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-g.Failed():
+	case <-g.Done(): // every service returned without an error
 	}
 	p.Metrics.SetReady(false)
 	g.Stop()
@@ -259,10 +260,12 @@ func Build(ctx context.Context, nc *nats.Conn, svcs []Configured, p Process) ([]
 
 // Group is services running together.
 type Group struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error
-	once   sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errc     chan error
+	once     sync.Once
+	doneOnce sync.Once
+	done     chan struct{}
 }
 
 // Go runs each built service in a goroutine of its own until Stop.
@@ -298,6 +301,15 @@ const ProfileLabel = "service"
 
 // Failed receives the error of each service that stops with one.
 func (g *Group) Failed() <-chan error { return g.errc }
+
+// Done is closed once every service has returned, with an error or not.
+func (g *Group) Done() <-chan struct{} {
+	g.doneOnce.Do(func() {
+		g.done = make(chan struct{})
+		go func() { g.wg.Wait(); close(g.done) }()
+	})
+	return g.done
+}
 
 // Stop cancels every service and waits for each to drain. It may be
 // called more than once.

@@ -106,6 +106,30 @@ func TestGroup(t *testing.T) {
 	}
 	g.Stop()
 	g.Stop()
+	select {
+	case <-g.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after every service returned")
+	}
+}
+
+// returns returns at once, without an error.
+type returns struct{}
+
+func (returns) Run(context.Context) error { return nil }
+
+// TestGroupDone: a group whose services all return nil, without being
+// stopped, is done: a process whose service ended on its own exits.
+func TestGroupDone(t *testing.T) {
+	g := daemon.Go([]daemon.Built{{Name: "a", Runner: returns{}}, {Name: "b", Runner: returns{}}})
+	defer g.Stop()
+	select {
+	case <-g.Done():
+	case err := <-g.Failed():
+		t.Fatalf("failed: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after every service returned nil")
+	}
 }
 
 // labelled reports the profiler label daemon.ProfileLabel of the
