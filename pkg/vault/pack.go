@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -435,6 +436,13 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 	x := v.index
 	x.refreshing.Lock()
 	defer x.refreshing.Unlock()
+	// the index objects known before the listing: one a writer of this
+	// process stores while the listing runs is missing from it without
+	// being gone, and taking it for gone read the whole index again (with
+	// a few backups at once, at every session's opening)
+	x.mu.RLock()
+	known := maps.Clone(x.indexes)
+	x.mu.RUnlock()
 	var ids []string
 	err := v.store.List(ctx, indexPrefix, func(i blob.Info) error {
 		ids = append(ids, strings.TrimPrefix(i.Key, indexPrefix))
@@ -449,7 +457,7 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 		present[id] = true
 	}
 	gone := false
-	for id := range x.indexes {
+	for id := range known {
 		if !present[id] {
 			gone = true
 			break
