@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -427,9 +428,23 @@ func TestLostFailureDoesNotBlock(t *testing.T) {
 	if err := w.sched.Tick(t.Context(), w.clock()); err != nil {
 		t.Fatal(err)
 	}
+	// until the jobs bucket records the failure: the 02:00 tick must find
+	// it there
 	deadline := time.Now().Add(10 * time.Second)
-	for len(w.takenSince(k)) == 0 && time.Now().Before(deadline) {
+	for failed := 0; failed == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the lost failure never reached the jobs bucket")
+		}
 		time.Sleep(5 * time.Millisecond)
+		err := w.cat.Bucket(cofferv1.BucketJobs).List(t.Context(), "", func() proto.Message { return &cofferv1.Job{} }, func(_ string, m proto.Message) error {
+			if m.(*cofferv1.Job).GetState() == cofferv1.JobState_JOB_STATE_FAILED {
+				failed++
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			t.Fatal(err)
+		}
 	}
 	w.advance(time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC), time.Hour)
 	got := w.takenSince(k)
