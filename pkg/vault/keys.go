@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -220,16 +221,27 @@ func openKeyRecord(master []byte, id string, raw []byte) (*keySecret, error) {
 	if rec.Format != keyRecordFormat {
 		return nil, fmt.Errorf("key record %s has format %d; this version reads format %d", id, rec.Format, keyRecordFormat)
 	}
-	if subtle.ConstantTimeCompare([]byte(rec.Check), []byte(masterCheck(master))) != 1 {
-		return nil, fmt.Errorf("%w (key record %s was sealed with another master key)", ErrWrongKey, id)
+	// Only the sealed key is authenticated; the record around it is JSON,
+	// which would read the same after some changes (a field name's case,
+	// white space). Every record is written in one form, so any other
+	// form is damage.
+	if canon, err := json.MarshalIndent(rec, "", "  "); err != nil || !bytes.Equal(canon, raw) {
+		return nil, fmt.Errorf("%w: key record %s was altered (it is not in the form coffer writes)", ErrCorrupt, id)
 	}
 	wrap := newGCM(deriveKey(ctxMasterWrap, master))
 	if rec.ID != id || len(rec.Nonce) != wrap.NonceSize() {
 		return nil, fmt.Errorf("%w: key record %s is malformed", ErrCorrupt, id)
 	}
 	plain, err := wrap.Open(nil, rec.Nonce, rec.Sealed, keyRecordAAD(id))
-	if err != nil {
+	checked := subtle.ConstantTimeCompare([]byte(rec.Check), []byte(masterCheck(master))) == 1
+	switch {
+	case err != nil && !checked:
+		return nil, fmt.Errorf("%w (key record %s was sealed with another master key)", ErrWrongKey, id)
+	case err != nil:
 		return nil, fmt.Errorf("%w: key record %s fails authentication although the master key matches: it was altered", ErrCorrupt, id)
+	case !checked:
+		// the key opens the record, so its fingerprint was altered
+		return nil, fmt.Errorf("%w: key record %s: its master key fingerprint was altered", ErrCorrupt, id)
 	}
 	var s keySecret
 	if err := json.Unmarshal(plain, &s); err != nil {
