@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -28,6 +29,12 @@ type VaultStore struct {
 	S3SecretKey string
 	S3CAFile    string // PEM of the CAs to trust; empty means the system roots
 	S3PlainHTTP bool
+	// S3Proxy is the URL of an HTTP proxy to reach the store through,
+	// without credentials; S3ProxyUser and S3ProxyPassword are the
+	// proxy's, when it asks for them.
+	S3Proxy         string
+	S3ProxyUser     string
+	S3ProxyPassword string
 
 	// RetryFor is how long a call to the store is tried again before it
 	// fails (pkg/blob/retry); 0 means retry's default.
@@ -47,9 +54,38 @@ func (v *VaultStore) Register(f *Flags) {
 	f.String(&v.S3AccessKey, "s3-access-key", "COFFER_S3_ACCESS_KEY", "", "access key of the store; its secret is COFFER_S3_SECRET_KEY")
 	f.String(&v.S3CAFile, "s3-ca-file", "COFFER_S3_CA_FILE", "", "PEM file of the CAs the store's certificate is checked against (default the system's)")
 	f.Bool(&v.S3PlainHTTP, "s3-insecure-http", "COFFER_S3_INSECURE_HTTP", false, "talk to the store over plain HTTP")
+	f.String(&v.S3Proxy, "s3-proxy", "COFFER_S3_PROXY", "", "URL of the HTTP proxy to reach the store through, http://host:port or https://host:port (default: the environment's HTTPS_PROXY, if any)")
+	f.String(&v.S3ProxyUser, "s3-proxy-user", "COFFER_S3_PROXY_USER", "", "user the proxy authenticates; its password is COFFER_S3_PROXY_PASSWORD")
 	f.Duration(&v.RetryFor, "store-retry-for", "COFFER_STORE_RETRY_FOR", 3*time.Minute,
 		"how long a call to the vault's store is tried again, with backoff, before the backup or restore that made it fails: a store down for less costs a wait")
 	v.S3SecretKey = f.Getenv("COFFER_S3_SECRET_KEY")
+	v.S3ProxyPassword = f.Getenv("COFFER_S3_PROXY_PASSWORD")
+}
+
+// proxyURL returns the proxy the store is reached through, with its
+// credentials, or nil for none.
+func (v VaultStore) proxyURL() (*url.URL, error) {
+	if v.S3Proxy == "" {
+		if v.S3ProxyUser != "" || v.S3ProxyPassword != "" {
+			return nil, errors.New("vault: a proxy user or password is set, but no proxy (COFFER_S3_PROXY)")
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(v.S3Proxy)
+	if err != nil {
+		// url's errors quote the input, which may hold a password
+		return nil, errors.New("vault: the proxy is not a URL: want http://host:port or https://host:port")
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("vault: proxy %s: give its user as --s3-proxy-user and its password in COFFER_S3_PROXY_PASSWORD, not in the URL, which process listings and logs show", u.Redacted())
+	}
+	switch {
+	case v.S3ProxyUser != "":
+		u.User = url.UserPassword(v.S3ProxyUser, v.S3ProxyPassword)
+	case v.S3ProxyPassword != "":
+		return nil, errors.New("vault: COFFER_S3_PROXY_PASSWORD is set without a proxy user (--s3-proxy-user)")
+	}
+	return u, nil
 }
 
 // WaitVault opens the vault in the store with the master key, waiting
@@ -94,6 +130,11 @@ func (v VaultStore) open() (blob.Store, error) {
 	case v.S3Endpoint != "":
 		cfg := s3store.Config{Endpoint: v.S3Endpoint, Bucket: v.S3Bucket, Prefix: v.S3Prefix,
 			AccessKey: v.S3AccessKey, SecretKey: v.S3SecretKey, PlainHTTP: v.S3PlainHTTP}
+		proxy, err := v.proxyURL()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Proxy = proxy
 		if v.S3CAFile != "" {
 			pem, err := os.ReadFile(v.S3CAFile)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -44,6 +45,13 @@ type Config struct {
 	// PlainHTTP turns TLS off. Only for a server on loopback or a trusted
 	// network: credentials are still never sent, but data is, in the clear.
 	PlainHTTP bool
+
+	// Proxy, if set, is the HTTP proxy every request goes through, as
+	// "http://host:port" or "https://host:port", with its credentials, if
+	// it asks for them, as the URL's user and password (sent as Basic
+	// proxy authentication). Nil means the proxy the environment names
+	// (HTTPS_PROXY, NO_PROXY), as for any Go program.
+	Proxy *url.URL
 
 	// MaxIdleConns bounds idle connections kept to the endpoint; it should be
 	// at least the number of concurrent callers. Zero means 64.
@@ -86,6 +94,14 @@ func (c Config) Validate() error {
 	if c.PlainHTTP && (c.TLSConfig != nil || c.RootCAs != nil) {
 		errs = append(errs, errors.New("TLS settings given with plain HTTP"))
 	}
+	if p := c.Proxy; p != nil {
+		switch {
+		case p.Scheme != "http" && p.Scheme != "https":
+			errs = append(errs, fmt.Errorf("proxy %s: want an http:// or https:// URL", p.Redacted()))
+		case p.Host == "" || p.Path != "" && p.Path != "/" || p.RawQuery != "":
+			errs = append(errs, fmt.Errorf("proxy %s: want a scheme, host and port, nothing after them", p.Redacted()))
+		}
+	}
 	if c.MaxIdleConns < 0 {
 		errs = append(errs, fmt.Errorf("max idle connections %d is negative", c.MaxIdleConns))
 	}
@@ -114,6 +130,9 @@ func New(cfg Config) (*Store, error) {
 	tr.MaxIdleConns = cfg.MaxIdleConns
 	tr.MaxIdleConnsPerHost = cfg.MaxIdleConns
 	tr.DisableCompression = true // objects must arrive as stored
+	if cfg.Proxy != nil {
+		tr.Proxy = http.ProxyURL(cfg.Proxy)
+	}
 	switch {
 	case cfg.PlainHTTP:
 	case cfg.TLSConfig != nil:
