@@ -24,11 +24,11 @@ run: build
 ## replicas, one killed mid-minute; every hostile database name of
 ## services/coffer/testdata/database-names.json, in both modes; 1,000
 ## single-byte flips in a vault; 3,000 backups raced against garbage
-## collection)
+## collection; a backup across a 60-second outage of the object store)
 test: tools proto-check vet k8s-check
 	$(GO) test $(TEST_FLAGS) -short $(PKGS)
 	$(MAKE) --no-print-directory fuzz
-	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver|TestHostileNames|TestThousandFlips|TestCollectRace)$$' ./services/coffer/ ./services/scheduler/ ./pkg/vault/
+	$(GO) test -count=1 -timeout 25m -parallel 4 -run '^(TestSixtyDays|TestRandomPointsInTime|TestDaylightSavingWeek|TestFleetChaos|TestSchedulersTakeOver|TestHostileNames|TestThousandFlips|TestCollectRace|TestStoreOutage)$$' ./services/coffer/ ./services/scheduler/ ./pkg/vault/
 
 # FUZZ lists the fuzz targets of the decoders of outside input, as
 # package:Target; FUZZTIME is how long `make fuzz` runs each. Go fuzzes

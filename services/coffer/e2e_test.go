@@ -79,6 +79,11 @@ type harnessOptions struct {
 	// token, when set, is the API token the gateway requires and the CLI
 	// sends.
 	token string
+	// backupRate caps each BACKUP stream of the simulator, in bytes a
+	// second (mssqlsim.Config.BackupRate); 0 leaves it uncapped.
+	backupRate float64
+	// args are more `coffer up` arguments.
+	args []string
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -108,7 +113,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		sa = "Sim-Pa55!"
 	}
 	h.sim = mssqlsim.New(mssqlsim.Config{SAPassword: sa, DefaultPages: pages, BackupDir: t.TempDir(), Now: o.clock,
-		Location: o.location, TrustedCAs: trusted, CaseSensitive: o.caseSensitive})
+		Location: o.location, TrustedCAs: trusted, CaseSensitive: o.caseSensitive, BackupRate: o.backupRate})
 	addr, err := h.sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +132,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if o.url {
 		args = append(args, "--url-listen", "127.0.0.1:0")
 	}
+	args = append(args, o.args...)
 	env := map[string]string{"COFFER_MASTER_KEY": h.key, "COFFER_API_TOKEN": o.token}
 	if o.s3 {
 		s3 := miniotest.Start(t)
