@@ -1,35 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	"github.com/cofferhq/coffer/pkg/testproc"
 	"github.com/cofferhq/coffer/services/gateway"
 )
-
-// syncBuffer is a bytes.Buffer safe for the services' concurrent logging.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestStoreOutage takes the vault's object store away for 60 seconds in
 // the middle of a full backup: the backup waits for it, carries on where
@@ -44,7 +25,7 @@ func TestStoreOutage(t *testing.T) {
 	t.Parallel()
 	t.Run("waits", func(t *testing.T) {
 		t.Parallel()
-		logs := &syncBuffer{}
+		logs := &testproc.Buffer{}
 		// 32 MiB at 1 MB/s: the BACKUP runs for about 33 s
 		h := startHarness(t, harnessOptions{s3: true, pages: 4096, backupRate: 1e6,
 			logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
