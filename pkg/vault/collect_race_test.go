@@ -61,6 +61,7 @@ func TestCollectRace(t *testing.T) {
 func testCollectRace(t *testing.T, store blob.Store, rounds int, budget time.Duration, busy bool) {
 	const (
 		writers   = 3
+		lanes     = 2 // backups at once in each writer's process
 		blockSize = 32 << 10
 		poolSize  = 40 // blocks backups are made of
 		perStream = 16 // pool blocks in each backup, and one new block
@@ -160,15 +161,23 @@ func testCollectRace(t *testing.T, store blob.Store, rounds int, budget time.Dur
 
 	var wg sync.WaitGroup
 	var taken atomic.Int64
-	for k := range writers {
-		v := open()
+	var writerVaults []*vault.Vault
+	for k := range writers * lanes {
+		// each writer process runs lanes backups at once, so that a
+		// session opens while another of its process is open, as in a
+		// streamer with several workers, and may keep the index its
+		// process holds
+		if k%lanes == 0 {
+			writerVaults = append(writerVaults, open())
+		}
+		v := writerVaults[k/lanes]
 		if *raceUnsafe {
 			vault.IgnoreCondemned(v)
 		}
 		seed := uint64(k + 10)
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, seed))
-			for r := range rounds {
+			for r := range (rounds + lanes - 1) / lanes {
 				if time.Now().After(deadline) || failures.Load() > 0 && !*raceUnsafe {
 					return
 				}
@@ -181,7 +190,7 @@ func testCollectRace(t *testing.T, store blob.Store, rounds int, budget time.Dur
 					}
 					data = append(data, pool[rng.IntN(poolSize)]...)
 				}
-				backup(v, fmt.Sprintf("w%d-r%03d", k, r), data, rng.IntN(10) == 0)
+				backup(v, fmt.Sprintf("w%d-%d-r%03d", k/lanes, k%lanes, r), data, rng.IntN(10) == 0)
 				taken.Add(1)
 			}
 		})
@@ -251,7 +260,15 @@ func testCollectRace(t *testing.T, store blob.Store, rounds int, budget time.Dur
 	wg.Wait()
 	close(done)
 	collecting.Wait()
-	t.Logf("%d backups, %d collections (%d gave way to another): %+v", taken.Load(), collections, gaveWay.Load(), total)
+	var reused int64
+	for _, v := range writerVaults {
+		reused += vault.IndexReused(v)
+	}
+	t.Logf("%d backups (%d sessions kept their process's index), %d collections (%d gave way to another): %+v",
+		taken.Load(), reused, collections, gaveWay.Load(), total)
+	if busy && reused == 0 {
+		t.Errorf("no session kept its process's index: the race did not meet that path")
+	}
 	if failures.Load() > 0 {
 		t.Fatalf("%d failures", failures.Load())
 	}

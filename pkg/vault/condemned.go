@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
@@ -161,6 +162,83 @@ func (v *Vault) getGeneration(ctx context.Context, id string, modTime time.Time)
 type condemnedState struct {
 	mu   sync.Mutex // held while loading
 	gens map[string]*generation
+	// lastLoad is when the last load that succeeded started listing the
+	// generations, and lastFull when the last one that also read the
+	// index again did, on this process's monotonic clock
+	lastLoad, lastFull time.Time
+	// reused counts the loads that kept the index as it was (for tests)
+	reused atomic.Int64
+}
+
+// indexRelist bounds how long the loads of a writer session may go
+// without reading the index again: new chunks other processes stored
+// since are not deduplicated against until it is read (indexCurrent).
+const indexRelist = 30 * time.Second
+
+// indexCurrent reports whether the index this process holds can serve a
+// writer session whose load, started at now, listed the generations
+// next, without being read again. It can when next is the set of
+// generations the last load found, the index was read within
+// indexRelist, and a writer session of this process that was open
+// before the last load started is open still. The index must be read
+// again when a generation processed since it was read has deleted
+// locations it lists (so the writers do not deduplicate against them).
+// A generation processed since the last load would be missing from next
+// if the last load knew it; one stored after the last load started
+// cannot have been processed yet, since that session does not know it
+// and still holds it back (collect.go); one stored before, the last load
+// listed, or it was processed before the last load, whose own index was
+// current.
+func (v *Vault) indexCurrent(next map[string]*generation, now time.Time) bool {
+	c := &v.condemned
+	if c.lastLoad.IsZero() || now.Sub(c.lastFull) > indexRelist || len(next) != len(c.gens) {
+		return false
+	}
+	for id := range next {
+		if _, ok := c.gens[id]; !ok {
+			return false
+		}
+	}
+	return v.writing.openBefore(c.lastLoad)
+}
+
+// openSessions are this process's open writer sessions, with when each
+// finished opening (monotonic clock), for indexCurrent.
+type openSessions struct {
+	mu     sync.Mutex
+	opened map[*Session]time.Time
+}
+
+func (o *openSessions) add(s *Session, at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.opened == nil {
+		o.opened = map[*Session]time.Time{}
+	}
+	o.opened[s] = at
+}
+
+func (o *openSessions) remove(s *Session) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.opened, s)
+}
+
+// openBefore reports whether a session that finished opening before t
+// is open still, and valid for long enough that no collector can have
+// taken it for dead.
+func (o *openSessions) openBefore(t time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s, at := range o.opened {
+		switch {
+		case s.Err() != nil:
+			delete(o.opened, s)
+		case at.Before(t) && time.Now().Before(s.validUntil()):
+			return true
+		}
+	}
+	return false
 }
 
 // loadCondemned reads the condemned generations in the store into this
@@ -171,10 +249,14 @@ type condemnedState struct {
 // read again: processing replaces the index objects that listed the
 // locations it deleted before it deletes the generation, so until the
 // index is read again this process may still believe them there.
-func (v *Vault) loadCondemned(ctx context.Context) ([]string, error) {
+//
+// A writer's session (reuse set) keeps the index this process holds,
+// unread, when indexCurrent says it is safe to.
+func (v *Vault) loadCondemned(ctx context.Context, reuse bool) ([]string, error) {
 	c := &v.condemned
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	started := time.Now()
 	type listed struct {
 		id      string
 		modTime time.Time
@@ -205,6 +287,11 @@ func (v *Vault) loadCondemned(ctx context.Context) ([]string, error) {
 		}
 		next[l.id] = g
 	}
+	if reuse && v.indexCurrent(next, started) {
+		c.gens, c.lastLoad = next, started
+		c.reused.Add(1)
+		return slices.Sorted(maps.Keys(next)), nil
+	}
 	both := maps.Clone(c.gens)
 	if both == nil {
 		both = map[string]*generation{}
@@ -214,7 +301,7 @@ func (v *Vault) loadCondemned(ctx context.Context) ([]string, error) {
 	if err := v.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
-	c.gens = next
+	c.gens, c.lastLoad, c.lastFull = next, started, started
 	v.index.setCondemned(next)
 	return slices.Sorted(maps.Keys(next)), nil
 }

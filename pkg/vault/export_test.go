@@ -13,3 +13,7 @@ func SetSmallChunks(v *Vault) {
 // locations garbage collection condemned, as if there were no
 // condemnation: for showing that TestCollectRace then fails.
 func IgnoreCondemned(v *Vault) { v.ignoreCondemned = true }
+
+// IndexReused counts the writer sessions of v that kept the index it
+// held without reading it again.
+func IndexReused(v *Vault) int64 { return v.condemned.reused.Load() }

@@ -139,7 +139,7 @@ func (v *Vault) openSession(ctx context.Context, opts SessionOptions, collector 
 		return nil, fmt.Errorf("open vault session: %w", err)
 	}
 	s.lastOK = sent
-	known, err := v.loadCondemned(ctx)
+	known, err := v.loadCondemned(ctx, !collector)
 	if err == nil {
 		sent = time.Now()
 		err = s.put(ctx, sessionRecord{LeaseMS: opts.Lease.Milliseconds(), Known: known, Collector: collector})
@@ -151,6 +151,9 @@ func (v *Vault) openSession(ctx context.Context, opts SessionOptions, collector 
 	}
 	s.lastOK, s.known = sent, known
 	go s.refresh()
+	if !collector {
+		v.writing.add(s, time.Now())
+	}
 	return s, nil
 }
 
@@ -183,6 +186,7 @@ func (s *Session) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.v.writing.remove(s)
 	s.cancel(errSessionClosed)
 	<-s.done
 	if err := context.Cause(s.ctx); errors.Is(err, ErrSessionExpired) {

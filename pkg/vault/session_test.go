@@ -221,3 +221,88 @@ func TestCollectOneAtATime(t *testing.T) {
 		t.Errorf("collection with another running: %v; want ErrCollecting", err)
 	}
 }
+
+// TestIndexKeptAcrossSessions: a writer session keeps the index its
+// process holds, without reading it again, only while a session of the
+// process that opened before the last load is open still. After a gap
+// with no session open, in which garbage collection condemned and then
+// deleted chunks that index lists, the next session reads the index
+// again: its writer stores those chunks anew rather than deduplicate
+// against copies that are gone, and its commit finds every chunk.
+func TestIndexKeptAcrossSessions(t *testing.T) {
+	store := newDirStore(t)
+	ctx := t.Context()
+	coll := initVault(t, store)
+	p := openVault(t, store) // the writers' process
+	data := sqlPages(71, 0, 1<<20/8192)
+	open := func() *vault.Session {
+		t.Helper()
+		sess, err := p.OpenSession(ctx, vault.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sess
+	}
+	closeAll := func(ss ...*vault.Session) {
+		t.Helper()
+		for _, s := range ss {
+			if err := s.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeIn := func(sess *vault.Session) vault.Result {
+		t.Helper()
+		w := p.NewWriter(ctx, vault.WriterOptions{Session: sess})
+		w.Write(data)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return w.Result()
+	}
+
+	s1 := open()
+	r1 := writeIn(s1)
+	closeAll(s1)
+	if err := p.PutManifest(ctx, "a", &vault.Manifest{Chunks: r1.Chunks, Size: r1.Size}); err != nil {
+		t.Fatal(err)
+	}
+	// sessions that overlap: the third opens while the second, opened
+	// before the third's predecessor loaded, is open
+	s2, s3 := open(), open()
+	if n := vault.IndexReused(p); n != 0 {
+		t.Errorf("%d sessions kept the index with no session open before the last load", n)
+	}
+	s4 := open()
+	if n := vault.IndexReused(p); n != 1 {
+		t.Errorf("%d sessions kept the index; want the third of three overlapping", n)
+	}
+	closeAll(s2, s3, s4)
+
+	// the gap: a's chunks become garbage, condemned, then deleted
+	if err := p.DeleteManifest(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := coll.Collect(ctx, vault.CollectOptions{}); err != nil || st.Condemned == 0 {
+		t.Fatalf("collection: %+v, %v; want a's chunks condemned", st, err)
+	}
+	if st, err := coll.Collect(ctx, vault.CollectOptions{}); err != nil || st.Chunks == 0 {
+		t.Fatalf("collection: %+v, %v; want a's chunks deleted", st, err)
+	}
+
+	s5 := open()
+	if n := vault.IndexReused(p); n != 1 {
+		t.Errorf("the session after the gap kept the index (%d kept in all)", n)
+	}
+	r2 := writeIn(s5)
+	closeAll(s5)
+	if r2.NewChunks != len(uniq(r2.Chunks)) {
+		t.Errorf("the writer after the gap stored %d of %d chunks; want all of them anew", r2.NewChunks, len(uniq(r2.Chunks)))
+	}
+	if err := p.PutManifest(ctx, "b", &vault.Manifest{Chunks: r2.Chunks, Size: r2.Size}); err != nil {
+		t.Fatalf("commit after the gap: %v", err)
+	}
+	if got, err := read(t, openVault(t, store), r2.Chunks); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %d of %d bytes, %v", len(got), len(data), err)
+	}
+}

@@ -103,6 +103,8 @@ type Vault struct {
 	// condemned is what this process knows of garbage collection's
 	// condemned generations (condemned.go)
 	condemned condemnedState
+	// writing is this process's open writer sessions (condemned.go)
+	writing openSessions
 	// ignoreCondemned, for tests only, makes writers deduplicate against
 	// condemned locations too, which garbage collection is then free to
 	// delete under them
