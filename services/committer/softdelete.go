@@ -31,18 +31,9 @@ import (
 // exist or is already deleted, or one that kept points need to be
 // restored, unless e says to delete those too.
 func (s *Service) softDelete(ctx context.Context, e *cofferv1.RecoveryPointsDeleteRequested) error {
-	jid, err := jobID(e.GetMeta())
-	if err != nil {
-		return err
-	}
 	db := e.GetDatabase()
-	f := eventFacts(ctx, e.GetMeta())
-	f.kind, f.database = cofferv1.JobKind_JOB_KIND_DELETE, db
-	if ended, err := s.jobEnded(ctx, jid); err != nil || ended {
-		return err // a redelivery after the outcome
-	}
-	rps, err := s.pointsOf(ctx, db)
-	if err != nil {
+	jid, f, rps, err := s.startChange(ctx, e.GetMeta(), db)
+	if err != nil || rps == nil {
 		return err
 	}
 	ids, reason := deletion(rps, e, jid)
@@ -158,18 +149,9 @@ func tailOf(rps []*cofferv1.RecoveryPoint, ids []string) string {
 // failure: a point that does not exist, or whose soft-delete window has
 // ended. A point that is not deleted is left as it is.
 func (s *Service) undelete(ctx context.Context, e *cofferv1.RecoveryPointsUndeleteRequested) error {
-	jid, err := jobID(e.GetMeta())
-	if err != nil {
-		return err
-	}
 	db := e.GetDatabase()
-	f := eventFacts(ctx, e.GetMeta())
-	f.kind, f.database = cofferv1.JobKind_JOB_KIND_DELETE, db
-	if ended, err := s.jobEnded(ctx, jid); err != nil || ended {
-		return err
-	}
-	rps, err := s.pointsOf(ctx, db)
-	if err != nil {
+	jid, f, rps, err := s.startChange(ctx, e.GetMeta(), db)
+	if err != nil || rps == nil {
 		return err
 	}
 	now := s.cfg.Now()
@@ -304,6 +286,26 @@ func (s *Service) deletePoint(ctx context.Context, db *cofferv1.DatabaseRef, id 
 		return fmt.Errorf("delete recovery point %s: %w", id, err)
 	}
 	return nil
+}
+
+// startChange begins a delete or undelete of db's recovery points: it
+// returns the job, what the event says of it, and every point of db,
+// deleted ones included. rps is nil, with no error, when the job already
+// has its outcome (a redelivery) and there is nothing left to do.
+func (s *Service) startChange(ctx context.Context, meta *cofferv1.EventMeta, db *cofferv1.DatabaseRef) (jid string, f facts, rps []*cofferv1.RecoveryPoint, err error) {
+	if jid, err = jobID(meta); err != nil {
+		return "", f, nil, err
+	}
+	f = eventFacts(ctx, meta)
+	f.kind, f.database = cofferv1.JobKind_JOB_KIND_DELETE, db
+	if ended, err := s.jobEnded(ctx, jid); err != nil || ended {
+		return jid, f, nil, err
+	}
+	rps, err = s.pointsOf(ctx, db)
+	if rps == nil && err == nil {
+		rps = []*cofferv1.RecoveryPoint{} // none: the job still records its outcome
+	}
+	return jid, f, rps, err
 }
 
 // pointsOf lists the recovery points of db, deleted ones included.
