@@ -660,10 +660,19 @@ func (c *cli) rpChange(ctx context.Context, del bool, ids []string, withDeps boo
 	return errors.Join(errs...)
 }
 
+// changeWait bounds the wait for the committer to record a delete or
+// undelete, which takes it a moment when it runs.
+const changeWait = time.Minute
+
 // waitChange follows a delete or undelete job to its end and prints what
 // it did.
 func (c *cli) waitChange(ctx context.Context, id string) error {
-	j, err := c.api.waitJob(ctx, id, c.poll, nil)
+	wctx, cancel := context.WithTimeout(ctx, changeWait)
+	defer cancel()
+	j, err := c.api.waitJob(wctx, id, c.poll, nil)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return fmt.Errorf("job %s not done after %v: is the committer running? (coffer jobs show %s)", id, changeWait, id)
+	}
 	if err != nil {
 		return err
 	}
