@@ -102,4 +102,19 @@ func TestSoftDelete(t *testing.T) {
 		return false
 	})
 	refused("delete-data is for unprotect", "protect", "sql1/"+db, "--delete-data")
+
+	// past the window (the committer's clock): no undelete, and garbage
+	// collection deletes the points, then frees their chunks
+	clk.Set(start.Add(15 * 24 * time.Hour))
+	refused("window has ended", "rp", "undelete", log)
+	if _, _, err := h.run.committer.CollectGarbage(t.Context(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if all := list("--deleted"); len(all) != 0 {
+		t.Errorf("listing with --deleted after the window's collection: %+v, want nothing", all)
+	}
+	if n, _, err := h.run.committer.CollectGarbage(t.Context(), clk.Now().Add(time.Hour)); err != nil || n == 0 {
+		t.Errorf("the collection after: %d chunks freed (%v), want the deleted points'", n, err)
+	}
+	refused("no recovery point", "rp", "undelete", log)
 }
