@@ -420,8 +420,12 @@ func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string,
 		if !on {
 			path = "/api/v1/unprotect"
 		}
+		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}
+		if deleteData {
+			req.By = userName()
+		}
 		var out gateway.DatabaseRequest
-		if err := c.api.do(ctx, http.MethodPost, path, gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}, &out); err != nil {
+		if err := c.api.do(ctx, http.MethodPost, path, req, &out); err != nil {
 			return err
 		}
 		switch {
@@ -644,12 +648,8 @@ func (c *cli) rpChange(ctx context.Context, del bool, ids []string, withDeps boo
 	if len(ids) == 0 {
 		return fmt.Errorf("usage: coffer rp %s ID... (coffer rp list INSTANCE/DATABASE)", verb)
 	}
-	by := ""
-	if u, err := user.Current(); err == nil {
-		by = u.Username
-	}
 	var acc gateway.Accepted
-	req := gateway.RecoveryPointsRequest{RecoveryPoints: ids, WithDependents: withDeps, By: by}
+	req := gateway.RecoveryPointsRequest{RecoveryPoints: ids, WithDependents: withDeps, By: userName()}
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/recovery-points/"+verb, req, &acc); err != nil {
 		return err
 	}
@@ -663,6 +663,15 @@ func (c *cli) rpChange(ctx context.Context, del bool, ids []string, withDeps boo
 // changeWait bounds the wait for the committer to record a delete or
 // undelete, which takes it a moment when it runs.
 const changeWait = time.Minute
+
+// userName names who runs the command, for the record of a deletion; ""
+// when the system cannot say.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
 
 // waitChange follows a delete or undelete job to its end and prints what
 // it did.

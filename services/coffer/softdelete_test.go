@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"testing"
@@ -92,6 +93,11 @@ func TestSoftDelete(t *testing.T) {
 	all = list("--deleted")
 	if len(all) != 2 || slices.ContainsFunc(all, func(rp gateway.RecoveryPoint) bool { return rp.Deleted == nil }) {
 		t.Errorf("listing with --deleted after unprotect --delete-data: %+v, want both points deleted", all)
+	}
+	for _, rp := range all {
+		if want := cmp.Or(userName(), "the API") + " from 127.0.0.1"; rp.DeletedBy != want {
+			t.Errorf("%s deleted by %q, want %q", rp.ID, rp.DeletedBy, want)
+		}
 	}
 	h.eventually("protection to stop", func() bool {
 		for _, d := range cofferJSON[[]gateway.Database](h, "db", "list", "sql1") {

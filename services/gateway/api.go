@@ -98,6 +98,9 @@ type DatabaseRequest struct {
 	// that records it.
 	DeleteData bool   `json:"delete_data,omitempty"`
 	DeleteJob  string `json:"delete_job,omitempty"`
+	// By says who asks for the deletion, for the record; the gateway adds
+	// the caller's address.
+	By string `json:"by,omitempty"`
 }
 
 // RecoveryPointsRequest deletes or undeletes recovery points by id. A

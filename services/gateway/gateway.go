@@ -500,7 +500,7 @@ func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
 	if req.DeleteData {
 		jobID := event.NewJobID(now)
 		del := &cofferv1.RecoveryPointsDeleteRequested{Meta: event.Meta(event.ID("delete", jobID), jobID, now), Database: ref, All: true,
-			RequestedBy: requester(r, "")}
+			RequestedBy: requester(r, req.By)}
 		if err := s.publish(r.Context(), cofferv1.SubjectRecoveryPointsDelete, del, del.Meta.EventId); err != nil {
 			s.unavailable(w, r, err)
 			return
