@@ -106,6 +106,7 @@ var Services = []Access{
 		Publishes: []string{
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
+			cofferv1.SubjectChainBroken, // a deletion took the chain's tail
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
 		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
@@ -125,6 +126,8 @@ var Services = []Access{
 			cofferv1.SubjectJobQueued,
 			cofferv1.SubjectWorkRestore,
 			cofferv1.SubjectWorkVerify,
+			cofferv1.SubjectRecoveryPointsDelete,
+			cofferv1.SubjectRecoveryPointsUndelete,
 		},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,

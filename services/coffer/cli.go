@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -141,13 +142,29 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.dbList(ctx, pos) }
 	case "protect", "unprotect":
 		policy := fs.String("policy", "", "backup policy (default: the default policy)")
-		run = func(pos []string) error { return c.protect(ctx, cmd == "protect", pos, *policy) }
+		deleteData := fs.Bool("delete-data", false, "with unprotect: delete every recovery point of the database too (a soft delete: coffer rp undelete brings them back within the soft-delete window)")
+		run = func(pos []string) error {
+			if cmd == "protect" && *deleteData {
+				return errors.New("--delete-data is for unprotect")
+			}
+			return c.protect(ctx, cmd == "protect", pos, *policy, *deleteData)
+		}
 	case "backup":
 		typ := fs.String("type", "full", "full, copy_only, differential or log")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error { return c.backup(ctx, pos, *typ, *wait) }
 	case "rp":
-		run = func(pos []string) error { return c.rpList(ctx, pos) }
+		deleted := fs.Bool("deleted", false, "with list: show deleted recovery points too")
+		withDeps := fs.Bool("with-dependents", false, "with delete: delete too the points that cannot be restored without those named")
+		run = func(pos []string) error {
+			if len(pos) > 0 && (pos[0] == "delete" || pos[0] == "undelete") {
+				if *withDeps && pos[0] == "undelete" {
+					return errors.New("--with-dependents is for rp delete: undelete brings back what the points need by itself")
+				}
+				return c.rpChange(ctx, pos[0] == "delete", pos[1:], *withDeps)
+			}
+			return c.rpList(ctx, pos, *deleted)
+		}
 	case "verify":
 		on := fs.String("on", "", "instance to run the test restores on (default: the database's own)")
 		wait := fs.Bool("wait", false, "follow the job to its end")
@@ -390,7 +407,7 @@ func (c *cli) dbList(ctx context.Context, pos []string) error {
 	return nil
 }
 
-func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string) error {
+func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string, deleteData bool) error {
 	if len(pos) == 0 {
 		return errors.New("usage: coffer protect INSTANCE/DATABASE... [--policy P]")
 	}
@@ -403,15 +420,25 @@ func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string)
 		if !on {
 			path = "/api/v1/unprotect"
 		}
+		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}
+		if deleteData {
+			req.By = userName()
+		}
 		var out gateway.DatabaseRequest
-		if err := c.api.do(ctx, http.MethodPost, path, gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy}, &out); err != nil {
+		if err := c.api.do(ctx, http.MethodPost, path, req, &out); err != nil {
 			return err
 		}
-		if on {
+		switch {
+		case on:
 			if err := c.waitProtected(ctx, out.Instance, out.Database); err != nil {
 				return err
 			}
-		} else {
+		case out.DeleteJob != "":
+			fmt.Fprintf(c.stdout, "protection of %s/%s stopped\n", out.Instance, show(out.Database))
+			if err := c.waitChange(ctx, out.DeleteJob); err != nil {
+				return err
+			}
+		default:
 			fmt.Fprintf(c.stdout, "protection of %s/%s stopped; its recovery points stay\n", out.Instance, show(out.Database))
 		}
 	}
@@ -611,9 +638,68 @@ func (c *cli) follow(ctx context.Context, acc gateway.Accepted, wait bool) error
 	return nil
 }
 
-func (c *cli) rpList(ctx context.Context, pos []string) error {
+// rpChange deletes (a soft delete) or undeletes recovery points and waits
+// for the committer to record it: one job per database.
+func (c *cli) rpChange(ctx context.Context, del bool, ids []string, withDeps bool) error {
+	verb := "undelete"
+	if del {
+		verb = "delete"
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("usage: coffer rp %s ID... (coffer rp list INSTANCE/DATABASE)", verb)
+	}
+	var acc gateway.Accepted
+	req := gateway.RecoveryPointsRequest{RecoveryPoints: ids, WithDependents: withDeps, By: userName()}
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/recovery-points/"+verb, req, &acc); err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range acc.Jobs {
+		errs = append(errs, c.waitChange(ctx, id))
+	}
+	return errors.Join(errs...)
+}
+
+// changeWait bounds the wait for the committer to record a delete or
+// undelete, which takes it a moment when it runs.
+const changeWait = time.Minute
+
+// userName names who runs the command, for the record of a deletion; ""
+// when the system cannot say.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// waitChange follows a delete or undelete job to its end and prints what
+// it did.
+func (c *cli) waitChange(ctx context.Context, id string) error {
+	wctx, cancel := context.WithTimeout(ctx, changeWait)
+	defer cancel()
+	j, err := c.api.waitJob(wctx, id, c.poll, nil)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return fmt.Errorf("job %s not done after %v: is the committer running? (coffer jobs show %s)", id, changeWait, id)
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(j)
+	}
+	if j.State == "failed" {
+		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	}
+	if !c.json {
+		fmt.Fprintln(c.stdout, j.Detail)
+	}
+	return nil
+}
+
+func (c *cli) rpList(ctx context.Context, pos []string, deleted bool) error {
 	if len(pos) != 2 || (pos[0] != "list" && pos[0] != "ranges") {
-		return errors.New("usage: coffer rp list|ranges INSTANCE/DATABASE")
+		return errors.New("usage: coffer rp list|ranges INSTANCE/DATABASE | rp delete|undelete ID...")
 	}
 	inst, db, err := splitDB(pos[1])
 	if err != nil {
@@ -623,7 +709,11 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 		return c.printRanges(ctx, inst, db)
 	}
 	var out []gateway.RecoveryPoint
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/recovery-points?instance="+url.QueryEscape(inst)+"&database="+url.QueryEscape(db), nil, &out); err != nil {
+	q := "/api/v1/recovery-points?instance=" + url.QueryEscape(inst) + "&database=" + url.QueryEscape(db)
+	if deleted {
+		q += "&deleted=true"
+	}
+	if err := c.api.do(ctx, http.MethodGet, q, nil, &out); err != nil {
 		return err
 	}
 	if c.json {
@@ -636,6 +726,9 @@ func (c *cli) rpList(ctx context.Context, pos []string) error {
 			keep += " (" + strings.Join(rp.Tags, ",") + ")"
 		}
 		note := ""
+		if rp.Deleted != nil {
+			note = "DELETED " + fmtTime(rp.Deleted) + " by " + rp.DeletedBy + ", can be undeleted until " + fmtTime(rp.RestorableUntil) + "; "
+		}
 		if v := rp.Verified; v != nil {
 			if v.Passed {
 				note = "verified " + fmtTime(v.At) + "; "

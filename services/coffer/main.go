@@ -40,10 +40,16 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off
                                  add and check: can SQL Server back up to the streamer (URL mode)? if not, what to fix
   db list [INSTANCE]
-  protect INSTANCE/DATABASE... [--policy P]     unprotect INSTANCE/DATABASE...
+  protect INSTANCE/DATABASE... [--policy P]     unprotect INSTANCE/DATABASE... [--delete-data]
+                                 --delete-data: delete every recovery point too (soft delete, as rp delete)
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
   rp ranges INSTANCE/DATABASE    the moments alone
+  rp list INSTANCE/DATABASE --deleted            the deleted points too, with when they can no longer be undeleted
+  rp delete ID... [--with-dependents]            soft delete: hidden, restorable by undelete for the soft-delete
+                                 window (default 14 days), then collected; refused when kept points need them,
+                                 unless --with-dependents deletes those too
+  rp undelete ID...              bring deleted points back (with the deleted points they need), within the window
   restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE] | --mark NAME [--before-mark])
           (--as NAME [--target INSTANCE] [--overwrite] [--data-path DIR] [--log-path DIR] | --to-dir DIR [--as NAME])
           [--norecovery] [--dry-run] [--wait]

@@ -160,6 +160,11 @@ func TestServicesAsTheirOwnNATSUsers(t *testing.T) {
 		t.Fatalf("restore: %+v", restored)
 	}
 	h.mustCoffer("instance", "check", "sql1") // the gateway asks a streamer (core request)
+	// a soft delete of the chain's end (the committer tells the scheduler:
+	// ChainBroken), and its undelete
+	rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Sales")
+	h.mustCoffer("rp", "delete", rps[len(rps)-1].ID)
+	h.mustCoffer("rp", "undelete", rps[len(rps)-1].ID)
 	select {
 	case err := <-errc:
 		t.Fatalf("a service stopped: %v", err)

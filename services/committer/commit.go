@@ -271,6 +271,12 @@ func (s *Service) failJob(ctx context.Context, jid string, e *cofferv1.BackupStr
 		Service:    Name,
 		BackupType: e.GetBackup().GetType(),
 	}
+	return s.reportFailure(ctx, jid, failed, f)
+}
+
+// reportFailure records failed as job jid's outcome and publishes it, so
+// that the gateway shows it to a person.
+func (s *Service) reportFailure(ctx context.Context, jid string, failed *cofferv1.JobFailed, f facts) error {
 	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) { applyFailed(j, failed, f) }); err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ var subjects = []string{
 	cofferv1.SubjectBackupStreamed,
 	cofferv1.SubjectRecoveryPointsExpired,
 	cofferv1.SubjectVerifyCompleted,
+	cofferv1.SubjectRecoveryPointsDelete,
+	cofferv1.SubjectRecoveryPointsUndelete,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -172,6 +174,18 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.expire(ctx, &e)
+	case cofferv1.SubjectRecoveryPointsDelete:
+		var e cofferv1.RecoveryPointsDeleteRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.softDelete(ctx, &e)
+	case cofferv1.SubjectRecoveryPointsUndelete:
+		var e cofferv1.RecoveryPointsUndeleteRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.undelete(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

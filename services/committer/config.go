@@ -48,6 +48,10 @@ type Config struct {
 	// nothing will commit any more: the committer had days, across
 	// redeliveries and restarts, to commit it. Default 7 days.
 	DraftTTL time.Duration
+	// SoftDeleteDays is how many days a recovery point a person deleted
+	// stays restorable (an undelete brings it back) before garbage
+	// collection deletes it for good. Default 14.
+	SoftDeleteDays int
 	// JobRetention is how long a finished job's record is kept; older
 	// ones are deleted at each collection. Default 90 days.
 	JobRetention time.Duration
@@ -71,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DraftTTL == 0 {
 		c.DraftTTL = 7 * 24 * time.Hour
+	}
+	if c.SoftDeleteDays == 0 {
+		c.SoftDeleteDays = 14
 	}
 	if c.JobRetention == 0 {
 		c.JobRetention = 90 * 24 * time.Hour
@@ -123,8 +130,16 @@ func (c Config) Validate() error {
 	if c.DraftTTL < 0 {
 		errs = append(errs, fmt.Errorf("draft ttl %v: want a positive duration", c.DraftTTL))
 	}
+	if c.SoftDeleteDays < 0 {
+		errs = append(errs, fmt.Errorf("soft delete days %d: want at least 1", c.SoftDeleteDays))
+	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("drain timeout %v: want a positive duration", c.DrainTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// softDeleteWindow is how long a deleted recovery point stays restorable.
+func (c Config) softDeleteWindow() time.Duration {
+	return time.Duration(c.SoftDeleteDays) * 24 * time.Hour
 }

@@ -2,6 +2,7 @@ package committer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,15 +18,21 @@ func register(f *daemon.Flags) daemon.Settings {
 	s := &daemon.Config[Config]{Check: check, New: build}
 	f.Duration(&s.Value.GCInterval, "gc-interval", "COFFER_GC_INTERVAL", time.Hour,
 		"how often the vault's unreferenced chunks are collected")
+	f.Int(&s.Value.SoftDeleteDays, "soft-delete-days", "COFFER_SOFT_DELETE_DAYS", 14,
+		"how many days a deleted recovery point stays restorable (coffer rp undelete) before garbage collection deletes it")
 	return s
 }
 
 // check validates the settings the flags set, naming the flags.
 func check(c Config) error {
+	var errs []error
 	if c.GCInterval <= 0 {
-		return fmt.Errorf("--gc-interval %v: want a positive duration", c.GCInterval)
+		errs = append(errs, fmt.Errorf("--gc-interval %v: want a positive duration", c.GCInterval))
 	}
-	return nil
+	if c.SoftDeleteDays < 1 {
+		errs = append(errs, fmt.Errorf("--soft-delete-days %d: want at least 1", c.SoftDeleteDays))
+	}
+	return errors.Join(errs...)
 }
 
 func build(_ context.Context, d daemon.Deps, c Config) (daemon.Runner, error) {

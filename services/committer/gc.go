@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -26,11 +25,8 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	db := e.GetDatabase()
 	var deleted []string
 	for _, id := range e.GetRecoveryPoints() {
-		if err := s.vault.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
-			return fmt.Errorf("delete manifest %s: %w", id, err)
-		}
-		if err := s.rps.Delete(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), id)); err != nil {
-			return fmt.Errorf("delete recovery point %s: %w", id, err)
+		if err := s.deletePoint(ctx, db, id); err != nil {
+			return err
 		}
 		deleted = append(deleted, id)
 	}
@@ -64,12 +60,17 @@ type collector struct {
 // against them still runs, so a backup in flight, in any process, never
 // loses a chunk. now dates the job record; the vault's own rules run on
 // its store's clock. A collection that finds another running (another
-// committer's) gives way and returns nothing freed. Along the way it
-// deletes the records of jobs finished more than Config.JobRetention ago.
+// committer's) gives way and returns nothing freed. Before it, it deletes
+// the records of jobs finished more than Config.JobRetention ago and the
+// soft-deleted recovery points whose window ended by now (their chunks
+// are then condemned like any others).
 func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int, bytes int64, err error) {
 	s.gc.mu.Lock()
 	defer s.gc.mu.Unlock()
 	if err := s.trimJobs(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	if _, err := s.purgeDeleted(ctx, now); err != nil {
 		return 0, 0, err
 	}
 	st, err := s.vault.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})

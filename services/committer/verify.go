@@ -41,26 +41,44 @@ func (s *Service) verifyCompleted(ctx context.Context, e *cofferv1.VerifyComplet
 // one is already recorded. A point deleted meanwhile (expired) is left
 // deleted: the write is compare-and-set on the record it read.
 func (s *Service) recordVerification(ctx context.Context, db *cofferv1.DatabaseRef, id string, v *cofferv1.Verification) error {
+	found, err := s.updatePoint(ctx, db, id, func(rp *cofferv1.RecoveryPoint) bool {
+		if old := rp.GetVerification(); old != nil && old.GetAt().AsTime().After(v.GetAt().AsTime()) {
+			return false
+		}
+		rp.Verification = v
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("record verification of %s: %w", id, err)
+	}
+	if !found {
+		s.log.InfoContext(ctx, "verified recovery point no longer exists", slog.String(telemetry.RecoveryPointKey, id))
+	}
+	return nil
+}
+
+// updatePoint reads recovery point id of db, lets apply change it, and
+// writes it back when apply says it changed, compare-and-set, retrying
+// on a conflicting write. found is false when there is no such point.
+func (s *Service) updatePoint(ctx context.Context, db *cofferv1.DatabaseRef, id string, apply func(rp *cofferv1.RecoveryPoint) bool) (found bool, err error) {
 	key := catalog.Key(db.GetInstance(), db.GetDatabase(), id)
 	for range maxCASAttempts {
 		var rp cofferv1.RecoveryPoint
 		rev, err := s.rps.Get(ctx, key, &rp)
 		if errors.Is(err, catalog.ErrNotFound) {
-			s.log.InfoContext(ctx, "verified recovery point no longer exists", slog.String(telemetry.RecoveryPointKey, id))
-			return nil
+			return false, nil
 		}
 		if err != nil {
-			return fmt.Errorf("read recovery point %s: %w", id, err)
+			return false, fmt.Errorf("read recovery point %s: %w", id, err)
 		}
-		if old := rp.GetVerification(); old != nil && old.GetAt().AsTime().After(v.GetAt().AsTime()) {
-			return nil
+		if !apply(&rp) {
+			return true, nil
 		}
-		rp.Verification = v
 		if _, err := s.rps.Update(ctx, key, &rp, rev); err == nil {
-			return nil
+			return true, nil
 		} else if !errors.Is(err, catalog.ErrConflict) {
-			return fmt.Errorf("record verification of %s: %w", id, err)
+			return true, err
 		}
 	}
-	return fmt.Errorf("record verification of %s: too many concurrent updates", id)
+	return true, errors.New("too many concurrent updates")
 }

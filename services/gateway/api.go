@@ -92,6 +92,31 @@ type DatabaseRequest struct {
 	Instance string `json:"instance"`
 	Database string `json:"database"`
 	Policy   string `json:"policy,omitempty"`
+	// DeleteData, on an unprotect, deletes every recovery point of the
+	// database too: a soft delete, undone by an undelete within the
+	// committer's soft-delete window. The answer's DeleteJob is the job
+	// that records it.
+	DeleteData bool   `json:"delete_data,omitempty"`
+	DeleteJob  string `json:"delete_job,omitempty"`
+	// By says who asks for the deletion, for the record; the gateway adds
+	// the caller's address.
+	By string `json:"by,omitempty"`
+}
+
+// RecoveryPointsRequest deletes or undeletes recovery points by id. A
+// delete is a soft delete: the points are hidden from listings and
+// restores, and an undelete brings them back (with the deleted points they
+// need) until the committer's soft-delete window ends; then garbage
+// collection deletes them.
+type RecoveryPointsRequest struct {
+	RecoveryPoints []string `json:"recovery_points"`
+	// WithDependents, on a delete, deletes too the kept points that could
+	// not be restored without the named ones; without it such a delete is
+	// refused, naming them.
+	WithDependents bool `json:"with_dependents,omitempty"`
+	// By says who asks, for the record; the gateway adds the caller's
+	// address.
+	By string `json:"by,omitempty"`
 }
 
 // BackupRequest asks for an on-demand backup.
@@ -137,6 +162,9 @@ type RestoreRequest struct {
 type Accepted struct {
 	JobID string   `json:"job_id,omitempty"`
 	Plan  []string `json:"plan,omitempty"`
+	// Jobs are the jobs of a request that started one per database (a
+	// delete or undelete of recovery points); JobID is the first.
+	Jobs []string `json:"jobs,omitempty"`
 	// Steps, StopAt and At describe a restore's plan: the backups in apply
 	// order, where the last log stops, and the moment the database will be
 	// as of.
@@ -205,6 +233,12 @@ type RecoveryPoint struct {
 	HealsBreak string `json:"heals_chain_break,omitempty"`
 	// Verified is the latest test restore of this point.
 	Verified *Verification `json:"verified,omitempty"`
+	// Deleted, on a point a person deleted (listed only when asked for),
+	// is when, DeletedBy by whom, and RestorableUntil the end of its
+	// soft-delete window: until then an undelete brings it back.
+	Deleted         *time.Time `json:"deleted_at,omitempty"`
+	DeletedBy       string     `json:"deleted_by,omitempty"`
+	RestorableUntil *time.Time `json:"restorable_until,omitempty"`
 }
 
 // Verification is the outcome of a test restore.
@@ -313,6 +347,7 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
 		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
 		Verified: verificationFromProto(r.GetVerification()),
+		Deleted:  ts(r.GetDeletedAt()), DeletedBy: r.GetDeletedBy(), RestorableUntil: ts(r.GetPurgeAfter()),
 	}
 }
 

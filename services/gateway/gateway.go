@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -152,6 +153,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/unprotect", s.unprotect)
 	mux.HandleFunc("POST /api/v1/backups", s.backup)
 	mux.HandleFunc("GET /api/v1/recovery-points", s.listRecoveryPoints)
+	mux.HandleFunc("POST /api/v1/recovery-points/delete", s.deleteRecoveryPoints)
+	mux.HandleFunc("DELETE /api/v1/recovery-points/{id}", s.deleteRecoveryPoints)
+	mux.HandleFunc("POST /api/v1/recovery-points/undelete", s.undeleteRecoveryPoints)
 	mux.HandleFunc("POST /api/v1/restores", s.restore)
 	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
 	mux.HandleFunc("POST /api/v1/verifications", s.verify)
@@ -455,6 +459,10 @@ func (s *Service) protect(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	if req.DeleteData {
+		writeError(w, http.StatusBadRequest, "delete_data is for unprotect, not protect")
+		return
+	}
 	ref, status, err := s.resolve(r.Context(), req.Instance, req.Database)
 	if err != nil {
 		writeError(w, status, "%v", err)
@@ -476,11 +484,28 @@ func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := &cofferv1.DatabaseRef{Instance: req.Instance, Database: req.Database}
+	if found, _, err := s.resolve(r.Context(), req.Instance, req.Database); err == nil && req.DeleteData {
+		// the recovery points are kept under the exact name; a dropped
+		// database's, which are no longer listed, under the name given
+		ref = found
+		req.Database = found.Database
+	}
 	now := s.cfg.Now()
-	ev := &cofferv1.UnprotectRequested{Meta: event.Meta(event.ID("unprotect", ref.Instance, ref.Database, now.String()), "", now), Database: ref}
+	ev := &cofferv1.UnprotectRequested{Meta: event.Meta(event.ID("unprotect", ref.Instance, ref.Database, now.String()), "", now), Database: ref,
+		DeleteData: req.DeleteData}
 	if err := s.publish(r.Context(), cofferv1.SubjectUnprotectRequested, ev, ev.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
+	}
+	if req.DeleteData {
+		jobID := event.NewJobID(now)
+		del := &cofferv1.RecoveryPointsDeleteRequested{Meta: event.Meta(event.ID("delete", jobID), jobID, now), Database: ref, All: true,
+			RequestedBy: requester(r, req.By)}
+		if err := s.publish(r.Context(), cofferv1.SubjectRecoveryPointsDelete, del, del.Meta.EventId); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+		req.DeleteJob = jobID
 	}
 	writeJSON(w, http.StatusAccepted, req)
 }
@@ -511,8 +536,9 @@ func (s *Service) backup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID})
 }
 
-// recoveryPoints lists a database's recovery points, oldest first.
-func (s *Service) recoveryPoints(ctx context.Context, instance, database string) ([]*cofferv1.RecoveryPoint, error) {
+// recoveryPoints lists a database's recovery points, oldest first; those
+// a person deleted only when deleted is set.
+func (s *Service) recoveryPoints(ctx context.Context, instance, database string, deleted bool) ([]*cofferv1.RecoveryPoint, error) {
 	prefix := ""
 	switch {
 	case instance != "" && database != "":
@@ -529,6 +555,9 @@ func (s *Service) recoveryPoints(ctx context.Context, instance, database string)
 	sort.SliceStable(out, func(a, b int) bool {
 		return out[a].GetBackup().GetBackupFinish().AsTime().Before(out[b].GetBackup().GetBackupFinish().AsTime())
 	})
+	if !deleted {
+		out = policy.Live(out)
+	}
 	return out, err
 }
 
@@ -540,13 +569,18 @@ func (s *Service) listRecoveryPoints(w http.ResponseWriter, r *http.Request) {
 			database = ref.Database
 		}
 	}
-	rps, err := s.recoveryPoints(r.Context(), instance, database)
+	deleted, err := strconv.ParseBool(cmp.Or(q.Get("deleted"), "false"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "deleted=%q: want true or false", q.Get("deleted"))
+		return
+	}
+	rps, err := s.recoveryPoints(r.Context(), instance, database, deleted)
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
 	out := make([]RecoveryPoint, 0, len(rps))
-	breaks := chainBreaks(rps)
+	breaks := chainBreaks(policy.Live(rps))
 	for _, rp := range rps {
 		r := rpFromProto(rp)
 		r.ChainBreak = breaks[rp.GetDatabase().GetInstance()+"/"+rp.GetDatabase().GetDatabase()+"/"+rp.GetId()]
@@ -574,11 +608,16 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	if req.TargetDatabase == "" {
 		req.TargetDatabase = database
 	}
-	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
+	all, err := s.recoveryPoints(r.Context(), req.Instance, database, true)
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
+	if i := slices.IndexFunc(all, func(rp *cofferv1.RecoveryPoint) bool { return rp.GetId() == req.Point }); req.Point != "" && i >= 0 && all[i].GetDeletedAt() != nil {
+		writeError(w, http.StatusUnprocessableEntity, "recovery point %s is deleted (%s): coffer rp undelete %s brings it back", req.Point, policy.DeletedNote(all[i]), req.Point)
+		return
+	}
+	rps := policy.Live(all)
 	plan, err := planRestore(rps, req)
 	if err == nil {
 		_, err = serverStop(rps, plan)
@@ -794,7 +833,7 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 	if !s.registered(w, r, on) {
 		return
 	}
-	rps, err := s.recoveryPoints(r.Context(), req.Instance, database)
+	rps, err := s.recoveryPoints(r.Context(), req.Instance, database, false)
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -835,7 +874,7 @@ func (s *Service) listRanges(w http.ResponseWriter, r *http.Request) {
 	if ref, _, err := s.resolve(r.Context(), instance, database); err == nil {
 		database = ref.Database
 	}
-	rps, err := s.recoveryPoints(r.Context(), instance, database)
+	rps, err := s.recoveryPoints(r.Context(), instance, database, false)
 	if err != nil {
 		s.unavailable(w, r, err)
 		return

@@ -78,6 +78,14 @@ func TestValidation(t *testing.T) {
 		{"restore with nothing to restore", "POST", "/api/v1/restores", `{"instance":"sql1","database":"d","latest":true,"target_database":"c"}`, 422, "no full backup"},
 		{"discover an unknown instance", "POST", "/api/v1/instances/nope/discover", ``, 404, "not registered"},
 		{"unknown job", "GET", "/api/v1/jobs/j1", ``, 404, "no job"},
+		{"delete of no recovery point", "POST", "/api/v1/recovery-points/delete", `{"recovery_points":[]}`, 400, "at least one"},
+		{"delete of an unknown recovery point", "POST", "/api/v1/recovery-points/delete", `{"recovery_points":["rp-nope"]}`, 404, `no recovery point \"rp-nope\"`},
+		{"DELETE of an unknown recovery point", "DELETE", "/api/v1/recovery-points/rp-nope", ``, 404, "no recovery point"},
+		{"DELETE with a bad flag", "DELETE", "/api/v1/recovery-points/rp-nope?with_dependents=maybe", ``, 400, "want true or false"},
+		{"undelete with dependents", "POST", "/api/v1/recovery-points/undelete", `{"recovery_points":["x"],"with_dependents":true}`, 400, "is for a delete"},
+		{"undelete of an unknown recovery point", "POST", "/api/v1/recovery-points/undelete", `{"recovery_points":["rp-nope"]}`, 404, "gone for good"},
+		{"listing with a bad deleted", "GET", "/api/v1/recovery-points?deleted=yes", ``, 400, "want true or false"},
+		{"protect deleting data", "POST", "/api/v1/protect", `{"instance":"sql1","database":"d","delete_data":true}`, 400, "for unprotect"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

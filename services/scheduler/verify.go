@@ -33,7 +33,9 @@ func (s *Service) queueVerify(ctx context.Context, jobID string, ref *cofferv1.D
 	}
 	h := fnv.New64a()
 	h.Write([]byte(jobID))
-	targets, err := policy.VerifyTargetsOf(rps, rand.New(rand.NewPCG(h.Sum64(), 0)))
+	// a point a person deleted is offered for no restore, a test one
+	// included
+	targets, err := policy.VerifyTargetsOf(policy.Live(rps), rand.New(rand.NewPCG(h.Sum64(), 0)))
 	if err != nil {
 		s.cfg.Logger.InfoContext(ctx, "test restore skipped: nothing restorable yet", "instance", ref.GetInstance(), "database", ref.GetDatabase(), "reason", err)
 		return s.updateSchedule(ctx, ref, func(st *cofferv1.ScheduleState) bool {

@@ -677,11 +677,14 @@ func (x *ProtectionFailed) GetPolicy() string {
 }
 
 // UnprotectRequested stops protection of a database; its recovery points
-// stay. gateway -> scheduler.
+// stay, unless delete_data is set: then the gateway also sends a
+// RecoveryPointsDeleteRequested for all of them (a soft delete).
+// gateway -> scheduler.
 type UnprotectRequested struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	DeleteData    bool                   `protobuf:"varint,3,opt,name=delete_data,json=deleteData,proto3" json:"delete_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,6 +731,13 @@ func (x *UnprotectRequested) GetDatabase() *DatabaseRef {
 		return x.Database
 	}
 	return nil
+}
+
+func (x *UnprotectRequested) GetDeleteData() bool {
+	if x != nil {
+		return x.DeleteData
+	}
+	return false
 }
 
 // BackupOnDemandRequested asks for a backup now. gateway -> scheduler.
@@ -2026,6 +2036,171 @@ func (x *RecoveryPointsExpired) GetRecoveryPoints() []string {
 	return nil
 }
 
+// RecoveryPointsDeleteRequested asks for the soft delete of recovery
+// points of one database that a person deleted: they are marked deleted
+// (RecoveryPoint.deleted_at), hidden, and kept restorable for the
+// committer's soft-delete window, after which garbage collection deletes
+// them. A point that kept points need to be restored is refused, naming
+// them, unless with_dependents is set: then they are deleted too. all
+// deletes every recovery point of the database (unprotect --delete-data)
+// and ignores recovery_points. The committer records the outcome as the
+// job meta.job_id. gateway -> committer.
+type RecoveryPointsDeleteRequested struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Meta           *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database       *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoints []string               `protobuf:"bytes,3,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	WithDependents bool                   `protobuf:"varint,4,opt,name=with_dependents,json=withDependents,proto3" json:"with_dependents,omitempty"`
+	All            bool                   `protobuf:"varint,5,opt,name=all,proto3" json:"all,omitempty"`
+	// requested_by says who asked, as the gateway knows them.
+	RequestedBy   string `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoveryPointsDeleteRequested) Reset() {
+	*x = RecoveryPointsDeleteRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPointsDeleteRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPointsDeleteRequested) ProtoMessage() {}
+
+func (x *RecoveryPointsDeleteRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPointsDeleteRequested.ProtoReflect.Descriptor instead.
+func (*RecoveryPointsDeleteRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecoveryPointsDeleteRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RecoveryPointsDeleteRequested) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *RecoveryPointsDeleteRequested) GetRecoveryPoints() []string {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return nil
+}
+
+func (x *RecoveryPointsDeleteRequested) GetWithDependents() bool {
+	if x != nil {
+		return x.WithDependents
+	}
+	return false
+}
+
+func (x *RecoveryPointsDeleteRequested) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *RecoveryPointsDeleteRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+// RecoveryPointsUndeleteRequested brings soft-deleted recovery points of
+// one database back, with the deleted points they need to be restored,
+// while their soft-delete window lasts. gateway -> committer.
+type RecoveryPointsUndeleteRequested struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Meta           *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database       *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoints []string               `protobuf:"bytes,3,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	RequestedBy    string                 `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecoveryPointsUndeleteRequested) Reset() {
+	*x = RecoveryPointsUndeleteRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPointsUndeleteRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPointsUndeleteRequested) ProtoMessage() {}
+
+func (x *RecoveryPointsUndeleteRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPointsUndeleteRequested.ProtoReflect.Descriptor instead.
+func (*RecoveryPointsUndeleteRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecoveryPointsUndeleteRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RecoveryPointsUndeleteRequested) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *RecoveryPointsUndeleteRequested) GetRecoveryPoints() []string {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return nil
+}
+
+func (x *RecoveryPointsUndeleteRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 // VerifyTarget is one test restore: the recovery points applied in order,
 // stopping at stop_at when set.
 type VerifyTarget struct {
@@ -2042,7 +2217,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2229,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2242,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2113,7 +2288,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2300,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2313,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2184,7 +2359,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2371,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2384,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2261,7 +2436,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2448,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2461,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2332,7 +2507,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2519,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2532,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2395,7 +2570,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2582,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2595,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2522,10 +2697,12 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12!\n" +
 	"\frequested_by\x18\x05 \x01(\tR\vrequestedBy\x12\x16\n" +
-	"\x06policy\x18\x06 \x01(\tR\x06policy\"r\n" +
+	"\x06policy\x18\x06 \x01(\tR\x06policy\"\x93\x01\n" +
 	"\x12UnprotectRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
-	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\"\xa2\x01\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x1f\n" +
+	"\vdelete_data\x18\x03 \x01(\bR\n" +
+	"deleteData\"\xa2\x01\n" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -2636,7 +2813,19 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x15RecoveryPointsExpired\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
-	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"\xae\x01\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"\x84\x02\n" +
+	"\x1dRecoveryPointsDeleteRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\x12'\n" +
+	"\x0fwith_dependents\x18\x04 \x01(\bR\x0ewithDependents\x12\x10\n" +
+	"\x03all\x18\x05 \x01(\bR\x03all\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\"\xcb\x01\n" +
+	"\x1fRecoveryPointsUndeleteRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\x12!\n" +
+	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"\xae\x01\n" +
 	"\fVerifyTarget\x12'\n" +
 	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
 	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
@@ -2683,133 +2872,139 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_coffer_v1_events_proto_goTypes = []any{
-	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
-	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
-	(*InstanceHealthChanged)(nil),   // 2: coffer.v1.InstanceHealthChanged
-	(*DatabaseDiscovered)(nil),      // 3: coffer.v1.DatabaseDiscovered
-	(*DatabaseChanged)(nil),         // 4: coffer.v1.DatabaseChanged
-	(*DatabaseDropped)(nil),         // 5: coffer.v1.DatabaseDropped
-	(*AutoprotectRequested)(nil),    // 6: coffer.v1.AutoprotectRequested
-	(*ProtectionRequested)(nil),     // 7: coffer.v1.ProtectionRequested
-	(*ProtectionConfigured)(nil),    // 8: coffer.v1.ProtectionConfigured
-	(*ProtectionFailed)(nil),        // 9: coffer.v1.ProtectionFailed
-	(*UnprotectRequested)(nil),      // 10: coffer.v1.UnprotectRequested
-	(*BackupOnDemandRequested)(nil), // 11: coffer.v1.BackupOnDemandRequested
-	(*BackupRequested)(nil),         // 12: coffer.v1.BackupRequested
-	(*RestoreRequested)(nil),        // 13: coffer.v1.RestoreRequested
-	(*JobProgress)(nil),             // 14: coffer.v1.JobProgress
-	(*BackupStreamed)(nil),          // 15: coffer.v1.BackupStreamed
-	(*BackupStripe)(nil),            // 16: coffer.v1.BackupStripe
-	(*RecoveryPointCommitted)(nil),  // 17: coffer.v1.RecoveryPointCommitted
-	(*RestoreCompleted)(nil),        // 18: coffer.v1.RestoreCompleted
-	(*JobFailed)(nil),               // 19: coffer.v1.JobFailed
-	(*JobQueued)(nil),               // 20: coffer.v1.JobQueued
-	(*Envelope)(nil),                // 21: coffer.v1.Envelope
-	(*PolicyPutRequested)(nil),      // 22: coffer.v1.PolicyPutRequested
-	(*PolicyDeleteRequested)(nil),   // 23: coffer.v1.PolicyDeleteRequested
-	(*ChainBroken)(nil),             // 24: coffer.v1.ChainBroken
-	(*RecoveryPointsExpired)(nil),   // 25: coffer.v1.RecoveryPointsExpired
-	(*VerifyTarget)(nil),            // 26: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),         // 27: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),            // 28: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),         // 29: coffer.v1.VerifyCompleted
-	(*URLCheckRequested)(nil),       // 30: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),          // 31: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),               // 32: coffer.v1.EventMeta
-	(*Instance)(nil),                // 33: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 34: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 35: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 36: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 37: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 38: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(JobKind)(0),                    // 40: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 41: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 42: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 43: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 44: coffer.v1.PolicyRecord
+	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
+	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
+	(*InstanceHealthChanged)(nil),           // 2: coffer.v1.InstanceHealthChanged
+	(*DatabaseDiscovered)(nil),              // 3: coffer.v1.DatabaseDiscovered
+	(*DatabaseChanged)(nil),                 // 4: coffer.v1.DatabaseChanged
+	(*DatabaseDropped)(nil),                 // 5: coffer.v1.DatabaseDropped
+	(*AutoprotectRequested)(nil),            // 6: coffer.v1.AutoprotectRequested
+	(*ProtectionRequested)(nil),             // 7: coffer.v1.ProtectionRequested
+	(*ProtectionConfigured)(nil),            // 8: coffer.v1.ProtectionConfigured
+	(*ProtectionFailed)(nil),                // 9: coffer.v1.ProtectionFailed
+	(*UnprotectRequested)(nil),              // 10: coffer.v1.UnprotectRequested
+	(*BackupOnDemandRequested)(nil),         // 11: coffer.v1.BackupOnDemandRequested
+	(*BackupRequested)(nil),                 // 12: coffer.v1.BackupRequested
+	(*RestoreRequested)(nil),                // 13: coffer.v1.RestoreRequested
+	(*JobProgress)(nil),                     // 14: coffer.v1.JobProgress
+	(*BackupStreamed)(nil),                  // 15: coffer.v1.BackupStreamed
+	(*BackupStripe)(nil),                    // 16: coffer.v1.BackupStripe
+	(*RecoveryPointCommitted)(nil),          // 17: coffer.v1.RecoveryPointCommitted
+	(*RestoreCompleted)(nil),                // 18: coffer.v1.RestoreCompleted
+	(*JobFailed)(nil),                       // 19: coffer.v1.JobFailed
+	(*JobQueued)(nil),                       // 20: coffer.v1.JobQueued
+	(*Envelope)(nil),                        // 21: coffer.v1.Envelope
+	(*PolicyPutRequested)(nil),              // 22: coffer.v1.PolicyPutRequested
+	(*PolicyDeleteRequested)(nil),           // 23: coffer.v1.PolicyDeleteRequested
+	(*ChainBroken)(nil),                     // 24: coffer.v1.ChainBroken
+	(*RecoveryPointsExpired)(nil),           // 25: coffer.v1.RecoveryPointsExpired
+	(*RecoveryPointsDeleteRequested)(nil),   // 26: coffer.v1.RecoveryPointsDeleteRequested
+	(*RecoveryPointsUndeleteRequested)(nil), // 27: coffer.v1.RecoveryPointsUndeleteRequested
+	(*VerifyTarget)(nil),                    // 28: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),                 // 29: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),                    // 30: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),                 // 31: coffer.v1.VerifyCompleted
+	(*URLCheckRequested)(nil),               // 32: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 33: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),                       // 34: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 35: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 36: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 37: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 38: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 39: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 40: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 41: google.protobuf.Timestamp
+	(JobKind)(0),                            // 42: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 43: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 44: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 45: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 46: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	32, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	33, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	32, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	34, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	32, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	34, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	34, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	32, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	32, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	32, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	32, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	37, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	32, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	36, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	32, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	32, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	38, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	32, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	38, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	32, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	36, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	39, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	39, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	32, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	40, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	36, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	36, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	38, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	32, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	36, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	41, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	42, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	34, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	35, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	34, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	36, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	34, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	36, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	36, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	34, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	34, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	34, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	34, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	39, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	34, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	38, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	34, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	34, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	40, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	34, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	40, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	34, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	38, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	41, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	41, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	34, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	42, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	38, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	38, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	40, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	34, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	38, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	43, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	44, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	32, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	43, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	32, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	36, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	36, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	32, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	40, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	36, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	38, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	36, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	32, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	40, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	36, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	38, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	36, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	32, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	32, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	44, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	32, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	36, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	32, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	36, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	39, // 64: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	39, // 65: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	32, // 66: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 67: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	26, // 68: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	39, // 69: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	32, // 70: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	36, // 71: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	28, // 72: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	34, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	45, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	34, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	38, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	38, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	34, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	42, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	38, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	40, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	38, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	34, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	42, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	38, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	40, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	38, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	34, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	34, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	46, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	34, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	34, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	38, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	34, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	38, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	34, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	34, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 68: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	41, // 69: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	34, // 70: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 71: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	28, // 72: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	41, // 73: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	34, // 74: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	38, // 75: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	30, // 76: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -2824,7 +3019,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

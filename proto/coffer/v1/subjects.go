@@ -42,6 +42,10 @@ const (
 	SubjectChainBroken            = "coffer.job.chainbroken"
 	SubjectRecoveryPointsExpired  = "coffer.job.expired"
 	SubjectVerifyCompleted        = "coffer.job.verified"
+	// SubjectRecoveryPointsDelete and SubjectRecoveryPointsUndelete carry
+	// a person's soft delete and undelete to the committer.
+	SubjectRecoveryPointsDelete   = "coffer.job.delete"
+	SubjectRecoveryPointsUndelete = "coffer.job.undelete"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -1410,7 +1410,17 @@ type RecoveryPoint struct {
 	Verification *Verification `protobuf:"bytes,17,opt,name=verification,proto3" json:"verification,omitempty"`
 	// stripes is how many URLs SQL Server wrote the backup to at once, when
 	// more than one; its stripes are in the manifest.
-	Stripes       int32 `protobuf:"varint,18,opt,name=stripes,proto3" json:"stripes,omitempty"`
+	Stripes int32 `protobuf:"varint,18,opt,name=stripes,proto3" json:"stripes,omitempty"`
+	// deleted_at, when set, marks a point a person deleted (coffer rp delete,
+	// unprotect --delete-data): a soft delete. The point is hidden from
+	// listings and restores but keeps its manifest and chunks, and an
+	// undelete brings it back, until purge_after; the first garbage
+	// collection after that deletes it for good. deleted_by says who asked,
+	// delete_job_id which job marked it.
+	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	DeletedBy     string                 `protobuf:"bytes,20,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
+	PurgeAfter    *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=purge_after,json=purgeAfter,proto3" json:"purge_after,omitempty"`
+	DeleteJobId   string                 `protobuf:"bytes,22,opt,name=delete_job_id,json=deleteJobId,proto3" json:"delete_job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1569,6 +1579,34 @@ func (x *RecoveryPoint) GetStripes() int32 {
 		return x.Stripes
 	}
 	return 0
+}
+
+func (x *RecoveryPoint) GetDeletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletedAt
+	}
+	return nil
+}
+
+func (x *RecoveryPoint) GetDeletedBy() string {
+	if x != nil {
+		return x.DeletedBy
+	}
+	return ""
+}
+
+func (x *RecoveryPoint) GetPurgeAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PurgeAfter
+	}
+	return nil
+}
+
+func (x *RecoveryPoint) GetDeleteJobId() string {
+	if x != nil {
+		return x.DeleteJobId
+	}
+	return ""
 }
 
 // Verification is the outcome of a test restore: the point restored to a
@@ -2280,7 +2318,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xfc\x04\n" +
+	"storedSize\"\xb7\x06\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2302,7 +2340,14 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\vchain_break\x18\x10 \x01(\tR\n" +
 	"chainBreak\x12;\n" +
 	"\fverification\x18\x11 \x01(\v2\x17.coffer.v1.VerificationR\fverification\x12\x18\n" +
-	"\astripes\x18\x12 \x01(\x05R\astripes\"\xda\x01\n" +
+	"\astripes\x18\x12 \x01(\x05R\astripes\x129\n" +
+	"\n" +
+	"deleted_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\x12\x1d\n" +
+	"\n" +
+	"deleted_by\x18\x14 \x01(\tR\tdeletedBy\x12;\n" +
+	"\vpurge_after\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"purgeAfter\x12\"\n" +
+	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\"\xda\x01\n" +
 	"\fVerification\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
@@ -2451,29 +2496,31 @@ var file_coffer_v1_types_proto_depIdxs = []int32{
 	20, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
 	20, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	20, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	20, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
-	1,  // 21: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
-	2,  // 22: coffer.v1.Job.state:type_name -> coffer.v1.JobState
-	5,  // 23: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	20, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	20, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 26: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
-	5,  // 27: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	20, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 29: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	20, // 30: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	20, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	20, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	20, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	20, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	20, // 35: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	20, // 36: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	20, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	20, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	20, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	20, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
+	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
+	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
+	20, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	20, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
+	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
+	20, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 31: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	20, // 32: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	20, // 33: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	20, // 34: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	20, // 35: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	20, // 36: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	20, // 37: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	20, // 38: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
