@@ -26,13 +26,26 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	db := e.GetDatabase()
 	var deleted []string
 	for _, id := range e.GetRecoveryPoints() {
-		if err := s.vault.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
+		err := s.vault.DeleteManifest(ctx, id)
+		if errors.Is(err, blob.ErrLocked) {
+			// An immutable vault's store keeps it until its lock passes
+			// (by the store's clock). It stays recorded, and the points
+			// after it in the list, which it may depend on, stay too: a
+			// later sweep expires them again.
+			s.log.InfoContext(ctx, "recovery point still locked by the store; kept for a later sweep",
+				slog.String("recovery_point", id), slog.String("instance", db.GetInstance()), slog.String("database", db.GetDatabase()))
+			break
+		}
+		if err != nil && !errors.Is(err, blob.ErrNotExist) {
 			return fmt.Errorf("delete manifest %s: %w", id, err)
 		}
 		if err := s.rps.Delete(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), id)); err != nil {
 			return fmt.Errorf("delete recovery point %s: %w", id, err)
 		}
 		deleted = append(deleted, id)
+	}
+	if len(deleted) == 0 {
+		return nil
 	}
 	jid := e.GetMeta().GetJobId()
 	if jid == "" {
