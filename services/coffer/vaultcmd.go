@@ -20,8 +20,14 @@ import (
 // or also authenticate (--full). Damage makes it fail, naming the
 // recovery points it affects.
 func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "create" {
+		return runVaultCreate(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "recover" {
+		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]")
+		return errors.New("usage: coffer vault check [--full] | create [--object-lock governance|compliance] | recover [--data DIR] [--master-key-file FILE]")
 	}
 	fs := flag.NewFlagSet("coffer vault check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
