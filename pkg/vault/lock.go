@@ -62,6 +62,9 @@ type objectLock struct {
 	// known is, by object key, the date it is known to be locked until,
 	// and when that was learnt
 	known map[string]lockKnown
+	// vaultUntil is the date the key records and config were locked
+	// until, at vaultAt
+	vaultUntil, vaultAt time.Time
 }
 
 type lockKnown struct {
@@ -204,8 +207,16 @@ func (l *objectLock) retain(ctx context.Context, key string, until time.Time) er
 }
 
 // retainVaultObjects locks the key records and the config until
-// lockMargin past until, unless they are locked past until already.
+// lockMargin past until, unless this process locked them past until
+// within lockRecheck.
 func (l *objectLock) retainVaultObjects(ctx context.Context, store blob.Store, until time.Time) error {
+	l.mu.Lock()
+	done := !l.vaultUntil.Before(until) && time.Since(l.vaultAt) < lockRecheck
+	l.mu.Unlock()
+	if done {
+		return nil
+	}
+	now, until := time.Now(), until.Add(lockMargin)
 	keys := []string{configKey}
 	err := store.List(ctx, keysPrefix, func(i blob.Info) error {
 		keys = append(keys, i.Key)
@@ -215,16 +226,13 @@ func (l *objectLock) retainVaultObjects(ctx context.Context, store blob.Store, u
 		return fmt.Errorf("list keys: %w", err)
 	}
 	for _, key := range keys {
-		l.mu.Lock()
-		k, ok := l.known[key]
-		l.mu.Unlock()
-		if ok && !k.until.Before(until) && time.Since(k.at) < lockRecheck {
-			continue
-		}
-		if err := l.retain(ctx, key, until.Add(lockMargin)); err != nil {
+		if err := l.locker.Retain(ctx, key, l.mode, until); err != nil {
 			return err
 		}
 	}
+	l.mu.Lock()
+	l.vaultUntil, l.vaultAt = until, now
+	l.mu.Unlock()
 	return nil
 }
 
