@@ -266,7 +266,10 @@ func (v *Vault) retainManifest(ctx context.Context, id string, until time.Time) 
 	if err != nil {
 		return err
 	}
-	if err := v.lock.retainAll(ctx, objects, until); err != nil {
+	err = concurrently(ctx, statConcurrency, objects, func(ctx context.Context, key string) error {
+		return v.lock.retain(ctx, key, until)
+	})
+	if err != nil {
 		return err
 	}
 	if err := v.lock.retain(ctx, manifestsPrefix+id, until); err != nil {
@@ -308,31 +311,6 @@ func (v *Vault) chunkObjects(ctx context.Context, chunks []ChunkRef) ([]string, 
 			return nil, err
 		}
 	}
-}
-
-// retainAll locks the objects keys until until, a few at a time.
-func (l *objectLock) retainAll(ctx context.Context, keys []string, until time.Time) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, statConcurrency)
-	var wg sync.WaitGroup
-	for _, key := range keys {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := l.retain(ctx, key, until); err != nil {
-				cancel(err)
-			}
-		})
-	}
-	wg.Wait()
-	return context.Cause(ctx)
 }
 
 // lockedPast reports whether the store still keeps the object under key

@@ -36,6 +36,21 @@ func parseVaultFlags(name string, args []string, getenv func(string) string, std
 	return c, nil
 }
 
+// openStore opens the vault's store, its calls tried again, and finds
+// the master key (unless mustExist, a new one if there is none: see
+// masterKey).
+func (c *upConfig) openStore(mustExist bool, stdout io.Writer) (blob.Store, []byte, error) {
+	store, err := c.store().Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := c.masterKey(mustExist, stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, key, nil
+}
+
 // runVaultCreate runs `coffer vault create`: it creates the vault where
 // `coffer up` would (which otherwise happens at its first start), and
 // with --object-lock makes it immutable: the bucket is created with S3
@@ -61,14 +76,10 @@ func runVaultCreate(ctx context.Context, args []string, getenv func(string) stri
 	if err := where.MakeBucket(ctx, mode != ""); err != nil {
 		return err
 	}
-	store, err := where.Open()
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
-	key, err := c.masterKey(false, stdout)
+	store, key, err := c.openStore(false, stdout)
 	if err != nil {
 		return err
 	}
@@ -110,11 +121,7 @@ func runVaultRecover(ctx context.Context, args []string, getenv func(string) str
 	if err != nil {
 		return err
 	}
-	store, err := c.store().Open()
-	if err != nil {
-		return err
-	}
-	key, err := c.masterKey(true, stdout)
+	store, key, err := c.openStore(true, stdout)
 	if err != nil {
 		return err
 	}
