@@ -269,6 +269,43 @@ func TestImmutableCollect(t *testing.T) {
 	}
 }
 
+// TestImmutableCollectLockedPack: a locked pack holding chunks no
+// recovery point needs beside ones a kept point needs is not repacked
+// (that would only store the live chunks twice, since the pack cannot be
+// deleted): its dead chunks stay condemned.
+func TestImmutableCollectLockedPack(t *testing.T) {
+	srv := miniotest.Start(t)
+	store, _ := newLockedStore(t, srv)
+	v := lockedVault(t, store, blob.Governance)
+	ctx := t.Context()
+	kept, dropped := sqlPages(61, 0, 1<<20/8192), sqlPages(62, 0, 1<<20/8192)
+	// one writer, one pack: both streams' chunks
+	both := write(t, v, append(append([]byte(nil), kept...), dropped...), vault.WriterOptions{PackSize: 16 << 20})
+	if n := len(packsOf(t, v, both.Chunks)); n != 1 {
+		t.Fatalf("the streams are in %d packs; want one", n)
+	}
+	k := commit(t, v, "kept", kept, vault.WriterOptions{}, time.Now().Add(time.Hour))
+	if k.NewChunks > 2 {
+		t.Fatalf("the kept stream stored %d chunks; want it deduplicated but for the seam", k.NewChunks)
+	}
+	packs := countObjects(t, store, "packs/")
+	for i := range 3 {
+		st, err := v.Collect(ctx, vault.CollectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && (st.Locked != 1 || st.Repacked != 0 || st.Chunks != 0 || st.Condemned == 0) {
+			t.Errorf("collection %d: %+v; want the locked pack left as it is, its dead chunks condemned again", i+1, st)
+		}
+	}
+	if n := countObjects(t, store, "packs/"); n != packs {
+		t.Errorf("%d packs after collecting; want the %d there were", n, packs)
+	}
+	if got, err := read(t, v, k.Chunks); err != nil || !bytes.Equal(got, kept) {
+		t.Errorf("the kept recovery point: %d bytes, %v", len(got), err)
+	}
+}
+
 // TestImmutableConfig: a vault whose config says it is immutable is
 // refused by a store that cannot lock, rather than written unlocked; a
 // mode once set is not changed; a directory cannot be made immutable.
