@@ -68,6 +68,9 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 // keeps those of different processes apart.
 type collector struct {
 	mu sync.Mutex
+	// relocked is, by recovery point, the date this process extended its
+	// lock to (relockChains)
+	relocked map[string]time.Time
 }
 
 // CollectGarbage runs one garbage collection at now and returns what it
@@ -83,6 +86,9 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	s.gc.mu.Lock()
 	defer s.gc.mu.Unlock()
 	if err := s.trimJobs(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	if err := s.relockChains(ctx, now); err != nil {
 		return 0, 0, err
 	}
 	st, err := s.vault.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})

@@ -118,3 +118,64 @@ func TestImmutableCommitAndExpire(t *testing.T) {
 		t.Errorf("manifest after expiry: %v; want it deleted", err)
 	}
 }
+
+// TestImmutableChainRelock: a full whose own expiry is near, but that a
+// later log depends on, has its lock (manifest and packs) extended to the
+// log's expiry by the next garbage collection; the log's own lock is left
+// as it is. The full is dated 30 days back, so that its expiry is an hour
+// away; the log depends on it by its LSNs.
+func TestImmutableChainRelock(t *testing.T) {
+	e, store := newLockedEnv(t)
+	ticks := make(chan time.Time)
+	e.start(committer.Config{GCTicks: ticks})
+	ctx := t.Context()
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	const full, log = "j20261122T100000-0000200a", "j20261122T100000-0000200b"
+	fs := e.stream(full, db, 1<<20)
+	fs.Backup.BackupFinish = timestamppb.New(time.Now().Add(-30*24*time.Hour + time.Hour))
+	e.publish(cofferv1.SubjectBackupStreamed, fs, "full")
+	e.waitJob(full, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	ls := e.stream(log, db, 256<<10)
+	ls.Backup.Type = cofferv1.BackupType_BACKUP_TYPE_LOG
+	ls.Backup.FirstLsn, ls.Backup.LastLsn, ls.Backup.CheckpointLsn = fs.Backup.LastLsn, "41000000003200001", ""
+	ls.Backup.BackupFinish = timestamppb.New(time.Now())
+	e.publish(cofferv1.SubjectBackupStreamed, ls, "log")
+	e.waitJob(log, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+
+	rps := recoveryPoints(t, e.cat)
+	fullID, logID := event.RecoveryPointID(full), event.RecoveryPointID(log)
+	fullRP, logRP := rps[catalog.Key("sql01", "Sales", fullID)], rps[catalog.Key("sql01", "Sales", logID)]
+	fullExpires, logExpires := fullRP.GetExpiresAt().AsTime(), logRP.GetExpiresAt().AsTime()
+	if !logExpires.After(fullExpires.Add(24 * time.Hour)) {
+		t.Fatalf("the log expires %v, the full %v: want the log much later", logExpires, fullExpires)
+	}
+	lockOf := func(key string) time.Time {
+		t.Helper()
+		u, err := store.Retention(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	if u := lockOf("manifests/" + fullID); u.After(logExpires) {
+		t.Fatalf("the full is locked until %v before any collection; want its own expiry %v", u, fullExpires)
+	}
+	if _, _, err := e.svc.CollectGarbage(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if u := lockOf("manifests/" + fullID); u.Before(logExpires) {
+		t.Errorf("the full's manifest is locked until %v after a collection; want the log's expiry %v", u, logExpires)
+	}
+	for _, c := range e.chunksOf(fs) {
+		loc, ok := e.vault.Locate(c.ID)
+		if !ok {
+			t.Fatalf("chunk %s not located", c.ID)
+		}
+		if u := lockOf(loc.Key); u.Before(logExpires) {
+			t.Errorf("%s of the full is locked until %v; want the log's expiry %v", loc.Key, u, logExpires)
+		}
+	}
+	if u := lockOf("manifests/" + logID); u.After(logExpires.Add(time.Minute)) {
+		t.Errorf("the log is locked until %v; want its own expiry %v", u, logExpires)
+	}
+}
