@@ -7,4 +7,7 @@
 // written against [Store] behaves the same on all of them. Everything clever
 // (encryption, compression, deduplication, retries, limits) wraps a Store; it
 // never lives inside a backend.
+//
+// A backend may have optional capabilities, found with a type assertion:
+// [Locker] (S3 Object Lock) keeps objects from deletion until a date.
 package blob

@@ -180,3 +180,21 @@ func OpenVault(ctx context.Context, store blob.Store, master []byte, create bool
 	}
 	return v, nil
 }
+
+// MakeBucket prepares the store for a new vault: an S3 bucket is created
+// if it does not exist, with Object Lock if objectLock is set (an
+// existing bucket must have it then). A directory needs nothing, and
+// cannot lock objects.
+func (v VaultStore) MakeBucket(ctx context.Context, objectLock bool) error {
+	s, err := v.open()
+	if err != nil {
+		return err
+	}
+	if s3, ok := s.(*s3store.Store); ok {
+		return s3.MakeBucket(ctx, objectLock)
+	}
+	if objectLock {
+		return fmt.Errorf("vault: a directory cannot be immutable; Object Lock needs an S3 store: %w", blob.ErrUnsupported)
+	}
+	return nil
+}

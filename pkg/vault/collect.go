@@ -100,6 +100,10 @@ type CollectStats struct {
 	// DeadSessions counts the sessions of dead writers deleted; Drafts the
 	// drafts older than CollectOptions.DraftTTL deleted.
 	DeadSessions, Drafts int
+	// Locked counts the packs and format 1 chunks left in an immutable
+	// vault because the store still locks them: they stay condemned, or
+	// unlisted, and a collection after their lock passes deletes them.
+	Locked int
 }
 
 // Collect runs one garbage collection: it deletes what an earlier
@@ -481,7 +485,12 @@ func (c *collection) remove(ctx context.Context, s *vaultState, doomed map[conde
 		if l.pack != "" {
 			continue
 		}
-		if err := v.store.Delete(ctx, chunkKey(hexID(l.id))); err != nil {
+		err := v.store.Delete(ctx, chunkKey(hexID(l.id)))
+		if errors.Is(err, blob.ErrLocked) {
+			st.Locked++ // not yet: it stays, and is condemned again
+			continue
+		}
+		if err != nil {
 			return changed, fmt.Errorf("delete chunk %s: %w", hexID(l.id), err)
 		}
 		v.index.remove(l.id, "")
@@ -512,6 +521,17 @@ func (c *collection) remove(ctx context.Context, s *vaultState, doomed map[conde
 			}
 		}
 		if dead == 0 {
+			continue
+		}
+		// a pack the store still locks cannot be deleted: repacking it
+		// would only store its live chunks twice; its dead ones stay, and
+		// are condemned again until its lock passes
+		locked, err := v.lockedPast(ctx, packKey(id), c.now)
+		if err != nil {
+			return changed, err
+		}
+		if locked {
+			st.Locked++
 			continue
 		}
 		drop[id] = true
@@ -586,7 +606,15 @@ func (c *collection) remove(ctx context.Context, s *vaultState, doomed map[conde
 	}
 	for id := range drop {
 		if info, ok := s.stored[id]; ok {
-			if err := v.store.Delete(ctx, packKey(id)); err != nil {
+			err := v.store.Delete(ctx, packKey(id))
+			if errors.Is(err, blob.ErrLocked) {
+				// locked since it was looked at: no index lists it now,
+				// so it is condemned as unlisted, and deleted once its
+				// lock passes; its live chunks are in new packs
+				st.Locked++
+				continue
+			}
+			if err != nil {
 				return true, fmt.Errorf("delete pack %s: %w", id, err)
 			}
 			st.Bytes += info.Size
@@ -594,7 +622,12 @@ func (c *collection) remove(ctx context.Context, s *vaultState, doomed map[conde
 	}
 	// packs no index lists: a writer that died, or a collection cut short
 	for id := range orphans {
-		if err := v.store.Delete(ctx, packKey(id)); err != nil {
+		err := v.store.Delete(ctx, packKey(id))
+		if errors.Is(err, blob.ErrLocked) {
+			st.Locked++ // still unlisted: condemned again
+			continue
+		}
+		if err != nil {
 			return true, fmt.Errorf("delete unlisted pack %s: %w", id, err)
 		}
 		changed = true

@@ -15,6 +15,7 @@ import (
 //
 //   - Format 1 (no config object; coffer before packs): one object per
 //     chunk, chunks/<xx>/<id>, cut at about 1 MiB.
+//
 //   - Format 2: chunks are written into packs (packs/<xx>/<id>) listed by
 //     index objects (index/<id>); chunks of format 1 stay where they are and
 //     are read, deduplicated against and collected as before. A vault
@@ -23,11 +24,17 @@ import (
 //     format 1 keeps cutting at 1 MiB, so that new backups still
 //     deduplicate against the old ones.
 //
+//   - Format 3: format 2 in a store with S3 Object Lock (lock.go), whose
+//     config names the retention mode. It is format 2's layout; the
+//     number only makes a coffer that does not lock objects refuse to
+//     write into the vault, rather than write what it would not lock.
+//
 // Opening a format 1 vault upgrades it: the config object is written, and
 // nothing else changes.
 const (
 	configKey     = "config"
 	formatPacks   = 2
+	formatLocked  = 3
 	maxConfigSize = 4 << 10
 )
 
@@ -39,6 +46,9 @@ type vaultConfig struct {
 	// Chunking names the chunker's parameters: "fastcdc-1m" or
 	// "fastcdc-512k" or "fastcdc-256k" (chunkings).
 	Chunking string `json:"chunking"`
+	// ObjectLock, in format 3 only, is the retention mode ("GOVERNANCE"
+	// or "COMPLIANCE") every recovery point's objects are locked in.
+	ObjectLock blob.RetentionMode `json:"object_lock,omitempty"`
 }
 
 // loadConfig reads the vault's config, writing the upgrade from format 1
@@ -56,11 +66,14 @@ func loadConfig(ctx context.Context, store blob.Store) (vaultConfig, error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return vaultConfig{}, fmt.Errorf("%w: config: %v", ErrCorrupt, err)
 	}
-	if cfg.Format != formatPacks {
-		return vaultConfig{}, fmt.Errorf("vault format %d: this coffer reads formats 1 and %d; use a newer coffer", cfg.Format, formatPacks)
+	if cfg.Format != formatPacks && cfg.Format != formatLocked {
+		return vaultConfig{}, fmt.Errorf("vault format %d: this coffer reads formats 1 to %d; use a newer coffer", cfg.Format, formatLocked)
 	}
 	if _, ok := chunkings[cfg.Chunking]; !ok {
 		return vaultConfig{}, fmt.Errorf("%w: config: unknown chunking %q", ErrCorrupt, cfg.Chunking)
+	}
+	if err := checkLockConfig(ctx, store, cfg); err != nil {
+		return vaultConfig{}, err
 	}
 	return cfg, nil
 }

@@ -74,6 +74,16 @@
 // object) opens as it is: its chunks are read and deduplicated against
 // where they are, new data goes into packs, and Open writes the config.
 //
+// # Immutability
+//
+// In a store with S3 Object Lock ([blob.Locker]), [EnableObjectLock] makes
+// a vault immutable (format 3): [Vault.RetainManifest] locks a recovery
+// point's manifest, the packs holding its chunks, the key records and the
+// config until it expires, so that the store refuses to delete them before,
+// to anyone. Deletes then remove every version, garbage collection leaves
+// what is still locked for a later collection, and [Vault.Recover] brings
+// back locked objects hidden by delete markers. lock.go has the details.
+//
 // # Compression
 //
 // Each sealed chunk says how its payload is compressed (zstd, S2, or not

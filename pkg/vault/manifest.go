@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -269,44 +271,31 @@ func (v *Vault) checkChunksOnce(ctx context.Context, chunks []ChunkRef) error {
 	}
 	results := make(map[string]statResult, len(objects))
 	var mu sync.Mutex
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, statConcurrency)
-	var wg sync.WaitGroup
 	chunkOf := make(map[string]string, len(objects))
 	for _, w := range wants {
 		for _, l := range w.locs {
 			chunkOf[locKey(w.ref.ID, l)] = w.ref.ID
 		}
 	}
-	for key, loc := range objects {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	err := concurrently(ctx, statConcurrency, slices.Collect(maps.Keys(objects)), func(ctx context.Context, key string) error {
+		loc := objects[key]
+		info, err := v.store.Stat(ctx, key)
+		r := statResult{ok: err == nil, err: err}
+		switch {
+		case errors.Is(err, blob.ErrNotExist):
+			r.err = nil
+		case err != nil:
+			return &ChunkError{ID: chunkOf[key], Err: fmt.Errorf("check: %w", err)}
+		case loc.pack == "" && info.Size != int64(loc.length):
+			r.ok = false
+			r.err = fmt.Errorf("%w: stored object is %d bytes; when written it was %d", ErrCorrupt, info.Size, loc.length)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			info, err := v.store.Stat(ctx, key)
-			r := statResult{ok: err == nil, err: err}
-			switch {
-			case errors.Is(err, blob.ErrNotExist):
-				r.err = nil
-			case err != nil:
-				cancel(&ChunkError{ID: chunkOf[key], Err: fmt.Errorf("check: %w", err)})
-			case loc.pack == "" && info.Size != int64(loc.length):
-				r.ok = false
-				r.err = fmt.Errorf("%w: stored object is %d bytes; when written it was %d", ErrCorrupt, info.Size, loc.length)
-			}
-			mu.Lock()
-			results[key] = r
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+		mu.Lock()
+		results[key] = r
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for _, w := range wants {
@@ -331,6 +320,33 @@ func (v *Vault) checkChunksOnce(ctx context.Context, chunks []ChunkRef) error {
 		}
 	}
 	return nil
+}
+
+// concurrently calls fn for each of keys, at most n at once; the first
+// error ends the calls not started, cancels the context of those running,
+// and is returned once they return.
+func concurrently(ctx context.Context, n int, keys []string, fn func(ctx context.Context, key string) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, key := range keys {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, key); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
 }
 
 // locKey is the key of the object that holds chunk id at loc.

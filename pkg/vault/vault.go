@@ -109,6 +109,8 @@ type Vault struct {
 	// condemned locations too, which garbage collection is then free to
 	// delete under them
 	ignoreCondemned bool
+	// lock is the store's Object Lock, in an immutable vault (lock.go)
+	lock *objectLock
 }
 
 // Init creates a vault in store, with its primary vault key (derived from
@@ -211,6 +213,12 @@ func newVault(store blob.Store, kr *keyring, cfg vaultConfig) (*Vault, error) {
 	v.zbufs.New = func() any {
 		b := make([]byte, 0, 1<<20)
 		return &b
+	}
+	if cfg.ObjectLock != "" {
+		if v.lock, err = newObjectLock(store, cfg.ObjectLock); err != nil {
+			return nil, err
+		}
+		v.store = purging{Store: store, l: v.lock.locker}
 	}
 	return v, nil
 }

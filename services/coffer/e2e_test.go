@@ -51,10 +51,13 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	s3    bool // vault in MinIO instead of a directory
-	data  string
-	key   string
-	pages int
+	s3 bool // vault in MinIO instead of a directory
+	// objectLock, with s3, makes the vault immutable in this mode
+	// (`coffer vault create --object-lock`) before coffer starts.
+	objectLock string
+	data       string
+	key        string
+	pages      int
 	// clock drives the simulator, the scheduler and the committer; their
 	// ticks then come only from the test.
 	clock func() time.Time
@@ -136,10 +139,19 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	env := map[string]string{"COFFER_MASTER_KEY": h.key, "COFFER_API_TOKEN": o.token}
 	if o.s3 {
 		s3 := miniotest.Start(t)
-		s3.MakeBucket(t, "vault")
 		h.s3 = s3
-		args = append(args, "--s3-endpoint", s3.Endpoint, "--s3-bucket", "vault", "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile)
+		where := []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "vault", "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile}
+		args = append(args, where...)
 		env["COFFER_S3_SECRET_KEY"] = s3.SecretKey
+		if o.objectLock == "" {
+			s3.MakeBucket(t, "vault")
+		} else {
+			// the bucket too is made by coffer, with Object Lock
+			create := append([]string{"create", "--object-lock", o.objectLock, "--data", h.data}, where...)
+			if err := runVault(t.Context(), create, func(k string) string { return env[k] }, io.Discard, io.Discard); err != nil {
+				t.Fatalf("coffer vault create: %v", err)
+			}
+		}
 	}
 	c, err := parseUpFlags(args, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {

@@ -58,6 +58,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
   vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
+  vault create [--object-lock governance|compliance]
+                                 create the vault (coffer up does at its first start); immutable with S3 Object Lock
+  vault recover                  immutable vault: bring back deleted locked objects, list unlisted packs again
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.

@@ -17,7 +17,7 @@ import (
 // (COFFER_S3_ACCESS_KEY, COFFER_S3_SECRET_KEY); for MinIO, `mc admin
 // policy create` takes the JSON as it is (docs/security.md).
 func runS3(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const synopsis = "usage: coffer s3 policy --bucket BUCKET [--prefix PREFIX]"
+	const synopsis = "usage: coffer s3 policy --bucket BUCKET [--prefix PREFIX] [--object-lock]"
 	if len(args) == 0 || args[0] != "policy" {
 		return errors.New(synopsis)
 	}
@@ -25,6 +25,7 @@ func runS3(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	flags.SetOutput(stderr)
 	bucket := flags.String("bucket", getenv("COFFER_S3_BUCKET"), "the vault's bucket (COFFER_S3_BUCKET)")
 	prefix := flags.String("prefix", getenv("COFFER_S3_PREFIX"), "the vault's prefix in the bucket, if it has one (COFFER_S3_PREFIX)")
+	locked := flags.Bool("object-lock", false, "the vault is immutable (coffer vault create --object-lock): also allow locking objects and deleting versions, never bypassing a lock")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -34,7 +35,11 @@ func runS3(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	if *bucket == "" {
 		return fmt.Errorf("--bucket is required\n%s", synopsis)
 	}
-	b, err := json.MarshalIndent(s3Policy(*bucket, *prefix), "", "  ")
+	p := s3Policy(*bucket, *prefix)
+	if *locked {
+		p.Statement = append(p.Statement, s3LockStatements(*bucket, *prefix)...)
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -58,10 +63,7 @@ type iamStatement struct {
 // s3Policy is the policy of a user that may use the vault in bucket under
 // prefix, and nothing else.
 func s3Policy(bucket, prefix string) iamPolicy {
-	prefix = strings.TrimPrefix(prefix, "/")
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = objectPrefix(prefix)
 	list := iamStatement{
 		Sid:      "CofferVaultList",
 		Effect:   "Allow",
@@ -90,4 +92,44 @@ func s3Policy(bucket, prefix string) iamPolicy {
 			},
 		},
 	}
+}
+
+// s3LockStatements are what an immutable vault's user needs besides:
+// reading the bucket's Object Lock setting and the versions, setting and
+// reading retentions, and deleting versions (which the store refuses
+// while one is locked). Never s3:BypassGovernanceRetention, which would
+// let the user delete what governance mode locks.
+func s3LockStatements(bucket, prefix string) []iamStatement {
+	prefix = objectPrefix(prefix)
+	versions := iamStatement{
+		Sid:      "CofferVaultVersions",
+		Effect:   "Allow",
+		Action:   []string{"s3:ListBucketVersions"},
+		Resource: []string{"arn:aws:s3:::" + bucket},
+	}
+	if prefix != "" {
+		versions.Condition = map[string]map[string]any{"StringLike": {"s3:prefix": []string{prefix + "*"}}}
+	}
+	return []iamStatement{{
+		Sid:      "CofferVaultLockConfig",
+		Effect:   "Allow",
+		Action:   []string{"s3:GetBucketObjectLockConfiguration"},
+		Resource: []string{"arn:aws:s3:::" + bucket},
+	}, versions, {
+		Sid:    "CofferVaultLockObjects",
+		Effect: "Allow",
+		Action: []string{"s3:GetObjectRetention", "s3:PutObjectRetention", "s3:GetObjectLegalHold",
+			"s3:GetObjectVersion", "s3:DeleteObjectVersion"},
+		Resource: []string{"arn:aws:s3:::" + bucket + "/" + prefix + "*"},
+	}}
+}
+
+// objectPrefix is the vault's prefix as object names start with it: no
+// leading slash, a trailing one unless empty.
+func objectPrefix(prefix string) string {
+	prefix = strings.TrimPrefix(prefix, "/")
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return prefix
 }

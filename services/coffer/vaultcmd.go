@@ -20,30 +20,23 @@ import (
 // or also authenticate (--full). Damage makes it fail, naming the
 // recovery points it affects.
 func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "create" {
+		return runVaultCreate(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "recover" {
+		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]")
+		return errors.New("usage: coffer vault check [--full] | create [--object-lock governance|compliance] | recover [--data DIR] [--master-key-file FILE]")
 	}
-	fs := flag.NewFlagSet("coffer vault check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := daemon.NewFlags(fs, getenv)
-	c := &upConfig{}
-	full := fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
-	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "coffer's data directory")
-	c.common.Register(f, true)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err := errors.Join(f.Err(), c.common.Validate()); err != nil {
-		return err
-	}
-	store, err := c.store().Open()
+	var full *bool
+	c, err := parseVaultFlags("check", args[1:], getenv, stderr, func(fs *flag.FlagSet) {
+		full = fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
+	})
 	if err != nil {
 		return err
 	}
-	key, err := c.masterKey(true, stdout)
+	store, key, err := c.openStore(true, stdout)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,9 @@ func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed
 		span.SetStatus(codes.Error, err.Error())
 		return fmt.Errorf("commit recovery point %s: %w", rpID, err)
 	}
+	if err := s.lockRecoveryPoint(ctx, log, rp); err != nil {
+		return fmt.Errorf("commit recovery point %s: %w", rpID, err)
+	}
 	key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
 	if _, err := s.rps.Put(ctx, key, rp); err != nil {
 		return fmt.Errorf("record recovery point %s: %w", rpID, err)
@@ -333,4 +336,20 @@ func streamedStripes(e *cofferv1.BackupStreamed, chunks []vault.ChunkRef) ([]vau
 		return nil, reject("the stripes of the streamed backup hold %d of its %d chunks", at, len(chunks))
 	}
 	return out, nil
+}
+
+// lockRecoveryPoint locks a committed recovery point's objects in an
+// immutable vault until it expires (vault.RetainManifest); a later
+// delivery of the same commit locks them again, which is harmless. It is
+// done before the recovery point is recorded, so that every recorded
+// recovery point is locked.
+func (s *Service) lockRecoveryPoint(ctx context.Context, log *slog.Logger, rp *cofferv1.RecoveryPoint) error {
+	if s.vault.ObjectLock() == "" {
+		return nil
+	}
+	if rp.GetExpiresAt() == nil {
+		log.WarnContext(ctx, "recovery point has no expiry; not locked")
+		return nil
+	}
+	return s.vault.RetainManifest(ctx, rp.GetId(), rp.GetExpiresAt().AsTime())
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -25,10 +26,23 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	db := e.GetDatabase()
 	var deleted []string
 	for _, id := range e.GetRecoveryPoints() {
-		if err := s.deletePoint(ctx, db, id); err != nil {
+		err := s.deletePoint(ctx, db, id)
+		if errors.Is(err, blob.ErrLocked) {
+			// An immutable vault's store keeps it until its lock passes
+			// (by the store's clock). It stays recorded, and the points
+			// after it in the list, which it may depend on, stay too: a
+			// later sweep expires them again.
+			s.log.InfoContext(ctx, "recovery point still locked by the store; kept for a later sweep",
+				slog.String("recovery_point", id), slog.String("instance", db.GetInstance()), slog.String("database", db.GetDatabase()))
+			break
+		}
+		if err != nil {
 			return err
 		}
 		deleted = append(deleted, id)
+	}
+	if len(deleted) == 0 {
+		return nil
 	}
 	jid := e.GetMeta().GetJobId()
 	if jid == "" {
@@ -51,6 +65,9 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 // keeps those of different processes apart.
 type collector struct {
 	mu sync.Mutex
+	// relocked is, by recovery point, the date this process extended its
+	// lock to (relockChains)
+	relocked map[string]time.Time
 }
 
 // CollectGarbage runs one garbage collection at now and returns what it
@@ -71,6 +88,9 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 		return 0, 0, err
 	}
 	if _, err := s.purgeDeleted(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	if err := s.relockChains(ctx, now); err != nil {
 		return 0, 0, err
 	}
 	st, err := s.vault.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})

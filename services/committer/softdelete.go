@@ -251,7 +251,15 @@ func (s *Service) purgeDeleted(ctx context.Context, now time.Time) (int, error) 
 			}
 			continue
 		}
-		if err := s.deletePoint(ctx, db, rp.GetId()); err != nil {
+		err := s.deletePoint(ctx, db, rp.GetId())
+		if errors.Is(err, blob.ErrLocked) {
+			// an immutable vault keeps it until its lock passes: a later
+			// collection purges it
+			s.log.InfoContext(ctx, "deleted recovery point still locked by the store; purged later",
+				slog.String("recovery_point", rp.GetId()), slog.String("instance", db.GetInstance()), slog.String("database", db.GetDatabase()))
+			continue
+		}
+		if err != nil {
 			return len(ids), err
 		}
 		ids = append(ids, fmt.Sprintf("%s (%s/%s)", rp.GetId(), db.GetInstance(), db.GetDatabase()))
