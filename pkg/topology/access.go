@@ -125,6 +125,7 @@ var Services = []Access{
 			cofferv1.SubjectJobQueued,
 			cofferv1.SubjectWorkRestore,
 			cofferv1.SubjectWorkVerify,
+			cofferv1.SubjectCatalogRebuild,
 		},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,

@@ -30,6 +30,7 @@ var subjects = []string{
 	cofferv1.SubjectBackupStreamed,
 	cofferv1.SubjectRecoveryPointsExpired,
 	cofferv1.SubjectVerifyCompleted,
+	cofferv1.SubjectCatalogRebuild,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -172,6 +173,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.expire(ctx, &e)
+	case cofferv1.SubjectCatalogRebuild:
+		var e cofferv1.CatalogRebuildRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.rebuildRequested(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

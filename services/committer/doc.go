@@ -14,7 +14,8 @@
 // that write is the commit, after which it deletes the draft. Only then does it record the recovery point,
 // mark the job succeeded and publish RecoveryPointCommitted. Because the
 // manifests carry the records, [Rebuild] can recreate recovery_points from
-// the vault alone.
+// the vault alone; a CatalogRebuildRequested event (coffer vault rebuild)
+// runs it as a job. It merges: a record already in the catalog is kept.
 //
 // On its own timer the committer collects garbage (CollectGarbage, with
 // [vault.Vault.Collect]): chunks that no manifest and no draft names are

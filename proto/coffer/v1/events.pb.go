@@ -2026,6 +2026,63 @@ func (x *RecoveryPointsExpired) GetRecoveryPoints() []string {
 	return nil
 }
 
+// CatalogRebuildRequested asks the committer to record in the catalog
+// every recovery point the vault's manifests hold that the catalog lacks
+// (coffer vault rebuild, after the catalog was lost). A record already in
+// the catalog is kept as it is. gateway -> committer.
+type CatalogRebuildRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// prune also deletes the records whose manifest is not in the vault.
+	Prune         bool `protobuf:"varint,2,opt,name=prune,proto3" json:"prune,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogRebuildRequested) Reset() {
+	*x = CatalogRebuildRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogRebuildRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogRebuildRequested) ProtoMessage() {}
+
+func (x *CatalogRebuildRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogRebuildRequested.ProtoReflect.Descriptor instead.
+func (*CatalogRebuildRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CatalogRebuildRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CatalogRebuildRequested) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
 // VerifyTarget is one test restore: the recovery points applied in order,
 // stopping at stop_at when set.
 type VerifyTarget struct {
@@ -2042,7 +2099,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2111,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2124,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2113,7 +2170,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2182,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2195,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2184,7 +2241,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2253,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2266,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2261,7 +2318,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2330,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2343,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2332,7 +2389,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2401,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2414,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2395,7 +2452,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2464,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2477,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2636,7 +2693,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x15RecoveryPointsExpired\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
-	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"\xae\x01\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"Y\n" +
+	"\x17CatalogRebuildRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x14\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"\xae\x01\n" +
 	"\fVerifyTarget\x12'\n" +
 	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
 	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
@@ -2683,7 +2743,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),    // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),       // 1: coffer.v1.DiscoverRequested
@@ -2711,105 +2771,107 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*PolicyDeleteRequested)(nil),   // 23: coffer.v1.PolicyDeleteRequested
 	(*ChainBroken)(nil),             // 24: coffer.v1.ChainBroken
 	(*RecoveryPointsExpired)(nil),   // 25: coffer.v1.RecoveryPointsExpired
-	(*VerifyTarget)(nil),            // 26: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),         // 27: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),            // 28: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),         // 29: coffer.v1.VerifyCompleted
-	(*URLCheckRequested)(nil),       // 30: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),          // 31: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),               // 32: coffer.v1.EventMeta
-	(*Instance)(nil),                // 33: coffer.v1.Instance
-	(*DatabaseInfo)(nil),            // 34: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),      // 35: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),             // 36: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),           // 37: coffer.v1.ProtectedItem
-	(BackupType)(0),                 // 38: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(JobKind)(0),                    // 40: coffer.v1.JobKind
-	(*BackupMetadata)(nil),          // 41: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                // 42: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),           // 43: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),            // 44: coffer.v1.PolicyRecord
+	(*CatalogRebuildRequested)(nil), // 26: coffer.v1.CatalogRebuildRequested
+	(*VerifyTarget)(nil),            // 27: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),         // 28: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),            // 29: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),         // 30: coffer.v1.VerifyCompleted
+	(*URLCheckRequested)(nil),       // 31: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),          // 32: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),               // 33: coffer.v1.EventMeta
+	(*Instance)(nil),                // 34: coffer.v1.Instance
+	(*DatabaseInfo)(nil),            // 35: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),      // 36: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),             // 37: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),           // 38: coffer.v1.ProtectedItem
+	(BackupType)(0),                 // 39: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(JobKind)(0),                    // 41: coffer.v1.JobKind
+	(*BackupMetadata)(nil),          // 42: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                // 43: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),           // 44: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),            // 45: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	32, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	33, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	32, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	34, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	32, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	34, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	34, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	32, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	32, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	32, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	32, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	37, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	32, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	36, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	32, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	32, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	38, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	32, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	38, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	32, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	36, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	39, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	39, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	32, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	40, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	36, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	36, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	38, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	32, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	36, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	41, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	42, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	33, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	34, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	33, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	35, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	33, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	35, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	35, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	33, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	33, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	33, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	33, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	38, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	33, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	37, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	33, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	33, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	33, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	33, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	37, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	40, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	40, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	33, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	41, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	37, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	37, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	39, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	33, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	37, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	42, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	43, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	32, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	43, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	32, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	36, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	36, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	32, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	40, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	36, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	38, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	36, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	32, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	40, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	36, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	38, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	36, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	32, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	32, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	44, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	32, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	32, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	36, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	32, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	36, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	39, // 64: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	39, // 65: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	32, // 66: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 67: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	26, // 68: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	39, // 69: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	32, // 70: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	36, // 71: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	28, // 72: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	33, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	44, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	33, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	37, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	37, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	33, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	41, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	37, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	39, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	37, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	33, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	41, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	37, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	39, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	37, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	33, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	33, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	33, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	33, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	37, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	33, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	37, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	33, // 64: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 65: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	40, // 66: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	33, // 67: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	37, // 68: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	27, // 69: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	40, // 70: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	33, // 71: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	37, // 72: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	29, // 73: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -2824,7 +2886,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

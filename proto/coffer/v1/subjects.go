@@ -42,6 +42,7 @@ const (
 	SubjectChainBroken            = "coffer.job.chainbroken"
 	SubjectRecoveryPointsExpired  = "coffer.job.expired"
 	SubjectVerifyCompleted        = "coffer.job.verified"
+	SubjectCatalogRebuild         = "coffer.job.rebuild"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -90,6 +90,9 @@ const (
 	JobKind_JOB_KIND_DISCOVER    JobKind = 4
 	JobKind_JOB_KIND_DELETE      JobKind = 5
 	JobKind_JOB_KIND_VERIFY      JobKind = 6
+	// JOB_KIND_REBUILD recreates the catalog's recovery points from the
+	// vault (coffer vault rebuild).
+	JobKind_JOB_KIND_REBUILD JobKind = 7
 )
 
 // Enum value maps for JobKind.
@@ -102,6 +105,7 @@ var (
 		4: "JOB_KIND_DISCOVER",
 		5: "JOB_KIND_DELETE",
 		6: "JOB_KIND_VERIFY",
+		7: "JOB_KIND_REBUILD",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED": 0,
@@ -111,6 +115,7 @@ var (
 		"JOB_KIND_DISCOVER":    4,
 		"JOB_KIND_DELETE":      5,
 		"JOB_KIND_VERIFY":      6,
+		"JOB_KIND_REBUILD":     7,
 	}
 )
 
@@ -2373,7 +2378,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xa5\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xbb\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
@@ -2381,7 +2386,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10JOB_KIND_PROTECT\x10\x03\x12\x15\n" +
 	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
 	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
-	"\x0fJOB_KIND_VERIFY\x10\x06*\x81\x01\n" +
+	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
+	"\x10JOB_KIND_REBUILD\x10\a*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
