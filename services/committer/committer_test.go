@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -325,9 +324,7 @@ func TestRebuild(t *testing.T) {
 			verified = key
 		}
 	}
-	raw := readBlob(t, e.store, "manifests/"+damaged)
-	raw[len(raw)/2] ^= 0xff
-	writeBlob(t, e.store, "manifests/"+damaged, raw)
+	damage(t, e.store, damaged)
 
 	// A new catalog, as after losing the NATS cluster, with one record
 	// whose manifest never existed and one that a verification changed
@@ -434,8 +431,7 @@ func TestRebuildJob(t *testing.T) {
 		t.Errorf("a redelivered rebuild changed its job: %v; was %v", again, j)
 	}
 
-	raw := readBlob(t, e.store, "manifests/"+ids[0])
-	writeBlob(t, e.store, "manifests/"+ids[0], raw[:len(raw)-7])
+	damage(t, e.store, ids[0])
 	j = request(event.NewJobID(now.Add(5 * time.Hour)))
 	if j.State != cofferv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, ids[0]) || !strings.Contains(j.Error, "1 manifests could not be read") ||
 		!strings.Contains(j.Detail, "2 already in the catalog") {
@@ -446,24 +442,13 @@ func TestRebuildJob(t *testing.T) {
 	}
 }
 
-func readBlob(t *testing.T, s blob.Store, key string) []byte {
+// damage replaces manifest id in the vault's store with bytes that are
+// not a sealed manifest.
+func damage(t *testing.T, s blob.Store, id string) {
 	t.Helper()
-	rc, err := s.Get(t.Context(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
-	return b
-}
-
-func writeBlob(t *testing.T, s blob.Store, key string, b []byte) {
-	t.Helper()
-	if err := s.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatalf("put %s: %v", key, err)
+	junk := []byte("not a sealed manifest")
+	if err := s.Put(t.Context(), "manifests/"+id, bytes.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
 	}
 }
 

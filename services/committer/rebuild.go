@@ -136,8 +136,15 @@ func (r RebuildReport) String() string {
 	case r.Pruned > 0:
 		s += fmt.Sprintf("; %d of the %d records whose manifest is not in the vault deleted", r.Pruned, len(r.Missing))
 	case len(r.Missing) > 0:
+		names := make([]string, len(r.Missing))
+		for i, key := range r.Missing {
+			names[i] = key
+			if p, err := catalog.SplitKey(key); err == nil && len(p) == 3 {
+				names[i] = p[0] + "/" + p[1] + " " + p[2]
+			}
+		}
 		s += fmt.Sprintf("; %d records name a manifest not in the vault (kept; --prune deletes them): %s",
-			len(r.Missing), strings.Join(r.Missing, ", "))
+			len(r.Missing), strings.Join(names, ", "))
 	}
 	return s
 }
