@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/pkg/catalog"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
@@ -80,9 +82,21 @@ func TestRebuildCatalog(t *testing.T) {
 	if got := cofferJSON[[]gateway.RecoveryRange](h, "rp", "ranges", "sql1/"+db); !reflect.DeepEqual(got, ranges) {
 		t.Errorf("ranges after the rebuild %+v; want as before the loss %+v", got, ranges)
 	}
-	// idempotent: a second rebuild finds everything recorded
-	if out := h.mustCoffer("vault", "rebuild"); !strings.Contains(out, "0 recovery points recorded, 7 already in the catalog kept") {
-		t.Errorf("a second rebuild printed:\n%s\nwant nothing recorded, 7 kept", out)
+	// idempotent: a second rebuild finds everything recorded; a record
+	// whose manifest is not in the vault is kept unless --prune says
+	gone := &cofferv1.RecoveryPoint{Id: "rp-gone", Manifest: "rp-gone", Database: &cofferv1.DatabaseRef{Instance: "sql1", Database: "Gone"}}
+	if _, err := h.run.cat.Bucket(cofferv1.BucketRecoveryPoints).Put(t.Context(), catalog.Key("sql1", "Gone", "rp-gone"), gone); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.mustCoffer("vault", "rebuild"); !strings.Contains(out, "0 recovery points recorded, 7 already in the catalog kept") ||
+		!strings.Contains(out, "1 records name a manifest not in the vault (kept; --prune deletes them): sql1/Gone rp-gone") {
+		t.Errorf("a second rebuild printed:\n%s\nwant nothing recorded, 7 kept, sql1/Gone rp-gone named", out)
+	}
+	if out := h.mustCoffer("vault", "rebuild", "--prune"); !strings.Contains(out, "1 of the 1 records whose manifest is not in the vault deleted") {
+		t.Errorf("a rebuild with --prune printed:\n%s\nwant the record without a manifest deleted", out)
+	}
+	if got := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Gone"); len(got) != 0 {
+		t.Errorf("%d recovery points of sql1/Gone after a rebuild with --prune; want none", len(got))
 	}
 
 	// the instance's credentials were in the lost catalog only: a restore
