@@ -106,6 +106,7 @@ var Services = []Access{
 		Publishes: []string{
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
+			cofferv1.SubjectPolicyPutRequested, // a rebuild puts back the vault's copy of the policies
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
 		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},

@@ -52,7 +52,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
   vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
-  vault rebuild [--prune]        record in the catalog every recovery point the vault holds that it lacks
+  vault rebuild [--prune]        put back in the catalog every recovery point and policy the vault holds that it lacks
                                  (after the catalog was lost); --prune: delete records the vault has no manifest for
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the

@@ -35,8 +35,8 @@ func (h *harness) restart(wipeNATS bool) {
 // deleted while coffer is down), rebuilds it from the vault alone with
 // `coffer vault rebuild`, and restores to a second noted before the loss:
 // the recovery points come back exactly (LSNs, times, retention), so do
-// the moments they restore to, and the restored database equals the
-// source as of that second.
+// the moments they restore to and the policy, and the restored database
+// equals the source as of that second.
 func TestRebuildCatalog(t *testing.T) {
 	h, clk, start := clockedHarness(t)
 	const db = "Ledger"
@@ -60,6 +60,7 @@ func TestRebuildCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pitr := h.mustCoffer("policy", "show", "pitr")
 	rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
 	ranges := cofferJSON[[]gateway.RecoveryRange](h, "rp", "ranges", "sql1/"+db)
 	if len(rps) != 7 || len(ranges) != 1 {
@@ -72,9 +73,11 @@ func TestRebuildCatalog(t *testing.T) {
 	}
 	out := h.mustCoffer("vault", "rebuild")
 	t.Logf("coffer vault rebuild:\n%s", out)
-	if !strings.Contains(out, "7 manifests in the vault: 7 recovery points recorded, 0 already in the catalog") {
-		t.Errorf("rebuild printed:\n%s\nwant 7 of 7 recorded", out)
+	if !strings.Contains(out, "7 manifests in the vault: 7 recovery points recorded, 0 already in the catalog") ||
+		!strings.Contains(out, "1 policies put back from the vault's copy: pitr") {
+		t.Errorf("rebuild printed:\n%s\nwant 7 of 7 recorded, the policy put back", out)
 	}
+	h.eventually("the policy put back", func() bool { got, err := h.coffer("policy", "show", "pitr"); return err == nil && got == pitr })
 	got := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
 	if !reflect.DeepEqual(got, rps) {
 		t.Errorf("recovery points after the rebuild:\n%+v\nwant as before the loss:\n%+v", got, rps)

@@ -107,9 +107,10 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 
 // vaultRebuild runs `coffer vault rebuild`: the committer, which owns the
 // recovery points and reads the vault, records every recovery point the
-// vault's manifests hold that the catalog lacks, and the command follows
-// the job to its end and prints what it did. It fails when a manifest
-// could not be read, naming it; every other point is recorded anyway.
+// vault's manifests hold that the catalog lacks and has the policies of
+// the vault's copy put back, and the command follows the job to its end
+// and prints what it did. It fails when a manifest could not be read,
+// naming it; everything else is put back anyway.
 func (c *cli) vaultRebuild(ctx context.Context, pos []string, prune bool) error {
 	if len(pos) != 1 || pos[0] != "rebuild" {
 		return errors.New("usage: coffer vault rebuild [--prune]")
@@ -131,7 +132,7 @@ func (c *cli) vaultRebuild(ctx context.Context, pos []string, prune bool) error 
 		}
 	} else {
 		fmt.Fprintln(c.stdout, j.Detail)
-		fmt.Fprintln(c.stdout, "instances, policies and protections are not in the vault: register the instances again (coffer instance add), then set policies and protect databases as before")
+		fmt.Fprintln(c.stdout, "instances and protections are not in the vault: register the instances again (coffer instance add), then protect the databases as before")
 	}
 	if j.State == "failed" {
 		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -102,6 +103,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("committer: consume: %w", err)
 	}
 	s.log.InfoContext(ctx, "committer running", slog.Int("workers", s.cfg.Workers))
+	copyCtx, stopCopy := context.WithCancel(ctx)
+	var copying sync.WaitGroup
+	copying.Go(func() { s.keepPolicyCopy(copyCtx) })
+	defer copying.Wait()
+	defer stopCopy()
 	gcTicks := s.cfg.GCTicks
 	if gcTicks == nil {
 		t := time.NewTicker(s.cfg.GCInterval)

@@ -433,12 +433,83 @@ func TestRebuildJob(t *testing.T) {
 
 	damage(t, e.store, ids[0])
 	j = request(event.NewJobID(now.Add(5 * time.Hour)))
-	if j.State != cofferv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, ids[0]) || !strings.Contains(j.Error, "1 manifests could not be read") ||
+	if j.State != cofferv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, ids[0]) || !strings.Contains(j.Error, "could not be read and skipped (everything else is in the catalog): manifest "+ids[0]) ||
 		!strings.Contains(j.Detail, "2 already in the catalog") {
 		t.Errorf("rebuild over a damaged manifest: %v; want failed naming %s, the other two kept", j, ids[0])
 	}
 	if n := len(recoveryPoints(t, e.cat)); n != 3 {
 		t.Errorf("%d recovery points after a rebuild over a damaged manifest; want all 3 kept", n)
+	}
+}
+
+// TestPolicyCopy: the committer keeps a copy of the policies in the vault,
+// following puts and deletes; a committer starting on a lost catalog
+// removes nothing from it, and a rebuild asks the scheduler to put back,
+// only where none of its name is, each policy the catalog lacks.
+func TestPolicyCopy(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	copyHas := func(e *env, names ...string) func() bool {
+		return func() bool {
+			data, err := e.vault.GetCatalogCopy(t.Context(), "policies")
+			if err != nil {
+				return false
+			}
+			var set cofferv1.PolicySet
+			if err := protojson.Unmarshal(data, &set); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range set.GetPolicies() {
+				got = append(got, p.GetName())
+			}
+			slices.Sort(got)
+			return slices.Equal(got, names)
+		}
+	}
+	put := func(e *env, name string) {
+		t.Helper()
+		rec := &cofferv1.PolicyRecord{Name: name, Json: `{"name":"` + name + `"}`, UpdatedAt: timestamppb.New(now)}
+		if _, err := e.cat.Bucket(cofferv1.BucketPolicies).Put(t.Context(), catalog.Key(name), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(e, "gold")
+	put(e, "silver")
+	waitFor(t, time.Minute, "gold and silver in the copy", copyHas(e, "gold", "silver"))
+	if err := e.cat.Bucket(cofferv1.BucketPolicies).Delete(t.Context(), catalog.Key("gold")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "silver alone in the copy", copyHas(e, "silver"))
+
+	// the catalog lost: a committer on a new one, with the same vault
+	b, cat := newBus(t)
+	lost := &env{t: t, bus: b, cat: cat, store: e.store, vault: e.vault, master: e.master, streams: map[string][]vault.ChunkRef{}}
+	lost.start(committer.Config{})
+	put(lost, "bronze")
+	waitFor(t, time.Minute, "bronze added to the copy, silver kept", copyHas(lost, "bronze", "silver"))
+
+	jid := event.NewJobID(now)
+	req := &cofferv1.CatalogRebuildRequested{Meta: event.Meta(event.ID("rebuild", jid), jid, now)}
+	lost.publish(cofferv1.SubjectCatalogRebuild, req, req.Meta.EventId)
+	j := lost.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	if !strings.Contains(j.Detail, "1 policies put back from the vault's copy: silver") {
+		t.Errorf("rebuild job detail %q; want silver put back", j.Detail)
+	}
+	s, err := b.JetStream().Stream(t.Context(), cofferv1.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetLastMsgForSubject(t.Context(), cofferv1.SubjectPolicyPutRequested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev cofferv1.PolicyPutRequested
+	if err := proto.Unmarshal(msg.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetPolicy().GetName() != "silver" || !ev.GetIfAbsent() || ev.GetPolicy().GetJson() != `{"name":"silver"}` {
+		t.Errorf("the rebuild asked for %v; want silver, if absent, as copied", &ev)
 	}
 }
 

@@ -149,9 +149,11 @@ func (r RebuildReport) String() string {
 	return s
 }
 
-// rebuildRequested runs a rebuild a person asked for as a job: the job's detail
-// says what it did; it fails, naming them, when some manifests could not
-// be read, though every other recovery point is recorded.
+// rebuildRequested runs a rebuild a person asked for as a job: the
+// recovery points (Rebuild), then the policies of the vault's copy that
+// the catalog lacks (restorePolicies). The job's detail says what it did;
+// it fails, naming them, when some manifests or the copy of the policies
+// could not be read, though everything else is put back.
 func (s *Service) rebuildRequested(ctx context.Context, e *cofferv1.CatalogRebuildRequested) error {
 	jid, err := jobID(e.GetMeta())
 	if err != nil {
@@ -172,32 +174,45 @@ func (s *Service) rebuildRequested(ctx context.Context, e *cofferv1.CatalogRebui
 	if err != nil {
 		return err // transient: redelivered, and a rebuild again changes nothing already done
 	}
+	policies, perr := s.restorePolicies(ctx, jid)
+	if perr != nil && !errors.Is(perr, vault.ErrCorrupt) {
+		return perr
+	}
 	log := s.log.With(slog.String(telemetry.JobIDKey, jid))
 	log.InfoContext(ctx, "catalog rebuilt from the vault", slog.Int("manifests", rep.Manifests), slog.Int("recorded", rep.Recorded),
-		slog.Int("kept", rep.Kept), slog.Int("unreadable", len(rep.Unreadable)), slog.Int("missing", len(rep.Missing)), slog.Int("pruned", rep.Pruned))
-	if len(rep.Unreadable) == 0 {
+		slog.Int("kept", rep.Kept), slog.Int("unreadable", len(rep.Unreadable)), slog.Int("missing", len(rep.Missing)), slog.Int("pruned", rep.Pruned),
+		slog.Int("policies", len(policies)))
+	detail := rep.String()
+	if len(policies) > 0 {
+		detail += fmt.Sprintf("; %d policies put back from the vault's copy: %s", len(policies), strings.Join(policies, ", "))
+	}
+	var skipped []string
+	for _, u := range rep.Unreadable {
+		log.WarnContext(ctx, "manifest not read by the rebuild", slog.String("manifest", u.Manifest), slog.Any("error", u.Err))
+		skipped = append(skipped, fmt.Sprintf("manifest %s (%v)", u.Manifest, u.Err))
+	}
+	if perr != nil {
+		log.WarnContext(ctx, "the vault's copy of the policies not read by the rebuild", slog.Any("error", perr))
+		skipped = append(skipped, fmt.Sprintf("the vault's copy of the policies (%v)", perr))
+	}
+	if len(skipped) == 0 {
 		return s.updateJob(ctx, jid, func(j *cofferv1.Job) {
 			if !final(j.State) {
 				applySucceeded(j, 0, "", f)
-				j.Detail = rep.String()
+				j.Detail = detail
 			}
 		})
-	}
-	var names []string
-	for _, u := range rep.Unreadable {
-		log.WarnContext(ctx, "manifest not read by the rebuild", slog.String("manifest", u.Manifest), slog.Any("error", u.Err))
-		names = append(names, fmt.Sprintf("%s (%v)", u.Manifest, u.Err))
 	}
 	failed := &cofferv1.JobFailed{
 		Meta:    event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
 		Kind:    cofferv1.JobKind_JOB_KIND_REBUILD,
-		Reason:  fmt.Sprintf("%d manifests could not be read and were skipped (every other recovery point is in the catalog): %s", len(rep.Unreadable), strings.Join(names, "; ")),
+		Reason:  "could not be read and skipped (everything else is in the catalog): " + strings.Join(skipped, "; "),
 		Service: Name,
 	}
 	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) {
 		if !final(j.State) {
 			applyFailed(j, failed, f)
-			j.Detail = rep.String()
+			j.Detail = detail
 		}
 	}); err != nil {
 		return err

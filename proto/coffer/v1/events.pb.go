@@ -1788,9 +1788,13 @@ func (x *Envelope) GetMeta() *EventMeta {
 
 // PolicyPutRequested creates or changes a policy. gateway -> scheduler.
 type PolicyPutRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Policy        *PolicyRecord          `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Meta   *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Policy *PolicyRecord          `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// if_absent stores the policy only when no policy of its name exists:
+	// a rebuild of the catalog puts back the vault's copy of a policy this
+	// way, never over a newer one.
+	IfAbsent      bool `protobuf:"varint,3,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1837,6 +1841,13 @@ func (x *PolicyPutRequested) GetPolicy() *PolicyRecord {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *PolicyPutRequested) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
 }
 
 // PolicyDeleteRequested deletes a policy not in use. gateway -> scheduler.
@@ -2678,10 +2689,11 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\"4\n" +
 	"\bEnvelope\x12(\n" +
-	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\"o\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\"\x8c\x01\n" +
 	"\x12PolicyPutRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12/\n" +
-	"\x06policy\x18\x02 \x01(\v2\x17.coffer.v1.PolicyRecordR\x06policy\"U\n" +
+	"\x06policy\x18\x02 \x01(\v2\x17.coffer.v1.PolicyRecordR\x06policy\x12\x1b\n" +
+	"\tif_absent\x18\x03 \x01(\bR\bifAbsent\"U\n" +
 	"\x15PolicyDeleteRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x99\x01\n" +

@@ -1895,6 +1895,53 @@ func (x *PolicyRecord) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PolicySet is the vault's copy of the policies bucket, which the
+// committer keeps (vault object catalog/policies) so that a rebuild of a
+// lost catalog puts the policies back.
+type PolicySet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*PolicyRecord        `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySet) Reset() {
+	*x = PolicySet{}
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySet) ProtoMessage() {}
+
+func (x *PolicySet) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
+func (*PolicySet) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PolicySet) GetPolicies() []*PolicyRecord {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
 // ScheduleState is the scheduler's state of one protected database
 // (bucket "schedule", owned by the scheduler): when each backup type is
 // next due, and what the log chain coffer took looks like.
@@ -1940,7 +1987,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +1999,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2012,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2122,7 +2169,7 @@ type SchedulerLease struct {
 
 func (x *SchedulerLease) Reset() {
 	*x = SchedulerLease{}
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2181,7 @@ func (x *SchedulerLease) String() string {
 func (*SchedulerLease) ProtoMessage() {}
 
 func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2194,7 @@ func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
 func (*SchedulerLease) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SchedulerLease) GetOwner() string {
@@ -2341,7 +2388,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc4\a\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"@\n" +
+	"\tPolicySet\x123\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x17.coffer.v1.PolicyRecordR\bpolicies\"\xc4\a\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -2413,7 +2462,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2433,53 +2482,55 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*Verification)(nil),          // 15: coffer.v1.Verification
 	(*Job)(nil),                   // 16: coffer.v1.Job
 	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
-	(*ScheduleState)(nil),         // 18: coffer.v1.ScheduleState
-	(*SchedulerLease)(nil),        // 19: coffer.v1.SchedulerLease
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
+	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
+	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	20, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	20, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	21, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	21, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	20, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	20, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	21, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	21, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	20, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	21, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	20, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	20, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	21, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	21, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	20, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	21, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	20, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	20, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	21, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	20, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	20, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	21, // 19: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	21, // 20: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 21: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 22: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 23: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	20, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	20, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 24: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	21, // 25: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 26: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 27: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	20, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 29: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	20, // 30: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	20, // 31: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	20, // 32: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	20, // 33: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	20, // 34: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	20, // 35: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	20, // 36: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	21, // 28: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 29: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
+	5,  // 30: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	21, // 31: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	21, // 32: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	21, // 33: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	21, // 34: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	21, // 35: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	21, // 36: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	21, // 37: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2493,7 +2544,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
