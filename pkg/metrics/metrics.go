@@ -143,7 +143,7 @@ func (m *Metrics) Freed(bytes int64) {
 }
 
 // KindLabel is a job kind as the kind label spells it: backup, restore,
-// verify, protect, discover, delete; unknown for none.
+// verify, protect, discover, delete, rebuild; unknown for none.
 func KindLabel(k cofferv1.JobKind) string {
 	if k == cofferv1.JobKind_JOB_KIND_UNSPECIFIED {
 		return "unknown"

@@ -106,7 +106,8 @@ var Services = []Access{
 		Publishes: []string{
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
-			cofferv1.SubjectChainBroken, // a deletion took the chain's tail
+			cofferv1.SubjectChainBroken,        // a deletion took the chain's tail
+			cofferv1.SubjectPolicyPutRequested, // a rebuild puts back the vault's copy of the policies
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
 		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
@@ -128,6 +129,7 @@ var Services = []Access{
 			cofferv1.SubjectWorkVerify,
 			cofferv1.SubjectRecoveryPointsDelete,
 			cofferv1.SubjectRecoveryPointsUndelete,
+			cofferv1.SubjectCatalogRebuild,
 		},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,

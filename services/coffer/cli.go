@@ -203,6 +203,9 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	case "policy":
 		file := fs.String("file", "", "JSON file of the policy (for set); - for standard input")
 		run = func(pos []string) error { return c.policy(ctx, pos, *file) }
+	case "vault":
+		prune := fs.Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
+		run = func(pos []string) error { return c.vaultRebuild(ctx, pos, *prune) }
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
@@ -864,7 +867,7 @@ func (c *cli) jobs(ctx context.Context, pos []string) error {
 			if j.BackupType != "" {
 				what += " " + j.BackupType
 			}
-			db := j.Instance + "/" + show(j.Database)
+			db := jobDatabase(j)
 			if j.Target != "" {
 				db += " -> " + j.Target
 			}
@@ -888,8 +891,8 @@ func (c *cli) jobs(ctx context.Context, pos []string) error {
 			return c.printJSON(j)
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", j.Instance + "/" + show(j.Database)},
-			{"target", j.Target}, {"state", j.State}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
+		for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", jobDatabase(j)},
+			{"target", j.Target}, {"state", j.State}, {"detail", j.Detail}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
 			{"recovery point", j.RecoveryPoint}, {"error", j.Error}, {"failed in", j.Service}, {"trace", j.TraceID},
 			{"created", fmtTime(j.Created)}, {"updated", fmtTime(j.Updated)}} {
 			if strings.TrimSpace(kv[1]) != "" {
@@ -899,4 +902,13 @@ func (c *cli) jobs(ctx context.Context, pos []string) error {
 		return tw.Flush()
 	}
 	return errors.New("usage: coffer jobs [list] | coffer jobs show ID | coffer jobs wait ID")
+}
+
+// jobDatabase names a job's database; none for a job of no database (a
+// rebuild of the catalog).
+func jobDatabase(j gateway.Job) string {
+	if j.Instance == "" && j.Database == "" {
+		return ""
+	}
+	return j.Instance + "/" + show(j.Database)
 }

@@ -48,6 +48,14 @@ type harness struct {
 	// CLI command the harness runs.
 	transcript io.Writer
 	token      string
+	// up is how coffer up was started, so that restart starts it again
+	// alike.
+	up struct {
+		args   []string
+		env    map[string]string
+		clock  func() time.Time
+		logger *slog.Logger
+	}
 }
 
 type harnessOptions struct {
@@ -153,23 +161,31 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 			}
 		}
 	}
-	c, err := parseUpFlags(args, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.clock = o.clock
 	logger := o.logger
 	if logger == nil {
 		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	r, err := startStack(t.Context(), c, io.Discard, logger, h.traces.TracerProvider())
+	h.up.args, h.up.env, h.up.clock, h.up.logger = args, env, o.clock, logger
+	h.startStack()
+	return h
+}
+
+// startStack starts coffer up as the harness was set up, until the test
+// ends.
+func (h *harness) startStack() {
+	h.t.Helper()
+	c, err := parseUpFlags(h.up.args, func(k string) string { return h.up.env[k] }, io.Discard)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	t.Cleanup(func() { r.stop() })
+	c.clock = h.up.clock
+	r, err := startStack(h.t.Context(), c, io.Discard, h.up.logger, h.traces.TracerProvider())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { r.stop() })
 	h.api = r.apiURL
 	h.run = r
-	return h
 }
 
 // coffer runs a CLI command against the harness and returns its output.

@@ -61,6 +61,8 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   vault create [--object-lock governance|compliance]
                                  create the vault (coffer up does at its first start); immutable with S3 Object Lock
   vault recover                  immutable vault: bring back deleted locked objects, list unlisted packs again
+  vault rebuild [--prune]        put back in the catalog every recovery point and policy the vault holds that it lacks
+                                 (after the catalog was lost); --prune: delete records the vault has no manifest for
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.

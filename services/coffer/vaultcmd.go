@@ -6,15 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/policy"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/committer"
+	"github.com/cofferhq/coffer/services/gateway"
 )
 
-// runVault runs `coffer vault check`: it opens the vault where `coffer up`
+// runVault runs `coffer vault check` and `coffer vault rebuild`. The check
+// opens the vault where `coffer up`
 // keeps it (the same --data, COFFER_VAULT_DIR or COFFER_S3_* settings and
 // master key) and checks that every recovery point's chunks exist (fast)
 // or also authenticate (--full). Damage makes it fail, naming the
@@ -26,8 +29,11 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "recover" {
 		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rebuild" {
+		return runClient(ctx, "vault", args, getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: coffer vault check [--full] | create [--object-lock governance|compliance] | recover [--data DIR] [--master-key-file FILE]")
+		return errors.New("usage: coffer vault check [--full] | create [--object-lock governance|compliance] | recover | rebuild [--prune] [--data DIR] [--master-key-file FILE]")
 	}
 	var full *bool
 	c, err := parseVaultFlags("check", args[1:], getenv, stderr, func(fs *flag.FlagSet) {
@@ -90,4 +96,39 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
 	return fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected))
+}
+
+// vaultRebuild runs `coffer vault rebuild`: the committer, which owns the
+// recovery points and reads the vault, records every recovery point the
+// vault's manifests hold that the catalog lacks and has the policies of
+// the vault's copy put back, and the command follows the job to its end
+// and prints what it did. It fails when a manifest could not be read,
+// naming it; everything else is put back anyway.
+func (c *cli) vaultRebuild(ctx context.Context, pos []string, prune bool) error {
+	if len(pos) != 1 || pos[0] != "rebuild" {
+		return errors.New("usage: coffer vault rebuild [--prune]")
+	}
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/catalog/rebuild", gateway.RebuildRequest{Prune: prune}, &acc); err != nil {
+		return err
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "job %s: rebuilding the catalog from the vault\n", acc.JobID)
+	}
+	j, err := c.api.waitJob(ctx, acc.JobID, c.poll, nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		if err := c.printJSON(j); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(c.stdout, j.Detail)
+		fmt.Fprintln(c.stdout, "instances and protections are not in the vault: register the instances again (coffer instance add), then protect the databases as before")
+	}
+	if j.State == "failed" {
+		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -32,6 +33,7 @@ var subjects = []string{
 	cofferv1.SubjectVerifyCompleted,
 	cofferv1.SubjectRecoveryPointsDelete,
 	cofferv1.SubjectRecoveryPointsUndelete,
+	cofferv1.SubjectCatalogRebuild,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -103,6 +105,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("committer: consume: %w", err)
 	}
 	s.log.InfoContext(ctx, "committer running", slog.Int("workers", s.cfg.Workers))
+	copyCtx, stopCopy := context.WithCancel(ctx)
+	var copying sync.WaitGroup
+	copying.Go(func() { s.keepPolicyCopy(copyCtx) })
+	defer copying.Wait()
+	defer stopCopy()
 	gcTicks := s.cfg.GCTicks
 	if gcTicks == nil {
 		t := time.NewTicker(s.cfg.GCInterval)
@@ -186,6 +193,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.undelete(ctx, &e)
+	case cofferv1.SubjectCatalogRebuild:
+		var e cofferv1.CatalogRebuildRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.rebuildRequested(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

@@ -1,6 +1,7 @@
 package committer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/committer"
 )
@@ -296,45 +298,228 @@ func TestJobEventsOutOfOrder(t *testing.T) {
 }
 
 // TestRebuild recreates the recovery points of a lost catalog from the
-// vault alone, and drops records whose manifest is gone.
+// vault alone. It merges: a record already there is kept as it is (it may
+// hold a later verification), a damaged manifest is named and skipped, a
+// record whose manifest is gone is reported and deleted only with Prune.
 func TestRebuild(t *testing.T) {
 	e := newEnv(t)
 	e.start(committer.Config{})
-	for k, name := range []string{"Sales", "it's ]odd ", "Продажи.db"} {
+	names := []string{"Sales", "it's ]odd ", "Продажи.db", "Damaged"}
+	for k, name := range names {
 		jid := event.NewJobID(now.Add(time.Duration(k) * time.Hour))
 		e.publish(cofferv1.SubjectBackupStreamed, e.stream(jid, &cofferv1.DatabaseRef{Instance: "sql01", Database: name}, 1<<20), jid)
 		e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
 	}
 	want := recoveryPoints(t, e.cat)
-	if len(want) != 3 {
-		t.Fatalf("%d recovery points committed; want 3", len(want))
+	if len(want) != len(names) {
+		t.Fatalf("%d recovery points committed; want %d", len(want), len(names))
 	}
-
-	// A new catalog, as after losing the NATS cluster, with one record
-	// whose manifest never existed.
-	_, cat := newBus(t)
-	stale := &cofferv1.RecoveryPoint{Id: "rp-gone", Manifest: "rp-gone", Database: &cofferv1.DatabaseRef{Instance: "sql01", Database: "Gone"}}
-	if _, err := cat.Bucket(cofferv1.BucketRecoveryPoints).Put(context.Background(), catalog.Key("sql01", "Gone", "rp-gone"), stale); err != nil {
-		t.Fatal(err)
-	}
-	if err := committer.Rebuild(t.Context(), e.vault, cat); err != nil {
-		t.Fatalf("rebuild: %v", err)
-	}
-	got := recoveryPoints(t, cat)
-	if len(got) != len(want) {
-		t.Errorf("rebuilt %d recovery points; want %d", len(got), len(want))
-	}
+	var damaged, verified string
 	for key, rp := range want {
-		if !proto.Equal(got[key], rp) {
-			t.Errorf("rebuilt %s: %v; want %v", key, got[key], rp)
+		switch rp.GetDatabase().GetDatabase() {
+		case "Damaged":
+			damaged = rp.GetId()
+			delete(want, key)
+		case "Sales":
+			verified = key
 		}
 	}
-	// Idempotent.
-	if err := committer.Rebuild(t.Context(), e.vault, cat); err != nil {
+	damage(t, e.store, damaged)
+
+	// A new catalog, as after losing the NATS cluster, with one record
+	// whose manifest never existed and one that a verification changed
+	// after its commit.
+	_, cat := newBus(t)
+	rps := cat.Bucket(cofferv1.BucketRecoveryPoints)
+	staleKey := catalog.Key("sql01", "Gone", "rp-gone")
+	stale := &cofferv1.RecoveryPoint{Id: "rp-gone", Manifest: "rp-gone", Database: &cofferv1.DatabaseRef{Instance: "sql01", Database: "Gone"}}
+	if _, err := rps.Put(t.Context(), staleKey, stale); err != nil {
+		t.Fatal(err)
+	}
+	newer := proto.Clone(want[verified]).(*cofferv1.RecoveryPoint)
+	newer.Verification = &cofferv1.Verification{At: timestamppb.New(now.Add(time.Hour)), Passed: true, Detail: "checked"}
+	if _, err := rps.Put(t.Context(), verified, newer); err != nil {
+		t.Fatal(err)
+	}
+	want[verified] = newer
+
+	rep, err := committer.Rebuild(t.Context(), e.vault, cat, committer.RebuildOptions{})
+	if err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	t.Logf("rebuild: %s", rep)
+	if rep.Manifests != 4 || rep.Recorded != 2 || rep.Kept != 1 || rep.Pruned != 0 {
+		t.Errorf("rebuild read %d manifests, recorded %d, kept %d, pruned %d; want 4, 2, 1, 0", rep.Manifests, rep.Recorded, rep.Kept, rep.Pruned)
+	}
+	if len(rep.Unreadable) != 1 || rep.Unreadable[0].Manifest != damaged || !errors.Is(rep.Unreadable[0].Err, vault.ErrCorrupt) {
+		t.Errorf("unreadable manifests %v; want %s, corrupt", rep.Unreadable, damaged)
+	}
+	if len(rep.Missing) != 1 || rep.Missing[0] != staleKey {
+		t.Errorf("records without a manifest %v; want %s", rep.Missing, staleKey)
+	}
+	want[staleKey] = stale
+	check := func(when string) {
+		t.Helper()
+		got := recoveryPoints(t, cat)
+		if len(got) != len(want) {
+			t.Errorf("%s: %d recovery points; want %d", when, len(got), len(want))
+		}
+		for key, rp := range want {
+			if !proto.Equal(got[key], rp) {
+				t.Errorf("%s: %s is %v; want %v", when, key, got[key], rp)
+			}
+		}
+	}
+	check("after the rebuild")
+
+	// Idempotent; Prune deletes the record whose manifest is gone.
+	rep, err = committer.Rebuild(t.Context(), e.vault, cat, committer.RebuildOptions{Prune: true})
+	if err != nil {
 		t.Fatalf("second rebuild: %v", err)
 	}
-	if n := len(recoveryPoints(t, cat)); n != 3 {
-		t.Errorf("%d recovery points after a second rebuild; want 3", n)
+	if rep.Recorded != 0 || rep.Kept != 3 || rep.Pruned != 1 || len(rep.Unreadable) != 1 {
+		t.Errorf("second rebuild recorded %d, kept %d, pruned %d, %d unreadable; want 0, 3, 1, 1", rep.Recorded, rep.Kept, rep.Pruned, len(rep.Unreadable))
+	}
+	delete(want, staleKey)
+	check("after a second rebuild with prune")
+}
+
+// TestRebuildJob runs a rebuild as a person asks for one: a job whose
+// detail says what it did, failed when a manifest could not be read, each
+// such manifest named; a redelivery of the request does nothing more.
+func TestRebuildJob(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	db := &cofferv1.DatabaseRef{Instance: "sql01", Database: "Sales"}
+	var ids []string
+	for k := range 3 {
+		jid := event.NewJobID(now.Add(time.Duration(k) * time.Hour))
+		e.publish(cofferv1.SubjectBackupStreamed, e.stream(jid, db, 1<<20), jid)
+		e.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+		ids = append(ids, event.RecoveryPointID(jid))
+	}
+	rps := e.cat.Bucket(cofferv1.BucketRecoveryPoints)
+	for _, id := range ids[:2] {
+		if err := rps.Delete(t.Context(), catalog.Key(db.Instance, db.Database, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request := func(jid string) *cofferv1.Job {
+		t.Helper()
+		req := &cofferv1.CatalogRebuildRequested{Meta: event.Meta(event.ID("rebuild", jid), jid, now)}
+		e.publish(cofferv1.SubjectCatalogRebuild, req, req.Meta.EventId)
+		waitFor(t, time.Minute, "the rebuild job "+jid, func() bool {
+			j, err := e.job(jid)
+			return err == nil && (j.State == cofferv1.JobState_JOB_STATE_SUCCEEDED || j.State == cofferv1.JobState_JOB_STATE_FAILED)
+		})
+		j, _ := e.job(jid)
+		return j
+	}
+	jid := event.NewJobID(now.Add(4 * time.Hour))
+	j := request(jid)
+	if j.State != cofferv1.JobState_JOB_STATE_SUCCEEDED || j.Kind != cofferv1.JobKind_JOB_KIND_REBUILD ||
+		!strings.Contains(j.Detail, "3 manifests in the vault: 2 recovery points recorded, 1 already in the catalog") {
+		t.Errorf("rebuild job %v; want succeeded, 2 of 3 recorded", j)
+	}
+	if n := len(recoveryPoints(t, e.cat)); n != 3 {
+		t.Errorf("%d recovery points after the rebuild; want 3", n)
+	}
+	// the same request again (JetStream redelivers): the job stands
+	e.publish(cofferv1.SubjectCatalogRebuild, &cofferv1.CatalogRebuildRequested{Meta: event.Meta(event.ID("rebuild", jid, "again"), jid, now)}, "again")
+	e.settled()
+	if again, _ := e.job(jid); !proto.Equal(again, j) {
+		t.Errorf("a redelivered rebuild changed its job: %v; was %v", again, j)
+	}
+
+	damage(t, e.store, ids[0])
+	j = request(event.NewJobID(now.Add(5 * time.Hour)))
+	if j.State != cofferv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.Error, ids[0]) || !strings.Contains(j.Error, "could not be read and skipped (everything else is in the catalog): manifest "+ids[0]) ||
+		!strings.Contains(j.Detail, "2 already in the catalog") {
+		t.Errorf("rebuild over a damaged manifest: %v; want failed naming %s, the other two kept", j, ids[0])
+	}
+	if n := len(recoveryPoints(t, e.cat)); n != 3 {
+		t.Errorf("%d recovery points after a rebuild over a damaged manifest; want all 3 kept", n)
+	}
+}
+
+// TestPolicyCopy: the committer keeps a copy of the policies in the vault,
+// following puts and deletes; a committer starting on a lost catalog
+// removes nothing from it, and a rebuild asks the scheduler to put back,
+// only where none of its name is, each policy the catalog lacks.
+func TestPolicyCopy(t *testing.T) {
+	e := newEnv(t)
+	e.start(committer.Config{})
+	copyHas := func(e *env, names ...string) func() bool {
+		return func() bool {
+			data, err := e.vault.GetCatalogCopy(t.Context(), "policies")
+			if err != nil {
+				return false
+			}
+			var set cofferv1.PolicySet
+			if err := protojson.Unmarshal(data, &set); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range set.GetPolicies() {
+				got = append(got, p.GetName())
+			}
+			slices.Sort(got)
+			return slices.Equal(got, names)
+		}
+	}
+	put := func(e *env, name string) {
+		t.Helper()
+		rec := &cofferv1.PolicyRecord{Name: name, Json: `{"name":"` + name + `"}`, UpdatedAt: timestamppb.New(now)}
+		if _, err := e.cat.Bucket(cofferv1.BucketPolicies).Put(t.Context(), catalog.Key(name), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(e, "gold")
+	put(e, "silver")
+	waitFor(t, time.Minute, "gold and silver in the copy", copyHas(e, "gold", "silver"))
+	if err := e.cat.Bucket(cofferv1.BucketPolicies).Delete(t.Context(), catalog.Key("gold")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "silver alone in the copy", copyHas(e, "silver"))
+
+	// the catalog lost: a committer on a new one, with the same vault
+	b, cat := newBus(t)
+	lost := &env{t: t, bus: b, cat: cat, store: e.store, vault: e.vault, master: e.master, streams: map[string][]vault.ChunkRef{}}
+	lost.start(committer.Config{})
+	put(lost, "bronze")
+	waitFor(t, time.Minute, "bronze added to the copy, silver kept", copyHas(lost, "bronze", "silver"))
+
+	jid := event.NewJobID(now)
+	req := &cofferv1.CatalogRebuildRequested{Meta: event.Meta(event.ID("rebuild", jid), jid, now)}
+	lost.publish(cofferv1.SubjectCatalogRebuild, req, req.Meta.EventId)
+	j := lost.waitJob(jid, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	if !strings.Contains(j.Detail, "1 policies put back from the vault's copy: silver") {
+		t.Errorf("rebuild job detail %q; want silver put back", j.Detail)
+	}
+	s, err := b.JetStream().Stream(t.Context(), cofferv1.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetLastMsgForSubject(t.Context(), cofferv1.SubjectPolicyPutRequested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev cofferv1.PolicyPutRequested
+	if err := proto.Unmarshal(msg.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetPolicy().GetName() != "silver" || !ev.GetIfAbsent() || ev.GetPolicy().GetJson() != `{"name":"silver"}` {
+		t.Errorf("the rebuild asked for %v; want silver, if absent, as copied", &ev)
+	}
+}
+
+// damage replaces manifest id in the vault's store with bytes that are
+// not a sealed manifest.
+func damage(t *testing.T, s blob.Store, id string) {
+	t.Helper()
+	junk := []byte("not a sealed manifest")
+	if err := s.Put(t.Context(), "manifests/"+id, bytes.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
 	}
 }
 

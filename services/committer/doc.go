@@ -14,7 +14,11 @@
 // that write is the commit, after which it deletes the draft. Only then does it record the recovery point,
 // mark the job succeeded and publish RecoveryPointCommitted. Because the
 // manifests carry the records, [Rebuild] can recreate recovery_points from
-// the vault alone.
+// the vault alone; a CatalogRebuildRequested event (coffer vault rebuild)
+// runs it as a job. It merges: a record already in the catalog is kept.
+// The committer also keeps a copy of the policies bucket in the vault
+// (vault.PutCatalogCopy), from which the rebuild has the scheduler put
+// back the policies the catalog lacks.
 //
 // On its own timer the committer collects garbage (CollectGarbage, with
 // [vault.Vault.Collect]): chunks that no manifest and no draft names are

@@ -323,7 +323,8 @@ func jobFromProto(j *cofferv1.Job) Job {
 	out := Job{
 		ID: j.GetId(), Kind: map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
 			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover",
-			cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify"}[j.GetKind()],
+			cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify",
+			cofferv1.JobKind_JOB_KIND_REBUILD: "rebuild"}[j.GetKind()],
 		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
 			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
 		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],

@@ -159,6 +159,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/restores", s.restore)
 	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
 	mux.HandleFunc("POST /api/v1/verifications", s.verify)
+	mux.HandleFunc("POST /api/v1/catalog/rebuild", s.rebuild)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)

@@ -54,7 +54,8 @@ func decodePolicy(name string, rec *cofferv1.PolicyRecord) (*policy.Policy, erro
 	return &p, nil
 }
 
-// putPolicy stores a policy after validating it. A change takes effect at
+// putPolicy stores a policy after validating it (with if_absent, only
+// when none of its name is stored). A change takes effect at
 // the next due time: schedules keep their next times, and compute the ones
 // after from the new policy.
 func (s *Service) putPolicy(ctx context.Context, ev *cofferv1.PolicyPutRequested) error {
@@ -68,7 +69,15 @@ func (s *Service) putPolicy(ctx context.Context, ev *cofferv1.PolicyPutRequested
 		s.cfg.Logger.WarnContext(ctx, "policy refused", "policy", rec.GetName(), "err", err)
 		return nil
 	}
-	_, err := s.policies.Put(ctx, catalog.Key(p.Name), rec)
+	var err error
+	if ev.GetIfAbsent() {
+		// a rebuild's copy from the vault: never over a policy stored since
+		if _, err = s.policies.Create(ctx, catalog.Key(p.Name), rec); errors.Is(err, catalog.ErrExists) {
+			return nil
+		}
+	} else {
+		_, err = s.policies.Put(ctx, catalog.Key(p.Name), rec)
+	}
 	if err == nil {
 		s.cfg.Logger.InfoContext(ctx, "policy stored", "policy", p.Name)
 	}

@@ -496,3 +496,32 @@ func TestConcurrencyPerInstance(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyPutIfAbsent: a rebuild's copy of a policy (if_absent) is
+// stored where none of its name is, and never over one stored since.
+func TestPolicyPutIfAbsent(t *testing.T) {
+	w := newWorld(t)
+	daily := func(name string, hour int) policy.Policy {
+		return policy.Policy{Name: name, Full: policy.Schedule{Frequency: policy.Daily, Hour: hour}, Retention: policy.Retention{Full: policy.Days(7)}}
+	}
+	w.putPolicy(daily("gold", 1))
+	for _, p := range []policy.Policy{daily("gold", 5), daily("silver", 5)} {
+		b, _ := json.Marshal(p)
+		id := "copy-" + p.Name
+		ev := &cofferv1.PolicyPutRequested{Meta: event.Meta(id, "", w.clock()), Policy: &cofferv1.PolicyRecord{Name: p.Name, Json: string(b)}, IfAbsent: true}
+		if err := w.bus.Publish(t.Context(), cofferv1.SubjectPolicyPutRequested, ev, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.putPolicy(daily("barrier", 1)) // handled after both: the consumer keeps the order
+	for name, hour := range map[string]int{"gold": 1, "silver": 5} {
+		var rec cofferv1.PolicyRecord
+		if _, err := w.cat.Bucket(cofferv1.BucketPolicies).Get(t.Context(), catalog.Key(name), &rec); err != nil {
+			t.Fatalf("policy %s: %v", name, err)
+		}
+		var p policy.Policy
+		if err := json.Unmarshal([]byte(rec.GetJson()), &p); err != nil || p.Full.Hour != hour {
+			t.Errorf("policy %s: full at %d (%v); want %d", name, p.Full.Hour, err, hour)
+		}
+	}
+}

@@ -1798,9 +1798,13 @@ func (x *Envelope) GetMeta() *EventMeta {
 
 // PolicyPutRequested creates or changes a policy. gateway -> scheduler.
 type PolicyPutRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Policy        *PolicyRecord          `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Meta   *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Policy *PolicyRecord          `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// if_absent stores the policy only when no policy of its name exists:
+	// a rebuild of the catalog puts back the vault's copy of a policy this
+	// way, never over a newer one.
+	IfAbsent      bool `protobuf:"varint,3,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1847,6 +1851,13 @@ func (x *PolicyPutRequested) GetPolicy() *PolicyRecord {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *PolicyPutRequested) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
 }
 
 // PolicyDeleteRequested deletes a policy not in use. gateway -> scheduler.
@@ -2201,6 +2212,63 @@ func (x *RecoveryPointsUndeleteRequested) GetRequestedBy() string {
 	return ""
 }
 
+// CatalogRebuildRequested asks the committer to record in the catalog
+// every recovery point the vault's manifests hold that the catalog lacks
+// (coffer vault rebuild, after the catalog was lost). A record already in
+// the catalog is kept as it is. gateway -> committer.
+type CatalogRebuildRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// prune also deletes the records whose manifest is not in the vault.
+	Prune         bool `protobuf:"varint,2,opt,name=prune,proto3" json:"prune,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogRebuildRequested) Reset() {
+	*x = CatalogRebuildRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogRebuildRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogRebuildRequested) ProtoMessage() {}
+
+func (x *CatalogRebuildRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogRebuildRequested.ProtoReflect.Descriptor instead.
+func (*CatalogRebuildRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CatalogRebuildRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CatalogRebuildRequested) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
 // VerifyTarget is one test restore: the recovery points applied in order,
 // stopping at stop_at when set.
 type VerifyTarget struct {
@@ -2217,7 +2285,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2297,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2310,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2288,7 +2356,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2368,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2381,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2359,7 +2427,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2439,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2452,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2436,7 +2504,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2516,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2529,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2507,7 +2575,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2587,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2600,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2570,7 +2638,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2650,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2663,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2798,10 +2866,11 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\"4\n" +
 	"\bEnvelope\x12(\n" +
-	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\"o\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\"\x8c\x01\n" +
 	"\x12PolicyPutRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12/\n" +
-	"\x06policy\x18\x02 \x01(\v2\x17.coffer.v1.PolicyRecordR\x06policy\"U\n" +
+	"\x06policy\x18\x02 \x01(\v2\x17.coffer.v1.PolicyRecordR\x06policy\x12\x1b\n" +
+	"\tif_absent\x18\x03 \x01(\bR\bifAbsent\"U\n" +
 	"\x15PolicyDeleteRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x99\x01\n" +
@@ -2825,7 +2894,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12'\n" +
 	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\x12!\n" +
-	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"\xae\x01\n" +
+	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"Y\n" +
+	"\x17CatalogRebuildRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x14\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"\xae\x01\n" +
 	"\fVerifyTarget\x12'\n" +
 	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
 	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
@@ -2872,7 +2944,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -2902,109 +2974,111 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RecoveryPointsExpired)(nil),           // 25: coffer.v1.RecoveryPointsExpired
 	(*RecoveryPointsDeleteRequested)(nil),   // 26: coffer.v1.RecoveryPointsDeleteRequested
 	(*RecoveryPointsUndeleteRequested)(nil), // 27: coffer.v1.RecoveryPointsUndeleteRequested
-	(*VerifyTarget)(nil),                    // 28: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),                 // 29: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),                    // 30: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),                 // 31: coffer.v1.VerifyCompleted
-	(*URLCheckRequested)(nil),               // 32: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),                  // 33: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),                       // 34: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 35: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 36: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 37: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 38: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 39: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 40: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 41: google.protobuf.Timestamp
-	(JobKind)(0),                            // 42: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 43: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 44: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 45: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 46: coffer.v1.PolicyRecord
+	(*CatalogRebuildRequested)(nil),         // 28: coffer.v1.CatalogRebuildRequested
+	(*VerifyTarget)(nil),                    // 29: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),                 // 30: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),                    // 31: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),                 // 32: coffer.v1.VerifyCompleted
+	(*URLCheckRequested)(nil),               // 33: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 34: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),                       // 35: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 36: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 37: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 38: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 39: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 40: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 41: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 42: google.protobuf.Timestamp
+	(JobKind)(0),                            // 43: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 44: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 45: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 46: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 47: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	34, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	35, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	34, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	36, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	34, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	36, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	36, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	34, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	34, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	37, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	34, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	34, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	39, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	34, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	38, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	34, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	34, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	40, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	34, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	40, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	34, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	38, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	41, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	41, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	34, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	42, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	38, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	38, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	40, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	34, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	38, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	43, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	44, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	35, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	35, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	35, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	36, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	35, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	37, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	35, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	37, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	37, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	35, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	35, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	35, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	40, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	35, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	39, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	35, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	35, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	35, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	39, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	42, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	42, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	35, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	43, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	39, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	39, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	41, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	35, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	39, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	44, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	45, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	34, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	45, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	34, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	38, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	38, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	34, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	42, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	38, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	40, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	38, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	34, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	42, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	38, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	40, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	38, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	34, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	34, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	46, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	34, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	34, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	38, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	34, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	38, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	34, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	34, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	41, // 68: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	41, // 69: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	34, // 70: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 71: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	28, // 72: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	41, // 73: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	34, // 74: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	38, // 75: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	30, // 76: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	77, // [77:77] is the sub-list for method output_type
-	77, // [77:77] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	35, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	46, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	35, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	39, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	39, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	35, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	43, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	39, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	41, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	39, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	35, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	43, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	39, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	41, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	39, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	35, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	35, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	47, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	35, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	35, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	39, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	35, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	39, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	35, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	35, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 69: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	42, // 70: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	35, // 71: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 72: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	29, // 73: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	42, // 74: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	35, // 75: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	39, // 76: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	31, // 77: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	78, // [78:78] is the sub-list for method output_type
+	78, // [78:78] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3019,7 +3093,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -46,6 +46,7 @@ const (
 	// a person's soft delete and undelete to the committer.
 	SubjectRecoveryPointsDelete   = "coffer.job.delete"
 	SubjectRecoveryPointsUndelete = "coffer.job.undelete"
+	SubjectCatalogRebuild         = "coffer.job.rebuild"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -90,6 +90,9 @@ const (
 	JobKind_JOB_KIND_DISCOVER    JobKind = 4
 	JobKind_JOB_KIND_DELETE      JobKind = 5
 	JobKind_JOB_KIND_VERIFY      JobKind = 6
+	// JOB_KIND_REBUILD recreates the catalog's recovery points from the
+	// vault (coffer vault rebuild).
+	JobKind_JOB_KIND_REBUILD JobKind = 7
 )
 
 // Enum value maps for JobKind.
@@ -102,6 +105,7 @@ var (
 		4: "JOB_KIND_DISCOVER",
 		5: "JOB_KIND_DELETE",
 		6: "JOB_KIND_VERIFY",
+		7: "JOB_KIND_REBUILD",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED": 0,
@@ -111,6 +115,7 @@ var (
 		"JOB_KIND_DISCOVER":    4,
 		"JOB_KIND_DELETE":      5,
 		"JOB_KIND_VERIFY":      6,
+		"JOB_KIND_REBUILD":     7,
 	}
 )
 
@@ -1928,6 +1933,53 @@ func (x *PolicyRecord) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PolicySet is the vault's copy of the policies bucket, which the
+// committer keeps (vault object catalog/policies) so that a rebuild of a
+// lost catalog puts the policies back.
+type PolicySet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*PolicyRecord        `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySet) Reset() {
+	*x = PolicySet{}
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySet) ProtoMessage() {}
+
+func (x *PolicySet) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
+func (*PolicySet) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PolicySet) GetPolicies() []*PolicyRecord {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
 // ScheduleState is the scheduler's state of one protected database
 // (bucket "schedule", owned by the scheduler): when each backup type is
 // next due, and what the log chain coffer took looks like.
@@ -1973,7 +2025,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2037,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2050,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2155,7 +2207,7 @@ type SchedulerLease struct {
 
 func (x *SchedulerLease) Reset() {
 	*x = SchedulerLease{}
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2219,7 @@ func (x *SchedulerLease) String() string {
 func (*SchedulerLease) ProtoMessage() {}
 
 func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2232,7 @@ func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
 func (*SchedulerLease) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SchedulerLease) GetOwner() string {
@@ -2381,7 +2433,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc4\a\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"@\n" +
+	"\tPolicySet\x123\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x17.coffer.v1.PolicyRecordR\bpolicies\"\xc4\a\n" +
 	"\rScheduleState\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x127\n" +
@@ -2418,7 +2472,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xa5\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xbb\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
@@ -2426,7 +2480,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10JOB_KIND_PROTECT\x10\x03\x12\x15\n" +
 	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
 	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
-	"\x0fJOB_KIND_VERIFY\x10\x06*\x81\x01\n" +
+	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
+	"\x10JOB_KIND_REBUILD\x10\a*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -2452,7 +2507,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2472,55 +2527,57 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*Verification)(nil),          // 15: coffer.v1.Verification
 	(*Job)(nil),                   // 16: coffer.v1.Job
 	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
-	(*ScheduleState)(nil),         // 18: coffer.v1.ScheduleState
-	(*SchedulerLease)(nil),        // 19: coffer.v1.SchedulerLease
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
+	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
+	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	20, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	20, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	21, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	21, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	20, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	20, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	21, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	21, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	20, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	21, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	20, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	20, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	21, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	21, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	20, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	21, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	20, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	20, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	21, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	20, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	20, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	20, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	20, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	21, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	21, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	21, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	21, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	20, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	20, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	21, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	20, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	5,  // 31: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	20, // 32: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	20, // 33: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	20, // 34: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	20, // 35: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	20, // 36: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	20, // 37: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	20, // 38: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	21, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
+	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	21, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	21, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	21, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	21, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	21, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	21, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	21, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2534,7 +2591,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
