@@ -52,6 +52,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
   vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
+  vault rekey --new-master-key-file FILE
+                                 wrap the vault's keys with a new master key (the old one stops opening it)
+  vault key rotate               a new vault key seals new data; older data stays readable
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.
