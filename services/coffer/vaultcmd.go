@@ -179,6 +179,7 @@ func runVaultRekey(ctx context.Context, args []string, getenv func(string) strin
 	} else {
 		fmt.Fprintf(stdout, "put the new master key in %s, where coffer up reads it, before it next starts\n", filepath.Join(c.dataDir, "master.key"))
 	}
+	fmt.Fprintln(stdout, "the connection strings of registered instances are sealed with the master key too and were not changed: once coffer runs with the new key, register each instance again (coffer instance add NAME --dsn ...)")
 	return nil
 }
 

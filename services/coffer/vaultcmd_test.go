@@ -94,7 +94,8 @@ func TestVaultRekeyAndRotate(t *testing.T) {
 		t.Errorf("rekey without a new key: %v\n%s; want it refused, saying so", err, out)
 	}
 	out, err := vaultCmd(nil, "rekey", "--new-master-key-file", newFile)
-	if err != nil || !strings.Contains(out, "1 vault keys are now wrapped by the new master key") || !strings.Contains(out, "master.key") {
+	if err != nil || !strings.Contains(out, "1 vault keys are now wrapped by the new master key") || !strings.Contains(out, "master.key") ||
+		!strings.Contains(out, "register each instance again") {
 		t.Fatalf("rekey: %v\n%s", err, out)
 	}
 	wantOpens(newKey, oldKey)
