@@ -1,21 +1,26 @@
 package vault_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
+	"github.com/cofferhq/coffer/pkg/testproc"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
 
@@ -31,6 +36,11 @@ var errHalted = errors.New("halted: the process died here")
 type haltStore struct {
 	blob.Store
 	limit int
+	// pause, if set, is called instead of failing the first call past
+	// the limit: a process killed there
+	pause func()
+	// changed, if set, is told of each change made
+	onChange func(key string)
 
 	mu      sync.Mutex
 	calls   int
@@ -41,12 +51,18 @@ func (h *haltStore) mutate(key string, fn func() error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.calls >= h.limit {
+		if h.pause != nil {
+			h.pause()
+		}
 		return errHalted
 	}
 	h.calls++
 	err := fn()
 	if err == nil {
 		h.changed = append(h.changed, key)
+		if h.onChange != nil {
+			h.onChange(key)
+		}
 	}
 	return err
 }
@@ -406,5 +422,97 @@ func TestKeyAddedElsewhere(t *testing.T) {
 	res = write(t, a, sqlPages(38, 0, 16), vault.WriterOptions{})
 	if sealedWith := hex.EncodeToString(getChunk(t, a, store, res.Chunks[0].ID)[2:10]); sealedWith != added {
 		t.Errorf("a new chunk is sealed with key %s; want the one added, %s", sealedWith, added)
+	}
+}
+
+// TestRekeyKilled runs the rekey in a process of its own, killed with
+// SIGKILL as it is about to make each of its changes in turn: the vault
+// then opens with exactly one of the master keys, the new one once the
+// rekey committed, and the same rekey run again finishes it.
+func TestRekeyKilled(t *testing.T) {
+	if dir := os.Getenv("COFFER_REKEY_KILL_DIR"); dir != "" {
+		rekeyUntilKilled(t, dir, os.Getenv("COFFER_REKEY_KILL_AT"))
+		return
+	}
+	ctx := t.Context()
+	f := newKeyFixture(t, "")
+	for n := 0; ; n++ {
+		dir := t.TempDir()
+		store, err := dirstore.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copyStore(t, store, f.store)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRekeyKilled$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "COFFER_REKEY_KILL_DIR="+dir, fmt.Sprintf("COFFER_REKEY_KILL_AT=%d", n))
+		cmd.SysProcAttr = testproc.SysProcAttr()
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var changed []string
+		killed := false
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			if key, ok := strings.CutPrefix(lines.Text(), "changed "); ok {
+				changed = append(changed, key)
+			}
+			if lines.Text() == "about to change" {
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+				break
+			}
+		}
+		err = cmd.Wait()
+		if !killed {
+			if err != nil {
+				t.Fatalf("the rekey process, to be killed after %d changes, failed: %v", n, err)
+			}
+			f.wantOpens(t, store, newMaster, testMaster)
+			t.Logf("%d changes; the process killed before each checked", len(changed))
+			return
+		}
+		if len(changed) != n {
+			t.Fatalf("the process made %d changes before it was killed; want %d", len(changed), n)
+		}
+		if slices.Contains(changed, "rekey/commit") {
+			f.wantOpens(t, store, newMaster, testMaster)
+		} else {
+			f.wantOpens(t, store, testMaster, newMaster)
+		}
+		if _, err := vault.Rekey(ctx, store, testMaster, newMaster); err != nil {
+			t.Fatalf("killed after %d changes: Rekey again: %v", n, err)
+		}
+		f.wantOpens(t, store, newMaster, testMaster)
+	}
+}
+
+// rekeyUntilKilled is TestRekeyKilled's child process: it rekeys the
+// vault in dir, printing each change it makes, and when about to make
+// the change after at many, says so and waits to be killed.
+func rekeyUntilKilled(t *testing.T, dir, at string) {
+	limit, err := strconv.Atoi(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := dirstore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &haltStore{Store: store, limit: limit,
+		onChange: func(key string) { fmt.Printf("changed %s\n", key) },
+		pause: func() {
+			fmt.Println("about to change")
+			<-t.Context().Done() // never: the parent kills this process
+		},
+	}
+	if _, err := vault.Rekey(t.Context(), h, testMaster, newMaster); err != nil {
+		t.Fatal(err)
 	}
 }
