@@ -61,7 +61,9 @@
 // (rekey.go). Init creates the first vault key at random, under an id
 // derived from the master key and only if that record does not exist
 // ([blob.Create]), so that Inits racing on one store agree on it; vaults
-// made before derived the key itself from the master key.
+// made before derived the key itself from the master key. A vault that
+// meets an object sealed with a key it does not have reads the keys
+// again, to find one another process added since it was opened.
 //
 // # Store layout
 //
