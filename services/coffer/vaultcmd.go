@@ -72,6 +72,19 @@ func (c *upConfig) openVaultStore(stdout io.Writer) (blob.Store, []byte, error) 
 	return store, key, nil
 }
 
+// openVault opens the vault, returning it and the master key.
+func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vault, []byte, error) {
+	store, key, err := c.openVaultStore(stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := daemon.OpenVault(ctx, store, key, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, key, nil
+}
+
 // runVaultCheck runs `coffer vault check`: it checks that every recovery
 // point's chunks exist (fast) or also authenticate (--full). Damage
 // makes it fail, naming the recovery points it affects.
@@ -83,11 +96,7 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	store, key, err := c.openVaultStore(stdout)
-	if err != nil {
-		return err
-	}
-	v, err := daemon.OpenVault(ctx, store, key, false)
+	v, _, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
 	}
@@ -191,11 +200,7 @@ func runKeyRotate(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	store, key, err := c.openVaultStore(stdout)
-	if err != nil {
-		return err
-	}
-	v, err := daemon.OpenVault(ctx, store, key, false)
+	v, key, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
 	}
