@@ -83,7 +83,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 }
 
 // Create implements [blob.Creator]: the object's file is written aside,
-// then linked to its name, which fails if the name is taken.
+// then linked to its name, which fails if the name is taken. It needs a
+// file system with hard links (any local one; not FAT).
 func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := s.put(ctx, key, r, size, true); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
