@@ -1,18 +1,11 @@
 package daemon
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
-	"time"
 
 	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/topology"
-	"github.com/cofferhq/coffer/pkg/vault"
 )
 
 // Common are the settings of a process rather than of one of its
@@ -76,74 +69,22 @@ func (c Common) Validate() error {
 	if c.Store.S3Endpoint != "" && c.Store.S3Bucket == "" {
 		errs = append(errs, errors.New("--s3-endpoint needs --s3-bucket"))
 	}
-	if c.MasterKeyCommand != "" && (c.masterKey != "" || c.MasterKeyFile != "") {
-		errs = append(errs, errors.New("--master-key-command: give the master key one way, not also COFFER_MASTER_KEY or --master-key-file"))
+	if err := c.masterKeySource().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// HasMasterKey reports whether the key is given (COFFER_MASTER_KEY, the
-// key file or the key command).
-func (c Common) HasMasterKey() bool {
-	return c.masterKey != "" || c.MasterKeyFile != "" || c.MasterKeyCommand != ""
+// masterKeySource is where the master key comes from.
+func (c Common) masterKeySource() KeySource {
+	return KeySource{Name: "master key", Env: "COFFER_MASTER_KEY", Flag: "master-key",
+		Key: c.masterKey, File: c.MasterKeyFile, Command: c.MasterKeyCommand}
 }
 
-// keyCommandTimeout bounds the run of the master key command.
-const keyCommandTimeout = 30 * time.Second
+// HasMasterKey reports whether the key is given (COFFER_MASTER_KEY, the
+// key file or the key command).
+func (c Common) HasMasterKey() bool { return c.masterKeySource().Given() }
 
 // MasterKey reads the master key, hex or base64, from COFFER_MASTER_KEY,
 // the key file or what the key command prints.
-func (c Common) MasterKey() ([]byte, error) {
-	if c.MasterKeyCommand != "" {
-		return runKeyCommand(c.MasterKeyCommand)
-	}
-	if c.masterKey != "" {
-		k, err := vault.ParseMasterKey(c.masterKey)
-		if err != nil {
-			return nil, fmt.Errorf("COFFER_MASTER_KEY: %w", err)
-		}
-		return k, nil
-	}
-	if c.MasterKeyFile != "" {
-		b, err := os.ReadFile(c.MasterKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("read the master key file: %w", err)
-		}
-		k, err := vault.ParseMasterKey(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil, fmt.Errorf("master key file %s: %w", c.MasterKeyFile, err)
-		}
-		return k, nil
-	}
-	return nil, errors.New("no master key: set COFFER_MASTER_KEY (64 hex characters), COFFER_MASTER_KEY_FILE (--master-key-file) or COFFER_MASTER_KEY_COMMAND (--master-key-command)")
-}
-
-// runKeyCommand runs command with /bin/sh and parses what it prints as
-// the master key. What it prints is never part of an error; what it
-// writes to its standard error is, to say why it failed.
-func runKeyCommand(command string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), keyCommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 500 {
-			msg = msg[:500] + "…"
-		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("no answer in %v", keyCommandTimeout)
-		}
-		if msg != "" {
-			return nil, fmt.Errorf("master key command: %w: %s", err, msg)
-		}
-		return nil, fmt.Errorf("master key command: %w", err)
-	}
-	k, err := vault.ParseMasterKey(string(out))
-	if err != nil {
-		return nil, fmt.Errorf("master key command: what it printed is not a key: %w", err)
-	}
-	return k, nil
-}
+func (c Common) MasterKey() ([]byte, error) { return c.masterKeySource().Read() }

@@ -174,7 +174,7 @@ func OpenVault(ctx context.Context, store blob.Store, master []byte, create bool
 	}
 	if err != nil {
 		if errors.Is(err, vault.ErrWrongKey) {
-			return nil, fmt.Errorf("the master key does not open this vault: it was created with another key (%w)", err)
+			return nil, fmt.Errorf("the master key does not open this vault: it was created, or rekeyed, with another key (%w)", err)
 		}
 		return nil, fmt.Errorf("open vault: %w", err)
 	}

@@ -55,12 +55,24 @@
 // vault's life, so that deduplication survives rotation), one for sealing
 // chunks and one for sealing manifests. Every sealed object records the id
 // of the key that sealed it; [Vault.AddKey] rotates to a new key without
-// rewriting anything.
+// rewriting anything. [Rekey] wraps every vault key anew with a new master
+// key, rewriting only the key records, in steps that leave the vault
+// opening with exactly one of the two master keys whenever it stops
+// (rekey.go). Init creates the first vault key at random, under an id
+// derived from the master key and only if that record does not exist
+// ([blob.Create]), so that Inits racing on one store agree on it; vaults
+// made before derived the key itself from the master key. A vault that
+// meets an object sealed with a key it does not have reads the keys
+// again, to find one another process added since it was opened.
 //
 // # Store layout
 //
 //	config                   the vault's format and chunking (JSON; config.go)
 //	keys/<key id>            vault key wrapped by the master key (JSON)
+//	rekey/keys/<key id>      vault key wrapped by a new master key, while a
+//	                         rekey runs (rekey.go)
+//	rekey/commit             the marker of a rekey that committed and is not
+//	                         finished (JSON)
 //	packs/<xx>/<pack id>     sealed chunks, then the pack's sealed header (pack.go)
 //	index/<index id>         sealed list of packs and their chunks
 //	chunks/<xx>/<chunk id>   sealed chunk stored alone (format 1; read, never written)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +68,6 @@ const (
 	ctxChunkID       = "coffer vault 2026 vault key: chunk id hash v1"
 	ctxChunkSeal     = "coffer vault 2026 vault key: chunk seal v1"
 	ctxManifestSeal  = "coffer vault 2026 vault key: manifest seal v1"
-	ctxPrimaryKey    = "coffer vault 2026 master key: primary vault key v1"
 	ctxPrimaryKeyID  = "coffer vault 2026 master key: primary vault key id v1"
 	keyRecordFormat  = 1
 	keyIDSize        = 8
@@ -174,21 +174,30 @@ func masterCheck(master []byte) string {
 	return hex.EncodeToString(out[:])
 }
 
-func newVaultKey(s *keySecret) (*vaultKey, error) {
-	raw, err := hex.DecodeString(s.ID)
+func parseKeyID(s string) (keyID, error) {
+	var id keyID
+	raw, err := hex.DecodeString(s)
 	if err != nil || len(raw) != keyIDSize {
-		return nil, fmt.Errorf("key id %q is not %d hex bytes", s.ID, keyIDSize)
+		return id, fmt.Errorf("key id %q is not %d hex bytes", s, keyIDSize)
+	}
+	copy(id[:], raw)
+	return id, nil
+}
+
+func newVaultKey(s *keySecret) (*vaultKey, error) {
+	id, err := parseKeyID(s.ID)
+	if err != nil {
+		return nil, err
 	}
 	if len(s.Key) != 32 {
 		return nil, fmt.Errorf("key %s is %d bytes; want 32", s.ID, len(s.Key))
 	}
-	k := &vaultKey{
+	return &vaultKey{
+		id:       id,
 		seq:      s.Seq,
 		chunk:    newGCM(deriveKey(ctxChunkSeal, s.Key)),
 		manifest: newGCM(deriveKey(ctxManifestSeal, s.Key)),
-	}
-	copy(k.id[:], raw)
-	return k, nil
+	}, nil
 }
 
 func keyRecordAAD(id string) []byte { return []byte("coffer vault key record/" + id) }
@@ -253,14 +262,18 @@ func openKeyRecord(master []byte, id string, raw []byte) (*keySecret, error) {
 	return &s, nil
 }
 
-// primaryKeySecret is the vault key Init creates. It is derived from the
-// master key rather than drawn at random, so that two Inits racing on one
-// empty store write the same key, and the vaults they open name, seal and
-// chunk alike. Keys AddKey adds later are random.
-func primaryKeySecret(master []byte) *keySecret {
+// newPrimaryKeySecret is the vault key Init creates: random, as every
+// vault key, but named by an id derived from the master key, so that
+// Inits racing on one empty store with one master key all try to create
+// the same key record, and the first to create it (blob.Create) gives the
+// vault its key. Vaults made before this derived the key itself from the
+// master key too, which a rekey cannot change; they open as any other.
+func newPrimaryKeySecret(master []byte) *keySecret {
+	s := newKeySecret(0)
 	var id keyID
 	copy(id[:], deriveKey(ctxPrimaryKeyID, master))
-	return &keySecret{ID: id.String(), Seq: 0, Created: time.Now().UTC(), Key: deriveKey(ctxPrimaryKey, master)}
+	s.ID = id.String()
+	return s
 }
 
 func newKeySecret(seq int) *keySecret {
@@ -277,14 +290,27 @@ func putKeyRecord(ctx context.Context, store blob.Store, master []byte, s *keySe
 	if err != nil {
 		return fmt.Errorf("seal key %s: %w", s.ID, err)
 	}
-	if err := store.Put(ctx, keysPrefix+s.ID, strings.NewReader(string(raw)), int64(len(raw))); err != nil {
+	if err := store.Put(ctx, keysPrefix+s.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
 		return fmt.Errorf("store key %s: %w", s.ID, err)
 	}
 	return nil
 }
 
-// loadKeyring reads and unwraps every key record in store.
-func loadKeyring(ctx context.Context, store blob.Store, master []byte) (*keyring, error) {
+// createKeyRecord stores s sealed under master if its record does not
+// exist yet; if it does, the error matches blob.ErrExist.
+func createKeyRecord(ctx context.Context, store blob.Store, master []byte, s *keySecret) error {
+	raw, err := sealKeyRecord(master, s)
+	if err != nil {
+		return fmt.Errorf("seal key %s: %w", s.ID, err)
+	}
+	if err := blob.Create(ctx, store, keysPrefix+s.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		return fmt.Errorf("store key %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// listKeyIDs returns the ids of the records under keys/, in order.
+func listKeyIDs(ctx context.Context, store blob.Store) ([]string, error) {
 	var ids []string
 	err := store.List(ctx, keysPrefix, func(i blob.Info) error {
 		ids = append(ids, strings.TrimPrefix(i.Key, keysPrefix))
@@ -293,13 +319,55 @@ func loadKeyring(ctx context.Context, store blob.Store, master []byte) (*keyring
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
+	return ids, nil
+}
+
+// keyRecordNames returns the vault's key ids, in order, with the name of
+// the object holding each one's record: keys/<id>, or its staged record
+// while a committed rekey is not finished (rekey.go). It also returns that
+// rekey's marker, or nil.
+func keyRecordNames(ctx context.Context, store blob.Store) ([]string, map[string]string, *rekeyMarker, error) {
+	ids, err := listKeyIDs(ctx, store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	marker, err := readRekeyMarker(ctx, store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	names := make(map[string]string, len(ids))
+	for _, id := range ids {
+		names[id] = keysPrefix + id
+	}
+	if marker != nil {
+		for _, id := range marker.Keys {
+			if _, ok := names[id]; !ok {
+				ids = append(ids, id)
+			}
+			names[id] = rekeyKeysPrefix + id
+		}
+		slices.Sort(ids)
+	}
+	return ids, names, marker, nil
+}
+
+// openKeySecrets reads and unwraps every vault key in store with master.
+// A store without keys gives an error matching ErrNotInitialized; a
+// master key that wraps none of them one matching ErrWrongKey.
+func openKeySecrets(ctx context.Context, store blob.Store, master []byte) ([]*keySecret, error) {
+	ids, names, marker, err := keyRecordNames(ctx, store)
+	if err != nil {
+		return nil, err
+	}
 	if len(ids) == 0 {
 		return nil, ErrNotInitialized
 	}
-	kr := &keyring{byID: make(map[keyID]*vaultKey)}
-	var primary *keySecret
+	if marker != nil && subtle.ConstantTimeCompare([]byte(marker.Check), []byte(masterCheck(master))) != 1 {
+		return nil, fmt.Errorf("%w (the vault's keys are being wrapped with another master key by coffer vault rekey; give that one)", ErrWrongKey)
+	}
+	secrets := make([]*keySecret, 0, len(ids))
 	for _, id := range ids {
-		raw, err := readSmall(ctx, store, keysPrefix+id, maxKeyRecordSize)
+		raw, err := readSmall(ctx, store, names[id], maxKeyRecordSize)
 		if err != nil {
 			return nil, fmt.Errorf("read key %s: %w", id, err)
 		}
@@ -307,6 +375,20 @@ func loadKeyring(ctx context.Context, store blob.Store, master []byte) (*keyring
 		if err != nil {
 			return nil, err
 		}
+		secrets = append(secrets, s)
+	}
+	return secrets, nil
+}
+
+// loadKeyring reads and unwraps every key record in store.
+func loadKeyring(ctx context.Context, store blob.Store, master []byte) (*keyring, error) {
+	secrets, err := openKeySecrets(ctx, store, master)
+	if err != nil {
+		return nil, err
+	}
+	kr := &keyring{byID: make(map[keyID]*vaultKey)}
+	var primary *keySecret
+	for _, s := range secrets {
 		k, err := newVaultKey(s)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -320,10 +402,43 @@ func loadKeyring(ctx context.Context, store blob.Store, master []byte) (*keyring
 		kr.add(k)
 	}
 	if primary == nil {
-		return nil, fmt.Errorf("%w: no primary key among %d key records", ErrCorrupt, len(ids))
+		return nil, fmt.Errorf("%w: no primary key among %d key records", ErrCorrupt, len(secrets))
 	}
 	kr.setPrimary(primary.Key)
 	return kr, nil
+}
+
+// keyReloadTimeout bounds keyAdded's reading of the keys, which has no
+// context of its own to honour.
+const keyReloadTimeout = 30 * time.Second
+
+// keyAdded reads the vault's keys again for an object sealed with key id,
+// which v does not have: a key another process added (coffer vault key
+// rotate) since v was opened. The keys found become v's, the newest
+// sealing what v stores from now on. It reads them at most once a second,
+// so that objects naming keys that do not exist (damage) cost little, and
+// returns nil if id is still unknown.
+func (v *Vault) keyAdded(id keyID) *vaultKey {
+	v.reload.Lock()
+	defer v.reload.Unlock()
+	if k := v.keys.lookup(id); k != nil || time.Since(v.reload.last) < time.Second {
+		return k
+	}
+	v.reload.last = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), keyReloadTimeout)
+	defer cancel()
+	// A failure (a master key rekeyed away, the store down) leaves the key
+	// unknown, which the caller reports.
+	secrets, _ := openKeySecrets(ctx, v.store, v.master)
+	for _, s := range secrets {
+		if s.Seq == 0 {
+			continue // the primary key never changes
+		}
+		if k, err := newVaultKey(s); err == nil && v.keys.lookup(k.id) == nil {
+			v.keys.add(k)
+		}
+	}
+	return v.keys.lookup(id)
 }
 
 func (kr *keyring) setPrimary(key []byte) {
@@ -358,24 +473,12 @@ func (v *Vault) KeyMaterial(ctx context.Context, master []byte) ([][]byte, error
 	if err := checkMasterKey(master); err != nil {
 		return nil, fmt.Errorf("key material: %w", err)
 	}
-	var ids []string
-	err := v.store.List(ctx, keysPrefix, func(i blob.Info) error {
-		ids = append(ids, strings.TrimPrefix(i.Key, keysPrefix))
-		return nil
-	})
+	secrets, err := openKeySecrets(ctx, v.store, master)
 	if err != nil {
-		return nil, fmt.Errorf("key material: list keys: %w", err)
+		return nil, fmt.Errorf("key material: %w", err)
 	}
 	out := [][]byte{deriveKey(ctxMasterWrap, master)}
-	for _, id := range ids {
-		raw, err := readSmall(ctx, v.store, keysPrefix+id, maxKeyRecordSize)
-		if err != nil {
-			return nil, fmt.Errorf("key material: read key %s: %w", id, err)
-		}
-		s, err := openKeyRecord(master, id, raw)
-		if err != nil {
-			return nil, fmt.Errorf("key material: %w", err)
-		}
+	for _, s := range secrets {
 		out = append(out, s.Key, deriveKey(ctxChunkSeal, s.Key), deriveKey(ctxManifestSeal, s.Key))
 		if s.Seq == 0 {
 			out = append(out, deriveKey(ctxChunkID, s.Key))

@@ -111,13 +111,23 @@ type Vault struct {
 	ignoreCondemned bool
 	// lock is the store's Object Lock, in an immutable vault (lock.go)
 	lock *objectLock
+	// master is the master key the vault was opened with, to load keys
+	// other processes add (keyAdded)
+	master []byte
+	reload struct {
+		sync.Mutex
+		last time.Time
+	}
 }
 
-// Init creates a vault in store, with its primary vault key (derived from
-// master) wrapped by master, and returns it open. It refuses, with an error
-// matching [ErrInitialized], a store that already holds a vault. Two Inits
-// racing on one empty store (two committers starting at once) may both
-// succeed: they write the same key, so both vaults agree.
+// Init creates a vault in store, with a random primary vault key wrapped
+// by master, and returns it open. It refuses, with an error matching
+// [ErrInitialized], a store that already holds a vault. Two Inits racing
+// on one empty store with one master key (two committers starting at
+// once) both succeed and agree: the primary key's record has a name
+// derived from master and is created only if absent ([blob.Create]), so
+// the first to create it gives the vault its key and the other opens the
+// vault with it.
 func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) {
 	if err := checkMasterKey(master); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
@@ -133,10 +143,15 @@ func Init(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if exists {
 		return nil, fmt.Errorf("init vault: %w", ErrInitialized)
 	}
-	if err := putKeyRecord(ctx, store, master, primaryKeySecret(master)); err != nil {
+	// The config before the key: a store with a config and no key holds
+	// no vault yet (Open says ErrNotInitialized), so an Init that stops
+	// in between leaves nothing in the next one's way, and racing Inits
+	// write the same config.
+	if err := putConfig(ctx, store, vaultConfig{Format: formatPacks, Chunking: chunking256K}); err != nil {
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
-	if err := putConfig(ctx, store, vaultConfig{Format: formatPacks, Chunking: chunking256K}); err != nil {
+	err = createKeyRecord(ctx, store, master, newPrimaryKeySecret(master))
+	if err != nil && !errors.Is(err, blob.ErrExist) { // ErrExist: another Init came first
 		return nil, fmt.Errorf("init vault: %w", err)
 	}
 	return Open(ctx, store, master)
@@ -163,6 +178,7 @@ func Open(ctx context.Context, store blob.Store, master []byte) (*Vault, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
+	v.master = slices.Clone(master)
 	if err := v.refreshIndex(ctx); err != nil {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
@@ -234,12 +250,7 @@ func (v *Vault) AddKey(ctx context.Context, master []byte) (string, error) {
 	}
 	// The master key must be the one the vault uses, or the next Open
 	// would find records wrapped by two different keys.
-	active := v.keys.activeKey().id.String()
-	raw, err := readSmall(ctx, v.store, keysPrefix+active, maxKeyRecordSize)
-	if err != nil {
-		return "", fmt.Errorf("add key: read key %s: %w", active, err)
-	}
-	if _, err := openKeyRecord(master, active, raw); err != nil {
+	if _, err := openKeySecrets(ctx, v.store, master); err != nil {
 		return "", fmt.Errorf("add key: %w", err)
 	}
 	s := newKeySecret(v.keys.nextSeq())
@@ -345,6 +356,9 @@ func (v *Vault) open(sealed []byte, kind objectKind, name string) (payload []byt
 	var id keyID
 	copy(id[:], sealed[2:2+keyIDSize])
 	k := v.keys.lookup(id)
+	if k == nil {
+		k = v.keyAdded(id)
+	}
 	if k == nil {
 		return nil, 0, fmt.Errorf("sealed with key %s, which this vault does not have", id)
 	}

@@ -329,6 +329,15 @@ func testDedupAcrossCompressions(t *testing.T, newStore newStoreFunc) {
 			v := initVault(t, store)
 			data := sqlPages(12, 0, 8<<20/8192)
 			first := write(t, v, data, vault.WriterOptions{Compression: tt.first})
+			// a chunk the compression does not shrink is stored as it is:
+			// which ones depends on where the vault's key cuts them
+			stored := make([]byte, len(first.Chunks))
+			for i, c := range first.Chunks {
+				stored[i] = getChunk(t, v, store, c.ID)[flagsByte]
+				if stored[i] != flagOf(tt.first) && stored[i] != 0 {
+					t.Fatalf("chunk %d stored with flags %#x; want %#x or none", i, stored[i], flagOf(tt.first))
+				}
+			}
 			again := write(t, v, data, vault.WriterOptions{Compression: tt.second})
 			if again.NewChunks != 0 || again.StoredBytes != 0 || again.DedupBytes != int64(len(data)) {
 				t.Errorf("second write: %d new chunks, %d bytes stored, %d deduplicated; want 0, 0, %d",
@@ -338,7 +347,7 @@ func testDedupAcrossCompressions(t *testing.T, newStore newStoreFunc) {
 				t.Errorf("second write's chunks differ from the first's")
 			}
 			for i, c := range first.Chunks {
-				if got, want := getChunk(t, v, store, c.ID)[flagsByte], flagOf(tt.first); got != want {
+				if got, want := getChunk(t, v, store, c.ID)[flagsByte], stored[i]; got != want {
 					t.Errorf("chunk %d flags %#x after the second write; want %#x, as first stored", i, got, want)
 				}
 			}

@@ -63,6 +63,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   vault recover                  immutable vault: bring back deleted locked objects, list unlisted packs again
   vault rebuild [--prune]        put back in the catalog every recovery point and policy the vault holds that it lacks
                                  (after the catalog was lost); --prune: delete records the vault has no manifest for
+  vault rekey --new-master-key-file FILE
+                                 wrap the vault's keys with a new master key (the old one stops opening it)
+  vault key rotate               a new vault key seals new data; older data stays readable
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.

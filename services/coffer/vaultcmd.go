@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 
 	"github.com/cofferhq/coffer/pkg/daemon"
@@ -16,42 +17,88 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-// runVault runs `coffer vault check` and `coffer vault rebuild`. The check
-// opens the vault where `coffer up`
-// keeps it (the same --data, COFFER_VAULT_DIR or COFFER_S3_* settings and
-// master key) and checks that every recovery point's chunks exist (fast)
-// or also authenticate (--full). Damage makes it fail, naming the
-// recovery points it affects.
+const vaultUsage = `usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]
+       coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
+       coffer vault recover [--data DIR] [--master-key-file FILE]
+       coffer vault rebuild [--prune]
+       coffer vault rekey --new-master-key-file FILE [--data DIR] [--master-key-file FILE]
+       coffer vault key rotate [--data DIR] [--master-key-file FILE]`
+
+// runVault runs the commands on the vault, which open it where `coffer
+// up` keeps it (the same --data, COFFER_VAULT_DIR or COFFER_S3_* settings
+// and master key).
 func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "create" {
+	switch {
+	case len(args) > 0 && args[0] == "check":
+		return runVaultCheck(ctx, args[1:], getenv, stdout, stderr)
+	case len(args) > 0 && args[0] == "create":
 		return runVaultCreate(ctx, args[1:], getenv, stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "recover" {
+	case len(args) > 0 && args[0] == "recover":
 		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "rebuild" {
+	case len(args) > 0 && args[0] == "rebuild":
 		return runClient(ctx, "vault", args, getenv, stdout, stderr)
+	case len(args) > 0 && args[0] == "rekey":
+		return runVaultRekey(ctx, args[1:], getenv, stdout, stderr)
+	case len(args) > 1 && args[0] == "key" && args[1] == "rotate":
+		return runKeyRotate(ctx, args[2:], getenv, stdout, stderr)
 	}
-	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: coffer vault check [--full] | create [--object-lock governance|compliance] | recover | rebuild [--prune] [--data DIR] [--master-key-file FILE]")
+	return errors.New(vaultUsage)
+}
+
+// parseVaultFlags parses the settings every vault command shares and, if
+// own registers them, the command's own.
+func parseVaultFlags(name string, args []string, getenv func(string) string, stderr io.Writer, own func(*daemon.Flags)) (*upConfig, error) {
+	fs := flag.NewFlagSet("coffer vault "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := daemon.NewFlags(fs, getenv)
+	c := &upConfig{}
+	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "coffer's data directory")
+	c.common.Register(f, true)
+	if own != nil {
+		own(f)
 	}
-	var full *bool
-	c, err := parseVaultFlags("check", args[1:], getenv, stderr, func(fs *flag.FlagSet) {
-		full = fs.Bool("full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := errors.Join(f.Err(), c.common.Validate()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// openVault opens the vault, returning it and the master key.
+func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vault, []byte, error) {
+	store, key, err := c.openStore(true, stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := daemon.OpenVault(ctx, store, key, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, key, nil
+}
+
+// runVaultCheck runs `coffer vault check`: it checks that every recovery
+// point's chunks exist (fast) or also authenticate (--full). Damage
+// makes it fail, naming the recovery points it affects.
+func runVaultCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var full bool
+	c, err := parseVaultFlags("check", args, getenv, stderr, func(f *daemon.Flags) {
+		f.FlagSet().BoolVar(&full, "full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
 	})
 	if err != nil {
 		return err
 	}
-	store, key, err := c.openStore(true, stdout)
-	if err != nil {
-		return err
-	}
-	v, err := daemon.OpenVault(ctx, store, key, false)
+	v, _, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
 	}
 	mode := vault.CheckFast
-	if *full {
+	if full {
 		mode = vault.CheckFull
 	}
 	rep, err := v.Check(ctx, vault.CheckOptions{Mode: mode})
@@ -96,6 +143,71 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
 	return fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected))
+}
+
+// runVaultRekey runs `coffer vault rekey`: every vault key is wrapped
+// anew with the new master key, which opens the vault from then on; the
+// current one no longer does. No data is rewritten. Run again after a
+// failure, it finishes the rekey.
+func runVaultRekey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	next := daemon.KeySource{Name: "new master key", Env: "COFFER_NEW_MASTER_KEY", Flag: "new-master-key"}
+	c, err := parseVaultFlags("rekey", args, getenv, stderr, func(f *daemon.Flags) {
+		f.String(&next.File, "new-master-key-file", "COFFER_NEW_MASTER_KEY_FILE", "",
+			"file holding the new master key, unless COFFER_NEW_MASTER_KEY holds the key itself")
+		f.String(&next.Command, "new-master-key-command", "COFFER_NEW_MASTER_KEY_COMMAND", "",
+			"command, run by /bin/sh, that prints the new master key; instead of COFFER_NEW_MASTER_KEY or a key file")
+		next.Key = f.Getenv("COFFER_NEW_MASTER_KEY")
+	})
+	if err != nil {
+		return err
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	newKey, err := next.Read()
+	if err != nil {
+		return err
+	}
+	store, key, err := c.openStore(true, stdout)
+	if err != nil {
+		return err
+	}
+	n, err := vault.Rekey(ctx, store, key, newKey)
+	if errors.Is(err, vault.ErrWrongKey) {
+		return fmt.Errorf("the current master key does not open this vault (%w)", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "vault %s: its %d vault keys are now wrapped by the new master key; the old master key no longer opens it\n", vaultWhere(c.store()), n)
+	if c.common.HasMasterKey() {
+		fmt.Fprintln(stdout, "give every coffer process the new master key before it next starts")
+	} else {
+		fmt.Fprintf(stdout, "put the new master key in %s, where coffer up reads it, before it next starts\n", filepath.Join(c.dataDir, "master.key"))
+	}
+	fmt.Fprintln(stdout, "the connection strings of registered instances are sealed with the master key too and were not changed: once coffer runs with the new key, register each instance again (coffer instance add NAME --dsn ...)")
+	return nil
+}
+
+// runKeyRotate runs `coffer vault key rotate`: a new vault key seals new
+// chunks and manifests from now on; what older keys sealed stays
+// readable, and nothing is rewritten.
+func runKeyRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseVaultFlags("key rotate", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	v, key, err := c.openVault(ctx, stdout)
+	if err != nil {
+		return err
+	}
+	id, err := v.AddKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "vault %s: added vault key %s; it seals new chunks and manifests, and what older keys sealed stays readable\n", vaultWhere(c.store()), id)
+	fmt.Fprintln(stdout, "coffer processes running now seal with it once they restart or first read what it sealed")
+	return nil
 }
 
 // vaultRebuild runs `coffer vault rebuild`: the committer, which owns the

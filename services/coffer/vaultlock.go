@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,28 +12,6 @@ import (
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/vault"
 )
-
-// parseVaultFlags parses the flags every vault command shares (where the
-// vault is, the master key), with the command's own registered by more.
-func parseVaultFlags(name string, args []string, getenv func(string) string, stderr io.Writer, more func(fs *flag.FlagSet)) (*upConfig, error) {
-	fs := flag.NewFlagSet("coffer vault "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := daemon.NewFlags(fs, getenv)
-	c := &upConfig{}
-	f.String(&c.dataDir, "data", "COFFER_DATA", defaultDataDir(getenv), "coffer's data directory")
-	c.common.Register(f, true)
-	more(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err := errors.Join(f.Err(), c.common.Validate()); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
 
 // openStore opens the vault's store, its calls tried again, and finds
 // the master key (unless mustExist, a new one if there is none: see
@@ -60,8 +37,8 @@ func (c *upConfig) openStore(mustExist bool, stdout io.Writer) (blob.Store, []by
 // exists, it makes it immutable, or says it is already.
 func runVaultCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var lockMode string
-	c, err := parseVaultFlags("create", args, getenv, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&lockMode, "object-lock", "", "make the vault immutable with S3 Object Lock, in governance or compliance mode (S3 stores only)")
+	c, err := parseVaultFlags("create", args, getenv, stderr, func(f *daemon.Flags) {
+		f.FlagSet().StringVar(&lockMode, "object-lock", "", "make the vault immutable with S3 Object Lock, in governance or compliance mode (S3 stores only)")
 	})
 	if err != nil {
 		return err
@@ -117,7 +94,7 @@ func runVaultCreate(ctx context.Context, args []string, getenv func(string) stri
 // them behind a delete marker) and lists again the packs no index lists.
 // Run it with coffer stopped.
 func runVaultRecover(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c, err := parseVaultFlags("recover", args, getenv, stderr, func(*flag.FlagSet) {})
+	c, err := parseVaultFlags("recover", args, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"ContextCancelled", testContextCancelled},
 		{"CancelDuringPut", testCancelDuringPut},
 		{"HostileKeys", testHostileKeys},
+		{"Create", testCreate},
+		{"CreateRace", testCreateRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -691,5 +693,110 @@ func testHostileKeys(t *testing.T, s blob.Store) {
 	}
 	if got := listKeys(t, s, ""); !slices.Equal(got, []string{"a/ok"}) {
 		t.Errorf("after hostile calls List = %q; want [a/ok]", got)
+	}
+}
+
+// creator returns s as a [blob.Creator], skipping the test if it is not
+// one.
+func creator(t *testing.T, s blob.Store) blob.Creator {
+	t.Helper()
+	c, ok := s.(blob.Creator)
+	if !ok {
+		t.Skip("not a blob.Creator")
+	}
+	return c
+}
+
+// testCreate: Create stores where there is nothing, refuses a key taken
+// with ErrExist and leaves its object alone, and stores nothing when it
+// fails otherwise.
+func testCreate(t *testing.T, s blob.Store) {
+	c := creator(t, s)
+	ctx := t.Context()
+	first, second := randBytes(11, 70<<10), []byte("second")
+	if err := c.Create(ctx, "c/k", bytes.NewReader(first), int64(len(first))); err != nil {
+		t.Fatalf("Create of a new key: %v", err)
+	}
+	if got := get(t, s, "c/k"); !bytes.Equal(got, first) {
+		t.Fatalf("after Create Get = %d bytes differing from the %d created", len(got), len(first))
+	}
+	err := c.Create(ctx, "c/k", bytes.NewReader(second), int64(len(second)))
+	if !errors.Is(err, blob.ErrExist) {
+		t.Errorf("Create of a key taken: %v; want blob.ErrExist", err)
+	}
+	if got := get(t, s, "c/k"); !bytes.Equal(got, first) {
+		t.Errorf("a refused Create replaced the object with %d bytes", len(got))
+	}
+	if err := s.Delete(ctx, "c/k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, "c/k", bytes.NewReader(second), int64(len(second))); err != nil {
+		t.Errorf("Create of a key deleted: %v", err)
+	}
+	if got := get(t, s, "c/k"); !bytes.Equal(got, second) {
+		t.Errorf("Create after Delete stored %q; want %q", got, second)
+	}
+
+	// failures other than a key taken store nothing, and are not ErrExist
+	boom := errors.New("source failed")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		r    io.Reader
+		size int64
+	}{
+		{"short", ctx, bytes.NewReader(first[:100]), 1000},
+		{"reader error", ctx, &failingReader{data: first[:5000], err: boom}, int64(len(first))},
+		{"cancelled", cancelled, bytes.NewReader(first), int64(len(first))},
+	} {
+		key := "c/" + strings.ReplaceAll(tt.name, " ", "-")
+		err := c.Create(tt.ctx, key, tt.r, tt.size)
+		if err == nil || errors.Is(err, blob.ErrExist) {
+			t.Errorf("Create with %s: %v; want a failure other than blob.ErrExist", tt.name, err)
+		}
+		wantNotExist(t, s, key)
+	}
+	if err := c.Create(ctx, "../x", strings.NewReader("x"), 1); !errors.Is(err, blob.ErrInvalidKey) {
+		t.Errorf("Create of an invalid key: %v; want blob.ErrInvalidKey", err)
+	}
+	if got := listKeys(t, s, ""); !slices.Equal(got, []string{"c/k"}) {
+		t.Errorf("after Create List = %q; want [c/k]", got)
+	}
+}
+
+// testCreateRace: of Creates racing on one key, exactly one succeeds and
+// its object is the one stored; the others get ErrExist.
+func testCreateRace(t *testing.T, s blob.Store) {
+	c := creator(t, s)
+	const writers, rounds = 8, 5
+	for round := range rounds {
+		key := fmt.Sprintf("race/%d", round)
+		contents := make([][]byte, writers)
+		errs := make([]error, writers)
+		var wg sync.WaitGroup
+		for w := range writers {
+			contents[w] = randBytes(uint64(200+round*writers+w), 16<<10)
+			wg.Go(func() { errs[w] = c.Create(t.Context(), key, bytes.NewReader(contents[w]), int64(len(contents[w]))) })
+		}
+		wg.Wait()
+		winner := -1
+		for w, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: writers %d and %d both created %s", round, winner, w, key)
+			case err == nil:
+				winner = w
+			case !errors.Is(err, blob.ErrExist):
+				t.Fatalf("round %d: writer %d: %v; want success or blob.ErrExist", round, w, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no writer created %s", round, key)
+		}
+		if got := get(t, s, key); !bytes.Equal(got, contents[winner]) {
+			t.Fatalf("round %d: %s holds %d bytes other than the winner's", round, key, len(got))
+		}
 	}
 }

@@ -33,7 +33,10 @@ type Store struct {
 	bufPool sync.Pool // of *[]byte, copyBufSize long
 }
 
-var _ blob.Store = (*Store)(nil)
+var (
+	_ blob.Store   = (*Store)(nil)
+	_ blob.Creator = (*Store)(nil)
+)
 
 // New returns a Store rooted at dir, creating dir (mode 0700) if it does not
 // exist. Files are created with mode 0600.
@@ -73,13 +76,26 @@ func (s *Store) path(key string) (string, error) {
 
 // Put implements [blob.Store].
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if err := s.put(ctx, key, r, size); err != nil {
+	if err := s.put(ctx, key, r, size, false); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
 }
 
-func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+// Create implements [blob.Creator]: the object's file is written aside,
+// then linked to its name, which fails if the name is taken. It needs a
+// file system with hard links (any local one; not FAT).
+func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := s.put(ctx, key, r, size, true); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
+}
+
+// put writes the object into a temporary file and moves it to its name:
+// renamed over any object there, or, if exclusive, linked only if there is
+// none.
+func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64, exclusive bool) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
@@ -94,9 +110,38 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64) (e
 	if err := s.mkdirs(dir); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := s.writeTemp(ctx, dir, r, size)
 	if err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if exclusive {
+		err = os.Link(tmp, p)
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			if fi, serr := os.Lstat(p); serr == nil && !fi.IsDir() {
+				return blob.ErrExist
+			}
+		}
+	} else if err = os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeTemp writes exactly size bytes from r into a new temporary file in
+// dir, synced and closed, and returns its path. On failure it leaves no
+// file.
+func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader, size int64) (_ string, err error) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -110,21 +155,15 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64) (e
 	_, err = io.CopyBuffer(struct{ io.Writer }{f}, exact.NewReader(ctx, r, size), *bp)
 	s.bufPool.Put(bp)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return "", err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return tmp, nil
 }
 
 // mkdirs creates dir and any missing parents below the root, syncing each

@@ -6,21 +6,24 @@
 // long it tried.
 //
 // What is tried again:
-//   - Put, when its reader can be rewound ([io.Seeker]) and the failure is
-//     the store's: a reader that fails, or yields more or fewer bytes than
-//     the size given, is the caller's fault and fails at once;
+//   - Put and Create, when the reader can be rewound ([io.Seeker]) and the
+//     failure is the store's: a reader that fails, or yields more or fewer
+//     bytes than the size given, is the caller's fault and fails at once;
+//     a Create that finds its own object, stored by a try that seemed to
+//     fail, succeeds;
 //   - opening a Get or a GetRange (a read that fails after it opened is
 //     the caller's to retry);
 //   - Stat and Delete;
 //   - List, resuming after the last key it handed to fn, so that fn never
 //     sees a key twice; an error of fn's own stops it at once.
 //
-// [blob.ErrNotExist], [blob.ErrRange], [blob.ErrInvalidKey] and the end of
+// [blob.ErrNotExist], [blob.ErrExist], [blob.ErrRange], [blob.ErrInvalidKey] and the end of
 // the caller's context are answers, not failures: they are returned at
 // once.
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +82,10 @@ type Store struct {
 	cfg  Config
 }
 
-var _ blob.Store = (*Store)(nil)
+var (
+	_ blob.Store   = (*Store)(nil)
+	_ blob.Creator = (*Store)(nil)
+)
 
 // New wraps next.
 func New(next blob.Store, cfg Config) (*Store, error) {
@@ -92,7 +98,7 @@ func New(next blob.Store, cfg Config) (*Store, error) {
 
 // final reports whether err is an answer rather than a failure.
 func final(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, blob.ErrNotExist) || errors.Is(err, blob.ErrRange) ||
+	return ctx.Err() != nil || errors.Is(err, blob.ErrNotExist) || errors.Is(err, blob.ErrRange) || errors.Is(err, blob.ErrExist) ||
 		errors.Is(err, blob.ErrInvalidKey) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
@@ -126,6 +132,24 @@ func (s *Store) do(ctx context.Context, what, key string, op func() error) error
 
 // Put stores the object, trying again when r can be rewound.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, "put", key, r, size, s.next.Put)
+}
+
+// Create stores the object if key holds none, trying again when r can be
+// rewound. A try that failed may yet have stored the object, so that the
+// next one finds the key taken: if the object there is byte for byte
+// what r holds, that earlier try is taken to have succeeded and Create
+// returns nil. So callers that must know they were first store content
+// no one else could (a random nonce, an id of their own). A store that is
+// not a [blob.Creator] gets [blob.Create]'s Stat and Put.
+func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, "create", key, r, size, func(ctx context.Context, key string, r io.Reader, size int64) error {
+		return blob.Create(ctx, s.next, key, r, size)
+	})
+}
+
+// put runs write, Put or Create, trying again when r can be rewound.
+func (s *Store) put(ctx context.Context, what, key string, r io.Reader, size int64, write func(context.Context, string, io.Reader, int64) error) error {
 	seeker, ok := r.(io.Seeker)
 	var start int64
 	if ok {
@@ -135,31 +159,78 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	}
 	if !ok {
 		// one try: what was read cannot be read again
-		err := s.next.Put(ctx, key, r, size)
+		err := write(ctx, key, r, size)
 		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			return fmt.Errorf("put %s: %w (last failure: %w)", key, ctx.Err(), err)
+			return fmt.Errorf("%s %s: %w (last failure: %w)", what, key, ctx.Err(), err)
 		}
 		return err
 	}
-	first := true
-	return s.do(ctx, "put", key, func() error {
+	rewind := func() error {
+		if _, err := seeker.Seek(start, io.SeekStart); err != nil {
+			return backoff.Permanent(fmt.Errorf("%s %s: rewind the data to try again: %w", what, key, err))
+		}
+		return nil
+	}
+	first, mayHaveStored := true, false
+	return s.do(ctx, what, key, func() error {
 		if !first {
-			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
-				return backoff.Permanent(fmt.Errorf("put %s: rewind the data to try again: %w", key, err))
+			if err := rewind(); err != nil {
+				return err
 			}
 		}
 		first = false
 		w := &watched{r: r}
-		err := s.next.Put(ctx, key, w, size)
+		err := write(ctx, key, w, size)
 		switch {
 		case err == nil:
 		case w.err != nil && !errors.Is(err, w.err):
-			return backoff.Permanent(fmt.Errorf("put %s: %w (the store said: %w)", key, w.err, err))
+			return backoff.Permanent(fmt.Errorf("%s %s: %w (the store said: %w)", what, key, w.err, err))
 		case w.callersFault(size):
 			return backoff.Permanent(err)
+		case errors.Is(err, blob.ErrExist) && mayHaveStored:
+			if err := rewind(); err != nil {
+				return err
+			}
+			same, cerr := s.holds(ctx, key, io.LimitReader(r, size))
+			if cerr != nil {
+				return fmt.Errorf("%s %s: compare with the object an earlier try may have stored: %w", what, key, cerr)
+			}
+			if same {
+				return nil
+			}
+		case !final(ctx, err):
+			mayHaveStored = true
 		}
 		return err
 	})
+}
+
+// holds reports whether the object under key is exactly what r yields.
+func (s *Store) holds(ctx context.Context, key string, r io.Reader) (bool, error) {
+	rc, err := s.next.Get(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	const n = 32 << 10
+	a, b := make([]byte, n), make([]byte, n)
+	for {
+		na, erra := io.ReadFull(rc, a)
+		nb, errb := io.ReadFull(r, b)
+		if !bytes.Equal(a[:na], b[:nb]) {
+			return false, nil
+		}
+		enda := erra == io.EOF || erra == io.ErrUnexpectedEOF
+		endb := errb == io.EOF || errb == io.ErrUnexpectedEOF
+		switch {
+		case erra != nil && !enda:
+			return false, erra
+		case errb != nil && !endb:
+			return false, errb
+		case enda || endb:
+			return enda && endb, nil
+		}
+	}
 }
 
 // watched is a Put's reader, watched to tell the caller's faults from the

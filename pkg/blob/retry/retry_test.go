@@ -79,6 +79,23 @@ func (f *flaky) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	return f.Store.Put(ctx, key, r, size)
 }
 
+// Create loses its answer on the first of every three calls (the object
+// is stored, the caller told of a failure) and fails on the second.
+func (f *flaky) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	f.mu.Lock()
+	lost := f.calls["create "+key]%3 == 0
+	f.mu.Unlock()
+	if err := f.fail("create", key); err != nil {
+		if lost {
+			if cerr := blob.Create(ctx, f.Store, key, r, size); cerr != nil {
+				return cerr
+			}
+		}
+		return err
+	}
+	return blob.Create(ctx, f.Store, key, r, size)
+}
+
 func (f *flaky) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := f.fail("get", key); err != nil {
 		return nil, err
@@ -224,4 +241,84 @@ func TestMinIOOutage(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back %d bytes (err %v); want the %d put", len(got), err, len(data))
 	}
+}
+
+// TestCreateAfterLostAnswer: a Create whose object was stored by a try
+// that seemed to fail succeeds; one that finds another's object after a
+// failed try, or finds the key taken at its first try even by the same
+// bytes, fails with ErrExist and leaves that object.
+func TestCreateAfterLostAnswer(t *testing.T) {
+	ctx := t.Context()
+	f := &flaky{Store: newDir(t)}
+	s := wrap(t, f, fast)
+	data := []byte("a key record, with its random nonce")
+	if err := s.Create(ctx, "keys/a", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Create whose first answer was lost: %v", err)
+	}
+	// stored but lost, failed, found its own object but failed to read
+	// it (flaky's Get), and so on
+	if n := f.calls["create keys/a"]; n < 3 {
+		t.Errorf("Create took %d calls; want at least 3", n)
+	}
+	if got := readAll(t, f.Store, "keys/a"); !bytes.Equal(got, data) {
+		t.Errorf("keys/a holds %q; want %q", got, data)
+	}
+
+	// another writer's object appears while the first try's answer is lost
+	other := &otherFirst{Store: newDir(t)}
+	s = wrap(t, other, fast)
+	if err := s.Create(ctx, "keys/b", bytes.NewReader(data), int64(len(data))); !errors.Is(err, blob.ErrExist) {
+		t.Errorf("Create that finds another's object after a failure: %v; want blob.ErrExist", err)
+	}
+	if got := readAll(t, other.Store, "keys/b"); string(got) != "theirs" {
+		t.Errorf("keys/b holds %q; want the other writer's", got)
+	}
+
+	// the same bytes already there at the first try: not this Create's
+	s = wrap(t, newDir(t), fast)
+	if err := s.Create(ctx, "k", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, "k", bytes.NewReader(data), int64(len(data))); !errors.Is(err, blob.ErrExist) {
+		t.Errorf("Create of a key taken, same bytes, first try: %v; want blob.ErrExist", err)
+	}
+}
+
+// otherFirst fails its first Create of each key, storing another
+// writer's object there instead.
+type otherFirst struct {
+	blob.Store
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (o *otherFirst) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	o.mu.Lock()
+	first := !o.seen[key]
+	if o.seen == nil {
+		o.seen = map[string]bool{}
+	}
+	o.seen[key] = true
+	o.mu.Unlock()
+	if first {
+		if err := o.Store.Put(ctx, key, strings.NewReader("theirs"), 6); err != nil {
+			return err
+		}
+		return errOutage
+	}
+	return blob.Create(ctx, o.Store, key, r, size)
+}
+
+func readAll(t *testing.T, s blob.Store, key string) []byte {
+	t.Helper()
+	rc, err := s.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -117,7 +117,10 @@ type Store struct {
 	secure bool
 }
 
-var _ blob.Store = (*Store)(nil)
+var (
+	_ blob.Store   = (*Store)(nil)
+	_ blob.Creator = (*Store)(nil)
+)
 
 // New returns a Store for cfg. It does not contact the server; the first
 // operation does.
@@ -188,17 +191,58 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
+	if err := s.put(ctx, name, r, size, false); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Create implements [blob.Creator] with a conditional PUT (If-None-Match:
+// *), which S3 and MinIO refuse with 412 Precondition Failed when the
+// object exists. It stores objects up to 5 GiB, in one request: the
+// condition of a multipart upload would only be checked at its end.
+func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	name, err := s.object(key)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	err = s.put(ctx, name, r, size, true)
+	if isPreconditionFailed(err) {
+		err = blob.ErrExist
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
+}
+
+// isPreconditionFailed reports whether err is S3's refusal of a
+// conditional request.
+func isPreconditionFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	resp := minio.ToErrorResponse(err)
+	return resp.Code == minio.PreconditionFailed || resp.StatusCode == http.StatusPreconditionFailed
+}
+
+// put stores the object named name; if exclusive, only where there is
+// none.
+func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64, exclusive bool) error {
 	if size < 0 {
-		return fmt.Errorf("put %s: negative size %d", key, size)
+		return fmt.Errorf("negative size %d", size)
+	}
+	if exclusive && size > maxSinglePut {
+		return fmt.Errorf("%d bytes is more than one request stores (%d)", size, int64(maxSinglePut))
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return err
 	}
 	er := exact.NewReader(ctx, r, size)
 	if size == 0 {
 		// minio-go sends an empty body without reading r at all.
 		if _, err := er.Read(nil); err != io.EOF {
-			return fmt.Errorf("put %s: %w", key, err)
+			return err
 		}
 	}
 	// One PUT for anything S3 takes in one: minio-go would cut an object
@@ -208,7 +252,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if size <= maxSinglePut {
 		partSize = uint64(max(size, defaultPartSize))
 	}
-	_, err = s.client.PutObject(ctx, s.bucket, name, er, size, minio.PutObjectOptions{
+	opts := minio.PutObjectOptions{
 		PartSize:       partSize,
 		ContentType:    "application/octet-stream",
 		SendContentMd5: false,
@@ -217,11 +261,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		// would cost a SHA-256 pass for nothing.
 		DisableContentSha256: s.secure,
 		Checksum:             minio.ChecksumCRC32C,
-	})
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
 	}
-	return nil
+	if exclusive {
+		opts.SetMatchETagExcept("*")
+	}
+	_, err := s.client.PutObject(ctx, s.bucket, name, er, size, opts)
+	return err
 }
 
 // Get implements [blob.Store].
