@@ -179,16 +179,18 @@ const indexRelist = 30 * time.Second
 // writer session whose load, started at now, listed the generations
 // next, without being read again. It can when next is the set of
 // generations the last load found, the index was read within
-// indexRelist, and a writer session of this process that was open
-// before the last load started is open still. The index must be read
-// again when a generation processed since it was read has deleted
-// locations it lists (so the writers do not deduplicate against them).
-// A generation processed since the last load would be missing from next
-// if the last load knew it; one stored after the last load started
-// cannot have been processed yet, since that session does not know it
-// and still holds it back (collect.go); one stored before, the last load
-// listed, or it was processed before the last load, whose own index was
-// current.
+// indexRelist, and a writer session of this process (the one loading,
+// often, which waited for the last load to end) was stored before the
+// last load started and is open still. The index must be read again
+// when a generation processed since it was read has deleted locations
+// it lists (so the writers do not deduplicate against them). A
+// generation processed since the last load would be missing from next if
+// the last load knew it. One stored after the last load started cannot
+// have been processed before this load listed the generations: that
+// session held it back all along, knowing no generation when it was
+// first stored and, later, only those its own load listed (collect.go).
+// One stored before the last load started, that load listed, or it was
+// processed before, and that load's index was current.
 func (v *Vault) indexCurrent(next map[string]*generation, now time.Time) bool {
 	c := &v.condemned
 	if c.lastLoad.IsZero() || now.Sub(c.lastFull) > indexRelist || len(next) != len(c.gens) {
@@ -203,7 +205,7 @@ func (v *Vault) indexCurrent(next map[string]*generation, now time.Time) bool {
 }
 
 // openSessions are this process's open writer sessions, with when each
-// finished opening (monotonic clock), for indexCurrent.
+// was first stored (monotonic clock), for indexCurrent.
 type openSessions struct {
 	mu     sync.Mutex
 	opened map[*Session]time.Time
@@ -224,9 +226,9 @@ func (o *openSessions) remove(s *Session) {
 	delete(o.opened, s)
 }
 
-// openBefore reports whether a session that finished opening before t
-// is open still, and valid for long enough that no collector can have
-// taken it for dead.
+// openBefore reports whether a session first stored before t is open
+// still, and valid for long enough that no collector can have taken it
+// for dead.
 func (o *openSessions) openBefore(t time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()

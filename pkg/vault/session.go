@@ -139,21 +139,24 @@ func (v *Vault) openSession(ctx context.Context, opts SessionOptions, collector 
 		return nil, fmt.Errorf("open vault session: %w", err)
 	}
 	s.lastOK = sent
+	if !collector {
+		// from here the collectors see a session that knows no
+		// generation, which holds every one back (indexCurrent)
+		v.writing.add(s, time.Now())
+	}
 	known, err := v.loadCondemned(ctx, !collector)
 	if err == nil {
 		sent = time.Now()
 		err = s.put(ctx, sessionRecord{LeaseMS: opts.Lease.Milliseconds(), Known: known, Collector: collector})
 	}
 	if err != nil {
+		v.writing.remove(s)
 		s.cancel(err)
 		s.delete(ctx)
 		return nil, fmt.Errorf("open vault session: %w", err)
 	}
 	s.lastOK, s.known = sent, known
 	go s.refresh()
-	if !collector {
-		v.writing.add(s, time.Now())
-	}
 	return s, nil
 }
 
