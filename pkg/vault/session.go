@@ -155,7 +155,9 @@ func (v *Vault) openSession(ctx context.Context, opts SessionOptions, collector 
 		s.delete(ctx)
 		return nil, fmt.Errorf("open vault session: %w", err)
 	}
+	s.mu.Lock() // openBefore reads lastOK from other sessions' openings
 	s.lastOK, s.known = sent, known
+	s.mu.Unlock()
 	go s.refresh()
 	return s, nil
 }
