@@ -199,36 +199,18 @@ func restore(ctx context.Context, v *vault.Vault, id string) ([]byte, error) {
 // the byte it was.
 func flipByte(t *testing.T, store blob.Store, key string, pos int64, mask byte) byte {
 	t.Helper()
-	b := getAll(t, store, key)
+	b := getRaw(t, store, key)
 	orig := b[pos]
 	b[pos] ^= mask
-	if err := store.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
+	putRaw(t, store, key, b)
 	return orig
 }
 
 func putBack(t *testing.T, store blob.Store, key string, pos int64, orig byte) {
 	t.Helper()
-	b := getAll(t, store, key)
+	b := getRaw(t, store, key)
 	b[pos] = orig
-	if err := store.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func getAll(t *testing.T, store blob.Store, key string) []byte {
-	t.Helper()
-	rc, err := store.Get(t.Context(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	putRaw(t, store, key, b)
 }
 
 func sumLen(ts []flipTarget) int64 {
@@ -248,7 +230,7 @@ func TestKeyRecordAltered(t *testing.T) {
 	initVault(t, store)
 	var key string
 	store.List(ctx, "keys/", func(i blob.Info) error { key = i.Key; return nil })
-	orig := getAll(t, store, key)
+	orig := getRaw(t, store, key)
 	id := strings.TrimPrefix(key, "keys/")
 	for _, tc := range []struct{ name, old, new string }{
 		{"field name's case", `"format"`, `"Format"`},
@@ -267,17 +249,13 @@ func TestKeyRecordAltered(t *testing.T) {
 				altered = slices.Clone(orig)
 				altered[at+len(tc.old)] ^= 1
 			}
-			if err := store.Put(ctx, key, bytes.NewReader(altered), int64(len(altered))); err != nil {
-				t.Fatal(err)
-			}
+			putRaw(t, store, key, altered)
 			_, err := vault.Open(ctx, store, testMaster)
 			if !errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrWrongKey) || !strings.Contains(err.Error(), id) {
 				t.Fatalf("Open: %v; want ErrCorrupt naming key record %s", err, id)
 			}
 		})
 	}
-	if err := store.Put(ctx, key, bytes.NewReader(orig), int64(len(orig))); err != nil {
-		t.Fatal(err)
-	}
+	putRaw(t, store, key, orig)
 	openVault(t, store)
 }
