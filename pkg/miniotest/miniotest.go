@@ -216,6 +216,17 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pid is the running server process's id, 0 while it is killed: for
+// benchmarks that account for the store's CPU.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Restart starts the server again after [Server.Kill], on the same
 // address, with the same data, credentials and certificates, and returns
 // once it is ready. It fails the test if it cannot.

@@ -953,6 +953,61 @@ func TestReaderStops(t *testing.T) {
 	})
 }
 
+// TestStreamReader reads streams with NewStreamReader, which checks the
+// stream's length and checksum at its end rather than each chunk's id:
+// whole streams come back exactly, and anything that does not add up to
+// the manifest's stream fails at the end with ErrCorrupt.
+func TestStreamReader(t *testing.T) {
+	v := initVault(t, newDirStore(t))
+	// pages, then zeros (the same chunk over and over, in one group), then
+	// pages again, in packs that hold many chunks
+	data := slices.Concat(sqlPages(31, 0, 6<<20/8192), make([]byte, 5<<20), sqlPages(31, 1000, 6<<20/8192))
+	res := write(t, v, data, vault.WriterOptions{PackSize: 8 << 20})
+	st := vault.Stream{Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum}
+	readStream := func(st vault.Stream) ([]byte, error) {
+		r := v.NewStreamReader(t.Context(), st)
+		defer r.Close()
+		var buf bytes.Buffer
+		_, err := io.Copy(&buf, r)
+		return buf.Bytes(), err
+	}
+	got, err := readStream(st)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("whole stream: %d bytes, %v; want the %d bytes written", len(got), err, len(data))
+	}
+	if len(res.Chunks) < 4 || res.Chunks[0].ID == res.Chunks[1].ID {
+		t.Fatalf("%d chunks; the test needs distinct first chunks", len(res.Chunks))
+	}
+	swapped := slices.Clone(res.Chunks)
+	swapped[0], swapped[1] = swapped[1], swapped[0]
+	noSum := st
+	noSum.Checksum = ""
+	for _, c := range []struct {
+		name string
+		st   vault.Stream
+		want string // in the error; "" for no error
+	}{
+		{"another checksum", vault.Stream{Chunks: res.Chunks, Size: res.Size, Checksum: "blake3:" + strings.Repeat("0", 64)}, "checksum"},
+		{"another size", vault.Stream{Chunks: res.Chunks, Size: res.Size + 1, Checksum: res.Checksum}, "manifest says"},
+		{"chunks swapped", vault.Stream{Chunks: swapped, Size: res.Size, Checksum: res.Checksum}, "checksum"},
+		{"a chunk left out", vault.Stream{Chunks: res.Chunks[1:], Size: res.Size, Checksum: res.Checksum}, "manifest says"},
+		{"no checksum: read as NewReader reads", noSum, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := readStream(c.st)
+			if c.want == "" {
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("%d bytes, %v; want the %d bytes written", len(got), err, len(data))
+				}
+				return
+			}
+			if !errors.Is(err, vault.ErrCorrupt) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v; want ErrCorrupt saying %q", err, c.want)
+			}
+		})
+	}
+}
+
 func TestParseMasterKey(t *testing.T) {
 	key := make([]byte, 32)
 	for i := range key {

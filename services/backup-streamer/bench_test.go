@@ -72,6 +72,15 @@ import (
 //	                      every 10 ms
 //	restore-peak-RSS-MiB  its peak resident set during the restore
 //	restore-peak-heap-MiB its peak HeapInuse during the restore
+//	backup-cpu-streamer-s/GiB
+//	                      CPU-seconds (user and system) the streamer
+//	                      process used during the first full, per GiB of
+//	                      backup; -minio- the same for MinIO, and -rest-
+//	                      for the benchmark's own process (simulator,
+//	                      NATS, committer). Unlike MB/s, these hardly
+//	                      change when other work shares the machine.
+//	restore-cpu-streamer-s/GiB, restore-cpu-minio-s/GiB, restore-cpu-rest-s/GiB
+//	                      the same during the restore
 //
 // ns/op is the first full's time; B/op and allocs/op count the
 // benchmark's own process (simulator, NATS, committer), not the streamer.
@@ -167,10 +176,16 @@ func benchBackup(b *testing.B, c benchCase) {
 	// as long as a job may take at 20 MB/s, and two minutes at least
 	jobTimeout := max(2*time.Minute, time.Duration(float64(c.pages)*8192/20e6*float64(time.Second)))
 	profileDir := os.Getenv("COFFER_BENCH_PROFILE_DIR")
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	var size, objects, added int64
 	var elapsed, restoring, second time.Duration
 	var backupPeak, restorePeak procReply
+	var backupCPU, restoreCPU cpuSample
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -189,12 +204,14 @@ func benchBackup(b *testing.B, c benchCase) {
 			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+".pprof"))
 		}
 		before := bucketUsage(b, srv, "vault", prefix)
+		cpu := sampleCPU(b, p, srv)
 		b.StartTimer()
 
 		start := time.Now()
 		jid := e.backup(ctx, db, cofferv1.BackupType_BACKUP_TYPE_FULL)
 		j := e.waitJob(jid, jobTimeout)
 		elapsed += time.Since(start)
+		backupCPU = backupCPU.add(sampleCPU(b, p, srv).sub(cpu))
 
 		b.StopTimer()
 		peak := p.mark()
@@ -210,9 +227,11 @@ func benchBackup(b *testing.B, c benchCase) {
 		if profileDir != "" && i == 0 {
 			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
 		}
+		cpu = sampleCPU(b, p, srv)
 		start = time.Now()
 		j = e.waitJob(e.restore(ctx, db, fmt.Sprintf("Restored %d", i), false, rp.GetId()), jobTimeout)
 		restoring += time.Since(start)
+		restoreCPU = restoreCPU.add(sampleCPU(b, p, srv).sub(cpu))
 		peak = p.mark()
 		succeeded(b, "restore", j, peak)
 		restorePeak.PeakRSS = max(restorePeak.PeakRSS, peak.PeakRSS)
@@ -247,6 +266,9 @@ func benchBackup(b *testing.B, c benchCase) {
 	b.ReportMetric(float64(backupPeak.PeakHeap)/(1<<20), "backup-peak-heap-MiB")
 	b.ReportMetric(float64(restorePeak.PeakRSS)/(1<<20), "restore-peak-RSS-MiB")
 	b.ReportMetric(float64(restorePeak.PeakHeap)/(1<<20), "restore-peak-heap-MiB")
+	gib := float64(total) / (1 << 30)
+	backupCPU.report(b, "backup", gib)
+	restoreCPU.report(b, "restore", gib)
 	if c.secondFull {
 		b.ReportMetric(mb(total, second), "second-full-MB/s")
 		b.ReportMetric(float64(added)/float64(b.N)/1e6, "second-full-added-MB")
@@ -367,4 +389,40 @@ func (d discardPacks) Put(ctx context.Context, key string, r io.Reader, size int
 		return err
 	}
 	return d.Store.Put(ctx, key, r, size)
+}
+
+// cpuSample is the CPU the benchmark's processes have used.
+type cpuSample struct{ streamer, store, rest time.Duration }
+
+// sampleCPU reads the CPU used so far by the streamer process p, the
+// MinIO server srv and this process.
+func sampleCPU(t testing.TB, p *streamerProc, srv *miniotest.Server) cpuSample {
+	t.Helper()
+	var s cpuSample
+	for _, x := range []struct {
+		to  *time.Duration
+		pid int
+	}{{&s.streamer, p.cmd.Process.Pid}, {&s.store, srv.Pid()}, {&s.rest, os.Getpid()}} {
+		d, err := cpuTime(x.pid)
+		if err != nil {
+			t.Fatalf("CPU time of process %d: %v", x.pid, err)
+		}
+		*x.to = d
+	}
+	return s
+}
+
+func (a cpuSample) sub(b cpuSample) cpuSample {
+	return cpuSample{a.streamer - b.streamer, a.store - b.store, a.rest - b.rest}
+}
+
+func (a cpuSample) add(b cpuSample) cpuSample {
+	return cpuSample{a.streamer + b.streamer, a.store + b.store, a.rest + b.rest}
+}
+
+// report reports the CPU-seconds per GiB of each process, as what-cpu-*.
+func (a cpuSample) report(b *testing.B, what string, gib float64) {
+	b.ReportMetric(a.streamer.Seconds()/gib, what+"-cpu-streamer-s/GiB")
+	b.ReportMetric(a.store.Seconds()/gib, what+"-cpu-minio-s/GiB")
+	b.ReportMetric(a.rest.Seconds()/gib, what+"-cpu-rest-s/GiB")
 }
