@@ -29,7 +29,9 @@ func newAPIClient(base, token string) *apiClient {
 // apiError is an error answer of the API.
 type apiError struct {
 	status int
-	msg    string
+	// code is the error's stable code (gateway.ErrorCodes).
+	code string
+	msg  string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -76,8 +78,8 @@ func (c *apiClient) send(ctx context.Context, hc *http.Client, method, path stri
 	}
 	if resp.StatusCode >= 300 {
 		var e gateway.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &apiError{status: resp.StatusCode, msg: e.Error}
+		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
+			return &apiError{status: resp.StatusCode, code: e.Error.Code, msg: e.Error.Message}
 		}
 		return &apiError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}
