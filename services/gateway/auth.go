@@ -189,8 +189,13 @@ func (s *Service) open(ctx context.Context) (bool, error) {
 }
 
 // loopback reports whether the gateway listens on loopback alone.
-func (s *Service) loopback() bool {
-	host, _, err := net.SplitHostPort(s.Addr())
+func (s *Service) loopback() bool { return Loopback(s.Addr()) }
+
+// Loopback reports whether a listen address (host:port) is on loopback
+// alone: localhost, 127.0.0.0/8 or ::1; not "" or 0.0.0.0, which are
+// every address.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}

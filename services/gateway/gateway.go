@@ -144,13 +144,20 @@ func (s *Service) Listen() error {
 	return nil
 }
 
-// URL is the API's base address, after Listen: https:// when it serves
-// TLS.
+// URL is the API's base address on this machine, after Listen: https://
+// when it serves TLS, and 127.0.0.1 for a gateway listening on every
+// address.
 func (s *Service) URL() string {
-	if s.tls != nil {
-		return "https://" + s.Addr()
+	addr := s.Addr()
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
 	}
-	return "http://" + s.Addr()
+	if s.tls != nil {
+		return "https://" + addr
+	}
+	return "http://" + addr
 }
 
 // Addr is the address the gateway listens on, after Listen.
@@ -171,7 +178,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.createFirstAdmin(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)} // TLS handshake failures, among others
 	ln := s.ln
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
