@@ -68,6 +68,7 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
                                  wrap the vault's keys with a new master key (the old one stops opening it)
   vault key rotate               a new vault key seals new data; older data stays readable
   user add NAME --role viewer|operator|admin [--password-stdin] [--with-token] | list | delete NAME | token NAME
+       | revoke NAME TOKEN-ID
                                  users of the API and dashboard; a token is printed once (docs/api.md)
   audit [--since 24h] [--user NAME] [--limit N]  who changed what, when, from where, and the outcome
 

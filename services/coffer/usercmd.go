@@ -23,7 +23,7 @@ func (c *cli) userFlags(ctx context.Context, fs *flag.FlagSet, stdin io.Reader) 
 	token := fs.Bool("with-token", false, "with add: also make an API token for the user, printed once (the default without --password-stdin)")
 	return func(pos []string) error {
 		if len(pos) == 0 {
-			return errors.New("usage: coffer user add NAME --role viewer|operator|admin [--password-stdin] [--with-token] | list | delete NAME | token NAME")
+			return errors.New("usage: coffer user add NAME --role viewer|operator|admin [--password-stdin] [--with-token] | list | delete NAME | token NAME | revoke NAME TOKEN-ID")
 		}
 		switch pos[0] {
 		case "list":
@@ -53,6 +53,15 @@ func (c *cli) userFlags(ctx context.Context, fs *flag.FlagSet, stdin io.Reader) 
 				return err
 			}
 			fmt.Fprintf(c.stdout, "user %s deleted, and every token of theirs\n", pos[1])
+			return nil
+		case "revoke":
+			if len(pos) != 3 {
+				return errors.New("usage: coffer user revoke NAME TOKEN-ID (coffer user list shows the ids)")
+			}
+			if err := c.api.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(pos[1])+"/tokens/"+url.PathEscape(pos[2]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "token %s of %s revoked\n", pos[2], pos[1])
 			return nil
 		case "token":
 			if len(pos) != 2 {

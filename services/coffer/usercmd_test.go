@@ -73,6 +73,10 @@ func TestUpFirstAdmin(t *testing.T) {
 		t.Fatalf("user add: %v %s", err, got)
 	}
 	olga := regexp.MustCompile(`coffer_[0-9a-f]{64}`).FindString(got)
+	olgaID := regexp.MustCompile(`API token ([0-9a-f]{12})`).FindStringSubmatch(got)
+	if olga == "" || olgaID == nil {
+		t.Fatalf("user add printed %q: want the token and its id", got)
+	}
 	if got, err := cli("user", "list"); err != nil || !strings.Contains(got, "admin") || !strings.Contains(got, "olga") {
 		t.Errorf("user list: %v %s", err, got)
 	}
@@ -89,6 +93,14 @@ func TestUpFirstAdmin(t *testing.T) {
 		!regexp.MustCompile(`admin +127\.0\.0\.1 +POST /api/v1/users +201 succeeded`).MatchString(got) {
 		t.Errorf("audit: %v %s", err, got)
 	}
+	if got, err := cli("user", "revoke", "olga", olgaID[1]); err != nil || !strings.Contains(got, "revoked") {
+		t.Errorf("user revoke: %v %s", err, got)
+	}
+	env["COFFER_API_TOKEN"] = olga
+	if _, err := cli("jobs"); err == nil || !strings.Contains(err.Error(), "wrong API token") {
+		t.Errorf("jobs with a revoked token: %v; want refused", err)
+	}
+	env["COFFER_API_TOKEN"] = token
 	if got, err := cli("user", "delete", "olga"); err != nil || !strings.Contains(got, "deleted") {
 		t.Errorf("user delete: %v %s", err, got)
 	}

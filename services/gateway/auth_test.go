@@ -59,7 +59,7 @@ func TestRoles(t *testing.T) {
 		"POST /api/v1/recovery-points/delete": admin, "DELETE /api/v1/recovery-points/{id}": admin,
 		"POST /api/v1/catalog/rebuild": admin, "PUT /api/v1/policies/{name}": admin, "DELETE /api/v1/policies/{name}": admin,
 		"GET /api/v1/users": admin, "POST /api/v1/users": admin, "DELETE /api/v1/users/{name}": admin,
-		"POST /api/v1/users/{name}/tokens": admin, "GET /api/v1/audit": admin,
+		"POST /api/v1/users/{name}/tokens": admin, "DELETE /api/v1/users/{name}/tokens/{id}": admin, "GET /api/v1/audit": admin,
 	}
 	if len(least) != len(gateway.Routes()) {
 		t.Errorf("%d routes stated here, the gateway serves %d", len(least), len(gateway.Routes()))
@@ -193,6 +193,21 @@ func TestUsers(t *testing.T) {
 		status, body = e.do(t, "GET", "/api/v1/users", "", alice.Token)
 		if status != 200 || strings.Contains(body, bob.Token) || strings.Contains(body, bob2.Token) || !strings.Contains(body, bob2.ID) {
 			t.Errorf("user list: %d %s; want token ids, never tokens", status, body)
+		}
+		if status, body := e.do(t, "DELETE", "/api/v1/users/bob/tokens/"+bob.ID, "", alice.Token); status != 200 {
+			t.Errorf("revoke bob's first token: %d %s", status, body)
+		}
+		if status, _ := e.do(t, "GET", "/api/v1/jobs", "", bob.Token); status != 401 {
+			t.Errorf("a revoked token: %d, want 401", status)
+		}
+		if status, _ := e.do(t, "GET", "/api/v1/jobs", "", bob2.Token); status != 200 {
+			t.Errorf("bob's other token after the revocation: %d, want 200", status)
+		}
+		if status, _ := e.do(t, "DELETE", "/api/v1/users/bob/tokens/"+bob.ID, "", alice.Token); status != 404 {
+			t.Errorf("revoke it again: %d, want 404", status)
+		}
+		if status, body := e.do(t, "POST", "/api/v1/users/bob/tokens", "", alice.Token); status != 201 {
+			t.Errorf("bob's third token: %d %s", status, body)
 		}
 		if status, body := e.do(t, "DELETE", "/api/v1/users/bob", "", alice.Token); status != 200 || !strings.Contains(body, `"tokens_deleted": 2`) {
 			t.Errorf("delete bob: %d %s", status, body)
@@ -331,6 +346,13 @@ func TestTLS(t *testing.T) {
 	}
 	if err := plain.Listen(); err == nil || !strings.Contains(err.Error(), "plain HTTP is served on loopback only") {
 		t.Errorf("plain HTTP on 0.0.0.0: listen %v; want refused", err)
+	}
+	behindProxy, err := gateway.New(n.Bus, n.Catalog, gateway.Config{MasterKey: key, Addr: "0.0.0.0:0", PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := behindProxy.Listen(); err != nil {
+		t.Errorf("plain HTTP on 0.0.0.0 with PlainHTTP: %v; want it served", err)
 	}
 	caDir := filepath.Join(t.TempDir(), "ca")
 	gw, err := gateway.New(n.Bus, n.Catalog, gateway.Config{MasterKey: key, Addr: "0.0.0.0:0", TLSCADir: caDir})

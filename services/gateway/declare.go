@@ -36,6 +36,8 @@ func register(f *daemon.Flags) daemon.Settings {
 	f.String(&s.Value.TLSCADir, "http-ca-dir", "COFFER_HTTP_CA_DIR", "",
 		"serve HTTPS with a certificate from coffer's CA in this directory (created if absent; coffer up: DATA/ca when --http is beyond loopback)")
 	f.String(&hosts, "http-hosts", "COFFER_HTTP_HOSTS", "", "extra names and addresses, comma-separated, of the certificate --http-ca-dir issues")
+	f.Bool(&s.Value.PlainHTTP, "http-plain", "COFFER_HTTP_PLAIN", false,
+		"serve plain HTTP beyond loopback too: behind a proxy that ends TLS, or on a private network (docs/api.md)")
 	f.String(&s.Value.FirstAdmin, "first-admin", "COFFER_FIRST_ADMIN", "",
 		"on a start with no user yet, create this admin and print its API token once (coffer up: admin, when --http is beyond loopback and no API token is set)")
 	return s

@@ -54,6 +54,10 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	TLSCADir                string
 	TLSHosts                []string
+	// PlainHTTP serves plain HTTP beyond loopback: behind a proxy that
+	// ends TLS, on a network the operator trusts. Without it, plain HTTP
+	// is served on loopback only.
+	PlainHTTP bool
 	// FirstAdmin, when set, is the admin created when the gateway starts
 	// with no user: its API token is printed once to FirstAdminOut.
 	FirstAdmin     string
@@ -133,7 +137,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 // Listen binds the HTTP address, so that callers learn it (Addr) before
 // Run serves. Plain HTTP is refused beyond loopback.
 func (s *Service) Listen() error {
-	if s.tls == nil && !s.loopback() {
+	if s.tls == nil && !s.loopback() && !s.cfg.PlainHTTP {
 		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, errPlainOffLoopback)
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)

@@ -62,6 +62,7 @@ var routes = []route{
 	{"POST", "/api/v1/users", RoleAdmin, (*Service).addUser},
 	{"DELETE", "/api/v1/users/{name}", RoleAdmin, (*Service).deleteUser},
 	{"POST", "/api/v1/users/{name}/tokens", RoleAdmin, (*Service).addToken},
+	{"DELETE", "/api/v1/users/{name}/tokens/{id}", RoleAdmin, (*Service).deleteToken},
 	{"GET", "/api/v1/audit", RoleAdmin, (*Service).listAudit},
 }
 

@@ -15,7 +15,7 @@ import (
 const CertValidity = 397 * 24 * time.Hour
 
 // errPlainOffLoopback refuses plain HTTP beyond loopback.
-var errPlainOffLoopback = errors.New("plain HTTP is served on loopback only: give a certificate (--http-cert and --http-key) or coffer's CA (--http-ca-dir) to serve HTTPS, or listen on 127.0.0.1")
+var errPlainOffLoopback = errors.New("plain HTTP is served on loopback only: give a certificate (--http-cert and --http-key) or coffer's CA (--http-ca-dir) to serve HTTPS, listen on 127.0.0.1, or, behind a proxy that ends TLS, --http-plain")
 
 // serverTLS is the TLS configuration of the API: the operator's
 // certificate and key, or one issued from coffer's CA for the hosts

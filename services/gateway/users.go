@@ -361,3 +361,24 @@ func (s *Service) createFirstAdmin(ctx context.Context) error {
 	}
 	return nil
 }
+
+// deleteToken revokes one API token of a user, named by its id.
+func (s *Service) deleteToken(w http.ResponseWriter, r *http.Request) {
+	name, id := r.PathValue("name"), r.PathValue("id")
+	tokens, err := s.tokens(r.Context())
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	for _, t := range tokens[name] {
+		if t.GetId() == id {
+			if err := s.users().Delete(r.Context(), catalog.Key("token", t.GetHash())); err != nil {
+				s.unavailable(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"user": name, "revoked": id})
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "user %q has no token %q (coffer user list)", name, id)
+}
