@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cofferhq/coffer/pkg/catalog"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -179,14 +181,29 @@ func tokenHash(token string) string {
 }
 
 // open reports whether the gateway lets anyone in as an admin: no API
-// token is configured, no user exists, and it listens on loopback alone.
+// token is configured, no user was ever created, and it listens on
+// loopback alone. Once users exist, one admin at least always does
+// (deleteUser keeps the last one when no API token is configured), so a
+// gateway that found users remembers it: no request asks again.
 func (s *Service) open(ctx context.Context) (bool, error) {
-	if s.cfg.Token != "" || !s.loopback() {
+	if s.cfg.Token != "" || !s.loopback() || s.closed.Load() {
 		return false, nil
 	}
-	any, err := s.anyUser(ctx)
-	return !any, err
+	var first timestamppb.Timestamp
+	_, err := s.users().Get(ctx, usersMarker, &first)
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	s.closed.Store(true)
+	return false, nil
 }
+
+// usersMarker is written, with the time, before the first user: its
+// presence closes an open gateway, in one get rather than a listing.
+var usersMarker = catalog.Key("meta", "users")
 
 // loopback reports whether the gateway listens on loopback alone.
 func (s *Service) loopback() bool { return Loopback(s.Addr()) }
@@ -285,7 +302,20 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	if err != nil || !checkPassword(u.GetPasswordHash(), req.Password) {
+	// one hash at a time or two: each takes 64 MiB, and anyone may ask
+	select {
+	case s.hashing <- struct{}{}:
+	case <-r.Context().Done():
+		writeError(w, http.StatusServiceUnavailable, "sign-in abandoned: %v", r.Context().Err())
+		return
+	}
+	hash := dummyHash // an unknown user costs a check too: the time tells nothing
+	if u != nil && u.GetPasswordHash() != "" {
+		hash = u.GetPasswordHash()
+	}
+	ok := checkPassword(hash, req.Password) && u != nil && u.GetPasswordHash() != ""
+	<-s.hashing
+	if !ok {
 		writeError(w, http.StatusUnauthorized, "wrong user name or password")
 		return
 	}

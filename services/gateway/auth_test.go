@@ -177,8 +177,8 @@ func TestUsers(t *testing.T) {
 			t.Errorf("key %s holds the token or the password in the clear", k)
 		}
 	}
-	if n != 2 {
-		t.Errorf("%d keys in the users bucket, want 2 (alice, her token)", n)
+	if n != 3 {
+		t.Errorf("%d keys in the users bucket, want 3 (alice, her token, the marker that users exist)", n)
 	}
 	if status, body := e.do(t, "POST", "/api/v1/users", `{"name":"bob","role":"viewer","token":true}`, alice.Token); status != 201 {
 		t.Fatalf("add bob: %d %s", status, body)
@@ -246,8 +246,10 @@ func TestSession(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), resp
 	}
-	if status, body, _ := send("POST", "/api/v1/login", `{"name":"olga","password":"wrong password here"}`, nil); status != 401 {
-		t.Fatalf("a wrong password: %d %s", status, body)
+	for _, login := range []string{`{"name":"olga","password":"wrong password here"}`, `{"name":"nobody","password":"correct horse battery"}`} {
+		if status, body, _ := send("POST", "/api/v1/login", login, nil); status != 401 || !strings.Contains(body, "wrong user name or password") {
+			t.Fatalf("sign in with %s: %d %s; want 401", login, status, body)
+		}
 	}
 	status, body, resp := send("POST", "/api/v1/login", `{"name":"olga","password":"correct horse battery"}`, nil)
 	var who gateway.Whoami

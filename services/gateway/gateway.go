@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -112,6 +113,10 @@ type Service struct {
 	tls *tls.Config
 	// sessionKey signs the dashboard's sessions (from the master key).
 	sessionKey []byte
+	// closed is set once users are found to exist: see open.
+	closed atomic.Bool
+	// hashing bounds the password checks running at once.
+	hashing chan struct{}
 }
 
 // New returns a gateway.
@@ -131,7 +136,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	m := hmac.New(sha256.New, cfg.MasterKey)
 	m.Write([]byte("coffer gateway sessions v1"))
 	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway"), tls: tc,
-		sessionKey: m.Sum(nil)}, nil
+		sessionKey: m.Sum(nil), hashing: make(chan struct{}, 2)}, nil
 }
 
 // Listen binds the HTTP address, so that callers learn it (Addr) before

@@ -76,6 +76,11 @@ func hashPassword(pw string) string {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
 }
 
+// dummyHash is checked against when a sign-in names no user or a user
+// without a password, so that its answer takes as long as a wrong
+// password's.
+var dummyHash = "$argon2id$v=19$m=65536,t=3,p=2$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
 // checkPassword reports whether pw is the password hashed as phc.
 func checkPassword(phc, pw string) bool {
 	parts := strings.Split(phc, "$")
@@ -154,6 +159,10 @@ func (s *Service) anyUser(ctx context.Context) (bool, error) {
 func (s *Service) CreateUser(ctx context.Context, name string, role Role, password string, token bool, by string) (NewToken, error) {
 	if err := checkNewUser(name, role, password, token); err != nil {
 		return NewToken{}, err
+	}
+	// users exist from now on: an open gateway closes (never the other way)
+	if _, err := s.users().Create(ctx, usersMarker, timestamppb.New(s.cfg.Now())); err != nil && !errors.Is(err, catalog.ErrExists) {
+		return NewToken{}, fmt.Errorf("create user %s: %w", name, err)
 	}
 	u := &cofferv1.User{Name: name, Role: role.String(), CreatedAt: timestamppb.New(s.cfg.Now()), CreatedBy: by}
 	if password != "" {
