@@ -7,31 +7,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/pkg/testproc"
 	"github.com/cofferhq/coffer/services/gateway"
 )
-
-// syncBuffer is a bytes.Buffer that services may write from their
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestUpFirstAdmin: `coffer up` listening beyond loopback serves HTTPS
 // from coffer's CA and creates a first admin on its first start, whose
@@ -55,7 +36,7 @@ func TestUpFirstAdmin(t *testing.T) {
 		}
 		return r
 	}
-	var out syncBuffer
+	var out testproc.Buffer
 	r := start(&out)
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(out.String(), "coffer_") })
 	token := regexp.MustCompile(`coffer_[0-9a-f]{64}`).FindString(out.String())
@@ -111,7 +92,7 @@ func TestUpFirstAdmin(t *testing.T) {
 	}
 	r.stop()
 
-	var again syncBuffer
+	var again testproc.Buffer
 	r = start(&again)
 	t.Cleanup(func() { r.stop() })
 	env["COFFER_API"], env["COFFER_API_CA"] = r.apiURL, filepath.Join(data, "ca", "ca.pem")

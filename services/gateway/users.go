@@ -213,21 +213,14 @@ func (s *Service) issueToken(ctx context.Context, user, by string) (string, erro
 }
 
 func (s *Service) listUsers(w http.ResponseWriter, r *http.Request) {
-	out := []User{}
-	err := s.users().List(r.Context(), catalog.Key("user"), func() proto.Message { return &cofferv1.User{} },
-		func(_ string, m proto.Message) error {
-			u := m.(*cofferv1.User)
-			out = append(out, User{Name: u.GetName(), Role: u.GetRole(), Password: u.GetPasswordHash() != "", CreatedBy: u.GetCreatedBy(), Tokens: []Token{}})
-			return nil
-		})
+	users, tokens, err := s.userRecords(r.Context())
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	tokens, err := s.tokens(r.Context())
-	if err != nil {
-		s.unavailable(w, r, err)
-		return
+	out := []User{}
+	for _, u := range users {
+		out = append(out, User{Name: u.GetName(), Role: u.GetRole(), Password: u.GetPasswordHash() != "", CreatedBy: u.GetCreatedBy(), Tokens: []Token{}})
 	}
 	for i := range out {
 		for _, t := range tokens[out[i].Name] {
@@ -239,11 +232,26 @@ func (s *Service) listUsers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// tokens are the stored tokens, by user, with their keys.
+// userRecords are the stored users, and their tokens by user.
+func (s *Service) userRecords(ctx context.Context) ([]*cofferv1.User, map[string][]*cofferv1.APIToken, error) {
+	var users []*cofferv1.User
+	err := s.users().List(ctx, catalog.Key("user"), func() proto.Message { return &cofferv1.User{} },
+		func(_ string, m proto.Message) error {
+			users = append(users, m.(*cofferv1.User))
+			return nil
+		})
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens, err := s.tokens(ctx)
+	return users, tokens, err
+}
+
+// tokens are the stored tokens, by user.
 func (s *Service) tokens(ctx context.Context) (map[string][]*cofferv1.APIToken, error) {
 	out := map[string][]*cofferv1.APIToken{}
 	err := s.users().List(ctx, catalog.Key("token"), func() proto.Message { return &cofferv1.APIToken{} },
-		func(key string, m proto.Message) error {
+		func(_ string, m proto.Message) error {
 			t := m.(*cofferv1.APIToken)
 			out[t.GetUser()] = append(out[t.GetUser()], t)
 			return nil
@@ -289,22 +297,16 @@ func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	admins := 0
-	err = s.users().List(r.Context(), catalog.Key("user"), func() proto.Message { return &cofferv1.User{} },
-		func(_ string, m proto.Message) error {
-			if m.(*cofferv1.User).GetRole() == RoleAdmin.String() {
-				admins++
-			}
-			return nil
-		})
+	users, tokens, err := s.userRecords(r.Context())
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	tokens, err := s.tokens(r.Context())
-	if err != nil {
-		s.unavailable(w, r, err)
-		return
+	admins := 0
+	for _, o := range users {
+		if o.GetRole() == RoleAdmin.String() {
+			admins++
+		}
 	}
 	if u.GetRole() == RoleAdmin.String() && admins <= 1 && s.cfg.Token == "" {
 		writeError(w, http.StatusConflict, "%s is the last admin: add another admin first", name)
