@@ -284,17 +284,27 @@ func (s *Service) addUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, out)
 }
 
+// namedUser reads the user called name, answering the request when
+// there is none or the bucket cannot be read.
+func (s *Service) namedUser(w http.ResponseWriter, r *http.Request, name string) (*cofferv1.User, bool) {
+	u, err := s.user(r.Context(), name)
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no user %q (coffer user list)", name)
+		return nil, false
+	}
+	if err != nil {
+		s.unavailable(w, r, err)
+		return nil, false
+	}
+	return u, true
+}
+
 // deleteUser deletes a user and every token of theirs. The last admin
 // cannot be deleted: no one could add users again.
 func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	u, err := s.user(r.Context(), name)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no user %q (coffer user list)", name)
-		return
-	}
-	if err != nil {
-		s.unavailable(w, r, err)
+	u, ok := s.namedUser(w, r, name)
+	if !ok {
 		return
 	}
 	users, tokens, err := s.userRecords(r.Context())
@@ -329,13 +339,8 @@ func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {
 // addToken makes a new API token for a user.
 func (s *Service) addToken(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	u, err := s.user(r.Context(), name)
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no user %q (coffer user list)", name)
-		return
-	}
-	if err != nil {
-		s.unavailable(w, r, err)
+	u, ok := s.namedUser(w, r, name)
+	if !ok {
 		return
 	}
 	t, err := s.issueToken(r.Context(), name, principal(r).Name)
