@@ -89,13 +89,22 @@ func (c *cli) printToken(t gateway.NewToken, what string) error {
 	return nil
 }
 
-func (c *cli) userList(ctx context.Context) error {
-	var out []gateway.User
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/users", nil, &out); err != nil {
-		return err
+// get reads path into out, and prints it when --json asks: done is then
+// true, and the caller prints no table.
+func (c *cli) get(ctx context.Context, path string, out any) (done bool, err error) {
+	if err := c.api.do(ctx, http.MethodGet, path, nil, out); err != nil {
+		return true, err
 	}
 	if c.json {
-		return c.printJSON(out)
+		return true, c.printJSON(out)
+	}
+	return false, nil
+}
+
+func (c *cli) userList(ctx context.Context) error {
+	var out []gateway.User
+	if done, err := c.get(ctx, "/api/v1/users", &out); done {
+		return err
 	}
 	var rows [][]string
 	for _, u := range out {
@@ -123,11 +132,8 @@ func (c *cli) auditFlags(ctx context.Context, fs *flag.FlagSet) func(pos []strin
 			q.Set("user", *who)
 		}
 		var out []gateway.AuditEntry
-		if err := c.api.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, &out); err != nil {
+		if done, err := c.get(ctx, "/api/v1/audit?"+q.Encode(), &out); done {
 			return err
-		}
-		if c.json {
-			return c.printJSON(out)
 		}
 		var rows [][]string
 		for _, a := range out {
