@@ -103,7 +103,7 @@ k8s-schemas:
 tools:
 	scripts/install-tools.sh
 
-PROTOS = coffer/v1/types.proto coffer/v1/events.proto
+PROTOS = coffer/v1/types.proto coffer/v1/events.proto coffer/v1/auth.proto
 PROTOC = protoc --proto_path=. --go_opt=module=github.com/cofferhq/coffer/proto
 
 ## proto: regenerate the Go code of the event contracts in proto/

@@ -131,6 +131,7 @@ var Services = []Access{
 			cofferv1.SubjectRecoveryPointsUndelete,
 			cofferv1.SubjectCatalogRebuild,
 		},
+		Writes: []string{cofferv1.BucketUsers, cofferv1.BucketAudit},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,
 			cofferv1.BucketAutoprotect, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs,

@@ -57,7 +57,12 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketPolicies, Description: "backup policies; owner: scheduler"},
 	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
 	{Name: cofferv1.BucketSchedulerLeases, Description: "which scheduler replica queues each partition of the fleet; owner: scheduler"},
+	{Name: cofferv1.BucketUsers, Description: "the gateway's users and the hashes of their API tokens; owner: gateway"},
+	{Name: cofferv1.BucketAudit, Description: "every request that changed something, or tried to; owner: gateway", TTL: AuditRetention},
 }
+
+// AuditRetention is how long the audit log keeps an entry.
+const AuditRetention = 400 * 24 * time.Hour
 
 // Config is how the streams and buckets are set up.
 type Config struct {

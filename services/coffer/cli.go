@@ -123,6 +123,7 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	fs := flag.NewFlagSet("coffer "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	api, token, asJSON := globalFlags(fs, getenv)
+	apiCA := fs.String("api-ca", getenv("COFFER_API_CA"), "CA certificate (PEM) to trust for an https --api, such as coffer's CA (DATA/ca/ca.pem) (COFFER_API_CA)")
 	c := &cli{json: false, stdout: stdout, stderr: stderr, poll: 500 * time.Millisecond}
 	if f, ok := stdout.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
@@ -206,6 +207,10 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 	case "vault":
 		prune := fs.Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
 		run = func(pos []string) error { return c.vaultRebuild(ctx, pos, *prune) }
+	case "user":
+		run = c.userFlags(ctx, fs, os.Stdin)
+	case "audit":
+		run = c.auditFlags(ctx, fs)
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
@@ -214,6 +219,11 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		return err
 	}
 	c.api = newAPIClient(*api, *token)
+	if *apiCA != "" {
+		if err := c.api.trust(*apiCA); err != nil {
+			return err
+		}
+	}
 	c.json = *asJSON
 	return run(pos)
 }
@@ -412,30 +422,35 @@ func (c *cli) dbList(ctx context.Context, pos []string) error {
 
 func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string, deleteData bool) error {
 	if len(pos) == 0 {
-		return errors.New("usage: coffer protect INSTANCE/DATABASE... [--policy P]")
+		return errors.New("usage: coffer protect INSTANCE/DATABASE|PATTERN... [--policy P]")
+	}
+	if on {
+		// one request for every database named, patterns included
+		var out gateway.DatabaseRequest
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/protect", gateway.DatabaseRequest{Databases: pos, Policy: policy}, &out); err != nil {
+			return err
+		}
+		for _, p := range out.Protected {
+			if err := c.waitProtected(ctx, p.Instance, p.Database); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, p := range pos {
 		inst, db, err := splitDB(p)
 		if err != nil {
 			return err
 		}
-		path := "/api/v1/protect"
-		if !on {
-			path = "/api/v1/unprotect"
-		}
 		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}
 		if deleteData {
 			req.By = userName()
 		}
 		var out gateway.DatabaseRequest
-		if err := c.api.do(ctx, http.MethodPost, path, req, &out); err != nil {
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/unprotect", req, &out); err != nil {
 			return err
 		}
 		switch {
-		case on:
-			if err := c.waitProtected(ctx, out.Instance, out.Database); err != nil {
-				return err
-			}
 		case out.DeleteJob != "":
 			fmt.Fprintf(c.stdout, "protection of %s/%s stopped\n", out.Instance, show(out.Database))
 			if err := c.waitChange(ctx, out.DeleteJob); err != nil {

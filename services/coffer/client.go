@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -26,10 +29,33 @@ func newAPIClient(base, token string) *apiClient {
 	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
+// trust makes the client trust the CA certificates in caFile (PEM), as
+// well as the system's: a gateway serving HTTPS with a certificate from
+// coffer's CA.
+func (c *apiClient) trust(caFile string) error {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("--api-ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("--api-ca: no PEM certificate in %s", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.http.Transport = tr
+	return nil
+}
+
 // apiError is an error answer of the API.
 type apiError struct {
 	status int
-	msg    string
+	// code is the error's stable code (gateway.ErrorCodes).
+	code string
+	msg  string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -76,8 +102,8 @@ func (c *apiClient) send(ctx context.Context, hc *http.Client, method, path stri
 	}
 	if resp.StatusCode >= 300 {
 		var e gateway.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &apiError{status: resp.StatusCode, msg: e.Error}
+		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
+			return &apiError{status: resp.StatusCode, code: e.Error.Code, msg: e.Error.Message}
 		}
 		return &apiError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}

@@ -40,7 +40,8 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off
                                  add and check: can SQL Server back up to the streamer (URL mode)? if not, what to fix
   db list [INSTANCE]
-  protect INSTANCE/DATABASE... [--policy P]     unprotect INSTANCE/DATABASE... [--delete-data]
+  protect INSTANCE/DATABASE|PATTERN... [--policy P]   unprotect INSTANCE/DATABASE... [--delete-data]
+                                 a pattern protects every database it matches: 'sql1/*', '*/Sales' (quote it)
                                  --delete-data: delete every recovery point too (soft delete, as rp delete)
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
@@ -66,6 +67,10 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   vault rekey --new-master-key-file FILE
                                  wrap the vault's keys with a new master key (the old one stops opening it)
   vault key rotate               a new vault key seals new data; older data stays readable
+  user add NAME --role viewer|operator|admin [--password-stdin] [--with-token] | list | delete NAME | token NAME
+       | revoke NAME TOKEN-ID
+                                 users of the API and dashboard; a token is printed once (docs/api.md)
+  audit [--since 24h] [--user NAME] [--limit N]  who changed what, when, from where, and the outcome
 
 A database is named INSTANCE/DATABASE; the first '/' splits, so the
 database part may itself contain '/'.
@@ -90,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNATS(args[1:], os.Getenv, stdout, stderr)
 	case "s3":
 		return runS3(args[1:], os.Getenv, stdout, stderr)
-	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "verify", "jobs", "policy":
+	case "instance", "db", "protect", "unprotect", "backup", "rp", "restore", "verify", "jobs", "policy", "user", "audit":
 		return runClient(ctx, args[0], args[1:], os.Getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

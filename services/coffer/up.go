@@ -265,6 +265,9 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		shutdownTracing(sctx)
 	}()
 
+	if g := settings[gateway.Config](c, gateway.Name); g != nil && c.runs(gateway.Name) {
+		secureGateway(g, c.dataDir, stdout)
+	}
 	r, err := startStack(ctx, c, stdout, logger, otel.GetTracerProvider())
 	if err != nil {
 		return err
@@ -303,6 +306,7 @@ func (r *running) greet(c *upConfig, stdout io.Writer) {
 		if r.apiURL != "" {
 			fmt.Fprintf(stdout, "  API and dashboard  %s\n", r.apiURL)
 		}
+		greetTLS(c, r, stdout)
 		fmt.Fprintln(stdout, "Stop with Ctrl-C.")
 		return
 	}
@@ -331,6 +335,34 @@ Stop with Ctrl-C.
 	if !c.demo {
 		fmt.Fprintf(stdout, "Register a SQL Server first: coffer instance add NAME --dsn 'sqlserver://user:password@host:1433'\n")
 	}
+	greetTLS(c, r, stdout)
+}
+
+// greetTLS says how to reach an API served over HTTPS.
+func greetTLS(c *upConfig, r *running, stdout io.Writer) {
+	g := settings[gateway.Config](c, gateway.Name)
+	if g == nil || g.TLSCADir == "" || !strings.HasPrefix(r.apiURL, "https://") {
+		return
+	}
+	fmt.Fprintf(stdout, "The API serves HTTPS with a certificate from coffer's CA: export COFFER_API=%s COFFER_API_CA=%s\n",
+		r.apiURL, filepath.Join(g.TLSCADir, tlsca.CertFile))
+}
+
+// secureGateway readies a gateway that listens beyond loopback: HTTPS
+// from coffer's CA (DATA/ca) unless it has a certificate, and, with no
+// API token, a first admin whose token is printed once on its first
+// start (docs/api.md).
+func secureGateway(g *gateway.Config, dataDir string, stdout io.Writer) {
+	if gateway.Loopback(g.Addr) {
+		return
+	}
+	if g.TLSCertFile == "" && g.TLSKeyFile == "" && g.TLSCADir == "" {
+		g.TLSCADir = filepath.Join(dataDir, "ca")
+	}
+	if g.Token == "" && g.FirstAdmin == "" {
+		g.FirstAdmin = "admin"
+	}
+	g.FirstAdminOut = stdout
 }
 
 // running is a started stack.
@@ -511,7 +543,7 @@ func (r *running) take(built []daemon.Built) error {
 			if err := s.Listen(); err != nil {
 				return err
 			}
-			r.apiURL = "http://" + s.Addr()
+			r.apiURL = s.URL()
 		case *discovery.Service:
 			r.disc = s
 		case *scheduler.Service:

@@ -87,11 +87,20 @@ type Database struct {
 	Created         *time.Time `json:"created,omitempty"`
 }
 
-// DatabaseRequest names one database.
+// DatabaseRequest names one database; a protect may name many instead
+// (Databases).
 type DatabaseRequest struct {
-	Instance string `json:"instance"`
-	Database string `json:"database"`
+	Instance string `json:"instance,omitempty"`
+	Database string `json:"database,omitempty"`
 	Policy   string `json:"policy,omitempty"`
+	// Databases, on a protect instead of Instance and Database, names any
+	// number of databases, each INSTANCE/DATABASE or a pattern: * matches
+	// any run of characters but '/', ? one character, [abc] one of a
+	// class, ignoring case ("sql1/*" is every database of sql1, "*/Sales"
+	// every Sales). Every name must name at least one database, or nothing
+	// is protected. The answer lists the databases in Protected.
+	Databases []string          `json:"databases,omitempty"`
+	Protected []DatabaseRequest `json:"protected,omitempty"`
 	// DeleteData, on an unprotect, deletes every recovery point of the
 	// database too: a soft delete, undone by an undelete within the
 	// committer's soft-delete window. The answer's DeleteJob is the job
@@ -282,11 +291,6 @@ type Job struct {
 
 // Done reports whether the job has ended.
 func (j Job) Done() bool { return j.State == "succeeded" || j.State == "failed" }
-
-// Error is the body of every error answer.
-type Error struct {
-	Error string `json:"error"`
-}
 
 func ts(t *timestamppb.Timestamp) *time.Time {
 	if t == nil {

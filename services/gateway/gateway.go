@@ -5,7 +5,9 @@ package gateway
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -41,13 +44,30 @@ type Config struct {
 	Addr string
 	// MasterKey seals instance credentials.
 	MasterKey []byte
-	// Token, when set, is required as "Authorization: Bearer <token>".
-	Token          string
-	Logger         *slog.Logger
+	// Token, when set, is an admin's API token: "Authorization: Bearer
+	// <token>" (the users' own tokens work beside it).
+	Token string
+	// TLSCertFile and TLSKeyFile are the API's certificate and key; or
+	// else TLSCADir holds coffer's CA (created if absent), which issues
+	// the API a certificate for TLSHosts, the listen host and loopback.
+	// With neither, the API is plain HTTP, which it serves on loopback
+	// only.
+	TLSCertFile, TLSKeyFile string
+	TLSCADir                string
+	TLSHosts                []string
+	// PlainHTTP serves plain HTTP beyond loopback: behind a proxy that
+	// ends TLS, on a network the operator trusts. Without it, plain HTTP
+	// is served on loopback only.
+	PlainHTTP bool
+	// FirstAdmin, when set, is the admin created when the gateway starts
+	// with no user: its API token is printed once to FirstAdminOut.
+	FirstAdmin     string
+	FirstAdminOut  io.Writer
 	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
 	Now            func() time.Time
-	// Metrics, when set, is served on GET /metrics (behind the API token
-	// when there is one, untraced): coffer up serves its whole process's
+	// Metrics, when set, is served on GET /metrics (to a viewer or
+	// above, untraced): coffer up serves its whole process's
 	// metrics there.
 	Metrics http.Handler
 }
@@ -73,6 +93,11 @@ func (c Config) Validate() error {
 	if len(c.MasterKey) != 32 {
 		errs = append(errs, errors.New("a 32-byte master key is required to seal instance credentials"))
 	}
+	if c.FirstAdmin != "" {
+		if err := validUserName(c.FirstAdmin); err != nil {
+			errs = append(errs, fmt.Errorf("first admin: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -84,6 +109,14 @@ type Service struct {
 	sealer *secret.Sealer
 	tracer trace.Tracer
 	ln     net.Listener
+	// tls serves the API over HTTPS; nil for plain HTTP (loopback only).
+	tls *tls.Config
+	// sessionKey signs the dashboard's sessions (from the master key).
+	sessionKey []byte
+	// closed is set once users are found to exist: see open.
+	closed atomic.Bool
+	// hashing bounds the password checks running at once.
+	hashing chan struct{}
 }
 
 // New returns a gateway.
@@ -96,18 +129,44 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway")}, nil
+	tc, err := cfg.serverTLS()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	m := hmac.New(sha256.New, cfg.MasterKey)
+	m.Write([]byte("coffer gateway sessions v1"))
+	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway"), tls: tc,
+		sessionKey: m.Sum(nil), hashing: make(chan struct{}, 2)}, nil
 }
 
 // Listen binds the HTTP address, so that callers learn it (Addr) before
-// Run serves.
+// Run serves. Plain HTTP is refused beyond loopback.
 func (s *Service) Listen() error {
+	if s.tls == nil && !s.loopback() && !s.cfg.PlainHTTP {
+		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, errPlainOffLoopback)
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
 	return nil
+}
+
+// URL is the API's base address on this machine, after Listen: https://
+// when it serves TLS, and 127.0.0.1 for a gateway listening on every
+// address.
+func (s *Service) URL() string {
+	addr := s.Addr()
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	if s.tls != nil {
+		return "https://" + addr
+	}
+	return "http://" + addr
 }
 
 // Addr is the address the gateway listens on, after Listen.
@@ -125,10 +184,18 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := s.createFirstAdmin(ctx); err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)} // TLS handshake failures, among others
+	ln := s.ln
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.ln) }()
-	s.cfg.Logger.Info("gateway listening", "addr", s.Addr())
+	go func() { errc <- srv.Serve(ln) }()
+	s.cfg.Logger.Info("gateway listening", "addr", s.Addr(), "tls", s.tls != nil)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: %w", err)
@@ -137,54 +204,6 @@ func (s *Service) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
-}
-
-// Handler returns the HTTP handler of the API.
-func (s *Service) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /api/v1/instances", s.listInstances)
-	mux.HandleFunc("POST /api/v1/instances", s.addInstance)
-	mux.HandleFunc("POST /api/v1/instances/{name}/discover", s.discover)
-	mux.HandleFunc("POST /api/v1/instances/{name}/check-url", s.checkURL)
-	mux.HandleFunc("PUT /api/v1/instances/{name}/autoprotect", s.autoprotect)
-	mux.HandleFunc("GET /api/v1/databases", s.listDatabases)
-	mux.HandleFunc("POST /api/v1/protect", s.protect)
-	mux.HandleFunc("POST /api/v1/unprotect", s.unprotect)
-	mux.HandleFunc("POST /api/v1/backups", s.backup)
-	mux.HandleFunc("GET /api/v1/recovery-points", s.listRecoveryPoints)
-	mux.HandleFunc("POST /api/v1/recovery-points/delete", s.deleteRecoveryPoints)
-	mux.HandleFunc("DELETE /api/v1/recovery-points/{id}", s.deleteRecoveryPoints)
-	mux.HandleFunc("POST /api/v1/recovery-points/undelete", s.undeleteRecoveryPoints)
-	mux.HandleFunc("POST /api/v1/restores", s.restore)
-	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
-	mux.HandleFunc("POST /api/v1/verifications", s.verify)
-	mux.HandleFunc("POST /api/v1/catalog/rebuild", s.rebuild)
-	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
-	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
-	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)
-	mux.HandleFunc("GET /api/v1/policies/{name}", s.getPolicy)
-	mux.HandleFunc("PUT /api/v1/policies/{name}", s.putPolicy)
-	mux.HandleFunc("DELETE /api/v1/policies/{name}", s.deletePolicy)
-	mux.HandleFunc("GET /{$}", s.dashboard)
-	if s.cfg.Metrics != nil {
-		mux.Handle("GET /metrics", s.cfg.Metrics)
-	}
-	return s.authenticate(s.traced(mux))
-}
-
-func (s *Service) authenticate(next http.Handler) http.Handler {
-	if s.cfg.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.cfg.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer ...)")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // traced starts a span for each request: the root of a job's trace.
@@ -206,10 +225,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, format string, args ...any) {
-	writeJSON(w, status, Error{Error: fmt.Sprintf(format, args...)})
 }
 
 // readJSON decodes a request body, refusing unknown fields and anything
@@ -464,6 +479,10 @@ func (s *Service) protect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "delete_data is for unprotect, not protect")
 		return
 	}
+	if len(req.Databases) > 0 {
+		s.protectMany(w, r, req)
+		return
+	}
 	ref, status, err := s.resolve(r.Context(), req.Instance, req.Database)
 	if err != nil {
 		writeError(w, status, "%v", err)
@@ -597,6 +616,10 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	}
 	if problem := req.problem(); problem != "" {
 		writeError(w, http.StatusBadRequest, "%s", problem)
+		return
+	}
+	if p := principal(r); req.Overwrite && !req.DryRun && p.Role < RoleAdmin {
+		writeError(w, http.StatusForbidden, "an overwrite restore needs the admin role; %s is %s: restore to a new name (--as) instead", p.Name, p.Role)
 		return
 	}
 	if req.TargetInstance == "" {

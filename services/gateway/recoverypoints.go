@@ -132,9 +132,13 @@ func (s *Service) changeRecoveryPoints(w http.ResponseWriter, r *http.Request, r
 	writeJSON(w, http.StatusAccepted, acc)
 }
 
-// requester names who asked for a change, for the record: who the
-// request says (the CLI sends its user), from the caller's address.
+// requester names who asked for a change, for the record: the signed-in
+// user, or else who the request says (the CLI sends its user), from the
+// caller's address.
 func requester(r *http.Request, by string) string {
+	if p := principal(r); p.Via == "token" || p.Via == "session" {
+		by = p.Name // a signed-in user is who they are, whatever the request says
+	}
 	by = strings.TrimSpace(by)
 	if len(by) > 128 {
 		by = by[:128]

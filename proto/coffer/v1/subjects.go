@@ -67,6 +67,8 @@ const (
 	BucketPolicies        = "policies"
 	BucketSchedule        = "schedule"
 	BucketSchedulerLeases = "scheduler_leases"
+	BucketUsers           = "users"
+	BucketAudit           = "audit"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no

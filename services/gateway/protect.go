@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// protectMany protects every database req.Databases names, in one
+// request: each is INSTANCE/DATABASE or a pattern. Every name is checked
+// before any protection is asked for: one that names nothing refuses the
+// whole request.
+func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req DatabaseRequest) {
+	if req.Instance != "" || req.Database != "" {
+		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
+		return
+	}
+	refs, status, err := s.resolveMany(r, req.Databases)
+	if err != nil {
+		if status == http.StatusServiceUnavailable {
+			s.unavailable(w, r, err)
+			return
+		}
+		writeError(w, status, "%v", err)
+		return
+	}
+	now := s.cfg.Now()
+	out := DatabaseRequest{Policy: req.Policy, Protected: []DatabaseRequest{}}
+	for i, ref := range refs {
+		ev := &cofferv1.ProtectionRequested{Meta: event.Meta(event.ID("protect", ref.Instance, ref.Database, now.String()), "", now),
+			Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1}
+		if err := s.publish(r.Context(), cofferv1.SubjectProtectionRequested, ev, ev.Meta.EventId); err != nil {
+			s.unavailable(w, r, fmt.Errorf("protection of %d of %d databases requested, then: %w", i, len(refs), err))
+			return
+		}
+		out.Protected = append(out.Protected, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy})
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "protection requested", "databases", len(refs), "policy", req.Policy)
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// isPattern reports whether a name holds a pattern's special characters.
+func isPattern(name string) bool { return strings.ContainsAny(name, `*?[\`) }
+
+// resolveMany finds the databases names name, in their order, each once:
+// INSTANCE/DATABASE as resolve finds it, or a pattern (path.Match's: *
+// matches any run of characters but '/', ? one, [a-z] a class) matched
+// against every INSTANCE/DATABASE of the inventory, ignoring case. A name
+// that is an existing database is that database, even when it holds a
+// pattern's characters.
+func (s *Service) resolveMany(r *http.Request, names []string) ([]*cofferv1.DatabaseRef, int, error) {
+	var inventory []*cofferv1.DatabaseRef
+	listed := false
+	seen := map[string]bool{}
+	var out []*cofferv1.DatabaseRef
+	var problems []string
+	status := http.StatusNotFound
+	add := func(ref *cofferv1.DatabaseRef) {
+		if k := catalog.Key(ref.Instance, ref.Database); !seen[k] {
+			seen[k] = true
+			out = append(out, ref)
+		}
+	}
+	for _, name := range names {
+		instance, database, ok := strings.Cut(name, "/")
+		if !isPattern(name) {
+			if !ok || instance == "" || database == "" {
+				problems = append(problems, fmt.Sprintf("name a database as INSTANCE/DATABASE, got %s", strconv.Quote(name)))
+				status = http.StatusBadRequest
+				continue
+			}
+			ref, st, err := s.resolve(r.Context(), instance, database)
+			if st == http.StatusServiceUnavailable {
+				return nil, st, err
+			}
+			if err != nil {
+				problems = append(problems, err.Error())
+				continue
+			}
+			add(ref)
+			continue
+		}
+		if _, err := path.Match(name, ""); err != nil {
+			problems = append(problems, fmt.Sprintf("pattern %s: %v", strconv.Quote(name), err))
+			status = http.StatusBadRequest
+			continue
+		}
+		if !listed {
+			var err error
+			if inventory, err = s.inventory(r); err != nil {
+				return nil, http.StatusServiceUnavailable, err
+			}
+			listed = true
+		}
+		matched := 0
+		for _, ref := range inventory {
+			full := ref.Instance + "/" + ref.Database
+			if m, _ := path.Match(strings.ToLower(name), strings.ToLower(full)); m || full == name {
+				add(ref)
+				matched++
+			}
+		}
+		if matched == 0 {
+			problems = append(problems, fmt.Sprintf("pattern %s matches no database (coffer db list)", strconv.Quote(name)))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, status, fmt.Errorf("nothing protected: %s", strings.Join(problems, "; "))
+	}
+	if len(out) == 0 {
+		return nil, http.StatusBadRequest, fmt.Errorf("name at least one database")
+	}
+	return out, 0, nil
+}
+
+// inventory is every database of every instance, sorted.
+func (s *Service) inventory(r *http.Request) ([]*cofferv1.DatabaseRef, error) {
+	var out []*cofferv1.DatabaseRef
+	err := s.cat.Bucket(cofferv1.BucketInventory).List(r.Context(), "", func() proto.Message { return &cofferv1.DatabaseInfo{} },
+		func(key string, m proto.Message) error {
+			parts, err := catalog.SplitKey(key)
+			if err == nil && len(parts) == 2 {
+				out = append(out, &cofferv1.DatabaseRef{Instance: parts[0], Database: m.(*cofferv1.DatabaseInfo).GetName()})
+			}
+			return nil
+		})
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Instance != out[b].Instance {
+			return out[a].Instance < out[b].Instance
+		}
+		return out[a].Database < out[b].Database
+	})
+	return out, err
+}
