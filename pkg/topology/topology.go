@@ -57,6 +57,8 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketPolicies, Description: "backup policies; owner: scheduler"},
 	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
 	{Name: cofferv1.BucketSchedulerLeases, Description: "which scheduler replica queues each partition of the fleet; owner: scheduler"},
+	{Name: cofferv1.BucketAlerts, Description: "open and resolved alerts; owner: alerter"},
+	{Name: cofferv1.BucketAlertSettings, Description: "which alert rules are on and where alerts go; owner: alerter"},
 }
 
 // Config is how the streams and buckets are set up.

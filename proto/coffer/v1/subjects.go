@@ -67,6 +67,8 @@ const (
 	BucketPolicies        = "policies"
 	BucketSchedule        = "schedule"
 	BucketSchedulerLeases = "scheduler_leases"
+	BucketAlerts          = "alerts"
+	BucketAlertSettings   = "alert_settings"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no
