@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/alert"
+	"github.com/cofferhq/coffer/pkg/alert/alerttest"
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -84,17 +85,18 @@ func committed(id string, at time.Time, typ cofferv1.BackupType) *cofferv1.Recov
 }
 
 // TestJobFailedSentOnceThenResolved: a failed backup opens one alert,
-// sent once to each channel although two alerters handle the event,
-// one of them twice, and a second failure of the same database comes;
+// sent once to each channel although two alerters handle the event at
+// once, one of them twice, and a second failure of the same database
+// follows;
 // the next committed backup resolves it, once.
 func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	env := topologytest.Start(t, bus.Config{})
-	generic, slack, teams := newHook(t), newHook(t), newHook(t)
-	mb := newMailbox(t, false, false)
-	server := mb.server(alert.StartTLS)
+	generic, slack, teams := alerttest.NewHook(t, nil), alerttest.NewHook(t, nil), alerttest.NewHook(t, nil)
+	mb := alerttest.NewMailbox(t, alerttest.Plain)
+	server := mb.Server(alert.StartTLS)
 	channels := func() []alert.Channel {
-		return []alert.Channel{generic.channel("ops-json", alert.FormatJSON), slack.channel("ops-slack", alert.FormatSlack),
-			teams.channel("ops-teams", alert.FormatTeams),
+		return []alert.Channel{generic.Channel("ops-json", alert.FormatJSON), slack.Channel("ops-slack", alert.FormatSlack),
+			teams.Channel("ops-teams", alert.FormatTeams),
 			&alert.Mail{ChannelName: "dba-mail", Server: server, To: []string{"dba@example.com", "oncall@example.com"}}}
 	}
 	a1 := newAlerter(t, env.Catalog, alert.Config{Channels: channels()})
@@ -107,7 +109,7 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	for _, step := range []struct {
 		a       *alert.Alerter
 		changes []alert.Change
-	}{{a1, first}, {a2, first}, {a1, first}, {a2, second}} {
+	}{{a1, first}, {a2, first}, {a1, first}} {
 		wg.Go(func() {
 			if err := step.a.Apply(t.Context(), step.changes); err != nil {
 				t.Errorf("Apply: %v", err)
@@ -115,6 +117,7 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	apply(t, a2, second)
 	a1.Wait()
 	a2.Wait()
 
@@ -126,16 +129,16 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	if !st.GetOpen() || st.GetPending() != "" {
 		t.Fatalf("alert open %v, pending %q; want open with nothing pending", st.GetOpen(), st.GetPending())
 	}
-	hooks := map[string]*hook{"json": generic, "slack": slack, "teams": teams}
+	hooks := map[string]*alerttest.Hook{"json": generic, "slack": slack, "teams": teams}
 	for name, h := range hooks {
-		if got := h.got(); len(got) != 1 {
+		if got := h.Got(); len(got) != 1 {
 			t.Errorf("%s webhook got %d posts; want 1: %v", name, len(got), got)
 		}
 	}
-	if got := mb.got(); len(got) != 1 {
+	if got := mb.Got(); len(got) != 1 {
 		t.Fatalf("mailbox got %d messages; want 1", len(got))
 	}
-	body := generic.got()[0]
+	body := generic.Got()[0]
 	for k, want := range map[string]any{"state": "open", "rule": "job_failed", "instance": "sql1", "database": "Sales DB",
 		"title": "ALERT: backup job failed for database [Sales DB] on sql1"} {
 		if body[k] != want {
@@ -145,7 +148,7 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	if d, _ := body["detail"].(string); !strings.Contains(d, "disk full") || !strings.Contains(d, "j-e1") {
 		t.Errorf("json body detail %q; want the first failure's reason and job", d)
 	}
-	m := mb.got()[0]
+	m := mb.Got()[0]
 	if !m.TLS || m.From != "coffer@example.com" || strings.Join(m.To, ",") != "dba@example.com,oncall@example.com" {
 		t.Errorf("mail over TLS %v from %q to %q; want TLS, coffer@example.com to both", m.TLS, m.From, m.To)
 	}
@@ -163,15 +166,15 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	a1.Wait()
 	a2.Wait()
 	for name, h := range hooks {
-		got := h.got()
+		got := h.Got()
 		if len(got) != 2 {
 			t.Errorf("%s webhook got %d posts; want 2 (the alert and its resolution)", name, len(got))
 		}
 	}
-	if got := generic.got(); len(got) == 2 && (got[1]["state"] != "resolved" || got[1]["resolved_at"] == nil) {
+	if got := generic.Got(); len(got) == 2 && (got[1]["state"] != "resolved" || got[1]["resolved_at"] == nil) {
 		t.Errorf("second json post %v; want state resolved with resolved_at", got[1])
 	}
-	msgs := mb.got()
+	msgs := mb.Got()
 	if len(msgs) != 2 {
 		t.Fatalf("mailbox got %d messages; want 2", len(msgs))
 	}
@@ -186,12 +189,12 @@ func TestJobFailedSentOnceThenResolved(t *testing.T) {
 	// open the alert again; a new failure does
 	apply(t, a1, first)
 	a1.Wait()
-	if got := generic.got(); len(got) != 2 {
+	if got := generic.Got(); len(got) != 2 {
 		t.Fatalf("json webhook got %d posts after a replayed failure; want 2", len(got))
 	}
 	apply(t, a2, alert.OnJobFailed(jobFailed("e3", now.Add(2*time.Minute), cofferv1.JobKind_JOB_KIND_BACKUP)))
 	a2.Wait()
-	if got := generic.got(); len(got) != 3 || got[2]["state"] != "open" {
+	if got := generic.Got(); len(got) != 3 || got[2]["state"] != "open" {
 		t.Fatalf("json webhook got %v after a new failure; want a third post, open", got)
 	}
 }
@@ -210,8 +213,8 @@ func decodeHeader(t *testing.T, s string) string {
 // sent neither open nor resolved.
 func TestOldEventNotSent(t *testing.T) {
 	env := topologytest.Start(t, bus.Config{})
-	h := newHook(t)
-	a := newAlerter(t, env.Catalog, alert.Config{Channels: []alert.Channel{h.channel("ops", alert.FormatJSON)}})
+	h := alerttest.NewHook(t, nil)
+	a := newAlerter(t, env.Catalog, alert.Config{Channels: []alert.Channel{h.Channel("ops", alert.FormatJSON)}})
 	old := time.Now().Add(-3 * time.Hour)
 	open := alert.OnJobFailed(jobFailed("old", old, cofferv1.JobKind_JOB_KIND_BACKUP))
 	apply(t, a, open)
@@ -224,7 +227,7 @@ func TestOldEventNotSent(t *testing.T) {
 	if st.GetOpen() || st.GetNotify() || st.GetResolvedBy() != "c" {
 		t.Errorf("alert open %v notify %v resolved by %q; want resolved by c, never notified", st.GetOpen(), st.GetNotify(), st.GetResolvedBy())
 	}
-	if got := h.got(); len(got) != 0 {
+	if got := h.Got(); len(got) != 0 {
 		t.Errorf("webhook got %v; want nothing", got)
 	}
 }
@@ -246,9 +249,9 @@ func TestSettings(t *testing.T) {
 			t.Errorf("rule %s is off by default", r.GetName())
 		}
 	}
-	h := newHook(t)
+	h := alerttest.NewHook(t, nil)
 	s.Rules[0].Enabled = false // job_failed
-	s.Channels = []*cofferv1.AlertChannel{{Name: "catalog-hook", Format: alert.FormatSlack, Url: h.srv.URL}}
+	s.Channels = []*cofferv1.AlertChannel{{Name: "catalog-hook", Format: alert.FormatSlack, Url: h.URL}}
 	if _, err := env.Catalog.Bucket(cofferv1.BucketAlertSettings).Put(t.Context(), alert.SettingsKey, s); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +264,7 @@ func TestSettings(t *testing.T) {
 	apply(t, a, alert.OnChainBroken(&cofferv1.ChainBroken{Meta: &cofferv1.EventMeta{EventId: "b1", Time: timestamppb.New(now)},
 		Database: sales, Reason: "a log backup taken outside coffer"}))
 	a.Wait()
-	got := h.got()
+	got := h.Got()
 	if len(got) != 1 || got[0]["text"] != "ALERT: log chain broken for database [Sales DB] on sql1" {
 		t.Fatalf("catalog channel got %v; want the chain break, as Slack reads it", got)
 	}
@@ -269,12 +272,12 @@ func TestSettings(t *testing.T) {
 	apply(t, a, alert.OnCommitted(committed("c1", now.Add(time.Minute), cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL)))
 	apply(t, a, alert.OnCommitted(committed("c2", now.Add(2*time.Minute), cofferv1.BackupType_BACKUP_TYPE_LOG)))
 	a.Wait()
-	if got := h.got(); len(got) != 1 {
+	if got := h.Got(); len(got) != 1 {
 		t.Fatalf("chain break resolved by a copy-only full or a log: %v", got)
 	}
 	apply(t, a, alert.OnCommitted(committed("c3", now.Add(3*time.Minute), cofferv1.BackupType_BACKUP_TYPE_FULL)))
 	a.Wait()
-	if got := h.got(); len(got) != 2 || !strings.HasPrefix(got[1]["text"].(string), "RESOLVED: log chain broken") {
+	if got := h.Got(); len(got) != 2 || !strings.HasPrefix(got[1]["text"].(string), "RESOLVED: log chain broken") {
 		t.Fatalf("after a full the catalog channel got %v; want the resolution", got)
 	}
 }
@@ -285,19 +288,16 @@ func TestSettings(t *testing.T) {
 func TestDeliveryRetriesInBackground(t *testing.T) {
 	env := topologytest.Start(t, bus.Config{})
 	release := make(chan struct{})
-	slow := newHook(t)
-	slow.fail = func(int) int { <-release; return 0 }
-	flaky := newHook(t)
-	flaky.fail = func(n int) int {
+	slow := alerttest.NewHook(t, func(int) int { <-release; return 0 })
+	flaky := alerttest.NewHook(t, func(n int) int {
 		if n <= 2 {
 			return http.StatusServiceUnavailable
 		}
 		return 0
-	}
-	refusing := newHook(t)
-	refusing.fail = func(int) int { return http.StatusBadRequest }
+	})
+	refusing := alerttest.NewHook(t, func(int) int { return http.StatusBadRequest })
 	a := newAlerter(t, env.Catalog, alert.Config{Channels: []alert.Channel{
-		slow.channel("slow", alert.FormatJSON), flaky.channel("flaky", alert.FormatJSON), refusing.channel("refusing", alert.FormatJSON)}})
+		slow.Channel("slow", alert.FormatJSON), flaky.Channel("flaky", alert.FormatJSON), refusing.Channel("refusing", alert.FormatJSON)}})
 
 	changes := alert.OnJobFailed(jobFailed("e1", time.Now(), cofferv1.JobKind_JOB_KIND_BACKUP))
 	applied := make(chan error, 1)
@@ -310,25 +310,19 @@ func TestDeliveryRetriesInBackground(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Apply waits for a webhook that hangs")
 	}
-	eventually(t, 10*time.Second, func() bool { return len(flaky.got()) == 1 }, func() string {
-		return fmt.Sprintf("flaky webhook took %d posts", len(flaky.got()))
+	eventually(t, 10*time.Second, func() bool { return len(flaky.Got()) == 1 }, func() string {
+		return fmt.Sprintf("flaky webhook took %d posts", len(flaky.Got()))
 	})
 	close(release)
 	a.Wait()
-	flaky.mu.Lock()
-	hits := flaky.hits
-	flaky.mu.Unlock()
-	if hits != 3 || len(flaky.got()) != 1 {
-		t.Errorf("flaky webhook: %d requests, %d taken; want 3 and 1", hits, len(flaky.got()))
+	if hits := flaky.Hits(); hits != 3 || len(flaky.Got()) != 1 {
+		t.Errorf("flaky webhook: %d requests, %d taken; want 3 and 1", hits, len(flaky.Got()))
 	}
-	refusing.mu.Lock()
-	hits = refusing.hits
-	refusing.mu.Unlock()
-	if hits != 1 {
+	if hits := refusing.Hits(); hits != 1 {
 		t.Errorf("refusing webhook: %d requests; want 1", hits)
 	}
-	if len(slow.got()) != 1 {
-		t.Errorf("slow webhook took %d posts; want 1", len(slow.got()))
+	if len(slow.Got()) != 1 {
+		t.Errorf("slow webhook took %d posts; want 1", len(slow.Got()))
 	}
 	st, err := a.Store().Get(t.Context(), changes[0].Key())
 	if err != nil {
@@ -344,18 +338,18 @@ func TestDeliveryRetriesInBackground(t *testing.T) {
 // sends it to that channel only, not again to the one that had it.
 func TestSweepSendsWhatWasLeft(t *testing.T) {
 	env := topologytest.Start(t, bus.Config{})
-	ok, down := newHook(t), newHook(t)
 	var up sync.Mutex
 	isDown := true
-	down.fail = func(int) int {
+	ok := alerttest.NewHook(t, nil)
+	down := alerttest.NewHook(t, func(int) int {
 		up.Lock()
 		defer up.Unlock()
 		if isDown {
 			return http.StatusBadGateway
 		}
 		return 0
-	}
-	channels := []alert.Channel{ok.channel("ok", alert.FormatJSON), down.channel("down", alert.FormatJSON)}
+	})
+	channels := []alert.Channel{ok.Channel("ok", alert.FormatJSON), down.Channel("down", alert.FormatJSON)}
 	a1 := newAlerter(t, env.Catalog, alert.Config{Channels: channels, Patience: 100 * time.Millisecond})
 	changes := alert.OnJobFailed(jobFailed("e1", time.Now(), cofferv1.JobKind_JOB_KIND_BACKUP))
 	apply(t, a1, changes)
@@ -381,8 +375,8 @@ func TestSweepSendsWhatWasLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	a2.Wait()
-	if len(ok.got()) != 1 || len(down.got()) != 1 {
-		t.Errorf("ok took %d, down took %d; want 1 each", len(ok.got()), len(down.got()))
+	if len(ok.Got()) != 1 || len(down.Got()) != 1 {
+		t.Errorf("ok took %d, down took %d; want 1 each", len(ok.Got()), len(down.Got()))
 	}
 	if st, _ := a1.Store().Get(t.Context(), changes[0].Key()); st.GetPending() != "" {
 		t.Errorf("pending %q after the sweep; want none", st.GetPending())
@@ -396,12 +390,12 @@ func TestMail(t *testing.T) {
 		Database: "weird\r\nBcc: victim@example.com", Summary: "database [weird\r\nBcc: victim@example.com] on sql1 is out of its RPO",
 		Detail: ".\r\nnot the end", OpenedAt: time.Now()}
 	t.Run("implicit TLS", func(t *testing.T) {
-		mb := newMailbox(t, true, false)
-		m := &alert.Mail{ChannelName: "mail", Server: mb.server(alert.ImplicitTLS), To: []string{"DBA <dba@example.com>"}}
+		mb := alerttest.NewMailbox(t, alerttest.Implicit)
+		m := &alert.Mail{ChannelName: "mail", Server: mb.Server(alert.ImplicitTLS), To: []string{"DBA <dba@example.com>"}}
 		if err := m.Send(t.Context(), n); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
-		got := mb.got()
+		got := mb.Got()
 		if len(got) != 1 {
 			t.Fatalf("got %d messages; want 1", len(got))
 		}
@@ -416,14 +410,14 @@ func TestMail(t *testing.T) {
 		}
 	})
 	t.Run("no STARTTLS", func(t *testing.T) {
-		mb := newMailbox(t, false, true)
-		m := &alert.Mail{ChannelName: "mail", Server: mb.server(alert.StartTLS), To: []string{"dba@example.com"}}
+		mb := alerttest.NewMailbox(t, alerttest.NoTLS)
+		m := &alert.Mail{ChannelName: "mail", Server: mb.Server(alert.StartTLS), To: []string{"dba@example.com"}}
 		err := m.Send(t.Context(), n)
 		var perm *backoff.PermanentError
 		if err == nil || !errors.As(err, &perm) || !strings.Contains(err.Error(), "STARTTLS") {
 			t.Fatalf("Send: %v; want a permanent error naming STARTTLS", err)
 		}
-		if len(mb.got()) != 0 {
+		if len(mb.Got()) != 0 {
 			t.Errorf("a message was taken in the clear")
 		}
 	})
@@ -435,13 +429,13 @@ func TestBodies(t *testing.T) {
 	opened := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	n := alert.Notification{ID: "resolved:x", State: alert.Resolved, Rule: alert.InstanceUnhealthy, Instance: "sql<1>&",
 		Summary: "instance sql<1>& is unhealthy", Detail: "login failed", OpenedAt: opened, ResolvedAt: opened.Add(time.Hour)}
-	h := newHook(t)
+	h := alerttest.NewHook(t, nil)
 	for _, f := range []string{alert.FormatSlack, alert.FormatTeams} {
-		if err := h.channel(f, f).Send(t.Context(), n); err != nil {
+		if err := h.Channel(f, f).Send(t.Context(), n); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	got := h.got()
+	got := h.Got()
 	slack, teams := got[0], got[1]
 	if slack["text"] != "RESOLVED: instance sql<1>& is unhealthy" {
 		t.Errorf("slack text %v", slack["text"])

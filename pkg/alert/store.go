@@ -226,3 +226,19 @@ func (s *Store) Claim(ctx context.Context, before, now time.Time) (map[string]*c
 	}
 	return out, nil
 }
+
+// OpenKeys returns the open alerts of rule by key.
+func (s *Store) OpenKeys(ctx context.Context, rule Rule) (map[string]*cofferv1.AlertState, error) {
+	out := map[string]*cofferv1.AlertState{}
+	err := s.alerts.List(ctx, catalog.Key(string(rule)), func() proto.Message { return &cofferv1.AlertState{} },
+		func(key string, m proto.Message) error {
+			if st := m.(*cofferv1.AlertState); st.GetOpen() {
+				out[key] = st
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return nil, fmt.Errorf("list %s alerts: %w", rule, err)
+	}
+	return out, nil
+}
