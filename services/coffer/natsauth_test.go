@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/natsauth/natsauthtest"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/alerter"
 	"github.com/cofferhq/coffer/services/autoprotect"
 	streamer "github.com/cofferhq/coffer/services/backup-streamer"
 	"github.com/cofferhq/coffer/services/committer"
@@ -101,6 +103,12 @@ func TestServicesAsTheirOwnNATSUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs = append(runs, ap.Run)
+	b, cat = connect("alerter")
+	al, err := alerter.New(b, cat, alerter.Config{Interval: 50 * time.Millisecond, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs = append(runs, al.Run)
 	b, cat = connect("discovery")
 	disc, err := discovery.New(b, cat, discovery.Config{MasterKey: key, Logger: logger})
 	if err != nil {
