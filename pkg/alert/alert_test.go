@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cofferhq/coffer/pkg/alert"
@@ -279,6 +281,36 @@ func TestSettings(t *testing.T) {
 	a.Wait()
 	if got := h.Got(); len(got) != 2 || !strings.HasPrefix(got[1]["text"].(string), "RESOLVED: log chain broken") {
 		t.Fatalf("after a full the catalog channel got %v; want the resolution", got)
+	}
+}
+
+// TestNotices: a failure nothing will report cleared (a poison message,
+// a failed delete) is sent once per event, with no resolution, and each
+// new one is sent.
+func TestNotices(t *testing.T) {
+	env := topologytest.Start(t, bus.Config{})
+	h := alerttest.NewHook(t, nil)
+	a := newAlerter(t, env.Catalog, alert.Config{Channels: []alert.Channel{h.Channel("ops", alert.FormatJSON)}})
+	now := time.Now()
+	poison := &cofferv1.JobFailed{Meta: &cofferv1.EventMeta{EventId: "p1", Time: timestamppb.New(now)},
+		Reason: "committer could not process coffer.job.streamed: malformed", Service: "committer"}
+	deleteFailed := jobFailed("d1", now, cofferv1.JobKind_JOB_KIND_DELETE)
+	for _, ev := range []*cofferv1.JobFailed{poison, poison, deleteFailed, deleteFailed} {
+		apply(t, a, alert.OnJobFailed(ev))
+	}
+	poison2 := proto.CloneOf(poison)
+	poison2.Meta.EventId, poison2.Meta.Time = "p2", timestamppb.New(now.Add(time.Second))
+	apply(t, a, alert.OnJobFailed(poison2))
+	a.Wait()
+	var titles []string
+	for _, b := range h.Got() {
+		titles = append(titles, b["state"].(string)+" "+b["title"].(string))
+	}
+	slices.Sort(titles) // sent in the background: in any order
+	want := []string{"open ALERT: committer could not do its work", "open ALERT: committer could not do its work",
+		"open ALERT: delete job failed for database [Sales DB] on sql1"}
+	if strings.Join(titles, "|") != strings.Join(want, "|") {
+		t.Errorf("sent %q; want %q", titles, want)
 	}
 }
 

@@ -149,7 +149,7 @@ func (a *Alerter) Apply(ctx context.Context, changes []Change) error {
 		log := a.log.With(slog.String("alert", c.Key()), slog.String("rule", string(c.Rule)),
 			slog.String(telemetry.InstanceKey, c.Instance), slog.String(telemetry.DatabaseKey, c.Database))
 		switch {
-		case st.GetOpen():
+		case c.Open:
 			log.WarnContext(ctx, "alert opened", slog.String("summary", st.GetSummary()), slog.Bool("notify", notify))
 		default:
 			log.InfoContext(ctx, "alert resolved", slog.String("summary", st.GetSummary()))

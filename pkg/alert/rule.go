@@ -35,6 +35,11 @@ type Change struct {
 	// Kind is the failed job's kind, for JobFailed.
 	Kind cofferv1.JobKind
 	Open bool
+	// Notice: nothing will report the condition cleared (a failed job of
+	// a kind whose success no event reports, a poison message), so the
+	// alert is sent once and closed at once, with no resolution. Each
+	// notice is an alert of its own.
+	Notice bool
 	// Summary is the line a person reads first; Detail what the event
 	// said. Both are kept from the change that opens the alert.
 	Summary string
@@ -47,6 +52,9 @@ type Change struct {
 
 // Key is the alert's key in the `alerts` bucket: its rule and subject.
 func (c Change) Key() string {
+	if c.Notice {
+		return catalog.Key(string(c.Rule), c.Instance, c.Database, kindName(c.Kind), c.By)
+	}
 	if c.Rule == JobFailed {
 		return catalog.Key(string(c.Rule), c.Instance, c.Database, kindName(c.Kind))
 	}
@@ -73,22 +81,37 @@ func timeOf(m *cofferv1.EventMeta) time.Time {
 	return m.GetTime().AsTime()
 }
 
+// resolvable are the job kinds whose next success an event reports.
+var resolvable = map[cofferv1.JobKind]bool{
+	cofferv1.JobKind_JOB_KIND_BACKUP:   true, // RecoveryPointCommitted
+	cofferv1.JobKind_JOB_KIND_PROTECT:  true, // ProtectionConfigured
+	cofferv1.JobKind_JOB_KIND_RESTORE:  true, // RestoreCompleted
+	cofferv1.JobKind_JOB_KIND_VERIFY:   true, // VerifyCompleted, every result passed
+	cofferv1.JobKind_JOB_KIND_DISCOVER: true, // InstanceHealthChanged, healthy
+}
+
 // OnJobFailed opens a job_failed alert for the job's database (a
-// restore's target), or its instance when it names no database.
+// restore's target). A failure no success will clear (a delete, a
+// rebuild, a poison message, which names no database) is a notice.
 func OnJobFailed(ev *cofferv1.JobFailed) []Change {
 	ref := ev.GetDatabase()
 	if ev.GetKind() == cofferv1.JobKind_JOB_KIND_RESTORE && ev.GetTarget().GetDatabase() != "" {
 		ref = ev.GetTarget()
 	}
-	if ref.GetInstance() == "" {
-		return nil
-	}
-	return []Change{{
+	c := Change{
 		Rule: JobFailed, Instance: ref.GetInstance(), Database: ref.GetDatabase(), Kind: ev.GetKind(), Open: true,
+		Notice:  ref.GetInstance() == "" || !resolvable[ev.GetKind()],
 		Summary: fmt.Sprintf("%s job failed for %s", kindName(ev.GetKind()), subject(ref.GetInstance(), ref.GetDatabase())),
 		Detail:  fmt.Sprintf("%s (service %s, job %s)", ev.GetReason(), ev.GetService(), ev.GetMeta().GetJobId()),
 		At:      timeOf(ev.GetMeta()), By: ev.GetMeta().GetEventId(),
-	}}
+	}
+	if ref.GetInstance() == "" {
+		c.Summary = fmt.Sprintf("%s could not do its work", ev.GetService())
+		if ev.GetKind() != cofferv1.JobKind_JOB_KIND_UNSPECIFIED {
+			c.Summary = fmt.Sprintf("%s job failed in %s", kindName(ev.GetKind()), ev.GetService())
+		}
+	}
+	return []Change{c}
 }
 
 // resolved is the change that clears rule's alert on a database.

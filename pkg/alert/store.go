@@ -120,6 +120,9 @@ func decide(cur *cofferv1.AlertState, c Change, on, notify bool, now time.Time) 
 			Rule: string(c.Rule), Instance: c.Instance, Database: c.Database, Kind: c.Kind, Open: true,
 			Summary: c.Summary, Detail: c.Detail, OpenedAt: timestamppb.New(c.At), OpenedBy: c.By, Notify: notify,
 		}
+		if c.Notice { // sent once, closed at once: nothing will resolve it
+			next.Open, next.ResolvedAt, next.ResolvedBy = false, next.OpenedAt, c.By
+		}
 		if notify {
 			next.Pending, next.PendingSince = Opened, timestamppb.New(now)
 		}
