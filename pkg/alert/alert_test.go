@@ -314,6 +314,44 @@ func TestNotices(t *testing.T) {
 	}
 }
 
+// TestResolutionAfterAlert: an alert resolved while it is being sent
+// goes out before its resolution, never after; one resolved before its
+// sending started is sent as the resolution alone.
+func TestResolutionAfterAlert(t *testing.T) {
+	env := topologytest.Start(t, bus.Config{})
+	h := alerttest.NewHook(t, func(n int) int {
+		if n == 1 { // the first post is slow
+			<-time.After(100 * time.Millisecond) // a slow endpoint, not a wait for a condition
+		}
+		return 0
+	})
+	a := newAlerter(t, env.Catalog, alert.Config{Channels: []alert.Channel{h.Channel("ops", alert.FormatJSON)}})
+	now := time.Now()
+	for i := range 5 {
+		id := fmt.Sprint(i)
+		apply(t, a, alert.OnJobFailed(jobFailed("f"+id, now.Add(time.Duration(2*i)*time.Second), cofferv1.JobKind_JOB_KIND_BACKUP)))
+		apply(t, a, alert.OnCommitted(committed("c"+id, now.Add(time.Duration(2*i+1)*time.Second), cofferv1.BackupType_BACKUP_TYPE_LOG)))
+	}
+	a.Wait()
+	var states []string
+	for _, b := range h.Got() {
+		states = append(states, b["id"].(string))
+	}
+	// each cycle: open:fN then resolved:cN, or resolved:cN alone
+	last := -1
+	for _, id := range states {
+		kind, ev, _ := strings.Cut(id, ":")
+		n := int(ev[1] - '0')
+		if n < last || kind == "open" && n == last {
+			t.Fatalf("sent out of order: %v", states)
+		}
+		last = n
+	}
+	if len(states) == 0 || !strings.HasPrefix(states[len(states)-1], "resolved:c4") {
+		t.Errorf("sent %v; want the last resolution last", states)
+	}
+}
+
 // TestDeliveryRetriesInBackground: Apply returns while a webhook hangs;
 // a webhook that answers 503 is tried again until it takes the alert,
 // which it gets once; one that answers 400 is not tried again.
@@ -412,6 +450,28 @@ func TestSweepSendsWhatWasLeft(t *testing.T) {
 	}
 	if st, _ := a1.Store().Get(t.Context(), changes[0].Key()); st.GetPending() != "" {
 		t.Errorf("pending %q after the sweep; want none", st.GetPending())
+	}
+}
+
+// TestRenew: of two holders of one read of a pending notification, the
+// first to claim it sends it; the other finds it claimed.
+func TestRenew(t *testing.T) {
+	env := topologytest.Start(t, bus.Config{})
+	store := alert.NewStore(env.Catalog)
+	c := alert.OnJobFailed(jobFailed("e1", time.Now(), cofferv1.JobKind_JOB_KIND_BACKUP))[0]
+	held, err := store.Apply(t.Context(), c, true, true, time.Now())
+	if err != nil || held == nil {
+		t.Fatalf("Apply: %v, %v", held, err)
+	}
+	first, err := store.Renew(t.Context(), c.Key(), held, time.Now().Add(time.Second))
+	if err != nil || first == nil {
+		t.Fatalf("first Renew: %v, %v; want the claim", first, err)
+	}
+	if second, err := store.Renew(t.Context(), c.Key(), held, time.Now().Add(2*time.Second)); err != nil || second != nil {
+		t.Errorf("second Renew of the same read: %v, %v; want it claimed already", second, err)
+	}
+	if again, err := store.Renew(t.Context(), c.Key(), first, time.Now().Add(3*time.Second)); err != nil || again == nil {
+		t.Errorf("Renew by the claim's holder: %v, %v; want it renewed", again, err)
 	}
 }
 

@@ -109,6 +109,10 @@ type Alerter struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// last is, per alert, the end of the latest sending started: the next
+	// waits for it, so an alert goes out before its resolution.
+	mu   sync.Mutex
+	last map[string]chan struct{}
 }
 
 // New returns an alerter keeping its alerts in cat (its `alerts` and
@@ -120,7 +124,7 @@ func New(cat *catalog.Catalog, cfg Config) (*Alerter, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Alerter{store: NewStore(cat), cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.Concurrency),
-		ctx: ctx, cancel: cancel}, nil
+		ctx: ctx, cancel: cancel, last: map[string]chan struct{}{}}, nil
 }
 
 // Store is the alerter's store.
@@ -212,10 +216,27 @@ func (a *Alerter) channels(s *cofferv1.AlertSettings) []Channel {
 // deliver sends st's pending notification to every channel that does not
 // have it yet, each retried with backoff for Config.Patience, in the
 // background.
-func (a *Alerter) deliver(key string, st *cofferv1.AlertState) {
-	n := NotificationOf(key, st)
-	done := slices.Clone(st.GetDelivered())
+func (a *Alerter) deliver(key string, held *cofferv1.AlertState) {
+	a.mu.Lock()
+	prev, done := a.last[key], make(chan struct{})
+	a.last[key] = done
+	a.mu.Unlock()
 	a.wg.Go(func() {
+		defer func() {
+			close(done)
+			a.mu.Lock()
+			if a.last[key] == done {
+				delete(a.last, key)
+			}
+			a.mu.Unlock()
+		}()
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-a.ctx.Done():
+				return
+			}
+		}
 		select {
 		case a.sem <- struct{}{}:
 			defer func() { <-a.sem }()
@@ -223,16 +244,26 @@ func (a *Alerter) deliver(key string, st *cofferv1.AlertState) {
 			return
 		}
 		ctx := a.ctx
+		// waiting for its turn, the notification may have been claimed by a
+		// sweep (here or in another replica): whoever claimed it last sends it
+		st, err := a.store.Renew(ctx, key, held, a.cfg.Now())
+		if err != nil || st == nil {
+			if err != nil {
+				a.log.ErrorContext(ctx, "alert not sent; left for the next sweep", slog.String("alert", key), slog.Any("error", err))
+			}
+			return
+		}
+		n := NotificationOf(key, st)
 		settings, err := a.store.Settings(ctx)
 		if err != nil {
-			a.log.ErrorContext(ctx, "alert not sent", slog.String("alert", key), slog.Any("error", err))
+			a.log.ErrorContext(ctx, "alert not sent; left for the next sweep", slog.String("alert", key), slog.Any("error", err))
 			return
 		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		all := true
 		for _, ch := range a.channels(settings) {
-			if slices.Contains(done, ch.Name()) {
+			if slices.Contains(st.GetDelivered(), ch.Name()) {
 				continue
 			}
 			wg.Go(func() {

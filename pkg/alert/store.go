@@ -230,6 +230,33 @@ func (s *Store) Claim(ctx context.Context, before, now time.Time) (map[string]*c
 	return out, nil
 }
 
+// Renew takes the sending of held's pending notification, as held
+// shows it (its pending_since is the claim), marking it claimed at now;
+// it returns the record as stored, or nil when the notification was sent,
+// replaced or claimed by another since held was read.
+func (s *Store) Renew(ctx context.Context, key string, held *cofferv1.AlertState, now time.Time) (*cofferv1.AlertState, error) {
+	for {
+		var st cofferv1.AlertState
+		rev, err := s.alerts.Get(ctx, key, &st)
+		if err != nil {
+			return nil, fmt.Errorf("read alert %s: %w", key, err)
+		}
+		if st.GetPending() == "" || NotificationID(&st) != NotificationID(held) ||
+			!st.GetPendingSince().AsTime().Equal(held.GetPendingSince().AsTime()) {
+			return nil, nil
+		}
+		st.PendingSince = timestamppb.New(now)
+		_, err = s.alerts.Update(ctx, key, &st, rev)
+		if errors.Is(err, catalog.ErrConflict) {
+			continue // a channel recorded, or another claimed: look again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claim alert %s: %w", key, err)
+		}
+		return &st, nil
+	}
+}
+
 // OpenKeys returns the open alerts of rule by key.
 func (s *Store) OpenKeys(ctx context.Context, rule Rule) (map[string]*cofferv1.AlertState, error) {
 	out := map[string]*cofferv1.AlertState{}

@@ -183,15 +183,17 @@ func TestFailedJob(t *testing.T) {
 // alert; its recovery resolves it.
 func TestUnhealthyInstance(t *testing.T) {
 	e := newEnv(t)
-	e.run()
+	stop := e.run()
 	now := time.Now()
 	down := &cofferv1.Instance{Name: "sql1", Healthy: false, Reason: "login failed for user 'coffer'", Fix: "grant the login"}
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h1", now), Instance: down})
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h2", now.Add(time.Second)), Instance: down})
+	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 1 && len(e.teams.Got()) >= 1 }, e.counts)
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h3", now.Add(2*time.Second)),
 		Instance: &cofferv1.Instance{Name: "sql1", Healthy: true}})
-	var got []map[string]any
-	eventually(t, 10*time.Second, func() bool { got = e.json.Got(); return len(got) >= 2 && len(e.teams.Got()) >= 2 }, e.counts)
+	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 && len(e.teams.Got()) >= 2 }, e.counts)
+	stopped(t, stop)
+	got := e.json.Got()
 	if len(got) != 2 || got[0]["state"] != "open" || got[0]["rule"] != "instance_unhealthy" || got[1]["state"] != "resolved" {
 		t.Fatalf("json posts %v; want instance_unhealthy opened then resolved", got)
 	}
