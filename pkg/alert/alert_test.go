@@ -53,22 +53,6 @@ func apply(t *testing.T, a *alert.Alerter, changes []alert.Change) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what())
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 var sales = &cofferv1.DatabaseRef{Instance: "sql1", Database: "Sales DB"}
 
 func jobFailed(id string, at time.Time, kind cofferv1.JobKind) *cofferv1.JobFailed {
@@ -380,7 +364,7 @@ func TestDeliveryRetriesInBackground(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Apply waits for a webhook that hangs")
 	}
-	eventually(t, 10*time.Second, func() bool { return len(flaky.Got()) == 1 }, func() string {
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(flaky.Got()) == 1 }, func() string {
 		return fmt.Sprintf("flaky webhook took %d posts", len(flaky.Got()))
 	})
 	close(release)

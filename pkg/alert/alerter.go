@@ -45,6 +45,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// WithDefaults is c with the defaults in place of its zero values.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}

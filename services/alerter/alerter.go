@@ -51,7 +51,7 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if b == nil || cat == nil {
 		return nil, errors.New("alerter: a bus and a catalog are required")
 	}
-	a, err := alert.New(cat, cfg.alertConfig())
+	a, err := alert.New(cat, cfg.Config)
 	if err != nil {
 		return nil, fmt.Errorf("alerter: %w", err)
 	}

@@ -78,9 +78,12 @@ func (e *env) service() *alerter.Service {
 	e.t.Helper()
 	server := e.mail.Server(alert.ImplicitTLS)
 	svc, err := alerter.New(e.nats.Bus, e.nats.Catalog, alerter.Config{
-		Channels: []alert.Channel{e.json.Channel("json", alert.FormatJSON), e.slack.Channel("slack", alert.FormatSlack),
-			e.teams.Channel("teams", alert.FormatTeams), &alert.Mail{ChannelName: "mail", Server: server, To: []string{"dba@example.com"}}},
-		Interval: 20 * time.Millisecond, InitialInterval: 10 * time.Millisecond, DrainTimeout: 10 * time.Second, Now: e.now,
+		Config: alert.Config{
+			Channels: []alert.Channel{e.json.Channel("json", alert.FormatJSON), e.slack.Channel("slack", alert.FormatSlack),
+				e.teams.Channel("teams", alert.FormatTeams), &alert.Mail{ChannelName: "mail", Server: server, To: []string{"dba@example.com"}}},
+			InitialInterval: 10 * time.Millisecond, Now: e.now,
+		},
+		Interval: 20 * time.Millisecond, DrainTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		e.t.Fatalf("alerter.New: %v", err)
@@ -103,22 +106,6 @@ func meta(id string, at time.Time) *cofferv1.EventMeta { return event.Meta(id, "
 // counts is how many notifications each channel took.
 func (e *env) counts() string {
 	return fmt.Sprintf("json %d, slack %d, teams %d, mail %d", len(e.json.Got()), len(e.slack.Got()), len(e.teams.Got()), len(e.mail.Got()))
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what())
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func stopped(t *testing.T, stop ...func() error) {
@@ -151,7 +138,7 @@ func TestFailedJob(t *testing.T) {
 			return len(e.json.Got()) >= n && len(e.slack.Got()) >= n && len(e.teams.Got()) >= n && len(e.mail.Got()) >= n
 		}
 	}
-	eventually(t, 10*time.Second, all(1), e.counts)
+	alerttest.Eventually(t, 10*time.Second, all(1), e.counts)
 	stopped(t, stop1, stop2) // every event handled, every notification sent
 	if got := e.counts(); got != "json 1, slack 1, teams 1, mail 1" {
 		t.Fatalf("after the failures: %s; want 1 each", got)
@@ -166,7 +153,7 @@ func TestFailedJob(t *testing.T) {
 	stop := e.run() // the alert's state outlives the replicas
 	e.publish(cofferv1.SubjectRecoveryPointCommitted, &cofferv1.RecoveryPointCommitted{Meta: meta("c1", now.Add(time.Minute)),
 		RecoveryPoint: &cofferv1.RecoveryPoint{Id: "rp-c1", Database: sales, Backup: &cofferv1.BackupMetadata{Type: cofferv1.BackupType_BACKUP_TYPE_LOG}}})
-	eventually(t, 10*time.Second, all(2), e.counts)
+	alerttest.Eventually(t, 10*time.Second, all(2), e.counts)
 	stopped(t, stop)
 	if got := e.counts(); got != "json 2, slack 2, teams 2, mail 2" {
 		t.Fatalf("after the commit: %s; want 2 each", got)
@@ -188,10 +175,10 @@ func TestUnhealthyInstance(t *testing.T) {
 	down := &cofferv1.Instance{Name: "sql1", Healthy: false, Reason: "login failed for user 'coffer'", Fix: "grant the login"}
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h1", now), Instance: down})
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h2", now.Add(time.Second)), Instance: down})
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 1 && len(e.teams.Got()) >= 1 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 1 && len(e.teams.Got()) >= 1 }, e.counts)
 	e.publish(cofferv1.SubjectInstanceHealthChanged, &cofferv1.InstanceHealthChanged{Meta: meta("h3", now.Add(2*time.Second)),
 		Instance: &cofferv1.Instance{Name: "sql1", Healthy: true}})
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 && len(e.teams.Got()) >= 2 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 && len(e.teams.Got()) >= 2 }, e.counts)
 	stopped(t, stop)
 	got := e.json.Got()
 	if len(got) != 2 || got[0]["state"] != "open" || got[0]["rule"] != "instance_unhealthy" || got[1]["state"] != "resolved" {
@@ -240,7 +227,7 @@ func TestRPO(t *testing.T) {
 	}
 	e.run()
 	e.offset.Store(int64(25 * time.Minute))
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 1 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 1 }, e.counts)
 	got := e.json.Got()[0]
 	if got["rule"] != "rpo" || got["state"] != "open" || got["title"] != "ALERT: database [Sales] on sql1 is out of its RPO" {
 		t.Fatalf("json post %v; want the rpo alert", got)
@@ -249,19 +236,19 @@ func TestRPO(t *testing.T) {
 		t.Errorf("detail %q; want the limit, 30m", d)
 	}
 	backedUp(e.now())
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 }, e.counts)
 	if got := e.json.Got()[1]; got["state"] != "resolved" {
 		t.Fatalf("second json post %v; want the resolution", got)
 	}
 
 	// out of its RPO again, then unprotected: resolved
 	e.offset.Store(int64(2 * time.Hour))
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 3 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 3 }, e.counts)
 	item.State = cofferv1.ProtectionState_PROTECTION_STATE_UNPROTECTED
 	if _, err := protected.Put(ctx, key, item); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 4 }, e.counts)
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 4 }, e.counts)
 	if got := e.json.Got(); got[2]["state"] != "open" || got[3]["state"] != "resolved" {
 		t.Errorf("posts %v; want opened again, then resolved", got[2:])
 	}

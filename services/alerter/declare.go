@@ -129,7 +129,7 @@ func (c flags) channels() []alert.Channel {
 }
 
 func build(_ context.Context, d daemon.Deps, c flags) (daemon.Runner, error) {
-	cfg := Config{Interval: c.interval, MaxEventAge: c.maxAge, Logger: d.Logger}
+	cfg := Config{Config: alert.Config{MaxEventAge: c.maxAge, Logger: d.Logger}, Interval: c.interval}
 	if c.smtp.Host != "" {
 		if c.caFile != "" {
 			pem, err := os.ReadFile(c.caFile)

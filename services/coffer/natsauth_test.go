@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cofferhq/coffer/pkg/alert"
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
@@ -104,7 +105,7 @@ func TestServicesAsTheirOwnNATSUsers(t *testing.T) {
 	}
 	runs = append(runs, ap.Run)
 	b, cat = connect("alerter")
-	al, err := alerter.New(b, cat, alerter.Config{Interval: 50 * time.Millisecond, Logger: logger})
+	al, err := alerter.New(b, cat, alerter.Config{Config: alert.Config{Logger: logger}, Interval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,3 +247,20 @@ func (s *session) Data(r io.Reader) error {
 
 func (s *session) Reset()        { s.from, s.to = "", nil }
 func (s *session) Logout() error { return nil }
+
+// Eventually polls cond until it holds, and fails the test, saying what
+// it saw, when within passes first.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what())
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
