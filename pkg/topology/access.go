@@ -139,6 +139,13 @@ var Services = []Access{
 		},
 		Requests: []string{cofferv1.SubjectURLCheck},
 	},
+	{
+		Service:   "alerter",
+		Publishes: []string{cofferv1.SubjectJobFailed},
+		Consumes:  []Consumer{{cofferv1.StreamEvents, "alerter"}, {cofferv1.StreamJobs, "alerter-jobs"}},
+		Writes:    []string{cofferv1.BucketAlerts, cofferv1.BucketAlertSettings},
+		Reads:     []string{cofferv1.BucketProtected, cofferv1.BucketSchedule, cofferv1.BucketPolicies},
+	},
 }
 
 // AccessOf returns the access of service, and whether there is one.

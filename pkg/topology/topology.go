@@ -59,6 +59,8 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketSchedulerLeases, Description: "which scheduler replica queues each partition of the fleet; owner: scheduler"},
 	{Name: cofferv1.BucketUsers, Description: "the gateway's users and the hashes of their API tokens; owner: gateway"},
 	{Name: cofferv1.BucketAudit, Description: "every request that changed something, or tried to; owner: gateway", TTL: AuditRetention},
+	{Name: cofferv1.BucketAlerts, Description: "open and resolved alerts; owner: alerter"},
+	{Name: cofferv1.BucketAlertSettings, Description: "which alert rules are on and where alerts go; owner: alerter"},
 }
 
 // AuditRetention is how long the audit log keeps an entry.

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cofferhq/coffer/pkg v0.0.0
+	github.com/cofferhq/coffer/services/alerter v0.0.0
 	github.com/cofferhq/coffer/services/autoprotect v0.0.0
 	github.com/cofferhq/coffer/services/backup-streamer v0.0.0
 	github.com/cofferhq/coffer/services/committer v0.0.0
@@ -71,6 +72,7 @@ require (
 replace (
 	github.com/cofferhq/coffer/pkg => ../../pkg
 	github.com/cofferhq/coffer/proto => ../../proto
+	github.com/cofferhq/coffer/services/alerter => ../alerter
 	github.com/cofferhq/coffer/services/autoprotect => ../autoprotect
 	github.com/cofferhq/coffer/services/backup-streamer => ../backup-streamer
 	github.com/cofferhq/coffer/services/committer => ../committer

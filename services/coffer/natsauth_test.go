@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cofferhq/coffer/pkg/alert"
 	"github.com/cofferhq/coffer/pkg/blob/dirstore"
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
@@ -19,6 +21,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/natsauth/natsauthtest"
 	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/alerter"
 	"github.com/cofferhq/coffer/services/autoprotect"
 	streamer "github.com/cofferhq/coffer/services/backup-streamer"
 	"github.com/cofferhq/coffer/services/committer"
@@ -101,6 +104,12 @@ func TestServicesAsTheirOwnNATSUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs = append(runs, ap.Run)
+	b, cat = connect("alerter")
+	al, err := alerter.New(b, cat, alerter.Config{Config: alert.Config{Logger: logger}, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs = append(runs, al.Run)
 	b, cat = connect("discovery")
 	disc, err := discovery.New(b, cat, discovery.Config{MasterKey: key, Logger: logger})
 	if err != nil {

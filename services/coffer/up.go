@@ -30,6 +30,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/tlsca"
 	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/alerter"
 	"github.com/cofferhq/coffer/services/autoprotect"
 	streamer "github.com/cofferhq/coffer/services/backup-streamer"
 	"github.com/cofferhq/coffer/services/committer"
@@ -47,6 +48,7 @@ var declarations = []daemon.Service{
 	autoprotect.Declaration,
 	discovery.Declaration,
 	gateway.Declaration,
+	alerter.Declaration,
 }
 
 // serviceNames are the names of the declarations, sorted.

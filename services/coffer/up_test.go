@@ -51,6 +51,7 @@ func TestUpSettingsAreTheBinaries(t *testing.T) {
 		"gateway":         {"--http", "0.0.0.0:8081"},
 		"committer":       {"--gc-interval", "30m"},
 		"autoprotect":     {"--autoprotect-attempts", "2"},
+		"alerter":         {"--alert-interval", "30s"},
 	}
 	var upArgs []string
 	for _, a := range flags {
@@ -94,7 +95,7 @@ func TestUpValidation(t *testing.T) {
 		want []string
 	}{
 		{"unknown service", []string{"--services", "scheduler,archiver,comitter"},
-			[]string{`unknown service "archiver", "comitter"`, "autoprotect, backup-streamer, committer, discovery, gateway, scheduler"}},
+			[]string{`unknown service "archiver", "comitter"`, "alerter, autoprotect, backup-streamer, committer, discovery, gateway, scheduler"}},
 		{"every problem at once", []string{"--workers", "0", "--replicas", "9", "--scheduler-tick-interval", "-1s"},
 			[]string{"COFFER_DISCOVERY_TIMEOUT", "--workers 0", "--replicas 9", "--scheduler-tick-interval -1s"}},
 		{"replicas on the embedded server", []string{"--replicas", "3"}, []string{"needs a NATS cluster"}},

@@ -69,6 +69,8 @@ const (
 	BucketSchedulerLeases = "scheduler_leases"
 	BucketUsers           = "users"
 	BucketAudit           = "audit"
+	BucketAlerts          = "alerts"
+	BucketAlertSettings   = "alert_settings"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no

@@ -2249,6 +2249,358 @@ func (x *SchedulerLease) GetExpires() *timestamppb.Timestamp {
 	return nil
 }
 
+// AlertState is one alert the alerter raised (bucket "alerts", owned by
+// the alerter), keyed by its rule and subject: while open, a second
+// opening of the same alert is not sent again; its resolution is sent
+// once, when the condition clears.
+type AlertState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rule names the rule: job_failed, chain_break, rpo, verify_failed,
+	// instance_unhealthy.
+	Rule     string `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	// database is empty for an instance's alert.
+	Database string `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
+	// kind is the failed job's kind, for a job_failed alert.
+	Kind JobKind `protobuf:"varint,4,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
+	Open bool    `protobuf:"varint,5,opt,name=open,proto3" json:"open,omitempty"`
+	// summary is one line a person reads; detail what the event said.
+	Summary    string                 `protobuf:"bytes,6,opt,name=summary,proto3" json:"summary,omitempty"`
+	Detail     string                 `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	OpenedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// opened_by and resolved_by are the event ids (or evaluation) that
+	// opened and resolved the alert.
+	OpenedBy   string `protobuf:"bytes,10,opt,name=opened_by,json=openedBy,proto3" json:"opened_by,omitempty"`
+	ResolvedBy string `protobuf:"bytes,11,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	// notify: the opening was sent (or is being sent); an alert opened by
+	// an event too old to notify about is resolved silently too.
+	Notify bool `protobuf:"varint,12,opt,name=notify,proto3" json:"notify,omitempty"`
+	// pending is the notification not yet delivered to every channel
+	// ("open" or "resolved"), pending_since when its delivery was last
+	// claimed, and delivered the channels that have it already.
+	Pending       string                 `protobuf:"bytes,13,opt,name=pending,proto3" json:"pending,omitempty"`
+	PendingSince  *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
+	Delivered     []string               `protobuf:"bytes,15,rep,name=delivered,proto3" json:"delivered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertState) Reset() {
+	*x = AlertState{}
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertState) ProtoMessage() {}
+
+func (x *AlertState) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertState.ProtoReflect.Descriptor instead.
+func (*AlertState) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AlertState) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *AlertState) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *AlertState) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *AlertState) GetKind() JobKind {
+	if x != nil {
+		return x.Kind
+	}
+	return JobKind_JOB_KIND_UNSPECIFIED
+}
+
+func (x *AlertState) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *AlertState) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *AlertState) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AlertState) GetOpenedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenedAt
+	}
+	return nil
+}
+
+func (x *AlertState) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *AlertState) GetOpenedBy() string {
+	if x != nil {
+		return x.OpenedBy
+	}
+	return ""
+}
+
+func (x *AlertState) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *AlertState) GetNotify() bool {
+	if x != nil {
+		return x.Notify
+	}
+	return false
+}
+
+func (x *AlertState) GetPending() string {
+	if x != nil {
+		return x.Pending
+	}
+	return ""
+}
+
+func (x *AlertState) GetPendingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PendingSince
+	}
+	return nil
+}
+
+func (x *AlertState) GetDelivered() []string {
+	if x != nil {
+		return x.Delivered
+	}
+	return nil
+}
+
+// AlertSettings are which alert rules are on and where alerts go besides
+// the channels the alerter's flags name (bucket "alert_settings", key
+// "settings", owned by the alerter, which writes the defaults: every rule
+// on, no channel).
+type AlertSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*AlertRule           `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	Channels      []*AlertChannel        `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertSettings) Reset() {
+	*x = AlertSettings{}
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertSettings) ProtoMessage() {}
+
+func (x *AlertSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
+func (*AlertSettings) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AlertSettings) GetRules() []*AlertRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *AlertSettings) GetChannels() []*AlertChannel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+// AlertRule turns one rule on or off.
+type AlertRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertRule) Reset() {
+	*x = AlertRule{}
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertRule) ProtoMessage() {}
+
+func (x *AlertRule) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertRule.ProtoReflect.Descriptor instead.
+func (*AlertRule) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AlertRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertRule) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+// AlertChannel is one place alerts are sent: a webhook (format "json",
+// "slack" or "teams") at url, or mail (format "email") to the addresses
+// in to over the SMTP server the alerter's flags name.
+type AlertChannel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Format        string                 `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	To            []string               `protobuf:"bytes,4,rep,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertChannel) Reset() {
+	*x = AlertChannel{}
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertChannel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertChannel) ProtoMessage() {}
+
+func (x *AlertChannel) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertChannel.ProtoReflect.Descriptor instead.
+func (*AlertChannel) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AlertChannel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertChannel) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *AlertChannel) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AlertChannel) GetTo() []string {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -2465,7 +2817,38 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\"\\\n" +
 	"\x0eSchedulerLease\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
-	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires*\x92\x01\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\x8b\x04\n" +
+	"\n" +
+	"AlertState\x12\x12\n" +
+	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\x12\x1a\n" +
+	"\bdatabase\x18\x03 \x01(\tR\bdatabase\x12&\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x12\x12\n" +
+	"\x04open\x18\x05 \x01(\bR\x04open\x12\x18\n" +
+	"\asummary\x18\x06 \x01(\tR\asummary\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x127\n" +
+	"\topened_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x12;\n" +
+	"\vresolved_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x12\x1b\n" +
+	"\topened_by\x18\n" +
+	" \x01(\tR\bopenedBy\x12\x1f\n" +
+	"\vresolved_by\x18\v \x01(\tR\n" +
+	"resolvedBy\x12\x16\n" +
+	"\x06notify\x18\f \x01(\bR\x06notify\x12\x18\n" +
+	"\apending\x18\r \x01(\tR\apending\x12?\n" +
+	"\rpending_since\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fpendingSince\x12\x1c\n" +
+	"\tdelivered\x18\x0f \x03(\tR\tdelivered\"p\n" +
+	"\rAlertSettings\x12*\n" +
+	"\x05rules\x18\x01 \x03(\v2\x14.coffer.v1.AlertRuleR\x05rules\x123\n" +
+	"\bchannels\x18\x02 \x03(\v2\x17.coffer.v1.AlertChannelR\bchannels\"9\n" +
+	"\tAlertRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"\\\n" +
+	"\fAlertChannel\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x0e\n" +
+	"\x02to\x18\x04 \x03(\tR\x02to*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2507,7 +2890,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2530,54 +2913,64 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
 	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
 	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*AlertState)(nil),            // 21: coffer.v1.AlertState
+	(*AlertSettings)(nil),         // 22: coffer.v1.AlertSettings
+	(*AlertRule)(nil),             // 23: coffer.v1.AlertRule
+	(*AlertChannel)(nil),          // 24: coffer.v1.AlertChannel
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	21, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	21, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	25, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	25, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	21, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	21, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	25, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	25, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	21, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	25, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	21, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	21, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	25, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	25, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	21, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	25, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	21, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	21, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	25, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	21, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	21, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	21, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	21, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	25, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	25, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	25, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	25, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	21, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	21, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	25, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	21, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
 	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
 	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	21, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	21, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	21, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	21, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	21, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	21, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	21, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	25, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	25, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	25, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	25, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	25, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	25, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	25, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	1,  // 40: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
+	25, // 41: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
+	25, // 42: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
+	25, // 43: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
+	23, // 44: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
+	24, // 45: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2591,7 +2984,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
