@@ -1,5 +1,7 @@
 package vault
 
+import "context"
+
 // SetSmallChunks makes v cut streams into small chunks, 2 to 32 KiB and
 // about 8 KiB, so that a test gets many chunks out of little data. Every
 // vault of a test that deduplicates one stream against another must use
@@ -17,3 +19,13 @@ func IgnoreCondemned(v *Vault) { v.ignoreCondemned = true }
 // IndexReused counts the writer sessions of v that kept the index it
 // held without reading it again.
 func IndexReused(v *Vault) int64 { return v.condemned.reused.Load() }
+
+// RefreshIndex reads the index objects other processes stored, as a
+// writer session's opening does.
+func RefreshIndex(v *Vault) error { return v.refreshIndex(context.Background()) }
+
+// KnowsChunk reports whether v's index holds a location of chunk id.
+func KnowsChunk(v *Vault, id string) bool {
+	_, ok := v.index.lookupID(id)
+	return ok
+}

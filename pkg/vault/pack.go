@@ -436,6 +436,28 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 	x := v.index
 	x.refreshing.Lock()
 	defer x.refreshing.Unlock()
+	// An index object listed and gone before it is read was replaced by
+	// garbage collection, which stores the replacement first: when the
+	// listing came before that, this refresh knows neither, and the
+	// chunks they list seem missing until the next. So a refresh that
+	// met one lists again, a few times, rather than end short.
+	for range refreshRounds - 1 {
+		short, err := v.refreshIndexOnce(ctx)
+		if err != nil || !short {
+			return err
+		}
+	}
+	_, err := v.refreshIndexOnce(ctx)
+	return err
+}
+
+// refreshRounds bounds the listings of one refreshIndex.
+const refreshRounds = 4
+
+// refreshIndexOnce refreshes the index from one listing, and reports
+// whether an index object it listed was gone when it went to read it.
+func (v *Vault) refreshIndexOnce(ctx context.Context) (short bool, err error) {
+	x := v.index
 	// the index objects known before the listing: one a writer of this
 	// process stores while the listing runs is missing from it without
 	// being gone, and taking it for gone read the whole index again (with
@@ -444,12 +466,12 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 	known := maps.Clone(x.indexes)
 	x.mu.RUnlock()
 	var ids []string
-	err := v.store.List(ctx, indexPrefix, func(i blob.Info) error {
+	err = v.store.List(ctx, indexPrefix, func(i blob.Info) error {
 		ids = append(ids, strings.TrimPrefix(i.Key, indexPrefix))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("list index: %w", err)
+		return false, fmt.Errorf("list index: %w", err)
 	}
 	x.mu.RLock()
 	present := make(map[string]bool, len(ids))
@@ -486,17 +508,18 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("list format 1 chunks: %w", err)
+			return false, fmt.Errorf("list format 1 chunks: %w", err)
 		}
 	}
 	read := make(map[string][]packInfo, len(fresh))
 	for _, id := range fresh {
 		packs, err := v.getIndex(ctx, id)
 		if errors.Is(err, blob.ErrNotExist) {
-			continue // replaced since the listing: the next refresh sees its successor
+			short = true // replaced since the listing
+			continue
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		read[id] = packs
 	}
@@ -514,7 +537,7 @@ func (v *Vault) refreshIndex(ctx context.Context) error {
 	for id, packs := range read {
 		x.addLocked(id, packs)
 	}
-	return nil
+	return short, nil
 }
 
 // packer fills packs with a writer's sealed chunks and stores them, a few

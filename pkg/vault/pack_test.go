@@ -2,7 +2,10 @@ package vault_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cofferhq/coffer/pkg/blob"
@@ -169,5 +172,65 @@ func TestCollectRepacks(t *testing.T) {
 	}
 	if n, m := countObjects(t, store, "sessions/"), countObjects(t, store, "condemned/"); n != 0 || m != 0 {
 		t.Errorf("%d sessions and %d condemned generations left", n, m)
+	}
+}
+
+// listHook runs after once, the first time index objects are listed
+// while armed: a collection that replaces them between a process's
+// listing of the index and its reading of what it listed.
+type listHook struct {
+	blob.Store
+	armed atomic.Bool
+	after func()
+}
+
+func (h *listHook) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
+	err := h.Store.List(ctx, prefix, fn)
+	if prefix == "index/" && h.armed.CompareAndSwap(true, false) {
+		h.after()
+	}
+	return err
+}
+
+// TestRefreshMeetsReplacedIndex: a process lists the index objects, and
+// garbage collection merges them into a new one (and deletes them) before
+// the process reads them. The refresh must not end knowing neither the
+// old objects nor the new one: it lists again, and knows every chunk.
+func TestRefreshMeetsReplacedIndex(t *testing.T) {
+	store := newDirStore(t)
+	v := initVault(t, store)
+	hook := &listHook{Store: store}
+	other := openVault(t, hook) // a streamer that opened before
+	ctx := t.Context()
+	var chunks []vault.ChunkRef
+	for i := range 33 { // one index object each: one more than a collection leaves unmerged
+		res := write(t, v, sqlPages(uint64(100+i), 0, 8), vault.WriterOptions{})
+		if err := v.PutManifest(ctx, fmt.Sprintf("m%d", i), &vault.Manifest{Chunks: res.Chunks, Size: res.Size, Checksum: res.Checksum}); err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, res.Chunks...)
+	}
+	countIndexes := func() int { return countObjects(t, store, "index/") }
+	before := countIndexes()
+	hook.after = func() {
+		if _, err := v.Collect(ctx, vault.CollectOptions{}); err != nil {
+			t.Errorf("collection: %v", err)
+		}
+	}
+	hook.armed.Store(true)
+	if err := vault.RefreshIndex(other); err != nil {
+		t.Fatal(err)
+	}
+	if after := countIndexes(); hook.armed.Load() || after >= before {
+		t.Fatalf("index objects: %d before, %d after the collection (armed still: %v); want them merged", before, after, hook.armed.Load())
+	}
+	missing := 0
+	for _, c := range chunks {
+		if !vault.KnowsChunk(other, c.ID) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("after one refresh, %d of %d chunks unknown; want every one", missing, len(chunks))
 	}
 }
