@@ -340,7 +340,7 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 // reads a restore forward, a few ranges of MAXTRANSFERSIZE in flight (the
 // simulator: 4 of 10 MB): room for them and for a read-ahead that keeps
 // the store's latency out of their way.
-const readerCacheBytes = 48 << 20
+const readerCacheBytes = 32 << 20
 
 // readerOptions sizes the cache and read-ahead of the reader of refs, one
 // of stripes objects read at once, by their chunks' mean size.
