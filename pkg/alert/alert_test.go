@@ -542,13 +542,59 @@ func TestBodies(t *testing.T) {
 	if title["text"] != "RESOLVED: instance sql<1>& is unhealthy" || title["color"] != "good" {
 		t.Errorf("teams title %v", title)
 	}
-	facts := body[1].(map[string]any)["facts"].([]any)
+	if got, want := teamsFacts(teams), "Rule=instance_unhealthy,Instance=sql<1>&,Opened=2026-12-01T10:00:00Z,Resolved=2026-12-01T11:00:00Z"; got != want {
+		t.Errorf("teams facts %s; want %s", got, want)
+	}
+}
+
+// teamsFacts is the fact set of a Teams post's card, as title=value
+// pairs joined by commas.
+func teamsFacts(post map[string]any) string {
+	content := post["attachments"].([]any)[0].(map[string]any)["content"].(map[string]any)
 	var names []string
-	for _, f := range facts {
+	for _, f := range content["body"].([]any)[1].(map[string]any)["facts"].([]any) {
 		names = append(names, f.(map[string]any)["title"].(string)+"="+f.(map[string]any)["value"].(string))
 	}
-	if want := "Rule=instance_unhealthy,Instance=sql<1>&,Opened=2026-12-01T10:00:00Z,Resolved=2026-12-01T11:00:00Z"; strings.Join(names, ",") != want {
-		t.Errorf("teams facts %s; want %s", strings.Join(names, ","), want)
+	return strings.Join(names, ",")
+}
+
+// TestVaultChecked: a failed check opens an alert keyed by its vault
+// alone, which a passing check of that vault resolves and one of another
+// vault does not; its notification names the vault, not an instance.
+func TestVaultChecked(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	check := func(id, vault string, passed bool) alert.Change {
+		t.Helper()
+		ev := &cofferv1.VaultChecked{Meta: &cofferv1.EventMeta{EventId: id, Time: timestamppb.New(at)}, Vault: vault, Mode: "fast",
+			Passed: passed, Damage: []string{"chunk c1: missing (needed by rp-1)"}, Affected: []string{"rp-1 sql1/Sales, full"}}
+		if passed {
+			ev.Damage, ev.Affected = nil, nil
+		}
+		changes := alert.OnVaultChecked(ev)
+		if len(changes) != 1 || changes[0].Rule != alert.VaultCheckFailed || changes[0].Open == passed {
+			t.Fatalf("OnVaultChecked(passed %v): %+v; want one vault_check_failed change, open %v", passed, changes, !passed)
+		}
+		return changes[0]
+	}
+	failed, passed, other := check("v1", "s3://minio:9000/vault/", false), check("v2", "s3://minio:9000/vault/", true), check("v3", "/srv/vault", true)
+	if failed.Key() != passed.Key() || failed.Key() == other.Key() {
+		t.Errorf("keys %q, %q (same vault), %q (another); want the same vault's equal and the other's apart", failed.Key(), passed.Key(), other.Key())
+	}
+	if !strings.Contains(failed.Summary, "s3://minio:9000/vault/") || !strings.Contains(failed.Detail, "chunk c1: missing") {
+		t.Errorf("summary %q, detail %q; want the vault and the damage", failed.Summary, failed.Detail)
+	}
+
+	n := alert.Notification{ID: "open:v1", State: alert.Opened, Rule: alert.VaultCheckFailed, Vault: "/srv/vault",
+		Summary: "vault check of /srv/vault could not finish", OpenedAt: at}
+	if text := n.Text(); !strings.Contains(text, "vault: /srv/vault\n") || strings.Contains(text, "instance:") {
+		t.Errorf("text %q; want the vault and no empty instance", text)
+	}
+	h := alerttest.NewHook(t, nil)
+	if err := h.Channel("teams", alert.FormatTeams).Send(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := teamsFacts(h.Got()[0]), "Rule=vault_check_failed,Vault=/srv/vault,Opened=2026-12-01T10:00:00Z"; got != want {
+		t.Errorf("teams facts %s; want %s", got, want)
 	}
 }
 

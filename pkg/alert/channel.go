@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -28,6 +29,8 @@ type Notification struct {
 	Rule     Rule
 	Instance string
 	Database string
+	// Vault is the vault of a vault_check_failed alert.
+	Vault    string
 	Summary  string
 	Detail   string
 	OpenedAt time.Time
@@ -38,7 +41,7 @@ type Notification struct {
 // NotificationOf is the notification st has pending.
 func NotificationOf(key string, st *cofferv1.AlertState) Notification {
 	n := Notification{ID: NotificationID(st), Key: key, State: st.GetPending(), Rule: Rule(st.GetRule()),
-		Instance: st.GetInstance(), Database: st.GetDatabase(), Summary: st.GetSummary(), Detail: st.GetDetail(),
+		Instance: st.GetInstance(), Database: st.GetDatabase(), Vault: st.GetVault(), Summary: st.GetSummary(), Detail: st.GetDetail(),
 		OpenedAt: st.GetOpenedAt().AsTime()}
 	if st.GetPending() == Resolved {
 		n.ResolvedAt = st.GetResolvedAt().AsTime()
@@ -57,9 +60,9 @@ func (n Notification) Title() string {
 // Text is the notification's body as plain text.
 func (n Notification) Text() string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s\n\nrule: %s\ninstance: %s\n", n.Title(), n.Rule, n.Instance)
-	if n.Database != "" {
-		fmt.Fprintf(&b, "database: %s\n", n.Database)
+	fmt.Fprintf(&b, "%s\n\nrule: %s\n", n.Title(), n.Rule)
+	for _, f := range n.subject() {
+		fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(f[0]), f[1])
 	}
 	fmt.Fprintf(&b, "opened: %s\n", n.OpenedAt.UTC().Format(time.RFC3339))
 	if n.State == Resolved {
@@ -69,6 +72,22 @@ func (n Notification) Text() string {
 		fmt.Fprintf(&b, "\n%s\n", n.Detail)
 	}
 	return b.String()
+}
+
+// subject is what the alert is about, as titled facts: its instance and
+// database, or its vault.
+func (n Notification) subject() [][2]string {
+	var out [][2]string
+	if n.Instance != "" || n.Vault == "" {
+		out = append(out, [2]string{"Instance", n.Instance})
+	}
+	if n.Database != "" {
+		out = append(out, [2]string{"Database", n.Database})
+	}
+	if n.Vault != "" {
+		out = append(out, [2]string{"Vault", n.Vault})
+	}
+	return out
 }
 
 // Channel sends notifications somewhere. Send returns an error marked with
@@ -162,6 +181,7 @@ type JSONBody struct {
 	Rule       string     `json:"rule"`
 	Instance   string     `json:"instance"`
 	Database   string     `json:"database,omitempty"`
+	Vault      string     `json:"vault,omitempty"`
 	Title      string     `json:"title"`
 	Summary    string     `json:"summary"`
 	Detail     string     `json:"detail,omitempty"`
@@ -171,7 +191,7 @@ type JSONBody struct {
 
 func jsonBody(n Notification) JSONBody {
 	b := JSONBody{ID: n.ID, State: n.State, Rule: string(n.Rule), Instance: n.Instance, Database: n.Database,
-		Title: n.Title(), Summary: n.Summary, Detail: n.Detail, OpenedAt: n.OpenedAt.UTC()}
+		Vault: n.Vault, Title: n.Title(), Summary: n.Summary, Detail: n.Detail, OpenedAt: n.OpenedAt.UTC()}
 	if n.State == Resolved {
 		t := n.ResolvedAt.UTC()
 		b.ResolvedAt = &t
@@ -217,12 +237,9 @@ func teamsBody(n Notification) map[string]any {
 	if n.State == Resolved {
 		color = "good"
 	}
-	facts := []any{
-		map[string]any{"title": "Rule", "value": string(n.Rule)},
-		map[string]any{"title": "Instance", "value": n.Instance},
-	}
-	if n.Database != "" {
-		facts = append(facts, map[string]any{"title": "Database", "value": n.Database})
+	facts := []any{map[string]any{"title": "Rule", "value": string(n.Rule)}}
+	for _, f := range n.subject() {
+		facts = append(facts, map[string]any{"title": f[0], "value": f[1]})
 	}
 	facts = append(facts, map[string]any{"title": "Opened", "value": n.OpenedAt.UTC().Format(time.RFC3339)})
 	if n.State == Resolved {

@@ -22,6 +22,9 @@
 //     per database; one whose every result passed resolves it.
 //   - instance_unhealthy: an instance reported unreachable opens an alert;
 //     its report of being healthy again resolves it.
+//   - vault_check_failed: a `coffer vault check` that found damage or
+//     could not finish (a VaultChecked, which it publishes when given
+//     NATS) opens an alert per vault; the next one that passed resolves it.
 //
 // An alert is an [AlertState] record in the `alerts` bucket, keyed by rule
 // and subject, changed only by compare-and-set: of two replicas handling

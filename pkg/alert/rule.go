@@ -20,10 +20,11 @@ const (
 	RPO               Rule = "rpo"
 	VerifyFailed      Rule = "verify_failed"
 	InstanceUnhealthy Rule = "instance_unhealthy"
+	VaultCheckFailed  Rule = "vault_check_failed"
 )
 
 // Rules is every rule, in the order the default settings list them.
-var Rules = []Rule{JobFailed, ChainBreak, RPO, VerifyFailed, InstanceUnhealthy}
+var Rules = []Rule{JobFailed, ChainBreak, RPO, VerifyFailed, InstanceUnhealthy, VaultCheckFailed}
 
 // Change is what one event or evaluation says of one alert: that its
 // condition holds (Open) or has cleared.
@@ -32,6 +33,9 @@ type Change struct {
 	Instance string
 	// Database is empty for an instance's alert.
 	Database string
+	// Vault is the vault a VaultCheckFailed alert is about (Instance and
+	// Database are empty).
+	Vault string
 	// Kind is the failed job's kind, for JobFailed.
 	Kind cofferv1.JobKind
 	Open bool
@@ -55,8 +59,11 @@ func (c Change) Key() string {
 	if c.Notice {
 		return catalog.Key(string(c.Rule), c.Instance, c.Database, kindName(c.Kind), c.By)
 	}
-	if c.Rule == JobFailed {
+	switch c.Rule {
+	case JobFailed:
 		return catalog.Key(string(c.Rule), c.Instance, c.Database, kindName(c.Kind))
+	case VaultCheckFailed:
+		return catalog.Key(string(c.Rule), c.Vault)
 	}
 	return catalog.Key(string(c.Rule), c.Instance, c.Database)
 }
@@ -197,6 +204,40 @@ func OnHealth(ev *cofferv1.InstanceHealthChanged) []Change {
 		Summary: subject(in.GetName(), "") + " is unhealthy",
 		Detail:  detail, At: timeOf(ev.GetMeta()), By: ev.GetMeta().GetEventId(),
 	}}
+}
+
+// maxDamageLines bounds the problems and the recovery points a
+// vault_check_failed alert lists: a vault missing a pack has thousands of
+// damaged chunks, and the whole list is in the check's own output.
+const maxDamageLines = 10
+
+// OnVaultChecked opens the vault_check_failed alert of the vault when a
+// `coffer vault check` found damage or could not finish, and resolves it
+// when one passed.
+func OnVaultChecked(ev *cofferv1.VaultChecked) []Change {
+	c := Change{Rule: VaultCheckFailed, Vault: ev.GetVault(), At: timeOf(ev.GetMeta()), By: ev.GetMeta().GetEventId()}
+	if ev.GetPassed() {
+		return []Change{c}
+	}
+	c.Open = true
+	if ev.GetError() != "" {
+		c.Summary = fmt.Sprintf("vault check of %s could not finish", ev.GetVault())
+		c.Detail = fmt.Sprintf("%s check: %s", ev.GetMode(), ev.GetError())
+		return []Change{c}
+	}
+	c.Summary = fmt.Sprintf("vault check found damage in %s: %d recovery points cannot be restored", ev.GetVault(), len(ev.GetAffected()))
+	c.Detail = fmt.Sprintf("%s check of %d recovery points, %d chunks: %s; recovery points that cannot be restored: %s",
+		ev.GetMode(), ev.GetRecoveryPoints(), ev.GetChunks(), firstOf(ev.GetDamage(), "; "), firstOf(ev.GetAffected(), ", "))
+	return []Change{c}
+}
+
+// firstOf joins the first maxDamageLines of list with sep, and says how
+// many it leaves out.
+func firstOf(list []string, sep string) string {
+	if len(list) <= maxDamageLines {
+		return strings.Join(list, sep)
+	}
+	return fmt.Sprintf("%s%sand %d more", strings.Join(list[:maxDamageLines], sep), sep, len(list)-maxDamageLines)
 }
 
 // enabled reports whether settings turn rule on: a rule the settings do

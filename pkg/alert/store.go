@@ -117,7 +117,7 @@ func decide(cur *cofferv1.AlertState, c Change, on, notify bool, now time.Time) 
 			return nil
 		}
 		next := &cofferv1.AlertState{
-			Rule: string(c.Rule), Instance: c.Instance, Database: c.Database, Kind: c.Kind, Open: true,
+			Rule: string(c.Rule), Instance: c.Instance, Database: c.Database, Vault: c.Vault, Kind: c.Kind, Open: true,
 			Summary: c.Summary, Detail: c.Detail, OpenedAt: timestamppb.New(c.At), OpenedBy: c.By, Notify: notify,
 		}
 		if c.Notice { // sent once, closed at once: nothing will resolve it

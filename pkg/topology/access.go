@@ -45,8 +45,9 @@ func (a Access) ReadsBucket(bucket string) bool {
 	return slices.Contains(a.Writes, bucket) || slices.Contains(a.Reads, bucket)
 }
 
-// Services is every service's access, one entry each: the one table of who
-// may publish, consume, write and read what.
+// Services is every service's access, one entry each, and that of `coffer
+// vault check` (VaultCheck): the one table of who may publish, consume,
+// write and read what.
 var Services = []Access{
 	{
 		Service: "discovery",
@@ -146,7 +147,17 @@ var Services = []Access{
 		Writes:    []string{cofferv1.BucketAlerts, cofferv1.BucketAlertSettings},
 		Reads:     []string{cofferv1.BucketProtected, cofferv1.BucketSchedule, cofferv1.BucketPolicies},
 	},
+	{
+		// not a service: the user `coffer vault check --nats` publishes
+		// its result as, for the alerter
+		Service:   VaultCheck,
+		Publishes: []string{cofferv1.SubjectVaultChecked},
+	},
 }
+
+// VaultCheck is the NATS user of `coffer vault check`, which publishes
+// VaultChecked and does nothing else on NATS.
+const VaultCheck = "vault-check"
 
 // AccessOf returns the access of service, and whether there is one.
 func AccessOf(service string) (Access, bool) {

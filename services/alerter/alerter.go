@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	// Durable is the consumer of COFFER_EVENTS: instance health and
-	// configured protections.
+	// Durable is the consumer of COFFER_EVENTS: instance health,
+	// configured protections and vault checks.
 	Durable = "alerter"
 	// JobsDurable is the consumer of COFFER_JOBS: failures, chain breaks
 	// and the successes that resolve them.
@@ -132,6 +132,7 @@ var (
 	eventRules = map[string]rule{
 		cofferv1.SubjectInstanceHealthChanged: on(alert.OnHealth),
 		cofferv1.SubjectProtectionConfigured:  on(alert.OnProtected),
+		cofferv1.SubjectVaultChecked:          on(alert.OnVaultChecked),
 	}
 	jobRules = map[string]rule{
 		cofferv1.SubjectJobFailed:              on(alert.OnJobFailed),

@@ -193,6 +193,70 @@ func TestUnhealthyInstance(t *testing.T) {
 	}
 }
 
+// TestVaultCheckFailed: a vault check that found damage opens one alert
+// per vault, which names the vault, the damage and the recovery points; a
+// failed check of another vault is an alert of its own; a check that
+// could not finish keeps the first open, and the next passing check of
+// each vault resolves its alert, once.
+func TestVaultCheckFailed(t *testing.T) {
+	e := newEnv(t)
+	stop := e.run()
+	now := time.Now()
+	const a, b = "s3://minio:9000/coffer-vault/", "/var/lib/coffer/vault"
+	damage := make([]string, 12)
+	for i := range damage {
+		damage[i] = fmt.Sprintf("chunk c%d: missing (needed by rp-1)", i)
+	}
+	e.publish(cofferv1.SubjectVaultChecked, &cofferv1.VaultChecked{Meta: meta("v1", now), Vault: a, Mode: "full",
+		RecoveryPoints: 3, Chunks: 40, Damage: damage, Affected: []string{"rp-1 sql1/Sales, full taken 2026-12-01 02:00:00"}})
+	e.publish(cofferv1.SubjectVaultChecked, &cofferv1.VaultChecked{Meta: meta("v2", now.Add(time.Second)), Vault: a, Mode: "fast",
+		Error: "vault check: list packs: connection refused"})
+	e.publish(cofferv1.SubjectVaultChecked, &cofferv1.VaultChecked{Meta: meta("v3", now.Add(2*time.Second)), Vault: b, Mode: "fast",
+		Error: "vault check: read index: permission denied"})
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 2 && len(e.mail.Got()) >= 2 }, e.counts)
+	e.publish(cofferv1.SubjectVaultChecked, &cofferv1.VaultChecked{Meta: meta("v4", now.Add(3*time.Second)), Vault: a, Mode: "full", Passed: true})
+	e.publish(cofferv1.SubjectVaultChecked, &cofferv1.VaultChecked{Meta: meta("v5", now.Add(4*time.Second)), Vault: b, Mode: "fast", Passed: true})
+	alerttest.Eventually(t, 10*time.Second, func() bool { return len(e.json.Got()) >= 4 && len(e.mail.Got()) >= 4 }, e.counts)
+	stopped(t, stop)
+	if got := e.counts(); got != "json 4, slack 4, teams 4, mail 4" {
+		t.Fatalf("%s; want each vault's alert and its resolution, 4 each", got)
+	}
+	byVault := map[string][]map[string]any{}
+	for _, p := range e.json.Got() {
+		if p["rule"] != "vault_check_failed" {
+			t.Errorf("post %v; want rule vault_check_failed", p)
+		}
+		v, _ := p["vault"].(string)
+		byVault[v] = append(byVault[v], p)
+	}
+	for _, v := range []string{a, b} {
+		if got := byVault[v]; len(got) != 2 || got[0]["state"] != "open" || got[1]["state"] != "resolved" {
+			t.Errorf("posts for vault %s: %v; want the alert, then its resolution", v, got)
+		}
+	}
+	open := byVault[a][0]
+	if title := open["title"]; title != "ALERT: vault check found damage in "+a+": 1 recovery points cannot be restored" {
+		t.Errorf("title %q", title)
+	}
+	d, _ := open["detail"].(string)
+	for _, want := range []string{"full check of 3 recovery points, 40 chunks", "chunk c0: missing", "chunk c9: missing", "and 2 more", "rp-1 sql1/Sales"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("detail %q; want %q in it", d, want)
+		}
+	}
+	if strings.Contains(d, "chunk c10:") {
+		t.Errorf("detail %q lists more than 10 problems", d)
+	}
+	if d, _ := byVault[b][0]["detail"].(string); !strings.Contains(d, "permission denied") {
+		t.Errorf("detail %q; want why the check could not finish", d)
+	}
+	for _, m := range e.mail.Got() {
+		if body := string(m.Body); !strings.Contains(body, "vault: ") || strings.Contains(body, "instance:") {
+			t.Errorf("mail body %q; want the vault named, and no empty instance", body)
+		}
+	}
+}
+
 // TestRPO: a protected database whose last backup falls more than twice
 // its policy's log interval behind opens an rpo alert; its next backup
 // resolves it; a database no longer protected has its alert resolved.

@@ -13,7 +13,7 @@
 // "alerter-jobs" on COFFER_JOBS (JobFailed, ChainBroken,
 // RecoveryPointCommitted, RestoreCompleted, VerifyCompleted) and
 // "alerter" on COFFER_EVENTS (InstanceHealthChanged,
-// ProtectionConfigured). Every Config.Interval it evaluates the RPO rule
+// ProtectionConfigured, VaultChecked). Every Config.Interval it evaluates the RPO rule
 // over the protected databases and sends again what a stopped replica or
 // a long outage of a channel left unsent. Any number of replicas can run:
 // they share the consumers, and every change of an alert is a

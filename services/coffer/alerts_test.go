@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/alert/alerttest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	"github.com/cofferhq/coffer/services/gateway"
 )
 
 // TestAlertOnFailedBackup: `coffer up --alert-webhook` alerts when a
@@ -53,6 +58,85 @@ func TestAlertOnFailedBackup(t *testing.T) {
 	h.mustCoffer("backup", "sql1/"+db, "--type", "full", "--wait")
 	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 2 }, posts)
 	if got := hook.Got(); len(got) != 2 || got[1]["state"] != "resolved" || got[1]["database"] != db {
+		t.Fatalf("posts %v; want the alert, then its resolution", got)
+	}
+}
+
+// TestAlertOnFailedVaultCheck: `coffer vault check --nats` publishes its
+// result to a running coffer up, whose alerter opens the vault's alert
+// when a full check finds a corrupted chunk, naming the vault and the
+// recovery point, and resolves it when the next check, after the pack is
+// put back, passes. Without NATS the check says its result goes nowhere;
+// with NATS unreachable it fails, saying so.
+func TestAlertOnFailedVaultCheck(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0") // a port nothing answers NATS on
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr, deadAddr := l.Addr().String(), dead.Addr().String()
+	l.Close()
+	dead.Close()
+	hook := alerttest.NewHook(t, nil)
+	h := startHarness(t, harnessOptions{args: []string{"--alert-webhook", hook.URL, "--nats-listen", natsAddr}})
+	const db = "Checked"
+	h.protected(db)
+	rp := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)[0]
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(h.key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(t.Context(), append([]string{"vault", "check", "--full", "--data", h.data, "--master-key-file", keyFile}, args...), &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	withNATS := []string{"--nats", "nats://" + natsAddr}
+	posts := func() string { return fmt.Sprint(hook.Got()) }
+	vaultDir := filepath.Join(h.data, "vault")
+
+	if out, err := check(); err != nil || !strings.Contains(out, "not published: no NATS given") {
+		t.Fatalf("a check without NATS: %v\n%s; want it to say its result is not published", err, out)
+	}
+	// NATS given but not there: the check's result is printed, and the
+	// command fails, saying the alerter did not get it
+	if out, err := check("--nats", "nats://"+deadAddr); err == nil || !strings.Contains(err.Error(), "not published for the alerter") || !strings.Contains(out, "no damage found") {
+		t.Fatalf("a check with NATS unreachable: %v\n%s; want the result, and the failure to publish it", err, out)
+	}
+	if out, err := check(withNATS...); err != nil || !strings.Contains(out, "no damage found") || !strings.Contains(out, "published on NATS") {
+		t.Fatalf("a passing check with NATS: %v\n%s", err, out)
+	}
+
+	path := corruptChunkPath(t, h)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptChunk(t, h)
+	out, err := check(withNATS...)
+	if err == nil || !strings.Contains(err.Error(), "the vault is damaged") || !strings.Contains(out, "published on NATS") {
+		t.Fatalf("a check of a corrupted chunk: %v\n%s; want the damage, published", err, out)
+	}
+	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 1 }, posts)
+	got := hook.Got()[0]
+	if got["state"] != "open" || got["rule"] != "vault_check_failed" || got["vault"] != vaultDir {
+		t.Fatalf("alert %v; want vault_check_failed open for %s", got, vaultDir)
+	}
+	if d, _ := got["detail"].(string); !strings.Contains(d, "corrupt") || !strings.Contains(d, rp.ID+" sql1/"+db+", full taken") {
+		t.Errorf("alert detail %q; want the damage and %s of sql1/%s", d, rp.ID, db)
+	}
+
+	if err := os.WriteFile(path, good, 0o600); err != nil { // the pack put back from a copy
+		t.Fatal(err)
+	}
+	if out, err := check(withNATS...); err != nil || !strings.Contains(out, "no damage found") {
+		t.Fatalf("a check after the repair: %v\n%s", err, out)
+	}
+	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 2 }, posts)
+	if got := hook.Got(); len(got) != 2 || got[1]["state"] != "resolved" || got[1]["vault"] != vaultDir {
 		t.Fatalf("posts %v; want the alert, then its resolution", got)
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,16 +14,18 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/natsauth"
 )
 
 // TestDeployFiles checks docker-compose.yml and deploy/Dockerfile where no
-// Docker engine can: the compose file parses, every service is built from
-// a Dockerfile target that exists, every file the Dockerfile copies exists,
-// every COFFER_ variable the compose file sets is one the code reads (the
-// conformance suite's COFFER_TEST_ ones, its tests), and the conformance
-// profile runs make test-mssql against SQL Server 2019 and 2022 without
-// starting on a plain `docker compose up`.
+// Docker engine can: the compose file parses, every service `coffer up`
+// declares has a binary and is built from a Dockerfile target that
+// exists, gets the master key only if it needs it, every file the
+// Dockerfile copies exists, every COFFER_ variable the compose file sets
+// is one the code reads (the conformance suite's COFFER_TEST_ ones, its
+// tests), and the conformance profile runs make test-mssql against SQL
+// Server 2019 and 2022 without starting on a plain `docker compose up`.
 func TestDeployFiles(t *testing.T) {
 	root := filepath.Join("..", "..")
 	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
@@ -63,7 +67,7 @@ func TestDeployFiles(t *testing.T) {
 		}
 	}
 
-	services := []string{"discovery", "scheduler", "backup-streamer", "committer", "autoprotect", "gateway"}
+	services := serviceNames()
 	for _, s := range services {
 		if _, err := os.Stat(filepath.Join(root, "services", s, "cmd", s, "main.go")); err != nil {
 			t.Errorf("service %s has no binary at services/%s/cmd/%s", s, s, s)
@@ -75,6 +79,9 @@ func TestDeployFiles(t *testing.T) {
 		}
 		if c.Build == nil || c.Build.Dockerfile != "deploy/Dockerfile" || !targets[c.Build.Target] || c.Build.Target != s {
 			t.Errorf("compose service %s is not built from deploy/Dockerfile target %s", s, s)
+		}
+		if _, got := c.Environment["COFFER_MASTER_KEY"]; got != needsMasterKey(t, s) {
+			t.Errorf("compose service %s: given the master key %v; want %v", s, got, !got)
 		}
 	}
 	// each service logs in to NATS as its own user: its own seed, as
@@ -326,5 +333,166 @@ func TestDeployURLMode(t *testing.T) {
 	}
 	if user == "" || caInit.User != user {
 		t.Errorf("ca-init: user %q; want the streamer's, %q in deploy/Dockerfile", caInit.User, user)
+	}
+}
+
+// needsMasterKey reports whether service s is given the master key, as its
+// declaration says.
+func needsMasterKey(t *testing.T, s string) bool {
+	t.Helper()
+	i := slices.IndexFunc(declarations, func(d daemon.Service) bool { return d.Name == s })
+	if i < 0 {
+		t.Fatalf("no service %s is declared", s)
+	}
+	return declarations[i].NeedMasterKey
+}
+
+// k8sObject is what TestDeployKubernetes reads of a manifest's objects.
+type k8sObject struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Template struct {
+			Spec struct {
+				ServiceAccountName string `yaml:"serviceAccountName"`
+				Containers         []struct {
+					Image string   `yaml:"image"`
+					Env   []k8sEnv `yaml:"env"`
+				} `yaml:"containers"`
+				Volumes []struct {
+					Secret *struct {
+						SecretName string `yaml:"secretName"`
+					} `yaml:"secret"`
+				} `yaml:"volumes"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+// k8sEnv is a container's environment variable.
+type k8sEnv struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+// readK8s reads the objects of a manifest of deploy/k8s.
+func readK8s(t *testing.T, path string) []k8sObject {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var objs []k8sObject
+	dec := yaml.NewDecoder(f)
+	for {
+		var o k8sObject
+		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
+			return objs
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		objs = append(objs, o)
+	}
+}
+
+// TestDeployKubernetes checks that deploy/k8s carries every service `coffer
+// up` declares, which scripts/check-k8s.sh (valid objects, every manifest
+// in the kustomization) cannot know: each has its manifest in the
+// kustomization with a Deployment of its own image and ServiceAccount,
+// logs in to NATS with its own seed's Secret and no other's, mounts the
+// master key only if it needs it, and its seed's Secret is in
+// secrets.example.yaml and in the loop of docs/deploy.md that creates them.
+func TestDeployKubernetes(t *testing.T) {
+	root := filepath.Join("..", "..")
+	k8s := filepath.Join(root, "deploy", "k8s")
+	var kust struct {
+		Resources []string `yaml:"resources"`
+		Images    []k8sEnv `yaml:"images"` // the name alone
+	}
+	raw, err := os.ReadFile(filepath.Join(k8s, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &kust); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	secrets := map[string]bool{}
+	for _, o := range readK8s(t, filepath.Join(k8s, "secrets.example.yaml")) {
+		if o.Kind == "Secret" {
+			secrets[o.Metadata.Name] = true
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loop []string
+	if m := regexp.MustCompile(`for s in ([a-z -]+); do\s+kubectl -n coffer create secret generic coffer-nats-\$s`).FindSubmatch(doc); m != nil {
+		loop = strings.Fields(string(m[1]))
+	}
+
+	for _, s := range serviceNames() {
+		name, image, seed := "coffer-"+s, "coffer/"+s, "coffer-nats-"+s
+		if !slices.Contains(kust.Resources, s+".yaml") {
+			t.Errorf("kustomization.yaml does not list %s.yaml", s)
+		}
+		pinned := false
+		for _, i := range kust.Images {
+			pinned = pinned || i.Name == image
+		}
+		if !pinned {
+			t.Errorf("kustomization.yaml does not pin image %s", image)
+		}
+		if !secrets[seed] {
+			t.Errorf("secrets.example.yaml has no Secret %s", seed)
+		}
+		if !slices.Contains(loop, s) {
+			t.Errorf("docs/deploy.md's loop creating the seeds' Secrets (%v) leaves out %s", loop, s)
+		}
+		path := filepath.Join(k8s, s+".yaml")
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("service %s has no manifest: %v", s, err)
+			continue
+		}
+		objs := readK8s(t, path)
+		i := slices.IndexFunc(objs, func(o k8sObject) bool { return o.Kind == "Deployment" && o.Metadata.Name == name })
+		if i < 0 {
+			t.Errorf("%s.yaml has no Deployment %s", s, name)
+			continue
+		}
+		if !slices.ContainsFunc(objs, func(o k8sObject) bool { return o.Kind == "ServiceAccount" && o.Metadata.Name == name }) {
+			t.Errorf("%s.yaml has no ServiceAccount %s", s, name)
+		}
+		pod := objs[i].Spec.Template.Spec
+		if pod.ServiceAccountName != name {
+			t.Errorf("Deployment %s runs as ServiceAccount %q; want %s", name, pod.ServiceAccountName, name)
+		}
+		if len(pod.Containers) != 1 || pod.Containers[0].Image != image {
+			t.Errorf("Deployment %s: containers %+v; want one, of image %s", name, pod.Containers, image)
+			continue
+		}
+		if !slices.ContainsFunc(pod.Containers[0].Env, func(e k8sEnv) bool { return e.Name == "COFFER_NATS_NKEY_FILE" && e.Value != "" }) {
+			t.Errorf("Deployment %s does not set COFFER_NATS_NKEY_FILE", name)
+		}
+		var mounted []string
+		for _, v := range pod.Volumes {
+			if v.Secret != nil {
+				mounted = append(mounted, v.Secret.SecretName)
+			}
+		}
+		for _, sec := range mounted {
+			if strings.HasPrefix(sec, "coffer-nats-") && sec != seed && sec != "coffer-nats-ca" {
+				t.Errorf("Deployment %s mounts another service's seed, Secret %s", name, sec)
+			}
+		}
+		if !slices.Contains(mounted, seed) || !slices.Contains(mounted, "coffer-nats-ca") {
+			t.Errorf("Deployment %s mounts Secrets %v; want its seed's, %s, and coffer-nats-ca", name, mounted, seed)
+		}
+		if got := slices.Contains(mounted, "coffer-master-key"); got != needsMasterKey(t, s) {
+			t.Errorf("Deployment %s: mounts the master key %v; want %v", name, got, !got)
+		}
 	}
 }

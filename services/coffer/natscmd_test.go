@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cofferhq/coffer/pkg/topology"
 )
 
 // TestNATSConfig runs `coffer nats config` twice: the second run keeps the
@@ -27,7 +29,7 @@ func TestNATSConfig(t *testing.T) {
 	if first.String() != second.String() {
 		t.Error("a second run printed another configuration")
 	}
-	for _, f := range []string{"discovery.nk", "gateway.nk", "nats-server.key"} {
+	for _, f := range []string{"discovery.nk", "gateway.nk", "alerter.nk", "vault-check.nk", "nats-server.key"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
@@ -41,8 +43,10 @@ func TestNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats-server refuses the configuration: %v", err)
 	}
-	if opts.TLSConfig == nil || len(opts.Nkeys) != 6 {
-		t.Errorf("got TLS %v and %d nkey users; want TLS and 6", opts.TLSConfig != nil, len(opts.Nkeys))
+	// one user per entry of the access table: every service, and the
+	// vault check's
+	if opts.TLSConfig == nil || len(opts.Nkeys) != len(topology.Services) {
+		t.Errorf("got TLS %v and %d nkey users; want TLS and %d", opts.TLSConfig != nil, len(opts.Nkeys), len(topology.Services))
 	}
 }
 

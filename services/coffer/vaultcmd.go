@@ -6,18 +6,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/policy"
+	"github.com/cofferhq/coffer/pkg/topology"
 	"github.com/cofferhq/coffer/pkg/vault"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/committer"
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-const vaultUsage = `usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]
+const vaultUsage = `usage: coffer vault check [--full] [--nats URL] [--data DIR] [--master-key-file FILE]
        coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
        coffer vault recover [--data DIR] [--master-key-file FILE]
        coffer vault rebuild [--prune]
@@ -84,14 +92,25 @@ func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vaul
 
 // runVaultCheck runs `coffer vault check`: it checks that every recovery
 // point's chunks exist (fast) or also authenticate (--full). Damage
-// makes it fail, naming the recovery points it affects.
+// makes it fail, naming the recovery points it affects. Given NATS
+// (--nats), it publishes the result for the alerter, as NATS user
+// vault-check: a check that found damage or could not finish opens an
+// alert, the next one that passed resolves it.
 func runVaultCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var full bool
 	c, err := parseVaultFlags("check", args, getenv, stderr, func(f *daemon.Flags) {
 		f.FlagSet().BoolVar(&full, "full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
+		f.FlagSet().Lookup("nats").Usage = "URL of the NATS server or cluster to publish the result on, for the alerter (COFFER_NATS_URL; default none: the result is not published)"
 	})
 	if err != nil {
 		return err
+	}
+	// NATS's settings are checked before the check, which may take hours
+	var nopts []nats.Option
+	if c.common.NATSURL != "" {
+		if nopts, err = daemon.NATSOptions(topology.VaultCheck, getenv, slog.New(slog.NewTextHandler(stderr, nil))); err != nil {
+			return err
+		}
 	}
 	v, _, err := c.openVault(ctx, stdout)
 	if err != nil {
@@ -101,11 +120,18 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 	if full {
 		mode = vault.CheckFull
 	}
+	ev := &cofferv1.VaultChecked{Vault: vaultWhere(c.store()), Mode: mode.String()}
 	rep, err := v.Check(ctx, vault.CheckOptions{Mode: mode})
 	if err != nil {
-		return fmt.Errorf("vault check: %w", err)
+		err = fmt.Errorf("vault check: %w", err)
+		if ctx.Err() != nil {
+			return err // interrupted: not a failure of the vault
+		}
+		ev.Error = err.Error()
+		return errors.Join(err, publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout))
 	}
-	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", vaultWhere(c.store()), mode, rep.Manifests, rep.Chunks)
+	ev.RecoveryPoints, ev.Chunks = int64(rep.Manifests), int64(rep.Chunks)
+	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", ev.Vault, mode, rep.Manifests, rep.Chunks)
 	if mode == vault.CheckFull {
 		fmt.Fprintf(stdout, ", %s read and authenticated", humanBytes(rep.BytesRead))
 	}
@@ -115,7 +141,8 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 	}
 	if rep.OK() {
 		fmt.Fprintln(stdout, "no damage found")
-		return nil
+		ev.Passed = true
+		return publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout)
 	}
 	fmt.Fprintf(stdout, "\nDAMAGE\n")
 	for _, d := range rep.Damaged {
@@ -123,7 +150,9 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 		if d.Chunk == "" {
 			what = "manifest " + d.Manifest
 		}
-		fmt.Fprintf(stdout, "  %s: %s (needed by %s)\n", what, d.Problem, strings.Join(d.Manifests, ", "))
+		line := fmt.Sprintf("%s: %s (needed by %s)", what, d.Problem, strings.Join(d.Manifests, ", "))
+		ev.Damage = append(ev.Damage, line)
+		fmt.Fprintf(stdout, "  %s\n", line)
 	}
 	affected := rep.Affected()
 	fmt.Fprintf(stdout, "\nrecovery points that cannot be restored:\n")
@@ -139,10 +168,39 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 					kind, m.CreatedAt.Local().Format("2006-01-02 15:04:05"))
 			}
 		}
+		ev.Affected = append(ev.Affected, fmt.Sprintf("%s %s", id, name))
 		fmt.Fprintf(stdout, "  %s  %s\n", id, name)
 	}
 	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
-	return fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected))
+	return errors.Join(fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected)),
+		publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout))
+}
+
+// publishVaultChecked publishes the check's result on NATS at url for the
+// alerter, or says it does not when the command was given no NATS.
+func publishVaultChecked(ctx context.Context, url string, opts []nats.Option, ev *cofferv1.VaultChecked, stdout io.Writer) error {
+	if url == "" {
+		fmt.Fprintln(stdout, "not published: no NATS given (--nats, COFFER_NATS_URL), so the alerter raises no alert for this check")
+		return nil
+	}
+	now := time.Now()
+	ev.Meta = event.Meta(event.ID("vault-checked", ev.Vault, now.UTC().Format(time.RFC3339Nano)), "", now)
+	nc, err := daemon.ConnectNATS(url, "coffer-"+topology.VaultCheck, opts...)
+	if err != nil {
+		return fmt.Errorf("the check's result was not published for the alerter: %w", err)
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := b.Publish(pctx, cofferv1.SubjectVaultChecked, ev, ev.GetMeta().GetEventId()); err != nil {
+		return fmt.Errorf("the check's result was not published for the alerter: %w", err)
+	}
+	fmt.Fprintf(stdout, "published on NATS %s for the alerter\n", url)
+	return nil
 }
 
 // runVaultRekey runs `coffer vault rekey`: every vault key is wrapped

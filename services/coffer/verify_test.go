@@ -14,9 +14,25 @@ import (
 )
 
 // corruptChunk flips one byte in the middle of the largest pack of the
-// harness's directory vault, inside one of its chunks, and returns its
-// path.
+// harness's directory vault (corruptChunkPath), inside one of its
+// chunks, and returns its path.
 func corruptChunk(t *testing.T, h *harness) string {
+	t.Helper()
+	path := corruptChunkPath(t, h)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// corruptChunkPath is the pack corruptChunk changes: the largest of the
+// harness's directory vault.
+func corruptChunkPath(t *testing.T, h *harness) string {
 	t.Helper()
 	var path string
 	var size int64
@@ -30,14 +46,6 @@ func corruptChunk(t *testing.T, h *harness) string {
 	})
 	if path == "" {
 		t.Fatal("no chunk in the vault")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 	return path
 }

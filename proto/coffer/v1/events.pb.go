@@ -2560,6 +2560,128 @@ func (x *VerifyCompleted) GetResults() []*VerifyResult {
 	return nil
 }
 
+// VaultChecked reports one `coffer vault check`: what it checked and the
+// damage it found, or why it could not finish. It is published only when
+// the command is given NATS (--nats, COFFER_NATS_URL), as NATS user
+// vault-check. coffer vault check -> alerter (a failed check opens the
+// vault_check_failed alert of the vault, the next passing one resolves it).
+type VaultChecked struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// vault is where the vault is, as the check reached it: its directory,
+	// or s3://endpoint/bucket/prefix. One alert per vault.
+	Vault string `protobuf:"bytes,2,opt,name=vault,proto3" json:"vault,omitempty"`
+	// mode is "fast" (every chunk exists) or "full" (every chunk read and
+	// authenticated).
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// passed is true when the check finished and found no damage.
+	Passed         bool  `protobuf:"varint,4,opt,name=passed,proto3" json:"passed,omitempty"`
+	RecoveryPoints int64 `protobuf:"varint,5,opt,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	Chunks         int64 `protobuf:"varint,6,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	// damage lists each problem found, one line each ("chunk …: missing
+	// (needed by …)"); affected the recovery points it leaves unrestorable.
+	Damage   []string `protobuf:"bytes,7,rep,name=damage,proto3" json:"damage,omitempty"`
+	Affected []string `protobuf:"bytes,8,rep,name=affected,proto3" json:"affected,omitempty"`
+	// error says why the check could not finish (the store failed midway):
+	// not passed, with no damage known.
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultChecked) Reset() {
+	*x = VaultChecked{}
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultChecked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultChecked) ProtoMessage() {}
+
+func (x *VaultChecked) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultChecked.ProtoReflect.Descriptor instead.
+func (*VaultChecked) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *VaultChecked) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VaultChecked) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *VaultChecked) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *VaultChecked) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *VaultChecked) GetRecoveryPoints() int64 {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return 0
+}
+
+func (x *VaultChecked) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *VaultChecked) GetDamage() []string {
+	if x != nil {
+		return x.Damage
+	}
+	return nil
+}
+
+func (x *VaultChecked) GetAffected() []string {
+	if x != nil {
+		return x.Affected
+	}
+	return nil
+}
+
+func (x *VaultChecked) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // URLCheckRequested asks a backup-streamer whether SQL Server can use URL
 // mode on an instance: whether it reaches the streamer's S3 endpoint at
 // its advertised address and trusts its certificate. The streamer answers
@@ -2575,7 +2697,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2709,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2722,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2638,7 +2760,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2772,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2785,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2919,7 +3041,17 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x1a\n" +
 	"\binstance\x18\x03 \x01(\tR\binstance\x121\n" +
-	"\aresults\x18\x04 \x03(\v2\x17.coffer.v1.VerifyResultR\aresults\"/\n" +
+	"\aresults\x18\x04 \x03(\v2\x17.coffer.v1.VerifyResultR\aresults\"\x85\x02\n" +
+	"\fVaultChecked\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x14\n" +
+	"\x05vault\x18\x02 \x01(\tR\x05vault\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06passed\x18\x04 \x01(\bR\x06passed\x12'\n" +
+	"\x0frecovery_points\x18\x05 \x01(\x03R\x0erecoveryPoints\x12\x16\n" +
+	"\x06chunks\x18\x06 \x01(\x03R\x06chunks\x12\x16\n" +
+	"\x06damage\x18\a \x03(\tR\x06damage\x12\x1a\n" +
+	"\baffected\x18\b \x03(\tR\baffected\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"/\n" +
 	"\x11URLCheckRequested\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\"\xb9\x01\n" +
 	"\x0eURLCheckResult\x12\x1a\n" +
@@ -2944,7 +3076,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -2979,106 +3111,108 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*VerifyRequested)(nil),                 // 30: coffer.v1.VerifyRequested
 	(*VerifyResult)(nil),                    // 31: coffer.v1.VerifyResult
 	(*VerifyCompleted)(nil),                 // 32: coffer.v1.VerifyCompleted
-	(*URLCheckRequested)(nil),               // 33: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),                  // 34: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),                       // 35: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 36: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 37: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 38: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 39: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 40: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 41: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 42: google.protobuf.Timestamp
-	(JobKind)(0),                            // 43: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 44: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 45: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 46: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 47: coffer.v1.PolicyRecord
+	(*VaultChecked)(nil),                    // 33: coffer.v1.VaultChecked
+	(*URLCheckRequested)(nil),               // 34: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 35: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),                       // 36: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 37: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 38: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 39: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 40: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 41: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 42: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
+	(JobKind)(0),                            // 44: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 45: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 46: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 47: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 48: coffer.v1.PolicyRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	35, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	36, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	35, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	37, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	35, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	37, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	37, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	35, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	35, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	35, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	40, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	35, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	39, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	35, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	41, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	35, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	41, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	35, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	39, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	42, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	42, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	35, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	43, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	39, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	39, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	41, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	35, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	39, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	44, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	45, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	36, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	37, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	36, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	38, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	36, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	38, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	38, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	36, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	36, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	36, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	41, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	36, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	40, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	36, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	42, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	36, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	42, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	36, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	40, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	43, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	43, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	36, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	44, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	40, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	40, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	42, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	36, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	40, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	45, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	46, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	35, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	46, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	35, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	39, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	39, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	35, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	43, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	39, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	41, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	39, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	35, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	43, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	39, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	41, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	39, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	35, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	35, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	47, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	35, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	39, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	35, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	39, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	35, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
-	42, // 69: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	42, // 70: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	35, // 71: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 72: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	47, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	36, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	40, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	40, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	36, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	44, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	40, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	42, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	40, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	36, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	44, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	40, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	42, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	40, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	36, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	36, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	48, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	36, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	40, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	36, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	40, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	36, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 69: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	43, // 70: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	36, // 71: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 72: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
 	29, // 73: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	42, // 74: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	35, // 75: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	39, // 76: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	43, // 74: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	36, // 75: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	40, // 76: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
 	31, // 77: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	78, // [78:78] is the sub-list for method output_type
-	78, // [78:78] is the sub-list for method input_type
-	78, // [78:78] is the sub-list for extension type_name
-	78, // [78:78] is the sub-list for extension extendee
-	0,  // [0:78] is the sub-list for field type_name
+	36, // 78: coffer.v1.VaultChecked.meta:type_name -> coffer.v1.EventMeta
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3093,7 +3227,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

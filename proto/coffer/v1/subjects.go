@@ -47,6 +47,9 @@ const (
 	SubjectRecoveryPointsDelete   = "coffer.job.delete"
 	SubjectRecoveryPointsUndelete = "coffer.job.undelete"
 	SubjectCatalogRebuild         = "coffer.job.rebuild"
+	// SubjectVaultChecked carries the result of a `coffer vault check`
+	// run with NATS.
+	SubjectVaultChecked = "coffer.evt.vault.checked"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -2256,7 +2256,7 @@ func (x *SchedulerLease) GetExpires() *timestamppb.Timestamp {
 type AlertState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// rule names the rule: job_failed, chain_break, rpo, verify_failed,
-	// instance_unhealthy.
+	// instance_unhealthy, vault_check_failed.
 	Rule     string `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
 	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
 	// database is empty for an instance's alert.
@@ -2279,9 +2279,12 @@ type AlertState struct {
 	// pending is the notification not yet delivered to every channel
 	// ("open" or "resolved"), pending_since when its delivery was last
 	// claimed, and delivered the channels that have it already.
-	Pending       string                 `protobuf:"bytes,13,opt,name=pending,proto3" json:"pending,omitempty"`
-	PendingSince  *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
-	Delivered     []string               `protobuf:"bytes,15,rep,name=delivered,proto3" json:"delivered,omitempty"`
+	Pending      string                 `protobuf:"bytes,13,opt,name=pending,proto3" json:"pending,omitempty"`
+	PendingSince *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
+	Delivered    []string               `protobuf:"bytes,15,rep,name=delivered,proto3" json:"delivered,omitempty"`
+	// vault is the vault a vault_check_failed alert is about (its
+	// directory or s3://endpoint/bucket/prefix); empty for other rules.
+	Vault         string `protobuf:"bytes,16,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2419,6 +2422,13 @@ func (x *AlertState) GetDelivered() []string {
 		return x.Delivered
 	}
 	return nil
+}
+
+func (x *AlertState) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
 }
 
 // AlertSettings are which alert rules are on and where alerts go besides
@@ -2817,7 +2827,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\"\\\n" +
 	"\x0eSchedulerLease\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
-	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\x8b\x04\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xa1\x04\n" +
 	"\n" +
 	"AlertState\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x1a\n" +
@@ -2837,7 +2847,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x06notify\x18\f \x01(\bR\x06notify\x12\x18\n" +
 	"\apending\x18\r \x01(\tR\apending\x12?\n" +
 	"\rpending_since\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fpendingSince\x12\x1c\n" +
-	"\tdelivered\x18\x0f \x03(\tR\tdelivered\"p\n" +
+	"\tdelivered\x18\x0f \x03(\tR\tdelivered\x12\x14\n" +
+	"\x05vault\x18\x10 \x01(\tR\x05vault\"p\n" +
 	"\rAlertSettings\x12*\n" +
 	"\x05rules\x18\x01 \x03(\v2\x14.coffer.v1.AlertRuleR\x05rules\x123\n" +
 	"\bchannels\x18\x02 \x03(\v2\x17.coffer.v1.AlertChannelR\bchannels\"9\n" +
