@@ -98,7 +98,7 @@ var Services = []Access{
 			cofferv1.SubjectDiscoverRequested, // after a restore, so the new database is listed at once
 		},
 		Consumes: []Consumer{{cofferv1.StreamWork, "streamer"}},
-		Reads:    []string{cofferv1.BucketInstances, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
+		Reads:    []string{cofferv1.BucketInstances, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},
 		Serves:   []string{cofferv1.SubjectURLCheck},
 	},
 	{
@@ -110,7 +110,7 @@ var Services = []Access{
 			cofferv1.SubjectPolicyPutRequested, // a rebuild puts back the vault's copy of the policies
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
-		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
+		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},
 		Reads:    []string{cofferv1.BucketProtected, cofferv1.BucketPolicies},
 	},
 	{
@@ -130,11 +130,12 @@ var Services = []Access{
 			cofferv1.SubjectRecoveryPointsDelete,
 			cofferv1.SubjectRecoveryPointsUndelete,
 			cofferv1.SubjectCatalogRebuild,
+			cofferv1.SubjectVaultCreate,
 		},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,
 			cofferv1.BucketAutoprotect, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs,
-			cofferv1.BucketPolicies,
+			cofferv1.BucketPolicies, cofferv1.BucketVaults,
 		},
 		Requests: []string{cofferv1.SubjectURLCheck},
 	},

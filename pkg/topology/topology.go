@@ -57,6 +57,7 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketPolicies, Description: "backup policies; owner: scheduler"},
 	{Name: cofferv1.BucketSchedule, Description: "when each protected database's backups are due; owner: scheduler"},
 	{Name: cofferv1.BucketSchedulerLeases, Description: "which scheduler replica queues each partition of the fleet; owner: scheduler"},
+	{Name: cofferv1.BucketVaults, Description: "named vaults and where their stores are, S3 secrets sealed; owner: committer"},
 }
 
 // Config is how the streams and buckets are set up.

@@ -458,7 +458,10 @@ type ProtectionRequested struct {
 	// requested_by is "user" or "autoprotect".
 	RequestedBy string `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	// attempt counts autoprotect's tries, from 1.
-	Attempt       int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// vault names the vault the database's backups go to (coffer vault
+	// create); empty means the default vault.
+	Vault         string `protobuf:"bytes,6,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +529,13 @@ func (x *ProtectionRequested) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *ProtectionRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
 }
 
 // ProtectionConfigured reports a database now protected.
@@ -843,8 +853,11 @@ type BackupRequested struct {
 	// not. The streamer backs up with zstd, and warns, when it does not
 	// know the name.
 	VaultCompression string `protobuf:"bytes,12,opt,name=vault_compression,json=vaultCompression,proto3" json:"vault_compression,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// vault names the vault the backup goes to; empty means the default
+	// vault, as every scheduler before named vaults queued it.
+	Vault         string `protobuf:"bytes,13,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -957,6 +970,13 @@ func (x *BackupRequested) GetExpectedDifferentialBaseGuid() string {
 func (x *BackupRequested) GetVaultCompression() string {
 	if x != nil {
 		return x.VaultCompression
+	}
+	return ""
+}
+
+func (x *BackupRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -1272,7 +1292,10 @@ type BackupStreamed struct {
 	// deletes: a chunk list grows with the backup (about 80 bytes a chunk),
 	// past what a message may carry. Its size, checksum and stripes must be
 	// the event's.
-	Draft         string `protobuf:"bytes,11,opt,name=draft,proto3" json:"draft,omitempty"`
+	Draft string `protobuf:"bytes,11,opt,name=draft,proto3" json:"draft,omitempty"`
+	// vault names the vault the chunks and the draft are in; empty means
+	// the default vault.
+	Vault         string `protobuf:"bytes,12,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1380,6 +1403,13 @@ func (x *BackupStreamed) GetStripes() []*BackupStripe {
 func (x *BackupStreamed) GetDraft() string {
 	if x != nil {
 		return x.Draft
+	}
+	return ""
+}
+
+func (x *BackupStreamed) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -2269,6 +2299,63 @@ func (x *CatalogRebuildRequested) GetPrune() bool {
 	return false
 }
 
+// VaultCreateRequested asks the committer to create a named vault in the
+// store vault describes (its S3 secret key already sealed by the
+// gateway) and to record it in the vaults bucket, as the job meta.job_id.
+// A vault of that name already recorded with the same store is a success
+// (idempotent); with another store, a failure. gateway -> committer.
+type VaultCreateRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Vault         *VaultRecord           `protobuf:"bytes,2,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultCreateRequested) Reset() {
+	*x = VaultCreateRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultCreateRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultCreateRequested) ProtoMessage() {}
+
+func (x *VaultCreateRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultCreateRequested.ProtoReflect.Descriptor instead.
+func (*VaultCreateRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *VaultCreateRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VaultCreateRequested) GetVault() *VaultRecord {
+	if x != nil {
+		return x.Vault
+	}
+	return nil
+}
+
 // VerifyTarget is one test restore: the recovery points applied in order,
 // stopping at stop_at when set.
 type VerifyTarget struct {
@@ -2285,7 +2372,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2384,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2397,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2356,7 +2443,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2455,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2468,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2427,7 +2514,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2526,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2539,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2504,7 +2591,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2603,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2616,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2575,7 +2662,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2674,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2687,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2638,7 +2725,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2737,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2750,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2748,13 +2835,14 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\bdatabase\x18\x03 \x01(\tR\bdatabase\"y\n" +
 	"\x14AutoprotectRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x127\n" +
-	"\asetting\x18\x02 \x01(\v2\x1d.coffer.v1.AutoprotectSettingR\asetting\"\xc8\x01\n" +
+	"\asetting\x18\x02 \x01(\v2\x1d.coffer.v1.AutoprotectSettingR\asetting\"\xde\x01\n" +
 	"\x13ProtectionRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x03 \x01(\tR\x06policy\x12!\n" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x12\x18\n" +
-	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\x88\x01\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12\x14\n" +
+	"\x05vault\x18\x06 \x01(\tR\x05vault\"\x88\x01\n" +
 	"\x14ProtectionConfigured\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12,\n" +
 	"\x04item\x18\x02 \x01(\v2\x18.coffer.v1.ProtectedItemR\x04item\x12\x18\n" +
@@ -2774,7 +2862,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xc2\x04\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xd8\x04\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -2789,7 +2877,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"chainBreak\x12E\n" +
 	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\x12+\n" +
-	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\"\xea\x04\n" +
+	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\x12\x14\n" +
+	"\x05vault\x18\r \x01(\tR\x05vault\"\xea\x04\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2821,7 +2910,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\x9d\x03\n" +
+	"backupType\"\xb3\x03\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2835,7 +2924,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"chainBreak\x121\n" +
 	"\astripes\x18\n" +
 	" \x03(\v2\x17.coffer.v1.BackupStripeR\astripes\x12\x14\n" +
-	"\x05draft\x18\v \x01(\tR\x05draft\"V\n" +
+	"\x05draft\x18\v \x01(\tR\x05draft\x12\x14\n" +
+	"\x05vault\x18\f \x01(\tR\x05vault\"V\n" +
 	"\fBackupStripe\x12\x16\n" +
 	"\x06chunks\x18\x01 \x01(\x05R\x06chunks\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1a\n" +
@@ -2897,7 +2987,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"Y\n" +
 	"\x17CatalogRebuildRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x14\n" +
-	"\x05prune\x18\x02 \x01(\bR\x05prune\"\xae\x01\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"n\n" +
+	"\x14VaultCreateRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12,\n" +
+	"\x05vault\x18\x02 \x01(\v2\x16.coffer.v1.VaultRecordR\x05vault\"\xae\x01\n" +
 	"\fVerifyTarget\x12'\n" +
 	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
 	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
@@ -2944,7 +3037,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -2975,110 +3068,114 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RecoveryPointsDeleteRequested)(nil),   // 26: coffer.v1.RecoveryPointsDeleteRequested
 	(*RecoveryPointsUndeleteRequested)(nil), // 27: coffer.v1.RecoveryPointsUndeleteRequested
 	(*CatalogRebuildRequested)(nil),         // 28: coffer.v1.CatalogRebuildRequested
-	(*VerifyTarget)(nil),                    // 29: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),                 // 30: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),                    // 31: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),                 // 32: coffer.v1.VerifyCompleted
-	(*URLCheckRequested)(nil),               // 33: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),                  // 34: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),                       // 35: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 36: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 37: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 38: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 39: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 40: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 41: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 42: google.protobuf.Timestamp
-	(JobKind)(0),                            // 43: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 44: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 45: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 46: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 47: coffer.v1.PolicyRecord
+	(*VaultCreateRequested)(nil),            // 29: coffer.v1.VaultCreateRequested
+	(*VerifyTarget)(nil),                    // 30: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),                 // 31: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),                    // 32: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),                 // 33: coffer.v1.VerifyCompleted
+	(*URLCheckRequested)(nil),               // 34: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 35: coffer.v1.URLCheckResult
+	(*EventMeta)(nil),                       // 36: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 37: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 38: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 39: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 40: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 41: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 42: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
+	(JobKind)(0),                            // 44: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 45: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 46: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 47: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 48: coffer.v1.PolicyRecord
+	(*VaultRecord)(nil),                     // 49: coffer.v1.VaultRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	35, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	36, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	35, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	37, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	35, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	37, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	37, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	35, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	35, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	38, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	35, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	40, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	35, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	39, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	35, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	41, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	35, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	41, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	35, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	39, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	42, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	42, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	35, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	43, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	39, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	39, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	41, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	35, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	39, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	44, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	45, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	36, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	37, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	36, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	38, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	36, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	38, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	38, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	36, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	36, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	36, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	41, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	36, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	40, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	36, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	42, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	36, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	42, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	36, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	40, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	43, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	43, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	36, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	44, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	40, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	40, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	42, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	36, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	40, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	45, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	46, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	35, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	46, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	35, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	39, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	39, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	35, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	43, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	39, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	41, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	39, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	35, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	43, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	39, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	41, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	39, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	35, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	35, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	47, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	35, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	35, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	39, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	35, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	39, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	35, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	35, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
-	42, // 69: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	42, // 70: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	35, // 71: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 72: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	29, // 73: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	42, // 74: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	35, // 75: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	39, // 76: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	31, // 77: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	78, // [78:78] is the sub-list for method output_type
-	78, // [78:78] is the sub-list for method input_type
-	78, // [78:78] is the sub-list for extension type_name
-	78, // [78:78] is the sub-list for extension extendee
-	0,  // [0:78] is the sub-list for field type_name
+	36, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	47, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	36, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	40, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	40, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	36, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	44, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	40, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	42, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	40, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	36, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	44, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	40, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	42, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	40, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	36, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	36, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	48, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	36, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	40, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	36, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	40, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	36, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	36, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	36, // 69: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
+	49, // 70: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
+	43, // 71: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	43, // 72: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	36, // 73: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	40, // 74: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 75: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	43, // 76: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	36, // 77: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	40, // 78: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	32, // 79: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	80, // [80:80] is the sub-list for method output_type
+	80, // [80:80] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3093,7 +3190,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -47,6 +47,8 @@ const (
 	SubjectRecoveryPointsDelete   = "coffer.job.delete"
 	SubjectRecoveryPointsUndelete = "coffer.job.undelete"
 	SubjectCatalogRebuild         = "coffer.job.rebuild"
+	// SubjectVaultCreate carries VaultCreateRequested to the committer.
+	SubjectVaultCreate = "coffer.job.vault.create"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
@@ -67,6 +69,8 @@ const (
 	BucketPolicies        = "policies"
 	BucketSchedule        = "schedule"
 	BucketSchedulerLeases = "scheduler_leases"
+	// BucketVaults holds the named vaults (VaultRecord, key: the name).
+	BucketVaults = "vaults"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no

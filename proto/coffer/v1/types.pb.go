@@ -93,6 +93,8 @@ const (
 	// JOB_KIND_REBUILD recreates the catalog's recovery points from the
 	// vault (coffer vault rebuild).
 	JobKind_JOB_KIND_REBUILD JobKind = 7
+	// JOB_KIND_VAULT_CREATE creates a named vault (coffer vault create NAME).
+	JobKind_JOB_KIND_VAULT_CREATE JobKind = 8
 )
 
 // Enum value maps for JobKind.
@@ -106,16 +108,18 @@ var (
 		5: "JOB_KIND_DELETE",
 		6: "JOB_KIND_VERIFY",
 		7: "JOB_KIND_REBUILD",
+		8: "JOB_KIND_VAULT_CREATE",
 	}
 	JobKind_value = map[string]int32{
-		"JOB_KIND_UNSPECIFIED": 0,
-		"JOB_KIND_BACKUP":      1,
-		"JOB_KIND_RESTORE":     2,
-		"JOB_KIND_PROTECT":     3,
-		"JOB_KIND_DISCOVER":    4,
-		"JOB_KIND_DELETE":      5,
-		"JOB_KIND_VERIFY":      6,
-		"JOB_KIND_REBUILD":     7,
+		"JOB_KIND_UNSPECIFIED":  0,
+		"JOB_KIND_BACKUP":       1,
+		"JOB_KIND_RESTORE":      2,
+		"JOB_KIND_PROTECT":      3,
+		"JOB_KIND_DISCOVER":     4,
+		"JOB_KIND_DELETE":       5,
+		"JOB_KIND_VERIFY":       6,
+		"JOB_KIND_REBUILD":      7,
+		"JOB_KIND_VAULT_CREATE": 8,
 	}
 )
 
@@ -858,8 +862,11 @@ type ProtectedItem struct {
 	LastError   string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ProtectedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=protected_at,json=protectedAt,proto3" json:"protected_at,omitempty"`
 	// first_full_job is the job of the first full backup after protection.
-	FirstFullJob  string `protobuf:"bytes,6,opt,name=first_full_job,json=firstFullJob,proto3" json:"first_full_job,omitempty"`
-	RequestedBy   string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	FirstFullJob string `protobuf:"bytes,6,opt,name=first_full_job,json=firstFullJob,proto3" json:"first_full_job,omitempty"`
+	RequestedBy  string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// vault names the vault the database's backups go to; empty means the
+	// default vault.
+	Vault         string `protobuf:"bytes,8,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +946,13 @@ func (x *ProtectedItem) GetFirstFullJob() string {
 func (x *ProtectedItem) GetRequestedBy() string {
 	if x != nil {
 		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ProtectedItem) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -1422,10 +1436,14 @@ type RecoveryPoint struct {
 	// undelete brings it back, until purge_after; the first garbage
 	// collection after that deletes it for good. deleted_by says who asked,
 	// delete_job_id which job marked it.
-	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
-	DeletedBy     string                 `protobuf:"bytes,20,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
-	PurgeAfter    *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=purge_after,json=purgeAfter,proto3" json:"purge_after,omitempty"`
-	DeleteJobId   string                 `protobuf:"bytes,22,opt,name=delete_job_id,json=deleteJobId,proto3" json:"delete_job_id,omitempty"`
+	DeletedAt   *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	DeletedBy   string                 `protobuf:"bytes,20,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
+	PurgeAfter  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=purge_after,json=purgeAfter,proto3" json:"purge_after,omitempty"`
+	DeleteJobId string                 `protobuf:"bytes,22,opt,name=delete_job_id,json=deleteJobId,proto3" json:"delete_job_id,omitempty"`
+	// vault names the vault the point's manifest and chunks are in; empty
+	// means the default vault (every point committed before vaults had
+	// names is there).
+	Vault         string `protobuf:"bytes,23,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1610,6 +1628,13 @@ func (x *RecoveryPoint) GetPurgeAfter() *timestamppb.Timestamp {
 func (x *RecoveryPoint) GetDeleteJobId() string {
 	if x != nil {
 		return x.DeleteJobId
+	}
+	return ""
+}
+
+func (x *RecoveryPoint) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -2249,6 +2274,130 @@ func (x *SchedulerLease) GetExpires() *timestamppb.Timestamp {
 	return nil
 }
 
+// VaultRecord is a named vault (bucket "vaults", owned by the committer):
+// where its store is. Exactly one of dir and s3_endpoint is set. The S3
+// secret key is sealed with the master key (pkg/secret, purpose
+// "vault-credentials"), never stored, logged or returned in the clear.
+// The default vault, the one every process is configured with, has no
+// record.
+type VaultRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// dir is the absolute path of a directory vault.
+	Dir               string                 `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	S3Endpoint        string                 `protobuf:"bytes,3,opt,name=s3_endpoint,json=s3Endpoint,proto3" json:"s3_endpoint,omitempty"`
+	S3Bucket          string                 `protobuf:"bytes,4,opt,name=s3_bucket,json=s3Bucket,proto3" json:"s3_bucket,omitempty"`
+	S3Prefix          string                 `protobuf:"bytes,5,opt,name=s3_prefix,json=s3Prefix,proto3" json:"s3_prefix,omitempty"`
+	S3AccessKey       string                 `protobuf:"bytes,6,opt,name=s3_access_key,json=s3AccessKey,proto3" json:"s3_access_key,omitempty"`
+	SealedS3SecretKey []byte                 `protobuf:"bytes,7,opt,name=sealed_s3_secret_key,json=sealedS3SecretKey,proto3" json:"sealed_s3_secret_key,omitempty"`
+	S3InsecureHttp    bool                   `protobuf:"varint,8,opt,name=s3_insecure_http,json=s3InsecureHttp,proto3" json:"s3_insecure_http,omitempty"`
+	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// job_id is the job that created it.
+	JobId         string `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRecord) Reset() {
+	*x = VaultRecord{}
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRecord) ProtoMessage() {}
+
+func (x *VaultRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRecord.ProtoReflect.Descriptor instead.
+func (*VaultRecord) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *VaultRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Endpoint() string {
+	if x != nil {
+		return x.S3Endpoint
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Bucket() string {
+	if x != nil {
+		return x.S3Bucket
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Prefix() string {
+	if x != nil {
+		return x.S3Prefix
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3AccessKey() string {
+	if x != nil {
+		return x.S3AccessKey
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetSealedS3SecretKey() []byte {
+	if x != nil {
+		return x.SealedS3SecretKey
+	}
+	return nil
+}
+
+func (x *VaultRecord) GetS3InsecureHttp() bool {
+	if x != nil {
+		return x.S3InsecureHttp
+	}
+	return false
+}
+
+func (x *VaultRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *VaultRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -2318,7 +2467,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0edatabase_count\x18\f \x01(\x05R\rdatabaseCount\x12\x1f\n" +
 	"\vbackup_mode\x18\r \x01(\tR\n" +
 	"backupMode\x12'\n" +
-	"\x0fregistration_id\x18\x0e \x01(\tR\x0eregistrationId\"\xb4\x02\n" +
+	"\x0fregistration_id\x18\x0e \x01(\tR\x0eregistrationId\"\xca\x02\n" +
 	"\rProtectedItem\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x120\n" +
@@ -2327,7 +2476,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x12=\n" +
 	"\fprotected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vprotectedAt\x12$\n" +
 	"\x0efirst_full_job\x18\x06 \x01(\tR\ffirstFullJob\x12!\n" +
-	"\frequested_by\x18\a \x01(\tR\vrequestedBy\"b\n" +
+	"\frequested_by\x18\a \x01(\tR\vrequestedBy\x12\x14\n" +
+	"\x05vault\x18\b \x01(\tR\x05vault\"b\n" +
 	"\x12AutoprotectSetting\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
@@ -2370,7 +2520,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xb7\x06\n" +
+	"storedSize\"\xcd\x06\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2399,7 +2549,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"deleted_by\x18\x14 \x01(\tR\tdeletedBy\x12;\n" +
 	"\vpurge_after\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"purgeAfter\x12\"\n" +
-	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\"\xda\x01\n" +
+	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\x12\x14\n" +
+	"\x05vault\x18\x17 \x01(\tR\x05vault\"\xda\x01\n" +
 	"\fVerification\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
@@ -2465,14 +2616,28 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\"\\\n" +
 	"\x0eSchedulerLease\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
-	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires*\x92\x01\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xdf\x02\n" +
+	"\vVaultRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +
+	"\vs3_endpoint\x18\x03 \x01(\tR\n" +
+	"s3Endpoint\x12\x1b\n" +
+	"\ts3_bucket\x18\x04 \x01(\tR\bs3Bucket\x12\x1b\n" +
+	"\ts3_prefix\x18\x05 \x01(\tR\bs3Prefix\x12\"\n" +
+	"\rs3_access_key\x18\x06 \x01(\tR\vs3AccessKey\x12/\n" +
+	"\x14sealed_s3_secret_key\x18\a \x01(\fR\x11sealedS3SecretKey\x12(\n" +
+	"\x10s3_insecure_http\x18\b \x01(\bR\x0es3InsecureHttp\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
+	"\x06job_id\x18\n" +
+	" \x01(\tR\x05jobId*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xbb\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xd6\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
@@ -2481,7 +2646,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
 	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
 	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
-	"\x10JOB_KIND_REBUILD\x10\a*\x81\x01\n" +
+	"\x10JOB_KIND_REBUILD\x10\a\x12\x19\n" +
+	"\x15JOB_KIND_VAULT_CREATE\x10\b*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -2507,7 +2673,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2530,54 +2696,56 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
 	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
 	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*VaultRecord)(nil),           // 21: coffer.v1.VaultRecord
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	21, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	21, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	22, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	22, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	21, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	21, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	22, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	22, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	21, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	22, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	21, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	21, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	22, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	22, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	21, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	22, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	21, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	21, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	22, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	21, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	21, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	21, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	21, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	22, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	22, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	22, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	22, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	21, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	21, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	22, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	21, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
 	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
 	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	21, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	21, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	21, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	21, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	21, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	21, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	21, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	22, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	22, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	22, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	22, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	22, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	22, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	22, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	22, // 40: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2591,7 +2759,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
