@@ -55,6 +55,10 @@ type Config struct {
 	// JobRetention is how long a finished job's record is kept; older
 	// ones are deleted at each collection. Default 90 days.
 	JobRetention time.Duration
+	// MasterKey opens the named vaults (coffer vault create NAME) and
+	// their sealed S3 secrets; without it only the default vault is
+	// served.
+	MasterKey []byte
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.

@@ -36,6 +36,6 @@ func check(c Config) error {
 }
 
 func build(_ context.Context, d daemon.Deps, c Config) (daemon.Runner, error) {
-	c.Logger, c.TracerProvider, c.Metrics = d.Logger, d.TracerProvider, d.Metrics
+	c.Logger, c.TracerProvider, c.Metrics, c.MasterKey = d.Logger, d.TracerProvider, d.Metrics, d.MasterKey
 	return New(d.Bus, d.Catalog, d.Vault, c)
 }

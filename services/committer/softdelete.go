@@ -287,10 +287,21 @@ func purgeDue(rp *cofferv1.RecoveryPoint, now time.Time) bool {
 // deletePoint deletes a recovery point for good: the manifest first
 // (after which the backup no longer exists), then the catalog record.
 func (s *Service) deletePoint(ctx context.Context, db *cofferv1.DatabaseRef, id string) error {
-	if err := s.vault.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
+	key := catalog.Key(db.GetInstance(), db.GetDatabase(), id)
+	// the record says which vault the point is in; without one (deleted
+	// already) it is the default vault, as before vaults had names
+	var rp cofferv1.RecoveryPoint
+	if _, err := s.rps.Get(ctx, key, &rp); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("read recovery point %s: %w", id, err)
+	}
+	v, err := s.vaultOf(ctx, rp.GetVault())
+	if err != nil {
 		return fmt.Errorf("delete manifest %s: %w", id, err)
 	}
-	if err := s.rps.Delete(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), id)); err != nil {
+	if err := v.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
+		return fmt.Errorf("delete manifest %s: %w", id, err)
+	}
+	if err := s.rps.Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete recovery point %s: %w", id, err)
 	}
 	return nil

@@ -2398,6 +2398,53 @@ func (x *VaultRecord) GetJobId() string {
 	return ""
 }
 
+// VaultSet is the committer's copy of the vaults bucket, kept in the
+// default vault, so that a rebuild of a lost catalog finds the named
+// vaults again.
+type VaultSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vaults        []*VaultRecord         `protobuf:"bytes,1,rep,name=vaults,proto3" json:"vaults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultSet) Reset() {
+	*x = VaultSet{}
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultSet) ProtoMessage() {}
+
+func (x *VaultSet) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultSet.ProtoReflect.Descriptor instead.
+func (*VaultSet) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *VaultSet) GetVaults() []*VaultRecord {
+	if x != nil {
+		return x.Vaults
+	}
+	return nil
+}
+
 var File_coffer_v1_types_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_types_proto_rawDesc = "" +
@@ -2630,7 +2677,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06job_id\x18\n" +
-	" \x01(\tR\x05jobId*\x92\x01\n" +
+	" \x01(\tR\x05jobId\":\n" +
+	"\bVaultSet\x12.\n" +
+	"\x06vaults\x18\x01 \x03(\v2\x16.coffer.v1.VaultRecordR\x06vaults*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2673,7 +2722,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2697,55 +2746,57 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
 	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
 	(*VaultRecord)(nil),           // 21: coffer.v1.VaultRecord
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*VaultSet)(nil),              // 22: coffer.v1.VaultSet
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	22, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	22, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	23, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	23, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	22, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	22, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	23, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	23, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	22, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	23, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	22, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	22, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	23, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	23, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	22, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	23, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	22, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	22, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	23, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	22, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	22, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	22, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	22, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	23, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	23, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	23, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	23, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	22, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	22, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	23, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	22, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
 	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
 	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	22, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	22, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	22, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	22, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	22, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	22, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	22, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	22, // 40: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	23, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	23, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	23, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	23, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	23, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	23, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	23, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	23, // 40: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	21, // 41: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2759,7 +2810,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
