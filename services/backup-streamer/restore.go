@@ -485,7 +485,9 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	now := s.cfg.Now()
 	tjid := event.DerivedJobID(now, "tail-log", jid)
 	breq := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("tail-log", jid), tjid, now), Database: db,
-		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true}
+		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true,
+		// the tail continues the chain restored over it, in its vault
+		Vault: last.GetVault()}
 	tlog := log.With(slog.String("tail_log_job", tjid))
 	sb, err := s.runBackup(ctx, tlog, tjid, breq, backupOptions{tail: true})
 	if err != nil {
@@ -502,7 +504,11 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		if job != nil {
 			// URL mode: the restore reads the tail from the endpoint
-			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", chunkLists(sb.draft))}, nil
+			tv, err := s.vaultOf(ctx, breq.GetVault())
+			if err != nil {
+				return nil, err
+			}
+			return &staged{rp: rp, remote: s.serveStreams(jid, job, tv, "tail.bak", chunkLists(sb.draft))}, nil
 		}
 		return &staged{rp: rp, local: []string{local}, remote: []string{serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}}, nil
 	}
@@ -556,7 +562,11 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		}
 		span.End()
 	}()
-	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	v, err := s.vaultOf(ctx, f.rp.GetVault())
+	if err != nil {
+		return err
+	}
+	m, err := v.GetManifest(ctx, f.rp.GetManifest())
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
@@ -572,7 +582,7 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		if len(f.local) > 0 {
 			path = f.local[k]
 		}
-		if err := s.fetchStream(ctx, f.rp.GetId(), st, path, func(b int64) { onBytes(done + b) }); err != nil {
+		if err := s.fetchStream(ctx, v, f.rp.GetId(), st, path, func(b int64) { onBytes(done + b) }); err != nil {
 			return err
 		}
 		done += st.Size
@@ -582,7 +592,7 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 
 // fetchStream reads one stream of recovery point id into the file at path
 // (nowhere when path is empty), checking its length and checksum.
-func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, path string, onBytes func(int64)) error {
+func (s *Service) fetchStream(ctx context.Context, v *vault.Vault, id string, st vault.Stream, path string, onBytes func(int64)) error {
 	var out io.WriteCloser = nopWriteCloser{io.Discard}
 	if path != "" {
 		file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
@@ -592,7 +602,7 @@ func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, p
 		defer file.Close()
 		out = file
 	}
-	r := s.vault.NewReader(ctx, st.Chunks)
+	r := v.NewReader(ctx, st.Chunks)
 	defer r.Close()
 	sum := blake3.New()
 	n, err := io.Copy(&hashingWriter{w: out, h: sum, onBytes: onBytes}, r)
@@ -645,11 +655,15 @@ func (nopWriteCloser) Close() error { return nil }
 // per stripe), which SQL Server reads from the endpoint: f's remote
 // becomes their URLs, and nothing is staged.
 func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *staged, i int) error {
-	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	v, err := s.vaultOf(ctx, f.rp.GetVault())
+	if err != nil {
+		return err
+	}
+	m, err := v.GetManifest(ctx, f.rp.GetManifest())
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	f.local, f.remote = nil, s.serveStreams(jid, job, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), chunkLists(m))
+	f.local, f.remote = nil, s.serveStreams(jid, job, v, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), chunkLists(m))
 	return nil
 }
 
@@ -664,13 +678,14 @@ func chunkLists(m *vault.Manifest) [][]vault.ChunkRef {
 
 // serveStreams lets the job's SQL Server read streams, the stripes of
 // one backup, as objects named after name, and returns their URLs.
-func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][]vault.ChunkRef) []string {
+func (s *Service) serveStreams(jid string, job *urlJob, v *vault.Vault, name string, streams [][]vault.ChunkRef) []string {
 	names := mssql.StripeFileNames(name, len(streams))
 	urls := make([]string, len(names))
 	s.url.mu.Lock()
 	defer s.url.mu.Unlock()
 	for k, n := range names {
 		job.objects[n] = streams[k]
+		job.from[n] = v
 		job.siblings[n] = len(streams)
 		urls[k] = s.url.url(jid, n)
 	}
