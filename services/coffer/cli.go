@@ -142,12 +142,16 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.dbList(ctx, pos) }
 	case "protect", "unprotect":
 		policy := fs.String("policy", "", "backup policy (default: the default policy)")
+		vault := fs.String("vault", "", "with protect: the vault the backups go to (coffer vault list; default: the default vault)")
 		deleteData := fs.Bool("delete-data", false, "with unprotect: delete every recovery point of the database too (a soft delete: coffer rp undelete brings them back within the soft-delete window)")
 		run = func(pos []string) error {
 			if cmd == "protect" && *deleteData {
 				return errors.New("--delete-data is for unprotect")
 			}
-			return c.protect(ctx, cmd == "protect", pos, *policy, *deleteData)
+			if cmd == "unprotect" && *vault != "" {
+				return errors.New("--vault is for protect")
+			}
+			return c.protect(ctx, cmd == "protect", pos, *policy, *vault, *deleteData)
 		}
 	case "backup":
 		typ := fs.String("type", "full", "full, copy_only, differential or log")
@@ -205,7 +209,28 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.policy(ctx, pos, *file) }
 	case "vault":
 		prune := fs.Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
-		run = func(pos []string) error { return c.vaultRebuild(ctx, pos, *prune) }
+		var vr gateway.VaultRequest
+		fs.StringVar(&vr.Dir, "dir", "", "with create: the directory of a directory vault, which the committer and the streamers reach")
+		fs.StringVar(&vr.S3Endpoint, "s3-endpoint", "", "with create: host:port of the S3-compatible store of an S3 vault")
+		fs.StringVar(&vr.S3Bucket, "s3-bucket", "", "with create: the S3 vault's bucket (created if absent)")
+		fs.StringVar(&vr.S3Prefix, "s3-prefix", "", "with create: the S3 vault's prefix in the bucket")
+		fs.StringVar(&vr.S3AccessKey, "s3-access-key", "", "with create: the store's access key; its secret is COFFER_VAULT_S3_SECRET_KEY, or in --s3-secret-key-file")
+		secretFile := fs.String("s3-secret-key-file", "", "with create: file holding the store's secret key")
+		fs.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "with create: talk to the store over plain HTTP")
+		run = func(pos []string) error {
+			switch {
+			case len(pos) > 0 && pos[0] == "create":
+				secret, err := vaultSecret(getenv, *secretFile)
+				if err != nil {
+					return err
+				}
+				vr.S3SecretKey = secret
+				return c.vaultCreate(ctx, pos[1:], vr)
+			case len(pos) > 0 && pos[0] == "list":
+				return c.vaultList(ctx, pos[1:])
+			}
+			return c.vaultRebuild(ctx, pos, *prune)
+		}
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
@@ -410,9 +435,9 @@ func (c *cli) dbList(ctx context.Context, pos []string) error {
 	return nil
 }
 
-func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string, deleteData bool) error {
+func (c *cli) protect(ctx context.Context, on bool, pos []string, policy, vault string, deleteData bool) error {
 	if len(pos) == 0 {
-		return errors.New("usage: coffer protect INSTANCE/DATABASE... [--policy P]")
+		return errors.New("usage: coffer protect INSTANCE/DATABASE... [--policy P] [--vault NAME]")
 	}
 	for _, p := range pos {
 		inst, db, err := splitDB(p)
@@ -423,7 +448,7 @@ func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string,
 		if !on {
 			path = "/api/v1/unprotect"
 		}
-		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}
+		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, Vault: vault, DeleteData: deleteData}
 		if deleteData {
 			req.By = userName()
 		}

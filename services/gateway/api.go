@@ -92,6 +92,9 @@ type DatabaseRequest struct {
 	Instance string `json:"instance"`
 	Database string `json:"database"`
 	Policy   string `json:"policy,omitempty"`
+	// Vault, on a protect, names the vault the database's backups go to
+	// (coffer vault list); empty means the default vault.
+	Vault string `json:"vault,omitempty"`
 	// DeleteData, on an unprotect, deletes every recovery point of the
 	// database too: a soft delete, undone by an undelete within the
 	// committer's soft-delete window. The answer's DeleteJob is the job
@@ -224,6 +227,8 @@ type RecoveryPoint struct {
 	Tags         []string   `json:"tags,omitempty"`
 	OnDemand     bool       `json:"on_demand,omitempty"`
 	Policy       string     `json:"policy,omitempty"`
+	// Vault names the vault the point is in; empty means the default.
+	Vault string `json:"vault,omitempty"`
 	// ChainBreak, when set, says why this point's chain is broken: it
 	// cannot be restored from the points kept.
 	ChainBreak string `json:"chain_break,omitempty"`
@@ -346,7 +351,7 @@ func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
 		Chunks: r.GetChunks(), Stripes: r.GetStripes(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
-		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
+		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), Vault: r.GetVault(), HealsBreak: r.GetChainBreak(),
 		Verified: verificationFromProto(r.GetVerification()),
 		Deleted:  ts(r.GetDeletedAt()), DeletedBy: r.GetDeletedBy(), RestorableUntil: ts(r.GetPurgeAfter()),
 	}

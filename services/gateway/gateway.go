@@ -28,6 +28,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -82,8 +83,10 @@ type Service struct {
 	bus    *bus.Bus
 	cat    *catalog.Catalog
 	sealer *secret.Sealer
-	tracer trace.Tracer
-	ln     net.Listener
+	// vaultSealer seals the S3 secret keys of named vaults
+	vaultSealer *secret.Sealer
+	tracer      trace.Tracer
+	ln          net.Listener
 }
 
 // New returns a gateway.
@@ -96,7 +99,11 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway")}, nil
+	vs, err := secret.New(cfg.MasterKey, daemon.VaultCredentialsPurpose)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, vaultSealer: vs, tracer: cfg.TracerProvider.Tracer("coffer/gateway")}, nil
 }
 
 // Listen binds the HTTP address, so that callers learn it (Addr) before
@@ -160,6 +167,8 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/recovery-ranges", s.listRanges)
 	mux.HandleFunc("POST /api/v1/verifications", s.verify)
 	mux.HandleFunc("POST /api/v1/catalog/rebuild", s.rebuild)
+	mux.HandleFunc("GET /api/v1/vaults", s.listVaults)
+	mux.HandleFunc("POST /api/v1/vaults", s.createVault)
 	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /api/v1/policies", s.listPolicies)
@@ -469,14 +478,19 @@ func (s *Service) protect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, "%v", err)
 		return
 	}
+	vault, status, err := s.checkVault(r.Context(), req.Vault)
+	if err != nil {
+		writeError(w, status, "%v", err)
+		return
+	}
 	now := s.cfg.Now()
 	ev := &cofferv1.ProtectionRequested{Meta: event.Meta(event.ID("protect", ref.Instance, ref.Database, now.String()), "", now),
-		Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1}
+		Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1, Vault: vault}
 	if err := s.publish(r.Context(), cofferv1.SubjectProtectionRequested, ev, ev.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy})
+	writeJSON(w, http.StatusAccepted, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy, Vault: vault})
 }
 
 func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
