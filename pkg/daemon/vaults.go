@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,7 +51,7 @@ func IsDefaultVault(name string) bool { return name == "" || name == DefaultVaul
 // opened by sealer.
 func StoreOf(r *cofferv1.VaultRecord, sealer *secret.Sealer) (VaultStore, error) {
 	vs := VaultStore{Dir: r.GetDir(), S3Endpoint: r.GetS3Endpoint(), S3Bucket: r.GetS3Bucket(), S3Prefix: r.GetS3Prefix(),
-		S3AccessKey: r.GetS3AccessKey(), S3PlainHTTP: r.GetS3InsecureHttp()}
+		S3AccessKey: r.GetS3AccessKey(), S3PlainHTTP: r.GetS3InsecureHttp(), S3CAPEM: r.GetS3CaPem()}
 	if len(r.GetSealedS3SecretKey()) > 0 {
 		key, err := sealer.Open(r.GetSealedS3SecretKey(), r.GetName())
 		if err != nil {
@@ -86,7 +88,8 @@ func ValidateVaultRecord(r *cofferv1.VaultRecord) error {
 // SameStore reports whether two records place a vault in the same store.
 func SameStore(a, b *cofferv1.VaultRecord) bool {
 	return a.GetDir() == b.GetDir() && a.GetS3Endpoint() == b.GetS3Endpoint() && a.GetS3Bucket() == b.GetS3Bucket() &&
-		a.GetS3Prefix() == b.GetS3Prefix() && a.GetS3AccessKey() == b.GetS3AccessKey() && a.GetS3InsecureHttp() == b.GetS3InsecureHttp()
+		a.GetS3Prefix() == b.GetS3Prefix() && a.GetS3AccessKey() == b.GetS3AccessKey() && a.GetS3InsecureHttp() == b.GetS3InsecureHttp() &&
+		bytes.Equal(a.GetS3CaPem(), b.GetS3CaPem())
 }
 
 // Vaults opens the vaults a process works on: the default one it was
@@ -205,8 +208,8 @@ func (v *Vaults) Record(ctx context.Context, name string) (*cofferv1.VaultRecord
 	return r, nil
 }
 
-// Names lists the named vaults recorded, in key order (the default one
-// not among them).
+// Names lists the named vaults recorded, by name (the default one not
+// among them).
 func (v *Vaults) Names(ctx context.Context) ([]string, error) {
 	if v.records == nil {
 		return nil, nil
@@ -219,5 +222,6 @@ func (v *Vaults) Names(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list vaults: %w", err)
 	}
+	slices.Sort(out)
 	return out, nil
 }

@@ -216,6 +216,7 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		fs.StringVar(&vr.S3Prefix, "s3-prefix", "", "with create: the S3 vault's prefix in the bucket")
 		fs.StringVar(&vr.S3AccessKey, "s3-access-key", "", "with create: the store's access key; its secret is COFFER_VAULT_S3_SECRET_KEY, or in --s3-secret-key-file")
 		secretFile := fs.String("s3-secret-key-file", "", "with create: file holding the store's secret key")
+		caFile := fs.String("s3-ca-file", "", "with create: PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
 		fs.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "with create: talk to the store over plain HTTP")
 		run = func(pos []string) error {
 			switch {
@@ -225,6 +226,13 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 					return err
 				}
 				vr.S3SecretKey = secret
+				if *caFile != "" {
+					pem, err := os.ReadFile(*caFile)
+					if err != nil {
+						return fmt.Errorf("read the S3 CA file: %w", err)
+					}
+					vr.S3CAPEM = string(pem)
+				}
 				return c.vaultCreate(ctx, pos[1:], vr)
 			case len(pos) > 0 && pos[0] == "list":
 				return c.vaultList(ctx, pos[1:])

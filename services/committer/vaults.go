@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -171,6 +173,7 @@ func (s *Service) restoreVaults(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("%w: decode the vault's copy of the vaults: %v", vault.ErrCorrupt, err)
 	}
 	var out []string
+	slices.SortFunc(set.Vaults, func(a, b *cofferv1.VaultRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
 	for _, r := range set.GetVaults() {
 		if daemon.ValidateVaultRecord(r) != nil {
 			continue

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -28,6 +30,9 @@ type VaultRequest struct {
 	S3AccessKey    string `json:"s3_access_key,omitempty"`
 	S3SecretKey    string `json:"s3_secret_key,omitempty"`
 	S3InsecureHTTP bool   `json:"s3_insecure_http,omitempty"`
+	// S3CAPEM is the PEM of the CAs the store's certificate is checked
+	// against; empty means the system's.
+	S3CAPEM string `json:"s3_ca_pem,omitempty"`
 }
 
 // Vault is a vault as GET /api/v1/vaults lists it: where it is, never its
@@ -53,7 +58,7 @@ func (s *Service) createVault(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	rec := &cofferv1.VaultRecord{Name: req.Name, Dir: req.Dir, S3Endpoint: req.S3Endpoint, S3Bucket: req.S3Bucket,
-		S3Prefix: req.S3Prefix, S3AccessKey: req.S3AccessKey, S3InsecureHttp: req.S3InsecureHTTP, CreatedAt: timestamppb.New(now)}
+		S3Prefix: req.S3Prefix, S3AccessKey: req.S3AccessKey, S3InsecureHttp: req.S3InsecureHTTP, S3CaPem: []byte(req.S3CAPEM), CreatedAt: timestamppb.New(now)}
 	err := daemon.ValidateVaultRecord(rec)
 	if req.S3SecretKey != "" && req.S3Endpoint == "" {
 		err = errors.Join(err, errors.New("an S3 secret key is for an S3 vault"))
@@ -82,7 +87,7 @@ func (s *Service) createVault(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID})
 }
 
-// listVaults lists the default vault and the named ones.
+// listVaults lists the default vault, then the named ones by name.
 func (s *Service) listVaults(w http.ResponseWriter, r *http.Request) {
 	out := []Vault{{Name: daemon.DefaultVault, Default: true}}
 	err := s.cat.Bucket(cofferv1.BucketVaults).List(r.Context(), "", func() proto.Message { return &cofferv1.VaultRecord{} },
@@ -96,6 +101,7 @@ func (s *Service) listVaults(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
+	slices.SortFunc(out[1:], func(a, b Vault) int { return strings.Compare(a.Name, b.Name) })
 	writeJSON(w, http.StatusOK, out)
 }
 

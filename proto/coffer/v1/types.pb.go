@@ -2293,7 +2293,10 @@ type VaultRecord struct {
 	S3InsecureHttp    bool                   `protobuf:"varint,8,opt,name=s3_insecure_http,json=s3InsecureHttp,proto3" json:"s3_insecure_http,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// job_id is the job that created it.
-	JobId         string `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// s3_ca_pem holds the CAs the store's certificate is checked against
+	// (PEM); empty means the system's.
+	S3CaPem       []byte `protobuf:"bytes,11,opt,name=s3_ca_pem,json=s3CaPem,proto3" json:"s3_ca_pem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2396,6 +2399,13 @@ func (x *VaultRecord) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *VaultRecord) GetS3CaPem() []byte {
+	if x != nil {
+		return x.S3CaPem
+	}
+	return nil
 }
 
 // VaultSet is the committer's copy of the vaults bucket, kept in the
@@ -2663,7 +2673,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\"\\\n" +
 	"\x0eSchedulerLease\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x124\n" +
-	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xdf\x02\n" +
+	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xfb\x02\n" +
 	"\vVaultRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +
@@ -2677,7 +2687,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06job_id\x18\n" +
-	" \x01(\tR\x05jobId\":\n" +
+	" \x01(\tR\x05jobId\x12\x1a\n" +
+	"\ts3_ca_pem\x18\v \x01(\fR\as3CaPem\":\n" +
 	"\bVaultSet\x12.\n" +
 	"\x06vaults\x18\x01 \x03(\v2\x16.coffer.v1.VaultRecordR\x06vaults*\x92\x01\n" +
 	"\n" +

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/pkg/daemon"
+	"github.com/cofferhq/coffer/pkg/miniotest"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
+	"github.com/cofferhq/coffer/pkg/vault"
+	"github.com/cofferhq/coffer/services/gateway"
+)
+
+// TestSeveralVaults runs coffer with its default vault in a directory and
+// two named vaults, one in MinIO and one in another directory: each
+// database's backups go to the vault its protection names, its recovery
+// points say so and are found in that store (and no other), and each
+// restores exactly. Bad names, an unknown vault and a store that refuses
+// the credentials are refused, saying why, and create nothing; no answer
+// holds the S3 secret. After the whole catalog is lost, `coffer vault
+// rebuild` puts back the named vaults (from the default vault's copy) and
+// every point of every vault.
+func TestSeveralVaults(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	s3 := miniotest.Start(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(s3.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s3Args := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile,
+		"--s3-secret-key-file", secretFile}
+	localDir := filepath.Join(t.TempDir(), "local2")
+
+	// refusals first: nothing may be created by them
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vault", "create", "2nd", "--dir", localDir}, "2 to 50 letters, digits and hyphens"},
+		{[]string{"vault", "create", "x", "--dir", localDir}, "2 to 50 letters"},
+		{[]string{"vault", "create", "has_underscore", "--dir", localDir}, "2 to 50 letters"},
+		{[]string{"vault", "create", "default", "--dir", localDir}, "choose another"},
+		{[]string{"vault", "create", "nowhere"}, "give a directory or an S3 endpoint"},
+		{append([]string{"vault", "create", "both", "--dir", localDir, "--s3-bucket", "b"}, s3Args...), "not both"},
+	} {
+		out, err := h.coffer(c.args...)
+		if err == nil || !strings.Contains(out+err.Error(), c.want) {
+			t.Errorf("coffer %s: %v\n%s\nwant an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badArgs := append(append([]string(nil), s3Args...), "--s3-secret-key-file", wrong)
+	out, err := h.coffer(append([]string{"vault", "create", "refused", "--s3-bucket", "refused"}, badArgs...)...)
+	if err == nil || !strings.Contains(out+err.Error(), "vault refused not created") {
+		t.Errorf("vault create with a wrong secret key: %v\n%s\nwant it refused", err, out)
+	}
+
+	h.mustCoffer(append([]string{"vault", "create", "offsite", "--s3-bucket", "offsite"}, s3Args...)...)
+	h.mustCoffer("vault", "create", "local2", "--dir", localDir)
+	// a second create of the same vault in the same store succeeds again;
+	// in another store it is refused
+	h.mustCoffer("vault", "create", "local2", "--dir", localDir)
+	if out, err := h.coffer("vault", "create", "local2", "--dir", t.TempDir()); err == nil || !strings.Contains(out+err.Error(), "already exists, in another store") {
+		t.Errorf("vault create of an existing name in another store: %v\n%s", err, out)
+	}
+	listed := h.mustCoffer("vault", "list", "--json")
+	if strings.Contains(listed, s3.SecretKey) || strings.Contains(h.mustCoffer("vault", "list"), s3.SecretKey) {
+		t.Fatalf("vault list shows the S3 secret key:\n%s", listed)
+	}
+	vaults := cofferJSON[[]gateway.Vault](h, "vault", "list")
+	if len(vaults) != 3 || vaults[0].Name != "default" || vaults[1].Name != "local2" || vaults[1].Dir != localDir ||
+		vaults[2].Name != "offsite" || vaults[2].S3Bucket != "offsite" {
+		t.Fatalf("vault list = %+v; want default, local2 in %s, offsite in bucket offsite", vaults, localDir)
+	}
+
+	dbs := map[string]string{"Sales": "offsite", "Staff": "local2", "Ops": ""}
+	for db := range dbs {
+		if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.sim.Commit(db, 8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.register("Sales", "Staff", "Ops")
+	if out, err := h.coffer("protect", "sql1/Sales", "--vault", "nosuch"); err == nil || !strings.Contains(out+err.Error(), "no vault nosuch") {
+		t.Errorf("protect into an unknown vault: %v\n%s", err, out)
+	}
+	if out, err := h.coffer("protect", "sql1/Sales", "--vault", "bad name"); err == nil || !strings.Contains(out+err.Error(), "2 to 50 letters") {
+		t.Errorf("protect into a badly named vault: %v\n%s", err, out)
+	}
+	for db, v := range dbs {
+		args := []string{"protect", "sql1/" + db}
+		if v != "" {
+			args = append(args, "--vault", v)
+		}
+		h.mustCoffer(args...)
+	}
+	for db := range dbs {
+		h.eventually("the first full of "+db, func() bool {
+			return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 1
+		})
+	}
+
+	// where each vault is, opened as coffer would
+	key, err := hex.DecodeString(h.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]daemon.VaultStore{
+		"":        {Dir: filepath.Join(h.data, "vault")},
+		"local2":  {Dir: localDir},
+		"offsite": {S3Endpoint: s3.Endpoint, S3Bucket: "offsite", S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey, S3CAFile: s3.CAFile},
+	}
+	opened := map[string]*vault.Vault{}
+	for name, vs := range stores {
+		store, err := vs.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opened[name], err = vault.Open(t.Context(), store, key); err != nil {
+			t.Fatalf("open vault %q: %v", name, err)
+		}
+	}
+
+	for db, v := range dbs {
+		t.Run(db, func(t *testing.T) {
+			// a log after the full, then nothing changes: the latest
+			// restore equals the database as it is
+			if _, err := h.sim.Commit(db, 5); err != nil {
+				t.Fatal(err)
+			}
+			if job := cofferJSON[gateway.Job](h, "backup", "sql1/"+db, "--type", "log", "--wait"); job.State != "succeeded" {
+				t.Fatalf("log backup: %+v", job)
+			}
+			rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+			if len(rps) != 2 {
+				t.Fatalf("%d recovery points; want a full and a log", len(rps))
+			}
+			for _, rp := range rps {
+				if rp.Vault != v {
+					t.Errorf("recovery point %s (%s) is in vault %q; want %q", rp.ID, rp.Type, rp.Vault, v)
+				}
+				for name, o := range opened {
+					_, err := o.GetManifest(t.Context(), rp.ID)
+					if in := err == nil; in != (name == v) {
+						t.Errorf("manifest of %s in vault %q: %v; want it only in %q", rp.ID, name, err, v)
+					}
+				}
+			}
+			want, err := h.sim.ContentHash(db, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := db + " restored"
+			if job := cofferJSON[gateway.Job](h, "restore", "sql1/"+db, "--latest", "--as", target, "--wait"); job.State != "succeeded" {
+				t.Fatalf("restore: %+v", job)
+			}
+			if got, err := h.sim.ContentHash(target, time.Time{}); err != nil || got != want {
+				t.Fatalf("restored %s: content hash %s (%v); want the source's %s", target, got, err, want)
+			}
+		})
+	}
+
+	// the whole catalog lost: the named vaults and their points come back
+	// from the vaults alone
+	h.restart(true)
+	out = h.mustCoffer("vault", "rebuild")
+	t.Logf("coffer vault rebuild:\n%s", out)
+	if !strings.Contains(out, "vault local2: 2 manifests in the vault: 2 recovery points recorded") ||
+		!strings.Contains(out, "vault offsite: 2 manifests in the vault: 2 recovery points recorded") ||
+		!strings.Contains(out, "2 named vaults put back from the default vault's copy: local2, offsite") {
+		t.Errorf("rebuild printed:\n%s\nwant each named vault put back with its 2 points", out)
+	}
+	if got := cofferJSON[[]gateway.Vault](h, "vault", "list"); len(got) != 3 {
+		t.Errorf("after the rebuild vault list = %+v; want the default and the two named vaults", got)
+	}
+	for db, v := range dbs {
+		rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+		if len(rps) != 2 || rps[0].Vault != v || rps[1].Vault != v {
+			t.Errorf("after the rebuild %s has %+v; want 2 points in vault %q", db, rps, v)
+		}
+	}
+}
