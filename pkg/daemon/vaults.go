@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"slices"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/secret"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -224,4 +227,41 @@ func (v *Vaults) Names(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// VaultsCopy names the default vault's copy of the vaults bucket (a
+// VaultSet in protojson), which the committer keeps so that the named
+// vaults are found again from the default vault alone: by a rebuild of a
+// lost catalog, and by `coffer vault check --vault NAME`.
+const VaultsCopy = "vaults"
+
+// VaultRecordsIn reads the named vaults' records from the default vault
+// def's copy, by name. A vault without a copy (no named vault was ever
+// created) has none.
+func VaultRecordsIn(ctx context.Context, def *vault.Vault) ([]*cofferv1.VaultRecord, error) {
+	data, err := def.GetCatalogCopy(ctx, VaultsCopy)
+	if errors.Is(err, blob.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	set := &cofferv1.VaultSet{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, set); err != nil {
+		return nil, fmt.Errorf("%w: decode the vault's copy of the named vaults: %v", vault.ErrCorrupt, err)
+	}
+	out := set.GetVaults()
+	slices.SortFunc(out, func(a, b *cofferv1.VaultRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out, nil
+}
+
+// OpenNamed opens the vault r describes with the master key, as a process
+// without the catalog does (coffer vault check --vault NAME).
+func OpenNamed(ctx context.Context, r *cofferv1.VaultRecord, master []byte) (*vault.Vault, error) {
+	s, err := secret.New(master, VaultCredentialsPurpose)
+	if err != nil {
+		return nil, err
+	}
+	v := &Vaults{master: master, sealer: s, log: slog.New(slog.DiscardHandler)}
+	return v.open(ctx, r, false)
 }

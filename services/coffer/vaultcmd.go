@@ -19,7 +19,7 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-const vaultUsage = `usage: coffer vault check [--full] [--data DIR] [--master-key-file FILE]
+const vaultUsage = `usage: coffer vault check [--full] [--vault NAME] [--data DIR] [--master-key-file FILE]
        coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
        coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http]
        coffer vault list
@@ -96,15 +96,23 @@ func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vaul
 // makes it fail, naming the recovery points it affects.
 func runVaultCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var full bool
+	var name string
 	c, err := parseVaultFlags("check", args, getenv, stderr, func(f *daemon.Flags) {
 		f.FlagSet().BoolVar(&full, "full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
+		f.FlagSet().StringVar(&name, "vault", "", "check this named vault (coffer vault list), found through the default vault's record of it (default: the default vault)")
 	})
 	if err != nil {
 		return err
 	}
-	v, _, err := c.openVault(ctx, stdout)
+	v, key, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
+	}
+	where := vaultWhere(c.store())
+	if !daemon.IsDefaultVault(name) {
+		if v, where, err = openNamedVault(ctx, v, key, name); err != nil {
+			return err
+		}
 	}
 	mode := vault.CheckFast
 	if full {
@@ -114,7 +122,7 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return fmt.Errorf("vault check: %w", err)
 	}
-	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", vaultWhere(c.store()), mode, rep.Manifests, rep.Chunks)
+	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", where, mode, rep.Manifests, rep.Chunks)
 	if mode == vault.CheckFull {
 		fmt.Fprintf(stdout, ", %s read and authenticated", humanBytes(rep.BytesRead))
 	}
@@ -328,15 +336,42 @@ func (c *cli) vaultList(ctx context.Context, pos []string) error {
 		switch {
 		case v.Default:
 			where = "(where coffer is configured: --vault-dir or --s3-*)"
-		case v.Dir != "":
-			where = v.Dir
 		default:
-			where = "s3://" + v.S3Endpoint + "/" + v.S3Bucket
-			if v.S3Prefix != "" {
-				where += "/" + v.S3Prefix
-			}
+			where = namedWhere(v.Dir, v.S3Endpoint, v.S3Bucket, v.S3Prefix)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, where, fmtTime(v.CreatedAt))
 	}
 	return tw.Flush()
+}
+
+// openNamedVault opens the vault called name, as the default vault def's
+// copy of the vaults bucket records it, and says where it is.
+func openNamedVault(ctx context.Context, def *vault.Vault, key []byte, name string) (*vault.Vault, string, error) {
+	recs, err := daemon.VaultRecordsIn(ctx, def)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, r := range recs {
+		if r.GetName() != name {
+			continue
+		}
+		v, err := daemon.OpenNamed(ctx, r, key)
+		if err != nil {
+			return nil, "", err
+		}
+		return v, name + " (" + namedWhere(r.GetDir(), r.GetS3Endpoint(), r.GetS3Bucket(), r.GetS3Prefix()) + ")", nil
+	}
+	return nil, "", fmt.Errorf("vault %s: %w (coffer vault list names the vaults)", name, daemon.ErrUnknownVault)
+}
+
+// namedWhere says where a named vault is: its directory, or its bucket.
+func namedWhere(dir, endpoint, bucket, prefix string) string {
+	if dir != "" {
+		return dir
+	}
+	where := "s3://" + endpoint + "/" + bucket
+	if prefix != "" {
+		where += "/" + prefix
+	}
+	return where
 }

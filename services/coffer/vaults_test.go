@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,6 +170,22 @@ func TestSeveralVaults(t *testing.T) {
 				t.Fatalf("restored %s: content hash %s (%v); want the source's %s", target, got, err, want)
 			}
 		})
+	}
+
+	// coffer vault check finds a named vault through the default vault
+	// alone, and checks it
+	env := func(k string) string { return map[string]string{"COFFER_MASTER_KEY": h.key}[k] }
+	for _, name := range []string{"offsite", "local2"} {
+		var out bytes.Buffer
+		err := runVault(t.Context(), []string{"check", "--full", "--vault", name, "--data", h.data}, env, &out, io.Discard)
+		if err != nil || !strings.Contains(out.String(), "vault "+name+" (") || !strings.Contains(out.String(), "full check: 2 recovery points") ||
+			!strings.Contains(out.String(), "no damage found") {
+			t.Errorf("coffer vault check --full --vault %s: %v\n%s\nwant its 2 points checked, no damage", name, err, out.String())
+		}
+	}
+	err = runVault(t.Context(), []string{"check", "--vault", "nosuch", "--data", h.data}, env, io.Discard, io.Discard)
+	if !errors.Is(err, daemon.ErrUnknownVault) {
+		t.Errorf("coffer vault check --vault nosuch: %v; want ErrUnknownVault", err)
 	}
 
 	// the whole catalog lost: the named vaults and their points come back

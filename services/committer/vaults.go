@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
@@ -19,9 +16,6 @@ import (
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
-
-// vaultsCopy names the default vault's copy of the vaults bucket.
-const vaultsCopy = "vaults"
 
 // vaultName is how a recovery point records the vault called name: the
 // default vault as "", as every point committed before vaults had names.
@@ -155,26 +149,18 @@ func (s *Service) putVaultsCopy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.vault.PutCatalogCopy(ctx, vaultsCopy, data)
+	return s.vault.PutCatalogCopy(ctx, daemon.VaultsCopy, data)
 }
 
 // restoreVaults records each vault of the default vault's copy that the
 // vaults bucket lacks, and returns their names.
 func (s *Service) restoreVaults(ctx context.Context) ([]string, error) {
-	data, err := s.vault.GetCatalogCopy(ctx, vaultsCopy)
-	if errors.Is(err, blob.ErrNotExist) {
-		return nil, nil
-	}
+	recs, err := daemon.VaultRecordsIn(ctx, s.vault)
 	if err != nil {
 		return nil, err
 	}
-	set := &cofferv1.VaultSet{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, set); err != nil {
-		return nil, fmt.Errorf("%w: decode the vault's copy of the vaults: %v", vault.ErrCorrupt, err)
-	}
 	var out []string
-	slices.SortFunc(set.Vaults, func(a, b *cofferv1.VaultRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
-	for _, r := range set.GetVaults() {
+	for _, r := range recs {
 		if daemon.ValidateVaultRecord(r) != nil {
 			continue
 		}
