@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
