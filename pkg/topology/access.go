@@ -96,6 +96,7 @@ var Services = []Access{
 			cofferv1.SubjectJobProgress,
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectDiscoverRequested, // after a restore, so the new database is listed at once
+			cofferv1.SubjectCopyStreamed,
 		},
 		Consumes: []Consumer{{cofferv1.StreamWork, "streamer"}},
 		Reads:    []string{cofferv1.BucketInstances, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},
@@ -108,6 +109,8 @@ var Services = []Access{
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectChainBroken,        // a deletion took the chain's tail
 			cofferv1.SubjectPolicyPutRequested, // a rebuild puts back the vault's copy of the policies
+			cofferv1.SubjectJobQueued,          // a policy's copy of a recovery point
+			cofferv1.SubjectWorkCopy,
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
 		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},

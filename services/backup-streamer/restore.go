@@ -22,6 +22,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -100,6 +101,42 @@ type staged struct {
 	rp     *cofferv1.RecoveryPoint
 	local  []string
 	remote []string
+	// from is the vault the restore asked to read every point from; ""
+	// means the point's own, then its copies
+	from string
+}
+
+// sources are the vaults f's point is read from, in order: the one the
+// restore asked for, or the point's own vault and then each vault holding
+// a copy of it, so that a point its vault cannot give (unreachable, a
+// chunk damaged or gone) is read from a copy.
+func sources(f staged) ([]string, error) {
+	if f.from != "" {
+		for _, v := range append([]string{f.rp.GetVault()}, copyVaults(f.rp)...) {
+			if sameVault(v, f.from) {
+				return []string{v}, nil
+			}
+		}
+		return nil, fail("recovery point %s is neither in vault %s nor copied there", f.rp.GetId(), f.from)
+	}
+	return append([]string{f.rp.GetVault()}, copyVaults(f.rp)...), nil
+}
+
+// sameVault reports whether two vault names name one vault ("" and
+// "default" both the default).
+func sameVault(a, b string) bool {
+	return a == b || daemon.IsDefaultVault(a) && daemon.IsDefaultVault(b)
+}
+
+// copyVaults are the vaults holding a committed copy of rp.
+func copyVaults(rp *cofferv1.RecoveryPoint) []string {
+	var out []string
+	for _, c := range rp.GetCopies() {
+		if c.GetCommittedAt() != nil {
+			out = append(out, c.GetVault())
+		}
+	}
+	return out
 }
 
 // removeStaged removes f's staging files.
@@ -141,7 +178,10 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			return nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
 		}
 		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
-		files[i] = staged{rp: rp}
+		files[i] = staged{rp: rp, from: req.GetFromVault()}
+		if _, err := sources(files[i]); err != nil {
+			return nil, err
+		}
 		for _, n := range mssql.StripeFileNames(name, int(rp.GetStripes())) {
 			files[i].local = append(files[i].local, filepath.Join(s.cfg.StagingDir, n))
 			files[i].remote = append(files[i].remote, serverPath(s.cfg.ServerStagingDir, n))
@@ -562,7 +602,27 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		}
 		span.End()
 	}()
-	v, err := s.vaultOf(ctx, f.rp.GetVault())
+	from, err := sources(f)
+	if err != nil {
+		return err
+	}
+	for k, name := range from {
+		err = s.fetchFrom(ctx, name, f, onBytes)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if k+1 < len(from) {
+			s.log.WarnContext(ctx, "recovery point not read from its vault; reading a copy", slog.String("recovery_point", f.rp.GetId()),
+				slog.String("vault", name), slog.String("copy", from[k+1]), slog.Any("error", err))
+			span.AddEvent("read a copy", trace.WithAttributes(attribute.String("vault", from[k+1])))
+		}
+	}
+	return err
+}
+
+// fetchFrom is fetch from the vault called name.
+func (s *Service) fetchFrom(ctx context.Context, name string, f staged, onBytes func(int64)) error {
+	v, err := s.vaultOf(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -655,11 +715,22 @@ func (nopWriteCloser) Close() error { return nil }
 // per stripe), which SQL Server reads from the endpoint: f's remote
 // becomes their URLs, and nothing is staged.
 func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *staged, i int) error {
-	v, err := s.vaultOf(ctx, f.rp.GetVault())
+	// the first source that gives the manifest serves the job; a chunk
+	// damaged later fails the restore (SQL Server reads while it restores)
+	from, err := sources(*f)
 	if err != nil {
 		return err
 	}
-	m, err := v.GetManifest(ctx, f.rp.GetManifest())
+	var v *vault.Vault
+	var m *vault.Manifest
+	for _, name := range from {
+		if v, err = s.vaultOf(ctx, name); err == nil {
+			m, err = v.GetManifest(ctx, f.rp.GetManifest())
+		}
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}

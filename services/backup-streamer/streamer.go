@@ -237,6 +237,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.verify(ctx, m, &req)
+	case cofferv1.SubjectWorkCopy:
+		var req cofferv1.CopyRequested
+		if err := m.Decode(&req); err != nil {
+			return err
+		}
+		return s.copyPoint(ctx, m, &req)
 	}
 	return bus.Permanent(fmt.Errorf("unexpected work subject %s", m.Subject))
 }

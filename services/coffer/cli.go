@@ -187,12 +187,13 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		dataPath := fs.String("data-path", "", "directory for the data files on the target (default: the instance's default data path)")
 		logPath := fs.String("log-path", "", "directory for the log files on the target (default: the instance's default log path)")
 		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
+		fromVault := fs.String("from-vault", "", "read every recovery point from this vault, its own or one holding its copy (default: its own, then a copy when it cannot be read)")
 		toDir := fs.String("to-dir", "", "restore as files: write the backup files and restore.sql into this absolute directory (on the backup-streamer's machine)")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
 			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
 				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir,
-				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath}
+				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath, FromVault: *fromVault}
 			if *at != "" {
 				t, err := parseMoment(*at, *tz)
 				if err != nil {

@@ -70,8 +70,17 @@ func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed
 		return fmt.Errorf("commit recovery point %s: %w", rpID, err)
 	}
 	key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
+	var recorded cofferv1.RecoveryPoint
+	if _, err := s.rps.Get(ctx, key, &recorded); err == nil && len(recorded.GetCopies()) > 0 {
+		// a redelivery after a copy was made: the record knows it, the
+		// manifest does not
+		rp.Copies = recorded.GetCopies()
+	}
 	if _, err := s.rps.Put(ctx, key, rp); err != nil {
 		return fmt.Errorf("record recovery point %s: %w", rpID, err)
+	}
+	if err := s.queueCopies(ctx, rp, s.cfg.Now()); err != nil {
+		return fmt.Errorf("queue the copy of recovery point %s: %w", rpID, err)
 	}
 	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) { applySucceeded(j, rp.GetSize(), rp.GetId(), f) }); err != nil {
 		return err

@@ -36,6 +36,7 @@ var subjects = []string{
 	cofferv1.SubjectRecoveryPointsUndelete,
 	cofferv1.SubjectCatalogRebuild,
 	cofferv1.SubjectVaultCreate,
+	cofferv1.SubjectCopyStreamed,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -127,10 +128,21 @@ func (s *Service) Run(ctx context.Context) error {
 		defer t.Stop()
 		gcTicks = t.C
 	}
+	copyTicks := s.cfg.CopyTicks
+	if copyTicks == nil {
+		t := time.NewTicker(s.cfg.CopyInterval)
+		defer t.Stop()
+		copyTicks = t.C
+	}
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
 			running = false
+		case <-copyTicks:
+			// by the service's clock, as the copies' due times are
+			if err := s.sweepCopies(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "copy sweep failed; it runs again at the next interval", slog.Any("error", err))
+			}
 		case <-sub.Done():
 			return errors.New("committer: subscription ended")
 		case now := <-gcTicks:
@@ -216,6 +228,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.vaultCreate(ctx, &e)
+	case cofferv1.SubjectCopyStreamed:
+		var e cofferv1.CopyStreamed
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.copyStreamed(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

@@ -613,6 +613,12 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s", problem)
 		return
 	}
+	if req.FromVault != "" {
+		if _, status, err := s.checkVault(r.Context(), req.FromVault); err != nil {
+			writeError(w, status, "%v", err)
+			return
+		}
+	}
 	if req.TargetInstance == "" {
 		req.TargetInstance = req.Instance
 	}
@@ -683,7 +689,7 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
 		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery,
 		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark,
-		Latest: req.Latest}
+		Latest: req.Latest, FromVault: req.FromVault}
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}

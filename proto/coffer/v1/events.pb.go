@@ -1018,7 +1018,11 @@ type RestoreRequested struct {
 	// mark_after is the moment of the marked transaction stop_at_mark or
 	// stop_before_mark names: STOPATMARK ... AFTER it, so that the restore
 	// stops at that transaction and not at an earlier one of the same name.
-	MarkAfter     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=mark_after,json=markAfter,proto3" json:"mark_after,omitempty"`
+	MarkAfter *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=mark_after,json=markAfter,proto3" json:"mark_after,omitempty"`
+	// from_vault, when set, restores every point from this vault (the
+	// point's own or one of its copies); empty means each point's own
+	// vault, falling back to a copy when it cannot be read there.
+	FromVault     string `protobuf:"bytes,17,opt,name=from_vault,json=fromVault,proto3" json:"from_vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1163,6 +1167,13 @@ func (x *RestoreRequested) GetMarkAfter() *timestamppb.Timestamp {
 		return x.MarkAfter
 	}
 	return nil
+}
+
+func (x *RestoreRequested) GetFromVault() string {
+	if x != nil {
+		return x.FromVault
+	}
+	return ""
 }
 
 // JobProgress reports progress of a running job. streamer -> committer.
@@ -2802,6 +2813,172 @@ func (x *URLCheckResult) GetFix() string {
 	return ""
 }
 
+// CopyRequested is queued copy work: the recovery point's streams read
+// from its vault and written to vault, deduplicated against what vault
+// holds. committer -> [work queue] -> backup-streamer.
+type CopyRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoint string                 `protobuf:"bytes,3,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
+	Vault         string                 `protobuf:"bytes,4,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyRequested) Reset() {
+	*x = CopyRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyRequested) ProtoMessage() {}
+
+func (x *CopyRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyRequested.ProtoReflect.Descriptor instead.
+func (*CopyRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CopyRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CopyRequested) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *CopyRequested) GetRecoveryPoint() string {
+	if x != nil {
+		return x.RecoveryPoint
+	}
+	return ""
+}
+
+func (x *CopyRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+// CopyStreamed reports a recovery point's streams written to vault, their
+// chunk list in the draft there; the committer writes the copy's manifest
+// (the commit). backup-streamer -> committer.
+type CopyStreamed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoint string                 `protobuf:"bytes,3,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
+	Vault         string                 `protobuf:"bytes,4,opt,name=vault,proto3" json:"vault,omitempty"`
+	Draft         string                 `protobuf:"bytes,5,opt,name=draft,proto3" json:"draft,omitempty"`
+	Size          int64                  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	NewBytes      int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyStreamed) Reset() {
+	*x = CopyStreamed{}
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyStreamed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyStreamed) ProtoMessage() {}
+
+func (x *CopyStreamed) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyStreamed.ProtoReflect.Descriptor instead.
+func (*CopyStreamed) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CopyStreamed) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CopyStreamed) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *CopyStreamed) GetRecoveryPoint() string {
+	if x != nil {
+		return x.RecoveryPoint
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetDraft() string {
+	if x != nil {
+		return x.Draft
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CopyStreamed) GetNewBytes() int64 {
+	if x != nil {
+		return x.NewBytes
+	}
+	return 0
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -2878,7 +3055,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"chainBreak\x12E\n" +
 	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\x12+\n" +
 	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\x12\x14\n" +
-	"\x05vault\x18\r \x01(\tR\x05vault\"\xea\x04\n" +
+	"\x05vault\x18\r \x01(\tR\x05vault\"\x89\x05\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2900,7 +3077,9 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\x12\x16\n" +
 	"\x06latest\x18\x0f \x01(\bR\x06latest\x129\n" +
 	"\n" +
-	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\"\xbf\x02\n" +
+	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\x12\x1d\n" +
+	"\n" +
+	"from_vault\x18\x11 \x01(\tR\tfromVault\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -3023,7 +3202,20 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"modeReason\x12\x0e\n" +
 	"\x02ok\x18\x05 \x01(\bR\x02ok\x12\x18\n" +
 	"\aproblem\x18\x06 \x01(\tR\aproblem\x12\x10\n" +
-	"\x03fix\x18\a \x01(\tR\x03fixB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x03fix\x18\a \x01(\tR\x03fix\"\xaa\x01\n" +
+	"\rCopyRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12%\n" +
+	"\x0erecovery_point\x18\x03 \x01(\tR\rrecoveryPoint\x12\x14\n" +
+	"\x05vault\x18\x04 \x01(\tR\x05vault\"\xf0\x01\n" +
+	"\fCopyStreamed\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12%\n" +
+	"\x0erecovery_point\x18\x03 \x01(\tR\rrecoveryPoint\x12\x14\n" +
+	"\x05vault\x18\x04 \x01(\tR\x05vault\x12\x14\n" +
+	"\x05draft\x18\x05 \x01(\tR\x05draft\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x12\x1b\n" +
+	"\tnew_bytes\x18\a \x01(\x03R\bnewBytesB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -3037,7 +3229,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -3075,107 +3267,113 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*VerifyCompleted)(nil),                 // 33: coffer.v1.VerifyCompleted
 	(*URLCheckRequested)(nil),               // 34: coffer.v1.URLCheckRequested
 	(*URLCheckResult)(nil),                  // 35: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),                       // 36: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 37: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 38: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 39: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 40: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 41: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 42: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
-	(JobKind)(0),                            // 44: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 45: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 46: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 47: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 48: coffer.v1.PolicyRecord
-	(*VaultRecord)(nil),                     // 49: coffer.v1.VaultRecord
+	(*CopyRequested)(nil),                   // 36: coffer.v1.CopyRequested
+	(*CopyStreamed)(nil),                    // 37: coffer.v1.CopyStreamed
+	(*EventMeta)(nil),                       // 38: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 39: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 40: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 41: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 42: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 43: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 44: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 45: google.protobuf.Timestamp
+	(JobKind)(0),                            // 46: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 47: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 48: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 49: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 50: coffer.v1.PolicyRecord
+	(*VaultRecord)(nil),                     // 51: coffer.v1.VaultRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	36, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	37, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	36, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	38, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	36, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	38, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	38, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	36, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	36, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	36, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	41, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	36, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	40, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	36, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	42, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	36, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	42, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	36, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	40, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	43, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	43, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	36, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	44, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	40, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	40, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	42, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	36, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	40, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	45, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	46, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	38, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	39, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	38, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	40, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	38, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	40, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	40, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	38, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	38, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	38, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	43, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	38, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	42, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	38, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	44, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	38, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	44, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	38, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	42, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	45, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	45, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	38, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	46, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	42, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	42, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	44, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	38, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	42, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	47, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	48, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	36, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	47, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	36, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	40, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	40, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	36, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	44, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	40, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	42, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	40, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	36, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	44, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	40, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	42, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	40, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	36, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	36, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	48, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	36, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	40, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	36, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	40, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	36, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 69: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
-	49, // 70: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
-	43, // 71: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	43, // 72: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	36, // 73: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 74: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	49, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	38, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	42, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	42, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	38, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	46, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	42, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	44, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	42, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	38, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	46, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	42, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	44, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	42, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	38, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	38, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	50, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	38, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	42, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	38, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	42, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	38, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	38, // 69: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
+	51, // 70: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
+	45, // 71: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	45, // 72: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	38, // 73: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 74: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
 	30, // 75: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	43, // 76: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	36, // 77: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	40, // 78: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	45, // 76: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	38, // 77: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	42, // 78: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
 	32, // 79: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	80, // [80:80] is the sub-list for method output_type
-	80, // [80:80] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	38, // 80: coffer.v1.CopyRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 81: coffer.v1.CopyRequested.database:type_name -> coffer.v1.DatabaseRef
+	38, // 82: coffer.v1.CopyStreamed.meta:type_name -> coffer.v1.EventMeta
+	42, // 83: coffer.v1.CopyStreamed.database:type_name -> coffer.v1.DatabaseRef
+	84, // [84:84] is the sub-list for method output_type
+	84, // [84:84] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3190,7 +3388,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

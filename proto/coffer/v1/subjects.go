@@ -53,6 +53,10 @@ const (
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
 	SubjectWorkVerify  = "coffer.work.verify"
+	// SubjectWorkCopy carries CopyRequested; SubjectCopyStreamed its
+	// outcome to the committer.
+	SubjectWorkCopy     = "coffer.work.copy"
+	SubjectCopyStreamed = "coffer.job.copied"
 
 	// SubjectURLCheck carries URLCheckRequested to one backup-streamer,
 	// which answers with URLCheckResult: a request over core NATS, outside

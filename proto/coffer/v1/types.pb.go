@@ -95,6 +95,9 @@ const (
 	JobKind_JOB_KIND_REBUILD JobKind = 7
 	// JOB_KIND_VAULT_CREATE creates a named vault (coffer vault create NAME).
 	JobKind_JOB_KIND_VAULT_CREATE JobKind = 8
+	// JOB_KIND_COPY copies a recovery point to a second vault (a policy's
+	// copy rule).
+	JobKind_JOB_KIND_COPY JobKind = 9
 )
 
 // Enum value maps for JobKind.
@@ -109,6 +112,7 @@ var (
 		6: "JOB_KIND_VERIFY",
 		7: "JOB_KIND_REBUILD",
 		8: "JOB_KIND_VAULT_CREATE",
+		9: "JOB_KIND_COPY",
 	}
 	JobKind_value = map[string]int32{
 		"JOB_KIND_UNSPECIFIED":  0,
@@ -120,6 +124,7 @@ var (
 		"JOB_KIND_VERIFY":       6,
 		"JOB_KIND_REBUILD":      7,
 		"JOB_KIND_VAULT_CREATE": 8,
+		"JOB_KIND_COPY":         9,
 	}
 )
 
@@ -1443,7 +1448,10 @@ type RecoveryPoint struct {
 	// vault names the vault the point's manifest and chunks are in; empty
 	// means the default vault (every point committed before vaults had
 	// names is there).
-	Vault         string `protobuf:"bytes,23,opt,name=vault,proto3" json:"vault,omitempty"`
+	Vault string `protobuf:"bytes,23,opt,name=vault,proto3" json:"vault,omitempty"`
+	// copies are the point's second copies, in other vaults: planned at the
+	// commit from the policy's copy rule, made (committed_at set) once due.
+	Copies        []*RecoveryPointCopy `protobuf:"bytes,24,rep,name=copies,proto3" json:"copies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1639,6 +1647,95 @@ func (x *RecoveryPoint) GetVault() string {
 	return ""
 }
 
+func (x *RecoveryPoint) GetCopies() []*RecoveryPointCopy {
+	if x != nil {
+		return x.Copies
+	}
+	return nil
+}
+
+// RecoveryPointCopy is a copy of a recovery point in another vault, with
+// its own retention. The copy's manifest has the point's id; it is
+// written last, so a copy without one does not exist.
+type RecoveryPointCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vault string                 `protobuf:"bytes,1,opt,name=vault,proto3" json:"vault,omitempty"`
+	// due_at is when the copy is to be made (the point's time plus the
+	// rule's delay); expires_at when it is deleted.
+	DueAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// committed_at is set once the copy's manifest is written.
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoveryPointCopy) Reset() {
+	*x = RecoveryPointCopy{}
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPointCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPointCopy) ProtoMessage() {}
+
+func (x *RecoveryPointCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPointCopy.ProtoReflect.Descriptor instead.
+func (*RecoveryPointCopy) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RecoveryPointCopy) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *RecoveryPointCopy) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 // Verification is the outcome of a test restore: the point restored to a
 // scratch database, checked (DBCC CHECKDB) and dropped.
 type Verification struct {
@@ -1658,7 +1755,7 @@ type Verification struct {
 
 func (x *Verification) Reset() {
 	*x = Verification{}
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1767,7 @@ func (x *Verification) String() string {
 func (*Verification) ProtoMessage() {}
 
 func (x *Verification) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1780,7 @@ func (x *Verification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verification.ProtoReflect.Descriptor instead.
 func (*Verification) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Verification) GetAt() *timestamppb.Timestamp {
@@ -1755,7 +1852,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1864,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1877,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Job) GetId() string {
@@ -1909,7 +2006,7 @@ type PolicyRecord struct {
 
 func (x *PolicyRecord) Reset() {
 	*x = PolicyRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2018,7 @@ func (x *PolicyRecord) String() string {
 func (*PolicyRecord) ProtoMessage() {}
 
 func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2031,7 @@ func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
 func (*PolicyRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyRecord) GetName() string {
@@ -1970,7 +2067,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2079,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2092,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PolicySet) GetPolicies() []*PolicyRecord {
@@ -2050,7 +2147,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2159,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2172,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2232,7 +2329,7 @@ type SchedulerLease struct {
 
 func (x *SchedulerLease) Reset() {
 	*x = SchedulerLease{}
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2341,7 @@ func (x *SchedulerLease) String() string {
 func (*SchedulerLease) ProtoMessage() {}
 
 func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2354,7 @@ func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
 func (*SchedulerLease) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SchedulerLease) GetOwner() string {
@@ -2303,7 +2400,7 @@ type VaultRecord struct {
 
 func (x *VaultRecord) Reset() {
 	*x = VaultRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2412,7 @@ func (x *VaultRecord) String() string {
 func (*VaultRecord) ProtoMessage() {}
 
 func (x *VaultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2425,7 @@ func (x *VaultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultRecord.ProtoReflect.Descriptor instead.
 func (*VaultRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VaultRecord) GetName() string {
@@ -2420,7 +2517,7 @@ type VaultSet struct {
 
 func (x *VaultSet) Reset() {
 	*x = VaultSet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2529,7 @@ func (x *VaultSet) String() string {
 func (*VaultSet) ProtoMessage() {}
 
 func (x *VaultSet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2542,7 @@ func (x *VaultSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultSet.ProtoReflect.Descriptor instead.
 func (*VaultSet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VaultSet) GetVaults() []*VaultRecord {
@@ -2577,7 +2674,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xcd\x06\n" +
+	"storedSize\"\x83\a\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2607,7 +2704,15 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\vpurge_after\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"purgeAfter\x12\"\n" +
 	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\x12\x14\n" +
-	"\x05vault\x18\x17 \x01(\tR\x05vault\"\xda\x01\n" +
+	"\x05vault\x18\x17 \x01(\tR\x05vault\x124\n" +
+	"\x06copies\x18\x18 \x03(\v2\x1c.coffer.v1.RecoveryPointCopyR\x06copies\"\xed\x01\n" +
+	"\x11RecoveryPointCopy\x12\x14\n" +
+	"\x05vault\x18\x01 \x01(\tR\x05vault\x121\n" +
+	"\x06due_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
+	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\"\xda\x01\n" +
 	"\fVerification\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
@@ -2697,7 +2802,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xd6\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xe9\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
@@ -2707,7 +2812,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
 	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
 	"\x10JOB_KIND_REBUILD\x10\a\x12\x19\n" +
-	"\x15JOB_KIND_VAULT_CREATE\x10\b*\x81\x01\n" +
+	"\x15JOB_KIND_VAULT_CREATE\x10\b\x12\x11\n" +
+	"\rJOB_KIND_COPY\x10\t*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -2733,7 +2839,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2750,64 +2856,69 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*LogMark)(nil),               // 12: coffer.v1.LogMark
 	(*ChunkRef)(nil),              // 13: coffer.v1.ChunkRef
 	(*RecoveryPoint)(nil),         // 14: coffer.v1.RecoveryPoint
-	(*Verification)(nil),          // 15: coffer.v1.Verification
-	(*Job)(nil),                   // 16: coffer.v1.Job
-	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
-	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
-	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
-	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
-	(*VaultRecord)(nil),           // 21: coffer.v1.VaultRecord
-	(*VaultSet)(nil),              // 22: coffer.v1.VaultSet
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*RecoveryPointCopy)(nil),     // 15: coffer.v1.RecoveryPointCopy
+	(*Verification)(nil),          // 16: coffer.v1.Verification
+	(*Job)(nil),                   // 17: coffer.v1.Job
+	(*PolicyRecord)(nil),          // 18: coffer.v1.PolicyRecord
+	(*PolicySet)(nil),             // 19: coffer.v1.PolicySet
+	(*ScheduleState)(nil),         // 20: coffer.v1.ScheduleState
+	(*SchedulerLease)(nil),        // 21: coffer.v1.SchedulerLease
+	(*VaultRecord)(nil),           // 22: coffer.v1.VaultRecord
+	(*VaultSet)(nil),              // 23: coffer.v1.VaultSet
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	23, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	23, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	24, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	24, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	23, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	23, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	24, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	24, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	23, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	24, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	23, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	23, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	24, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	24, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	23, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	24, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	23, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	23, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	23, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	23, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	23, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	23, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
-	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
-	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
-	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	23, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	23, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
-	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	23, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
-	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	23, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	23, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	23, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	23, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	23, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	23, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	23, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	23, // 40: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
-	21, // 41: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	24, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	24, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
+	24, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	24, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	15, // 21: coffer.v1.RecoveryPoint.copies:type_name -> coffer.v1.RecoveryPointCopy
+	24, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
+	24, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
+	24, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	24, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	1,  // 27: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
+	2,  // 28: coffer.v1.Job.state:type_name -> coffer.v1.JobState
+	5,  // 29: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
+	24, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	24, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 32: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
+	5,  // 33: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
+	24, // 34: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 35: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
+	5,  // 36: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	24, // 37: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	24, // 38: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	24, // 39: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	24, // 40: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	24, // 41: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	24, // 42: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	24, // 43: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	24, // 44: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	22, // 45: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2821,7 +2932,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
