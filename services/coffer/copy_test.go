@@ -116,4 +116,31 @@ func TestSecondCopy(t *testing.T) {
 		t.Errorf("a restore from the deleted vault succeeded:\n%s", out)
 	}
 	restoreExact("after the loss")
+
+	// past the first vault's retention (7 days) and within the copy's
+	// (30): the points live on in the copy, which they now name; past the
+	// copy's, they are gone
+	h.mustCoffer("unprotect", "sql1/"+db) // no more backups into the lost vault
+	retain := func(now time.Time) {
+		t.Helper()
+		clk.Set(now)
+		if err := h.run.scheduler.Tick(t.Context(), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retain(start.Add(8 * 24 * time.Hour))
+	h.eventually("the points kept in their copy", func() bool {
+		rps = cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+		for _, rp := range rps {
+			if rp.Vault != "offsite" || len(rp.Copies) != 0 || rp.ExpiresAt == nil || !rp.ExpiresAt.After(start.Add(29*24*time.Hour)) {
+				return false
+			}
+		}
+		return len(rps) == 7
+	})
+	restoreExact("from the copy alone")
+	retain(start.Add(31 * 24 * time.Hour))
+	h.eventually("the copies expired", func() bool {
+		return len(cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)) == 0
+	})
 }

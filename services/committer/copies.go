@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -58,7 +59,7 @@ func (s *Service) queueCopies(ctx context.Context, rp *cofferv1.RecoveryPoint, n
 		}
 		db := rp.GetDatabase()
 		q := &cofferv1.JobQueued{Meta: event.Meta(event.ID("job-queued", jid), jid, now), Kind: cofferv1.JobKind_JOB_KIND_COPY,
-			Database: db, Detail: fmt.Sprintf("copy recovery point %s to vault %s", rp.GetId(), c.GetVault())}
+			Database: db, Detail: fmt.Sprintf("copy recovery point %s to vault %s", rp.GetId(), vaultLabel(c.GetVault()))}
 		if err := s.bus.Publish(ctx, cofferv1.SubjectJobQueued, q, q.Meta.EventId); err != nil {
 			return err
 		}
@@ -142,7 +143,7 @@ func (s *Service) copyStreamed(ctx context.Context, e *cofferv1.CopyStreamed) er
 	return s.updateJob(ctx, jid, func(j *cofferv1.Job) {
 		if !final(j.State) {
 			applySucceeded(j, e.GetSize(), e.GetRecoveryPoint(), f)
-			j.Detail = fmt.Sprintf("recovery point %s copied to vault %s (%d new bytes stored there)", e.GetRecoveryPoint(), vaultName(e.GetVault()), e.GetNewBytes())
+			j.Detail = fmt.Sprintf("recovery point %s copied to vault %s (%d new bytes stored there)", e.GetRecoveryPoint(), vaultLabel(e.GetVault()), e.GetNewBytes())
 		}
 	})
 }
@@ -167,7 +168,7 @@ func (s *Service) commitCopy(ctx context.Context, e *cofferv1.CopyStreamed) erro
 		}
 	}
 	if planned == nil {
-		return reject("recovery point %s has no copy planned in vault %s", rp.GetId(), vaultName(e.GetVault()))
+		return reject("recovery point %s has no copy planned in vault %s", rp.GetId(), vaultLabel(e.GetVault()))
 	}
 	dst, err := s.vaultOf(ctx, e.GetVault())
 	if err != nil {
@@ -185,7 +186,7 @@ func (s *Service) commitCopy(ctx context.Context, e *cofferv1.CopyStreamed) erro
 	d, err := dst.GetDraft(ctx, e.GetDraft())
 	switch {
 	case errors.Is(err, blob.ErrNotExist), errors.Is(err, vault.ErrCorrupt):
-		return reject("the chunk list of the copy cannot be read from vault %s: %v", vaultName(e.GetVault()), err)
+		return reject("the chunk list of the copy cannot be read from vault %s: %v", vaultLabel(e.GetVault()), err)
 	case err != nil:
 		return err
 	}
@@ -213,6 +214,95 @@ func (s *Service) commitCopy(ctx context.Context, e *cofferv1.CopyStreamed) erro
 	}
 	if err := dst.DeleteDraft(ctx, e.GetDraft()); err != nil {
 		s.log.WarnContext(ctx, "draft of a committed copy not deleted; garbage collection will", slog.String("draft", e.GetDraft()), slog.Any("error", err))
+	}
+	return nil
+}
+
+// expirePoint ends recovery point id's retention in its vault. A point
+// with a copy kept longer lives on there: its manifest in the first vault
+// is deleted and its record points at the copy, with the copy's expiry,
+// which the scheduler's sweep honours like any other. A point without
+// one is deleted (deletePoint).
+func (s *Service) expirePoint(ctx context.Context, db *cofferv1.DatabaseRef, id string, now time.Time) error {
+	var rp cofferv1.RecoveryPoint
+	if _, err := s.rps.Get(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), id), &rp); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("read recovery point %s: %w", id, err)
+	}
+	var keep *cofferv1.RecoveryPointCopy
+	for _, c := range rp.GetCopies() {
+		if c.GetCommittedAt() != nil && c.GetExpiresAt().AsTime().After(now) &&
+			(keep == nil || c.GetExpiresAt().AsTime().After(keep.GetExpiresAt().AsTime())) {
+			keep = c
+		}
+	}
+	if keep == nil {
+		return s.deletePoint(ctx, db, id)
+	}
+	if err := s.deleteManifestIn(ctx, rp.GetVault(), id); err != nil {
+		return err
+	}
+	_, err := s.updatePoint(ctx, db, id, func(rp *cofferv1.RecoveryPoint) bool {
+		rest := rp.Copies[:0]
+		for _, c := range rp.GetCopies() {
+			if c.GetVault() != keep.GetVault() {
+				rest = append(rest, c)
+			}
+		}
+		rp.Vault, rp.ExpiresAt, rp.Copies = keep.GetVault(), keep.GetExpiresAt(), rest
+		return true
+	})
+	if err == nil {
+		s.log.InfoContext(ctx, "recovery point expired in its vault; its copy is kept", slog.String(telemetry.RecoveryPointKey, id),
+			slog.String("vault", vaultLabel(keep.GetVault())), slog.Time("until", keep.GetExpiresAt().AsTime()))
+	}
+	return err
+}
+
+// expireCopies deletes the copies whose own retention ended by now: the
+// manifest in the copy's vault (its chunks are then that vault's
+// garbage), then the copy on the point's record. A copy never made that
+// is past its retention is dropped from the record. It runs with each
+// garbage collection, before the vaults are collected.
+func (s *Service) expireCopies(ctx context.Context, now time.Time) error {
+	var due []*cofferv1.RecoveryPoint
+	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(_ string, m proto.Message) error {
+		rp := m.(*cofferv1.RecoveryPoint)
+		for _, c := range rp.GetCopies() {
+			if !c.GetExpiresAt().AsTime().After(now) {
+				due = append(due, rp)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("expire copies: %w", err)
+	}
+	for _, rp := range due {
+		var gone []string
+		for _, c := range rp.GetCopies() {
+			if c.GetExpiresAt().AsTime().After(now) {
+				continue
+			}
+			if err := s.deleteManifestIn(ctx, c.GetVault(), rp.GetId()); err != nil {
+				// locked, or the vault unreachable: a later collection
+				s.log.WarnContext(ctx, "expired copy not deleted; tried again at the next collection",
+					slog.String(telemetry.RecoveryPointKey, rp.GetId()), slog.Any("error", err))
+				continue
+			}
+			gone = append(gone, c.GetVault())
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		if _, err := s.updatePoint(ctx, rp.GetDatabase(), rp.GetId(), func(rp *cofferv1.RecoveryPoint) bool {
+			n := len(rp.Copies)
+			rp.Copies = slices.DeleteFunc(rp.Copies, func(c *cofferv1.RecoveryPointCopy) bool { return slices.Contains(gone, c.GetVault()) })
+			return len(rp.Copies) != n
+		}); err != nil {
+			return fmt.Errorf("expire copies: %w", err)
+		}
+		s.log.InfoContext(ctx, "expired copies deleted", slog.String(telemetry.RecoveryPointKey, rp.GetId()), slog.Any("vaults", gone))
 	}
 	return nil
 }

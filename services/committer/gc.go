@@ -26,7 +26,7 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	db := e.GetDatabase()
 	var deleted []string
 	for _, id := range e.GetRecoveryPoints() {
-		err := s.deletePoint(ctx, db, id)
+		err := s.expirePoint(ctx, db, id, s.cfg.Now())
 		if errors.Is(err, blob.ErrLocked) {
 			// An immutable vault's store keeps it until its lock passes
 			// (by the store's clock). It stays recorded, and the points
@@ -91,6 +91,9 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 		return 0, 0, err
 	}
 	if err := s.relockChains(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	if err := s.expireCopies(ctx, now); err != nil {
 		return 0, 0, err
 	}
 	// each vault is collected on its own; one that fails (a named vault

@@ -1,6 +1,7 @@
 package committer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ func vaultName(name string) string {
 	}
 	return name
 }
+
+// vaultLabel is how messages name the vault called name.
+func vaultLabel(name string) string { return cmp.Or(name, daemon.DefaultVault) }
 
 // vaultOf returns the vault called name ("": the default). A name no
 // vault has can never be committed to or deleted from: a rejection.
