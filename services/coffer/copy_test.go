@@ -55,18 +55,7 @@ func TestSecondCopy(t *testing.T) {
 	h.mustCoffer("protect", "sql1/"+db, "--policy", "copied", "--vault", "first")
 	h.waitIdle(db)
 	at := start.Add(11 * time.Minute)
-	for k := 1; k <= 6; k++ {
-		now := start.Add(time.Duration(k) * 5 * time.Minute)
-		if now.After(at) && now.Add(-5*time.Minute).Before(at) {
-			for _, d := range []time.Duration{-time.Second, time.Second} {
-				clk.Set(at.Add(d))
-				if _, err := h.sim.Commit(db, 1); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		h.tickAt(clk, db, now, 150*time.Second)
-	}
+	h.halfHourAround(clk, db, start, at)
 	want, err := h.sim.ContentHash(db, at)
 	if err != nil {
 		t.Fatal(err)

@@ -109,16 +109,7 @@ func (s *Service) copyStreamed(ctx context.Context, e *cofferv1.CopyStreamed) er
 	err = s.commitCopy(ctx, e)
 	if r := (*rejection)(nil); errors.As(err, &r) {
 		log.WarnContext(ctx, "copy not committed", slog.String("reason", r.reason))
-		failed := &cofferv1.JobFailed{Meta: event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
-			Kind: cofferv1.JobKind_JOB_KIND_COPY, Database: e.GetDatabase(), Reason: r.reason, Service: Name}
-		if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) {
-			if !final(j.State) {
-				applyFailed(j, failed, f)
-			}
-		}); err != nil {
-			return err
-		}
-		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, failed, failed.Meta.EventId)
+		return s.endFailed(ctx, jid, f, r.reason)
 	}
 	if err != nil {
 		return fmt.Errorf("commit copy of %s: %w", e.GetRecoveryPoint(), err)

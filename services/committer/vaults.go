@@ -12,7 +12,6 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
-	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -93,16 +92,7 @@ func (s *Service) vaultCreate(ctx context.Context, e *cofferv1.VaultCreateReques
 	}
 	fail := func(reason string) error {
 		log.WarnContext(ctx, "vault not created", slog.String("reason", reason))
-		failed := &cofferv1.JobFailed{Meta: event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
-			Kind: cofferv1.JobKind_JOB_KIND_VAULT_CREATE, Reason: reason, Service: Name}
-		if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) {
-			if !final(j.State) {
-				applyFailed(j, failed, f)
-			}
-		}); err != nil {
-			return err
-		}
-		return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, failed, failed.Meta.EventId)
+		return s.endFailed(ctx, jid, f, reason)
 	}
 	if err := daemon.ValidateVaultRecord(r); err != nil {
 		return fail(err.Error())
