@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
@@ -188,12 +189,41 @@ func TestSeveralVaults(t *testing.T) {
 		t.Errorf("coffer vault check --vault nosuch: %v; want ErrUnknownVault", err)
 	}
 
+	// a soft delete in a named vault: once its window ends, garbage
+	// collection deletes the manifest there, and collects that vault
+	staff := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/Staff")
+	log := staff[len(staff)-1]
+	if log.Type != "log" {
+		t.Fatalf("Staff's last point is a %s; want its log", log.Type)
+	}
+	h.mustCoffer("rp", "delete", log.ID)
+	later := time.Now().Add(15 * 24 * time.Hour)
+	freed := 0
+	for k := range 2 { // the first condemns the log's chunks, the second deletes them
+		n, _, err := h.run.committer.CollectGarbage(t.Context(), later.Add(time.Duration(k)*time.Hour))
+		if err != nil {
+			t.Fatalf("garbage collection: %v", err)
+		}
+		freed += n
+	}
+	if _, err := opened["local2"].GetManifest(t.Context(), log.ID); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("manifest of the purged point %s in local2: %v; want it deleted", log.ID, err)
+	}
+	if freed == 0 {
+		t.Errorf("garbage collection freed no chunk; want the purged log's")
+	}
+	var checked bytes.Buffer
+	if err := runVault(t.Context(), []string{"check", "--vault", "local2", "--data", h.data}, env, &checked, io.Discard); err != nil ||
+		!strings.Contains(checked.String(), "fast check: 1 recovery points") || strings.Contains(checked.String(), "no recovery point needs") {
+		t.Errorf("coffer vault check --vault local2 after the purge: %v\n%s\nwant 1 point and no unreferenced chunk", err, checked.String())
+	}
+
 	// the whole catalog lost: the named vaults and their points come back
 	// from the vaults alone
 	h.restart(true)
 	out = h.mustCoffer("vault", "rebuild")
 	t.Logf("coffer vault rebuild:\n%s", out)
-	if !strings.Contains(out, "vault local2: 2 manifests in the vault: 2 recovery points recorded") ||
+	if !strings.Contains(out, "vault local2: 1 manifests in the vault: 1 recovery points recorded") ||
 		!strings.Contains(out, "vault offsite: 2 manifests in the vault: 2 recovery points recorded") ||
 		!strings.Contains(out, "2 named vaults put back from the default vault's copy: local2, offsite") {
 		t.Errorf("rebuild printed:\n%s\nwant each named vault put back with its 2 points", out)
@@ -203,8 +233,12 @@ func TestSeveralVaults(t *testing.T) {
 	}
 	for db, v := range dbs {
 		rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
-		if len(rps) != 2 || rps[0].Vault != v || rps[1].Vault != v {
-			t.Errorf("after the rebuild %s has %+v; want 2 points in vault %q", db, rps, v)
+		want := 2
+		if db == "Staff" {
+			want = 1 // its log was purged
+		}
+		if len(rps) != want || rps[0].Vault != v || rps[len(rps)-1].Vault != v {
+			t.Errorf("after the rebuild %s has %+v; want %d points in vault %q", db, rps, want, v)
 		}
 	}
 }
