@@ -773,6 +773,12 @@ func (c *cli) rpList(ctx context.Context, pos []string, deleted bool) error {
 				note = "TEST RESTORE FAILED " + fmtTime(v.At) + ": " + v.Detail + "; "
 			}
 		}
+		if rp.Vault != "" {
+			note += "in vault " + rp.Vault + "; "
+		}
+		if len(rp.Copies) > 0 {
+			note += "copied to " + strings.Join(rp.Copies, ", ") + "; "
+		}
 		if rp.HealsBreak != "" {
 			note += "new chain; the chain broke before: " + rp.HealsBreak
 		}

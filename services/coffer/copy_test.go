@@ -80,6 +80,9 @@ func TestSecondCopy(t *testing.T) {
 			t.Errorf("recovery point %s is in vault %q; want first", rp.ID, rp.Vault)
 		}
 	}
+	if table := h.mustCoffer("rp", "list", "sql1/"+db); strings.Count(table, "in vault first; copied to offsite") != 7 {
+		t.Errorf("rp list does not say where each point and its copy are:\n%s", table)
+	}
 
 	env := func(k string) string { return map[string]string{"COFFER_MASTER_KEY": h.key}[k] }
 	var out bytes.Buffer
