@@ -2,6 +2,7 @@ package committer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,10 +75,23 @@ func (s *Service) queueCopies(ctx context.Context, rp *cofferv1.RecoveryPoint, n
 	return nil
 }
 
-// sweepCopies queues every copy due by now (see queueCopies).
+// sweepCopies queues every copy due by now (see queueCopies). It lists
+// the recovery points only while some policy has a copy rule, so that a
+// catalog without copies costs one listing of the policies a sweep.
 func (s *Service) sweepCopies(ctx context.Context, now time.Time) error {
+	copying := false
+	err := s.policies.List(ctx, "", func() proto.Message { return &cofferv1.PolicyRecord{} }, func(_ string, m proto.Message) error {
+		var p policy.Policy
+		if json.Unmarshal([]byte(m.(*cofferv1.PolicyRecord).GetJson()), &p) == nil && p.Copy != nil {
+			copying = true
+		}
+		return nil
+	})
+	if err != nil || !copying {
+		return err
+	}
 	var due []*cofferv1.RecoveryPoint
-	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(_ string, m proto.Message) error {
+	err = s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(_ string, m proto.Message) error {
 		if rp := m.(*cofferv1.RecoveryPoint); len(rp.GetCopies()) > 0 {
 			due = append(due, rp)
 		}
