@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -104,9 +103,6 @@ type Vaults struct {
 	master  []byte
 	sealer  *secret.Sealer
 	log     *slog.Logger
-	// RetryFor is VaultStore.RetryFor for the named vaults' stores (0:
-	// retry's default); set it before the first Get.
-	RetryFor time.Duration
 
 	mu     sync.Mutex
 	opened map[string]*vault.Vault
@@ -129,9 +125,6 @@ func NewVaults(def *vault.Vault, cat *catalog.Catalog, master []byte, log *slog.
 	}
 	return v, nil
 }
-
-// Default is the default vault.
-func (v *Vaults) Default() *vault.Vault { return v.def }
 
 // Get returns the vault called name ("" or DefaultVault: the default),
 // opening it on first use. A name no vault has gives ErrUnknownVault.
@@ -179,7 +172,9 @@ func (v *Vaults) open(ctx context.Context, r *cofferv1.VaultRecord, create bool)
 	if err != nil {
 		return nil, err
 	}
-	vs.RetryFor, vs.Logger = v.RetryFor, v.log.With("vault", r.GetName())
+	// retried for retry's default: the process's --store-retry-for is
+	// the default vault's
+	vs.Logger = v.log.With("vault", r.GetName())
 	if create {
 		if err := vs.MakeBucket(ctx, false); err != nil {
 			return nil, fmt.Errorf("vault %s: %w", r.GetName(), err)
