@@ -242,3 +242,57 @@ func TestSeveralVaults(t *testing.T) {
 		}
 	}
 }
+
+// TestVaultsInURLMode runs named vaults and a second copy in URL mode,
+// where SQL Server writes the backup to the streamer's S3 endpoint and
+// reads it back from there: the backup goes to the named vault, the copy
+// to the other, and once the first vault's directory is deleted the
+// endpoint serves the copy, and the restore is exact.
+func TestVaultsInURLMode(t *testing.T) {
+	h := startHarness(t, harnessOptions{url: true, trustCA: true})
+	firstDir, copyDir := filepath.Join(t.TempDir(), "first"), filepath.Join(t.TempDir(), "copies")
+	h.mustCoffer("vault", "create", "first", "--dir", firstDir)
+	h.mustCoffer("vault", "create", "copies", "--dir", copyDir)
+	h.setPolicy("copied", `{"full":{"frequency":"daily","hour":0},"retention":{"full":"7d"},"copy":{"vault":"copies","retention":"30d"}}`)
+	const db = "Sales"
+	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sim.Commit(db, 20); err != nil {
+		t.Fatal(err)
+	}
+	h.register(db)
+	if out := h.mustCoffer("instance", "check", "sql1"); !strings.Contains(out, "URL mode: SQL Server reaches and trusts the streamer") {
+		t.Fatalf("instance check:\n%s\nwant URL mode", out)
+	}
+	h.mustCoffer("protect", "sql1/"+db, "--policy", "copied", "--vault", "first")
+	var rps []gateway.RecoveryPoint
+	h.eventually("the first full, copied", func() bool {
+		rps = cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+		return len(rps) == 1 && len(rps[0].Copies) == 1
+	})
+	if rps[0].Vault != "first" || rps[0].Copies[0] != "copies" {
+		t.Fatalf("recovery point %+v; want it in first, copied to copies", rps[0])
+	}
+	want, err := h.sim.ContentHash(db, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ target, from string }{{"from first", ""}, {"from the copy", "copies"}} {
+		args := []string{"restore", "sql1/" + db, "--point", rps[0].ID, "--as", c.target, "--wait"}
+		if c.from != "" {
+			args = append(args, "--from-vault", c.from)
+		}
+		h.mustCoffer(args...)
+		if got, err := h.sim.ContentHash(c.target, time.Time{}); err != nil || got != want {
+			t.Errorf("restored %q: content hash %s (%v); want %s", c.target, got, err, want)
+		}
+	}
+	if err := os.RemoveAll(firstDir); err != nil {
+		t.Fatal(err)
+	}
+	h.mustCoffer("restore", "sql1/"+db, "--point", rps[0].ID, "--as", "after the loss", "--wait")
+	if got, err := h.sim.ContentHash("after the loss", time.Time{}); err != nil || got != want {
+		t.Errorf("restored after the first vault was lost: content hash %s (%v); want %s", got, err, want)
+	}
+}
