@@ -28,6 +28,9 @@ type VaultStore struct {
 	S3AccessKey string
 	S3SecretKey string
 	S3CAFile    string // PEM of the CAs to trust; empty means the system roots
+	// S3CAPEM is the PEM of the CAs to trust itself, instead of S3CAFile
+	// (a named vault's record carries it).
+	S3CAPEM     []byte
 	S3PlainHTTP bool
 	// S3Proxy is the URL of an HTTP proxy to reach the store through,
 	// without credentials; S3ProxyUser and S3ProxyPassword are the
@@ -135,14 +138,18 @@ func (v VaultStore) open() (blob.Store, error) {
 			return nil, err
 		}
 		cfg.Proxy = proxy
+		pem, where := v.S3CAPEM, "the vault's CA"
 		if v.S3CAFile != "" {
-			pem, err := os.ReadFile(v.S3CAFile)
-			if err != nil {
+			var err error
+			if pem, err = os.ReadFile(v.S3CAFile); err != nil {
 				return nil, fmt.Errorf("vault: read CA file: %w", err)
 			}
+			where = v.S3CAFile
+		}
+		if len(pem) > 0 {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("vault: %s holds no PEM certificate", v.S3CAFile)
+				return nil, fmt.Errorf("vault: %s holds no PEM certificate", where)
 			}
 			cfg.RootCAs = pool
 		}

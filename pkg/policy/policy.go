@@ -50,6 +50,19 @@ type Policy struct {
 	OnDemand     OnDemandRules `json:"on_demand"`
 	// Verify, when set, runs regular test restores.
 	Verify *VerifySchedule `json:"verify,omitempty"`
+	// Copy, when set, copies each recovery point to a second vault.
+	Copy *CopyRule `json:"copy,omitempty"`
+}
+
+// CopyRule copies every recovery point of the policy's databases to a
+// second vault After it is taken, where it is kept for Retention from
+// when it was taken (whatever the first vault keeps). A point already in
+// Vault is not copied.
+type CopyRule struct {
+	// Vault names the vault (coffer vault list; "default" is the default).
+	Vault     string   `json:"vault"`
+	After     Duration `json:"after,omitempty"`
+	Retention Duration `json:"retention"`
 }
 
 // Compression is how the vault compresses a policy's backups, chunk by
@@ -390,6 +403,17 @@ func (p *Policy) Validate() error {
 		}
 		if y.Month < time.January || y.Month > time.December {
 			bad("retention.yearly.month: %d is not a month", y.Month)
+		}
+	}
+	if c := p.Copy; c != nil {
+		if c.Vault == "" {
+			bad("copy.vault: name the vault the copies go to")
+		}
+		if c.After < 0 {
+			bad("copy.after: %v is negative", c.After)
+		}
+		if c.Retention <= 0 {
+			bad("copy.retention: give how long the copies are kept, e.g. \"90d\"")
 		}
 	}
 	return errors.Join(errs...)

@@ -97,9 +97,10 @@ var Services = []Access{
 			cofferv1.SubjectJobProgress,
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectDiscoverRequested, // after a restore, so the new database is listed at once
+			cofferv1.SubjectCopyStreamed,
 		},
 		Consumes: []Consumer{{cofferv1.StreamWork, "streamer"}},
-		Reads:    []string{cofferv1.BucketInstances, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
+		Reads:    []string{cofferv1.BucketInstances, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},
 		Serves:   []string{cofferv1.SubjectURLCheck},
 	},
 	{
@@ -109,9 +110,11 @@ var Services = []Access{
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectChainBroken,        // a deletion took the chain's tail
 			cofferv1.SubjectPolicyPutRequested, // a rebuild puts back the vault's copy of the policies
+			cofferv1.SubjectJobQueued,          // a policy's copy of a recovery point
+			cofferv1.SubjectWorkCopy,
 		},
 		Consumes: []Consumer{{cofferv1.StreamJobs, "committer"}},
-		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs},
+		Writes:   []string{cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs, cofferv1.BucketVaults},
 		Reads:    []string{cofferv1.BucketProtected, cofferv1.BucketPolicies},
 	},
 	{
@@ -131,12 +134,13 @@ var Services = []Access{
 			cofferv1.SubjectRecoveryPointsDelete,
 			cofferv1.SubjectRecoveryPointsUndelete,
 			cofferv1.SubjectCatalogRebuild,
+			cofferv1.SubjectVaultCreate,
 		},
 		Writes: []string{cofferv1.BucketUsers, cofferv1.BucketAudit},
 		Reads: []string{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,
 			cofferv1.BucketAutoprotect, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs,
-			cofferv1.BucketPolicies,
+			cofferv1.BucketPolicies, cofferv1.BucketVaults,
 		},
 		Requests: []string{cofferv1.SubjectURLCheck},
 	},

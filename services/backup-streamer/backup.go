@@ -209,7 +209,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		}
 	}()
 
-	sess, err := s.openSession(ctx, db)
+	v, sess, err := s.openSession(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 	// Until it is closed successfully, the stream is aborted: its chunks
 	// become garbage, and with no manifest nothing refers to them.
 	wctx, abort := context.WithCancel(ctx)
-	w := s.vault.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req), Session: sess})
+	w := v.NewWriter(wctx, vault.WriterOptions{Workers: s.cfg.VaultWorkers, Compression: vaultCompression(ctx, log, req), Session: sess})
 	closed := false
 	defer func() {
 		abort()
@@ -353,7 +353,12 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 	// work message redelivered) never replaces the chunk list the first
 	// attempt's event, with the first attempt's LSNs, names
 	e.Draft = event.RecoveryPointID(jid) + "." + rand.Text()[:10]
-	if err := s.vault.PutDraft(ctx, e.Draft, draft); err != nil {
+	e.Vault = req.GetVault()
+	v, err := s.vaultOf(ctx, req.GetVault())
+	if err != nil {
+		return nil, err
+	}
+	if err := v.PutDraft(ctx, e.Draft, draft); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
 		}
@@ -362,24 +367,33 @@ func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Clien
 	return &streamedBackup{event: e, draft: draft}, nil
 }
 
-// openSession opens the vault session of a backup of db: until it is
+// openSession opens the vault session of the backup req asks for, in the
+// vault it names, and returns that vault: until it is
 // closed, after the backup's draft is stored (the deferred closeSession
 // of the function that stores it), garbage collection deletes nothing
 // the backup's writers deduplicate against. It is the backup's first
 // write to the vault, before SQL Server is asked for anything: a store
 // that cannot be reached is a transient error.
-func (s *Service) openSession(ctx context.Context, db *cofferv1.DatabaseRef) (*vault.Session, error) {
-	sess, err := s.vault.OpenSession(ctx, vault.SessionOptions{Refresh: s.cfg.SessionRefresh})
+func (s *Service) openSession(ctx context.Context, req *cofferv1.BackupRequested) (*vault.Vault, *vault.Session, error) {
+	db := req.GetDatabase()
+	v, err := s.vaultOf(ctx, req.GetVault())
+	var sess *vault.Session
+	if err == nil {
+		sess, err = v.OpenSession(ctx, vault.SessionOptions{Refresh: s.cfg.SessionRefresh})
+	}
+	var f *failure
 	switch {
 	case ctx.Err() != nil:
-		return nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+		return nil, nil, fmt.Errorf("backup of %q interrupted: %w", db.GetDatabase(), context.Cause(ctx))
+	case errors.As(err, &f):
+		return nil, nil, err
 	case err != nil:
 		// the store is unreachable (or refuses): transient, so the job
 		// is tried again after the backoff instead of failing at once;
 		// it fails, saying why, when its tries run out
-		return nil, fmt.Errorf("back up database %q: %w", db.GetDatabase(), err)
+		return nil, nil, fmt.Errorf("back up database %q: %w", db.GetDatabase(), err)
 	}
-	return sess, nil
+	return v, sess, nil
 }
 
 // closeSession ends a backup's vault session. A session that expired

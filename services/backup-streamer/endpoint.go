@@ -119,6 +119,9 @@ type urlJob struct {
 	// backup it just wrote (for RESTORE HEADERONLY), or the recovery
 	// points a restore applies
 	objects map[string][]vault.ChunkRef
+	// from is the vault each object is in; the endpoint's own (the
+	// default) when it names none
+	from map[string]*vault.Vault
 	// stripes of the backup each object belongs to, which SQL Server
 	// reads at once and whose readers share readerCacheBytes
 	siblings map[string]int
@@ -204,7 +207,7 @@ func (e *urlEndpoint) open(jid string) (*urlJob, error) {
 		return nil, err
 	}
 	j := &urlJob{key: s3endpoint.Key{ID: jid, Secret: hex.EncodeToString(secret), Bucket: e.cfg.Bucket, Prefix: jid + "/"},
-		stripes: map[string]*stripe{}, objects: map[string][]vault.ChunkRef{}, siblings: map[string]int{},
+		stripes: map[string]*stripe{}, objects: map[string][]vault.ChunkRef{}, from: map[string]*vault.Vault{}, siblings: map[string]int{},
 		readers: map[string]*vault.ReaderAt{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -329,7 +332,11 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 		for _, other := range j.readers {
 			other.Trim()
 		}
-		r = e.vault.NewReaderAt(context.WithoutCancel(ctx), refs, readerOptions(refs, j.siblings[name]))
+		v := j.from[name]
+		if v == nil {
+			v = e.vault
+		}
+		r = v.NewReaderAt(context.WithoutCancel(ctx), refs, readerOptions(refs, j.siblings[name]))
 		j.readers[name] = r
 	}
 	return &jobObject{r: r, e: e, j: j, info: s3endpoint.ObjectInfo{Key: key, Size: r.Size(), ModTime: time.Unix(0, 0)}}, nil

@@ -192,7 +192,7 @@ func (e *env) startStreamer(cfg streamer.Config) (stop func() error) {
 
 func (e *env) startCommitter() (stop func() error) {
 	e.t.Helper()
-	svc, err := committer.New(e.bus, e.cat, e.vault, committer.Config{TracerProvider: e.tp, Backoff: []time.Duration{100 * time.Millisecond}})
+	svc, err := committer.New(e.bus, e.cat, e.vault, committer.Config{TracerProvider: e.tp, Backoff: []time.Duration{100 * time.Millisecond}, MasterKey: e.master})
 	if err != nil {
 		e.t.Fatalf("committer: %v", err)
 	}

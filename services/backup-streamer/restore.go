@@ -19,6 +19,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -97,6 +98,42 @@ type staged struct {
 	rp     *cofferv1.RecoveryPoint
 	local  []string
 	remote []string
+	// from is the vault the restore asked to read every point from; ""
+	// means the point's own, then its copies
+	from string
+}
+
+// sources are the vaults f's point is read from, in order: the one the
+// restore asked for, or the point's own vault and then each vault holding
+// a copy of it, so that a point its vault cannot give (unreachable, a
+// chunk damaged or gone) is read from a copy.
+func sources(f staged) ([]string, error) {
+	if f.from != "" {
+		for _, v := range append([]string{f.rp.GetVault()}, copyVaults(f.rp)...) {
+			if sameVault(v, f.from) {
+				return []string{v}, nil
+			}
+		}
+		return nil, fail("recovery point %s is neither in vault %s nor copied there", f.rp.GetId(), f.from)
+	}
+	return append([]string{f.rp.GetVault()}, copyVaults(f.rp)...), nil
+}
+
+// sameVault reports whether two vault names name one vault ("" and
+// "default" both the default).
+func sameVault(a, b string) bool {
+	return a == b || daemon.IsDefaultVault(a) && daemon.IsDefaultVault(b)
+}
+
+// copyVaults are the vaults holding a committed copy of rp.
+func copyVaults(rp *cofferv1.RecoveryPoint) []string {
+	var out []string
+	for _, c := range rp.GetCopies() {
+		if c.GetCommittedAt() != nil {
+			out = append(out, c.GetVault())
+		}
+	}
+	return out
 }
 
 // removeStaged removes f's staging files.
@@ -138,7 +175,10 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 			return nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
 		}
 		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
-		files[i] = staged{rp: rp}
+		files[i] = staged{rp: rp, from: req.GetFromVault()}
+		if _, err := sources(files[i]); err != nil {
+			return nil, err
+		}
 		for _, n := range mssql.StripeFileNames(name, int(rp.GetStripes())) {
 			files[i].local = append(files[i].local, filepath.Join(s.cfg.StagingDir, n))
 			files[i].remote = append(files[i].remote, serverPath(s.cfg.ServerStagingDir, n))
@@ -482,7 +522,9 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	now := s.cfg.Now()
 	tjid := event.DerivedJobID(now, "tail-log", jid)
 	breq := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("tail-log", jid), tjid, now), Database: db,
-		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true}
+		Type: cofferv1.BackupType_BACKUP_TYPE_LOG, Reason: "tail-log", Compression: true,
+		// the tail continues the chain restored over it, in its vault
+		Vault: last.GetVault()}
 	tlog := log.With(slog.String("tail_log_job", tjid))
 	sb, err := s.runBackup(ctx, tlog, tjid, breq, backupOptions{tail: true})
 	if err != nil {
@@ -499,7 +541,11 @@ func (s *Service) tailLog(ctx context.Context, log *slog.Logger, jid string, c *
 	if req.GetLatest() && req.GetStopAt() == nil && req.GetStopAtMark() == "" && req.GetStopBeforeMark() == "" && continues(streamed.GetBackup(), last.GetBackup()) {
 		if job != nil {
 			// URL mode: the restore reads the tail from the endpoint
-			return &staged{rp: rp, remote: s.serveStreams(jid, job, "tail.bak", chunkLists(sb.draft))}, nil
+			tv, err := s.vaultOf(ctx, breq.GetVault())
+			if err != nil {
+				return nil, err
+			}
+			return &staged{rp: rp, remote: s.serveStreams(jid, job, tv, "tail.bak", chunkLists(sb.draft))}, nil
 		}
 		return &staged{rp: rp, local: []string{local}, remote: []string{serverPath(s.cfg.ServerStagingDir, stagingName(tjid))}}, nil
 	}
@@ -553,7 +599,31 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		}
 		span.End()
 	}()
-	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	from, err := sources(f)
+	if err != nil {
+		return err
+	}
+	for k, name := range from {
+		err = s.fetchFrom(ctx, name, f, onBytes)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if k+1 < len(from) {
+			s.log.WarnContext(ctx, "recovery point not read from its vault; reading a copy", slog.String("recovery_point", f.rp.GetId()),
+				slog.String("vault", name), slog.String("copy", from[k+1]), slog.Any("error", err))
+			span.AddEvent("read a copy", trace.WithAttributes(attribute.String("vault", from[k+1])))
+		}
+	}
+	return err
+}
+
+// fetchFrom is fetch from the vault called name.
+func (s *Service) fetchFrom(ctx context.Context, name string, f staged, onBytes func(int64)) error {
+	v, err := s.vaultOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	m, err := v.GetManifest(ctx, f.rp.GetManifest())
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
@@ -569,7 +639,7 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 		if len(f.local) > 0 {
 			path = f.local[k]
 		}
-		if err := s.fetchStream(ctx, f.rp.GetId(), st, path, func(b int64) { onBytes(done + b) }); err != nil {
+		if err := s.fetchStream(ctx, v, f.rp.GetId(), st, path, func(b int64) { onBytes(done + b) }); err != nil {
 			return err
 		}
 		done += st.Size
@@ -579,7 +649,7 @@ func (s *Service) fetch(ctx context.Context, jid string, tgt *cofferv1.DatabaseR
 
 // fetchStream reads one stream of recovery point id into the file at path
 // (nowhere when path is empty), checking its length and checksum.
-func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, path string, onBytes func(int64)) error {
+func (s *Service) fetchStream(ctx context.Context, v *vault.Vault, id string, st vault.Stream, path string, onBytes func(int64)) error {
 	var out io.WriteCloser = nopWriteCloser{io.Discard}
 	if path != "" {
 		file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
@@ -591,7 +661,7 @@ func (s *Service) fetchStream(ctx context.Context, id string, st vault.Stream, p
 	}
 	// the reader checks the stream's length and checksum at its end, and
 	// nothing restores the file before that
-	r := s.vault.NewStreamReader(ctx, st)
+	r := v.NewStreamReader(ctx, st)
 	defer r.Close()
 	n, err := io.Copy(&progressWriter{w: out, onBytes: onBytes}, r)
 	if errors.Is(err, vault.ErrCorrupt) && !errors.As(err, new(*vault.ChunkError)) {
@@ -642,11 +712,26 @@ func (nopWriteCloser) Close() error { return nil }
 // per stripe), which SQL Server reads from the endpoint: f's remote
 // becomes their URLs, and nothing is staged.
 func (s *Service) serveFile(ctx context.Context, jid string, job *urlJob, f *staged, i int) error {
-	m, err := s.vault.GetManifest(ctx, f.rp.GetManifest())
+	// the first source that gives the manifest serves the job; a chunk
+	// damaged later fails the restore (SQL Server reads while it restores)
+	from, err := sources(*f)
+	if err != nil {
+		return err
+	}
+	var v *vault.Vault
+	var m *vault.Manifest
+	for _, name := range from {
+		if v, err = s.vaultOf(ctx, name); err == nil {
+			m, err = v.GetManifest(ctx, f.rp.GetManifest())
+		}
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return fail("recovery point %s: %v", f.rp.GetId(), err)
 	}
-	f.local, f.remote = nil, s.serveStreams(jid, job, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), chunkLists(m))
+	f.local, f.remote = nil, s.serveStreams(jid, job, v, fmt.Sprintf("%d-%s.bak", i+1, f.rp.GetId()), chunkLists(m))
 	return nil
 }
 
@@ -661,13 +746,14 @@ func chunkLists(m *vault.Manifest) [][]vault.ChunkRef {
 
 // serveStreams lets the job's SQL Server read streams, the stripes of
 // one backup, as objects named after name, and returns their URLs.
-func (s *Service) serveStreams(jid string, job *urlJob, name string, streams [][]vault.ChunkRef) []string {
+func (s *Service) serveStreams(jid string, job *urlJob, v *vault.Vault, name string, streams [][]vault.ChunkRef) []string {
 	names := mssql.StripeFileNames(name, len(streams))
 	urls := make([]string, len(names))
 	s.url.mu.Lock()
 	defer s.url.mu.Unlock()
 	for k, n := range names {
 		job.objects[n] = streams[k]
+		job.from[n] = v
 		job.siblings[n] = len(streams)
 		urls[k] = s.url.url(jid, n)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/secret"
 	"github.com/cofferhq/coffer/pkg/telemetry"
@@ -51,6 +52,7 @@ const tracerName = "github.com/cofferhq/coffer/services/backup-streamer"
 type Service struct {
 	bus       *bus.Bus
 	vault     *vault.Vault
+	vaults    *daemon.Vaults // vault as the default, and the named ones
 	instances *catalog.Bucket
 	rps       *catalog.Bucket
 	jobs      *catalog.Bucket
@@ -97,9 +99,14 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 	if err != nil {
 		return nil, fmt.Errorf("backup-streamer: %w", err)
 	}
+	vaults, err := daemon.NewVaults(v, cat, cfg.MasterKey, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("backup-streamer: %w", err)
+	}
 	svc := &Service{
 		bus:       b,
 		vault:     v,
+		vaults:    vaults,
 		instances: cat.Bucket(cofferv1.BucketInstances),
 		rps:       cat.Bucket(cofferv1.BucketRecoveryPoints),
 		jobs:      cat.Bucket(cofferv1.BucketJobs),
@@ -230,6 +237,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.verify(ctx, m, &req)
+	case cofferv1.SubjectWorkCopy:
+		var req cofferv1.CopyRequested
+		if err := m.Decode(&req); err != nil {
+			return err
+		}
+		return s.copyPoint(ctx, m, &req)
 	}
 	return bus.Permanent(fmt.Errorf("unexpected work subject %s", m.Subject))
 }
@@ -240,6 +253,16 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 type failure struct{ reason string }
 
 func (f *failure) Error() string { return f.reason }
+
+// vaultOf returns the vault called name ("": the default), opened on
+// first use and kept. A name no vault has fails the job.
+func (s *Service) vaultOf(ctx context.Context, name string) (*vault.Vault, error) {
+	v, err := s.vaults.Get(ctx, name)
+	if errors.Is(err, daemon.ErrUnknownVault) {
+		return nil, fail("%v", err)
+	}
+	return v, err
+}
 
 func fail(format string, args ...any) error {
 	return &failure{reason: fmt.Sprintf(format, args...)}

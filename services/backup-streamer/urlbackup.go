@@ -169,7 +169,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.openSession(ctx, db)
+	v, sess, err := s.openSession(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 	stripes := make([]*stripe, len(names))
 	urls := make([]string, len(names))
 	for k, name := range names {
-		writers[k] = s.vault.NewWriter(wctx, opts)
+		writers[k] = v.NewWriter(wctx, opts)
 		stripes[k] = &stripe{writer: writers[k]}
 		urls[k] = s.url.url(jid, name)
 	}
@@ -273,6 +273,7 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 		s.url.mu.Lock()
 		for k, name := range names {
 			job.objects[name] = results[k].Chunks
+			job.from[name] = v
 			job.siblings[name] = len(names)
 		}
 		s.url.mu.Unlock()

@@ -143,12 +143,16 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.dbList(ctx, pos) }
 	case "protect", "unprotect":
 		policy := fs.String("policy", "", "backup policy (default: the default policy)")
+		vault := fs.String("vault", "", "with protect: the vault the backups go to (coffer vault list; default: the default vault)")
 		deleteData := fs.Bool("delete-data", false, "with unprotect: delete every recovery point of the database too (a soft delete: coffer rp undelete brings them back within the soft-delete window)")
 		run = func(pos []string) error {
 			if cmd == "protect" && *deleteData {
 				return errors.New("--delete-data is for unprotect")
 			}
-			return c.protect(ctx, cmd == "protect", pos, *policy, *deleteData)
+			if cmd == "unprotect" && *vault != "" {
+				return errors.New("--vault is for protect")
+			}
+			return c.protect(ctx, cmd == "protect", pos, *policy, *vault, *deleteData)
 		}
 	case "backup":
 		typ := fs.String("type", "full", "full, copy_only, differential or log")
@@ -184,12 +188,13 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		dataPath := fs.String("data-path", "", "directory for the data files on the target (default: the instance's default data path)")
 		logPath := fs.String("log-path", "", "directory for the log files on the target (default: the instance's default log path)")
 		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
+		fromVault := fs.String("from-vault", "", "read every recovery point from this vault, its own or one holding its copy (default: its own, then a copy when it cannot be read)")
 		toDir := fs.String("to-dir", "", "restore as files: write the backup files and restore.sql into this absolute directory (on the backup-streamer's machine)")
 		wait := fs.Bool("wait", false, "follow the job to its end")
 		run = func(pos []string) error {
 			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
 				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir,
-				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath}
+				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath, FromVault: *fromVault}
 			if *at != "" {
 				t, err := parseMoment(*at, *tz)
 				if err != nil {
@@ -206,7 +211,36 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		run = func(pos []string) error { return c.policy(ctx, pos, *file) }
 	case "vault":
 		prune := fs.Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
-		run = func(pos []string) error { return c.vaultRebuild(ctx, pos, *prune) }
+		var vr gateway.VaultRequest
+		fs.StringVar(&vr.Dir, "dir", "", "with create: the directory of a directory vault, which the committer and the streamers reach")
+		fs.StringVar(&vr.S3Endpoint, "s3-endpoint", "", "with create: host:port of the S3-compatible store of an S3 vault")
+		fs.StringVar(&vr.S3Bucket, "s3-bucket", "", "with create: the S3 vault's bucket (created if absent)")
+		fs.StringVar(&vr.S3Prefix, "s3-prefix", "", "with create: the S3 vault's prefix in the bucket")
+		fs.StringVar(&vr.S3AccessKey, "s3-access-key", "", "with create: the store's access key; its secret is COFFER_VAULT_S3_SECRET_KEY, or in --s3-secret-key-file")
+		secretFile := fs.String("s3-secret-key-file", "", "with create: file holding the store's secret key")
+		caFile := fs.String("s3-ca-file", "", "with create: PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
+		fs.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "with create: talk to the store over plain HTTP")
+		run = func(pos []string) error {
+			switch {
+			case len(pos) > 0 && pos[0] == "create":
+				secret, err := vaultSecret(getenv, *secretFile)
+				if err != nil {
+					return err
+				}
+				vr.S3SecretKey = secret
+				if *caFile != "" {
+					pem, err := os.ReadFile(*caFile)
+					if err != nil {
+						return fmt.Errorf("read the S3 CA file: %w", err)
+					}
+					vr.S3CAPEM = string(pem)
+				}
+				return c.vaultCreate(ctx, pos[1:], vr)
+			case len(pos) > 0 && pos[0] == "list":
+				return c.vaultList(ctx, pos[1:])
+			}
+			return c.vaultRebuild(ctx, pos, *prune)
+		}
 	case "user":
 		run = c.userFlags(ctx, fs, os.Stdin)
 	case "audit":
@@ -420,14 +454,14 @@ func (c *cli) dbList(ctx context.Context, pos []string) error {
 	return nil
 }
 
-func (c *cli) protect(ctx context.Context, on bool, pos []string, policy string, deleteData bool) error {
+func (c *cli) protect(ctx context.Context, on bool, pos []string, policy, vault string, deleteData bool) error {
 	if len(pos) == 0 {
-		return errors.New("usage: coffer protect INSTANCE/DATABASE|PATTERN... [--policy P]")
+		return errors.New("usage: coffer protect INSTANCE/DATABASE|PATTERN... [--policy P] [--vault NAME]")
 	}
 	if on {
 		// one request for every database named, patterns included
 		var out gateway.DatabaseRequest
-		if err := c.api.do(ctx, http.MethodPost, "/api/v1/protect", gateway.DatabaseRequest{Databases: pos, Policy: policy}, &out); err != nil {
+		if err := c.api.do(ctx, http.MethodPost, "/api/v1/protect", gateway.DatabaseRequest{Databases: pos, Policy: policy, Vault: vault}, &out); err != nil {
 			return err
 		}
 		for _, p := range out.Protected {
@@ -753,6 +787,12 @@ func (c *cli) rpList(ctx context.Context, pos []string, deleted bool) error {
 			} else {
 				note = "TEST RESTORE FAILED " + fmtTime(v.At) + ": " + v.Detail + "; "
 			}
+		}
+		if rp.Vault != "" {
+			note += "in vault " + rp.Vault + "; "
+		}
+		if len(rp.Copies) > 0 {
+			note += "copied to " + strings.Join(rp.Copies, ", ") + "; "
 		}
 		if rp.HealsBreak != "" {
 			note += "new chain; the chain broke before: " + rp.HealsBreak

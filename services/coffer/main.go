@@ -40,8 +40,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off
                                  add and check: can SQL Server back up to the streamer (URL mode)? if not, what to fix
   db list [INSTANCE]
-  protect INSTANCE/DATABASE|PATTERN... [--policy P]   unprotect INSTANCE/DATABASE... [--delete-data]
+  protect INSTANCE/DATABASE|PATTERN... [--policy P] [--vault NAME]   unprotect INSTANCE/DATABASE... [--delete-data]
                                  a pattern protects every database it matches: 'sql1/*', '*/Sales' (quote it)
+                                 --vault: the named vault the backups go to (default: the default vault)
                                  --delete-data: delete every recovery point too (soft delete, as rp delete)
   backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]
   rp list INSTANCE/DATABASE      recovery points, then the moments they can restore
@@ -58,7 +59,12 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
                                  test restores (latest and a random moment), DBCC CHECKDB, dropped
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
-  vault check [--full]           every recovery point's chunks exist (--full: and authenticate)
+  vault check [--full] [--vault NAME]
+                                 every recovery point's chunks exist (--full: and authenticate); --vault: a named vault
+  vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file F])
+                                 a named vault, another place for backups (its S3 secret: COFFER_VAULT_S3_SECRET_KEY
+                                 or --s3-secret-key-file); names are 2 to 50 letters, digits and hyphens
+  vault list                     the default vault and the named ones
   vault create [--object-lock governance|compliance]
                                  create the vault (coffer up does at its first start); immutable with S3 Object Lock
   vault recover                  immutable vault: bring back deleted locked objects, list unlisted packs again

@@ -31,6 +31,25 @@ func (h *harness) restart(wipeNATS bool) {
 	h.startStack()
 }
 
+// halfHourAround ticks sql1/db's schedule every five minutes for half an
+// hour from start, a small transaction before each tick and one a second
+// either side of at, so that a restore to at off by one second shows.
+func (h *harness) halfHourAround(clk *fakeClock, db string, start, at time.Time) {
+	h.t.Helper()
+	for k := 1; k <= 6; k++ {
+		now := start.Add(time.Duration(k) * 5 * time.Minute)
+		if now.After(at) && now.Add(-5*time.Minute).Before(at) {
+			for _, d := range []time.Duration{-time.Second, time.Second} {
+				clk.Set(at.Add(d))
+				if _, err := h.sim.Commit(db, 1); err != nil {
+					h.t.Fatal(err)
+				}
+			}
+		}
+		h.tickAt(clk, db, now, 150*time.Second)
+	}
+}
+
 // TestRebuildCatalog loses the whole catalog (NATS's store directory
 // deleted while coffer is down), rebuilds it from the vault alone with
 // `coffer vault rebuild`, and restores to a second noted before the loss:
@@ -42,20 +61,7 @@ func TestRebuildCatalog(t *testing.T) {
 	const db = "Ledger"
 	history(t, h, clk, db, start, 0) // protected, its first full taken
 	at := start.Add(11 * time.Minute)
-	for k := 1; k <= 6; k++ {
-		now := start.Add(time.Duration(k) * 5 * time.Minute)
-		if now.After(at) && now.Add(-5*time.Minute).Before(at) {
-			// a transaction a second either side of the moment: a restore
-			// off by one second shows
-			for _, d := range []time.Duration{-time.Second, time.Second} {
-				clk.Set(at.Add(d))
-				if _, err := h.sim.Commit(db, 1); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		h.tickAt(clk, db, now, 150*time.Second)
-	}
+	h.halfHourAround(clk, db, start, at)
 	want, err := h.sim.ContentHash(db, at)
 	if err != nil {
 		t.Fatal(err)

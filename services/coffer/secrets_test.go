@@ -109,6 +109,26 @@ func TestNoSecretsLeak(t *testing.T) {
 		}
 	}
 
+	// a named vault in the same store, its secret key given in a file,
+	// that a database is backed up into; and one the store refuses for a
+	// wrong secret key, whose failure ends in logs and jobs
+	secretFile, wrongFile := filepath.Join(t.TempDir(), "s3"), filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(secretFile, []byte(h.s3.SecretKey), 0o600)
+	os.WriteFile(wrongFile, []byte(wrongS3), 0o600)
+	named := []string{"--s3-endpoint", h.s3.Endpoint, "--s3-access-key", h.s3.AccessKey, "--s3-ca-file", h.s3.CAFile}
+	h.mustCoffer(append([]string{"vault", "create", "offsite", "--s3-bucket", "offsite", "--s3-secret-key-file", secretFile}, named...)...)
+	if out, err := h.coffer(append([]string{"vault", "create", "refused", "--s3-bucket", "refused", "--s3-secret-key-file", wrongFile}, named...)...); err == nil {
+		t.Errorf("a vault with a wrong S3 secret key was created:\n%s", out)
+	}
+	if err := h.sim.CreateDatabase("Remote", mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.register("Remote")
+	h.mustCoffer("protect", "sql1/Remote", "--vault", "offsite")
+	h.mustCoffer("backup", "sql1/Remote", "--type", "full", "--wait")
+	h.mustCoffer("vault", "list")
+	h.mustCoffer("vault", "list", "--json")
+
 	// failures that end in logs and answers: registrations with a wrong
 	// password, with connection strings that do not parse (URL, ODBC)
 	// or do not connect (ADO), a restore of a point that does not exist,
@@ -172,7 +192,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	// every read endpoint the gateway serves, for each thing it names
 	paths := []string{"/healthz", "/", "/metrics", "/api/v1/instances", "/api/v1/databases", "/api/v1/databases?instance=sql2",
 		"/api/v1/recovery-points", "/api/v1/recovery-points?instance=sql1&database=Ledger",
-		"/api/v1/recovery-ranges?instance=sql1&database=Ledger", "/api/v1/jobs", "/api/v1/policies"}
+		"/api/v1/recovery-ranges?instance=sql1&database=Ledger", "/api/v1/jobs", "/api/v1/policies", "/api/v1/vaults"}
 	for _, j := range h.jobs() {
 		paths = append(paths, "/api/v1/jobs/"+url.PathEscape(j.ID))
 	}

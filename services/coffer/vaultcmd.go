@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,8 +27,10 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-const vaultUsage = `usage: coffer vault check [--full] [--nats URL] [--data DIR] [--master-key-file FILE]
+const vaultUsage = `usage: coffer vault check [--full] [--vault NAME] [--nats URL] [--data DIR] [--master-key-file FILE]
        coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
+       coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http]
+       coffer vault list
        coffer vault recover [--data DIR] [--master-key-file FILE]
        coffer vault rebuild [--prune]
        coffer vault rekey --new-master-key-file FILE [--data DIR] [--master-key-file FILE]
@@ -39,8 +43,13 @@ func runVault(ctx context.Context, args []string, getenv func(string) string, st
 	switch {
 	case len(args) > 0 && args[0] == "check":
 		return runVaultCheck(ctx, args[1:], getenv, stdout, stderr)
+	case len(args) > 1 && args[0] == "create" && !strings.HasPrefix(args[1], "-"):
+		// a named vault, created through the API by the committer
+		return runClient(ctx, "vault", args, getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "create":
 		return runVaultCreate(ctx, args[1:], getenv, stdout, stderr)
+	case len(args) > 0 && args[0] == "list":
+		return runClient(ctx, "vault", args, getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "recover":
 		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "rebuild":
@@ -98,9 +107,11 @@ func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vaul
 // alert, the next one that passed resolves it.
 func runVaultCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var full bool
+	var name string
 	c, err := parseVaultFlags("check", args, getenv, stderr, func(f *daemon.Flags) {
 		f.FlagSet().BoolVar(&full, "full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
 		f.FlagSet().Lookup("nats").Usage = "URL of the NATS server or cluster to publish the result on, for the alerter (COFFER_NATS_URL; default none: the result is not published)"
+		f.FlagSet().StringVar(&name, "vault", "", "check this named vault (coffer vault list), found through the default vault's record of it (default: the default vault)")
 	})
 	if err != nil {
 		return err
@@ -112,15 +123,21 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 			return err
 		}
 	}
-	v, _, err := c.openVault(ctx, stdout)
+	v, key, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
+	}
+	where := vaultWhere(c.store())
+	if !daemon.IsDefaultVault(name) {
+		if v, where, err = openNamedVault(ctx, v, key, name); err != nil {
+			return err
+		}
 	}
 	mode := vault.CheckFast
 	if full {
 		mode = vault.CheckFull
 	}
-	ev := &cofferv1.VaultChecked{Vault: vaultWhere(c.store()), Mode: mode.String()}
+	ev := &cofferv1.VaultChecked{Vault: where, Mode: mode.String()}
 	rep, err := v.Check(ctx, vault.CheckOptions{Mode: mode})
 	if err != nil {
 		err = fmt.Errorf("vault check: %w", err)
@@ -301,4 +318,118 @@ func (c *cli) vaultRebuild(ctx context.Context, pos []string, prune bool) error 
 		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
 	}
 	return nil
+}
+
+// vaultSecret reads the S3 secret key of a named vault: from file, or
+// COFFER_VAULT_S3_SECRET_KEY, never from a flag, which process listings
+// show.
+func vaultSecret(getenv func(string) string, file string) (string, error) {
+	env := getenv("COFFER_VAULT_S3_SECRET_KEY")
+	switch {
+	case file != "" && env != "":
+		return "", errors.New("give the S3 secret key in COFFER_VAULT_S3_SECRET_KEY or in --s3-secret-key-file, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read the S3 secret key: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return env, nil
+}
+
+// vaultCreate runs `coffer vault create NAME`: the committer creates the
+// vault in its store (or opens the one there with the master key) and
+// records it; the command follows the job to its end.
+func (c *cli) vaultCreate(ctx context.Context, pos []string, req gateway.VaultRequest) error {
+	if len(pos) != 1 {
+		return errors.New("usage: coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K]")
+	}
+	req.Name = pos[0]
+	if err := daemon.ValidateVaultName(req.Name); err != nil {
+		return err
+	}
+	if req.Dir != "" {
+		// the committer resolves it, maybe elsewhere: send it absolute
+		abs, err := filepath.Abs(req.Dir)
+		if err != nil {
+			return err
+		}
+		req.Dir = abs
+	}
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/vaults", req, &acc); err != nil {
+		return err
+	}
+	j, err := c.api.waitJob(ctx, acc.JobID, c.poll, nil)
+	if err != nil {
+		return err
+	}
+	if j.State == "failed" {
+		return fmt.Errorf("vault %s not created: %s", req.Name, j.Error)
+	}
+	if c.json {
+		return c.printJSON(j)
+	}
+	fmt.Fprintf(c.stdout, "vault %s created; protect databases into it with coffer protect INSTANCE/DATABASE --vault %s\n", req.Name, req.Name)
+	return nil
+}
+
+// vaultList runs `coffer vault list`.
+func (c *cli) vaultList(ctx context.Context, pos []string) error {
+	if len(pos) != 0 {
+		return errors.New("usage: coffer vault list")
+	}
+	var out []gateway.Vault
+	if err := c.api.do(ctx, http.MethodGet, "/api/v1/vaults", nil, &out); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(out)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTORE\tCREATED")
+	for _, v := range out {
+		where := ""
+		switch {
+		case v.Default:
+			where = "(where coffer is configured: --vault-dir or --s3-*)"
+		default:
+			where = namedWhere(v.Dir, v.S3Endpoint, v.S3Bucket, v.S3Prefix)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, where, fmtTime(v.CreatedAt))
+	}
+	return tw.Flush()
+}
+
+// openNamedVault opens the vault called name, as the default vault def's
+// copy of the vaults bucket records it, and says where it is.
+func openNamedVault(ctx context.Context, def *vault.Vault, key []byte, name string) (*vault.Vault, string, error) {
+	recs, err := daemon.VaultRecordsIn(ctx, def)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, r := range recs {
+		if r.GetName() != name {
+			continue
+		}
+		v, err := daemon.OpenNamed(ctx, r, key)
+		if err != nil {
+			return nil, "", err
+		}
+		return v, name + " (" + namedWhere(r.GetDir(), r.GetS3Endpoint(), r.GetS3Bucket(), r.GetS3Prefix()) + ")", nil
+	}
+	return nil, "", fmt.Errorf("vault %s: %w (coffer vault list names the vaults)", name, daemon.ErrUnknownVault)
+}
+
+// namedWhere says where a named vault is: its directory, or its bucket.
+func namedWhere(dir, endpoint, bucket, prefix string) string {
+	if dir != "" {
+		return dir
+	}
+	where := "s3://" + endpoint + "/" + bucket
+	if prefix != "" {
+		where += "/" + prefix
+	}
+	return where
 }

@@ -70,8 +70,17 @@ func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed
 		return fmt.Errorf("commit recovery point %s: %w", rpID, err)
 	}
 	key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
+	var recorded cofferv1.RecoveryPoint
+	if _, err := s.rps.Get(ctx, key, &recorded); err == nil && len(recorded.GetCopies()) > 0 {
+		// a redelivery after a copy was made: the record knows it, the
+		// manifest does not
+		rp.Copies = recorded.GetCopies()
+	}
 	if _, err := s.rps.Put(ctx, key, rp); err != nil {
 		return fmt.Errorf("record recovery point %s: %w", rpID, err)
+	}
+	if err := s.queueCopies(ctx, rp, s.cfg.Now()); err != nil {
+		return fmt.Errorf("queue the copy of recovery point %s: %w", rpID, err)
 	}
 	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) { applySucceeded(j, rp.GetSize(), rp.GetId(), f) }); err != nil {
 		return err
@@ -91,7 +100,11 @@ func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed
 // delivery did, and returns the recovery point it records. A *rejection
 // means the stream can never be committed; any other error is transient.
 func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string, e *cofferv1.BackupStreamed) (*cofferv1.RecoveryPoint, error) {
-	existing, err := s.vault.GetManifest(ctx, rpID)
+	v, err := s.vaultOf(ctx, e.GetVault())
+	if err != nil {
+		return nil, err
+	}
+	existing, err := v.GetManifest(ctx, rpID)
 	switch {
 	case err == nil:
 		rp, err := RecoveryPointOf(existing)
@@ -104,7 +117,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 			log.WarnContext(ctx, "job streamed again after its commit; keeping the committed stream",
 				slog.String("committed_checksum", existing.Checksum), slog.String("streamed_checksum", e.GetChecksum()))
 		}
-		s.deleteDraft(ctx, log, e)
+		s.deleteDraft(ctx, v, log, e)
 		return rp, nil
 	case errors.Is(err, blob.ErrNotExist):
 	case errors.Is(err, vault.ErrCorrupt):
@@ -118,7 +131,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 	if db.GetInstance() == "" || db.GetDatabase() == "" {
 		return nil, reject("the streamed backup names no database")
 	}
-	chunks, stripes, err := s.streamedChunks(ctx, e)
+	chunks, stripes, err := s.streamedChunks(ctx, v, e)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +159,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		CommittedAt: timestamppb.New(now),
 		OnDemand:    e.GetReason() == "on-demand",
 		ChainBreak:  e.GetChainBreak(),
+		Vault:       vaultName(e.GetVault()),
 	}
 	if rp.ChainBreak != "" {
 		healed, err := s.healedBy(ctx, rp)
@@ -172,7 +186,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 	}
 	m := &vault.Manifest{ID: rpID, CreatedAt: created.UTC().Truncate(time.Microsecond), Size: e.GetSize(),
 		Checksum: e.GetChecksum(), Chunks: chunks, Stripes: stripes, Meta: meta}
-	if err := s.vault.PutManifest(ctx, rpID, m); err != nil {
+	if err := v.PutManifest(ctx, rpID, m); err != nil {
 		var ce *vault.ChunkError
 		if errors.As(err, &ce) && (errors.Is(err, blob.ErrNotExist) || errors.Is(err, vault.ErrCorrupt)) {
 			return nil, reject("cannot commit the backup: %v", ce)
@@ -180,7 +194,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 		return nil, err
 	}
 	s.cfg.Metrics.Committed(rp.GetBackup().GetType(), rp.GetSize(), rp.GetNewBytes())
-	s.deleteDraft(ctx, log, e)
+	s.deleteDraft(ctx, v, log, e)
 	return rp, nil
 }
 
@@ -189,7 +203,7 @@ func (s *Service) commit(ctx context.Context, log *slog.Logger, rpID, jid string
 // streamer older than drafts. They must add up to the event's size, and a
 // draft must record the event's stream (its size, checksum and stripes),
 // or the backup is rejected.
-func (s *Service) streamedChunks(ctx context.Context, e *cofferv1.BackupStreamed) ([]vault.ChunkRef, []vault.Stripe, error) {
+func (s *Service) streamedChunks(ctx context.Context, v *vault.Vault, e *cofferv1.BackupStreamed) ([]vault.ChunkRef, []vault.Stripe, error) {
 	if e.GetDraft() == "" {
 		chunks := make([]vault.ChunkRef, len(e.GetChunks()))
 		var total int64
@@ -209,7 +223,7 @@ func (s *Service) streamedChunks(ctx context.Context, e *cofferv1.BackupStreamed
 	if len(e.GetChunks()) > 0 {
 		return nil, nil, reject("the streamed backup lists chunks and names draft %s too", e.GetDraft())
 	}
-	d, err := s.vault.GetDraft(ctx, e.GetDraft())
+	d, err := v.GetDraft(ctx, e.GetDraft())
 	switch {
 	case errors.Is(err, blob.ErrNotExist), errors.Is(err, vault.ErrCorrupt):
 		return nil, nil, reject("the chunk list of the streamed backup cannot be read from the vault: %v", err)
@@ -231,11 +245,11 @@ func (s *Service) streamedChunks(ctx context.Context, e *cofferv1.BackupStreamed
 // deleteDraft deletes the draft of a committed backup, if it has one. A
 // draft left behind costs nothing but its object until garbage collection
 // removes it, so a failure is only logged.
-func (s *Service) deleteDraft(ctx context.Context, log *slog.Logger, e *cofferv1.BackupStreamed) {
+func (s *Service) deleteDraft(ctx context.Context, v *vault.Vault, log *slog.Logger, e *cofferv1.BackupStreamed) {
 	if e.GetDraft() == "" {
 		return
 	}
-	if err := s.vault.DeleteDraft(ctx, e.GetDraft()); err != nil {
+	if err := v.DeleteDraft(ctx, e.GetDraft()); err != nil {
 		log.WarnContext(ctx, "draft of a committed backup not deleted; garbage collection will", slog.String("draft", e.GetDraft()), slog.Any("error", err))
 	}
 }
@@ -344,12 +358,16 @@ func streamedStripes(e *cofferv1.BackupStreamed, chunks []vault.ChunkRef) ([]vau
 // done before the recovery point is recorded, so that every recorded
 // recovery point is locked.
 func (s *Service) lockRecoveryPoint(ctx context.Context, log *slog.Logger, rp *cofferv1.RecoveryPoint) error {
-	if s.vault.ObjectLock() == "" {
+	v, err := s.vaultOf(ctx, rp.GetVault())
+	if err != nil {
+		return err
+	}
+	if v.ObjectLock() == "" {
 		return nil
 	}
 	if rp.GetExpiresAt() == nil {
 		log.WarnContext(ctx, "recovery point has no expiry; not locked")
 		return nil
 	}
-	return s.vault.RetainManifest(ctx, rp.GetId(), rp.GetExpiresAt().AsTime())
+	return v.RetainManifest(ctx, rp.GetId(), rp.GetExpiresAt().AsTime())
 }

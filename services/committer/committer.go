@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/vault"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -34,18 +35,23 @@ var subjects = []string{
 	cofferv1.SubjectRecoveryPointsDelete,
 	cofferv1.SubjectRecoveryPointsUndelete,
 	cofferv1.SubjectCatalogRebuild,
+	cofferv1.SubjectVaultCreate,
+	cofferv1.SubjectCopyStreamed,
 }
 
 // Service is the committer. Create it with New and run it with Run.
 type Service struct {
-	bus    *bus.Bus
-	vault  *vault.Vault
-	rps    *catalog.Bucket
-	jobs   *catalog.Bucket
-	cfg    Config
-	log    *slog.Logger
-	tracer trace.Tracer
-	gc     collector
+	bus   *bus.Bus
+	vault *vault.Vault
+	// vaults opens the named vaults, vault among them as the default
+	vaults       *daemon.Vaults
+	vaultRecords *catalog.Bucket
+	rps          *catalog.Bucket
+	jobs         *catalog.Bucket
+	cfg          Config
+	log          *slog.Logger
+	tracer       trace.Tracer
+	gc           collector
 	// read only: the scheduler owns them
 	protected *catalog.Bucket
 	policies  *catalog.Bucket
@@ -72,16 +78,22 @@ func New(b *bus.Bus, cat *catalog.Catalog, v *vault.Vault, cfg Config) (*Service
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("committer: %w", err)
 	}
+	vaults, err := daemon.NewVaults(v, cat, cfg.MasterKey, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("committer: %w", err)
+	}
 	return &Service{
-		bus:       b,
-		vault:     v,
-		rps:       cat.Bucket(cofferv1.BucketRecoveryPoints),
-		jobs:      cat.Bucket(cofferv1.BucketJobs),
-		protected: cat.Bucket(cofferv1.BucketProtected),
-		policies:  cat.Bucket(cofferv1.BucketPolicies),
-		cfg:       cfg,
-		log:       cfg.Logger,
-		tracer:    cfg.TracerProvider.Tracer(tracerName),
+		bus:          b,
+		vault:        v,
+		vaults:       vaults,
+		vaultRecords: cat.Bucket(cofferv1.BucketVaults),
+		rps:          cat.Bucket(cofferv1.BucketRecoveryPoints),
+		jobs:         cat.Bucket(cofferv1.BucketJobs),
+		protected:    cat.Bucket(cofferv1.BucketProtected),
+		policies:     cat.Bucket(cofferv1.BucketPolicies),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		tracer:       cfg.TracerProvider.Tracer(tracerName),
 	}, nil
 }
 
@@ -116,10 +128,21 @@ func (s *Service) Run(ctx context.Context) error {
 		defer t.Stop()
 		gcTicks = t.C
 	}
+	copyTicks := s.cfg.CopyTicks
+	if copyTicks == nil {
+		t := time.NewTicker(s.cfg.CopyInterval)
+		defer t.Stop()
+		copyTicks = t.C
+	}
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
 			running = false
+		case <-copyTicks:
+			// by the service's clock, as the copies' due times are
+			if err := s.sweepCopies(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "copy sweep failed; it runs again at the next interval", slog.Any("error", err))
+			}
 		case <-sub.Done():
 			return errors.New("committer: subscription ended")
 		case now := <-gcTicks:
@@ -199,6 +222,18 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.rebuildRequested(ctx, &e)
+	case cofferv1.SubjectVaultCreate:
+		var e cofferv1.VaultCreateRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.vaultCreate(ctx, &e)
+	case cofferv1.SubjectCopyStreamed:
+		var e cofferv1.CopyStreamed
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.copyStreamed(ctx, &e)
 	}
 	return bus.Permanent(fmt.Errorf("committer: unexpected subject %s", m.Subject))
 }

@@ -36,6 +36,11 @@ type Config struct {
 	// 1h. GCTicks, when not nil, replaces the timer (tests).
 	GCInterval time.Duration
 	GCTicks    <-chan time.Time
+	// CopyInterval is how often the recovery points are swept for second
+	// copies that are due (a policy's copy rule); default 1m. CopyTicks,
+	// when not nil, replaces the timer (tests).
+	CopyInterval time.Duration
+	CopyTicks    <-chan time.Time
 	// GCGrace is the least time, by the vault store's clock, between
 	// the collection that condemns unreferenced chunks and the one that
 	// deletes them. Default 0: the next collection deletes them, once
@@ -55,6 +60,10 @@ type Config struct {
 	// JobRetention is how long a finished job's record is kept; older
 	// ones are deleted at each collection. Default 90 days.
 	JobRetention time.Duration
+	// MasterKey opens the named vaults (coffer vault create NAME) and
+	// their sealed S3 secrets; without it only the default vault is
+	// served.
+	MasterKey []byte
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives the service's records; default discard.
@@ -72,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.GCInterval == 0 {
 		c.GCInterval = time.Hour
+	}
+	if c.CopyInterval == 0 {
+		c.CopyInterval = time.Minute
 	}
 	if c.DraftTTL == 0 {
 		c.DraftTTL = 7 * 24 * time.Hour

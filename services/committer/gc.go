@@ -26,7 +26,7 @@ func (s *Service) expire(ctx context.Context, e *cofferv1.RecoveryPointsExpired)
 	db := e.GetDatabase()
 	var deleted []string
 	for _, id := range e.GetRecoveryPoints() {
-		err := s.deletePoint(ctx, db, id)
+		err := s.expirePoint(ctx, db, id, s.cfg.Now())
 		if errors.Is(err, blob.ErrLocked) {
 			// An immutable vault's store keeps it until its lock passes
 			// (by the store's clock). It stays recorded, and the points
@@ -93,20 +93,42 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	if err := s.relockChains(ctx, now); err != nil {
 		return 0, 0, err
 	}
-	st, err := s.vault.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})
-	if errors.Is(err, vault.ErrCollecting) {
-		s.log.InfoContext(ctx, "garbage collection skipped: another is running")
-		return 0, 0, nil
-	}
-	if err != nil {
+	if err := s.expireCopies(ctx, now); err != nil {
 		return 0, 0, err
 	}
-	s.log.DebugContext(ctx, "garbage collection", slog.Int("condemned", st.Condemned), slog.Int("unlisted_packs_condemned", st.Unlisted),
-		slog.Int("generations_processed", st.Processed), slog.Int("generations_waiting", st.Waiting),
-		slog.Int("dead_sessions", st.DeadSessions))
-	if st.Drafts > 0 {
-		s.log.WarnContext(ctx, "drafts of backups that never committed deleted", slog.Int("drafts", st.Drafts),
-			slog.Duration("older_than", s.cfg.DraftTTL))
+	// each vault is collected on its own; one that fails (a named vault
+	// unreachable) does not keep the others from theirs
+	var st vault.CollectStats
+	failed, collectErr := s.eachVault(ctx, func(name string, v *vault.Vault) error {
+		log := s.log
+		if name != "" {
+			log = log.With(slog.String("vault", name))
+		}
+		one, err := v.Collect(ctx, vault.CollectOptions{MinAge: s.cfg.GCGrace, DraftTTL: s.cfg.DraftTTL})
+		if errors.Is(err, vault.ErrCollecting) {
+			log.InfoContext(ctx, "garbage collection skipped: another is running")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		log.DebugContext(ctx, "garbage collection", slog.Int("condemned", one.Condemned), slog.Int("unlisted_packs_condemned", one.Unlisted),
+			slog.Int("generations_processed", one.Processed), slog.Int("generations_waiting", one.Waiting),
+			slog.Int("dead_sessions", one.DeadSessions))
+		if one.Drafts > 0 {
+			log.WarnContext(ctx, "drafts of backups that never committed deleted", slog.Int("drafts", one.Drafts),
+				slog.Duration("older_than", s.cfg.DraftTTL))
+		}
+		st.Chunks += one.Chunks
+		st.Bytes += one.Bytes
+		st.Orphans += one.Orphans
+		st.Deleted += one.Deleted
+		st.Repacked += one.Repacked
+		return nil
+	})
+	collectErr = errors.Join(append(failed, collectErr)...)
+	if collectErr != nil && st.Chunks == 0 && st.Orphans == 0 {
+		return 0, 0, collectErr
 	}
 	chunks, bytes = st.Chunks, st.Bytes
 	s.cfg.Metrics.Freed(bytes)
@@ -123,7 +145,7 @@ func (s *Service) CollectGarbage(ctx context.Context, now time.Time) (chunks int
 	}
 	s.log.InfoContext(ctx, "garbage collected", slog.Int("chunks", chunks), slog.Int64("bytes", bytes),
 		slog.Int("packs_deleted", st.Deleted), slog.Int("packs_repacked", st.Repacked), slog.Int("unlisted_packs", st.Orphans))
-	return chunks, bytes, nil
+	return chunks, bytes, collectErr
 }
 
 // trimJobs deletes the records of jobs finished more than

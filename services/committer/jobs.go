@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/event"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -216,4 +217,20 @@ func (s *Service) restoreCompleted(ctx context.Context, e *cofferv1.RestoreCompl
 	f := eventFacts(ctx, e.GetMeta())
 	f.kind, f.database, f.target = cofferv1.JobKind_JOB_KIND_RESTORE, e.GetSource(), e.GetTarget()
 	return s.updateJob(ctx, id, func(j *cofferv1.Job) { applySucceeded(j, e.GetBytes(), "", f) })
+}
+
+// endFailed records job jid, of what f says, as failed for reason (unless
+// it already has its outcome) and publishes its JobFailed, so that a
+// person sees it.
+func (s *Service) endFailed(ctx context.Context, jid string, f facts, reason string) error {
+	failed := &cofferv1.JobFailed{Meta: event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
+		Kind: f.kind, Database: f.database, Reason: reason, Service: Name}
+	if err := s.updateJob(ctx, jid, func(j *cofferv1.Job) {
+		if !final(j.State) {
+			applyFailed(j, failed, f)
+		}
+	}); err != nil {
+		return err
+	}
+	return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, failed, failed.Meta.EventId)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -39,8 +40,11 @@ func (s *Service) relockChains(ctx context.Context, now time.Time) error {
 	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
 		rp := m.(*cofferv1.RecoveryPoint)
 		pt, err := policy.PointFromRecord(rp)
-		if err != nil || rp.GetManifest() != rp.GetId() {
-			return nil // not understood: the scheduler keeps it, and it stays as locked as it is
+		if err != nil || rp.GetManifest() != rp.GetId() || !daemon.IsDefaultVault(rp.GetVault()) {
+			// not understood: the scheduler keeps it, and it stays as
+			// locked as it is; or in a named vault, which is never
+			// immutable (coffer vault create makes none)
+			return nil
 		}
 		db := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase())
 		byDB[db] = append(byDB[db], pt)

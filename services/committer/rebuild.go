@@ -24,6 +24,10 @@ type RebuildOptions struct {
 	// second look). Without it such records are kept and reported: a
 	// catalog pointed at the wrong vault loses nothing.
 	Prune bool
+	// Vault is the name of the vault Rebuild reads ("": the default):
+	// the records it makes say so, and only the records of that vault
+	// can be missing from it.
+	Vault string
 }
 
 // Unreadable is a manifest Rebuild could not read, and why.
@@ -80,6 +84,9 @@ func rebuild(ctx context.Context, v *vault.Vault, rps *catalog.Bucket, o Rebuild
 			unreadable[id] = true
 			return nil
 		}
+		// the manifest is where it is found, whatever vault it was
+		// committed to
+		rp.Vault = vaultName(o.Vault)
 		key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
 		inVault[key] = true
 		_, err = rps.Create(ctx, key, rp)
@@ -97,7 +104,8 @@ func rebuild(ctx context.Context, v *vault.Vault, rps *catalog.Bucket, o Rebuild
 		return rep, fmt.Errorf("rebuild recovery points: %w", err)
 	}
 	err = rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
-		if !inVault[key] && !unreadable[m.(*cofferv1.RecoveryPoint).GetManifest()] {
+		rp := m.(*cofferv1.RecoveryPoint)
+		if !inVault[key] && !unreadable[rp.GetManifest()] && vaultName(rp.GetVault()) == vaultName(o.Vault) {
 			rep.Missing = append(rep.Missing, key)
 		}
 		return nil
@@ -123,6 +131,16 @@ func rebuild(ctx context.Context, v *vault.Vault, rps *catalog.Bucket, o Rebuild
 		rep.Pruned++
 	}
 	return rep, nil
+}
+
+// add adds what another rebuild did to r.
+func (r *RebuildReport) add(o RebuildReport) {
+	r.Manifests += o.Manifests
+	r.Recorded += o.Recorded
+	r.Kept += o.Kept
+	r.Unreadable = append(r.Unreadable, o.Unreadable...)
+	r.Missing = append(r.Missing, o.Missing...)
+	r.Pruned += o.Pruned
 }
 
 // String says what a rebuild did, as a job's detail shows it.
@@ -170,9 +188,33 @@ func (s *Service) rebuildRequested(ctx context.Context, e *cofferv1.CatalogRebui
 	}); err != nil || done {
 		return err // done: a redelivery of a rebuild that ended
 	}
-	rep, err := rebuild(ctx, s.vault, s.rps, RebuildOptions{Prune: e.GetPrune()})
+	vaults, err := s.restoreVaults(ctx)
+	if err != nil && !errors.Is(err, vault.ErrCorrupt) {
+		return err
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "the default vault's copy of the named vaults is unreadable; rebuilding from the vaults the catalog names", slog.Any("error", err))
+	}
+	var rep RebuildReport
+	detail := ""
+	unopened, err := s.eachVault(ctx, func(name string, v *vault.Vault) error {
+		one, err := rebuild(ctx, v, s.rps, RebuildOptions{Prune: e.GetPrune(), Vault: name})
+		if err != nil {
+			return err
+		}
+		if name == "" {
+			detail = one.String()
+		} else {
+			detail += fmt.Sprintf("; vault %s: %s", name, one)
+		}
+		rep.add(one)
+		return nil
+	})
 	if err != nil {
 		return err // transient: redelivered, and a rebuild again changes nothing already done
+	}
+	if len(vaults) > 0 {
+		detail += fmt.Sprintf("; %d named vaults put back from the default vault's copy: %s", len(vaults), strings.Join(vaults, ", "))
 	}
 	policies, perr := s.restorePolicies(ctx, jid)
 	if perr != nil && !errors.Is(perr, vault.ErrCorrupt) {
@@ -182,7 +224,6 @@ func (s *Service) rebuildRequested(ctx context.Context, e *cofferv1.CatalogRebui
 	log.InfoContext(ctx, "catalog rebuilt from the vault", slog.Int("manifests", rep.Manifests), slog.Int("recorded", rep.Recorded),
 		slog.Int("kept", rep.Kept), slog.Int("unreadable", len(rep.Unreadable)), slog.Int("missing", len(rep.Missing)), slog.Int("pruned", rep.Pruned),
 		slog.Int("policies", len(policies)))
-	detail := rep.String()
 	if len(policies) > 0 {
 		detail += fmt.Sprintf("; %d policies put back from the vault's copy: %s", len(policies), strings.Join(policies, ", "))
 	}
@@ -190,6 +231,10 @@ func (s *Service) rebuildRequested(ctx context.Context, e *cofferv1.CatalogRebui
 	for _, u := range rep.Unreadable {
 		log.WarnContext(ctx, "manifest not read by the rebuild", slog.String("manifest", u.Manifest), slog.Any("error", u.Err))
 		skipped = append(skipped, fmt.Sprintf("manifest %s (%v)", u.Manifest, u.Err))
+	}
+	for _, err := range unopened {
+		log.WarnContext(ctx, "named vault not read by the rebuild", slog.Any("error", err))
+		skipped = append(skipped, err.Error())
 	}
 	if perr != nil {
 		log.WarnContext(ctx, "the vault's copy of the policies not read by the rebuild", slog.Any("error", perr))

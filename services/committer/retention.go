@@ -60,5 +60,6 @@ func (s *Service) assignRetention(ctx context.Context, rp *cofferv1.RecoveryPoin
 	}
 	expires, tags := p.Expiry(pt, earlier)
 	rp.ExpiresAt, rp.Tags, rp.Policy = timestamppb.New(expires), tags, p.Name
+	planCopy(&p, rp, pt.Taken)
 	return nil
 }

@@ -287,11 +287,37 @@ func purgeDue(rp *cofferv1.RecoveryPoint, now time.Time) bool {
 // deletePoint deletes a recovery point for good: the manifest first
 // (after which the backup no longer exists), then the catalog record.
 func (s *Service) deletePoint(ctx context.Context, db *cofferv1.DatabaseRef, id string) error {
-	if err := s.vault.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
+	key := catalog.Key(db.GetInstance(), db.GetDatabase(), id)
+	// the record says which vault the point is in; without one (deleted
+	// already) it is the default vault, as before vaults had names
+	var rp cofferv1.RecoveryPoint
+	if _, err := s.rps.Get(ctx, key, &rp); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("read recovery point %s: %w", id, err)
+	}
+	// its copies first, so that no copy outlives the record that names it
+	for _, c := range rp.GetCopies() {
+		if err := s.deleteManifestIn(ctx, c.GetVault(), id); err != nil {
+			return err
+		}
+	}
+	if err := s.deleteManifestIn(ctx, rp.GetVault(), id); err != nil {
+		return err
+	}
+	if err := s.rps.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete recovery point %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteManifestIn deletes manifest id in the vault called name; one
+// already gone is no error.
+func (s *Service) deleteManifestIn(ctx context.Context, name, id string) error {
+	v, err := s.vaultOf(ctx, name)
+	if err != nil {
 		return fmt.Errorf("delete manifest %s: %w", id, err)
 	}
-	if err := s.rps.Delete(ctx, catalog.Key(db.GetInstance(), db.GetDatabase(), id)); err != nil {
-		return fmt.Errorf("delete recovery point %s: %w", id, err)
+	if err := v.DeleteManifest(ctx, id); err != nil && !errors.Is(err, blob.ErrNotExist) {
+		return fmt.Errorf("delete manifest %s in vault %s: %w", id, vaultLabel(name), err)
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"cmp"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/pkg/daemon"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -101,6 +103,9 @@ type DatabaseRequest struct {
 	// is protected. The answer lists the databases in Protected.
 	Databases []string          `json:"databases,omitempty"`
 	Protected []DatabaseRequest `json:"protected,omitempty"`
+	// Vault, on a protect, names the vault the database's backups go to
+	// (coffer vault list); empty means the default vault.
+	Vault string `json:"vault,omitempty"`
 	// DeleteData, on an unprotect, deletes every recovery point of the
 	// database too: a soft delete, undone by an undelete within the
 	// committer's soft-delete window. The answer's DeleteJob is the job
@@ -164,6 +169,10 @@ type RestoreRequest struct {
 	// on the machine that runs the backup-streamer. TargetDatabase is then
 	// the name the script restores to (default: the source's).
 	ToDirectory string `json:"to_directory,omitempty"`
+	// FromVault reads every recovery point from this vault, where each
+	// is or has a copy; empty reads each from its own vault, falling back
+	// to a copy when it cannot be read there.
+	FromVault string `json:"from_vault,omitempty"`
 }
 
 // Accepted answers a request that started a job (or, for a dry run, would
@@ -233,6 +242,10 @@ type RecoveryPoint struct {
 	Tags         []string   `json:"tags,omitempty"`
 	OnDemand     bool       `json:"on_demand,omitempty"`
 	Policy       string     `json:"policy,omitempty"`
+	// Vault names the vault the point is in; empty means the default.
+	// Copies name the vaults holding a copy of it (a policy's copy rule).
+	Vault  string   `json:"vault,omitempty"`
+	Copies []string `json:"copies,omitempty"`
 	// ChainBreak, when set, says why this point's chain is broken: it
 	// cannot be restored from the points kept.
 	ChainBreak string `json:"chain_break,omitempty"`
@@ -328,7 +341,8 @@ func jobFromProto(j *cofferv1.Job) Job {
 		ID: j.GetId(), Kind: map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
 			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover",
 			cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify",
-			cofferv1.JobKind_JOB_KIND_REBUILD: "rebuild"}[j.GetKind()],
+			cofferv1.JobKind_JOB_KIND_REBUILD: "rebuild", cofferv1.JobKind_JOB_KIND_VAULT_CREATE: "vault-create",
+			cofferv1.JobKind_JOB_KIND_COPY: "copy"}[j.GetKind()],
 		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
 			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
 		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],
@@ -343,17 +357,23 @@ func jobFromProto(j *cofferv1.Job) Job {
 
 func rpFromProto(r *cofferv1.RecoveryPoint) RecoveryPoint {
 	b := r.GetBackup()
-	return RecoveryPoint{
+	out := RecoveryPoint{
 		ID: r.GetId(), Instance: r.GetDatabase().GetInstance(), Database: r.GetDatabase().GetDatabase(),
 		Type: backupTypeNames[b.GetType()], CopyOnly: b.GetCopyOnly(), FirstLSN: b.GetFirstLsn(), LastLSN: b.GetLastLsn(),
 		Checkpoint: b.GetCheckpointLsn(), DiffBase: b.GetDifferentialBaseLsn(), Start: ts(b.GetBackupStart()),
 		Finish: ts(b.GetBackupFinish()), Size: r.GetSize(), StoredBytes: r.GetStoredBytes(), NewBytes: r.GetNewBytes(),
 		Chunks: r.GetChunks(), Stripes: r.GetStripes(), JobID: r.GetJobId(), CommittedAt: ts(r.GetCommittedAt()), ExpiresAt: ts(r.GetExpiresAt()),
 		ServerName: b.GetServerName(), RecoveryFork: b.GetLastRecoveryForkGuid(),
-		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), HealsBreak: r.GetChainBreak(),
+		Tags: r.GetTags(), OnDemand: r.GetOnDemand(), Policy: r.GetPolicy(), Vault: r.GetVault(), HealsBreak: r.GetChainBreak(),
 		Verified: verificationFromProto(r.GetVerification()),
 		Deleted:  ts(r.GetDeletedAt()), DeletedBy: r.GetDeletedBy(), RestorableUntil: ts(r.GetPurgeAfter()),
 	}
+	for _, c := range r.GetCopies() {
+		if c.GetCommittedAt() != nil {
+			out.Copies = append(out.Copies, cmp.Or(c.GetVault(), daemon.DefaultVault))
+		}
+	}
+	return out
 }
 
 func verificationFromProto(v *cofferv1.Verification) *Verification {

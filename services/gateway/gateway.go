@@ -31,6 +31,7 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
+	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
 	"github.com/cofferhq/coffer/pkg/mssql"
 	"github.com/cofferhq/coffer/pkg/policy"
@@ -117,6 +118,8 @@ type Service struct {
 	closed atomic.Bool
 	// hashing bounds the password checks running at once.
 	hashing chan struct{}
+	// vaultSealer seals the S3 secret keys of named vaults
+	vaultSealer *secret.Sealer
 }
 
 // New returns a gateway.
@@ -133,9 +136,13 @@ func New(b *bus.Bus, cat *catalog.Catalog, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	vs, err := secret.New(cfg.MasterKey, daemon.VaultCredentialsPurpose)
+	if err != nil {
+		return nil, err
+	}
 	m := hmac.New(sha256.New, cfg.MasterKey)
 	m.Write([]byte("coffer gateway sessions v1"))
-	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, tracer: cfg.TracerProvider.Tracer("coffer/gateway"), tls: tc,
+	return &Service{cfg: cfg, bus: b, cat: cat, sealer: s, vaultSealer: vs, tracer: cfg.TracerProvider.Tracer("coffer/gateway"), tls: tc,
 		sessionKey: m.Sum(nil), hashing: make(chan struct{}, 2)}, nil
 }
 
@@ -488,14 +495,19 @@ func (s *Service) protect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, "%v", err)
 		return
 	}
+	vault, status, err := s.checkVault(r.Context(), req.Vault)
+	if err != nil {
+		writeError(w, status, "%v", err)
+		return
+	}
 	now := s.cfg.Now()
 	ev := &cofferv1.ProtectionRequested{Meta: event.Meta(event.ID("protect", ref.Instance, ref.Database, now.String()), "", now),
-		Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1}
+		Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1, Vault: vault}
 	if err := s.publish(r.Context(), cofferv1.SubjectProtectionRequested, ev, ev.Meta.EventId); err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy})
+	writeJSON(w, http.StatusAccepted, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy, Vault: vault})
 }
 
 func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
@@ -622,6 +634,12 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "an overwrite restore needs the admin role; %s is %s: restore to a new name (--as) instead", p.Name, p.Role)
 		return
 	}
+	if req.FromVault != "" {
+		if _, status, err := s.checkVault(r.Context(), req.FromVault); err != nil {
+			writeError(w, status, "%v", err)
+			return
+		}
+	}
 	if req.TargetInstance == "" {
 		req.TargetInstance = req.Instance
 	}
@@ -692,7 +710,7 @@ func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
 	work := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("restore-work", jobID), jobID, now), RecoveryPoints: acc.Plan,
 		Source: src, Target: dst, Overwrite: req.Overwrite, DataPath: req.DataPath, LogPath: req.LogPath, NoRecovery: req.NoRecovery,
 		ToDirectory: req.ToDirectory, FileNames: names, Script: acc.Script, StopAtMark: plan.StopAtMark, StopBeforeMark: plan.StopBeforeMark,
-		Latest: req.Latest}
+		Latest: req.Latest, FromVault: req.FromVault}
 	if acc.StopAt != nil {
 		work.StopAt = timestamppb.New(*acc.StopAt)
 	}

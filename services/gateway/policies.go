@@ -81,6 +81,12 @@ func (s *Service) putPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid policy %q:\n%s", p.Name, err)
 		return
 	}
+	if p.Copy != nil {
+		if _, status, err := s.checkVault(r.Context(), p.Copy.Vault); err != nil {
+			writeError(w, status, "invalid policy %q: copy.vault: %v", p.Name, err)
+			return
+		}
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)

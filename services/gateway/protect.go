@@ -33,16 +33,21 @@ func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req Databa
 		writeError(w, status, "%v", err)
 		return
 	}
+	vault, status, err := s.checkVault(r.Context(), req.Vault)
+	if err != nil {
+		writeError(w, status, "%v", err)
+		return
+	}
 	now := s.cfg.Now()
-	out := DatabaseRequest{Policy: req.Policy, Protected: []DatabaseRequest{}}
+	out := DatabaseRequest{Policy: req.Policy, Vault: vault, Protected: []DatabaseRequest{}}
 	for i, ref := range refs {
 		ev := &cofferv1.ProtectionRequested{Meta: event.Meta(event.ID("protect", ref.Instance, ref.Database, now.String()), "", now),
-			Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1}
+			Database: ref, Policy: req.Policy, RequestedBy: "user", Attempt: 1, Vault: vault}
 		if err := s.publish(r.Context(), cofferv1.SubjectProtectionRequested, ev, ev.Meta.EventId); err != nil {
 			s.unavailable(w, r, fmt.Errorf("protection of %d of %d databases requested, then: %w", i, len(refs), err))
 			return
 		}
-		out.Protected = append(out.Protected, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy})
+		out.Protected = append(out.Protected, DatabaseRequest{Instance: ref.Instance, Database: ref.Database, Policy: req.Policy, Vault: vault})
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "protection requested", "databases", len(refs), "policy", req.Policy)
 	writeJSON(w, http.StatusAccepted, out)

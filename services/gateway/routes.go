@@ -49,6 +49,8 @@ var routes = []route{
 	{"POST", "/api/v1/restores", RoleOperator, (*Service).restore},
 	{"POST", "/api/v1/verifications", RoleOperator, (*Service).verify},
 	{"POST", "/api/v1/catalog/rebuild", RoleAdmin, (*Service).rebuild},
+	{"GET", "/api/v1/vaults", RoleViewer, (*Service).listVaults},
+	{"POST", "/api/v1/vaults", RoleAdmin, (*Service).createVault},
 
 	{"GET", "/api/v1/jobs", RoleViewer, (*Service).listJobs},
 	{"GET", "/api/v1/jobs/{id}", RoleViewer, (*Service).getJob},

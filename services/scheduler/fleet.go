@@ -258,8 +258,9 @@ func (f *fleet) applyProtected(u catalog.Update) error {
 		if err := u.Decode(item); err != nil {
 			return err
 		}
-		// ticks use its state and policy, RPOLag when it was protected
-		item = &cofferv1.ProtectedItem{State: item.GetState(), Policy: item.GetPolicy(), ProtectedAt: item.GetProtectedAt()}
+		// ticks use its state, policy and vault, RPOLag when it was
+		// protected
+		item = &cofferv1.ProtectedItem{State: item.GetState(), Policy: item.GetPolicy(), ProtectedAt: item.GetProtectedAt(), Vault: item.GetVault()}
 		if proto.Equal(item, f.items[u.Key]) {
 			return nil
 		}

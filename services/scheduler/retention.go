@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,7 +63,15 @@ func (s *Service) sweepRetention(ctx context.Context, now time.Time) error {
 			continue
 		}
 		sort.Strings(expire)
-		id := event.ID("expire", d.ref.GetInstance(), d.ref.GetDatabase(), strings.Join(expire, ","))
+		// the latest expiry among them tells apart a later expiry of the
+		// same points: those kept on in a copy expire again when it ends
+		var latest time.Time
+		for _, pt := range d.points {
+			if slices.Contains(expire, pt.ID) && pt.Expires.After(latest) {
+				latest = pt.Expires
+			}
+		}
+		id := event.ID("expire", d.ref.GetInstance(), d.ref.GetDatabase(), strings.Join(expire, ","), latest.UTC().Format(time.RFC3339Nano))
 		ev := &cofferv1.RecoveryPointsExpired{Meta: event.Meta(id, event.DerivedJobID(now, "expire", id), now),
 			Database: d.ref, RecoveryPoints: expire}
 		if err := s.bus.Publish(ctx, cofferv1.SubjectRecoveryPointsExpired, ev, id); err != nil {

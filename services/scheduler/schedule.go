@@ -307,7 +307,7 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 	if err != nil {
 		return false, err
 	}
-	if err := s.requeueLost(ctx, lost, ref, db, p, listed); err != nil {
+	if err := s.requeueLost(ctx, lost, ref, db, p, listed, item.GetVault()); err != nil {
 		return false, err
 	}
 	if len(ended) == 0 && !needsUpdate(listed, db, p, now) {
@@ -468,7 +468,7 @@ func (s *Service) tickOne(ctx context.Context, key string, now time.Time, slots 
 		on, refused := s.fleet.route(ref, db, d.typ)
 		jctx, span := s.startJob(ctx, "schedule backup", d.job, ref)
 		span.SetAttributes(attribute.String("backup.type", d.typ.String()), attribute.String("reason", d.reason))
-		out.add(s.backupMessages(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy))
+		out.add(s.backupMessages(jctx, on, refused, d.job, ref, d.typ, d.reason, p.Compression, expect, brokeBy, item.GetVault()))
 		endSpan(span, nil)
 	}
 	return false, nil
@@ -571,7 +571,7 @@ func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState, now
 // schedule is st: the same job, with the same message ids, so that a
 // backup that was queued after all (and whose record is only late) is
 // dropped by the streams as a duplicate.
-func (s *Service) requeueLost(ctx context.Context, lost []string, ref *cofferv1.DatabaseRef, db *cofferv1.DatabaseInfo, p *policy.Policy, st *cofferv1.ScheduleState) error {
+func (s *Service) requeueLost(ctx context.Context, lost []string, ref *cofferv1.DatabaseRef, db *cofferv1.DatabaseInfo, p *policy.Policy, st *cofferv1.ScheduleState, vault string) error {
 	for _, job := range lost {
 		typ := cofferv1.BackupType_BACKUP_TYPE_LOG
 		switch job {
@@ -589,7 +589,7 @@ func (s *Service) requeueLost(ctx context.Context, lost []string, ref *cofferv1.
 		on, refused := s.fleet.route(ref, db, typ)
 		jctx, span := s.startJob(ctx, "schedule backup", job, ref)
 		span.SetAttributes(attribute.String("backup.type", typ.String()), attribute.String("reason", "queued again"))
-		err := s.queueOn(jctx, on, refused, job, ref, typ, "scheduled", p.Compression, st, heal)
+		err := s.queueOn(jctx, on, refused, job, ref, typ, "scheduled", p.Compression, st, heal, vault)
 		endSpan(span, err)
 		if err != nil {
 			return err

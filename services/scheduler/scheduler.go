@@ -402,6 +402,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 			ProtectedAt:  timestamppb.New(requested),
 			FirstFullJob: event.DerivedJobID(requested, "first-full", msgID),
 			RequestedBy:  ev.GetRequestedBy(),
+			Vault:        ev.GetVault(),
 		}
 		if _, err := s.protected.Put(ctx, key, &item); err != nil {
 			return err
@@ -409,7 +410,7 @@ func (s *Service) protect(ctx context.Context, msgID string, ev *cofferv1.Protec
 		if err := s.startSchedule(ctx, ref, pol, item.FirstFullJob, s.cfg.Now()); err != nil {
 			return err
 		}
-		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", pol.Compression, nil, ""); err != nil {
+		if err := s.queueBackup(ctx, item.FirstFullJob, ref, cofferv1.BackupType_BACKUP_TYPE_FULL, "first-full", pol.Compression, nil, "", item.GetVault()); err != nil {
 			return err
 		}
 	default:
@@ -492,23 +493,24 @@ func (s *Service) onDemand(ctx context.Context, ev *cofferv1.BackupOnDemandReque
 	if chain.GetNeedsFull() && chain.GetLastFull() != "" && (ev.GetType() == cofferv1.BackupType_BACKUP_TYPE_FULL) {
 		heal = chain.GetNeedsFullReason()
 	}
-	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain, heal)
+	return s.queueBackup(ctx, jobID, ref, ev.GetType(), "on-demand", compress, &chain, heal, item.GetVault())
 }
 
 // queueBackup records the job as queued and puts the work on the queue.
-// chainBreak, on a full, is why the chain it heals broke.
-func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) error {
+// chainBreak, on a full, is why the chain it heals broke; vault is the
+// protection's vault ("": the default).
+func (s *Service) queueBackup(ctx context.Context, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak, vault string) error {
 	on, refused, err := s.route(ctx, ref, typ)
 	if err != nil {
 		return err
 	}
-	return s.queueOn(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak)
+	return s.queueOn(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak, vault)
 }
 
 // queueOn is queueBackup with the backup already routed: on and refused
 // are what route returned for it.
-func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) error {
-	d := s.backupMessages(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak)
+func (s *Service) queueOn(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak, vault string) error {
+	d := s.backupMessages(ctx, on, refused, jobID, ref, typ, reason, compression, chain, chainBreak, vault)
 	if err := s.bus.Publish(ctx, d.queued.Subject, d.queued.Msg, d.queued.ID); err != nil {
 		return err
 	}
@@ -542,7 +544,7 @@ func (d *dispatch) log(ctx context.Context, logger *slog.Logger) {
 
 // backupMessages builds the messages that queue a backup routed to on (or
 // refused), carrying ctx's trace context.
-func (s *Service) backupMessages(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak string) dispatch {
+func (s *Service) backupMessages(ctx context.Context, on, refused, jobID string, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType, reason string, compression policy.Compression, chain *cofferv1.ScheduleState, chainBreak, vault string) dispatch {
 	now := s.cfg.Now()
 	detail := reason
 	if on != "" && on != ref.GetInstance() {
@@ -564,7 +566,7 @@ func (s *Service) backupMessages(ctx context.Context, on, refused, jobID string,
 	c := compression.OrDefault()
 	w := &cofferv1.BackupRequested{Meta: event.Meta(event.ID("backup-work", jobID), jobID, now),
 		Database: ref, Type: typ, Reason: reason, Compression: c != policy.Uncompressed,
-		VaultCompression: string(c), ChainBreak: chainBreak}
+		VaultCompression: string(c), ChainBreak: chainBreak, Vault: vault}
 	if on != ref.GetInstance() {
 		w.ReplicaInstance = on
 	}

@@ -458,7 +458,10 @@ type ProtectionRequested struct {
 	// requested_by is "user" or "autoprotect".
 	RequestedBy string `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	// attempt counts autoprotect's tries, from 1.
-	Attempt       int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// vault names the vault the database's backups go to (coffer vault
+	// create); empty means the default vault.
+	Vault         string `protobuf:"bytes,6,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +529,13 @@ func (x *ProtectionRequested) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *ProtectionRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
 }
 
 // ProtectionConfigured reports a database now protected.
@@ -843,8 +853,11 @@ type BackupRequested struct {
 	// not. The streamer backs up with zstd, and warns, when it does not
 	// know the name.
 	VaultCompression string `protobuf:"bytes,12,opt,name=vault_compression,json=vaultCompression,proto3" json:"vault_compression,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// vault names the vault the backup goes to; empty means the default
+	// vault, as every scheduler before named vaults queued it.
+	Vault         string `protobuf:"bytes,13,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupRequested) Reset() {
@@ -961,6 +974,13 @@ func (x *BackupRequested) GetVaultCompression() string {
 	return ""
 }
 
+func (x *BackupRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
 // RestoreRequested is queued restore work. gateway -> [work queue] ->
 // backup-streamer.
 type RestoreRequested struct {
@@ -998,7 +1018,11 @@ type RestoreRequested struct {
 	// mark_after is the moment of the marked transaction stop_at_mark or
 	// stop_before_mark names: STOPATMARK ... AFTER it, so that the restore
 	// stops at that transaction and not at an earlier one of the same name.
-	MarkAfter     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=mark_after,json=markAfter,proto3" json:"mark_after,omitempty"`
+	MarkAfter *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=mark_after,json=markAfter,proto3" json:"mark_after,omitempty"`
+	// from_vault, when set, restores every point from this vault (the
+	// point's own or one of its copies); empty means each point's own
+	// vault, falling back to a copy when it cannot be read there.
+	FromVault     string `protobuf:"bytes,17,opt,name=from_vault,json=fromVault,proto3" json:"from_vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1145,6 +1169,13 @@ func (x *RestoreRequested) GetMarkAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RestoreRequested) GetFromVault() string {
+	if x != nil {
+		return x.FromVault
+	}
+	return ""
+}
+
 // JobProgress reports progress of a running job. streamer -> committer.
 type JobProgress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1272,7 +1303,10 @@ type BackupStreamed struct {
 	// deletes: a chunk list grows with the backup (about 80 bytes a chunk),
 	// past what a message may carry. Its size, checksum and stripes must be
 	// the event's.
-	Draft         string `protobuf:"bytes,11,opt,name=draft,proto3" json:"draft,omitempty"`
+	Draft string `protobuf:"bytes,11,opt,name=draft,proto3" json:"draft,omitempty"`
+	// vault names the vault the chunks and the draft are in; empty means
+	// the default vault.
+	Vault         string `protobuf:"bytes,12,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1380,6 +1414,13 @@ func (x *BackupStreamed) GetStripes() []*BackupStripe {
 func (x *BackupStreamed) GetDraft() string {
 	if x != nil {
 		return x.Draft
+	}
+	return ""
+}
+
+func (x *BackupStreamed) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -2269,6 +2310,63 @@ func (x *CatalogRebuildRequested) GetPrune() bool {
 	return false
 }
 
+// VaultCreateRequested asks the committer to create a named vault in the
+// store vault describes (its S3 secret key already sealed by the
+// gateway) and to record it in the vaults bucket, as the job meta.job_id.
+// A vault of that name already recorded with the same store is a success
+// (idempotent); with another store, a failure. gateway -> committer.
+type VaultCreateRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Vault         *VaultRecord           `protobuf:"bytes,2,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultCreateRequested) Reset() {
+	*x = VaultCreateRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultCreateRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultCreateRequested) ProtoMessage() {}
+
+func (x *VaultCreateRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultCreateRequested.ProtoReflect.Descriptor instead.
+func (*VaultCreateRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *VaultCreateRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VaultCreateRequested) GetVault() *VaultRecord {
+	if x != nil {
+		return x.Vault
+	}
+	return nil
+}
+
 // VerifyTarget is one test restore: the recovery points applied in order,
 // stopping at stop_at when set.
 type VerifyTarget struct {
@@ -2285,7 +2383,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2395,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2408,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2356,7 +2454,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2466,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2479,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2427,7 +2525,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2537,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2550,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2504,7 +2602,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2614,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2627,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2591,7 +2689,7 @@ type VaultChecked struct {
 
 func (x *VaultChecked) Reset() {
 	*x = VaultChecked{}
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2701,7 @@ func (x *VaultChecked) String() string {
 func (*VaultChecked) ProtoMessage() {}
 
 func (x *VaultChecked) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2714,7 @@ func (x *VaultChecked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultChecked.ProtoReflect.Descriptor instead.
 func (*VaultChecked) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *VaultChecked) GetMeta() *EventMeta {
@@ -2697,7 +2795,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2807,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2820,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2760,7 +2858,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[35]
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2870,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[35]
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2883,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2837,6 +2935,172 @@ func (x *URLCheckResult) GetFix() string {
 	return ""
 }
 
+// CopyRequested is queued copy work: the recovery point's streams read
+// from its vault and written to vault, deduplicated against what vault
+// holds. committer -> [work queue] -> backup-streamer.
+type CopyRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoint string                 `protobuf:"bytes,3,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
+	Vault         string                 `protobuf:"bytes,4,opt,name=vault,proto3" json:"vault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyRequested) Reset() {
+	*x = CopyRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyRequested) ProtoMessage() {}
+
+func (x *CopyRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyRequested.ProtoReflect.Descriptor instead.
+func (*CopyRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CopyRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CopyRequested) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *CopyRequested) GetRecoveryPoint() string {
+	if x != nil {
+		return x.RecoveryPoint
+	}
+	return ""
+}
+
+func (x *CopyRequested) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+// CopyStreamed reports a recovery point's streams written to vault, their
+// chunk list in the draft there; the committer writes the copy's manifest
+// (the commit). backup-streamer -> committer.
+type CopyStreamed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Database      *DatabaseRef           `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
+	RecoveryPoint string                 `protobuf:"bytes,3,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
+	Vault         string                 `protobuf:"bytes,4,opt,name=vault,proto3" json:"vault,omitempty"`
+	Draft         string                 `protobuf:"bytes,5,opt,name=draft,proto3" json:"draft,omitempty"`
+	Size          int64                  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	NewBytes      int64                  `protobuf:"varint,7,opt,name=new_bytes,json=newBytes,proto3" json:"new_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyStreamed) Reset() {
+	*x = CopyStreamed{}
+	mi := &file_coffer_v1_events_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyStreamed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyStreamed) ProtoMessage() {}
+
+func (x *CopyStreamed) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyStreamed.ProtoReflect.Descriptor instead.
+func (*CopyStreamed) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CopyStreamed) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CopyStreamed) GetDatabase() *DatabaseRef {
+	if x != nil {
+		return x.Database
+	}
+	return nil
+}
+
+func (x *CopyStreamed) GetRecoveryPoint() string {
+	if x != nil {
+		return x.RecoveryPoint
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetDraft() string {
+	if x != nil {
+		return x.Draft
+	}
+	return ""
+}
+
+func (x *CopyStreamed) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CopyStreamed) GetNewBytes() int64 {
+	if x != nil {
+		return x.NewBytes
+	}
+	return 0
+}
+
 var File_coffer_v1_events_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_events_proto_rawDesc = "" +
@@ -2870,13 +3134,14 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\bdatabase\x18\x03 \x01(\tR\bdatabase\"y\n" +
 	"\x14AutoprotectRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x127\n" +
-	"\asetting\x18\x02 \x01(\v2\x1d.coffer.v1.AutoprotectSettingR\asetting\"\xc8\x01\n" +
+	"\asetting\x18\x02 \x01(\v2\x1d.coffer.v1.AutoprotectSettingR\asetting\"\xde\x01\n" +
 	"\x13ProtectionRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x03 \x01(\tR\x06policy\x12!\n" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x12\x18\n" +
-	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\x88\x01\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12\x14\n" +
+	"\x05vault\x18\x06 \x01(\tR\x05vault\"\x88\x01\n" +
 	"\x14ProtectionConfigured\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12,\n" +
 	"\x04item\x18\x02 \x01(\v2\x18.coffer.v1.ProtectedItemR\x04item\x12\x18\n" +
@@ -2896,7 +3161,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x17BackupOnDemandRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
-	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xc2\x04\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x15.coffer.v1.BackupTypeR\x04type\"\xd8\x04\n" +
 	"\x0fBackupRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12)\n" +
@@ -2911,7 +3176,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"chainBreak\x12E\n" +
 	"\x1fexpected_differential_base_guid\x18\v \x01(\tR\x1cexpectedDifferentialBaseGuid\x12+\n" +
-	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\"\xea\x04\n" +
+	"\x11vault_compression\x18\f \x01(\tR\x10vaultCompression\x12\x14\n" +
+	"\x05vault\x18\r \x01(\tR\x05vault\"\x89\x05\n" +
 	"\x10RestoreRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12'\n" +
 	"\x0frecovery_points\x18\x02 \x03(\tR\x0erecoveryPoints\x12.\n" +
@@ -2933,7 +3199,9 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x10stop_before_mark\x18\x0e \x01(\tR\x0estopBeforeMark\x12\x16\n" +
 	"\x06latest\x18\x0f \x01(\bR\x06latest\x129\n" +
 	"\n" +
-	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\"\xbf\x02\n" +
+	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\x12\x1d\n" +
+	"\n" +
+	"from_vault\x18\x11 \x01(\tR\tfromVault\"\xbf\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -2943,7 +3211,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\x9d\x03\n" +
+	"backupType\"\xb3\x03\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2957,7 +3225,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"chainBreak\x121\n" +
 	"\astripes\x18\n" +
 	" \x03(\v2\x17.coffer.v1.BackupStripeR\astripes\x12\x14\n" +
-	"\x05draft\x18\v \x01(\tR\x05draft\"V\n" +
+	"\x05draft\x18\v \x01(\tR\x05draft\x12\x14\n" +
+	"\x05vault\x18\f \x01(\tR\x05vault\"V\n" +
 	"\fBackupStripe\x12\x16\n" +
 	"\x06chunks\x18\x01 \x01(\x05R\x06chunks\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1a\n" +
@@ -3019,7 +3288,10 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"Y\n" +
 	"\x17CatalogRebuildRequested\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x14\n" +
-	"\x05prune\x18\x02 \x01(\bR\x05prune\"\xae\x01\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"n\n" +
+	"\x14VaultCreateRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12,\n" +
+	"\x05vault\x18\x02 \x01(\v2\x16.coffer.v1.VaultRecordR\x05vault\"\xae\x01\n" +
 	"\fVerifyTarget\x12'\n" +
 	"\x0frecovery_points\x18\x01 \x03(\tR\x0erecoveryPoints\x123\n" +
 	"\astop_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06stopAt\x12\x14\n" +
@@ -3062,7 +3334,20 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"modeReason\x12\x0e\n" +
 	"\x02ok\x18\x05 \x01(\bR\x02ok\x12\x18\n" +
 	"\aproblem\x18\x06 \x01(\tR\aproblem\x12\x10\n" +
-	"\x03fix\x18\a \x01(\tR\x03fixB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x03fix\x18\a \x01(\tR\x03fix\"\xaa\x01\n" +
+	"\rCopyRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12%\n" +
+	"\x0erecovery_point\x18\x03 \x01(\tR\rrecoveryPoint\x12\x14\n" +
+	"\x05vault\x18\x04 \x01(\tR\x05vault\"\xf0\x01\n" +
+	"\fCopyStreamed\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
+	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12%\n" +
+	"\x0erecovery_point\x18\x03 \x01(\tR\rrecoveryPoint\x12\x14\n" +
+	"\x05vault\x18\x04 \x01(\tR\x05vault\x12\x14\n" +
+	"\x05draft\x18\x05 \x01(\tR\x05draft\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x12\x1b\n" +
+	"\tnew_bytes\x18\a \x01(\x03R\bnewBytesB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_events_proto_rawDescOnce sync.Once
@@ -3076,7 +3361,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -3107,112 +3392,122 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RecoveryPointsDeleteRequested)(nil),   // 26: coffer.v1.RecoveryPointsDeleteRequested
 	(*RecoveryPointsUndeleteRequested)(nil), // 27: coffer.v1.RecoveryPointsUndeleteRequested
 	(*CatalogRebuildRequested)(nil),         // 28: coffer.v1.CatalogRebuildRequested
-	(*VerifyTarget)(nil),                    // 29: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),                 // 30: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),                    // 31: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),                 // 32: coffer.v1.VerifyCompleted
-	(*VaultChecked)(nil),                    // 33: coffer.v1.VaultChecked
-	(*URLCheckRequested)(nil),               // 34: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),                  // 35: coffer.v1.URLCheckResult
-	(*EventMeta)(nil),                       // 36: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 37: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 38: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 39: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 40: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 41: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 42: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 43: google.protobuf.Timestamp
-	(JobKind)(0),                            // 44: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 45: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 46: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 47: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 48: coffer.v1.PolicyRecord
+	(*VaultCreateRequested)(nil),            // 29: coffer.v1.VaultCreateRequested
+	(*VerifyTarget)(nil),                    // 30: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),                 // 31: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),                    // 32: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),                 // 33: coffer.v1.VerifyCompleted
+	(*VaultChecked)(nil),                    // 34: coffer.v1.VaultChecked
+	(*URLCheckRequested)(nil),               // 35: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 36: coffer.v1.URLCheckResult
+	(*CopyRequested)(nil),                   // 37: coffer.v1.CopyRequested
+	(*CopyStreamed)(nil),                    // 38: coffer.v1.CopyStreamed
+	(*EventMeta)(nil),                       // 39: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 40: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 41: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 42: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 43: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 44: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 45: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 46: google.protobuf.Timestamp
+	(JobKind)(0),                            // 47: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 48: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 49: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 50: coffer.v1.RecoveryPoint
+	(*PolicyRecord)(nil),                    // 51: coffer.v1.PolicyRecord
+	(*VaultRecord)(nil),                     // 52: coffer.v1.VaultRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	36, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	37, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	36, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	38, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	36, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	38, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	38, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	36, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	36, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	36, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	41, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	36, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	40, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	36, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	42, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	36, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	42, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	36, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	40, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	43, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	43, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	36, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	44, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	40, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	40, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	42, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	36, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	40, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	45, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	46, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	39, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	40, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	39, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	41, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	39, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	41, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	41, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	39, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	39, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	42, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	39, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	44, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	39, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	43, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	39, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	45, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	39, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	45, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	39, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	43, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	46, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	46, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	39, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	47, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	43, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	43, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	45, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	39, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	43, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	48, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	49, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	36, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	47, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	36, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	40, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	40, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	36, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	44, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	40, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	42, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	40, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	36, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	44, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	40, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	42, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	40, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	36, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	36, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	48, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	36, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	36, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	40, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	36, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	40, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	36, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	36, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 69: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	43, // 70: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	36, // 71: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	40, // 72: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	29, // 73: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	43, // 74: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	36, // 75: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	40, // 76: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	31, // 77: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	36, // 78: coffer.v1.VaultChecked.meta:type_name -> coffer.v1.EventMeta
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	39, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	50, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	39, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	43, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	43, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	39, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	47, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	43, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	45, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	43, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	39, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	47, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	43, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	45, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	43, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	39, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	39, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	51, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	39, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	43, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	39, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	43, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	39, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	39, // 69: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
+	52, // 70: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
+	46, // 71: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	46, // 72: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	39, // 73: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 74: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	30, // 75: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	46, // 76: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	39, // 77: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	43, // 78: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	32, // 79: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	39, // 80: coffer.v1.VaultChecked.meta:type_name -> coffer.v1.EventMeta
+	39, // 81: coffer.v1.CopyRequested.meta:type_name -> coffer.v1.EventMeta
+	43, // 82: coffer.v1.CopyRequested.database:type_name -> coffer.v1.DatabaseRef
+	39, // 83: coffer.v1.CopyStreamed.meta:type_name -> coffer.v1.EventMeta
+	43, // 84: coffer.v1.CopyStreamed.database:type_name -> coffer.v1.DatabaseRef
+	85, // [85:85] is the sub-list for method output_type
+	85, // [85:85] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3227,7 +3522,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

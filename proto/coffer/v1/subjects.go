@@ -50,10 +50,16 @@ const (
 	// SubjectVaultChecked carries the result of a `coffer vault check`
 	// run with NATS.
 	SubjectVaultChecked = "coffer.evt.vault.checked"
+	// SubjectVaultCreate carries VaultCreateRequested to the committer.
+	SubjectVaultCreate = "coffer.job.vault.create"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"
 	SubjectWorkVerify  = "coffer.work.verify"
+	// SubjectWorkCopy carries CopyRequested; SubjectCopyStreamed its
+	// outcome to the committer.
+	SubjectWorkCopy     = "coffer.work.copy"
+	SubjectCopyStreamed = "coffer.job.copied"
 
 	// SubjectURLCheck carries URLCheckRequested to one backup-streamer,
 	// which answers with URLCheckResult: a request over core NATS, outside
@@ -74,6 +80,8 @@ const (
 	BucketAudit           = "audit"
 	BucketAlerts          = "alerts"
 	BucketAlertSettings   = "alert_settings"
+	// BucketVaults holds the named vaults (VaultRecord, key: the name).
+	BucketVaults = "vaults"
 )
 
 // StreamFor returns the stream that holds subject, or "" for a subject no

@@ -93,6 +93,11 @@ const (
 	// JOB_KIND_REBUILD recreates the catalog's recovery points from the
 	// vault (coffer vault rebuild).
 	JobKind_JOB_KIND_REBUILD JobKind = 7
+	// JOB_KIND_VAULT_CREATE creates a named vault (coffer vault create NAME).
+	JobKind_JOB_KIND_VAULT_CREATE JobKind = 8
+	// JOB_KIND_COPY copies a recovery point to a second vault (a policy's
+	// copy rule).
+	JobKind_JOB_KIND_COPY JobKind = 9
 )
 
 // Enum value maps for JobKind.
@@ -106,16 +111,20 @@ var (
 		5: "JOB_KIND_DELETE",
 		6: "JOB_KIND_VERIFY",
 		7: "JOB_KIND_REBUILD",
+		8: "JOB_KIND_VAULT_CREATE",
+		9: "JOB_KIND_COPY",
 	}
 	JobKind_value = map[string]int32{
-		"JOB_KIND_UNSPECIFIED": 0,
-		"JOB_KIND_BACKUP":      1,
-		"JOB_KIND_RESTORE":     2,
-		"JOB_KIND_PROTECT":     3,
-		"JOB_KIND_DISCOVER":    4,
-		"JOB_KIND_DELETE":      5,
-		"JOB_KIND_VERIFY":      6,
-		"JOB_KIND_REBUILD":     7,
+		"JOB_KIND_UNSPECIFIED":  0,
+		"JOB_KIND_BACKUP":       1,
+		"JOB_KIND_RESTORE":      2,
+		"JOB_KIND_PROTECT":      3,
+		"JOB_KIND_DISCOVER":     4,
+		"JOB_KIND_DELETE":       5,
+		"JOB_KIND_VERIFY":       6,
+		"JOB_KIND_REBUILD":      7,
+		"JOB_KIND_VAULT_CREATE": 8,
+		"JOB_KIND_COPY":         9,
 	}
 )
 
@@ -858,8 +867,11 @@ type ProtectedItem struct {
 	LastError   string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ProtectedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=protected_at,json=protectedAt,proto3" json:"protected_at,omitempty"`
 	// first_full_job is the job of the first full backup after protection.
-	FirstFullJob  string `protobuf:"bytes,6,opt,name=first_full_job,json=firstFullJob,proto3" json:"first_full_job,omitempty"`
-	RequestedBy   string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	FirstFullJob string `protobuf:"bytes,6,opt,name=first_full_job,json=firstFullJob,proto3" json:"first_full_job,omitempty"`
+	RequestedBy  string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// vault names the vault the database's backups go to; empty means the
+	// default vault.
+	Vault         string `protobuf:"bytes,8,opt,name=vault,proto3" json:"vault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +951,13 @@ func (x *ProtectedItem) GetFirstFullJob() string {
 func (x *ProtectedItem) GetRequestedBy() string {
 	if x != nil {
 		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ProtectedItem) GetVault() string {
+	if x != nil {
+		return x.Vault
 	}
 	return ""
 }
@@ -1422,10 +1441,17 @@ type RecoveryPoint struct {
 	// undelete brings it back, until purge_after; the first garbage
 	// collection after that deletes it for good. deleted_by says who asked,
 	// delete_job_id which job marked it.
-	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
-	DeletedBy     string                 `protobuf:"bytes,20,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
-	PurgeAfter    *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=purge_after,json=purgeAfter,proto3" json:"purge_after,omitempty"`
-	DeleteJobId   string                 `protobuf:"bytes,22,opt,name=delete_job_id,json=deleteJobId,proto3" json:"delete_job_id,omitempty"`
+	DeletedAt   *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	DeletedBy   string                 `protobuf:"bytes,20,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
+	PurgeAfter  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=purge_after,json=purgeAfter,proto3" json:"purge_after,omitempty"`
+	DeleteJobId string                 `protobuf:"bytes,22,opt,name=delete_job_id,json=deleteJobId,proto3" json:"delete_job_id,omitempty"`
+	// vault names the vault the point's manifest and chunks are in; empty
+	// means the default vault (every point committed before vaults had
+	// names is there).
+	Vault string `protobuf:"bytes,23,opt,name=vault,proto3" json:"vault,omitempty"`
+	// copies are the point's second copies, in other vaults: planned at the
+	// commit from the policy's copy rule, made (committed_at set) once due.
+	Copies        []*RecoveryPointCopy `protobuf:"bytes,24,rep,name=copies,proto3" json:"copies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1614,6 +1640,102 @@ func (x *RecoveryPoint) GetDeleteJobId() string {
 	return ""
 }
 
+func (x *RecoveryPoint) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *RecoveryPoint) GetCopies() []*RecoveryPointCopy {
+	if x != nil {
+		return x.Copies
+	}
+	return nil
+}
+
+// RecoveryPointCopy is a copy of a recovery point in another vault, with
+// its own retention. The copy's manifest has the point's id; it is
+// written last, so a copy without one does not exist.
+type RecoveryPointCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vault string                 `protobuf:"bytes,1,opt,name=vault,proto3" json:"vault,omitempty"`
+	// due_at is when the copy is to be made (the point's time plus the
+	// rule's delay); expires_at when it is deleted.
+	DueAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// committed_at is set once the copy's manifest is written.
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoveryPointCopy) Reset() {
+	*x = RecoveryPointCopy{}
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPointCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPointCopy) ProtoMessage() {}
+
+func (x *RecoveryPointCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPointCopy.ProtoReflect.Descriptor instead.
+func (*RecoveryPointCopy) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RecoveryPointCopy) GetVault() string {
+	if x != nil {
+		return x.Vault
+	}
+	return ""
+}
+
+func (x *RecoveryPointCopy) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
+func (x *RecoveryPointCopy) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 // Verification is the outcome of a test restore: the point restored to a
 // scratch database, checked (DBCC CHECKDB) and dropped.
 type Verification struct {
@@ -1633,7 +1755,7 @@ type Verification struct {
 
 func (x *Verification) Reset() {
 	*x = Verification{}
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1767,7 @@ func (x *Verification) String() string {
 func (*Verification) ProtoMessage() {}
 
 func (x *Verification) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[11]
+	mi := &file_coffer_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1780,7 @@ func (x *Verification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verification.ProtoReflect.Descriptor instead.
 func (*Verification) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Verification) GetAt() *timestamppb.Timestamp {
@@ -1730,7 +1852,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1864,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[12]
+	mi := &file_coffer_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1877,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Job) GetId() string {
@@ -1884,7 +2006,7 @@ type PolicyRecord struct {
 
 func (x *PolicyRecord) Reset() {
 	*x = PolicyRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2018,7 @@ func (x *PolicyRecord) String() string {
 func (*PolicyRecord) ProtoMessage() {}
 
 func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[13]
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2031,7 @@ func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
 func (*PolicyRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyRecord) GetName() string {
@@ -1945,7 +2067,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2079,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2092,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PolicySet) GetPolicies() []*PolicyRecord {
@@ -2025,7 +2147,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2159,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2172,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2207,7 +2329,7 @@ type SchedulerLease struct {
 
 func (x *SchedulerLease) Reset() {
 	*x = SchedulerLease{}
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2341,7 @@ func (x *SchedulerLease) String() string {
 func (*SchedulerLease) ProtoMessage() {}
 
 func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2354,7 @@ func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
 func (*SchedulerLease) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SchedulerLease) GetOwner() string {
@@ -2291,7 +2413,7 @@ type AlertState struct {
 
 func (x *AlertState) Reset() {
 	*x = AlertState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2425,7 @@ func (x *AlertState) String() string {
 func (*AlertState) ProtoMessage() {}
 
 func (x *AlertState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2438,7 @@ func (x *AlertState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertState.ProtoReflect.Descriptor instead.
 func (*AlertState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AlertState) GetRule() string {
@@ -2445,7 +2567,7 @@ type AlertSettings struct {
 
 func (x *AlertSettings) Reset() {
 	*x = AlertSettings{}
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2457,7 +2579,7 @@ func (x *AlertSettings) String() string {
 func (*AlertSettings) ProtoMessage() {}
 
 func (x *AlertSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2470,7 +2592,7 @@ func (x *AlertSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
 func (*AlertSettings) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AlertSettings) GetRules() []*AlertRule {
@@ -2498,7 +2620,7 @@ type AlertRule struct {
 
 func (x *AlertRule) Reset() {
 	*x = AlertRule{}
-	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2632,7 @@ func (x *AlertRule) String() string {
 func (*AlertRule) ProtoMessage() {}
 
 func (x *AlertRule) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2645,7 @@ func (x *AlertRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRule.ProtoReflect.Descriptor instead.
 func (*AlertRule) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AlertRule) GetName() string {
@@ -2555,7 +2677,7 @@ type AlertChannel struct {
 
 func (x *AlertChannel) Reset() {
 	*x = AlertChannel{}
-	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	mi := &file_coffer_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2689,7 @@ func (x *AlertChannel) String() string {
 func (*AlertChannel) ProtoMessage() {}
 
 func (x *AlertChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	mi := &file_coffer_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2702,7 @@ func (x *AlertChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertChannel.ProtoReflect.Descriptor instead.
 func (*AlertChannel) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlertChannel) GetName() string {
@@ -2607,6 +2729,187 @@ func (x *AlertChannel) GetUrl() string {
 func (x *AlertChannel) GetTo() []string {
 	if x != nil {
 		return x.To
+	}
+	return nil
+}
+
+// VaultRecord is a named vault (bucket "vaults", owned by the committer):
+// where its store is. Exactly one of dir and s3_endpoint is set. The S3
+// secret key is sealed with the master key (pkg/secret, purpose
+// "vault-credentials"), never stored, logged or returned in the clear.
+// The default vault, the one every process is configured with, has no
+// record.
+type VaultRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// dir is the absolute path of a directory vault.
+	Dir               string                 `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	S3Endpoint        string                 `protobuf:"bytes,3,opt,name=s3_endpoint,json=s3Endpoint,proto3" json:"s3_endpoint,omitempty"`
+	S3Bucket          string                 `protobuf:"bytes,4,opt,name=s3_bucket,json=s3Bucket,proto3" json:"s3_bucket,omitempty"`
+	S3Prefix          string                 `protobuf:"bytes,5,opt,name=s3_prefix,json=s3Prefix,proto3" json:"s3_prefix,omitempty"`
+	S3AccessKey       string                 `protobuf:"bytes,6,opt,name=s3_access_key,json=s3AccessKey,proto3" json:"s3_access_key,omitempty"`
+	SealedS3SecretKey []byte                 `protobuf:"bytes,7,opt,name=sealed_s3_secret_key,json=sealedS3SecretKey,proto3" json:"sealed_s3_secret_key,omitempty"`
+	S3InsecureHttp    bool                   `protobuf:"varint,8,opt,name=s3_insecure_http,json=s3InsecureHttp,proto3" json:"s3_insecure_http,omitempty"`
+	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// job_id is the job that created it.
+	JobId string `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// s3_ca_pem holds the CAs the store's certificate is checked against
+	// (PEM); empty means the system's.
+	S3CaPem       []byte `protobuf:"bytes,11,opt,name=s3_ca_pem,json=s3CaPem,proto3" json:"s3_ca_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultRecord) Reset() {
+	*x = VaultRecord{}
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultRecord) ProtoMessage() {}
+
+func (x *VaultRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultRecord.ProtoReflect.Descriptor instead.
+func (*VaultRecord) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *VaultRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Endpoint() string {
+	if x != nil {
+		return x.S3Endpoint
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Bucket() string {
+	if x != nil {
+		return x.S3Bucket
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3Prefix() string {
+	if x != nil {
+		return x.S3Prefix
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3AccessKey() string {
+	if x != nil {
+		return x.S3AccessKey
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetSealedS3SecretKey() []byte {
+	if x != nil {
+		return x.SealedS3SecretKey
+	}
+	return nil
+}
+
+func (x *VaultRecord) GetS3InsecureHttp() bool {
+	if x != nil {
+		return x.S3InsecureHttp
+	}
+	return false
+}
+
+func (x *VaultRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *VaultRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *VaultRecord) GetS3CaPem() []byte {
+	if x != nil {
+		return x.S3CaPem
+	}
+	return nil
+}
+
+// VaultSet is the committer's copy of the vaults bucket, kept in the
+// default vault, so that a rebuild of a lost catalog finds the named
+// vaults again.
+type VaultSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vaults        []*VaultRecord         `protobuf:"bytes,1,rep,name=vaults,proto3" json:"vaults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaultSet) Reset() {
+	*x = VaultSet{}
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaultSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaultSet) ProtoMessage() {}
+
+func (x *VaultSet) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaultSet.ProtoReflect.Descriptor instead.
+func (*VaultSet) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *VaultSet) GetVaults() []*VaultRecord {
+	if x != nil {
+		return x.Vaults
 	}
 	return nil
 }
@@ -2680,7 +2983,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0edatabase_count\x18\f \x01(\x05R\rdatabaseCount\x12\x1f\n" +
 	"\vbackup_mode\x18\r \x01(\tR\n" +
 	"backupMode\x12'\n" +
-	"\x0fregistration_id\x18\x0e \x01(\tR\x0eregistrationId\"\xb4\x02\n" +
+	"\x0fregistration_id\x18\x0e \x01(\tR\x0eregistrationId\"\xca\x02\n" +
 	"\rProtectedItem\x122\n" +
 	"\bdatabase\x18\x01 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\x120\n" +
@@ -2689,7 +2992,8 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x12=\n" +
 	"\fprotected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vprotectedAt\x12$\n" +
 	"\x0efirst_full_job\x18\x06 \x01(\tR\ffirstFullJob\x12!\n" +
-	"\frequested_by\x18\a \x01(\tR\vrequestedBy\"b\n" +
+	"\frequested_by\x18\a \x01(\tR\vrequestedBy\x12\x14\n" +
+	"\x05vault\x18\b \x01(\tR\x05vault\"b\n" +
 	"\x12AutoprotectSetting\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
@@ -2732,7 +3036,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
 	"\vstored_size\x18\x03 \x01(\x03R\n" +
-	"storedSize\"\xb7\x06\n" +
+	"storedSize\"\x83\a\n" +
 	"\rRecoveryPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -2761,7 +3065,16 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"deleted_by\x18\x14 \x01(\tR\tdeletedBy\x12;\n" +
 	"\vpurge_after\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"purgeAfter\x12\"\n" +
-	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\"\xda\x01\n" +
+	"\rdelete_job_id\x18\x16 \x01(\tR\vdeleteJobId\x12\x14\n" +
+	"\x05vault\x18\x17 \x01(\tR\x05vault\x124\n" +
+	"\x06copies\x18\x18 \x03(\v2\x1c.coffer.v1.RecoveryPointCopyR\x06copies\"\xed\x01\n" +
+	"\x11RecoveryPointCopy\x12\x14\n" +
+	"\x05vault\x18\x01 \x01(\tR\x05vault\x121\n" +
+	"\x06due_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
+	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\"\xda\x01\n" +
 	"\fVerification\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1a\n" +
@@ -2859,14 +3172,31 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06format\x18\x02 \x01(\tR\x06format\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x0e\n" +
-	"\x02to\x18\x04 \x03(\tR\x02to*\x92\x01\n" +
+	"\x02to\x18\x04 \x03(\tR\x02to\"\xfb\x02\n" +
+	"\vVaultRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +
+	"\vs3_endpoint\x18\x03 \x01(\tR\n" +
+	"s3Endpoint\x12\x1b\n" +
+	"\ts3_bucket\x18\x04 \x01(\tR\bs3Bucket\x12\x1b\n" +
+	"\ts3_prefix\x18\x05 \x01(\tR\bs3Prefix\x12\"\n" +
+	"\rs3_access_key\x18\x06 \x01(\tR\vs3AccessKey\x12/\n" +
+	"\x14sealed_s3_secret_key\x18\a \x01(\fR\x11sealedS3SecretKey\x12(\n" +
+	"\x10s3_insecure_http\x18\b \x01(\bR\x0es3InsecureHttp\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
+	"\x06job_id\x18\n" +
+	" \x01(\tR\x05jobId\x12\x1a\n" +
+	"\ts3_ca_pem\x18\v \x01(\fR\as3CaPem\":\n" +
+	"\bVaultSet\x12.\n" +
+	"\x06vaults\x18\x01 \x03(\v2\x16.coffer.v1.VaultRecordR\x06vaults*\x92\x01\n" +
 	"\n" +
 	"BackupType\x12\x1b\n" +
 	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10BACKUP_TYPE_FULL\x10\x01\x12\x1c\n" +
 	"\x18BACKUP_TYPE_DIFFERENTIAL\x10\x02\x12\x13\n" +
 	"\x0fBACKUP_TYPE_LOG\x10\x03\x12\x1e\n" +
-	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xbb\x01\n" +
+	"\x1aBACKUP_TYPE_COPY_ONLY_FULL\x10\x04*\xe9\x01\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_BACKUP\x10\x01\x12\x14\n" +
@@ -2875,7 +3205,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x11JOB_KIND_DISCOVER\x10\x04\x12\x13\n" +
 	"\x0fJOB_KIND_DELETE\x10\x05\x12\x13\n" +
 	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
-	"\x10JOB_KIND_REBUILD\x10\a*\x81\x01\n" +
+	"\x10JOB_KIND_REBUILD\x10\a\x12\x19\n" +
+	"\x15JOB_KIND_VAULT_CREATE\x10\b\x12\x11\n" +
+	"\rJOB_KIND_COPY\x10\t*\x81\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -2901,7 +3233,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -2918,70 +3250,79 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*LogMark)(nil),               // 12: coffer.v1.LogMark
 	(*ChunkRef)(nil),              // 13: coffer.v1.ChunkRef
 	(*RecoveryPoint)(nil),         // 14: coffer.v1.RecoveryPoint
-	(*Verification)(nil),          // 15: coffer.v1.Verification
-	(*Job)(nil),                   // 16: coffer.v1.Job
-	(*PolicyRecord)(nil),          // 17: coffer.v1.PolicyRecord
-	(*PolicySet)(nil),             // 18: coffer.v1.PolicySet
-	(*ScheduleState)(nil),         // 19: coffer.v1.ScheduleState
-	(*SchedulerLease)(nil),        // 20: coffer.v1.SchedulerLease
-	(*AlertState)(nil),            // 21: coffer.v1.AlertState
-	(*AlertSettings)(nil),         // 22: coffer.v1.AlertSettings
-	(*AlertRule)(nil),             // 23: coffer.v1.AlertRule
-	(*AlertChannel)(nil),          // 24: coffer.v1.AlertChannel
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*RecoveryPointCopy)(nil),     // 15: coffer.v1.RecoveryPointCopy
+	(*Verification)(nil),          // 16: coffer.v1.Verification
+	(*Job)(nil),                   // 17: coffer.v1.Job
+	(*PolicyRecord)(nil),          // 18: coffer.v1.PolicyRecord
+	(*PolicySet)(nil),             // 19: coffer.v1.PolicySet
+	(*ScheduleState)(nil),         // 20: coffer.v1.ScheduleState
+	(*SchedulerLease)(nil),        // 21: coffer.v1.SchedulerLease
+	(*AlertState)(nil),            // 22: coffer.v1.AlertState
+	(*AlertSettings)(nil),         // 23: coffer.v1.AlertSettings
+	(*AlertRule)(nil),             // 24: coffer.v1.AlertRule
+	(*AlertChannel)(nil),          // 25: coffer.v1.AlertChannel
+	(*VaultRecord)(nil),           // 26: coffer.v1.VaultRecord
+	(*VaultSet)(nil),              // 27: coffer.v1.VaultSet
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	25, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	25, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	28, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	28, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	25, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	25, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	28, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	28, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	25, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	28, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	25, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	25, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	28, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	28, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	25, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	28, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	25, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	25, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	25, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	25, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
-	25, // 21: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	25, // 22: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
-	1,  // 23: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
-	2,  // 24: coffer.v1.Job.state:type_name -> coffer.v1.JobState
-	5,  // 25: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	25, // 26: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	25, // 27: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 28: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
-	5,  // 29: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	25, // 30: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	17, // 31: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
-	5,  // 32: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	25, // 33: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	25, // 34: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	25, // 35: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	25, // 36: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	25, // 37: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	25, // 38: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	25, // 39: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	1,  // 40: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
-	25, // 41: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
-	25, // 42: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
-	25, // 43: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
-	23, // 44: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
-	24, // 45: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	28, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	28, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
+	28, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	28, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	15, // 21: coffer.v1.RecoveryPoint.copies:type_name -> coffer.v1.RecoveryPointCopy
+	28, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
+	28, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
+	28, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	28, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	1,  // 27: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
+	2,  // 28: coffer.v1.Job.state:type_name -> coffer.v1.JobState
+	5,  // 29: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
+	28, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	28, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 32: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
+	5,  // 33: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
+	28, // 34: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 35: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
+	5,  // 36: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	28, // 37: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	28, // 38: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	28, // 39: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	28, // 40: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	28, // 41: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	28, // 42: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	28, // 43: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	1,  // 44: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
+	28, // 45: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
+	28, // 46: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
+	28, // 47: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
+	24, // 48: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
+	25, // 49: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
+	28, // 50: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	26, // 51: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -2995,7 +3336,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
