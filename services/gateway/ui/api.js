@@ -82,6 +82,15 @@ export function fmtTime(t) {
   return new Date(t).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 }
 
+// fmtMoment writes a moment to the millisecond, as restores take it.
+export function fmtMoment(t) {
+  if (!t) return "";
+  return new Date(t).toLocaleString(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    fractionalSecondDigits: 3, timeZoneName: "short",
+  });
+}
+
 export function fmtBytes(n) {
   if (!n) return "0 B";
   const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

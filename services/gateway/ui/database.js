@@ -1,6 +1,6 @@
 // One database: its recovery-point timeline and restores.
 import { useState } from "preact/hooks";
-import { api, html, usePoll, can, q, Err, Table, fmtTime, fmtBytes, stateClass, wallToUTC, utcToWall, localZone } from "./api.js";
+import { api, html, usePoll, can, q, Err, Table, fmtTime, fmtMoment, fmtBytes, stateClass, wallToUTC, utcToWall, localZone } from "./api.js";
 
 const spans = [["all", 0], ["7 days", 7 * 864e5], ["24 hours", 864e5], ["1 hour", 36e5]];
 const typeStyle = {
@@ -35,7 +35,7 @@ export function Timeline({ points, ranges, picked, onPick }) {
       role="img" aria-label="recovery-point timeline: click a moment to restore to">
       <line x1="0" x2="1000" y1="100" y2="100" stroke="#cbd5e1" />
       ${ranges.map((r) => html`<rect class="range" x=${x(r.from)} width=${Math.max(x(r.to) - x(r.from), 1.5)} y="6" height="94"
-        fill="#16a34a" fill-opacity="0.18" stroke="#16a34a" stroke-opacity="0.5"><title>restorable to any moment from ${fmtTime(r.from)} to ${fmtTime(r.to)}</title></rect>`)}
+        fill="#16a34a" fill-opacity="0.18" stroke="#16a34a" stroke-opacity="0.5"><title>restorable to any moment from ${fmtMoment(r.from)} to ${fmtMoment(r.to)}</title></rect>`)}
       ${points.map((p) => {
         const s = typeStyle[p.type] || typeStyle.log;
         return html`<line class=${"point " + p.type} x1=${x(p.backup_finish)} x2=${x(p.backup_finish)} y1=${s.y} y2="100"
@@ -107,7 +107,7 @@ export function Database({ me, instance, database }) {
       wall=${wall} zone=${zone} onTyped=${typed} timeError=${timeError} instances=${instances.data || []} />` : null}
     <h2>Restorable ranges</h2>
     <${Table} id="ranges" head=${["from", "to", "break after"]}>${rs.map((r) => html`<tr>
-      <td>${fmtTime(r.from)}</td><td>${fmtTime(r.to)}</td><td class="bad">${r.break || ""}</td></tr>`)}<//>
+      <td>${fmtMoment(r.from)}</td><td>${fmtMoment(r.to)}</td><td class="bad">${r.break || ""}</td></tr>`)}<//>
     <h2>Backups</h2>
     <${Table} id="recovery-points" head=${["finished", "type", "size", "new in vault", "id", "chain"]}>${[...pts].reverse().map((p) => html`<tr>
       <td>${fmtTime(p.backup_finish)}</td><td>${p.type}${p.on_demand ? " (on demand)" : ""}</td><td>${fmtBytes(p.size)}</td>
@@ -174,8 +174,8 @@ function Restore({ me, instance, database, picked, wall, zone, onTyped, timeErro
     <button id="restore-plan" disabled=${busy || (!target.latest && (!picked || timeError)) || !target.database} onClick=${check}>Check the plan</button>
     <${Err} error=${error} />
     ${current ? html`<div id="restore-plan-result">
-      <p>The restore applies ${plan.steps ? plan.steps.length : 0} backup(s); <b>${target.instance}/${target.database}</b> will be as of
-        <b>${fmtTime(plan.at || plan.stop_at)}</b>${target.overwrite ? html` <span class="bad">replacing the database there</span>` : null}.</p>
+      <p>The restore applies ${plan.steps ? plan.steps.length : 0} backup(s); <b>${target.instance}/${target.database}</b> will be as
+        of <b>${fmtMoment(plan.at || plan.stop_at)}</b>${target.overwrite ? html` <span class="bad">replacing the database there</span>` : null}.</p>
       <${Table} head=${["#", "type", "taken", "recovery point"]}>${(plan.steps || []).map((s, i) => html`<tr>
         <td>${i + 1}</td><td>${s.type}</td><td>${fmtTime(s.taken)}</td><td class="muted">${s.recovery_point}</td></tr>`)}<//>
       <button id="restore-run" class=${target.overwrite ? "danger" : ""} disabled=${busy} onClick=${run}>Restore</button>
