@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +43,11 @@ func screenshotDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("COFFER_SCREENSHOTS")
 	if dir == "" {
+		// this run's screenshots alone
 		dir = filepath.Join("testdata", "screenshots", t.Name())
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -200,23 +202,10 @@ func (b *browser) signIn(name, password, role string) {
 // and returns the user's own API token.
 func addUser(t *testing.T, api, token, name, role, password string) string {
 	t.Helper()
-	body, _ := json.Marshal(gateway.AddUser{Name: name, Role: role, Password: password, Token: true})
-	req, err := http.NewRequestWithContext(t.Context(), "POST", api+"/api/v1/users", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out gateway.NewToken
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode >= 300 {
-		t.Fatalf("add user %s: %s %v", name, resp.Status, err)
+	req := gateway.AddUser{Name: name, Role: role, Password: password, Token: true}
+	if err := newAPIClient(api, token).do(t.Context(), "POST", "/api/v1/users", req, &out); err != nil {
+		t.Fatalf("add user %s: %v", name, err)
 	}
 	return out.Token
 }
@@ -226,8 +215,8 @@ func addUser(t *testing.T, api, token, name, role, password string) string {
 // admin signs in, adds the instance, protects its databases, backs one
 // up, restores it to a moment picked on the timeline under a new name
 // and sees the job succeed (and the copy hold what the source held
-// then), and meets a policy's validation error next to its field; a
-// viewer then sees no write button.
+// then), and meets a policy's validation error next to its field; an
+// operator then sees no overwrite, and a viewer no write button.
 func TestDashboard(t *testing.T) {
 	h := startHarness(t, harnessOptions{pages: 64})
 	for _, db := range []string{"Sales", "HR"} {
@@ -241,6 +230,7 @@ func TestDashboard(t *testing.T) {
 	const password = "correct horse battery"
 	admin := addUser(t, h.api, "", "ada", "admin", password)
 	addUser(t, h.api, admin, "vic", "viewer", password)
+	addUser(t, h.api, admin, "otto", "operator", password)
 
 	b := newBrowser(t, h.api)
 	b.signIn("ada", password, "admin")
@@ -325,6 +315,15 @@ func TestDashboard(t *testing.T) {
 	b.click(`#policy-save`)
 	b.waitText(`.field-error[data-field="full.hour"]`, "25 is not an hour")
 	b.screenshot("policy-error")
+
+	// an operator may restore, but not over a database
+	b.click(`#whoami button`)
+	b.signIn("otto", password, "operator")
+	b.open("#/db/sql1/Sales", "#restore-plan")
+	b.screenshot("operator-database")
+	if n := b.count("#restore-overwrite"); n != 0 {
+		t.Errorf("an operator sees %d overwrite choices; want none", n)
+	}
 
 	// a viewer sees no write buttons
 	b.click(`#whoami button`)
