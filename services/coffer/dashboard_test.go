@@ -307,6 +307,18 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("Sales_copy holds %s; want Sales as of %v, %s", got, at, want)
 	}
 
+	// the jobs page filters; the overview counts what is protected
+	b.open("#/jobs", "#jobs")
+	b.fill("#job-kind", "restore")
+	b.waitText("#jobs tbody", "sql1/Sales → sql1/Sales_copy")
+	if n := b.count("#jobs tbody tr"); n != 1 {
+		t.Errorf("%d restore jobs listed; want 1", n)
+	}
+	b.screenshot("jobs-restores")
+	b.open("#/", "#overview")
+	b.waitText("#protected-count", "2")
+	b.screenshot("overview-protected")
+
 	// a policy's validation error shows next to its field
 	b.open("#/policies", `#policies tr[data-policy="default"]`)
 	b.screenshot("policies")

@@ -88,27 +88,26 @@ export function Instances({ me }) {
   const [msg, setMsg] = useState(null);
   const [error, setError] = useState(null);
   const [checks, setChecks] = useState({});
-  const act = async (what, fn) => {
+  const act = async (fn) => {
     setError(null);
     setMsg(null);
     try { setMsg(await fn()); ins.reload(); } catch (e) { setError(e); }
-    return what;
   };
   const add = (e) => {
     e.preventDefault();
-    act("add", async () => {
+    act(async () => {
       await api("POST", "/api/v1/instances", form);
       const name = form.name;
       setForm({ name: "", dsn: "", mode: "auto" });
       return `Instance ${name} registered: discovery connects to it now; its health shows below.`;
     });
   };
-  const check = (name) => act("check", async () => {
+  const check = (name) => act(async () => {
     const c = await api("POST", "/api/v1/instances/" + encodeURIComponent(name) + "/check-url");
     setChecks((s) => ({ ...s, [name]: c }));
     return null;
   });
-  const autoprotect = (i, enabled, policy) => act("autoprotect", async () => {
+  const autoprotect = (i, enabled, policy) => act(async () => {
     await api("PUT", "/api/v1/instances/" + encodeURIComponent(i.name) + "/autoprotect", { enabled, policy });
     return `Auto-protection of ${i.name} ${enabled ? "on, with policy " + (policy || "default") : "off"}.`;
   });
@@ -132,7 +131,7 @@ export function Instances({ me }) {
         <td>${can(me, "admin") ? html`<${AutoprotectControl} instance=${i} policies=${pols.data || []} onSet=${autoprotect} />`
           : i.autoprotect ? "on (" + (i.autoprotect_policy || "default") + ")" : "off"}</td>
         <td>${can(me, "operator") ? html`
-          <button class="plain" onClick=${() => act("discover", async () => { await api("POST", "/api/v1/instances/" + encodeURIComponent(i.name) + "/discover"); return `Discovery of ${i.name} asked for.`; })}>Rediscover</button>
+          <button class="plain" onClick=${() => act(async () => { await api("POST", "/api/v1/instances/" + encodeURIComponent(i.name) + "/discover"); return `Discovery of ${i.name} asked for.`; })}>Rediscover</button>
           <button class="plain" onClick=${() => check(i.name)}>Check URL mode</button>` : null}</td>
       </tr>`)}
     <//>`;
