@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,9 +237,22 @@ func TestDashboard(t *testing.T) {
 	b.signIn("ada", password, "admin")
 	b.screenshot("overview")
 
-	// add the instance; discovery tests it and reports it healthy
+	// add the instance; discovery then reports it healthy
 	b.open("#/instances", "#add-instance")
+	// tested before it is saved: a wrong password saves nothing
+	wrong, err := url.Parse(h.simDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.User = url.UserPassword("sa", "not-the-password")
 	b.fill(`#add-instance input[name=name]`, "sql1")
+	b.fill(`#add-instance input[name=dsn]`, wrong.String())
+	b.click(`#add-instance button[type=submit]`)
+	b.waitText("#instance-test", "Login failed")
+	b.screenshot("instance-test-failed")
+	if n := b.count(`#instances tbody tr`); n != 0 {
+		t.Errorf("%d instances listed after a failed test; want none", n)
+	}
 	b.fill(`#add-instance input[name=dsn]`, h.simDSN)
 	b.click(`#add-instance button[type=submit]`)
 	b.waitText(`#instances tr[data-instance="sql1"]`, "healthy")

@@ -93,15 +93,22 @@ export function Instances({ me }) {
     setMsg(null);
     try { setMsg(await fn()); ins.reload(); } catch (e) { setError(e); }
   };
-  const add = (e) => {
-    e.preventDefault();
-    act(async () => {
-      await api("POST", "/api/v1/instances", form);
-      const name = form.name;
-      setForm({ name: "", dsn: "", mode: "auto" });
-      return `Instance ${name} registered: discovery connects to it now; its health shows below.`;
-    });
-  };
+  const [tested, setTested] = useState(null);
+  // add tests the connection first and saves only what passed, unless
+  // told to save anyway (discovery, elsewhere, may reach what the
+  // gateway cannot)
+  const add = (anyway) => act(async () => {
+    const name = form.name;
+    if (!anyway) {
+      const t = await api("POST", "/api/v1/instances", { ...form, test: true });
+      setTested(t);
+      if (!t.healthy) return null;
+    }
+    await api("POST", "/api/v1/instances", form);
+    setForm({ name: "", dsn: "", mode: "auto" });
+    setTested(null);
+    return `Instance ${name} saved: discovery lists its databases now; its health shows below.`;
+  });
   const check = (name) => act(async () => {
     const c = await api("POST", "/api/v1/instances/" + encodeURIComponent(name) + "/check-url");
     setChecks((s) => ({ ...s, [name]: c }));
@@ -112,13 +119,15 @@ export function Instances({ me }) {
     return `Auto-protection of ${i.name} ${enabled ? "on, with policy " + (policy || "default") : "off"}.`;
   });
   return html`<h1>Instances</h1>
-    ${can(me, "admin") ? html`<form class="box" id="add-instance" onSubmit=${add}>
-      <label>Name<input name="name" required value=${form.name} onInput=${(e) => setForm({ ...form, name: e.target.value })} /></label>
+    ${can(me, "admin") ? html`<form class="box" id="add-instance" onSubmit=${(e) => { e.preventDefault(); add(false); }}>
+      <label>Name<input name="name" required value=${form.name} onInput=${(e) => { setForm({ ...form, name: e.target.value }); setTested(null); }} /></label>
       <label>Connection string<input name="dsn" required size="40" autocomplete="off" placeholder="sqlserver://user:password@host:1433"
-        value=${form.dsn} onInput=${(e) => setForm({ ...form, dsn: e.target.value })} /></label>
+        value=${form.dsn} onInput=${(e) => { setForm({ ...form, dsn: e.target.value }); setTested(null); }} /></label>
       <label>Mode<select name="mode" value=${form.mode} onChange=${(e) => setForm({ ...form, mode: e.target.value })}>
         <option value="auto">auto</option><option value="url">url</option><option value="disk">disk</option></select></label>
-      <div><button type="submit">Add instance</button></div>
+      <div><button type="submit">Test and add</button></div>
+      ${tested && !tested.healthy ? html`<div class="error" id="instance-test">Not saved: ${tested.reason}<br/><b>Fix:</b> ${tested.fix}
+        <div><button type="button" class="plain" onClick=${() => add(true)}>Save anyway</button></div></div>` : null}
     </form>` : null}
     <${Err} error=${error || ins.error} />${msg ? html`<p class="notice" id="instances-notice">${msg}</p>` : null}
     <${Table} id="instances" head=${["instance", "health", "server", "databases", "mode", "auto-protection", ""]}>
