@@ -300,6 +300,14 @@ func TestDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the picked moment %q: %v", picked, err)
 	}
+	// the same moment typed as Kolkata's wall clock (UTC+05:30) is the same
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.fill(`#restore-zone`, "Asia/Kolkata")
+	b.fill(`#restore-moment`, at.In(kolkata).Format("2006-01-02 15:04:05.000"))
+	b.waitText(`#restore-utc`, at.UTC().Format("2006-01-02T15:04:05.000Z"))
 	b.fill(`#restore-target`, "Sales_copy")
 	b.click(`#restore-plan`)
 	b.waitText("#restore-plan-result", "sql1/Sales_copy will be as of")
