@@ -216,7 +216,8 @@ func addUser(t *testing.T, api, token, name, role, password string) string {
 // admin signs in, adds the instance, protects its databases, backs one
 // up, restores it to a moment picked on the timeline under a new name
 // and sees the job succeed (and the copy hold what the source held
-// then), and meets a policy's validation error next to its field; an
+// then), sees another tool's log backup marked on the timeline as a
+// chain break, and meets a policy's validation error next to its field; an
 // operator then sees no overwrite, and a viewer no write button.
 func TestDashboard(t *testing.T) {
 	h := startHarness(t, harnessOptions{pages: 64})
@@ -230,6 +231,7 @@ func TestDashboard(t *testing.T) {
 	}
 	const password = "correct horse battery"
 	admin := addUser(t, h.api, "", "ada", "admin", password)
+	h.token = admin // the CLI's, from now on
 	addUser(t, h.api, admin, "vic", "viewer", password)
 	addUser(t, h.api, admin, "otto", "operator", password)
 
@@ -328,6 +330,17 @@ func TestDashboard(t *testing.T) {
 	if got != want {
 		t.Errorf("Sales_copy holds %s; want Sales as of %v, %s", got, at, want)
 	}
+
+	// another tool's log backup breaks the chain: the timeline marks it
+	h.exec("BACKUP LOG [Sales] TO DISK = @p1", filepath.Join(t.TempDir(), "other.trn"))
+	if _, err := h.sim.Commit("Sales", 2); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.coffer("backup", "sql1/Sales", "--type", "log", "--wait")
+	t.Logf("log backup after the foreign one: %v\n%s", err, out)
+	b.open("#/db/sql1/Sales", "#timeline")
+	b.do("wait for the break on the timeline", chromedp.WaitVisible(chromedp.CSS("#timeline line.break")))
+	b.screenshot("chain-break")
 
 	// the jobs page filters; the overview counts what is protected
 	b.open("#/jobs", "#jobs")
