@@ -363,6 +363,22 @@ func TestDashboard(t *testing.T) {
 	b.waitText(`.field-error[data-field="full.hour"]`, "25 is not an hour")
 	b.screenshot("policy-error")
 
+	// a new policy, saved from the form, shows in the list
+	b.open("#/policies/+new", "#policy-name")
+	b.fill("#policy-name", "gold")
+	b.fill("#policy-full-hour", "2")
+	b.click("#policy-save")
+	b.waitText(`#policies tr[data-policy="gold"]`, "daily at 02:00")
+
+	// unprotecting asks first, then stops protecting HR
+	b.open("#/databases", `#databases tr[data-db="sql1/HR"]`)
+	b.click(`#databases tr[data-db="sql1/HR"] input[type=checkbox]`)
+	b.click("#unprotect")
+	b.waitText("#unprotect-confirm", "Stop protecting sql1/HR?")
+	b.click("#unprotect-yes")
+	b.waitText(`#databases tr[data-db="sql1/HR"]`, "unprotected")
+	b.waitText(`#databases tr[data-db="sql1/Sales"]`, "protected (default)")
+
 	// an operator may restore, but not over a database
 	b.click(`#whoami button`)
 	b.signIn("otto", password, "operator")

@@ -163,6 +163,7 @@ export function Databases({ me }) {
   const [picked, setPicked] = useState({});
   const [policy, setPolicy] = useState("");
   const [type, setType] = useState("full");
+  const [confirming, setConfirming] = useState(false);
   const [msg, setMsg] = useState(null);
   const [error, setError] = useState(null);
   const key = (d) => d.instance + "/" + d.name;
@@ -198,13 +199,17 @@ export function Databases({ me }) {
         <label>Policy<select id="protect-policy" value=${policy} onChange=${(e) => setPolicy(e.target.value)}>
           <option value="">default</option>${(pols.data || []).map((p) => html`<option value=${p.name}>${p.name}</option>`)}</select></label>
         <button id="protect" disabled=${!chosen.length} onClick=${protect}>Protect ${chosen.length || ""}</button>
-        ${can(me, "admin") ? html`<button id="unprotect" class="danger" disabled=${!chosen.length} onClick=${unprotect}>Unprotect</button>` : null}
+        ${can(me, "admin") ? html`<button id="unprotect" class="danger" disabled=${!chosen.length} onClick=${() => setConfirming(true)}>Unprotect</button>` : null}
         <label>Backup type<select id="backup-type" value=${type} onChange=${(e) => setType(e.target.value)}>
           <option value="full">full</option><option value="differential">differential</option>
           <option value="log">log</option><option value="copy_only">copy-only full</option></select></label>
         <button id="backup" disabled=${!chosen.length} onClick=${backup}>Back up now</button>
       </div>` : null}
     </div>
+    ${confirming && chosen.length ? html`<div class="notice" id="unprotect-confirm">
+      Stop protecting ${chosen.map(key).join(", ")}? No backup is taken of them from now on; their recovery points are not deleted.
+      <div><button class="danger" id="unprotect-yes" onClick=${() => { setConfirming(false); unprotect(); }}>Unprotect ${chosen.length}</button>
+        <button class="plain" onClick=${() => setConfirming(false)}>Keep them protected</button></div></div>` : null}
     <${Err} error=${error || dbs.error} />${msg ? html`<p class="notice" id="databases-notice">${msg}</p>` : null}
     <${Table} id="databases" head=${[
       can(me, "operator") ? html`<input type="checkbox" aria-label="select all" checked=${all}

@@ -12,7 +12,7 @@ const blank = {
 const sections = { differential: { days: [3], hour: 2, minute: 0 }, log: { every: "15m" } };
 
 export function Policies({ me }) {
-  const pols = usePoll("/api/v1/policies", 10000);
+  const pols = usePoll("/api/v1/policies", 3000);
   return html`<h1>Policies</h1>
     ${can(me, "admin") ? html`<p><a href="#/policies/+new" id="new-policy">New policy</a></p>` : null}
     <${Err} error=${pols.error} />
@@ -114,7 +114,8 @@ export function PolicyEdit({ me, name }) {
       setTexts({});
       setJSON(null);
       setSaved(`Policy ${out.name} saved.`);
-      if (creating) location.hash = "#/policies/" + encodeURIComponent(out.name);
+      // the scheduler stores a new policy a moment later: the list shows it then
+      if (creating) location.hash = "#/policies";
     } catch (err) {
       if (err.status === 400) setErrors(problems(err.message)); else setError(err);
     }
