@@ -65,10 +65,10 @@ type browser struct {
 	shot int
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t *testing.T, chrome, base string) *browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
+		chromedp.ExecPath(chrome),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
@@ -220,6 +220,7 @@ func addUser(t *testing.T, api, token, name, role, password string) string {
 // chain break, and meets a policy's validation error next to its field; an
 // operator then sees no overwrite, and a viewer no write button.
 func TestDashboard(t *testing.T) {
+	chrome := chromium(t) // before anything starts: it may skip
 	h := startHarness(t, harnessOptions{pages: 64})
 	for _, db := range []string{"Sales", "HR"} {
 		if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
@@ -235,7 +236,7 @@ func TestDashboard(t *testing.T) {
 	addUser(t, h.api, admin, "vic", "viewer", password)
 	addUser(t, h.api, admin, "otto", "operator", password)
 
-	b := newBrowser(t, h.api)
+	b := newBrowser(t, chrome, h.api)
 	b.signIn("ada", password, "admin")
 	b.screenshot("overview")
 
