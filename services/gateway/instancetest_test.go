@@ -6,9 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/services/gateway"
@@ -69,12 +67,7 @@ func TestAddInstanceTest(t *testing.T) {
 	if status, out := e.do(t, "POST", "/api/v1/instances", string(body), ""); status != 202 {
 		t.Fatalf("add: %d %s", status, out)
 	}
-	var m *bus.Message
-	select {
-	case m = <-e.got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no registration event")
-	}
+	m := e.next(t, "the registration of sql2")
 	var ev cofferv1.InstanceAddRequested
 	if err := m.Decode(&ev); err != nil || m.Subject != cofferv1.SubjectInstanceAddRequested {
 		t.Fatalf("first event %s: %v; want the registration of sql2", m.Subject, err)
