@@ -11,7 +11,7 @@ PKGS = $(addsuffix /...,$(MODULE_DIRS))
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run test fuzz test-mssql vet bench build fmt-check tools proto proto-check k8s-check k8s-schemas
+.PHONY: run test fuzz test-mssql vet bench build fmt-check tools proto proto-check k8s-check k8s-schemas ui-vendor
 
 ## run: run coffer (every service in one process) with a simulated SQL Server
 run: build
@@ -99,7 +99,14 @@ k8s-check:
 k8s-schemas:
 	cd scripts/k8s-schemas && GOWORK=off $(GO) run . -out ../../deploy/k8s/schemas
 
-## tools: install the pinned external tools the tests need (MinIO, nats-server, tsql, protoc, protoc-gen-go, kubeconform, kustomize)
+## ui-vendor: re-fetch the dashboard's front-end libraries (Preact, htm)
+## at the versions pinned in scripts/vendor-ui.sh from the npm registry
+## into services/gateway/ui/vendor; the files are committed, so neither
+## make run nor make test needs npm
+ui-vendor:
+	scripts/vendor-ui.sh
+
+## tools: install the pinned external tools the tests need (MinIO, nats-server, tsql, protoc, protoc-gen-go, kubeconform, kustomize, Chromium)
 tools:
 	scripts/install-tools.sh
 

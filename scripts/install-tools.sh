@@ -4,8 +4,10 @@
 # test runs a three-node cluster), FreeTDS's tsql (an independent TDS client
 # for the SQL Server simulator's tests), protoc and protoc-gen-go, kubeconform
 # and kustomize (scripts/check-k8s.sh validates deploy/k8s with them,
-# offline). Safe to run again: whatever is already installed at the right
-# version is skipped. Go binaries land in $(go env GOPATH)/bin.
+# offline), and Chromium (the dashboard's browser test drives it headless;
+# Debian's package, unless a chromium is already on PATH). Safe to run
+# again: whatever is already installed at the right version is skipped.
+# Go binaries land in $(go env GOPATH)/bin.
 set -euo pipefail
 
 MINIO_MODULE=github.com/minio/minio
@@ -56,6 +58,11 @@ install_apt_packages() {
 	# make runs the tests; the image has it, but a bare machine might not.
 	if ! command -v make >/dev/null; then
 		missing+=(make)
+	fi
+	# the dashboard's browser test (services/coffer TestDashboard) fails in
+	# CI without a Chromium
+	if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+		missing+=(chromium)
 	fi
 	if ((${#missing[@]} == 0)); then
 		return

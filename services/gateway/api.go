@@ -45,6 +45,11 @@ type AddInstance struct {
 	// SQL Server 2022 and later when the streamer serves an S3 endpoint),
 	// "url" or "disk".
 	Mode string `json:"mode,omitempty"`
+	// Test, when set, registers nothing: the gateway connects with DSN and
+	// answers (200) what it found, the server's name, version and edition
+	// and whether the login is sysadmin, or why it could not connect and
+	// what to do. The dashboard tests an instance so before saving it.
+	Test bool `json:"test,omitempty"`
 }
 
 // URLCheck is the outcome of an instance's URL mode check: whether SQL

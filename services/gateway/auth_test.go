@@ -46,7 +46,7 @@ func TestRoles(t *testing.T) {
 	const public, viewer, operator, admin = gateway.RolePublic, gateway.RoleViewer, gateway.RoleOperator, gateway.RoleAdmin
 	// who may do what, stated here apart from the gateway's route table
 	least := map[string]gateway.Role{
-		"GET /healthz": public, "GET /": public, "GET /api/v1/openapi.json": public,
+		"GET /healthz": public, "GET /": public, "GET /ui/{file...}": public, "GET /api/v1/openapi.json": public,
 		"POST /api/v1/login": public, "POST /api/v1/logout": public,
 		"GET /metrics": viewer, "GET /api/v1/whoami": viewer,
 		"GET /api/v1/instances": viewer, "GET /api/v1/databases": viewer, "GET /api/v1/recovery-points": viewer,

@@ -334,6 +334,11 @@ func (s *Service) addInstance(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid connection string: %v", err)
 		return
 	}
+	if req.Test {
+		defer c.Close()
+		writeJSON(w, http.StatusOK, testInstance(r.Context(), c, req))
+		return
+	}
 	c.Close()
 	now := s.cfg.Now()
 	ev := &cofferv1.InstanceAddRequested{Meta: event.Meta(event.ID("instance-add", req.Name, now.String()), "", now),

@@ -44,6 +44,18 @@ func newEnv(t *testing.T, token string) *env {
 	return e
 }
 
+// next waits up to 10 s for the next event the gateway publishes.
+func (e *env) next(t *testing.T, what string) *bus.Message {
+	t.Helper()
+	select {
+	case m := <-e.got:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no event: want %s", what)
+		return nil
+	}
+}
+
 func (e *env) do(t *testing.T, method, path, body, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, e.srv.URL+path, strings.NewReader(body))
@@ -112,12 +124,7 @@ func TestCredentialsStaySealed(t *testing.T) {
 	if status != 202 || strings.Contains(body, "S3cret") {
 		t.Fatalf("add: %d %s", status, body)
 	}
-	var m *bus.Message
-	select {
-	case m = <-e.got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no registration event")
-	}
+	m := e.next(t, "a registration event")
 	var ev cofferv1.InstanceAddRequested
 	if err := m.Decode(&ev); err != nil {
 		t.Fatal(err)

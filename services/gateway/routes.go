@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 )
 
 // route is one endpoint: how it is served and the least role that may
@@ -21,6 +22,7 @@ type route struct {
 var routes = []route{
 	{"GET", "/healthz", RolePublic, (*Service).healthz},
 	{"GET", "/", RolePublic, (*Service).dashboard},
+	{"GET", "/ui/{file...}", RolePublic, (*Service).uiAsset},
 	{"GET", "/metrics", RoleViewer, (*Service).metrics},
 	{"GET", "/api/v1/openapi.json", RolePublic, (*Service).openAPI},
 
@@ -76,7 +78,11 @@ func (s *Service) Handler() http.Handler {
 		if pattern == "/" {
 			pattern = "/{$}" // the dashboard alone, not every unknown path
 		}
-		mux.Handle(rt.method+" "+pattern, s.guard(rt))
+		h := s.guard(rt)
+		if rt.method == http.MethodGet && strings.HasPrefix(pattern, "/api/") {
+			h = etagged(h)
+		}
+		mux.Handle(rt.method+" "+pattern, h)
 	}
 	return s.traced(mux)
 }
