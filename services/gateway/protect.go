@@ -94,6 +94,18 @@ func (s *Service) resolveMany(r *http.Request, names []string) ([]*cofferv1.Data
 			add(ref)
 			continue
 		}
+		// a database may be named like a pattern ("[", "a*b"): that
+		// database, if it exists, rather than what the pattern matches
+		if ok && instance != "" && database != "" {
+			ref, st, err := s.resolve(r.Context(), instance, database)
+			if st == http.StatusServiceUnavailable {
+				return nil, st, err
+			}
+			if err == nil {
+				add(ref)
+				continue
+			}
+		}
 		if _, err := path.Match(name, ""); err != nil {
 			problems = append(problems, fmt.Sprintf("pattern %s: %v", strconv.Quote(name), err))
 			status = http.StatusBadRequest

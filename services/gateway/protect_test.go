@@ -65,3 +65,30 @@ func TestProtectMany(t *testing.T) {
 		t.Errorf("protection requested for %v, want %v", asked, want)
 	}
 }
+
+// TestProtectNamedLikePatterns: a database whose name a pattern would
+// read otherwise ("[", "[x]", "a*b", all names SQL Server allows) is
+// protected by that name alone, not what the pattern would match.
+func TestProtectNamedLikePatterns(t *testing.T) {
+	e := newEnv(t, "")
+	for _, name := range []string{"[", "[x]", "x", "a*b", "aXb"} {
+		if _, err := e.cat.Bucket(cofferv1.BucketInventory).Put(t.Context(), catalog.Key("sql1", name), &cofferv1.DatabaseInfo{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := e.do(t, "POST", "/api/v1/protect", `{"databases":["sql1/[","sql1/[x]","sql1/a*b"]}`, "")
+	var out gateway.DatabaseRequest
+	if err := json.Unmarshal([]byte(body), &out); status != 202 || err != nil {
+		t.Fatalf("protect: %d %s", status, body)
+	}
+	var got []string
+	for _, p := range out.Protected {
+		got = append(got, p.Database)
+	}
+	if want := []string{"[", "[x]", "a*b"}; !slices.Equal(got, want) {
+		t.Errorf("protected %q, want %q", got, want)
+	}
+	if status, body := e.do(t, "POST", "/api/v1/protect", `{"databases":["sql1/[y"]}`, ""); status < 400 || !strings.Contains(body, "syntax error in pattern") {
+		t.Errorf("protect sql1/[y: %d %s; want a pattern's syntax error", status, body)
+	}
+}
