@@ -147,22 +147,17 @@ func (v *Vault) newReader(ctx context.Context, chunks []ChunkRef, st *Stream) io
 
 // arrive records that f's sealed chunk has been fetched, and opens it if
 // the reader wants it already.
-func (r *reader) arrive(f *fetch) {
-	f.mu.Lock()
-	f.arrived = true
-	open := f.wanted && !f.opening
-	f.opening = f.opening || open
-	f.mu.Unlock()
-	if open {
-		r.open(f)
-	}
-}
+func (r *reader) arrive(f *fetch) { r.mark(f, func() { f.arrived = true }) }
 
 // want marks f as soon to be read, and opens it if it has arrived.
-func (r *reader) want(f *fetch) {
+func (r *reader) want(f *fetch) { r.mark(f, func() { f.wanted = true }) }
+
+// mark updates f's state with set, under its lock, and opens f once it
+// has both arrived and been wanted, once.
+func (r *reader) mark(f *fetch, set func()) {
 	f.mu.Lock()
-	f.wanted = true
-	open := f.arrived && !f.opening
+	set()
+	open := f.arrived && f.wanted && !f.opening
 	f.opening = f.opening || open
 	f.mu.Unlock()
 	if open {
