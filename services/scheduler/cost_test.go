@@ -84,7 +84,10 @@ func TestTickLooksOnlyAtWhatIsDue(t *testing.T) {
 			t.Fatal(err)
 		}
 		looked := int(s.LookedAt() - before)
-		waitUntil(t, 20*time.Second, "every backup queued to be committed and handled", func() bool {
+		// the scheduler handles commits one at a time (MaxAckPending 1):
+		// a few hundred take more than 20 s under the race detector on a
+		// loaded machine, as CI once found
+		waitUntil(t, 90*time.Second, "every backup queued to be committed and handled", func() bool {
 			pending := 0
 			schedules.List(ctx, "", func() proto.Message { return &cofferv1.ScheduleState{} }, func(_ string, m proto.Message) error { //nolint:errcheck // polled again
 				if m.(*cofferv1.ScheduleState).GetPendingLogJob() != "" {
