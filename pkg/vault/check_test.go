@@ -288,13 +288,17 @@ func TestCheckTamperedManifest(t *testing.T) {
 }
 
 // TestCheckUnreferenced deletes m2, leaving c3 unreferenced beside c4, and
-// writes a stream without committing it.
+// writes a stream of one chunk without committing it.
 func TestCheckUnreferenced(t *testing.T) {
 	f := newCheckFixture(t)
 	if err := f.v.DeleteManifest(t.Context(), "m2"); err != nil {
 		t.Fatal(err)
 	}
-	write(t, f.v, sqlPages(50, 0, 16), vault.WriterOptions{})
+	// 56 KiB, one chunk whatever the vault's key (16 pages were one or
+	// two chunks, by the key)
+	if res := write(t, f.v, sqlPages(50, 0, 7), vault.WriterOptions{}); len(res.Chunks) != 1 {
+		t.Fatalf("the uncommitted stream has %d chunks; the test needs 1", len(res.Chunks))
+	}
 	putRaw(t, f.store, "chunks/zz/not-a-chunk", []byte("x")) // not counted
 	for _, mode := range []vault.CheckMode{vault.CheckFast, vault.CheckFull} {
 		want := vault.CheckReport{Mode: mode, Manifests: 1, Chunks: 3, Unreferenced: 3}
