@@ -84,6 +84,13 @@ func ValidateVaultRecord(r *cofferv1.VaultRecord) error {
 	case !s3 && !filepath.IsAbs(r.GetDir()):
 		errs = append(errs, fmt.Errorf("directory %q: want an absolute path", r.GetDir()))
 	}
+	if m := r.GetObjectLock(); m != "" {
+		if _, err := blob.ParseRetentionMode(m); err != nil {
+			errs = append(errs, err)
+		} else if !s3 {
+			errs = append(errs, errors.New("a directory cannot be immutable; Object Lock needs an S3 vault"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -175,8 +182,9 @@ func (v *Vaults) open(ctx context.Context, r *cofferv1.VaultRecord, create bool)
 	// retried for retry's default: the process's --store-retry-for is
 	// the default vault's
 	vs.Logger = v.log.With("vault", r.GetName())
+	lock := blob.RetentionMode(r.GetObjectLock())
 	if create {
-		if err := vs.MakeBucket(ctx, false); err != nil {
+		if err := vs.MakeBucket(ctx, lock != ""); err != nil {
 			return nil, fmt.Errorf("vault %s: %w", r.GetName(), err)
 		}
 	}
@@ -185,6 +193,12 @@ func (v *Vaults) open(ctx context.Context, r *cofferv1.VaultRecord, create bool)
 		return nil, fmt.Errorf("vault %s: %w", r.GetName(), err)
 	}
 	o, err := OpenVault(ctx, store, v.master, create)
+	if err == nil && create && lock != "" && o.ObjectLock() != lock {
+		// the vault's config records the mode; opened again, it locks
+		if err = vault.EnableObjectLock(ctx, store, lock); err == nil {
+			o, err = OpenVault(ctx, store, v.master, false)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: %w", r.GetName(), err)
 	}

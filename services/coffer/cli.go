@@ -220,6 +220,7 @@ func runClient(ctx context.Context, cmd string, args []string, getenv func(strin
 		secretFile := fs.String("s3-secret-key-file", "", "with create: file holding the store's secret key")
 		caFile := fs.String("s3-ca-file", "", "with create: PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
 		fs.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "with create: talk to the store over plain HTTP")
+		fs.StringVar(&vr.ObjectLock, "object-lock", "", "with create: make the S3 vault immutable with S3 Object Lock, in governance or compliance mode")
 		run = func(pos []string) error {
 			switch {
 			case len(pos) > 0 && pos[0] == "create":

@@ -61,9 +61,11 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
   policy list | show NAME | set NAME --file FILE.json | delete NAME
   vault check [--full] [--vault NAME]
                                  every recovery point's chunks exist (--full: and authenticate); --vault: a named vault
-  vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file F])
+  vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file F]
+                    [--object-lock governance|compliance])
                                  a named vault, another place for backups (its S3 secret: COFFER_VAULT_S3_SECRET_KEY
-                                 or --s3-secret-key-file); names are 2 to 50 letters, digits and hyphens
+                                 or --s3-secret-key-file); names are 2 to 50 letters, digits and hyphens;
+                                 --object-lock: immutable, as vault create --object-lock below
   vault list                     the default vault and the named ones
   vault create [--object-lock governance|compliance]
                                  create the vault (coffer up does at its first start); immutable with S3 Object Lock

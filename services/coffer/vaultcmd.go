@@ -29,7 +29,7 @@ import (
 
 const vaultUsage = `usage: coffer vault check [--full] [--vault NAME] [--nats URL] [--data DIR] [--master-key-file FILE]
        coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
-       coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http]
+       coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http] [--object-lock governance|compliance]
        coffer vault list
        coffer vault recover [--data DIR] [--master-key-file FILE]
        coffer vault rebuild [--prune]

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/blob/s3store"
+	"github.com/cofferhq/coffer/pkg/miniotest"
+	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/gateway"
 )
@@ -77,6 +81,14 @@ func TestImmutableVaultRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLocked(t, store, h.key, rp)
+}
+
+// checkLocked checks that the recovery point rp's manifest and packs in
+// store are locked until at least its expiry, so that coffer's own
+// credentials cannot delete them.
+func checkLocked(t *testing.T, store *s3store.Store, masterKey string, rp *gateway.RecoveryPoint) {
+	t.Helper()
 	ctx := t.Context()
 	key := "manifests/" + rp.ID
 	until, err := store.Retention(ctx, key)
@@ -86,7 +98,7 @@ func TestImmutableVaultRoundTrip(t *testing.T) {
 	if err := store.Purge(ctx, key); !errors.Is(err, blob.ErrLocked) {
 		t.Errorf("Purge of the manifest with coffer's credentials = %v; want ErrLocked", err)
 	}
-	master, err := vault.ParseMasterKey(h.key)
+	master, err := vault.ParseMasterKey(masterKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +126,80 @@ func TestImmutableVaultRoundTrip(t *testing.T) {
 			t.Errorf("Purge of pack %s = %v; want ErrLocked", k, err)
 		}
 	}
-	t.Logf("%d packs locked until at least %v", len(packs), *rp.ExpiresAt)
+	t.Logf("manifest and %d packs locked until at least %v; their deletes with coffer's credentials refused", len(packs), *rp.ExpiresAt)
+}
+
+// TestImmutableNamedVault: `coffer vault create NAME --object-lock
+// governance` makes a named S3 vault immutable (a directory, or a mode
+// S3 lacks, is refused); a database protected into it commits its full
+// locked until it expires, and restores exactly from it.
+func TestImmutableNamedVault(t *testing.T) {
+	h := startHarness(t, harnessOptions{})
+	s3 := miniotest.Start(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(s3.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s3Args := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile,
+		"--s3-secret-key-file", secretFile}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vault", "create", "lockdir", "--dir", t.TempDir(), "--object-lock", "governance"}, "Object Lock needs an S3 vault"},
+		{append([]string{"vault", "create", "forever", "--s3-bucket", "forever", "--object-lock", "forever"}, s3Args...), "want governance or compliance"},
+	} {
+		if out, err := h.coffer(c.args...); err == nil || !strings.Contains(out+err.Error(), c.want) {
+			t.Errorf("coffer %s: %v\n%s\nwant an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+	h.mustCoffer(append([]string{"vault", "create", "locked", "--s3-bucket", "locked", "--object-lock", "governance"}, s3Args...)...)
+	vaults := cofferJSON[[]gateway.Vault](h, "vault", "list")
+	if len(vaults) != 2 || vaults[1].Name != "locked" || vaults[1].ObjectLock != "GOVERNANCE" {
+		t.Fatalf("vault list = %+v; want default, then locked in governance mode", vaults)
+	}
+
+	const db = "Sales"
+	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sim.Commit(db, 8); err != nil {
+		t.Fatal(err)
+	}
+	h.register(db)
+	h.mustCoffer("protect", "sql1/"+db, "--vault", "locked")
+	var rp gateway.RecoveryPoint
+	h.eventually("the first full of "+db, func() bool {
+		rps := cofferJSON[[]gateway.RecoveryPoint](h, "rp", "list", "sql1/"+db)
+		if len(rps) == 1 {
+			rp = rps[0]
+		}
+		return len(rps) == 1
+	})
+	if rp.Vault != "locked" || rp.Start == nil || rp.ExpiresAt == nil {
+		t.Fatalf("recovery point %+v; want it in vault locked, with its start and expiry", rp)
+	}
+	want, err := h.sim.ContentHash(db, *rp.Start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := s3store.New(s3store.Config{Endpoint: s3.Endpoint, Bucket: "locked", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey,
+		RootCAs: s3.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLocked(t, store, h.key, &rp)
+
+	if _, err := h.sim.Commit(db, 10); err != nil {
+		t.Fatal(err)
+	}
+	rjob := cofferJSON[gateway.Job](h, "restore", "sql1/"+db, "--point", rp.ID, "--as", "Sales restored", "--wait")
+	if rjob.State != "succeeded" {
+		t.Fatalf("restore job %+v", rjob)
+	}
+	if got, err := h.sim.ContentHash("Sales restored", time.Time{}); err != nil || got != want {
+		t.Fatalf("restored: content hash %s (%v); want the source's as of the backup %s", got, err, want)
+	}
 }
 
 // TestS3PolicyObjectLock: the policy of an immutable vault's user lets it

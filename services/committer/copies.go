@@ -181,7 +181,7 @@ func (s *Service) commitCopy(ctx context.Context, e *cofferv1.CopyStreamed) erro
 	}
 	switch _, err := dst.GetManifest(ctx, rp.GetManifest()); {
 	case err == nil:
-		return nil // committed by an earlier delivery
+		return lockCopy(ctx, dst, rp.GetManifest(), planned) // committed by an earlier delivery
 	case !errors.Is(err, blob.ErrNotExist) && !errors.Is(err, vault.ErrCorrupt):
 		return err
 	}
@@ -220,7 +220,16 @@ func (s *Service) commitCopy(ctx context.Context, e *cofferv1.CopyStreamed) erro
 	if err := dst.DeleteDraft(ctx, e.GetDraft()); err != nil {
 		s.log.WarnContext(ctx, "draft of a committed copy not deleted; garbage collection will", slog.String("draft", e.GetDraft()), slog.Any("error", err))
 	}
-	return nil
+	return lockCopy(ctx, dst, rp.GetManifest(), planned)
+}
+
+// lockCopy locks a committed copy's objects in an immutable target vault
+// until the copy expires, before the point's record says it is copied.
+func lockCopy(ctx context.Context, dst *vault.Vault, manifest string, c *cofferv1.RecoveryPointCopy) error {
+	if dst.ObjectLock() == "" || c.GetExpiresAt() == nil {
+		return nil
+	}
+	return dst.RetainManifest(ctx, manifest, c.GetExpiresAt().AsTime())
 }
 
 // expirePoint ends recovery point id's retention in its vault. A point

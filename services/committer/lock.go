@@ -11,7 +11,6 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
-	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/policy"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -33,21 +32,25 @@ const maxRelocked = 1 << 20
 // this, a full could be deleted while the logs that need it are locked.
 // It runs with each garbage collection, under its lock.
 func (s *Service) relockChains(ctx context.Context, now time.Time) error {
-	if s.vault.ObjectLock() == "" {
-		return nil
+	locked, err := s.lockedVaults(ctx)
+	if err != nil || len(locked) == 0 {
+		return err
 	}
 	byDB := map[string][]policy.Point{}
-	err := s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
+	in := map[string]string{} // a point's vault
+	err = s.rps.List(ctx, "", func() proto.Message { return &cofferv1.RecoveryPoint{} }, func(key string, m proto.Message) error {
 		rp := m.(*cofferv1.RecoveryPoint)
 		pt, err := policy.PointFromRecord(rp)
-		if err != nil || rp.GetManifest() != rp.GetId() || !daemon.IsDefaultVault(rp.GetVault()) {
+		if err != nil || rp.GetManifest() != rp.GetId() {
 			// not understood: the scheduler keeps it, and it stays as
-			// locked as it is; or in a named vault, which is never
-			// immutable (coffer vault create makes none)
+			// locked as it is
 			return nil
 		}
+		// the whole chain, whatever vaults it is in, says how long each
+		// point is needed
 		db := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase())
 		byDB[db] = append(byDB[db], pt)
+		in[pt.ID] = vaultName(rp.GetVault())
 		return nil
 	})
 	if err != nil {
@@ -65,10 +68,13 @@ func (s *Service) relockChains(ctx context.Context, now time.Time) error {
 			if l := s.gc.relocked[pt.ID]; l.After(lock) {
 				lock = l
 			}
-			if !ok || !until.After(lock) || lock.After(now.Add(relockAhead)) {
+			if !ok || !until.After(lock) || lock.After(now.Add(relockAhead)) || !locked[in[pt.ID]] {
 				continue
 			}
-			err := s.vault.RetainManifest(ctx, pt.ID, until)
+			v, err := s.vaultOf(ctx, in[pt.ID])
+			if err == nil {
+				err = v.RetainManifest(ctx, pt.ID, until)
+			}
 			if errors.Is(err, blob.ErrNotExist) {
 				continue // expired meanwhile
 			}
@@ -83,4 +89,24 @@ func (s *Service) relockChains(ctx context.Context, now time.Time) error {
 		s.log.InfoContext(ctx, "locks of recovery points that later ones depend on extended", slog.Int("recovery_points", n))
 	}
 	return nil
+}
+
+// lockedVaults names the immutable vaults ("": the default), which lock
+// what recovery points need. A named vault is immutable if its record
+// says so; one that cannot be opened is left to the commits that use it.
+func (s *Service) lockedVaults(ctx context.Context) (map[string]bool, error) {
+	locked := map[string]bool{}
+	if s.vault.ObjectLock() != "" {
+		locked[""] = true
+	}
+	err := s.vaultRecords.List(ctx, "", func() proto.Message { return &cofferv1.VaultRecord{} }, func(_ string, m proto.Message) error {
+		if r := m.(*cofferv1.VaultRecord); r.GetObjectLock() != "" {
+			locked[r.GetName()] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("relock chains: list vaults: %w", err)
+	}
+	return locked, nil
 }

@@ -110,8 +110,15 @@ func (s *Service) vaultCreate(ctx context.Context, e *cofferv1.VaultCreateReques
 		}
 		return fail(err.Error())
 	}
-	if existing == nil {
+	switch {
+	case existing == nil:
 		if _, err := s.vaultRecords.Create(ctx, catalog.Key(r.GetName()), r); err != nil && !errors.Is(err, catalog.ErrExists) {
+			return err
+		}
+	case r.GetObjectLock() != "" && existing.GetObjectLock() == "":
+		// made immutable now: the record says so from here on
+		existing.ObjectLock = r.GetObjectLock()
+		if _, err := s.vaultRecords.Put(ctx, catalog.Key(r.GetName()), existing); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/daemon"
 	"github.com/cofferhq/coffer/pkg/event"
@@ -33,6 +34,9 @@ type VaultRequest struct {
 	// S3CAPEM is the PEM of the CAs the store's certificate is checked
 	// against; empty means the system's.
 	S3CAPEM string `json:"s3_ca_pem,omitempty"`
+	// ObjectLock makes an S3 vault immutable: "governance" or
+	// "compliance" (S3 Object Lock's modes), or empty.
+	ObjectLock string `json:"object_lock,omitempty"`
 }
 
 // Vault is a vault as GET /api/v1/vaults lists it: where it is, never its
@@ -46,6 +50,9 @@ type Vault struct {
 	S3Bucket   string     `json:"s3_bucket,omitempty"`
 	S3Prefix   string     `json:"s3_prefix,omitempty"`
 	CreatedAt  *time.Time `json:"created_at,omitempty"`
+	// ObjectLock is the Object Lock mode of an immutable named vault
+	// ("GOVERNANCE" or "COMPLIANCE").
+	ObjectLock string `json:"object_lock,omitempty"`
 }
 
 // createVault validates the request, seals the S3 secret key and hands
@@ -60,6 +67,14 @@ func (s *Service) createVault(w http.ResponseWriter, r *http.Request) {
 	rec := &cofferv1.VaultRecord{Name: req.Name, Dir: req.Dir, S3Endpoint: req.S3Endpoint, S3Bucket: req.S3Bucket,
 		S3Prefix: req.S3Prefix, S3AccessKey: req.S3AccessKey, S3InsecureHttp: req.S3InsecureHTTP, S3CaPem: []byte(req.S3CAPEM), CreatedAt: timestamppb.New(now)}
 	err := daemon.ValidateVaultRecord(rec)
+	if req.ObjectLock != "" {
+		mode, lerr := blob.ParseRetentionMode(req.ObjectLock)
+		rec.ObjectLock = string(mode)
+		err = errors.Join(err, lerr)
+		if lerr == nil && req.S3Endpoint == "" {
+			err = errors.Join(err, errors.New("a directory cannot be immutable; Object Lock needs an S3 vault"))
+		}
+	}
 	if req.S3SecretKey != "" && req.S3Endpoint == "" {
 		err = errors.Join(err, errors.New("an S3 secret key is for an S3 vault"))
 	}
@@ -94,7 +109,7 @@ func (s *Service) listVaults(w http.ResponseWriter, r *http.Request) {
 		func(_ string, m proto.Message) error {
 			v := m.(*cofferv1.VaultRecord)
 			out = append(out, Vault{Name: v.GetName(), Dir: v.GetDir(), S3Endpoint: v.GetS3Endpoint(), S3Bucket: v.GetS3Bucket(),
-				S3Prefix: v.GetS3Prefix(), CreatedAt: ts(v.GetCreatedAt())})
+				S3Prefix: v.GetS3Prefix(), CreatedAt: ts(v.GetCreatedAt()), ObjectLock: v.GetObjectLock()})
 			return nil
 		})
 	if err != nil {

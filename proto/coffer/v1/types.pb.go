@@ -2755,7 +2755,12 @@ type VaultRecord struct {
 	JobId string `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// s3_ca_pem holds the CAs the store's certificate is checked against
 	// (PEM); empty means the system's.
-	S3CaPem       []byte `protobuf:"bytes,11,opt,name=s3_ca_pem,json=s3CaPem,proto3" json:"s3_ca_pem,omitempty"`
+	S3CaPem []byte `protobuf:"bytes,11,opt,name=s3_ca_pem,json=s3CaPem,proto3" json:"s3_ca_pem,omitempty"`
+	// object_lock makes an S3 vault immutable: "GOVERNANCE" or
+	// "COMPLIANCE" (S3 Object Lock's modes), or empty. Its bucket is made
+	// with Object Lock, and each recovery point committed into it is locked
+	// until it expires.
+	ObjectLock    string `protobuf:"bytes,12,opt,name=object_lock,json=objectLock,proto3" json:"object_lock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2865,6 +2870,13 @@ func (x *VaultRecord) GetS3CaPem() []byte {
 		return x.S3CaPem
 	}
 	return nil
+}
+
+func (x *VaultRecord) GetObjectLock() string {
+	if x != nil {
+		return x.ObjectLock
+	}
+	return ""
 }
 
 // VaultSet is the committer's copy of the vaults bucket, kept in the
@@ -3172,7 +3184,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06format\x18\x02 \x01(\tR\x06format\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x0e\n" +
-	"\x02to\x18\x04 \x03(\tR\x02to\"\xfb\x02\n" +
+	"\x02to\x18\x04 \x03(\tR\x02to\"\x9c\x03\n" +
 	"\vVaultRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +
@@ -3187,7 +3199,9 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x15\n" +
 	"\x06job_id\x18\n" +
 	" \x01(\tR\x05jobId\x12\x1a\n" +
-	"\ts3_ca_pem\x18\v \x01(\fR\as3CaPem\":\n" +
+	"\ts3_ca_pem\x18\v \x01(\fR\as3CaPem\x12\x1f\n" +
+	"\vobject_lock\x18\f \x01(\tR\n" +
+	"objectLock\":\n" +
 	"\bVaultSet\x12.\n" +
 	"\x06vaults\x18\x01 \x03(\v2\x16.coffer.v1.VaultRecordR\x06vaults*\x92\x01\n" +
 	"\n" +
