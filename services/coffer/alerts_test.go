@@ -117,7 +117,7 @@ func TestAlertOnFailedVaultCheck(t *testing.T) {
 	}
 	corruptChunk(t, h)
 	out, err := check(withNATS...)
-	if err == nil || !strings.Contains(err.Error(), "the vault is damaged") || !strings.Contains(out, "published on NATS") {
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(out, "published on NATS") {
 		t.Fatalf("a check of a corrupted chunk: %v\n%s; want the damage, published", err, out)
 	}
 	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 1 }, posts)

@@ -25,6 +25,18 @@ import (
 // while a restore that insists on the first vault fails.
 func TestSecondCopy(t *testing.T) {
 	h, clk, start := clockedHarness(t)
+	const db = "Ledger"
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// what was left, for a failure that timed out waiting
+		out, _ := h.coffer("rp", "list", "sql1/"+db)
+		t.Logf("at %v, coffer rp list:\n%s", clk.Now(), out)
+		for _, j := range h.jobs() {
+			t.Logf("job %s %s %s: %s %s", j.ID, j.Kind, j.State, j.Detail, j.Error)
+		}
+	})
 	s3 := miniotest.Start(t)
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(s3.SecretKey), 0o600); err != nil {
@@ -35,7 +47,6 @@ func TestSecondCopy(t *testing.T) {
 	firstDir := filepath.Join(t.TempDir(), "first")
 	h.mustCoffer("vault", "create", "first", "--dir", firstDir)
 
-	const db = "Ledger"
 	if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +101,20 @@ func TestSecondCopy(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "full check: 7 recovery points") || !strings.Contains(out.String(), "no damage found") {
 		t.Errorf("coffer vault check --full --vault offsite: %v\n%s\nwant the 7 copies checked, no damage", err, out.String())
 	}
+	// with no --vault, every vault: the default, first and offsite
+	out.Reset()
+	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
+	if err != nil || strings.Count(out.String(), "no damage found") != 3 || !strings.Contains(out.String(), "vault first (") ||
+		!strings.Contains(out.String(), "vault offsite (") || !strings.Contains(out.String(), "3 vaults checked, 0 failed") {
+		t.Errorf("coffer vault check: %v\n%s\nwant the default vault, first and offsite checked, no damage", err, out.String())
+	}
+	// with no --vault, every vault: the default, first and offsite
+	out.Reset()
+	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
+	if err != nil || strings.Count(out.String(), "no damage found") != 3 || !strings.Contains(out.String(), "vault first (") ||
+		!strings.Contains(out.String(), "vault offsite (") || !strings.Contains(out.String(), "3 vaults checked, 0 failed") {
+		t.Errorf("coffer vault check: %v\n%s\nwant the default vault, first and offsite checked, no damage", err, out.String())
+	}
 	restoreExact := func(target string, args ...string) {
 		t.Helper()
 		args = append([]string{"restore", "sql1/" + db, "--time", at.Format(time.RFC3339), "--as", target, "--wait"}, args...)
@@ -104,6 +129,24 @@ func TestSecondCopy(t *testing.T) {
 	if err := os.RemoveAll(firstDir); err != nil {
 		t.Fatal(err)
 	}
+	// the check of every vault fails, naming the lost one, and still
+	// checks the others
+	out.Reset()
+	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "vault first") || strings.Count(out.String(), "no damage found") != 2 ||
+		!strings.Contains(out.String(), "3 vaults checked, 1 failed") {
+		t.Errorf("coffer vault check with vault first lost: %v\n%s\nwant first failed, the default vault and offsite checked clean", err, out.String())
+	}
+	t.Logf("coffer vault check with vault first lost: %v\n%s", err, out.String())
+	// the check of every vault fails, naming the lost one, and still
+	// checks the copy
+	out.Reset()
+	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "vault first") || strings.Count(out.String(), "no damage found") != 2 ||
+		!strings.Contains(out.String(), "3 vaults checked, 1 failed") {
+		t.Errorf("coffer vault check with vault first lost: %v\n%s\nwant first failed, the default vault and offsite checked clean", err, out.String())
+	}
+	t.Logf("coffer vault check with vault first lost: %v\n%s", err, out.String())
 	if out, err := h.coffer("restore", "sql1/"+db, "--time", at.Format(time.RFC3339), "--as", "from the lost vault", "--from-vault", "first", "--wait"); err == nil {
 		t.Errorf("a restore from the deleted vault succeeded:\n%s", out)
 	}

@@ -59,8 +59,9 @@ Talk to a running coffer (--api URL or COFFER_API; --json for scripts):
                                  test restores (latest and a random moment), DBCC CHECKDB, dropped
   jobs [list] | jobs show ID | jobs wait ID
   policy list | show NAME | set NAME --file FILE.json | delete NAME
-  vault check [--full] [--vault NAME]
-                                 every recovery point's chunks exist (--full: and authenticate); --vault: a named vault
+  vault check [--full] [--vault default|NAME]
+                                 every recovery point's chunks exist (--full: and authenticate), in every vault
+                                 (the default, then each named one); --vault: that vault alone
   vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file F]
                     [--object-lock governance|compliance])
                                  a named vault, another place for backups (its S3 secret: COFFER_VAULT_S3_SECRET_KEY

@@ -27,7 +27,7 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-const vaultUsage = `usage: coffer vault check [--full] [--vault NAME] [--nats URL] [--data DIR] [--master-key-file FILE]
+const vaultUsage = `usage: coffer vault check [--full] [--vault default|NAME] [--nats URL] [--data DIR] [--master-key-file FILE]
        coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
        coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http] [--object-lock governance|compliance]
        coffer vault list
@@ -100,18 +100,22 @@ func (c *upConfig) openVault(ctx context.Context, stdout io.Writer) (*vault.Vaul
 }
 
 // runVaultCheck runs `coffer vault check`: it checks that every recovery
-// point's chunks exist (fast) or also authenticate (--full). Damage
-// makes it fail, naming the recovery points it affects. Given NATS
-// (--nats), it publishes the result for the alerter, as NATS user
-// vault-check: a check that found damage or could not finish opens an
-// alert, the next one that passed resolves it.
+// point's chunks exist (fast) or also authenticate (--full), in the
+// default vault and in every named vault the default vault's copy of
+// the vaults records (copies included), or in the one vault --vault
+// names. Damage makes it fail, naming the vault and the recovery points
+// it affects; a named vault that cannot be opened fails it too, after
+// the others are checked. Given NATS (--nats), it publishes each vault's
+// result for the alerter, as NATS user vault-check: a check that found
+// damage or could not finish opens that vault's alert, the next one that
+// passed resolves it.
 func runVaultCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var full bool
 	var name string
 	c, err := parseVaultFlags("check", args, getenv, stderr, func(f *daemon.Flags) {
 		f.FlagSet().BoolVar(&full, "full", false, "read and authenticate every chunk (default: only check that every chunk exists)")
 		f.FlagSet().Lookup("nats").Usage = "URL of the NATS server or cluster to publish the result on, for the alerter (COFFER_NATS_URL; default none: the result is not published)"
-		f.FlagSet().StringVar(&name, "vault", "", "check this named vault (coffer vault list), found through the default vault's record of it (default: the default vault)")
+		f.FlagSet().StringVar(&name, "vault", "", "check this vault alone: default, or a named vault (coffer vault list), found through the default vault's record of it (default: every vault)")
 	})
 	if err != nil {
 		return err
@@ -123,29 +127,70 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 			return err
 		}
 	}
-	v, key, err := c.openVault(ctx, stdout)
+	def, key, err := c.openVault(ctx, stdout)
 	if err != nil {
 		return err
-	}
-	where := vaultWhere(c.store())
-	if !daemon.IsDefaultVault(name) {
-		if v, where, err = openNamedVault(ctx, v, key, name); err != nil {
-			return err
-		}
 	}
 	mode := vault.CheckFast
 	if full {
 		mode = vault.CheckFull
 	}
+	if name != "" && !daemon.IsDefaultVault(name) {
+		v, where, err := openNamedVault(ctx, def, key, name)
+		if err != nil {
+			return err
+		}
+		return checkVault(ctx, v, where, mode, c.common.NATSURL, nopts, stdout)
+	}
+	errs := []error{checkVault(ctx, def, vaultWhere(c.store()), mode, c.common.NATSURL, nopts, stdout)}
+	if name != "" {
+		return errs[0]
+	}
+	recs, err := daemon.VaultRecordsIn(ctx, def)
+	if err != nil {
+		return errors.Join(errs[0], fmt.Errorf("the named vaults are not checked: %w", err))
+	}
+	for _, r := range recs {
+		if ctx.Err() != nil {
+			break
+		}
+		where := r.GetName() + " (" + namedWhere(r.GetDir(), r.GetS3Endpoint(), r.GetS3Bucket(), r.GetS3Prefix()) + ")"
+		fmt.Fprintln(stdout)
+		v, err := daemon.OpenNamed(ctx, r, key)
+		if err != nil {
+			fmt.Fprintf(stdout, "vault %s, %s check: NOT CHECKED: %v\n", where, mode, err)
+			err = fmt.Errorf("not checked: %w", err)
+			ev := &cofferv1.VaultChecked{Vault: where, Mode: mode.String(), Error: err.Error()}
+			errs = append(errs, err, publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout))
+			continue
+		}
+		errs = append(errs, checkVault(ctx, v, where, mode, c.common.NATSURL, nopts, stdout))
+	}
+	if n := len(recs) + 1; n > 1 {
+		failed := 0
+		for _, err := range errs {
+			if err != nil {
+				failed++
+			}
+		}
+		fmt.Fprintf(stdout, "\n%d vaults checked, %d failed\n", n, failed)
+	}
+	return errors.Join(append(errs, ctx.Err())...)
+}
+
+// checkVault checks the vault v, found at where, prints what it found,
+// and publishes the result for the alerter when url names a NATS. It
+// fails on damage, or when the check could not finish.
+func checkVault(ctx context.Context, v *vault.Vault, where string, mode vault.CheckMode, url string, nopts []nats.Option, stdout io.Writer) error {
 	ev := &cofferv1.VaultChecked{Vault: where, Mode: mode.String()}
 	rep, err := v.Check(ctx, vault.CheckOptions{Mode: mode})
 	if err != nil {
-		err = fmt.Errorf("vault check: %w", err)
+		err = fmt.Errorf("vault %s check: %w", where, err)
 		if ctx.Err() != nil {
 			return err // interrupted: not a failure of the vault
 		}
 		ev.Error = err.Error()
-		return errors.Join(err, publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout))
+		return errors.Join(err, publishVaultChecked(ctx, url, nopts, ev, stdout))
 	}
 	ev.RecoveryPoints, ev.Chunks = int64(rep.Manifests), int64(rep.Chunks)
 	fmt.Fprintf(stdout, "vault %s, %s check: %d recovery points, %d chunks", ev.Vault, mode, rep.Manifests, rep.Chunks)
@@ -159,7 +204,7 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 	if rep.OK() {
 		fmt.Fprintln(stdout, "no damage found")
 		ev.Passed = true
-		return publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout)
+		return publishVaultChecked(ctx, url, nopts, ev, stdout)
 	}
 	fmt.Fprintf(stdout, "\nDAMAGE\n")
 	for _, d := range rep.Damaged {
@@ -189,8 +234,8 @@ func runVaultCheck(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "  %s  %s\n", id, name)
 	}
 	fmt.Fprintln(stdout, "\nlater points whose chains pass through them cannot be restored either (coffer rp list shows each chain)")
-	return errors.Join(fmt.Errorf("the vault is damaged: %d recovery points affected", len(affected)),
-		publishVaultChecked(ctx, c.common.NATSURL, nopts, ev, stdout))
+	return errors.Join(fmt.Errorf("vault %s is damaged: %d recovery points affected", where, len(affected)),
+		publishVaultChecked(ctx, url, nopts, ev, stdout))
 }
 
 // publishVaultChecked publishes the check's result on NATS at url for the
