@@ -108,13 +108,6 @@ func TestSecondCopy(t *testing.T) {
 		!strings.Contains(out.String(), "vault offsite (") || !strings.Contains(out.String(), "3 vaults checked, 0 failed") {
 		t.Errorf("coffer vault check: %v\n%s\nwant the default vault, first and offsite checked, no damage", err, out.String())
 	}
-	// with no --vault, every vault: the default, first and offsite
-	out.Reset()
-	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
-	if err != nil || strings.Count(out.String(), "no damage found") != 3 || !strings.Contains(out.String(), "vault first (") ||
-		!strings.Contains(out.String(), "vault offsite (") || !strings.Contains(out.String(), "3 vaults checked, 0 failed") {
-		t.Errorf("coffer vault check: %v\n%s\nwant the default vault, first and offsite checked, no damage", err, out.String())
-	}
 	restoreExact := func(target string, args ...string) {
 		t.Helper()
 		args = append([]string{"restore", "sql1/" + db, "--time", at.Format(time.RFC3339), "--as", target, "--wait"}, args...)
@@ -131,15 +124,6 @@ func TestSecondCopy(t *testing.T) {
 	}
 	// the check of every vault fails, naming the lost one, and still
 	// checks the others
-	out.Reset()
-	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "vault first") || strings.Count(out.String(), "no damage found") != 2 ||
-		!strings.Contains(out.String(), "3 vaults checked, 1 failed") {
-		t.Errorf("coffer vault check with vault first lost: %v\n%s\nwant first failed, the default vault and offsite checked clean", err, out.String())
-	}
-	t.Logf("coffer vault check with vault first lost: %v\n%s", err, out.String())
-	// the check of every vault fails, naming the lost one, and still
-	// checks the copy
 	out.Reset()
 	err = runVault(t.Context(), []string{"check", "--data", h.data}, env, &out, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "vault first") || strings.Count(out.String(), "no damage found") != 2 ||
