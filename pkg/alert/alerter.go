@@ -121,8 +121,8 @@ type Alerter struct {
 	last map[string]chan struct{}
 }
 
-// New returns an alerter keeping its alerts in cat (its `alerts` and
-// `alert_settings` buckets).
+// New returns an alerter keeping its alerts in cat (its `alerts`,
+// `alert_settings` and `alert_rules` buckets).
 func New(cat *catalog.Catalog, cfg Config) (*Alerter, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -203,7 +203,12 @@ func (a *Alerter) Wait() { a.wg.Wait() }
 
 // channels are the flags' channels and the settings'.
 func (a *Alerter) channels(s *cofferv1.AlertSettings) []Channel {
-	out := slices.Clone(a.cfg.Channels)
+	return append(slices.Clone(a.cfg.Channels), a.settingsChannels(s)...)
+}
+
+// settingsChannels are the channels the settings name.
+func (a *Alerter) settingsChannels(s *cofferv1.AlertSettings) []Channel {
+	var out []Channel
 	for _, c := range s.GetChannels() {
 		switch c.GetFormat() {
 		case FormatEmail:
