@@ -92,6 +92,9 @@ type Database struct {
 	ProtectionState string     `json:"protection_state,omitempty"`
 	LastError       string     `json:"last_error,omitempty"`
 	Created         *time.Time `json:"created,omitempty"`
+	// Vault is the named vault a protected database's backups go to;
+	// empty means the default vault.
+	Vault string `json:"vault,omitempty"`
 }
 
 // DatabaseRequest names one database; a protect may name many instead

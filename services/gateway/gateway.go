@@ -425,7 +425,7 @@ func (s *Service) listDatabases(w http.ResponseWriter, r *http.Request) {
 				ReadOnly: d.GetReadOnly(), SizeBytes: d.GetSizeBytes(), Created: ts(d.GetCreateDate())}
 			if p := prot[key]; p != nil {
 				db.Protected = p.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED
-				db.Policy, db.LastError = p.GetPolicy(), p.GetLastError()
+				db.Policy, db.LastError, db.Vault = p.GetPolicy(), p.GetLastError(), p.GetVault()
 				db.ProtectionState = strings.ToLower(strings.TrimPrefix(p.GetState().String(), "PROTECTION_STATE_"))
 			}
 			out = append(out, db)
