@@ -426,6 +426,13 @@ func TestDashboard(t *testing.T) {
 		err := newAPIClient(h.api, admin).do(t.Context(), "GET", "/api/v1/jobs/"+created.JobID, nil, &j)
 		return err == nil && j.State == "succeeded"
 	})
+	// the jobs page filters every kind of job, a vault's creation too
+	b.open("#/jobs", "#jobs")
+	b.fill("#job-kind", "vault-create")
+	b.waitText("#jobs tbody", created.JobID)
+	if n := b.count("#jobs tbody tr"); n != 1 {
+		t.Errorf("%d vault-create jobs listed; want 1", n)
+	}
 	b.open("#/databases", `#databases tr[data-db="sql1/Ops"]`)
 	b.waitText("#protect-vault", "archive")
 	b.fill("#protect-vault", "archive")
