@@ -21,11 +21,7 @@ import (
 // before any protection is asked for: one that names nothing refuses the
 // whole request.
 func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req DatabaseRequest) {
-	if req.Instance != "" || req.Database != "" {
-		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
-		return
-	}
-	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, "protected")
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "protected")
 	if !ok {
 		return
 	}
@@ -54,11 +50,7 @@ func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req Databa
 // for. With DeleteData, each database's recovery points are deleted too
 // (soft), a job each.
 func (s *Service) unprotectMany(w http.ResponseWriter, r *http.Request, req DatabaseRequest) {
-	if req.Instance != "" || req.Database != "" {
-		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
-		return
-	}
-	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, "unprotected")
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "unprotected")
 	if !ok {
 		return
 	}
@@ -80,11 +72,7 @@ func (s *Service) unprotectMany(w http.ResponseWriter, r *http.Request, req Data
 // before any backup is asked for. The answer's Jobs are one per database,
 // in the order of its Databases.
 func (s *Service) backupMany(w http.ResponseWriter, r *http.Request, req BackupRequest, typ cofferv1.BackupType) {
-	if req.Instance != "" || req.Database != "" {
-		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
-		return
-	}
-	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, "backed up")
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "backed up")
 	if !ok {
 		return
 	}
@@ -103,9 +91,13 @@ func (s *Service) backupMany(w http.ResponseWriter, r *http.Request, req BackupR
 }
 
 // resolveManyOrAnswer resolves names as resolveMany does, or answers the
-// request with why it cannot; done says what would have been done
-// ("protected").
-func (s *Service) resolveManyOrAnswer(w http.ResponseWriter, r *http.Request, names []string, done string) ([]*cofferv1.DatabaseRef, bool) {
+// request with why it cannot: a request that names one database too (one)
+// is refused. done says what would have been done ("protected").
+func (s *Service) resolveManyOrAnswer(w http.ResponseWriter, r *http.Request, names []string, one bool, done string) ([]*cofferv1.DatabaseRef, bool) {
+	if one {
+		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
+		return nil, false
+	}
 	refs, status, err := s.resolveMany(r, names)
 	switch {
 	case err == nil:
