@@ -382,6 +382,13 @@ func TestDashboard(t *testing.T) {
 	b.waitText(`#open-alerts tr[data-alert="job_failed.sql1.HR.backup"] span.ok`, "sent")
 	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 1 }, func() string { return fmt.Sprint(hook.Got()) })
 	b.screenshot("alerts")
+	b.open("#/", "#overview")
+	b.waitText("#open-alerts-card", "open alerts")
+	if n := eval[string](b, `document.querySelector("#open-alerts-count").innerText`); n == "0" {
+		t.Errorf("the overview counts %s open alerts while HR's is open", n)
+	}
+	b.click("#open-alerts-card")
+	b.do("the overview's card leads to the alerts", chromedp.WaitVisible(chromedp.CSS("#open-alerts")))
 	h.mustCoffer("backup", "sql1/HR", "--type", "full", "--wait")
 	b.waitText(`#resolved-alerts tr[data-alert="job_failed.sql1.HR.backup"]`, "backup job failed for database [HR] on sql1")
 	b.do("HR's alert leaves the open ones", chromedp.WaitNotPresent(chromedp.CSS(`#open-alerts tr[data-alert="job_failed.sql1.HR.backup"]`)))

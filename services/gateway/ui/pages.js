@@ -43,6 +43,7 @@ export function Overview() {
   const jobs = usePoll("/api/v1/jobs", 5000);
   const rps = usePoll("/api/v1/recovery-points", 10000);
   const pols = usePoll("/api/v1/policies", 30000);
+  const alerts = usePoll("/api/v1/alerts?open=true", 5000);
   const now = Date.now();
   const protectedDbs = (dbs.data || []).filter((d) => d.protected);
   const policies = Object.fromEntries((pols.data || []).map((p) => [p.name, p]));
@@ -65,6 +66,8 @@ export function Overview() {
       <div class="card"><div class="n">${fmtBytes(added)}</div>written to the vault for ${fmtBytes(logical)} of backups
         ${added ? html` (dedup and compression ${(logical / added).toFixed(1)}×)` : null}</div>
       <div class="card"><div class=${"n " + (unhealthy.length ? "bad" : "ok")}>${unhealthy.length}</div>unhealthy instances</div>
+      ${alerts.data ? html`<a class="card" id="open-alerts-card" href="#/alerts"><div class=${"n " + (alerts.data.length ? "bad" : "ok")}
+        id="open-alerts-count">${alerts.data.length}</div>open alerts</a>` : null}
     </div>
     ${unhealthy.length ? html`<h2>Unhealthy instances</h2>
       <${Table} head=${["instance", "problem", "fix"]}>${unhealthy.map((i) => html`<tr>
