@@ -203,12 +203,7 @@ func (a *Alerter) Wait() { a.wg.Wait() }
 
 // channels are the flags' channels and the settings'.
 func (a *Alerter) channels(s *cofferv1.AlertSettings) []Channel {
-	return append(slices.Clone(a.cfg.Channels), a.settingsChannels(s)...)
-}
-
-// settingsChannels are the channels the settings name.
-func (a *Alerter) settingsChannels(s *cofferv1.AlertSettings) []Channel {
-	var out []Channel
+	out := slices.Clone(a.cfg.Channels)
 	for _, c := range s.GetChannels() {
 		switch c.GetFormat() {
 		case FormatEmail:

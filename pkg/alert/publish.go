@@ -86,8 +86,16 @@ func (a *Alerter) Published(settings *cofferv1.AlertSettings) *cofferv1.AlertRul
 	for _, ch := range a.cfg.Channels {
 		out.Channels = append(out.Channels, channelInfo(ch, "flags"))
 	}
-	for _, ch := range a.settingsChannels(settings) {
-		out.Channels = append(out.Channels, channelInfo(ch, "settings"))
+	for _, c := range settings.GetChannels() {
+		info := channelInfo(&Webhook{ChannelName: c.GetName(), URL: c.GetUrl(), Format: c.GetFormat()}, "settings")
+		if c.GetFormat() == FormatEmail {
+			info = &cofferv1.AlertChannelInfo{Name: c.GetName(), Kind: FormatEmail, To: c.GetTo(), Source: "settings",
+				Problem: "no SMTP server: give the alerter --alert-smtp-host"}
+			if a.cfg.SMTP != nil {
+				info = channelInfo(&Mail{ChannelName: c.GetName(), Server: *a.cfg.SMTP, To: c.GetTo()}, "settings")
+			}
+		}
+		out.Channels = append(out.Channels, info)
 	}
 	return out
 }

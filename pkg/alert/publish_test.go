@@ -92,6 +92,20 @@ func TestPublishRules(t *testing.T) {
 	}
 }
 
+// TestPublishedMailWithoutServer: a mail channel of the settings, on an
+// alerter given no SMTP server, is published with the problem, not as a
+// place alerts go.
+func TestPublishedMailWithoutServer(t *testing.T) {
+	env := topologytest.Start(t, bus.Config{})
+	a := newAlerter(t, env.Catalog, alert.Config{})
+	s := alert.DefaultSettings()
+	s.Channels = []*cofferv1.AlertChannel{{Name: "ops-mail", Format: alert.FormatEmail, To: []string{"ops@example.com"}}}
+	got := a.Published(s).GetChannels()
+	if len(got) != 1 || got[0].GetProblem() == "" || got[0].GetHost() != "" || strings.Join(got[0].GetTo(), ",") != "ops@example.com" {
+		t.Errorf("published %v; want the mail channel with its problem", got)
+	}
+}
+
 func channelLines(r *cofferv1.AlertRules) []string {
 	var out []string
 	for _, c := range r.GetChannels() {

@@ -78,6 +78,9 @@ type AlertChannel struct {
 	// Source is flags (the alerter's flags) or settings (the
 	// alert_settings bucket).
 	Source string `json:"source,omitempty"`
+	// Problem says why nothing is sent there (a mail channel with no SMTP
+	// server); empty when alerts go there.
+	Problem string `json:"problem,omitempty"`
 }
 
 func alertFromProto(key string, st *cofferv1.AlertState) Alert {
@@ -164,8 +167,11 @@ func (s *Service) listAlertRules(w http.ResponseWriter, r *http.Request) {
 	out.Published, out.ResolvedRetentionSeconds = true, pub.GetResolvedRetentionSeconds()
 	names := []string{}
 	for _, c := range pub.GetChannels() {
-		out.Channels = append(out.Channels, AlertChannel{Name: c.GetName(), Kind: c.GetKind(), Host: c.GetHost(), To: c.GetTo(), Source: c.GetSource()})
-		names = append(names, c.GetName())
+		out.Channels = append(out.Channels, AlertChannel{Name: c.GetName(), Kind: c.GetKind(), Host: c.GetHost(), To: c.GetTo(),
+			Source: c.GetSource(), Problem: c.GetProblem()})
+		if c.GetProblem() == "" {
+			names = append(names, c.GetName())
+		}
 	}
 	for _, rl := range pub.GetRules() {
 		rule := AlertRule{Name: rl.GetName(), Enabled: rl.GetEnabled(), Description: rl.GetDescription(), Channels: []string{}}

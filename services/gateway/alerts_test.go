@@ -91,7 +91,8 @@ func TestAlerts(t *testing.T) {
 	pub := &cofferv1.AlertRules{ResolvedRetentionSeconds: 86400,
 		Rules: []*cofferv1.AlertRuleInfo{{Name: "job_failed", Enabled: true, Description: "a job failed"}, {Name: "rpo"}},
 		Channels: []*cofferv1.AlertChannelInfo{{Name: "slack-1", Kind: "slack", Host: "hooks.slack.com", Source: "flags"},
-			{Name: "mail", Kind: "email", Host: "smtp.example:587", To: []string{"dba@example.com"}, Source: "settings"}}}
+			{Name: "mail", Kind: "email", Host: "smtp.example:587", To: []string{"dba@example.com"}, Source: "settings"},
+			{Name: "nomail", Kind: "email", To: []string{"ops@example.com"}, Source: "settings", Problem: "no SMTP server"}}}
 	if _, err := e.cat.Bucket(cofferv1.BucketAlertRules).Put(ctx, alert.RulesKey, pub); err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +101,19 @@ func TestAlerts(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &rules); err != nil {
 		t.Fatal(err)
 	}
-	if !rules.Published || rules.ResolvedRetentionSeconds != 86400 || len(rules.Rules) != 2 || len(rules.Channels) != 2 {
+	if !rules.Published || rules.ResolvedRetentionSeconds != 86400 || len(rules.Rules) != 2 || len(rules.Channels) != 3 {
 		t.Fatalf("rules %s; want the published ones", body)
 	}
 	if r := rules.Rules[0]; !r.Enabled || strings.Join(r.Channels, ",") != "slack-1,mail" {
-		t.Errorf("rule %+v; want on, to both channels", r)
+		t.Errorf("rule %+v; want on, to the two channels without a problem", r)
 	}
 	if r := rules.Rules[1]; r.Enabled || len(r.Channels) != 0 {
 		t.Errorf("rule %+v; want off, to no channel", r)
 	}
 	if c := rules.Channels[1]; c.Kind != "email" || c.Host != "smtp.example:587" || strings.Join(c.To, ",") != "dba@example.com" || c.Source != "settings" {
 		t.Errorf("mail channel %+v", c)
+	}
+	if c := rules.Channels[2]; c.Problem != "no SMTP server" {
+		t.Errorf("mail channel without a server %+v; want its problem", c)
 	}
 }

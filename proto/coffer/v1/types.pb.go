@@ -2877,7 +2877,11 @@ type AlertChannelInfo struct {
 	To []string `protobuf:"bytes,4,rep,name=to,proto3" json:"to,omitempty"`
 	// source says where the channel is set: "flags" (the alerter's flags
 	// and environment) or "settings" (the alert_settings bucket).
-	Source        string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// problem says why nothing is sent there: a mail channel of the
+	// settings with no SMTP server given to the alerter. Empty when alerts
+	// go there.
+	Problem       string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2943,6 +2947,13 @@ func (x *AlertChannelInfo) GetTo() []string {
 func (x *AlertChannelInfo) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *AlertChannelInfo) GetProblem() string {
+	if x != nil {
+		return x.Problem
 	}
 	return ""
 }
@@ -3395,13 +3406,14 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\rAlertRuleInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"v\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"\x90\x01\n" +
 	"\x10AlertChannelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04host\x18\x03 \x01(\tR\x04host\x12\x0e\n" +
 	"\x02to\x18\x04 \x03(\tR\x02to\x12\x16\n" +
-	"\x06source\x18\x05 \x01(\tR\x06source\"\xfb\x02\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\"\xfb\x02\n" +
 	"\vVaultRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +

@@ -304,7 +304,7 @@ export function Alerts() {
     <${Table} id="alert-channels" head=${["channel", "kind", "where", "set by"]}>
       ${(r ? r.channels : []).map((c) => html`<tr data-channel=${c.name}>
         <td>${c.name}</td><td>${c.kind}</td>
-        <td>${c.host}${c.to && c.to.length ? html`<br/>to ${c.to.join(", ")}` : null}</td>
+        <td>${c.host}${c.to && c.to.length ? html`<br/>to ${c.to.join(", ")}` : null}${c.problem ? html`<br/><span class="bad">not sent: ${c.problem}</span>` : null}</td>
         <td class="muted">${c.source === "settings" ? "alert settings" : "alerter flags"}</td></tr>`)}
     <//>`}
     ${days ? html`<p class="muted">Resolved alerts are kept ${days} days; a webhook is shown by its host only, since its URL holds its token.</p>` : null}`}`;
