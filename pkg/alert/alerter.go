@@ -121,8 +121,8 @@ type Alerter struct {
 	last map[string]chan struct{}
 }
 
-// New returns an alerter keeping its alerts in cat (its `alerts` and
-// `alert_settings` buckets).
+// New returns an alerter keeping its alerts in cat (its `alerts`,
+// `alert_settings` and `alert_rules` buckets).
 func New(cat *catalog.Catalog, cfg Config) (*Alerter, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -29,12 +29,16 @@ const (
 type Store struct {
 	alerts   *catalog.Bucket
 	settings *catalog.Bucket
+	// rules is where the rules and channels are published, without
+	// secrets.
+	rules *catalog.Bucket
 }
 
-// NewStore returns the store over cat's `alerts` and `alert_settings`
-// buckets (as topology.Setup opens them).
+// NewStore returns the store over cat's `alerts`, `alert_settings` and
+// `alert_rules` buckets (as topology.Setup opens them).
 func NewStore(cat *catalog.Catalog) *Store {
-	return &Store{alerts: cat.Bucket(cofferv1.BucketAlerts), settings: cat.Bucket(cofferv1.BucketAlertSettings)}
+	return &Store{alerts: cat.Bucket(cofferv1.BucketAlerts), settings: cat.Bucket(cofferv1.BucketAlertSettings),
+		rules: cat.Bucket(cofferv1.BucketAlertRules)}
 }
 
 // Settings reads the settings, first writing the defaults when there are

@@ -213,6 +213,21 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteIf removes key's value only if the key's latest revision is rev
+// (the revision a Get or List saw); otherwise it fails with [ErrConflict].
+func (b *Bucket) DeleteIf(ctx context.Context, key string, rev uint64) error {
+	err := b.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if err == nil {
+		return nil
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("delete %s/%s at revision %d: %w", b.name, key, rev, ErrConflict)
+	}
+	return fmt.Errorf("delete %s/%s: %w", b.name, key, err)
+}
+
 func marshal(m proto.Message) ([]byte, error) {
 	if m == nil {
 		return nil, errors.New("nil message")

@@ -140,6 +140,22 @@ func TestBucketCRUD(t *testing.T) {
 		t.Errorf("Get after Put = %q, %v; want v3", got.Value, err)
 	}
 
+	if err := b.DeleteIf(ctx, key, rev2); !errors.Is(err, catalog.ErrConflict) {
+		t.Errorf("DeleteIf at stale revision: err = %v; want ErrConflict", err)
+	}
+	if _, err := b.Get(ctx, key, &got); err != nil || got.Value != "v3" {
+		t.Errorf("Get after a refused DeleteIf = %q, %v; want v3", got.Value, err)
+	}
+	if err := b.DeleteIf(ctx, key, rev3); err != nil {
+		t.Fatalf("DeleteIf at current revision: %v", err)
+	}
+	if _, err := b.Get(ctx, key, &got); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Get after DeleteIf: err = %v; want ErrNotFound", err)
+	}
+	if _, err := b.Put(ctx, key, str("v4")); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := b.Delete(ctx, key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}

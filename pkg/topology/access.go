@@ -141,6 +141,8 @@ var Services = []Access{
 			cofferv1.BucketInstances, cofferv1.BucketInventory, cofferv1.BucketProtected,
 			cofferv1.BucketAutoprotect, cofferv1.BucketRecoveryPoints, cofferv1.BucketJobs,
 			cofferv1.BucketPolicies, cofferv1.BucketVaults,
+			// never alert_settings: its webhook URLs hold tokens
+			cofferv1.BucketAlerts, cofferv1.BucketAlertRules,
 		},
 		Requests: []string{cofferv1.SubjectURLCheck},
 	},
@@ -148,7 +150,7 @@ var Services = []Access{
 		Service:   "alerter",
 		Publishes: []string{cofferv1.SubjectJobFailed},
 		Consumes:  []Consumer{{cofferv1.StreamEvents, "alerter"}, {cofferv1.StreamJobs, "alerter-jobs"}},
-		Writes:    []string{cofferv1.BucketAlerts, cofferv1.BucketAlertSettings},
+		Writes:    []string{cofferv1.BucketAlerts, cofferv1.BucketAlertSettings, cofferv1.BucketAlertRules},
 		Reads:     []string{cofferv1.BucketProtected, cofferv1.BucketSchedule, cofferv1.BucketPolicies},
 	},
 	{

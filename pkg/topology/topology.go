@@ -61,6 +61,7 @@ var Buckets = []catalog.BucketSpec{
 	{Name: cofferv1.BucketAudit, Description: "every request that changed something, or tried to; owner: gateway", TTL: AuditRetention},
 	{Name: cofferv1.BucketAlerts, Description: "open and resolved alerts; owner: alerter"},
 	{Name: cofferv1.BucketAlertSettings, Description: "which alert rules are on and where alerts go; owner: alerter"},
+	{Name: cofferv1.BucketAlertRules, Description: "the alert rules and channels the alerter uses, without secrets, for the dashboard; owner: alerter"},
 	{Name: cofferv1.BucketVaults, Description: "named vaults and where their stores are, S3 secrets sealed; owner: committer"},
 }
 

@@ -81,6 +81,10 @@ func (s *Service) Run(ctx context.Context) error {
 		events.Stop()
 		return fmt.Errorf("alerter: %w", err)
 	}
+	// the dashboard shows the rules from the start, not after an interval
+	if err := s.alerts.PublishRules(ctx); err != nil && ctx.Err() == nil {
+		s.log.ErrorContext(ctx, "alert rules not published", slog.Any("error", err))
+	}
 	ticker := time.NewTicker(s.cfg.Interval)
 	defer ticker.Stop()
 	for done := false; !done; {
@@ -158,10 +162,22 @@ func (s *Service) handler(rules map[string]rule) bus.Handler {
 	}
 }
 
-// Evaluate evaluates the RPO rule over every protected database and
-// sweeps what was left unsent. Run calls it every Config.Interval.
+// Evaluate evaluates the RPO rule over every protected database, sweeps
+// what was left unsent, publishes the rules and channels (the settings
+// may have changed) and deletes the alerts resolved more than
+// alert.ResolvedRetention ago. Run calls it every Config.Interval.
 func (s *Service) Evaluate(ctx context.Context) error {
-	return errors.Join(s.evaluateRPO(ctx), s.alerts.Sweep(ctx))
+	return errors.Join(s.evaluateRPO(ctx), s.alerts.Sweep(ctx), s.alerts.PublishRules(ctx), s.prune(ctx))
+}
+
+// prune deletes the alerts resolved more than alert.ResolvedRetention
+// ago.
+func (s *Service) prune(ctx context.Context) error {
+	n, err := s.alerts.Store().Prune(ctx, s.cfg.Now().Add(-alert.ResolvedRetention))
+	if n > 0 {
+		s.log.InfoContext(ctx, "old resolved alerts deleted", slog.Int("alerts", n))
+	}
+	return err
 }
 
 // evaluateRPO opens the rpo alert of each protected database out of its

@@ -317,3 +317,32 @@ func TestRPO(t *testing.T) {
 		t.Errorf("posts %v; want opened again, then resolved", got[2:])
 	}
 }
+
+// TestRulesPublishedAndOldAlertsPruned: a running alerter publishes its
+// rules and channels for the gateway, and its evaluation deletes an alert
+// resolved longer ago than alert.ResolvedRetention.
+func TestRulesPublishedAndOldAlertsPruned(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	st := &cofferv1.AlertState{Rule: string(alert.ChainBreak), Instance: "sql1", Database: "Gone",
+		OpenedAt:   timestamppb.New(time.Now().Add(-alert.ResolvedRetention - 48*time.Hour)),
+		ResolvedAt: timestamppb.New(time.Now().Add(-alert.ResolvedRetention - time.Hour))}
+	key := catalog.Key(st.Rule, st.Instance, st.Database)
+	alerts := e.nats.Catalog.Bucket(cofferv1.BucketAlerts)
+	if _, err := alerts.Put(ctx, key, st); err != nil {
+		t.Fatal(err)
+	}
+	e.run()
+	var rules cofferv1.AlertRules
+	alerttest.Eventually(t, 10*time.Second, func() bool {
+		_, err := e.nats.Catalog.Bucket(cofferv1.BucketAlertRules).Get(ctx, alert.RulesKey, &rules)
+		return err == nil
+	}, func() string { return "no rules published" })
+	if len(rules.GetRules()) != len(alert.Rules) || len(rules.GetChannels()) != 4 {
+		t.Errorf("published %d rules, %d channels; want %d and 4", len(rules.GetRules()), len(rules.GetChannels()), len(alert.Rules))
+	}
+	alerttest.Eventually(t, 10*time.Second, func() bool {
+		_, err := alerts.Get(ctx, key, &cofferv1.AlertState{})
+		return errors.Is(err, catalog.ErrNotFound)
+	}, func() string { return "the old resolved alert is still there" })
+}

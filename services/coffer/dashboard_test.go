@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cofferhq/coffer/pkg/alert/alerttest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/services/gateway"
 )
@@ -217,12 +218,17 @@ func addUser(t *testing.T, api, token, name, role, password string) string {
 // up, restores it to a moment picked on the timeline under a new name
 // and sees the job succeed (and the copy hold what the source held
 // then), sees another tool's log backup marked on the timeline as a
-// chain break, and meets a policy's validation error next to its field; an
-// operator then sees no overwrite, and a viewer no write button.
+// chain break, sees a failed backup's alert open on the alerts page, sent
+// to the webhook (shown by its host, never its path), then resolved by the
+// next backup, meets a policy's validation error next to its field,
+// protects a database into a named vault picked on the databases page and
+// unprotects two in one request; an operator then sees no overwrite, and a
+// viewer no write button, and the alerts.
 func TestDashboard(t *testing.T) {
-	chrome := chromium(t) // before anything starts: it may skip
-	h := startHarness(t, harnessOptions{pages: 64})
-	for _, db := range []string{"Sales", "HR"} {
+	chrome := chromium(t)             // before anything starts: it may skip
+	hook := alerttest.NewHook(t, nil) // its URL's path stands for a token
+	h := startHarness(t, harnessOptions{pages: 64, args: []string{"--alert-webhook", hook.URL}})
+	for _, db := range []string{"Sales", "HR", "Ops"} {
 		if err := h.sim.CreateDatabase(db, mssqlsim.DatabaseOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -261,14 +267,18 @@ func TestDashboard(t *testing.T) {
 	b.waitText(`#instances tr[data-instance="sql1"]`, "healthy")
 	b.screenshot("instances")
 
-	// protect both databases at once
+	// protect both databases at once, into the vault preselected: the
+	// default
 	b.open("#/databases", "#databases")
 	b.waitText(`#databases tr[data-db="sql1/Sales"]`, "unprotected")
 	b.waitText(`#databases tr[data-db="sql1/HR"]`, "unprotected")
+	if got := eval[string](b, `document.querySelector("#protect-vault").value`); got != "default" {
+		t.Errorf("vault preselected %q; want default", got)
+	}
 	b.click(`#databases tr[data-db="sql1/Sales"] input[type=checkbox]`)
 	b.click(`#databases tr[data-db="sql1/HR"] input[type=checkbox]`)
 	b.click(`#protect`)
-	b.waitText("#databases-notice", "Protection asked for 2 database(s)")
+	b.waitText("#databases-notice", "Protection asked for 2 database(s) into the default vault")
 	b.waitText(`#databases tr[data-db="sql1/Sales"]`, "protected (default)")
 	b.waitText(`#databases tr[data-db="sql1/HR"]`, "protected (default)")
 	b.screenshot("databases-protected")
@@ -343,6 +353,47 @@ func TestDashboard(t *testing.T) {
 	b.do("wait for the break on the timeline", chromedp.WaitVisible(chromedp.CSS("#timeline line.break")))
 	b.screenshot("chain-break")
 
+	// a backup of HR fails (SQL Server drops the connection): the alerter
+	// opens an alert, which the alerts page shows with the chain break
+	// above, and resolves it when the next backup of HR commits
+	remove := h.sim.InjectFault(mssqlsim.Fault{Kind: mssqlsim.FaultDropConnection, Database: "HR", AfterBytes: 16 << 10})
+	b.open("#/databases", "#databases")
+	b.fill(`#db-filter`, "HR")
+	b.click(`#databases tr[data-db="sql1/HR"] input[type=checkbox]`)
+	b.fill(`#backup-type`, "full")
+	b.click(`#backup`)
+	notice = b.waitText("#databases-notice", "Backup asked for 1 database(s). Jobs: ")
+	failedJob := strings.TrimSpace(notice[strings.Index(notice, "Jobs: ")+len("Jobs: "):])
+	b.open("#/jobs/"+failedJob, "#job")
+	b.waitText("#job-state-value", "failed")
+	remove()
+	b.open("#/alerts", "#alert-rules")
+	b.waitText(`#open-alerts tr[data-alert="job_failed.sql1.HR.backup"]`, "backup job failed for database [HR] on sql1")
+	b.waitText(`#alert-rules tr[data-rule="job_failed"]`, "on")
+	hookURL, err := url.Parse(hook.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitText(`#alert-rules tr[data-rule="job_failed"]`, "json-")
+	b.waitText(`#alert-channels`, hookURL.Host)
+	if page := eval[string](b, "document.body.innerText"); strings.Contains(page, hookURL.Path) {
+		t.Errorf("the alerts page shows the webhook's path %s, which stands for its token", hookURL.Path)
+	}
+	b.waitText(`#open-alerts tr[data-alert="job_failed.sql1.HR.backup"] span.ok`, "sent")
+	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 1 }, func() string { return fmt.Sprint(hook.Got()) })
+	b.screenshot("alerts")
+	b.open("#/", "#overview")
+	b.waitText("#open-alerts-card", "open alerts")
+	if n := eval[string](b, `document.querySelector("#open-alerts-count").innerText`); n == "0" {
+		t.Errorf("the overview counts %s open alerts while HR's is open", n)
+	}
+	b.click("#open-alerts-card")
+	b.do("the overview's card leads to the alerts", chromedp.WaitVisible(chromedp.CSS("#open-alerts")))
+	h.mustCoffer("backup", "sql1/HR", "--type", "full", "--wait")
+	b.waitText(`#resolved-alerts tr[data-alert="job_failed.sql1.HR.backup"]`, "backup job failed for database [HR] on sql1")
+	b.do("HR's alert leaves the open ones", chromedp.WaitNotPresent(chromedp.CSS(`#open-alerts tr[data-alert="job_failed.sql1.HR.backup"]`)))
+	b.screenshot("alerts-resolved")
+
 	// the jobs page filters; the overview counts what is protected
 	b.open("#/jobs", "#jobs")
 	b.fill("#job-kind", "restore")
@@ -371,13 +422,43 @@ func TestDashboard(t *testing.T) {
 	b.click("#policy-save")
 	b.waitText(`#policies tr[data-policy="gold"]`, "daily at 02:00")
 
-	// unprotecting asks first, then stops protecting HR
-	b.open("#/databases", `#databases tr[data-db="sql1/HR"]`)
+	// Ops is protected into a named vault, chosen on the page
+	var created gateway.Accepted
+	if err := newAPIClient(h.api, admin).do(t.Context(), "POST", "/api/v1/vaults",
+		gateway.VaultRequest{Name: "archive", Dir: t.TempDir()}, &created); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the vault archive created", func() bool {
+		var j gateway.Job
+		err := newAPIClient(h.api, admin).do(t.Context(), "GET", "/api/v1/jobs/"+created.JobID, nil, &j)
+		return err == nil && j.State == "succeeded"
+	})
+	// the jobs page filters every kind of job, a vault's creation too
+	b.open("#/jobs", "#jobs")
+	b.fill("#job-kind", "vault-create")
+	b.waitText("#jobs tbody", created.JobID)
+	if n := b.count("#jobs tbody tr"); n != 1 {
+		t.Errorf("%d vault-create jobs listed; want 1", n)
+	}
+	b.open("#/databases", `#databases tr[data-db="sql1/Ops"]`)
+	b.waitText("#protect-vault", "archive")
+	b.fill("#protect-vault", "archive")
+	b.click(`#databases tr[data-db="sql1/Ops"] input[type=checkbox]`)
+	b.click(`#protect`)
+	b.waitText("#databases-notice", "Protection asked for 1 database(s) into vault archive.")
+	b.waitText(`#databases tr[data-db="sql1/Ops"]`, "protected (default) into vault archive")
+	b.screenshot("databases-vault")
+
+	// unprotecting asks first, then stops protecting HR and Ops in one
+	// request
 	b.click(`#databases tr[data-db="sql1/HR"] input[type=checkbox]`)
+	b.click(`#databases tr[data-db="sql1/Ops"] input[type=checkbox]`)
 	b.click("#unprotect")
-	b.waitText("#unprotect-confirm", "Stop protecting sql1/HR?")
+	b.waitText("#unprotect-confirm", "Stop protecting sql1/HR, sql1/Ops?")
 	b.click("#unprotect-yes")
+	b.waitText("#databases-notice", "Unprotected 2 database(s).")
 	b.waitText(`#databases tr[data-db="sql1/HR"]`, "unprotected")
+	b.waitText(`#databases tr[data-db="sql1/Ops"]`, "unprotected")
 	b.waitText(`#databases tr[data-db="sql1/Sales"]`, "protected (default)")
 
 	// an operator may restore, but not over a database
@@ -406,5 +487,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("a viewer sees %d %s on the databases page; want none", n, sel)
 		}
 	}
+	b.open("#/alerts", "#alert-rules")
+	b.waitText(`#resolved-alerts`, "backup job failed for database [HR] on sql1")
+	b.screenshot("viewer-alerts")
 	t.Logf("screenshots in %s", b.dir)
 }

@@ -92,6 +92,9 @@ type Database struct {
 	ProtectionState string     `json:"protection_state,omitempty"`
 	LastError       string     `json:"last_error,omitempty"`
 	Created         *time.Time `json:"created,omitempty"`
+	// Vault is the named vault a protected database's backups go to;
+	// empty means the default vault.
+	Vault string `json:"vault,omitempty"`
 }
 
 // DatabaseRequest names one database; a protect may name many instead
@@ -106,8 +109,11 @@ type DatabaseRequest struct {
 	// class, ignoring case ("sql1/*" is every database of sql1, "*/Sales"
 	// every Sales). Every name must name at least one database, or nothing
 	// is protected. The answer lists the databases in Protected.
-	Databases []string          `json:"databases,omitempty"`
-	Protected []DatabaseRequest `json:"protected,omitempty"`
+	// On an unprotect, Databases names many as on a protect; the answer
+	// lists them in Unprotected, each with its DeleteJob.
+	Databases   []string          `json:"databases,omitempty"`
+	Protected   []DatabaseRequest `json:"protected,omitempty"`
+	Unprotected []DatabaseRequest `json:"unprotected,omitempty"`
 	// Vault, on a protect, names the vault the database's backups go to
 	// (coffer vault list); empty means the default vault.
 	Vault string `json:"vault,omitempty"`
@@ -140,8 +146,12 @@ type RecoveryPointsRequest struct {
 
 // BackupRequest asks for an on-demand backup.
 type BackupRequest struct {
-	Instance string `json:"instance"`
-	Database string `json:"database"`
+	Instance string `json:"instance,omitempty"`
+	Database string `json:"database,omitempty"`
+	// Databases, instead of Instance and Database, names any number of
+	// databases as a protect's Databases does; each gets a backup of Type,
+	// a job each (the answer's Jobs, in the order of its Databases).
+	Databases []string `json:"databases,omitempty"`
 	// Type is full, copy_only, differential or log.
 	Type string `json:"type"`
 }
@@ -188,6 +198,9 @@ type Accepted struct {
 	// Jobs are the jobs of a request that started one per database (a
 	// delete or undelete of recovery points); JobID is the first.
 	Jobs []string `json:"jobs,omitempty"`
+	// Databases are the databases of Jobs, in order
+	// (INSTANCE/DATABASE), on a backup of many.
+	Databases []string `json:"databases,omitempty"`
 	// Steps, StopAt and At describe a restore's plan: the backups in apply
 	// order, where the last log stops, and the moment the database will be
 	// as of.
@@ -341,13 +354,16 @@ func ParseBackupType(s string) (cofferv1.BackupType, bool) {
 	return 0, false
 }
 
+// jobKinds are the job kinds as the API names them.
+var jobKinds = map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
+	cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover",
+	cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify",
+	cofferv1.JobKind_JOB_KIND_REBUILD: "rebuild", cofferv1.JobKind_JOB_KIND_VAULT_CREATE: "vault-create",
+	cofferv1.JobKind_JOB_KIND_COPY: "copy"}
+
 func jobFromProto(j *cofferv1.Job) Job {
 	out := Job{
-		ID: j.GetId(), Kind: map[cofferv1.JobKind]string{cofferv1.JobKind_JOB_KIND_BACKUP: "backup", cofferv1.JobKind_JOB_KIND_RESTORE: "restore",
-			cofferv1.JobKind_JOB_KIND_PROTECT: "protect", cofferv1.JobKind_JOB_KIND_DISCOVER: "discover",
-			cofferv1.JobKind_JOB_KIND_DELETE: "delete", cofferv1.JobKind_JOB_KIND_VERIFY: "verify",
-			cofferv1.JobKind_JOB_KIND_REBUILD: "rebuild", cofferv1.JobKind_JOB_KIND_VAULT_CREATE: "vault-create",
-			cofferv1.JobKind_JOB_KIND_COPY: "copy"}[j.GetKind()],
+		ID: j.GetId(), Kind: jobKinds[j.GetKind()],
 		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
 			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
 		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],

@@ -52,6 +52,7 @@ func TestRoles(t *testing.T) {
 		"GET /api/v1/instances": viewer, "GET /api/v1/databases": viewer, "GET /api/v1/recovery-points": viewer,
 		"GET /api/v1/recovery-ranges": viewer, "GET /api/v1/jobs": viewer, "GET /api/v1/jobs/{id}": viewer,
 		"GET /api/v1/policies": viewer, "GET /api/v1/policies/{name}": viewer, "GET /api/v1/vaults": viewer,
+		"GET /api/v1/alerts": viewer, "GET /api/v1/alerts/rules": viewer,
 		"POST /api/v1/instances/{name}/discover": operator, "POST /api/v1/instances/{name}/check-url": operator,
 		"POST /api/v1/protect": operator, "POST /api/v1/backups": operator, "POST /api/v1/restores": operator,
 		"POST /api/v1/verifications": operator, "POST /api/v1/recovery-points/undelete": operator,

@@ -425,7 +425,7 @@ func (s *Service) listDatabases(w http.ResponseWriter, r *http.Request) {
 				ReadOnly: d.GetReadOnly(), SizeBytes: d.GetSizeBytes(), Created: ts(d.GetCreateDate())}
 			if p := prot[key]; p != nil {
 				db.Protected = p.GetState() == cofferv1.ProtectionState_PROTECTION_STATE_PROTECTED
-				db.Policy, db.LastError = p.GetPolicy(), p.GetLastError()
+				db.Policy, db.LastError, db.Vault = p.GetPolicy(), p.GetLastError(), p.GetVault()
 				db.ProtectionState = strings.ToLower(strings.TrimPrefix(p.GetState().String(), "PROTECTION_STATE_"))
 			}
 			out = append(out, db)
@@ -520,31 +520,46 @@ func (s *Service) unprotect(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	if len(req.Databases) > 0 {
+		s.unprotectMany(w, r, req)
+		return
+	}
 	ref := &cofferv1.DatabaseRef{Instance: req.Instance, Database: req.Database}
 	if found, _, err := s.resolve(r.Context(), req.Instance, req.Database); err == nil && req.DeleteData {
 		// the recovery points are kept under the exact name; a dropped
 		// database's, which are no longer listed, under the name given
 		ref = found
-		req.Database = found.Database
 	}
-	now := s.cfg.Now()
-	ev := &cofferv1.UnprotectRequested{Meta: event.Meta(event.ID("unprotect", ref.Instance, ref.Database, now.String()), "", now), Database: ref,
-		DeleteData: req.DeleteData}
-	if err := s.publish(r.Context(), cofferv1.SubjectUnprotectRequested, ev, ev.Meta.EventId); err != nil {
+	done, err := s.requestUnprotect(r, ref, req.DeleteData, req.By)
+	if err != nil {
 		s.unavailable(w, r, err)
 		return
 	}
-	if req.DeleteData {
+	req.Database, req.DeleteJob = done.Database, done.DeleteJob
+	writeJSON(w, http.StatusAccepted, req)
+}
+
+// requestUnprotect asks for ref to be unprotected and, with deleteData,
+// for its recovery points to be deleted (soft) by a job; it answers the
+// database and that job.
+func (s *Service) requestUnprotect(r *http.Request, ref *cofferv1.DatabaseRef, deleteData bool, by string) (DatabaseRequest, error) {
+	now := s.cfg.Now()
+	ev := &cofferv1.UnprotectRequested{Meta: event.Meta(event.ID("unprotect", ref.Instance, ref.Database, now.String()), "", now), Database: ref,
+		DeleteData: deleteData}
+	if err := s.publish(r.Context(), cofferv1.SubjectUnprotectRequested, ev, ev.Meta.EventId); err != nil {
+		return DatabaseRequest{}, err
+	}
+	out := DatabaseRequest{Instance: ref.Instance, Database: ref.Database, DeleteData: deleteData}
+	if deleteData {
 		jobID := event.NewJobID(now)
 		del := &cofferv1.RecoveryPointsDeleteRequested{Meta: event.Meta(event.ID("delete", jobID), jobID, now), Database: ref, All: true,
-			RequestedBy: requester(r, req.By)}
+			RequestedBy: requester(r, by)}
 		if err := s.publish(r.Context(), cofferv1.SubjectRecoveryPointsDelete, del, del.Meta.EventId); err != nil {
-			s.unavailable(w, r, err)
-			return
+			return DatabaseRequest{}, fmt.Errorf("%s/%s unprotected, its recovery points not deleted: %w", ref.Instance, ref.Database, err)
 		}
-		req.DeleteJob = jobID
+		out.DeleteJob = jobID
 	}
-	writeJSON(w, http.StatusAccepted, req)
+	return out, nil
 }
 
 func (s *Service) backup(w http.ResponseWriter, r *http.Request) {
@@ -557,20 +572,33 @@ func (s *Service) backup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "unknown backup type %q: use full, copy_only, differential or log", req.Type)
 		return
 	}
+	if len(req.Databases) > 0 {
+		s.backupMany(w, r, req, typ)
+		return
+	}
 	ref, status, err := s.resolve(r.Context(), req.Instance, req.Database)
 	if err != nil {
 		writeError(w, status, "%v", err)
 		return
 	}
+	jobID, err := s.requestBackup(r, ref, typ)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID})
+}
+
+// requestBackup asks for an on-demand backup of ref and answers its job.
+func (s *Service) requestBackup(r *http.Request, ref *cofferv1.DatabaseRef, typ cofferv1.BackupType) (string, error) {
 	now := s.cfg.Now()
 	jobID := event.NewJobID(now)
 	ev := &cofferv1.BackupOnDemandRequested{Meta: event.Meta(event.ID("on-demand", jobID), jobID, now), Database: ref, Type: typ}
 	if err := s.publish(r.Context(), cofferv1.SubjectBackupOnDemand, ev, ev.Meta.EventId); err != nil {
-		s.unavailable(w, r, err)
-		return
+		return "", err
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "on-demand backup requested", "job_id", jobID, "instance", ref.Instance, "database", ref.Database)
-	writeJSON(w, http.StatusAccepted, Accepted{JobID: jobID})
+	return jobID, nil
 }
 
 // recoveryPoints lists a database's recovery points, oldest first; those

@@ -92,7 +92,8 @@ func TestOpenAPI(t *testing.T) {
 		gateway.Database{}, gateway.DatabaseRequest{}, gateway.BackupRequest{}, gateway.RecoveryPoint{}, gateway.RecoveryPointsRequest{},
 		gateway.RecoveryRange{}, gateway.RestoreRequest{}, gateway.Accepted{}, gateway.PlanStep{}, gateway.VerifyRequest{}, gateway.Verification{},
 		gateway.RebuildRequest{}, gateway.Job{}, gateway.Login{}, gateway.Whoami{}, gateway.User{}, gateway.Token{}, gateway.AddUser{},
-		gateway.NewToken{}, gateway.AuditEntry{}, policy.Policy{}}
+		gateway.NewToken{}, gateway.AuditEntry{}, gateway.Alert{}, gateway.AlertRules{}, gateway.AlertRule{}, gateway.AlertChannel{},
+		policy.Policy{}}
 	for _, v := range types {
 		typ := reflect.TypeOf(v)
 		sc, ok := doc.Components.Schemas[typ.Name()]

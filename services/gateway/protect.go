@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -20,17 +21,8 @@ import (
 // before any protection is asked for: one that names nothing refuses the
 // whole request.
 func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req DatabaseRequest) {
-	if req.Instance != "" || req.Database != "" {
-		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
-		return
-	}
-	refs, status, err := s.resolveMany(r, req.Databases)
-	if err != nil {
-		if status == http.StatusServiceUnavailable {
-			s.unavailable(w, r, err)
-			return
-		}
-		writeError(w, status, "%v", err)
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "protected")
+	if !ok {
 		return
 	}
 	vault, status, err := s.checkVault(r.Context(), req.Vault)
@@ -51,6 +43,71 @@ func (s *Service) protectMany(w http.ResponseWriter, r *http.Request, req Databa
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "protection requested", "databases", len(refs), "policy", req.Policy)
 	writeJSON(w, http.StatusAccepted, out)
+}
+
+// unprotectMany stops protecting every database req.Databases names, as
+// protectMany names them: every name is checked before anything is asked
+// for. With DeleteData, each database's recovery points are deleted too
+// (soft), a job each.
+func (s *Service) unprotectMany(w http.ResponseWriter, r *http.Request, req DatabaseRequest) {
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "unprotected")
+	if !ok {
+		return
+	}
+	out := DatabaseRequest{DeleteData: req.DeleteData, Unprotected: []DatabaseRequest{}}
+	for i, ref := range refs {
+		done, err := s.requestUnprotect(r, ref, req.DeleteData, req.By)
+		if err != nil {
+			s.unavailable(w, r, fmt.Errorf("unprotection of %d of %d databases requested, then: %w", i, len(refs), err))
+			return
+		}
+		out.Unprotected = append(out.Unprotected, done)
+	}
+	s.cfg.Logger.InfoContext(r.Context(), "unprotection requested", "databases", len(refs), "delete_data", req.DeleteData)
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// backupMany asks for an on-demand backup of type typ of every database
+// req.Databases names, as protectMany names them: every name is checked
+// before any backup is asked for. The answer's Jobs are one per database,
+// in the order of its Databases.
+func (s *Service) backupMany(w http.ResponseWriter, r *http.Request, req BackupRequest, typ cofferv1.BackupType) {
+	refs, ok := s.resolveManyOrAnswer(w, r, req.Databases, req.Instance != "" || req.Database != "", "backed up")
+	if !ok {
+		return
+	}
+	out := Accepted{Jobs: []string{}, Databases: []string{}}
+	for i, ref := range refs {
+		jobID, err := s.requestBackup(r, ref, typ)
+		if err != nil {
+			s.unavailable(w, r, fmt.Errorf("backups of %d of %d databases requested (jobs %s), then: %w", i, len(refs), strings.Join(out.Jobs, ", "), err))
+			return
+		}
+		out.Jobs = append(out.Jobs, jobID)
+		out.Databases = append(out.Databases, ref.Instance+"/"+ref.Database)
+	}
+	out.JobID = out.Jobs[0]
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// resolveManyOrAnswer resolves names as resolveMany does, or answers the
+// request with why it cannot: a request that names one database too (one)
+// is refused. done says what would have been done ("protected").
+func (s *Service) resolveManyOrAnswer(w http.ResponseWriter, r *http.Request, names []string, one bool, done string) ([]*cofferv1.DatabaseRef, bool) {
+	if one {
+		writeError(w, http.StatusBadRequest, "give instance and database, or databases, not both")
+		return nil, false
+	}
+	refs, status, err := s.resolveMany(r, names)
+	switch {
+	case err == nil:
+		return refs, true
+	case status == http.StatusServiceUnavailable:
+		s.unavailable(w, r, err)
+	default:
+		writeError(w, status, "nothing %s: %v", done, err)
+	}
+	return nil, false
 }
 
 // isPattern reports whether a name holds a pattern's special characters.
@@ -131,7 +188,7 @@ func (s *Service) resolveMany(r *http.Request, names []string) ([]*cofferv1.Data
 		}
 	}
 	if len(problems) > 0 {
-		return nil, status, fmt.Errorf("nothing protected: %s", strings.Join(problems, "; "))
+		return nil, status, errors.New(strings.Join(problems, "; "))
 	}
 	if len(out) == 0 {
 		return nil, http.StatusBadRequest, fmt.Errorf("name at least one database")

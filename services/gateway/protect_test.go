@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +91,82 @@ func TestProtectNamedLikePatterns(t *testing.T) {
 	}
 	if status, body := e.do(t, "POST", "/api/v1/protect", `{"databases":["sql1/[y"]}`, ""); status < 400 || !strings.Contains(body, "syntax error in pattern") {
 		t.Errorf("protect sql1/[y: %d %s; want a pattern's syntax error", status, body)
+	}
+}
+
+// TestUnprotectAndBackupMany: one request unprotects, or backs up, any
+// number of databases named or by pattern, a job each for the backups; a
+// name that names nothing does nothing for any, and a request gives one
+// database or many, not both.
+func TestUnprotectAndBackupMany(t *testing.T) {
+	e := newEnv(t, "")
+	for _, db := range []string{"sql1/Sales", "sql1/HR", "sql2/Sales", "sql2/Stock"} {
+		inst, name, _ := strings.Cut(db, "/")
+		if _, err := e.cat.Bucket(cofferv1.BucketInventory).Put(t.Context(), catalog.Key(inst, name), &cofferv1.DatabaseInfo{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ path, body, want string }{
+		{"/api/v1/unprotect", `{"databases":["sql1/*","sql9/*"]}`, `nothing unprotected: pattern \"sql9/*\" matches no database`},
+		{"/api/v1/unprotect", `{"databases":["sql1/HR"],"instance":"sql1","database":"HR"}`, "not both"},
+		{"/api/v1/backups", `{"databases":["sql1/Sales","sql2/Nope"],"type":"full"}`, `nothing backed up: no database \"Nope\"`},
+		{"/api/v1/backups", `{"databases":["sql1"],"type":"log"}`, "INSTANCE/DATABASE"},
+		{"/api/v1/backups", `{"databases":["sql1/*"],"type":"weekly"}`, "unknown backup type"},
+		{"/api/v1/backups", `{"databases":["sql1/*"],"instance":"sql1","database":"HR","type":"log"}`, "not both"},
+	} {
+		if status, body := e.do(t, "POST", c.path, c.body, ""); status < 400 || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s: %d %s; want an error containing %q", c.path, c.body, status, body, c.want)
+		}
+	}
+
+	status, body := e.do(t, "POST", "/api/v1/backups", `{"databases":["*/sales","sql1/HR"],"type":"differential"}`, "")
+	var acc gateway.Accepted
+	if err := json.Unmarshal([]byte(body), &acc); status != 202 || err != nil {
+		t.Fatalf("backup many: %d %s", status, body)
+	}
+	if want := []string{"sql1/Sales", "sql2/Sales", "sql1/HR"}; !slices.Equal(acc.Databases, want) || len(acc.Jobs) != 3 || acc.JobID != acc.Jobs[0] {
+		t.Fatalf("backup many answered %+v; want a job each for %v", acc, want)
+	}
+	status, body = e.do(t, "POST", "/api/v1/unprotect", `{"databases":["SQL2/*"]}`, "")
+	var un gateway.DatabaseRequest
+	if err := json.Unmarshal([]byte(body), &un); status != 202 || err != nil {
+		t.Fatalf("unprotect many: %d %s", status, body)
+	}
+	var got []string
+	for _, d := range un.Unprotected {
+		got = append(got, d.Instance+"/"+d.Database)
+	}
+	if want := []string{"sql2/Sales", "sql2/Stock"}; !slices.Equal(got, want) {
+		t.Errorf("unprotected %v, want %v", got, want)
+	}
+
+	// the events, in order, and none from the refused requests
+	var events []string
+	for len(events) < 5 {
+		m := e.next(t, fmt.Sprintf("5 events, got %v", events))
+		switch m.Subject {
+		case cofferv1.SubjectBackupOnDemand:
+			var ev cofferv1.BackupOnDemandRequested
+			if err := m.Decode(&ev); err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, fmt.Sprintf("backup %s/%s %s %s", ev.GetDatabase().GetInstance(), ev.GetDatabase().GetDatabase(),
+				ev.GetType(), ev.GetMeta().GetJobId()))
+		case cofferv1.SubjectUnprotectRequested:
+			var ev cofferv1.UnprotectRequested
+			if err := m.Decode(&ev); err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, fmt.Sprintf("unprotect %s/%s", ev.GetDatabase().GetInstance(), ev.GetDatabase().GetDatabase()))
+		default:
+			t.Errorf("unexpected event on %s", m.Subject)
+		}
+	}
+	want := []string{
+		"backup sql1/Sales BACKUP_TYPE_DIFFERENTIAL " + acc.Jobs[0], "backup sql2/Sales BACKUP_TYPE_DIFFERENTIAL " + acc.Jobs[1],
+		"backup sql1/HR BACKUP_TYPE_DIFFERENTIAL " + acc.Jobs[2], "unprotect sql2/Sales", "unprotect sql2/Stock",
+	}
+	if !slices.Equal(events, want) {
+		t.Errorf("events\n%q\nwant\n%q", events, want)
 	}
 }

@@ -57,6 +57,9 @@ var routes = []route{
 	{"GET", "/api/v1/jobs", RoleViewer, (*Service).listJobs},
 	{"GET", "/api/v1/jobs/{id}", RoleViewer, (*Service).getJob},
 
+	{"GET", "/api/v1/alerts", RoleViewer, (*Service).listAlerts},
+	{"GET", "/api/v1/alerts/rules", RoleViewer, (*Service).listAlertRules},
+
 	{"GET", "/api/v1/policies", RoleViewer, (*Service).listPolicies},
 	{"GET", "/api/v1/policies/{name}", RoleViewer, (*Service).getPolicy},
 	{"PUT", "/api/v1/policies/{name}", RoleAdmin, (*Service).putPolicy},

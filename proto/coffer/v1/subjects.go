@@ -80,6 +80,9 @@ const (
 	BucketAudit           = "audit"
 	BucketAlerts          = "alerts"
 	BucketAlertSettings   = "alert_settings"
+	// BucketAlertRules holds what the alerter publishes of its rules and
+	// channels, without secrets (AlertRules, key "rules"), for the gateway.
+	BucketAlertRules = "alert_rules"
 	// BucketVaults holds the named vaults (VaultRecord, key: the name).
 	BucketVaults = "vaults"
 )

@@ -2733,6 +2733,231 @@ func (x *AlertChannel) GetTo() []string {
 	return nil
 }
 
+// AlertRules is what the alerter publishes of its configuration for the
+// gateway and the dashboard (bucket "alert_rules", key "rules", owned by
+// the alerter, which writes it at start and whenever it changes): each
+// rule, whether it is on, and every channel an alert goes to. It holds no
+// secret: a webhook is named by its kind and host, never its URL (which
+// often holds a token); mail by its server's host and its recipients.
+type AlertRules struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Rules    []*AlertRuleInfo       `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	Channels []*AlertChannelInfo    `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
+	// resolved_retention_seconds is how long a resolved alert is kept
+	// before the alerter deletes it; open alerts are kept until resolved.
+	ResolvedRetentionSeconds int64 `protobuf:"varint,3,opt,name=resolved_retention_seconds,json=resolvedRetentionSeconds,proto3" json:"resolved_retention_seconds,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *AlertRules) Reset() {
+	*x = AlertRules{}
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertRules) ProtoMessage() {}
+
+func (x *AlertRules) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertRules.ProtoReflect.Descriptor instead.
+func (*AlertRules) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AlertRules) GetRules() []*AlertRuleInfo {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *AlertRules) GetChannels() []*AlertChannelInfo {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *AlertRules) GetResolvedRetentionSeconds() int64 {
+	if x != nil {
+		return x.ResolvedRetentionSeconds
+	}
+	return 0
+}
+
+// AlertRuleInfo is one rule: its name, whether it is on, and what opens
+// it. Every rule that is on is sent to every channel.
+type AlertRuleInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertRuleInfo) Reset() {
+	*x = AlertRuleInfo{}
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertRuleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertRuleInfo) ProtoMessage() {}
+
+func (x *AlertRuleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertRuleInfo.ProtoReflect.Descriptor instead.
+func (*AlertRuleInfo) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AlertRuleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertRuleInfo) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AlertRuleInfo) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// AlertChannelInfo is one place alerts go, without its secrets.
+type AlertChannelInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the channel's name in logs and alert records
+	// ("slack-1a2b3c4d", "mail").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// kind is "json", "slack", "teams" (webhooks) or "email".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// host is a webhook's host, or the SMTP server's host (and port).
+	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// to are a mail channel's recipients.
+	To []string `protobuf:"bytes,4,rep,name=to,proto3" json:"to,omitempty"`
+	// source says where the channel is set: "flags" (the alerter's flags
+	// and environment) or "settings" (the alert_settings bucket).
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// problem says why nothing is sent there: a mail channel of the
+	// settings with no SMTP server given to the alerter. Empty when alerts
+	// go there.
+	Problem       string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertChannelInfo) Reset() {
+	*x = AlertChannelInfo{}
+	mi := &file_coffer_v1_types_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertChannelInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertChannelInfo) ProtoMessage() {}
+
+func (x *AlertChannelInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertChannelInfo.ProtoReflect.Descriptor instead.
+func (*AlertChannelInfo) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AlertChannelInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertChannelInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AlertChannelInfo) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *AlertChannelInfo) GetTo() []string {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *AlertChannelInfo) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AlertChannelInfo) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // VaultRecord is a named vault (bucket "vaults", owned by the committer):
 // where its store is. Exactly one of dir and s3_endpoint is set. The S3
 // secret key is sealed with the master key (pkg/secret, purpose
@@ -2767,7 +2992,7 @@ type VaultRecord struct {
 
 func (x *VaultRecord) Reset() {
 	*x = VaultRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	mi := &file_coffer_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3004,7 @@ func (x *VaultRecord) String() string {
 func (*VaultRecord) ProtoMessage() {}
 
 func (x *VaultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	mi := &file_coffer_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3017,7 @@ func (x *VaultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultRecord.ProtoReflect.Descriptor instead.
 func (*VaultRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VaultRecord) GetName() string {
@@ -2891,7 +3116,7 @@ type VaultSet struct {
 
 func (x *VaultSet) Reset() {
 	*x = VaultSet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	mi := &file_coffer_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +3128,7 @@ func (x *VaultSet) String() string {
 func (*VaultSet) ProtoMessage() {}
 
 func (x *VaultSet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	mi := &file_coffer_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +3141,7 @@ func (x *VaultSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultSet.ProtoReflect.Descriptor instead.
 func (*VaultSet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VaultSet) GetVaults() []*VaultRecord {
@@ -3184,7 +3409,23 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06format\x18\x02 \x01(\tR\x06format\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x0e\n" +
-	"\x02to\x18\x04 \x03(\tR\x02to\"\x9c\x03\n" +
+	"\x02to\x18\x04 \x03(\tR\x02to\"\xb3\x01\n" +
+	"\n" +
+	"AlertRules\x12.\n" +
+	"\x05rules\x18\x01 \x03(\v2\x18.coffer.v1.AlertRuleInfoR\x05rules\x127\n" +
+	"\bchannels\x18\x02 \x03(\v2\x1b.coffer.v1.AlertChannelInfoR\bchannels\x12<\n" +
+	"\x1aresolved_retention_seconds\x18\x03 \x01(\x03R\x18resolvedRetentionSeconds\"_\n" +
+	"\rAlertRuleInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"\x90\x01\n" +
+	"\x10AlertChannelInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x0e\n" +
+	"\x02to\x18\x04 \x03(\tR\x02to\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\"\x9c\x03\n" +
 	"\vVaultRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1f\n" +
@@ -3247,7 +3488,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -3275,68 +3516,73 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*AlertSettings)(nil),         // 23: coffer.v1.AlertSettings
 	(*AlertRule)(nil),             // 24: coffer.v1.AlertRule
 	(*AlertChannel)(nil),          // 25: coffer.v1.AlertChannel
-	(*VaultRecord)(nil),           // 26: coffer.v1.VaultRecord
-	(*VaultSet)(nil),              // 27: coffer.v1.VaultSet
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*AlertRules)(nil),            // 26: coffer.v1.AlertRules
+	(*AlertRuleInfo)(nil),         // 27: coffer.v1.AlertRuleInfo
+	(*AlertChannelInfo)(nil),      // 28: coffer.v1.AlertChannelInfo
+	(*VaultRecord)(nil),           // 29: coffer.v1.VaultRecord
+	(*VaultSet)(nil),              // 30: coffer.v1.VaultSet
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	28, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	28, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	31, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	31, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	28, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	28, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	31, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	31, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	28, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	31, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	28, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	28, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	31, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	31, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	28, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	31, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	28, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	28, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	31, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	16, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	28, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	28, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	31, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	31, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
 	15, // 21: coffer.v1.RecoveryPoint.copies:type_name -> coffer.v1.RecoveryPointCopy
-	28, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
-	28, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
-	28, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	28, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	31, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
+	31, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
+	31, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	31, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 27: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 28: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 29: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	28, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	28, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	31, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 32: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 33: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	28, // 34: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 34: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
 	18, // 35: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
 	5,  // 36: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	28, // 37: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	28, // 38: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	28, // 39: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	28, // 40: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	28, // 41: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	28, // 42: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	28, // 43: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	31, // 37: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	31, // 38: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	31, // 39: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	31, // 40: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	31, // 41: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	31, // 42: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	31, // 43: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
 	1,  // 44: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
-	28, // 45: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
-	28, // 46: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
-	28, // 47: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
+	31, // 45: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
+	31, // 46: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
+	31, // 47: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
 	24, // 48: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
 	25, // 49: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
-	28, // 50: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
-	26, // 51: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	27, // 50: coffer.v1.AlertRules.rules:type_name -> coffer.v1.AlertRuleInfo
+	28, // 51: coffer.v1.AlertRules.channels:type_name -> coffer.v1.AlertChannelInfo
+	31, // 52: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	29, // 53: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -3350,7 +3596,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

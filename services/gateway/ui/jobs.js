@@ -3,7 +3,8 @@ import { useState } from "preact/hooks";
 import { html, usePoll, Err, Table, fmtTime, fmtBytes, stateClass } from "./api.js";
 
 const states = ["", "queued", "running", "succeeded", "failed"];
-const kinds = ["", "backup", "restore", "protect", "discover", "delete", "verify", "rebuild"];
+// kinds are every job kind the API names (gateway's jobKinds)
+const kinds = ["", "backup", "restore", "protect", "discover", "delete", "verify", "rebuild", "copy", "vault-create"];
 
 export function Jobs() {
   const jobs = usePoll("/api/v1/jobs", 3000);

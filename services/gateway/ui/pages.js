@@ -1,6 +1,6 @@
 // The overview, instances, databases and alerts pages.
 import { useState } from "preact/hooks";
-import { api, html, usePoll, can, Err, Table, fmtBytes, ago } from "./api.js";
+import { api, html, usePoll, can, Err, Table, fmtBytes, fmtTime, ago } from "./api.js";
 
 const dbPath = (instance, name) => "#/db/" + encodeURIComponent(instance) + "/" + encodeURIComponent(name);
 export const dbLink = (instance, name) => html`<a href=${dbPath(instance, name)}>${instance}/${name}</a>`;
@@ -43,6 +43,7 @@ export function Overview() {
   const jobs = usePoll("/api/v1/jobs", 5000);
   const rps = usePoll("/api/v1/recovery-points", 10000);
   const pols = usePoll("/api/v1/policies", 30000);
+  const alerts = usePoll("/api/v1/alerts?open=true", 5000);
   const now = Date.now();
   const protectedDbs = (dbs.data || []).filter((d) => d.protected);
   const policies = Object.fromEntries((pols.data || []).map((p) => [p.name, p]));
@@ -65,6 +66,8 @@ export function Overview() {
       <div class="card"><div class="n">${fmtBytes(added)}</div>written to the vault for ${fmtBytes(logical)} of backups
         ${added ? html` (dedup and compression ${(logical / added).toFixed(1)}×)` : null}</div>
       <div class="card"><div class=${"n " + (unhealthy.length ? "bad" : "ok")}>${unhealthy.length}</div>unhealthy instances</div>
+      ${alerts.data ? html`<a class="card" id="open-alerts-card" href="#/alerts"><div class=${"n " + (alerts.data.length ? "bad" : "ok")}
+        id="open-alerts-count">${alerts.data.length}</div>open alerts</a>` : null}
     </div>
     ${unhealthy.length ? html`<h2>Unhealthy instances</h2>
       <${Table} head=${["instance", "problem", "fix"]}>${unhealthy.map((i) => html`<tr>
@@ -158,6 +161,8 @@ function AutoprotectControl({ instance, policies, onSet }) {
 export function Databases({ me }) {
   const dbs = usePoll("/api/v1/databases", 4000);
   const pols = usePoll("/api/v1/policies", 30000);
+  const vaults = usePoll("/api/v1/vaults", 30000);
+  const [vault, setVault] = useState(null); // null: the default vault, whatever its name
   const [filter, setFilter] = useState("");
   const [show, setShow] = useState("all");
   const [picked, setPicked] = useState({});
@@ -176,19 +181,22 @@ export function Databases({ me }) {
     setMsg(null);
     try { setMsg(await fn()); setPicked({}); dbs.reload(); } catch (e) { setError(e); }
   };
+  const defaultVault = ((vaults.data || []).find((v) => v.default) || {}).name || "";
+  const into = vault === null ? defaultVault : vault;
+  // each action is one request for every database picked
   const protect = () => act(async () => {
-    const r = await api("POST", "/api/v1/protect", { databases: chosen.map(key), policy });
-    return `Protection asked for ${r.protected.length} database(s)${policy ? " with policy " + policy : ""}.`;
+    const r = await api("POST", "/api/v1/protect", { databases: chosen.map(key), policy, vault: into });
+    return `Protection asked for ${r.protected.length} database(s)${policy ? " with policy " + policy : ""}` +
+      (into && into !== defaultVault ? ` into vault ${into}.` : " into the default vault.");
   });
-  // unprotect and backup name one database a request: the API has no
-  // many-at-once form of them
-  const each = (verb, fn) => act(async () => {
-    const jobs = [];
-    for (const d of chosen) jobs.push(await fn(d));
-    return `${verb} ${chosen.length} database(s).` + (jobs.filter(Boolean).length ? " Jobs: " + jobs.filter(Boolean).join(", ") : "");
+  const unprotect = () => act(async () => {
+    const r = await api("POST", "/api/v1/unprotect", { databases: chosen.map(key) });
+    return `Unprotected ${r.unprotected.length} database(s).`;
   });
-  const unprotect = () => each("Unprotected", (d) => api("POST", "/api/v1/unprotect", { instance: d.instance, database: d.name }).then(() => ""));
-  const backup = () => each("Backup asked for", (d) => api("POST", "/api/v1/backups", { instance: d.instance, database: d.name, type }).then((r) => r.job_id));
+  const backup = () => act(async () => {
+    const r = await api("POST", "/api/v1/backups", { databases: chosen.map(key), type });
+    return `Backup asked for ${r.jobs.length} database(s). Jobs: ${r.jobs.join(", ")}`;
+  });
   const all = rows.length > 0 && chosen.length === rows.length;
   return html`<h1>Databases</h1>
     <div class="box">
@@ -198,6 +206,8 @@ export function Databases({ me }) {
       ${can(me, "operator") ? html`<div id="db-actions">
         <label>Policy<select id="protect-policy" value=${policy} onChange=${(e) => setPolicy(e.target.value)}>
           <option value="">default</option>${(pols.data || []).map((p) => html`<option value=${p.name}>${p.name}</option>`)}</select></label>
+        <label>Vault<select id="protect-vault" value=${into} onChange=${(e) => setVault(e.target.value)}>
+          ${(vaults.data || []).map((v) => html`<option value=${v.name}>${v.name}${v.default && v.name !== "default" ? " (default)" : ""}</option>`)}</select></label>
         <button id="protect" disabled=${!chosen.length} onClick=${protect}>Protect ${chosen.length || ""}</button>
         ${can(me, "admin") ? html`<button id="unprotect" class="danger" disabled=${!chosen.length} onClick=${() => setConfirming(true)}>Unprotect</button>` : null}
         <label>Backup type<select id="backup-type" value=${type} onChange=${(e) => setType(e.target.value)}>
@@ -210,7 +220,7 @@ export function Databases({ me }) {
       Stop protecting ${chosen.map(key).join(", ")}? No backup is taken of them from now on; their recovery points are not deleted.
       <div><button class="danger" id="unprotect-yes" onClick=${() => { setConfirming(false); unprotect(); }}>Unprotect ${chosen.length}</button>
         <button class="plain" onClick=${() => setConfirming(false)}>Keep them protected</button></div></div>` : null}
-    <${Err} error=${error || dbs.error} />${msg ? html`<p class="notice" id="databases-notice">${msg}</p>` : null}
+    <${Err} error=${error || dbs.error || vaults.error} />${msg ? html`<p class="notice" id="databases-notice">${msg}</p>` : null}
     <${Table} id="databases" head=${[
       can(me, "operator") ? html`<input type="checkbox" aria-label="select all" checked=${all}
         onChange=${(e) => setPicked(e.target.checked ? Object.fromEntries(rows.map((d) => [key(d), true])) : {})} />` : "",
@@ -220,20 +230,82 @@ export function Databases({ me }) {
           onChange=${(e) => setPicked({ ...picked, [key(d)]: e.target.checked })} />` : null}</td>
         <td>${dbLink(d.instance, d.name)}</td><td>${d.state}${d.read_only ? " (read-only)" : ""}</td><td>${d.recovery_model}</td>
         <td>${fmtBytes(d.size_bytes)}</td>
-        <td class=${d.protected ? "ok" : d.last_error ? "bad" : "muted"}>${d.protected ? "protected (" + d.policy + ")" : (d.protection_state || "unprotected")}
+        <td class=${d.protected ? "ok" : d.last_error ? "bad" : "muted"}>${d.protected ? "protected (" + d.policy + ")" + (d.vault ? " into vault " + d.vault : "") : (d.protection_state || "unprotected")}
           ${d.last_error ? html`<br/><span class="bad">${d.last_error}</span>` : null}</td>
       </tr>`)}
     <//>
     <p class="muted">${rows.length} of ${(dbs.data || []).length} databases.</p>`;
 }
 
-export function Alerts() {
-  return html`<h1>Alerts</h1>
-    <div class="box" id="alerts-placeholder">
-      <p>The gateway's API has no alerts endpoint yet, so this page lists none.</p>
-      <p>Alerts are sent by the alerter service (run by <code>coffer up</code>) to webhooks and mail: failed jobs,
-        chain breaks, databases out of their RPO, failed test restores and unhealthy instances. Configure them as
-        <code>docs/alerts.md</code> describes; the overview shows what is out of its RPO and what failed.</p>
-    </div>`;
+const ruleNames = {
+  job_failed: "failed job", chain_break: "chain break", rpo: "out of RPO", verify_failed: "failed test restore",
+  instance_unhealthy: "unhealthy instance", vault_check_failed: "failed vault check",
+};
+
+// alertSubject is what an alert is about: a database (a link to it), an
+// instance or a vault.
+function alertSubject(a) {
+  if (a.database) return dbLink(a.instance, a.database);
+  if (a.instance) return html`<a href="#/instances">${a.instance}</a>`;
+  return a.vault ? html`vault <code>${a.vault}</code>` : "";
 }
 
+// sent says what became of an alert's notification; channels is how
+// many channels the alerter sends to (undefined: not known).
+function sent(a, channels) {
+  if (!a.notified) return html`<span class="muted">not sent (an old event)</span>`;
+  if (channels === 0) return html`<span class="muted">recorded only: no channel</span>`;
+  if (a.pending) return html`<span class="warn">${a.pending === "resolved" ? "resolution" : "alert"} being sent${a.delivered && a.delivered.length ? "; " + a.delivered.join(", ") + " have it" : ""}</span>`;
+  return html`<span class="ok">sent</span>`;
+}
+
+export function Alerts() {
+  const open = usePoll("/api/v1/alerts?open=true", 4000);
+  const recent = usePoll("/api/v1/alerts?limit=100", 8000);
+  const rules = usePoll("/api/v1/alerts/rules", 30000);
+  const now = Date.now();
+  const resolved = (recent.data || []).filter((a) => !a.open);
+  const r = rules.data;
+  const days = r && r.resolved_retention_seconds ? Math.round(r.resolved_retention_seconds / 86400) : 0;
+  return html`<h1>Alerts</h1><${Err} error=${open.error || recent.error || rules.error} />
+    <h2>Open <span class=${(open.data || []).length ? "bad" : "ok"} id="open-count">${(open.data || []).length}</span></h2>
+    ${open.data && !open.data.length ? html`<p class="ok" id="no-open-alerts">No alert is open.</p>` : html`
+    <${Table} id="open-alerts" head=${["alert", "about", "what happened", "since", "notification"]}>
+      ${(open.data || []).map((a) => html`<tr data-alert=${a.key}>
+        <td class="bad">${ruleNames[a.rule] || a.rule}${a.kind ? html` <span class="muted">(${a.kind})</span>` : null}</td>
+        <td>${alertSubject(a)}</td>
+        <td><b>${a.summary}</b>${a.detail ? html`<br/><span class="muted">${a.detail}</span>` : null}</td>
+        <td title=${fmtTime(a.opened_at)}>${ago(a.opened_at, now)}</td><td>${sent(a, r && r.published ? r.channels.length : undefined)}</td></tr>`)}
+    <//>`}
+    <h2>Recently resolved</h2>
+    ${recent.data && !resolved.length ? html`<p class="muted" id="no-resolved-alerts">None${days ? ` in the last ${days} days` : ""}.</p>` : html`
+    <${Table} id="resolved-alerts" head=${["alert", "about", "what happened", "opened", "resolved"]}>
+      ${resolved.map((a) => html`<tr data-alert=${a.key}>
+        <td>${ruleNames[a.rule] || a.rule}${a.kind ? html` <span class="muted">(${a.kind})</span>` : null}</td>
+        <td>${alertSubject(a)}</td>
+        <td>${a.summary}${a.detail ? html`<br/><span class="muted">${a.detail}</span>` : null}</td>
+        <td title=${fmtTime(a.opened_at)}>${ago(a.opened_at, now)}</td>
+        <td class="ok" title=${fmtTime(a.resolved_at)}>${a.notice ? html`<span class="muted">a notice: nothing resolves it</span>` : ago(a.resolved_at, now)}</td></tr>`)}
+    <//>`}
+    <h2>Rules</h2>
+    ${r && !r.published ? html`<p class="notice" id="alert-rules-unpublished">No alerter has published its rules yet: alerts are raised
+      by the alerter service (<code>coffer up</code> runs it; <code>coffer-alerter</code> alone), which sends them to the webhooks and
+      mail its flags name (<code>docs/alerts.md</code>).</p>` : html`
+    <${Table} id="alert-rules" head=${["rule", "", "opens when", "sent to"]}>
+      ${(r ? r.rules : []).map((x) => html`<tr data-rule=${x.name}>
+        <td>${ruleNames[x.name] || x.name} <span class="muted hide-narrow">${x.name}</span></td>
+        <td class=${x.enabled ? "ok" : "muted"}>${x.enabled ? "on" : "off"}</td><td>${x.description}</td>
+        <td>${x.channels.length ? x.channels.join(", ") : html`<span class=${x.enabled ? "bad" : "muted"}>${x.enabled ? "no channel: recorded here only" : "—"}</span>`}</td></tr>`)}
+    <//>
+    <h2>Channels</h2>
+    ${r && !r.channels.length ? html`<p class="bad" id="no-alert-channels">No channel: alerts are recorded here and sent nowhere.
+      Name webhooks or mail with the alerter's flags (<code>--alert-webhook</code>, <code>--alert-slack-webhook</code>,
+      <code>--alert-teams-webhook</code>, <code>--alert-smtp-host</code> with <code>--alert-mail-to</code>).</p>` : html`
+    <${Table} id="alert-channels" head=${["channel", "kind", "where", "set by"]}>
+      ${(r ? r.channels : []).map((c) => html`<tr data-channel=${c.name}>
+        <td>${c.name}</td><td>${c.kind}</td>
+        <td>${c.host}${c.to && c.to.length ? html`<br/>to ${c.to.join(", ")}` : null}${c.problem ? html`<br/><span class="bad">not sent: ${c.problem}</span>` : null}</td>
+        <td class="muted">${c.source === "settings" ? "alert settings" : "alerter flags"}</td></tr>`)}
+    <//>`}
+    ${days ? html`<p class="muted">Resolved alerts are kept ${days} days; a webhook is shown by its host only, since its URL holds its token.</p>` : null}`}`;
+}
