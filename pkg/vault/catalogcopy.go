@@ -2,8 +2,12 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/pkg/blob"
 )
 
 // catalogPrefix holds the vault's copies of catalog records that no
@@ -40,4 +44,33 @@ func (v *Vault) GetCatalogCopy(ctx context.Context, name string) ([]byte, error)
 		return nil, fmt.Errorf("get catalog copy %s: %w", name, err)
 	}
 	return m.Meta, nil
+}
+
+// DeleteCatalogCopy deletes the copy PutCatalogCopy stored as name; one
+// that is not there is no error.
+func (v *Vault) DeleteCatalogCopy(ctx context.Context, name string) error {
+	err := ValidateManifestID(name)
+	if err == nil {
+		err = v.store.Delete(ctx, catalogPrefix+name)
+	}
+	if err != nil && !errors.Is(err, blob.ErrNotExist) {
+		return fmt.Errorf("delete catalog copy %s: %w", name, err)
+	}
+	return nil
+}
+
+// ListCatalogCopies calls fn with the name of each catalog copy whose
+// name begins with prefix.
+func (v *Vault) ListCatalogCopies(ctx context.Context, prefix string, fn func(name string) error) error {
+	err := v.store.List(ctx, catalogPrefix+prefix, func(i blob.Info) error {
+		name := strings.TrimPrefix(i.Key, catalogPrefix)
+		if ValidateManifestID(name) != nil {
+			return nil // not a copy
+		}
+		return fn(name)
+	})
+	if err != nil {
+		return fmt.Errorf("list catalog copies: %w", err)
+	}
+	return nil
 }

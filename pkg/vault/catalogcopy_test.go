@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/cofferhq/coffer/pkg/blob"
@@ -51,5 +52,37 @@ func TestCatalogCopy(t *testing.T) {
 	}
 	if _, err := v.GetCatalogCopy(ctx, "policies"); err != nil {
 		t.Errorf("after garbage collection: %v", err)
+	}
+
+	// listed by prefix, and deleted (again: not an error)
+	for _, name := range []string{"deleted.a", "deleted.b"} {
+		if err := v.PutCatalogCopy(ctx, name, []byte(`"`+name+`"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() []string {
+		var names []string
+		if err := v.ListCatalogCopies(ctx, "deleted.", func(name string) error {
+			names = append(names, name)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got := list(); !slices.Equal(got, []string{"deleted.a", "deleted.b"}) {
+		t.Errorf("copies listed under deleted.: %q; want deleted.a and deleted.b", got)
+	}
+	for range 2 {
+		if err := v.DeleteCatalogCopy(ctx, "deleted.a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := list(); !slices.Equal(got, []string{"deleted.b"}) {
+		t.Errorf("after deleting deleted.a: %q; want deleted.b", got)
+	}
+	if _, err := v.GetCatalogCopy(ctx, "deleted.a"); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("a deleted copy: %v; want ErrNotExist", err)
 	}
 }

@@ -51,6 +51,10 @@ type RebuildReport struct {
 	// the vault; Pruned, how many of them were deleted (RebuildOptions.Prune).
 	Missing []string
 	Pruned  int
+	// Deleted is how many of the points recorded were soft-deleted, as
+	// the vault's marks say (coffer rp undelete brings them back within
+	// their window).
+	Deleted int
 }
 
 // Rebuild records in cat every recovery point the manifests of v hold that
@@ -69,7 +73,12 @@ func rebuild(ctx context.Context, v *vault.Vault, rps *catalog.Bucket, o Rebuild
 	var rep RebuildReport
 	inVault := make(map[string]bool)
 	unreadable := make(map[string]bool)
-	err := v.ListManifests(ctx, func(id string) error {
+	marks, badMarks, err := deleteMarks(ctx, v)
+	if err != nil {
+		return rep, fmt.Errorf("rebuild recovery points: %w", err)
+	}
+	rep.Unreadable = append(rep.Unreadable, badMarks...)
+	err = v.ListManifests(ctx, func(id string) error {
 		rep.Manifests++
 		m, err := v.GetManifest(ctx, id)
 		var rp *cofferv1.RecoveryPoint
@@ -87,12 +96,18 @@ func rebuild(ctx context.Context, v *vault.Vault, rps *catalog.Bucket, o Rebuild
 		// the manifest is where it is found, whatever vault it was
 		// committed to
 		rp.Vault = vaultName(o.Vault)
+		if mark := marks[rp.GetId()]; mark != nil {
+			applyDeleteMark(rp, mark)
+		}
 		key := catalog.Key(rp.GetDatabase().GetInstance(), rp.GetDatabase().GetDatabase(), rp.GetId())
 		inVault[key] = true
 		_, err = rps.Create(ctx, key, rp)
 		switch {
 		case err == nil:
 			rep.Recorded++
+			if rp.GetDeletedAt() != nil {
+				rep.Deleted++
+			}
 		case errors.Is(err, catalog.ErrExists):
 			rep.Kept++
 		default:
@@ -141,12 +156,16 @@ func (r *RebuildReport) add(o RebuildReport) {
 	r.Unreadable = append(r.Unreadable, o.Unreadable...)
 	r.Missing = append(r.Missing, o.Missing...)
 	r.Pruned += o.Pruned
+	r.Deleted += o.Deleted
 }
 
 // String says what a rebuild did, as a job's detail shows it.
 func (r RebuildReport) String() string {
 	s := fmt.Sprintf("%d manifests in the vault: %d recovery points recorded, %d already in the catalog kept as they were",
 		r.Manifests, r.Recorded, r.Kept)
+	if r.Deleted > 0 {
+		s += fmt.Sprintf(" (%d of those recorded deleted, as they were: coffer rp undelete brings them back within their window)", r.Deleted)
+	}
 	if len(r.Unreadable) > 0 {
 		s += fmt.Sprintf(", %d manifests unreadable", len(r.Unreadable))
 	}

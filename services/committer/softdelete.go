@@ -43,13 +43,22 @@ func (s *Service) softDelete(ctx context.Context, e *cofferv1.RecoveryPointsDele
 	now := s.cfg.Now()
 	purge := timestamppb.New(now.Add(s.cfg.softDeleteWindow()))
 	for _, id := range ids {
+		var marked *cofferv1.RecoveryPoint // as this job marked it
 		_, err := s.updatePoint(ctx, db, id, func(rp *cofferv1.RecoveryPoint) bool {
 			if rp.GetDeletedAt() != nil {
+				if rp.GetDeleteJobId() == jid {
+					marked = proto.CloneOf(rp) // by an earlier delivery
+				}
 				return false
 			}
 			rp.DeletedAt, rp.DeletedBy, rp.PurgeAfter, rp.DeleteJobId = timestamppb.New(now), e.GetRequestedBy(), purge, jid
+			marked = proto.CloneOf(rp)
 			return true
 		})
+		if err == nil && marked != nil {
+			// the vaults keep the mark too, for a rebuild of the catalog
+			err = s.putDeleteMark(ctx, marked)
+		}
 		if err != nil {
 			return fmt.Errorf("mark recovery point %s deleted: %w", id, err)
 		}
@@ -160,13 +169,20 @@ func (s *Service) undelete(ctx context.Context, e *cofferv1.RecoveryPointsUndele
 		return s.refuse(ctx, jid, f, reason)
 	}
 	for _, id := range append(ids, needed...) {
-		_, err := s.updatePoint(ctx, db, id, func(rp *cofferv1.RecoveryPoint) bool {
+		var point *cofferv1.RecoveryPoint
+		found, err := s.updatePoint(ctx, db, id, func(rp *cofferv1.RecoveryPoint) bool {
+			point = proto.CloneOf(rp)
 			if rp.GetDeletedAt() == nil {
 				return false
 			}
 			rp.DeletedAt, rp.DeletedBy, rp.PurgeAfter, rp.DeleteJobId = nil, "", nil, ""
 			return true
 		})
+		if err == nil && found {
+			// after the record: a mark left by a failure here is dropped
+			// by the redelivery
+			err = s.dropDeleteMark(ctx, point)
+		}
 		if err != nil {
 			return fmt.Errorf("undelete recovery point %s: %w", id, err)
 		}
@@ -302,6 +318,11 @@ func (s *Service) deletePoint(ctx context.Context, db *cofferv1.DatabaseRef, id 
 	}
 	if err := s.deleteManifestIn(ctx, rp.GetVault(), id); err != nil {
 		return err
+	}
+	if rp.GetDeletedAt() != nil {
+		if err := s.dropDeleteMark(ctx, &rp); err != nil {
+			return err
+		}
 	}
 	if err := s.rps.Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete recovery point %s: %w", id, err)

@@ -228,3 +228,47 @@ func TestSoftDeleteWindow(t *testing.T) {
 	j = e.undel(cofferv1.JobState_JOB_STATE_FAILED, e.log)
 	wantError(t, j, "no recovery point "+e.log)
 }
+
+// TestRebuildKeepsDeletions loses the catalog after a soft delete: the
+// rebuild from the vault alone records the deleted log deleted, by the
+// same person, with the same window, and the others live. Undeleted, the
+// log's mark leaves the vault, and the next rebuild records it live; so
+// does a purge's.
+func TestRebuildKeepsDeletions(t *testing.T) {
+	e := newSoftDeleteEnv(t)
+	e.del(&cofferv1.RecoveryPointsDeleteRequested{RecoveryPoints: []string{e.log}, RequestedBy: "tester"}, cofferv1.JobState_JOB_STATE_SUCCEEDED)
+	before := recoveryPoints(t, e.cat)
+	logKey := catalog.Key("sql01", "Sales", e.log)
+
+	rebuilt := func() map[string]*cofferv1.RecoveryPoint {
+		t.Helper()
+		_, cat := newBus(t) // the catalog lost
+		rep, err := committer.Rebuild(t.Context(), e.vault, cat, committer.RebuildOptions{})
+		if err != nil || len(rep.Unreadable) != 0 || rep.Recorded != 3 {
+			t.Fatalf("rebuild: %s (%v); want 3 points recorded, nothing unreadable", rep, err)
+		}
+		t.Logf("rebuild: %s", rep)
+		return recoveryPoints(t, cat)
+	}
+	got := rebuilt()
+	for key, want := range before {
+		rp := got[key]
+		if rp == nil {
+			t.Fatalf("%s not rebuilt", key)
+		}
+		if (rp.GetDeletedAt() != nil) != (key == logKey) || !rp.GetDeletedAt().AsTime().Equal(want.GetDeletedAt().AsTime()) ||
+			rp.GetDeletedBy() != want.GetDeletedBy() || !rp.GetPurgeAfter().AsTime().Equal(want.GetPurgeAfter().AsTime()) ||
+			rp.GetDeleteJobId() != want.GetDeleteJobId() {
+			t.Errorf("rebuilt %s: deleted at %v by %q, purge after %v, job %q; want %v, %q, %v, %q", key,
+				rp.GetDeletedAt(), rp.GetDeletedBy(), rp.GetPurgeAfter(), rp.GetDeleteJobId(),
+				want.GetDeletedAt(), want.GetDeletedBy(), want.GetPurgeAfter(), want.GetDeleteJobId())
+		}
+	}
+
+	e.undel(cofferv1.JobState_JOB_STATE_SUCCEEDED, e.log)
+	for key, rp := range rebuilt() {
+		if rp.GetDeletedAt() != nil {
+			t.Errorf("after the undelete, rebuilt %s is deleted", key)
+		}
+	}
+}
