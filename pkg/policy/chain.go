@@ -120,7 +120,11 @@ type Point struct {
 	ID   string
 	Kind Kind
 	// Taken is when the backup finished (backup_finish_date).
-	Taken    time.Time
+	Taken time.Time
+	// Started is when it started (backup_start_date), zero if unknown. A
+	// log backup surely holds what committed before it started, and
+	// perhaps not what committed while it ran: see Point.covers.
+	Started  time.Time
 	OnDemand bool
 	// The LSNs of the backup set, as msdb and RESTORE HEADERONLY report
 	// them. LastLSN is the next LSN after the set.

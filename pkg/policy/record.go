@@ -30,6 +30,9 @@ func PointFromRecord(rp *cofferv1.RecoveryPoint) (Point, error) {
 	if t := b.GetBackupFinish(); t != nil {
 		pt.Taken = t.AsTime()
 	}
+	if t := b.GetBackupStart(); t != nil {
+		pt.Started = t.AsTime()
+	}
 	if t := rp.GetExpiresAt(); t != nil {
 		pt.Expires = t.AsTime()
 	}

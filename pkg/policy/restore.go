@@ -11,7 +11,8 @@ import (
 // Range is a continuous stretch of time to any moment of which a database
 // can be restored: a full or differential, then unbroken logs.
 type Range struct {
-	// From and To are the first and last moments (backup finish times).
+	// From and To are the first and last moments: a full's or
+	// differential's finish, a log's start (Point.covers).
 	From, To time.Time
 	// Start is the point whose end is From; End the point whose end is To.
 	Start, End string
@@ -50,6 +51,33 @@ func (p Plan) IDs() []string {
 	return out
 }
 
+// covers returns the last moment a log backup surely holds: when it
+// started. A log backup reads the log up to some moment while it runs,
+// which SQL Server does not record (the simulator reads it as the backup
+// starts), so a transaction that committed while it ran may be in the
+// next log backup only; the moments from its start to its finish are the
+// next log's to restore (docs/mssqlsim.md). Without a start time it is
+// its finish, as before coffer read the start; so it is for a log with
+// bulk-logged changes, which SQL Server restores only whole. Any other
+// point covers its finish: restored alone it is as of its end.
+//
+// The start is msdb's backup_start_date, a datetime, which SQL Server
+// rounds to 1/300 s: it may be up to 1/600 s later than the start, so the
+// moment taken is datetimeSlack before it, to the millisecond.
+//
+// A log whose recorded start and finish are the same moment ran within
+// the datetime's precision: it covers its finish, as before.
+func (pt Point) covers() time.Time {
+	if pt.Kind != Log || pt.BulkLogged || pt.Started.IsZero() || !pt.Started.Before(pt.Taken) {
+		return pt.Taken
+	}
+	return pt.Started.Add(-datetimeSlack).Truncate(time.Millisecond)
+}
+
+// datetimeSlack bounds how much later than the moment it stands for a
+// datetime SQL Server recorded may be (rounded to 1/300 s).
+const datetimeSlack = 2 * time.Millisecond
+
 // window is the stretch one point makes restorable: (from, to] for a log,
 // the single moment to for a full or differential. via is the point whose
 // chain is restored before it (for a log), -1 for a base.
@@ -82,11 +110,12 @@ func (g *chainGraph) windows() []window {
 		case Log:
 			// the earliest start: the log before it when that one is
 			// restorable, else the base it starts from
-			if p := g.prevLog(i, g.logs); p >= 0 && g.reaches(p) && g.pts[p].Taken.Before(pt.Taken) {
-				out = append(out, window{from: g.pts[p].Taken, to: pt.Taken, i: i, via: p})
+			to := pt.covers()
+			if p := g.prevLog(i, g.logs); p >= 0 && g.reaches(p) && g.pts[p].covers().Before(to) {
+				out = append(out, window{from: g.pts[p].covers(), to: to, i: i, via: p})
 			}
-			if d := g.dep[i]; d >= 0 && g.pts[d].Kind != Log && g.pts[d].Taken.Before(pt.Taken) {
-				out = append(out, window{from: g.pts[d].Taken, to: pt.Taken, i: i, via: d})
+			if d := g.dep[i]; d >= 0 && g.pts[d].Kind != Log && g.pts[d].Taken.Before(to) {
+				out = append(out, window{from: g.pts[d].Taken, to: to, i: i, via: d})
 			}
 		}
 	}
@@ -257,13 +286,23 @@ func (g *chainGraph) breakBefore(i int) string {
 	return "the chain loops"
 }
 
-// PlanLatest plans a restore to the latest moment any chain reaches.
+// PlanLatest plans a restore to the latest moment any chain reaches: the
+// chain to the last range's end, each backup whole, so that it holds all
+// the last backup holds. At is that range's end, the moment it holds
+// surely (for a log, its start: Point.covers); what committed while the
+// last log backup ran may be there too.
 func PlanLatest(points []Point) (Plan, error) {
 	rs := Ranges(points)
 	if len(rs) == 0 {
 		return Plan{}, refuse("no restorable backup: there is no full backup yet")
 	}
-	return PlanAt(points, rs[len(rs)-1].To)
+	last := rs[len(rs)-1]
+	p, err := PlanAt(points, last.To)
+	if err != nil {
+		return Plan{}, err
+	}
+	p.StopAt = time.Time{}
+	return p, nil
 }
 
 // PlanPoint plans a restore to the end of recovery point id.

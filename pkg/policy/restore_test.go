@@ -199,3 +199,54 @@ func TestPlanMark(t *testing.T) {
 		t.Errorf("a mark behind a gap: %v", err)
 	}
 }
+
+// TestLogCoversItsStart: a log backup surely holds only what committed
+// before it started (its recorded start less the rounding of SQL Server's
+// datetime), so the moments between a log's start and its finish are the
+// next log's to restore, and after the last log's start there is nothing
+// to restore to; a log with bulk-logged changes, restored only whole,
+// still ends at its finish.
+func TestLogCoversItsStart(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	pts := []Point{
+		{ID: "F", Kind: Full, Taken: t0, FirstLSN: LSNFromUint64(50), LastLSN: LSNFromUint64(100), CheckpointLSN: LSNFromUint64(60), DatabaseBackupLSN: LSNFromUint64(0)},
+		{ID: "L1", Kind: Log, Started: t0.Add(30 * time.Minute), Taken: t0.Add(31 * time.Minute), FirstLSN: LSNFromUint64(60), LastLSN: LSNFromUint64(200)},
+		{ID: "L2", Kind: Log, Started: t0.Add(60 * time.Minute), Taken: t0.Add(62 * time.Minute), FirstLSN: LSNFromUint64(200), LastLSN: LSNFromUint64(300)},
+	}
+	end1, end2 := t0.Add(30*time.Minute-datetimeSlack), t0.Add(60*time.Minute-datetimeSlack)
+	rs := Ranges(pts)
+	if len(rs) != 1 || !rs[0].From.Equal(t0) || !rs[0].To.Equal(end2) || rs[0].End != "L2" {
+		t.Fatalf("ranges %+v; want one, from F's finish to L2's start, less %v", rs, datetimeSlack)
+	}
+	for _, c := range []struct {
+		at    time.Time
+		steps []string
+	}{
+		{end1, []string{"F", "L1"}},
+		{end1.Add(time.Millisecond), []string{"F", "L1", "L2"}}, // while L1 ran: L2 holds it
+		{t0.Add(31 * time.Minute), []string{"F", "L1", "L2"}},
+		{end2, []string{"F", "L1", "L2"}},
+	} {
+		p, err := PlanAt(pts, c.at)
+		if err != nil || !slices.Equal(p.IDs(), c.steps) || !p.StopAt.Equal(c.at) || !p.At.Equal(c.at) {
+			t.Errorf("PlanAt(%v) = %+v (%v); want %v stopped there", c.at, p, err, c.steps)
+		}
+	}
+	for _, at := range []time.Time{end2.Add(time.Millisecond), t0.Add(61 * time.Minute)} {
+		if p, err := PlanAt(pts, at); err == nil {
+			t.Errorf("PlanAt(%v), while the last log ran = %+v; want it refused", at, p)
+		}
+	}
+	if p, err := PlanLatest(pts); err != nil || !slices.Equal(p.IDs(), []string{"F", "L1", "L2"}) || !p.At.Equal(end2) || !p.StopAt.IsZero() {
+		t.Errorf("PlanLatest = %+v (%v); want L2 whole, as of its start at least", p, err)
+	}
+	// a log that ran within the datetime's precision covers its finish
+	pts[2].Started = pts[2].Taken
+	if rs := Ranges(pts); len(rs) != 1 || !rs[0].To.Equal(pts[2].Taken) {
+		t.Errorf("ranges %+v; want one, to L2's finish, which is its start", rs)
+	}
+	pts[2].Started, pts[2].BulkLogged = t0.Add(60*time.Minute), true
+	if p, err := PlanLatest(pts); err != nil || !p.At.Equal(t0.Add(62*time.Minute)) || !p.StopAt.IsZero() {
+		t.Errorf("PlanLatest with bulk-logged L2 = %+v (%v); want L2 whole, as of its finish", p, err)
+	}
+}

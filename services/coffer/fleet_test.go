@@ -384,11 +384,20 @@ func TestFleetChaos(t *testing.T) {
 				from, to = *rp.Start, *rp.Finish
 			}
 			if req.Latest {
-				// the latest moment is the end of the database's last
-				// backup, which, like any, may hold what committed while it
-				// ran, but not what committed after it read the log's end
+				// every backup whole, as of the last range's end: a log's
+				// start, or the finish of a full, a differential or a log
+				// with bulk-logged changes; the last backup may hold what
+				// committed while it ran, and a full or differential, which
+				// the simulator takes as it starts, no more than what
+				// committed before it started
 				for _, rp := range mine {
-					if rp.Start != nil && rp.Finish != nil && rp.Finish.Equal(*acc.At) {
+					if rp.Finish == nil || rp.Start == nil {
+						continue
+					}
+					if rp.Finish.After(to) {
+						to = *rp.Finish
+					}
+					if rp.Finish.Equal(*acc.At) {
 						from = *rp.Start
 					}
 				}
