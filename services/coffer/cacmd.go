@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,20 +12,6 @@ import (
 
 	"github.com/cofferhq/coffer/pkg/tlsca"
 )
-
-// runCA runs `coffer ca init`: it makes sure coffer's CA, which issues the
-// certificates of the streamers' S3 endpoints (URL mode), exists in a
-// directory, creating it there the first time and keeping the one it
-// finds otherwise (an operator's own ca.pem and ca.key included), and says
-// where its certificate is, for the operator to make SQL Server's host
-// trust it. --copy-to also writes the certificate to a file: a container
-// deployment runs it once before SQL Server starts, so that SQL Server on
-// Linux, which reads its trusted CAs only at startup, trusts the CA from
-// its first start, and so that streamers started together do not each
-// create a CA of their own.
-func runCA(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return execute(context.Background(), append([]string{"ca"}, args...), getenv, os.Stdin, stdout, stderr)
-}
 
 func (a *app) caCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -52,8 +37,16 @@ before SQL Server starts (docs/url-mode.md).`,
 	return group("ca", "Create coffer's CA, for URL mode", "", cmd)
 }
 
-// caInit makes sure coffer's CA is in dir, and copies its certificate to
-// copyTo unless "".
+// caInit runs `coffer ca init`: it makes sure coffer's CA, which issues the
+// certificates of the streamers' S3 endpoints (URL mode), exists in a
+// directory, creating it there the first time and keeping the one it
+// finds otherwise (an operator's own ca.pem and ca.key included), and says
+// where its certificate is, for the operator to make SQL Server's host
+// trust it. --copy-to also writes the certificate to a file: a container
+// deployment runs it once before SQL Server starts, so that SQL Server on
+// Linux, which reads its trusted CAs only at startup, trusts the CA from
+// its first start, and so that streamers started together do not each
+// create a CA of their own.
 func caInit(dir, copyTo string, stdout io.Writer) error {
 	certPath := filepath.Join(dir, tlsca.CertFile)
 	_, statErr := os.Stat(certPath)

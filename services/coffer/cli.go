@@ -87,11 +87,6 @@ func fmtTime(t *time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-// runClient runs a client command: coffer cmd args.
-func runClient(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return execute(ctx, append([]string{cmd}, args...), getenv, os.Stdin, stdout, stderr)
-}
-
 func (c *cli) instanceList(ctx context.Context) error {
 	var out []gateway.Instance
 	if err := c.api.do(ctx, http.MethodGet, "/api/v1/instances", nil, &out); err != nil {

@@ -25,7 +25,7 @@ const (
 	natsServerKey  = "nats-server.key"
 )
 
-// runNATS runs `coffer nats config`: it makes sure every service has its
+// natsCmd is `coffer nats config`: it makes sure every service has its
 // credentials (an nkey seed, DIR/<service>.nk, mode 0600; kept when it
 // exists) and prints the nats-server configuration that declares their
 // users, each allowed only what its service does (pkg/natsauth, from

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// runS3 runs `coffer s3 policy`: it prints the S3 IAM policy of coffer's
+// s3Cmd is `coffer s3 policy`: it prints the S3 IAM policy of coffer's
 // own S3 user, which may read, write, list and delete objects in the
 // vault's bucket (under its prefix, when the vault has one) and nothing
 // else: no other bucket, no bucket settings, no creating or deleting a

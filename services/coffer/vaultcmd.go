@@ -29,11 +29,6 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-// runVault runs coffer vault args.
-func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return execute(ctx, append([]string{"vault"}, args...), getenv, os.Stdin, stdout, stderr)
-}
-
 // vaultOpens is what the help of the commands that open the vault
 // themselves says of where.
 const vaultOpens = `It opens the vault where coffer up keeps it: the same --data,
