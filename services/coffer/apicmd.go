@@ -47,17 +47,9 @@ Server back up to the streamer (URL mode)? If not, it prints what to fix.`,
 		return c.instanceAdd(ctx, args[0], *dsn, *mode)
 	})
 
-	list := a.client(&cobra.Command{
-		Use:   "list",
-		Short: "List the registered instances and their health",
-		Args:  nargs(0, 0),
-	}, func(ctx context.Context, c *cli, _ []string) error { return c.instanceList(ctx) })
+	list := a.leaf("list", "List the registered instances and their health", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.instanceList(ctx) })
 
-	discover := a.client(&cobra.Command{
-		Use:   "discover NAME",
-		Short: "List an instance's databases again now",
-		Args:  nargs(1, 1),
-	}, func(ctx context.Context, c *cli, args []string) error { return c.instanceDiscover(ctx, args[0]) })
+	discover := a.leaf("discover NAME", "List an instance's databases again now", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.instanceDiscover(ctx, args[0]) })
 
 	check := a.client(&cobra.Command{
 		Use:   "check NAME",
@@ -90,11 +82,7 @@ default policy).`,
 }
 
 func (a *app) dbCmd() *cobra.Command {
-	list := a.client(&cobra.Command{
-		Use:   "list [INSTANCE]",
-		Short: "List the databases discovery found, and their protection",
-		Args:  nargs(0, 1),
-	}, func(ctx context.Context, c *cli, args []string) error {
+	list := a.leaf("list [INSTANCE]", "List the databases discovery found, and their protection", nargs(0, 1), func(ctx context.Context, c *cli, args []string) error {
 		instance := ""
 		if len(args) == 1 {
 			instance = args[0]
@@ -165,11 +153,7 @@ func (a *app) rpCmd() *cobra.Command {
 		return c.rpList(ctx, inst, db, *deleted)
 	})
 
-	ranges := a.client(&cobra.Command{
-		Use:   "ranges INSTANCE/DATABASE",
-		Short: "List the moments a database can be restored to",
-		Args:  database,
-	}, func(ctx context.Context, c *cli, args []string) error {
+	ranges := a.leaf("ranges INSTANCE/DATABASE", "List the moments a database can be restored to", database, func(ctx context.Context, c *cli, args []string) error {
 		inst, db := mustSplitDB(args[0])
 		return c.printRanges(ctx, inst, db)
 	})
@@ -268,27 +252,11 @@ recovery points (coffer rp list).`,
 }
 
 func (a *app) jobsCmd() *cobra.Command {
-	jobs := a.client(&cobra.Command{
-		Use:   "jobs",
-		Short: "List jobs: backups, restores, verifications and the rest",
-		Args:  nargs(0, 0),
-	}, func(ctx context.Context, c *cli, _ []string) error { return c.jobsList(ctx) })
+	jobs := a.leaf("jobs", "List jobs: backups, restores, verifications and the rest", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.jobsList(ctx) })
 	jobs.AddCommand(
-		a.client(&cobra.Command{
-			Use:   "list",
-			Short: "List jobs (as coffer jobs)",
-			Args:  nargs(0, 0),
-		}, func(ctx context.Context, c *cli, _ []string) error { return c.jobsList(ctx) }),
-		a.client(&cobra.Command{
-			Use:   "show ID",
-			Short: "Show a job",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.jobShow(ctx, args[0]) }),
-		a.client(&cobra.Command{
-			Use:   "wait ID",
-			Short: "Follow a job to its end; fail if it failed",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error {
+		a.leaf("list", "List jobs (as coffer jobs)", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.jobsList(ctx) }),
+		a.leaf("show ID", "Show a job", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.jobShow(ctx, args[0]) }),
+		a.leaf("wait ID", "Follow a job to its end; fail if it failed", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error {
 			return c.follow(ctx, gateway.Accepted{JobID: args[0]}, true)
 		}),
 	)
@@ -309,21 +277,9 @@ prints one to start from.`,
 	set.MarkFlagRequired("file")
 	a.client(set, func(ctx context.Context, c *cli, args []string) error { return c.policySet(ctx, args[0], *file) })
 	return group("policy", "List, show, set and delete backup policies", "",
-		a.client(&cobra.Command{
-			Use:   "list",
-			Short: "List the policies",
-			Args:  nargs(0, 0),
-		}, func(ctx context.Context, c *cli, _ []string) error { return c.policyList(ctx) }),
-		a.client(&cobra.Command{
-			Use:   "show NAME",
-			Short: "Print a policy as JSON",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.policyShow(ctx, args[0]) }),
+		a.leaf("list", "List the policies", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.policyList(ctx) }),
+		a.leaf("show NAME", "Print a policy as JSON", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.policyShow(ctx, args[0]) }),
 		set,
-		a.client(&cobra.Command{
-			Use:   "delete NAME",
-			Short: "Delete a policy",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.policyDelete(ctx, args[0]) }),
+		a.leaf("delete NAME", "Delete a policy", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.policyDelete(ctx, args[0]) }),
 	)
 }

@@ -89,11 +89,8 @@ func fmtTime(t *time.Time) string {
 
 func (c *cli) instanceList(ctx context.Context) error {
 	var out []gateway.Instance
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/instances", nil, &out); err != nil {
+	if done, err := c.get(ctx, "/api/v1/instances", &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	var rows [][]string
 	for _, in := range out {
@@ -246,11 +243,8 @@ func (c *cli) dbList(ctx context.Context, instance string) error {
 		path += "?instance=" + url.QueryEscape(instance)
 	}
 	var out []gateway.Database
-	if err := c.api.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if done, err := c.get(ctx, path, &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	var rows [][]string
 	for _, d := range out {
@@ -602,11 +596,8 @@ func (c *cli) printRanges(ctx context.Context, inst, db string) error {
 
 func (c *cli) policyList(ctx context.Context) error {
 	var out []policy.Policy
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies", nil, &out); err != nil {
+	if done, err := c.get(ctx, "/api/v1/policies", &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	var rows [][]string
 	for _, p := range out {
@@ -673,11 +664,8 @@ func (c *cli) policyDelete(ctx context.Context, name string) error {
 
 func (c *cli) jobsList(ctx context.Context) error {
 	var out []gateway.Job
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/jobs", nil, &out); err != nil {
+	if done, err := c.get(ctx, "/api/v1/jobs", &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	var rows [][]string
 	for _, j := range out {

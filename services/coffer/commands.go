@@ -283,6 +283,11 @@ func (a *app) client(cmd *cobra.Command, run func(ctx context.Context, c *cli, a
 	return cmd
 }
 
+// leaf is a command of the API with no flags of its own.
+func (a *app) leaf(use, short string, args cobra.PositionalArgs, run func(ctx context.Context, c *cli, args []string) error) *cobra.Command {
+	return a.client(&cobra.Command{Use: use, Short: short, Args: args}, run)
+}
+
 // passthrough makes cmd a command that parses its own flags with the
 // standard flag package (pkg/daemon.Flags binds them to the environment,
 // as the services' own binaries do): run parses args, and prints the

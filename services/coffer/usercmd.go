@@ -39,26 +39,10 @@ gives both. See docs/api.md.`,
 	})
 	return group("user", "Manage the users of the API and dashboard", "",
 		add,
-		a.client(&cobra.Command{
-			Use:   "list",
-			Short: "List the users, their roles and the ids of their tokens",
-			Args:  nargs(0, 0),
-		}, func(ctx context.Context, c *cli, _ []string) error { return c.userList(ctx) }),
-		a.client(&cobra.Command{
-			Use:   "delete NAME",
-			Short: "Delete a user, and every token of theirs",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.userDelete(ctx, args[0]) }),
-		a.client(&cobra.Command{
-			Use:   "token NAME",
-			Short: "Make a new API token for a user, printed once",
-			Args:  nargs(1, 1),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.userToken(ctx, args[0]) }),
-		a.client(&cobra.Command{
-			Use:   "revoke NAME TOKEN-ID",
-			Short: "Revoke one of a user's tokens (coffer user list shows the ids)",
-			Args:  nargs(2, 2),
-		}, func(ctx context.Context, c *cli, args []string) error { return c.userRevoke(ctx, args[0], args[1]) }),
+		a.leaf("list", "List the users, their roles and the ids of their tokens", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.userList(ctx) }),
+		a.leaf("delete NAME", "Delete a user, and every token of theirs", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.userDelete(ctx, args[0]) }),
+		a.leaf("token NAME", "Make a new API token for a user, printed once", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.userToken(ctx, args[0]) }),
+		a.leaf("revoke NAME TOKEN-ID", "Revoke one of a user's tokens (coffer user list shows the ids)", nargs(2, 2), func(ctx context.Context, c *cli, args []string) error { return c.userRevoke(ctx, args[0], args[1]) }),
 	)
 }
 

@@ -90,11 +90,7 @@ the vault has no manifest for.`,
 	prune := rebuild.Flags().Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
 	a.client(rebuild, func(ctx context.Context, c *cli, _ []string) error { return c.vaultRebuild(ctx, *prune) })
 
-	list := a.client(&cobra.Command{
-		Use:   "list",
-		Short: "List the default vault and the named ones",
-		Args:  nargs(0, 0),
-	}, func(ctx context.Context, c *cli, _ []string) error { return c.vaultList(ctx) })
+	list := a.leaf("list", "List the default vault and the named ones", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.vaultList(ctx) })
 
 	return group("vault", "Check, create, list, recover, rebuild and rekey vaults", "",
 		check, a.vaultCreateCmd(), list, recover, rebuild, rekey, group("key", "Manage the vault's keys", "", rotate))
@@ -522,11 +518,8 @@ func (c *cli) vaultCreate(ctx context.Context, name string, req gateway.VaultReq
 // vaultList runs `coffer vault list`.
 func (c *cli) vaultList(ctx context.Context) error {
 	var out []gateway.Vault
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/vaults", nil, &out); err != nil {
+	if done, err := c.get(ctx, "/api/v1/vaults", &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTORE\tCREATED")
