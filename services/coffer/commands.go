@@ -154,10 +154,45 @@ func (a *app) root() *cobra.Command {
 		c.GroupID = "api"
 		root.AddCommand(c)
 	}
+	root.SetHelpCommand(helpCmd())
 	root.SetHelpCommandGroupID("run")
 	root.SetCompletionCommandGroupID("run")
 	a.markRun(root)
 	return root
+}
+
+// helpCmd is coffer help: cobra's, but a command it does not know is a
+// usage error.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help provides help for any command in the application.",
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var subs []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					subs = append(subs, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return subs, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err == nil && len(rest) > 0 && cmd.HasAvailableSubCommands() {
+				err = fmt.Errorf("unknown command %q", rest[0])
+			}
+			if err != nil {
+				return usagef("help %s: %w", strings.Join(args, " "), err)
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
 }
 
 // markRun has every command record in a.ran that its own code ran.

@@ -246,6 +246,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"rp", "frob"}, exitUsage, `unknown command "frob"`},
 		{[]string{"rp"}, exitUsage, "usage: coffer rp delete ID..."},
 		{[]string{"jobs", "--no-such-flag"}, exitUsage, "unknown flag: --no-such-flag"},
+		{[]string{"help", "jbos"}, exitUsage, `unknown command "jbos"`},
+		{[]string{"help", "rp", "frob"}, exitUsage, `unknown command "frob"`},
 		{[]string{"jobs", "show"}, exitUsage, "missing argument"},
 		{[]string{"jobs", "show", "a", "b"}, exitUsage, `unexpected argument "b"`},
 		{[]string{"backup", "Sales"}, exitUsage, "INSTANCE/DATABASE"},
