@@ -48,12 +48,14 @@ func (a *app) vaultCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Check that every recovery point's chunks exist, or also authenticate (--full)",
 		Long: `Check that every recovery point's chunks exist (fast), or also read and
-authenticate them (--full). Damage makes it fail (exit code 1), naming the
-recovery points it affects. Given NATS (--nats), it publishes the result
-for the alerter.
+authenticate them (--full), in every vault: the default, then each named
+one (--vault default|NAME: that vault alone). Damage makes it fail (exit
+code 1), naming the vault and the recovery points it affects; so does a
+named vault that cannot be opened, after the others are checked. Given
+NATS (--nats), it publishes each vault's result for the alerter.
 
 ` + vaultOpens,
-		Example: "  coffer vault check --full --vault offsite",
+		Example: "  coffer vault check --full\n  coffer vault check --vault offsite",
 	}, local(runVaultCheck))
 	recover := a.passthrough(&cobra.Command{
 		Use:   "recover",
@@ -111,6 +113,7 @@ func (a *app) vaultCreateCmd() *cobra.Command {
 	secretFile := named.String("s3-secret-key-file", "", "file holding the store's secret key")
 	caFile := named.String("s3-ca-file", "", "PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
 	named.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "talk to the store over plain HTTP")
+	named.StringVar(&vr.ObjectLock, "object-lock", "", "make the S3 vault immutable with S3 Object Lock, in governance or compliance mode")
 	cf := a.addClientFlags(named)
 	cmd := &cobra.Command{
 		Use:   "create [NAME]",
@@ -120,7 +123,8 @@ creates a named vault, another place for backups (coffer protect --vault
 NAME): the committer creates it in its store, or opens the one there with
 the master key, and records it. Names are 2 to 50 letters, digits and
 hyphens. Its S3 secret key is in COFFER_VAULT_S3_SECRET_KEY or
---s3-secret-key-file, never a flag.
+--s3-secret-key-file, never a flag. --object-lock makes it immutable, as
+below.
 
 coffer vault create [--object-lock governance|compliance] creates the
 default vault, which coffer up otherwise does at its first start; with
