@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,43 +24,13 @@ import (
 type cli struct {
 	api    *apiClient
 	json   bool
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 	// tty is true when stdout is a terminal (progress bars).
 	tty bool
 	// poll is how often --wait asks for a job's state.
 	poll time.Duration
-}
-
-// globalFlags adds --api and --json to a command's flags.
-func globalFlags(fs *flag.FlagSet, getenv func(string) string) (api *string, token *string, asJSON *bool) {
-	def := getenv("COFFER_API")
-	if def == "" {
-		def = "http://127.0.0.1:8080"
-	}
-	api = fs.String("api", def, "coffer API address (COFFER_API)")
-	// the token from the environment is not the flag's default, which
-	// -help and a mistyped flag would print
-	token = fs.String("token", "", "API token (COFFER_API_TOKEN)")
-	*token = getenv("COFFER_API_TOKEN")
-	asJSON = fs.Bool("json", false, "print JSON instead of tables")
-	return
-}
-
-// parseArgs parses flags that may come before or after the positional
-// arguments (coffer backup sql1/Sales --type full).
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // splitDB splits INSTANCE/DATABASE at the first '/': the database part
@@ -118,229 +87,70 @@ func fmtTime(t *time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-// runClient runs a client command (everything but up and sim).
-func runClient(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("coffer "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	api, token, asJSON := globalFlags(fs, getenv)
-	apiCA := fs.String("api-ca", getenv("COFFER_API_CA"), "CA certificate (PEM) to trust for an https --api, such as coffer's CA (DATA/ca/ca.pem) (COFFER_API_CA)")
-	c := &cli{json: false, stdout: stdout, stderr: stderr, poll: 500 * time.Millisecond}
-	if f, ok := stdout.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			c.tty = true
-		}
+func (c *cli) instanceList(ctx context.Context) error {
+	var out []gateway.Instance
+	if done, err := c.get(ctx, "/api/v1/instances", &out); done {
+		return err
 	}
-	var run func(pos []string) error
-	switch cmd {
-	case "instance":
-		dsn := fs.String("dsn", "", "connection string, e.g. sqlserver://user:password@host:1433 (for add)")
-		mode := fs.String("mode", "auto", "how backups leave the instance (for add): auto (no staging for SQL Server 2022+ when coffer serves its S3 endpoint), url or disk")
-		on := fs.Bool("on", false, "turn auto-protection on (for autoprotect)")
-		off := fs.Bool("off", false, "turn auto-protection off (for autoprotect)")
-		policy := fs.String("policy", "", "policy for auto-protection")
-		run = func(pos []string) error { return c.instance(ctx, pos, *dsn, *mode, *on, *off, *policy) }
-	case "db":
-		run = func(pos []string) error { return c.dbList(ctx, pos) }
-	case "protect", "unprotect":
-		policy := fs.String("policy", "", "backup policy (default: the default policy)")
-		vault := fs.String("vault", "", "with protect: the vault the backups go to (coffer vault list; default: the default vault)")
-		deleteData := fs.Bool("delete-data", false, "with unprotect: delete every recovery point of the database too (a soft delete: coffer rp undelete brings them back within the soft-delete window)")
-		run = func(pos []string) error {
-			if cmd == "protect" && *deleteData {
-				return errors.New("--delete-data is for unprotect")
+	var rows [][]string
+	for _, in := range out {
+		health := "healthy"
+		if !in.Healthy {
+			health = "UNHEALTHY: " + in.Reason
+			if in.Fix != "" {
+				health += " — " + in.Fix
 			}
-			if cmd == "unprotect" && *vault != "" {
-				return errors.New("--vault is for protect")
-			}
-			return c.protect(ctx, cmd == "protect", pos, *policy, *vault, *deleteData)
 		}
-	case "backup":
-		typ := fs.String("type", "full", "full, copy_only, differential or log")
-		wait := fs.Bool("wait", false, "follow the job to its end")
-		run = func(pos []string) error { return c.backup(ctx, pos, *typ, *wait) }
-	case "rp":
-		deleted := fs.Bool("deleted", false, "with list: show deleted recovery points too")
-		withDeps := fs.Bool("with-dependents", false, "with delete: delete too the points that cannot be restored without those named")
-		run = func(pos []string) error {
-			if len(pos) > 0 && (pos[0] == "delete" || pos[0] == "undelete") {
-				if *withDeps && pos[0] == "undelete" {
-					return errors.New("--with-dependents is for rp delete: undelete brings back what the points need by itself")
-				}
-				return c.rpChange(ctx, pos[0] == "delete", pos[1:], *withDeps)
-			}
-			return c.rpList(ctx, pos, *deleted)
+		auto := "off"
+		if in.Autoprotect {
+			auto = "on"
 		}
-	case "verify":
-		on := fs.String("on", "", "instance to run the test restores on (default: the database's own)")
-		wait := fs.Bool("wait", false, "follow the job to its end")
-		run = func(pos []string) error { return c.verify(ctx, pos, *on, *wait) }
-	case "restore":
-		latest := fs.Bool("latest", false, "restore to the latest moment the backups reach")
-		point := fs.String("point", "", "restore to the end of a recovery point (coffer rp list)")
-		at := fs.String("time", "", `restore to a moment: "2026-11-21 10:15:03" (in --tz) or RFC 3339 with an offset`)
-		tz := fs.String("tz", "", "time zone of --time, e.g. Europe/Paris (default: this machine's)")
-		mark := fs.String("mark", "", "restore to the latest transaction marked so (BEGIN TRAN ... WITH MARK), including it")
-		beforeMark := fs.Bool("before-mark", false, "with --mark: stop just before the marked transaction")
-		as := fs.String("as", "", "name of the database to restore into")
-		target := fs.String("target", "", "instance to restore to (default: the source's)")
-		overwrite := fs.Bool("overwrite", false, "replace the target database if it exists")
-		norecovery := fs.Bool("norecovery", false, "leave the database RESTORING, ready for more logs")
-		dataPath := fs.String("data-path", "", "directory for the data files on the target (default: the instance's default data path)")
-		logPath := fs.String("log-path", "", "directory for the log files on the target (default: the instance's default log path)")
-		dryRun := fs.Bool("dry-run", false, "print the plan and stop")
-		fromVault := fs.String("from-vault", "", "read every recovery point from this vault, its own or one holding its copy (default: its own, then a copy when it cannot be read)")
-		toDir := fs.String("to-dir", "", "restore as files: write the backup files and restore.sql into this absolute directory (on the backup-streamer's machine)")
-		wait := fs.Bool("wait", false, "follow the job to its end")
-		run = func(pos []string) error {
-			req := gateway.RestoreRequest{Latest: *latest, Point: *point, TargetDatabase: *as,
-				TargetInstance: *target, Overwrite: *overwrite, NoRecovery: *norecovery, DryRun: *dryRun, ToDirectory: *toDir,
-				Mark: *mark, BeforeMark: *beforeMark, DataPath: *dataPath, LogPath: *logPath, FromVault: *fromVault}
-			if *at != "" {
-				t, err := parseMoment(*at, *tz)
-				if err != nil {
-					return err
-				}
-				req.Time = &t
-			}
-			return c.restore(ctx, pos, req, *wait)
-		}
-	case "jobs":
-		run = func(pos []string) error { return c.jobs(ctx, pos) }
-	case "policy":
-		file := fs.String("file", "", "JSON file of the policy (for set); - for standard input")
-		run = func(pos []string) error { return c.policy(ctx, pos, *file) }
-	case "vault":
-		prune := fs.Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
-		var vr gateway.VaultRequest
-		fs.StringVar(&vr.Dir, "dir", "", "with create: the directory of a directory vault, which the committer and the streamers reach")
-		fs.StringVar(&vr.S3Endpoint, "s3-endpoint", "", "with create: host:port of the S3-compatible store of an S3 vault")
-		fs.StringVar(&vr.S3Bucket, "s3-bucket", "", "with create: the S3 vault's bucket (created if absent)")
-		fs.StringVar(&vr.S3Prefix, "s3-prefix", "", "with create: the S3 vault's prefix in the bucket")
-		fs.StringVar(&vr.S3AccessKey, "s3-access-key", "", "with create: the store's access key; its secret is COFFER_VAULT_S3_SECRET_KEY, or in --s3-secret-key-file")
-		secretFile := fs.String("s3-secret-key-file", "", "with create: file holding the store's secret key")
-		caFile := fs.String("s3-ca-file", "", "with create: PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
-		fs.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "with create: talk to the store over plain HTTP")
-		fs.StringVar(&vr.ObjectLock, "object-lock", "", "with create: make the S3 vault immutable with S3 Object Lock, in governance or compliance mode")
-		run = func(pos []string) error {
-			switch {
-			case len(pos) > 0 && pos[0] == "create":
-				secret, err := vaultSecret(getenv, *secretFile)
-				if err != nil {
-					return err
-				}
-				vr.S3SecretKey = secret
-				if *caFile != "" {
-					pem, err := os.ReadFile(*caFile)
-					if err != nil {
-						return fmt.Errorf("read the S3 CA file: %w", err)
-					}
-					vr.S3CAPEM = string(pem)
-				}
-				return c.vaultCreate(ctx, pos[1:], vr)
-			case len(pos) > 0 && pos[0] == "list":
-				return c.vaultList(ctx, pos[1:])
-			}
-			return c.vaultRebuild(ctx, pos, *prune)
-		}
-	case "user":
-		run = c.userFlags(ctx, fs, os.Stdin)
-	case "audit":
-		run = c.auditFlags(ctx, fs)
-	default:
-		return fmt.Errorf("unknown command %q", cmd)
+		rows = append(rows, []string{in.Name, in.ServerName, in.Version, strconv.Itoa(in.Databases), auto, health})
 	}
-	pos, err := parseArgs(fs, args)
+	c.table("INSTANCE\tSERVER\tVERSION\tDATABASES\tAUTOPROTECT\tHEALTH", rows)
+	return nil
+}
+
+func (c *cli) instanceAdd(ctx context.Context, name, dsn, mode string) error {
+	var out gateway.Instance
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: name, DSN: dsn, Mode: mode}, &out); err != nil {
+		return err
+	}
+	return c.checkAdded(ctx, name, out.Registration)
+}
+
+func (c *cli) instanceCheck(ctx context.Context, name string) error {
+	res, err := c.api.checkURL(ctx, name)
 	if err != nil {
 		return err
 	}
-	c.api = newAPIClient(*api, *token)
-	if *apiCA != "" {
-		if err := c.api.trust(*apiCA); err != nil {
+	if c.json {
+		if err := c.printJSON(res); err != nil {
 			return err
 		}
+		if !res.OK {
+			return fmt.Errorf("instance %s: %s", res.Instance, res.Problem)
+		}
+		return nil
 	}
-	c.json = *asJSON
-	return run(pos)
+	return c.printCheck(res)
 }
 
-func (c *cli) instance(ctx context.Context, pos []string, dsn, mode string, on, off bool, policy string) error {
-	if len(pos) == 0 {
-		return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk] | list | discover NAME | check NAME | autoprotect NAME --on|--off")
+func (c *cli) instanceDiscover(ctx context.Context, name string) error {
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances/"+url.PathEscape(name)+"/discover", nil, nil); err != nil {
+		return err
 	}
-	switch pos[0] {
-	case "list":
-		var out []gateway.Instance
-		if err := c.api.do(ctx, http.MethodGet, "/api/v1/instances", nil, &out); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(out)
-		}
-		var rows [][]string
-		for _, in := range out {
-			health := "healthy"
-			if !in.Healthy {
-				health = "UNHEALTHY: " + in.Reason
-				if in.Fix != "" {
-					health += " — " + in.Fix
-				}
-			}
-			auto := "off"
-			if in.Autoprotect {
-				auto = "on"
-			}
-			rows = append(rows, []string{in.Name, in.ServerName, in.Version, strconv.Itoa(in.Databases), auto, health})
-		}
-		c.table("INSTANCE\tSERVER\tVERSION\tDATABASES\tAUTOPROTECT\tHEALTH", rows)
-		return nil
-	case "add":
-		if len(pos) != 2 || dsn == "" {
-			return errors.New("usage: coffer instance add NAME --dsn DSN [--mode auto|url|disk]")
-		}
-		var out gateway.Instance
-		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances", gateway.AddInstance{Name: pos[1], DSN: dsn, Mode: mode}, &out); err != nil {
-			return err
-		}
-		return c.checkAdded(ctx, pos[1], out.Registration)
-	case "check":
-		if len(pos) != 2 {
-			return errors.New("usage: coffer instance check NAME")
-		}
-		res, err := c.api.checkURL(ctx, pos[1])
-		if err != nil {
-			return err
-		}
-		if c.json {
-			if err := c.printJSON(res); err != nil {
-				return err
-			}
-			if !res.OK {
-				return fmt.Errorf("instance %s: %s", res.Instance, res.Problem)
-			}
-			return nil
-		}
-		return c.printCheck(res)
-	case "discover":
-		if len(pos) != 2 {
-			return errors.New("usage: coffer instance discover NAME")
-		}
-		if err := c.api.do(ctx, http.MethodPost, "/api/v1/instances/"+url.PathEscape(pos[1])+"/discover", nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "discovery of %s requested\n", pos[1])
-		return nil
-	case "autoprotect":
-		if len(pos) != 2 || on == off {
-			return errors.New("usage: coffer instance autoprotect NAME --on|--off [--policy P]")
-		}
-		if err := c.api.do(ctx, http.MethodPut, "/api/v1/instances/"+url.PathEscape(pos[1])+"/autoprotect",
-			gateway.Autoprotect{Enabled: on, Policy: policy}, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "auto-protection of %s turned %s\n", pos[1], map[bool]string{true: "on", false: "off"}[on])
-		return nil
+	fmt.Fprintf(c.stdout, "discovery of %s requested\n", name)
+	return nil
+}
+
+func (c *cli) instanceAutoprotect(ctx context.Context, name string, on bool, policy string) error {
+	if err := c.api.do(ctx, http.MethodPut, "/api/v1/instances/"+url.PathEscape(name)+"/autoprotect",
+		gateway.Autoprotect{Enabled: on, Policy: policy}, nil); err != nil {
+		return err
 	}
-	return fmt.Errorf("unknown instance command %q", pos[0])
+	fmt.Fprintf(c.stdout, "auto-protection of %s turned %s\n", name, map[bool]string{true: "on", false: "off"}[on])
+	return nil
 }
 
 // registrationWait bounds how long `coffer instance add` waits for
@@ -426,20 +236,15 @@ func (c *cli) printCheck(res gateway.URLCheck) error {
 	return fmt.Errorf("instance %s cannot back up until that is fixed; then run coffer instance check %s", res.Instance, res.Instance)
 }
 
-func (c *cli) dbList(ctx context.Context, pos []string) error {
-	if len(pos) == 0 || pos[0] != "list" || len(pos) > 2 {
-		return errors.New("usage: coffer db list [INSTANCE]")
-	}
+// dbList lists the databases of instance, or of every instance.
+func (c *cli) dbList(ctx context.Context, instance string) error {
 	path := "/api/v1/databases"
-	if len(pos) == 2 {
-		path += "?instance=" + url.QueryEscape(pos[1])
+	if instance != "" {
+		path += "?instance=" + url.QueryEscape(instance)
 	}
 	var out []gateway.Database
-	if err := c.api.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if done, err := c.get(ctx, path, &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	var rows [][]string
 	for _, d := range out {
@@ -456,9 +261,6 @@ func (c *cli) dbList(ctx context.Context, pos []string) error {
 }
 
 func (c *cli) protect(ctx context.Context, on bool, pos []string, policy, vault string, deleteData bool) error {
-	if len(pos) == 0 {
-		return errors.New("usage: coffer protect INSTANCE/DATABASE|PATTERN... [--policy P] [--vault NAME]")
-	}
 	if on {
 		// one request for every database named, patterns included
 		var out gateway.DatabaseRequest
@@ -475,7 +277,7 @@ func (c *cli) protect(ctx context.Context, on bool, pos []string, policy, vault 
 	for _, p := range pos {
 		inst, db, err := splitDB(p)
 		if err != nil {
-			return err
+			return &usageError{err}
 		}
 		req := gateway.DatabaseRequest{Instance: inst, Database: db, Policy: policy, DeleteData: deleteData}
 		if deleteData {
@@ -529,14 +331,7 @@ func (c *cli) waitProtected(ctx context.Context, instance, database string) erro
 	return nil
 }
 
-func (c *cli) backup(ctx context.Context, pos []string, typ string, wait bool) error {
-	if len(pos) != 1 {
-		return errors.New("usage: coffer backup INSTANCE/DATABASE [--type full|copy_only|differential|log] [--wait]")
-	}
-	inst, db, err := splitDB(pos[0])
-	if err != nil {
-		return err
-	}
+func (c *cli) backup(ctx context.Context, inst, db, typ string, wait bool) error {
 	var acc gateway.Accepted
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/backups", gateway.BackupRequest{Instance: inst, Database: db, Type: typ}, &acc); err != nil {
 		return err
@@ -544,21 +339,7 @@ func (c *cli) backup(ctx context.Context, pos []string, typ string, wait bool) e
 	return c.follow(ctx, acc, wait)
 }
 
-func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequest, wait bool) error {
-	targets := 0
-	for _, set := range []bool{req.Latest, req.Point != "", req.Time != nil, req.Mark != ""} {
-		if set {
-			targets++
-		}
-	}
-	if len(pos) != 1 || (req.TargetDatabase == "" && req.ToDirectory == "") || targets != 1 {
-		return errors.New("usage: coffer restore INSTANCE/DATABASE (--latest | --point ID | --time MOMENT [--tz ZONE] | --mark NAME [--before-mark]) (--as NAME [--target INSTANCE] [--overwrite] | --to-dir DIR [--as NAME]) [--norecovery] [--dry-run] [--wait]")
-	}
-	inst, db, err := splitDB(pos[0])
-	if err != nil {
-		return err
-	}
-	req.Instance, req.Database = inst, db
+func (c *cli) restore(ctx context.Context, req gateway.RestoreRequest, wait bool) error {
 	var acc gateway.Accepted
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/restores", req, &acc); err != nil {
 		return err
@@ -583,14 +364,7 @@ func (c *cli) restore(ctx context.Context, pos []string, req gateway.RestoreRequ
 }
 
 // verify asks for a test restore of a database now.
-func (c *cli) verify(ctx context.Context, pos []string, on string, wait bool) error {
-	if len(pos) != 1 {
-		return errors.New("usage: coffer verify INSTANCE/DATABASE [--on INSTANCE] [--wait]")
-	}
-	inst, db, err := splitDB(pos[0])
-	if err != nil {
-		return err
-	}
+func (c *cli) verify(ctx context.Context, inst, db, on string, wait bool) error {
 	var acc gateway.Accepted
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/verifications", gateway.VerifyRequest{Instance: inst, Database: db, ScratchInstance: on}, &acc); err != nil {
 		return err
@@ -698,9 +472,6 @@ func (c *cli) rpChange(ctx context.Context, del bool, ids []string, withDeps boo
 	if del {
 		verb = "delete"
 	}
-	if len(ids) == 0 {
-		return fmt.Errorf("usage: coffer rp %s ID... (coffer rp list INSTANCE/DATABASE)", verb)
-	}
 	var acc gateway.Accepted
 	req := gateway.RecoveryPointsRequest{RecoveryPoints: ids, WithDependents: withDeps, By: userName()}
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/recovery-points/"+verb, req, &acc); err != nil {
@@ -750,17 +521,7 @@ func (c *cli) waitChange(ctx context.Context, id string) error {
 	return nil
 }
 
-func (c *cli) rpList(ctx context.Context, pos []string, deleted bool) error {
-	if len(pos) != 2 || (pos[0] != "list" && pos[0] != "ranges") {
-		return errors.New("usage: coffer rp list|ranges INSTANCE/DATABASE | rp delete|undelete ID...")
-	}
-	inst, db, err := splitDB(pos[1])
-	if err != nil {
-		return err
-	}
-	if pos[0] == "ranges" {
-		return c.printRanges(ctx, inst, db)
-	}
+func (c *cli) rpList(ctx context.Context, inst, db string, deleted bool) error {
 	var out []gateway.RecoveryPoint
 	q := "/api/v1/recovery-points?instance=" + url.QueryEscape(inst) + "&database=" + url.QueryEscape(db)
 	if deleted {
@@ -833,131 +594,117 @@ func (c *cli) printRanges(ctx context.Context, inst, db string) error {
 	return nil
 }
 
-func (c *cli) policy(ctx context.Context, pos []string, file string) error {
-	usage := errors.New("usage: coffer policy list | show NAME | set NAME --file FILE.json | delete NAME")
-	if len(pos) == 0 {
-		return usage
+func (c *cli) policyList(ctx context.Context) error {
+	var out []policy.Policy
+	if done, err := c.get(ctx, "/api/v1/policies", &out); done {
+		return err
 	}
-	switch {
-	case pos[0] == "list" && len(pos) == 1:
-		var out []policy.Policy
-		if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies", nil, &out); err != nil {
-			return err
+	var rows [][]string
+	for _, p := range out {
+		full := fmt.Sprintf("%s %02d:%02d", p.Full.Frequency, p.Full.Hour, p.Full.Minute)
+		if p.Full.Frequency == policy.Weekly {
+			full += fmt.Sprint(" ", p.Full.Days)
 		}
-		if c.json {
-			return c.printJSON(out)
+		diff, logs := "-", "-"
+		if p.Differential != nil {
+			diff = fmt.Sprintf("%02d:%02d %v", p.Differential.Hour, p.Differential.Minute, p.Differential.Days)
 		}
-		var rows [][]string
-		for _, p := range out {
-			full := fmt.Sprintf("%s %02d:%02d", p.Full.Frequency, p.Full.Hour, p.Full.Minute)
-			if p.Full.Frequency == policy.Weekly {
-				full += fmt.Sprint(" ", p.Full.Days)
-			}
-			diff, logs := "-", "-"
-			if p.Differential != nil {
-				diff = fmt.Sprintf("%02d:%02d %v", p.Differential.Hour, p.Differential.Minute, p.Differential.Days)
-			}
-			if p.Log != nil {
-				logs = "every " + time.Duration(p.Log.Every).String()
-			}
-			tz := p.TimeZone
-			if tz == "" {
-				tz = "UTC"
-			}
-			rows = append(rows, []string{p.Name, full, diff, logs, p.Retention.Full.String(), tz, string(p.Compression.OrDefault())})
+		if p.Log != nil {
+			logs = "every " + time.Duration(p.Log.Every).String()
 		}
-		c.table("POLICY	FULL	DIFFERENTIAL	LOG	KEEP FULLS	ZONE	COMPRESSION", rows)
-		return nil
-	case pos[0] == "show" && len(pos) == 2:
-		var p policy.Policy
-		if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies/"+url.PathEscape(pos[1]), nil, &p); err != nil {
-			return err
+		tz := p.TimeZone
+		if tz == "" {
+			tz = "UTC"
 		}
-		return c.printJSON(p)
-	case pos[0] == "set" && len(pos) == 2:
-		if file == "" {
-			return errors.New("coffer policy set NAME --file FILE.json (coffer policy show default prints one to start from)")
-		}
-		var raw []byte
-		var err error
-		if file == "-" {
-			raw, err = io.ReadAll(os.Stdin)
-		} else {
-			raw, err = os.ReadFile(file)
-		}
-		if err != nil {
-			return err
-		}
-		var p json.RawMessage
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return fmt.Errorf("%s is not JSON: %w", file, err)
-		}
-		if err := c.api.do(ctx, http.MethodPut, "/api/v1/policies/"+url.PathEscape(pos[1]), p, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "policy %s saved; it takes effect at each database's next due time\n", pos[1])
-		return nil
-	case pos[0] == "delete" && len(pos) == 2:
-		if err := c.api.do(ctx, http.MethodDelete, "/api/v1/policies/"+url.PathEscape(pos[1]), nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "policy %s deleted\n", pos[1])
-		return nil
+		rows = append(rows, []string{p.Name, full, diff, logs, p.Retention.Full.String(), tz, string(p.Compression.OrDefault())})
 	}
-	return usage
+	c.table("POLICY	FULL	DIFFERENTIAL	LOG	KEEP FULLS	ZONE	COMPRESSION", rows)
+	return nil
 }
 
-func (c *cli) jobs(ctx context.Context, pos []string) error {
-	switch {
-	case len(pos) == 0 || pos[0] == "list":
-		var out []gateway.Job
-		if err := c.api.do(ctx, http.MethodGet, "/api/v1/jobs", nil, &out); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(out)
-		}
-		var rows [][]string
-		for _, j := range out {
-			what := j.Kind
-			if j.BackupType != "" {
-				what += " " + j.BackupType
-			}
-			db := jobDatabase(j)
-			if j.Target != "" {
-				db += " -> " + j.Target
-			}
-			note := j.Error
-			if note == "" && j.State == "running" {
-				note = fmt.Sprintf("%.0f%% %s", j.Percent, j.Step)
-			}
-			rows = append(rows, []string{j.ID, what, db, j.State, fmtTime(j.Updated), note})
-		}
-		c.table("JOB\tKIND\tDATABASE\tSTATE\tUPDATED\tNOTE", rows)
-		return nil
-	case (pos[0] == "show" || pos[0] == "wait") && len(pos) == 2:
-		if pos[0] == "wait" {
-			return c.follow(ctx, gateway.Accepted{JobID: pos[1]}, true)
-		}
-		j, err := c.api.job(ctx, pos[1])
-		if err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(j)
-		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", jobDatabase(j)},
-			{"target", j.Target}, {"state", j.State}, {"detail", j.Detail}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
-			{"recovery point", j.RecoveryPoint}, {"error", j.Error}, {"failed in", j.Service}, {"trace", j.TraceID},
-			{"created", fmtTime(j.Created)}, {"updated", fmtTime(j.Updated)}} {
-			if strings.TrimSpace(kv[1]) != "" {
-				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
-			}
-		}
-		return tw.Flush()
+func (c *cli) policyShow(ctx context.Context, name string) error {
+	var p policy.Policy
+	if err := c.api.do(ctx, http.MethodGet, "/api/v1/policies/"+url.PathEscape(name), nil, &p); err != nil {
+		return err
 	}
-	return errors.New("usage: coffer jobs [list] | coffer jobs show ID | coffer jobs wait ID")
+	return c.printJSON(p)
+}
+
+// policySet saves the policy name from a JSON file, or standard input
+// for "-".
+func (c *cli) policySet(ctx context.Context, name, file string) error {
+	var raw []byte
+	var err error
+	if file == "-" {
+		raw, err = io.ReadAll(c.stdin)
+	} else {
+		raw, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return &usageError{fmt.Errorf("--file: %w", err)}
+	}
+	var p json.RawMessage
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return usagef("%s is not JSON: %w", file, err)
+	}
+	if err := c.api.do(ctx, http.MethodPut, "/api/v1/policies/"+url.PathEscape(name), p, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "policy %s saved; it takes effect at each database's next due time\n", name)
+	return nil
+}
+
+func (c *cli) policyDelete(ctx context.Context, name string) error {
+	if err := c.api.do(ctx, http.MethodDelete, "/api/v1/policies/"+url.PathEscape(name), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "policy %s deleted\n", name)
+	return nil
+}
+
+func (c *cli) jobsList(ctx context.Context) error {
+	var out []gateway.Job
+	if done, err := c.get(ctx, "/api/v1/jobs", &out); done {
+		return err
+	}
+	var rows [][]string
+	for _, j := range out {
+		what := j.Kind
+		if j.BackupType != "" {
+			what += " " + j.BackupType
+		}
+		db := jobDatabase(j)
+		if j.Target != "" {
+			db += " -> " + j.Target
+		}
+		note := j.Error
+		if note == "" && j.State == "running" {
+			note = fmt.Sprintf("%.0f%% %s", j.Percent, j.Step)
+		}
+		rows = append(rows, []string{j.ID, what, db, j.State, fmtTime(j.Updated), note})
+	}
+	c.table("JOB\tKIND\tDATABASE\tSTATE\tUPDATED\tNOTE", rows)
+	return nil
+}
+
+func (c *cli) jobShow(ctx context.Context, id string) error {
+	j, err := c.api.job(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(j)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", jobDatabase(j)},
+		{"target", j.Target}, {"state", j.State}, {"detail", j.Detail}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
+		{"recovery point", j.RecoveryPoint}, {"error", j.Error}, {"failed in", j.Service}, {"trace", j.TraceID},
+		{"created", fmtTime(j.Created)}, {"updated", fmtTime(j.Updated)}} {
+		if strings.TrimSpace(kv[1]) != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+	}
+	return tw.Flush()
 }
 
 // jobDatabase names a job's database; none for a job of no database (a

@@ -93,7 +93,10 @@ func (c *apiClient) send(ctx context.Context, hc *http.Client, method, path stri
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the coffer API at %s (is `coffer up` running? set --api or COFFER_API): %w", c.base, err)
+		if ctx.Err() != nil {
+			return err // interrupted: not the API's doing
+		}
+		return &unreachableError{base: c.base, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

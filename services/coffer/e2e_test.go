@@ -565,6 +565,9 @@ func TestBackupFailures(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a backup through a dropped connection succeeded:\n%s", out)
 	}
+	if got := exitCode(err); got != exitFailed {
+		t.Errorf("a failed backup job: exit code %d; want %d", got, exitFailed)
+	}
 	if !strings.Contains(err.Error(), "failed:") || len(strings.TrimSpace(strings.SplitN(err.Error(), "failed:", 2)[1])) == 0 {
 		t.Errorf("the failure gives no reason: %v", err)
 	}
@@ -595,6 +598,9 @@ func TestBackupFailures(t *testing.T) {
 	out, err = h.coffer("restore", "sql1/Fragile", "--latest", "--as", "Fragile copy", "--wait")
 	if err == nil {
 		t.Fatalf("a restore from tampered chunks succeeded:\n%s", out)
+	}
+	if got := exitCode(err); got != exitFailed {
+		t.Errorf("a refused restore: exit code %d; want %d", got, exitFailed)
 	}
 	if !strings.Contains(err.Error(), "chunk") {
 		t.Errorf("the refusal does not name the chunk: %v", err)

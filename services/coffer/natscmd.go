@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/pkg/natsauth"
 	"github.com/cofferhq/coffer/pkg/tlsca"
@@ -24,45 +25,54 @@ const (
 	natsServerKey  = "nats-server.key"
 )
 
-// runNATS runs `coffer nats config`: it makes sure every service has its
+// natsCmd is `coffer nats config`: it makes sure every service has its
 // credentials (an nkey seed, DIR/<service>.nk, mode 0600; kept when it
 // exists) and prints the nats-server configuration that declares their
 // users, each allowed only what its service does (pkg/natsauth, from
 // topology.Services). With --tls-hosts it also issues nats-server's
 // certificate from coffer's CA and adds the tls block; the services then
 // trust that CA (COFFER_NATS_CA_FILE=DIR/ca.pem).
-func runNATS(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const synopsis = "usage: coffer nats config --dir DIR [--tls-hosts HOST,...] [--ca-dir DIR] [--server-dir PATH]"
-	if len(args) == 0 || args[0] != "config" {
-		return errors.New(synopsis)
+func (a *app) natsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config --dir DIR",
+		Short: "One NATS user per service: credentials into DIR, nats-server config on stdout",
+		Long: `Make sure every service has its NATS credentials (an nkey seed,
+DIR/<service>.nk, mode 0600; kept when it exists) and print the
+nats-server configuration that declares their users, each allowed only
+what its service does. With --tls-hosts it also issues nats-server's
+certificate from coffer's CA and adds the tls block; the services then
+trust that CA (COFFER_NATS_CA_FILE=DIR/ca.pem).`,
+		Example: "  coffer nats config --dir ./nats-creds --tls-hosts nats,localhost --server-dir /etc/nats/coffer > nats-creds/coffer-nats.conf",
+		Args:    nargs(0, 0),
 	}
-	flags := flag.NewFlagSet("coffer nats config", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	dir := flags.String("dir", "", "directory of the services' credentials: <service>.nk, created when absent, kept otherwise (required)")
-	hosts := flags.String("tls-hosts", "", "names and addresses clients reach nats-server at: issue its certificate from coffer's CA into DIR and turn TLS on")
-	caDir := flags.String("ca-dir", defaultCADir(getenv), "coffer's CA (created if absent), with --tls-hosts")
-	serverDir := flags.String("server-dir", "", "DIR as nats-server sees it (e.g. /etc/nats/coffer in its container), for the tls block's paths (default DIR)")
-	if err := flags.Parse(args[1:]); err != nil {
-		return err
+	dir := cmd.Flags().String("dir", "", "directory of the services' credentials: <service>.nk, created when absent, kept otherwise")
+	hosts := cmd.Flags().String("tls-hosts", "", "names and addresses clients reach nats-server at: issue its certificate from coffer's CA into DIR and turn TLS on")
+	caDir := cmd.Flags().String("ca-dir", defaultCADir(a.getenv), "coffer's CA (created if absent), with --tls-hosts")
+	serverDir := cmd.Flags().String("server-dir", "", "DIR as nats-server sees it (e.g. /etc/nats/coffer in its container), for the tls block's paths (default DIR)")
+	cmd.MarkFlagRequired("dir")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if *dir == "" {
+			return usagef("--dir is required")
+		}
+		return natsConfig(*dir, *hosts, *caDir, *serverDir, a.stdout, a.stderr)
 	}
-	if flags.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q\n%s", flags.Arg(0), synopsis)
-	}
-	if *dir == "" {
-		return fmt.Errorf("--dir is required\n%s", synopsis)
-	}
-	users, err := natsauth.EnsureUsers(*dir, topology.Services)
+	return group("nats", "Make coffer's NATS users and nats-server's configuration", "", cmd)
+}
+
+// natsConfig runs coffer nats config.
+func natsConfig(dir, hosts, caDir, serverDir string, stdout, stderr io.Writer) error {
+	users, err := natsauth.EnsureUsers(dir, topology.Services)
 	if err != nil {
 		return err
 	}
 	var tls natsauth.TLS
-	if *hosts != "" {
-		if err := ensureNATSCert(*dir, *caDir, strings.Split(*hosts, ",")); err != nil {
+	if hosts != "" {
+		if err := ensureNATSCert(dir, caDir, strings.Split(hosts, ",")); err != nil {
 			return err
 		}
-		sd := *serverDir
+		sd := serverDir
 		if sd == "" {
-			if sd, err = filepath.Abs(*dir); err != nil {
+			if sd, err = filepath.Abs(dir); err != nil {
 				return err
 			}
 		}
@@ -71,10 +81,10 @@ func runNATS(args []string, getenv func(string) string, stdout, stderr io.Writer
 	if err := natsauth.WriteConfig(stdout, users, tls); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "credentials in %s: one nkey seed per service (COFFER_NATS_NKEY_FILE=%s/<service>.nk)\n", *dir, *dir)
-	if *hosts != "" {
+	fmt.Fprintf(stderr, "credentials in %s: one nkey seed per service (COFFER_NATS_NKEY_FILE=%s/<service>.nk)\n", dir, dir)
+	if hosts != "" {
 		fmt.Fprintf(stderr, "nats-server certificate in %s; services trust COFFER_NATS_CA_FILE=%s\n",
-			filepath.Join(*dir, natsServerCert), filepath.Join(*dir, tlsca.CertFile))
+			filepath.Join(dir, natsServerCert), filepath.Join(dir, tlsca.CertFile))
 	}
 	return nil
 }

@@ -2,42 +2,49 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
-// runS3 runs `coffer s3 policy`: it prints the S3 IAM policy of coffer's
+// s3Cmd is `coffer s3 policy`: it prints the S3 IAM policy of coffer's
 // own S3 user, which may read, write, list and delete objects in the
 // vault's bucket (under its prefix, when the vault has one) and nothing
 // else: no other bucket, no bucket settings, no creating or deleting a
 // bucket. The committer and the streamers use those credentials
 // (COFFER_S3_ACCESS_KEY, COFFER_S3_SECRET_KEY); for MinIO, `mc admin
 // policy create` takes the JSON as it is (docs/security.md).
-func runS3(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const synopsis = "usage: coffer s3 policy --bucket BUCKET [--prefix PREFIX] [--object-lock]"
-	if len(args) == 0 || args[0] != "policy" {
-		return errors.New(synopsis)
+func (a *app) s3Cmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy --bucket BUCKET",
+		Short: "Print the S3 policy of a user that may use the vault's bucket and nothing else",
+		Long: `Print the S3 IAM policy of coffer's own S3 user, which may read, write,
+list and delete objects in the vault's bucket (under its prefix, when the
+vault has one) and nothing else. For MinIO, mc admin policy create takes
+the JSON as it is (docs/security.md).`,
+		Example: "  coffer s3 policy --bucket coffer-vault --prefix site1 > coffer-policy.json",
+		Args:    nargs(0, 0),
 	}
-	flags := flag.NewFlagSet("coffer s3 policy", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	bucket := flags.String("bucket", getenv("COFFER_S3_BUCKET"), "the vault's bucket (COFFER_S3_BUCKET)")
-	prefix := flags.String("prefix", getenv("COFFER_S3_PREFIX"), "the vault's prefix in the bucket, if it has one (COFFER_S3_PREFIX)")
-	locked := flags.Bool("object-lock", false, "the vault is immutable (coffer vault create --object-lock): also allow locking objects and deleting versions, never bypassing a lock")
-	if err := flags.Parse(args[1:]); err != nil {
-		return err
+	bucket := cmd.Flags().String("bucket", a.getenv("COFFER_S3_BUCKET"), "the vault's bucket (COFFER_S3_BUCKET)")
+	prefix := cmd.Flags().String("prefix", a.getenv("COFFER_S3_PREFIX"), "the vault's prefix in the bucket, if it has one (COFFER_S3_PREFIX)")
+	locked := cmd.Flags().Bool("object-lock", false, "the vault is immutable (coffer vault create --object-lock): also allow locking objects and deleting versions, never bypassing a lock")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if *bucket == "" {
+			return usagef("--bucket is required (or COFFER_S3_BUCKET)")
+		}
+		return printS3Policy(*bucket, *prefix, *locked, a.stdout)
 	}
-	if flags.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q\n%s", flags.Arg(0), synopsis)
-	}
-	if *bucket == "" {
-		return fmt.Errorf("--bucket is required\n%s", synopsis)
-	}
-	p := s3Policy(*bucket, *prefix)
-	if *locked {
-		p.Statement = append(p.Statement, s3LockStatements(*bucket, *prefix)...)
+	return group("s3", "Print the S3 policy of coffer's S3 user", "", cmd)
+}
+
+// printS3Policy prints the policy of coffer's S3 user of the vault in
+// bucket under prefix; locked: an immutable vault's.
+func printS3Policy(bucket, prefix string, locked bool, stdout io.Writer) error {
+	p := s3Policy(bucket, prefix)
+	if locked {
+		p.Statement = append(p.Statement, s3LockStatements(bucket, prefix)...)
 	}
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
 
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/vault"
@@ -464,7 +464,7 @@ func TestHelpShowsNoSecret(t *testing.T) {
 	env := map[string]string{"COFFER_API_TOKEN": token, "COFFER_SIM_SA_PASSWORD": pw, "COFFER_DATA": t.TempDir()}
 	getenv := func(k string) string { return env[k] }
 	secrets := []secret{{"the API token", passwordForms(token)}, {"the sa password", passwordForms(pw)}}
-	for _, args := range [][]string{{"-help"}, {"--no-such-flag"}} {
+	for _, args := range [][]string{{"--help"}, {"--no-such-flag"}} {
 		var out bytes.Buffer
 		parseUpFlags(args, getenv, &out)
 		parseSimFlags(args, getenv, &out)
@@ -498,7 +498,7 @@ func TestHelpShowsNoSecret(t *testing.T) {
 	if s.saPassword != pw {
 		t.Errorf("coffer sim: sa password %q; want COFFER_SIM_SA_PASSWORD's", s.saPassword)
 	}
-	fs := flag.NewFlagSet("coffer jobs", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("coffer jobs", pflag.ContinueOnError)
 	_, tok, _ := globalFlags(fs, getenv)
 	if err := fs.Parse(nil); err != nil || *tok != token {
 		t.Errorf("coffer jobs: token %q, %v; want COFFER_API_TOKEN's", *tok, err)

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 )
 
@@ -93,10 +95,23 @@ func parseSimFlags(args []string, getenv func(string) string, stderr io.Writer) 
 	return c, c.validate()
 }
 
-func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseSimFlags(args, os.Getenv, stderr)
+func (a *app) simCmd() *cobra.Command {
+	return a.passthrough(&cobra.Command{
+		Use:   "sim",
+		Short: "Serve a simulated SQL Server 2022 instance",
+		Long: `Serve a simulated SQL Server 2022 (or 2019) instance over real TDS, for
+trying coffer and for tests (docs/mssqlsim.md). The sa password comes from
+--sa-password or COFFER_SIM_SA_PASSWORD.`,
+		Example: "  COFFER_SIM_SA_PASSWORD='Sim-Pa55!' coffer sim --addr 127.0.0.1:1433 --demo",
+	}, func(ctx context.Context, args []string, flagOut io.Writer) error {
+		return runSim(ctx, args, a.getenv, a.stdout, flagOut)
+	})
+}
+
+func runSim(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseSimFlags(args, getenv, stderr)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg := mssqlsim.Config{

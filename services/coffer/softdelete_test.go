@@ -107,7 +107,7 @@ func TestSoftDelete(t *testing.T) {
 		}
 		return false
 	})
-	refused("delete-data is for unprotect", "protect", "sql1/"+db, "--delete-data")
+	refused("unknown flag: --delete-data", "protect", "sql1/"+db, "--delete-data")
 
 	// past the window (the committer's clock): no undelete, and garbage
 	// collection deletes the points, then frees their chunks

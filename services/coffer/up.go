@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
@@ -236,12 +237,28 @@ func (c *upConfig) masterKey(mustExist bool, stdout io.Writer) ([]byte, error) {
 	return k, nil
 }
 
+func (a *app) upCmd() *cobra.Command {
+	return a.passthrough(&cobra.Command{
+		Use:   "up",
+		Short: "Run every service in one process, with an embedded NATS and a local vault",
+		Long: `Run coffer's services in one process, with an embedded NATS server and a
+vault in the data directory, unless --nats and --vault-dir or --s3-* name
+others; --services runs only some of them. Every setting can also be set
+by the COFFER_* variable its flag names. It runs until interrupted.`,
+		Example: `  coffer up --demo
+  coffer up --data /var/lib/coffer --http 0.0.0.0:8080
+  coffer up --services gateway,scheduler --nats nats://nats:4222`,
+	}, func(ctx context.Context, args []string, flagOut io.Writer) error {
+		return runUp(ctx, args, a.getenv, a.stdout, flagOut)
+	})
+}
+
 // runUp runs the services in one process, with an embedded NATS server
 // unless --nats names one.
 func runUp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, err := parseUpFlags(args, getenv, stderr)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err

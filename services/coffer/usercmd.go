@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,68 +12,79 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-// userFlags registers the flags of coffer user and returns what it runs.
-func (c *cli) userFlags(ctx context.Context, fs *flag.FlagSet, stdin io.Reader) func(pos []string) error {
-	role := fs.String("role", "", "with add: viewer, operator or admin")
-	pwStdin := fs.Bool("password-stdin", false, "with add: read the user's password (for the dashboard) from the first line of standard input")
-	token := fs.Bool("with-token", false, "with add: also make an API token for the user, printed once (the default without --password-stdin)")
-	return func(pos []string) error {
-		if len(pos) == 0 {
-			return errors.New("usage: coffer user add NAME --role viewer|operator|admin [--password-stdin] [--with-token] | list | delete NAME | token NAME | revoke NAME TOKEN-ID")
-		}
-		switch pos[0] {
-		case "list":
-			return c.userList(ctx)
-		case "add":
-			if len(pos) != 2 || *role == "" {
-				return errors.New("usage: coffer user add NAME --role viewer|operator|admin [--password-stdin] [--with-token]")
-			}
-			req := gateway.AddUser{Name: pos[1], Role: *role, Token: *token || !*pwStdin}
-			if *pwStdin {
-				pw, err := bufio.NewReader(stdin).ReadString('\n')
-				if err != nil && !errors.Is(err, io.EOF) {
-					return fmt.Errorf("read the password: %w", err)
-				}
-				req.Password = strings.TrimRight(pw, "\r\n")
-			}
-			var out gateway.NewToken
-			if err := c.api.do(ctx, http.MethodPost, "/api/v1/users", req, &out); err != nil {
-				return err
-			}
-			return c.printToken(out, "created")
-		case "delete":
-			if len(pos) != 2 {
-				return errors.New("usage: coffer user delete NAME")
-			}
-			if err := c.api.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(pos[1]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "user %s deleted, and every token of theirs\n", pos[1])
-			return nil
-		case "revoke":
-			if len(pos) != 3 {
-				return errors.New("usage: coffer user revoke NAME TOKEN-ID (coffer user list shows the ids)")
-			}
-			if err := c.api.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(pos[1])+"/tokens/"+url.PathEscape(pos[2]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "token %s of %s revoked\n", pos[2], pos[1])
-			return nil
-		case "token":
-			if len(pos) != 2 {
-				return errors.New("usage: coffer user token NAME")
-			}
-			var out gateway.NewToken
-			if err := c.api.do(ctx, http.MethodPost, "/api/v1/users/"+url.PathEscape(pos[1])+"/tokens", nil, &out); err != nil {
-				return err
-			}
-			return c.printToken(out, "has a new API token")
-		}
-		return fmt.Errorf("unknown user command %q", pos[0])
+func (a *app) userCmd() *cobra.Command {
+	add := &cobra.Command{
+		Use:   "add NAME --role viewer|operator|admin",
+		Short: "Add a user of the API and dashboard",
+		Long: `Add a user of the API and the dashboard, with a role: viewer (reads),
+operator (backs up and restores) or admin (also manages users, policies
+and vaults). The user gets an API token, printed this once, unless
+--password-stdin gives a password (for the dashboard) instead; --with-token
+gives both. See docs/api.md.`,
+		Example: `  coffer user add olga --role operator
+  printf '%s\n' "$PW" | coffer user add ann --role viewer --password-stdin`,
+		Args: nargs(1, 1),
 	}
+	role := add.Flags().String("role", "", "viewer, operator or admin")
+	pwStdin := add.Flags().Bool("password-stdin", false, "read the user's password (for the dashboard) from the first line of standard input")
+	token := add.Flags().Bool("with-token", false, "also make an API token for the user, printed once (the default without --password-stdin)")
+	add.MarkFlagRequired("role")
+	a.client(add, func(ctx context.Context, c *cli, args []string) error {
+		return c.userAdd(ctx, gateway.AddUser{Name: args[0], Role: *role, Token: *token || !*pwStdin}, *pwStdin)
+	})
+	return group("user", "Manage the users of the API and dashboard", "",
+		add,
+		a.leaf("list", "List the users, their roles and the ids of their tokens", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.userList(ctx) }),
+		a.leaf("delete NAME", "Delete a user, and every token of theirs", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.userDelete(ctx, args[0]) }),
+		a.leaf("token NAME", "Make a new API token for a user, printed once", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.userToken(ctx, args[0]) }),
+		a.leaf("revoke NAME TOKEN-ID", "Revoke one of a user's tokens (coffer user list shows the ids)", nargs(2, 2), func(ctx context.Context, c *cli, args []string) error { return c.userRevoke(ctx, args[0], args[1]) }),
+	)
+}
+
+// userAdd adds a user; with pwStdin, its password is the first line of
+// standard input.
+func (c *cli) userAdd(ctx context.Context, req gateway.AddUser, pwStdin bool) error {
+	if pwStdin {
+		pw, err := bufio.NewReader(c.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read the password: %w", err)
+		}
+		req.Password = strings.TrimRight(pw, "\r\n")
+	}
+	var out gateway.NewToken
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/users", req, &out); err != nil {
+		return err
+	}
+	return c.printToken(out, "created")
+}
+
+func (c *cli) userDelete(ctx context.Context, name string) error {
+	if err := c.api.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(name), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "user %s deleted, and every token of theirs\n", name)
+	return nil
+}
+
+func (c *cli) userRevoke(ctx context.Context, name, id string) error {
+	if err := c.api.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(name)+"/tokens/"+url.PathEscape(id), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "token %s of %s revoked\n", id, name)
+	return nil
+}
+
+func (c *cli) userToken(ctx context.Context, name string) error {
+	var out gateway.NewToken
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/users/"+url.PathEscape(name)+"/tokens", nil, &out); err != nil {
+		return err
+	}
+	return c.printToken(out, "has a new API token")
 }
 
 // printToken prints a new user or token; the token is shown this once.
@@ -118,29 +128,34 @@ func (c *cli) userList(ctx context.Context) error {
 	return nil
 }
 
-// auditFlags registers the flags of coffer audit and returns what it runs.
-func (c *cli) auditFlags(ctx context.Context, fs *flag.FlagSet) func(pos []string) error {
-	since := fs.Duration("since", 7*24*time.Hour, "how far back to look")
-	who := fs.String("user", "", "only this user's requests")
-	limit := fs.Int("limit", 100, "at most this many entries, newest first")
-	return func(pos []string) error {
-		if len(pos) > 0 {
-			return errors.New("usage: coffer audit [--since 24h] [--user NAME] [--limit N]")
-		}
-		q := url.Values{"since": {time.Now().Add(-*since).UTC().Format(time.RFC3339)}, "limit": {strconv.Itoa(*limit)}}
-		if *who != "" {
-			q.Set("user", *who)
-		}
-		var out []gateway.AuditEntry
-		if done, err := c.get(ctx, "/api/v1/audit?"+q.Encode(), &out); done {
-			return err
-		}
-		var rows [][]string
-		for _, a := range out {
-			t := a.Time
-			rows = append(rows, []string{fmtTime(&t), show(a.User), a.Remote, a.Method + " " + a.Path, strconv.Itoa(a.Status) + " " + a.Outcome, a.Detail})
-		}
-		c.table("TIME\tUSER\tFROM\tREQUEST\tOUTCOME\tDETAIL", rows)
-		return nil
+func (a *app) auditCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "audit",
+		Short:   "Show who changed what, when, from where, and the outcome",
+		Example: "  coffer audit --since 24h --user olga",
+		Args:    nargs(0, 0),
 	}
+	since := cmd.Flags().Duration("since", 7*24*time.Hour, "how far back to look")
+	who := cmd.Flags().String("user", "", "only this user's requests")
+	limit := cmd.Flags().Int("limit", 100, "at most this many entries, newest first")
+	return a.client(cmd, func(ctx context.Context, c *cli, _ []string) error { return c.audit(ctx, *since, *who, *limit) })
+}
+
+// audit prints the audit log's entries of the last since, newest first.
+func (c *cli) audit(ctx context.Context, since time.Duration, who string, limit int) error {
+	q := url.Values{"since": {time.Now().Add(-since).UTC().Format(time.RFC3339)}, "limit": {strconv.Itoa(limit)}}
+	if who != "" {
+		q.Set("user", who)
+	}
+	var out []gateway.AuditEntry
+	if done, err := c.get(ctx, "/api/v1/audit?"+q.Encode(), &out); done {
+		return err
+	}
+	var rows [][]string
+	for _, a := range out {
+		t := a.Time
+		rows = append(rows, []string{fmtTime(&t), show(a.User), a.Remote, a.Method + " " + a.Path, strconv.Itoa(a.Status) + " " + a.Outcome, a.Detail})
+	}
+	c.table("TIME\tUSER\tFROM\tREQUEST\tOUTCOME\tDETAIL", rows)
+	return nil
 }

@@ -61,9 +61,18 @@ func TestUpFirstAdmin(t *testing.T) {
 	if got, err := cli("user", "list"); err != nil || !strings.Contains(got, "admin") || !strings.Contains(got, "olga") {
 		t.Errorf("user list: %v %s", err, got)
 	}
+	got, err = cli("user", "add", "vic", "--role", "viewer")
+	vic := regexp.MustCompile(`coffer_[0-9a-f]{64}`).FindString(got)
+	if err != nil || vic == "" {
+		t.Fatalf("user add vic: %v %s", err, got)
+	}
+	env["COFFER_API_TOKEN"] = vic
+	if got, err := cli("restore", "sql1/Sales", "--latest", "--as", "Sales_copy"); exitCode(err) != exitRefused || !strings.Contains(got+errString(err), "needs the operator role") {
+		t.Errorf("restore as a viewer: exit code %d, %v %s; want %d, refused", exitCode(err), err, got, exitRefused)
+	}
 	env["COFFER_API_TOKEN"] = olga
-	if got, err := cli("user", "list"); err == nil || !strings.Contains(err.Error(), "needs the admin role") {
-		t.Errorf("user list as an operator: %v %s; want refused", err, got)
+	if got, err := cli("user", "list"); err == nil || !strings.Contains(err.Error(), "needs the admin role") || exitCode(err) != exitRefused {
+		t.Errorf("user list as an operator: exit code %d, %v %s; want %d, refused", exitCode(err), err, got, exitRefused)
 	}
 	if got, err := cli("user", "add", "mallory", "--role", "admin"); err == nil || !strings.Contains(err.Error(), "needs the admin role") {
 		t.Errorf("user add as an operator: %v %s; want refused", err, got)
@@ -78,8 +87,8 @@ func TestUpFirstAdmin(t *testing.T) {
 		t.Errorf("user revoke: %v %s", err, got)
 	}
 	env["COFFER_API_TOKEN"] = olga
-	if _, err := cli("jobs"); err == nil || !strings.Contains(err.Error(), "wrong API token") {
-		t.Errorf("jobs with a revoked token: %v; want refused", err)
+	if _, err := cli("jobs"); err == nil || !strings.Contains(err.Error(), "wrong API token") || exitCode(err) != exitRefused {
+		t.Errorf("jobs with a revoked token: exit code %d, %v; want %d, refused", exitCode(err), err, exitRefused)
 	}
 	env["COFFER_API_TOKEN"] = token
 	if got, err := cli("user", "delete", "olga"); err != nil || !strings.Contains(got, "deleted") {
@@ -87,8 +96,8 @@ func TestUpFirstAdmin(t *testing.T) {
 	}
 	// without the CA, the client does not trust the API
 	delete(env, "COFFER_API_CA")
-	if _, err := cli("jobs"); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Errorf("jobs without the CA: %v; want a certificate error", err)
+	if _, err := cli("jobs"); err == nil || !strings.Contains(err.Error(), "certificate") || exitCode(err) != exitUnreachable {
+		t.Errorf("jobs without the CA: exit code %d, %v; want %d, a certificate error", exitCode(err), err, exitUnreachable)
 	}
 	r.stop()
 

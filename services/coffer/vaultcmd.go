@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/daemon"
@@ -27,39 +29,142 @@ import (
 	"github.com/cofferhq/coffer/services/gateway"
 )
 
-const vaultUsage = `usage: coffer vault check [--full] [--vault default|NAME] [--nats URL] [--data DIR] [--master-key-file FILE]
-       coffer vault create [--object-lock governance|compliance] [--data DIR] [--master-key-file FILE]
-       coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K] [--s3-ca-file FILE] [--s3-insecure-http] [--object-lock governance|compliance]
-       coffer vault list
-       coffer vault recover [--data DIR] [--master-key-file FILE]
-       coffer vault rebuild [--prune]
-       coffer vault rekey --new-master-key-file FILE [--data DIR] [--master-key-file FILE]
-       coffer vault key rotate [--data DIR] [--master-key-file FILE]`
+// vaultOpens is what the help of the commands that open the vault
+// themselves says of where.
+const vaultOpens = `It opens the vault where coffer up keeps it: the same --data,
+COFFER_VAULT_DIR or COFFER_S3_* settings and master key.`
 
-// runVault runs the commands on the vault, which open it where `coffer
-// up` keeps it (the same --data, COFFER_VAULT_DIR or COFFER_S3_* settings
-// and master key).
-func runVault(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	switch {
-	case len(args) > 0 && args[0] == "check":
-		return runVaultCheck(ctx, args[1:], getenv, stdout, stderr)
-	case len(args) > 1 && args[0] == "create" && !strings.HasPrefix(args[1], "-"):
-		// a named vault, created through the API by the committer
-		return runClient(ctx, "vault", args, getenv, stdout, stderr)
-	case len(args) > 0 && args[0] == "create":
-		return runVaultCreate(ctx, args[1:], getenv, stdout, stderr)
-	case len(args) > 0 && args[0] == "list":
-		return runClient(ctx, "vault", args, getenv, stdout, stderr)
-	case len(args) > 0 && args[0] == "recover":
-		return runVaultRecover(ctx, args[1:], getenv, stdout, stderr)
-	case len(args) > 0 && args[0] == "rebuild":
-		return runClient(ctx, "vault", args, getenv, stdout, stderr)
-	case len(args) > 0 && args[0] == "rekey":
-		return runVaultRekey(ctx, args[1:], getenv, stdout, stderr)
-	case len(args) > 1 && args[0] == "key" && args[1] == "rotate":
-		return runKeyRotate(ctx, args[2:], getenv, stdout, stderr)
+// vaultCmd is coffer vault: the commands that open the vault themselves
+// (check, create, recover, rekey, key rotate; their flags are those of
+// coffer up that say where it is), and those that ask the API (list,
+// rebuild, create NAME).
+func (a *app) vaultCmd() *cobra.Command {
+	local := func(run func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error) func(context.Context, []string, io.Writer) error {
+		return func(ctx context.Context, args []string, flagOut io.Writer) error {
+			return run(ctx, args, a.getenv, a.stdout, flagOut)
+		}
 	}
-	return errors.New(vaultUsage)
+	check := a.passthrough(&cobra.Command{
+		Use:   "check",
+		Short: "Check that every recovery point's chunks exist, or also authenticate (--full)",
+		Long: `Check that every recovery point's chunks exist (fast), or also read and
+authenticate them (--full), in every vault: the default, then each named
+one (--vault default|NAME: that vault alone). Damage makes it fail (exit
+code 1), naming the vault and the recovery points it affects; so does a
+named vault that cannot be opened, after the others are checked. Given
+NATS (--nats), it publishes each vault's result for the alerter.
+
+` + vaultOpens,
+		Example: "  coffer vault check --full\n  coffer vault check --vault offsite",
+	}, local(runVaultCheck))
+	recover := a.passthrough(&cobra.Command{
+		Use:   "recover",
+		Short: "Immutable vault: bring back deleted locked objects, list unlisted packs again",
+		Long: `In an immutable vault, bring back the locked objects someone deleted and
+list again the packs no index lists. Run it with coffer stopped.
+
+` + vaultOpens,
+	}, local(runVaultRecover))
+	rekey := a.passthrough(&cobra.Command{
+		Use:   "rekey",
+		Short: "Wrap the vault's keys with a new master key",
+		Long: `Wrap every vault key anew with the new master key, which opens the vault
+from then on; the current one no longer does. No data is rewritten. Run
+again after a failure, it finishes the rekey.
+
+` + vaultOpens,
+		Example: "  coffer vault rekey --new-master-key-file /secure/new.key",
+	}, local(runVaultRekey))
+	rotate := a.passthrough(&cobra.Command{
+		Use:   "rotate",
+		Short: "Seal new data with a new vault key; older data stays readable",
+		Long:  "A new vault key seals new chunks and manifests from now on; what older keys sealed stays readable, and nothing is rewritten.\n\n" + vaultOpens,
+	}, local(runKeyRotate))
+
+	rebuild := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Put back in the catalog every recovery point and policy the vault holds that it lacks",
+		Long: `After the catalog was lost, put back in the catalog every recovery point
+and policy the vault holds that it lacks. --prune also deletes the records
+the vault has no manifest for.`,
+		Args: nargs(0, 0),
+	}
+	prune := rebuild.Flags().Bool("prune", false, "also delete the recovery points the catalog records whose manifest is not in the vault")
+	a.client(rebuild, func(ctx context.Context, c *cli, _ []string) error { return c.vaultRebuild(ctx, *prune) })
+
+	list := a.leaf("list", "List the default vault and the named ones", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.vaultList(ctx) })
+
+	return group("vault", "Check, create, list, recover, rebuild and rekey vaults", "",
+		check, a.vaultCreateCmd(), list, recover, rebuild, rekey, group("key", "Manage the vault's keys", "", rotate))
+}
+
+// vaultCreateCmd is coffer vault create, which is two commands: with a
+// NAME, a named vault the committer creates (through the API); without,
+// the default vault, which the command creates itself.
+func (a *app) vaultCreateCmd() *cobra.Command {
+	named := pflag.NewFlagSet("coffer vault create NAME", pflag.ContinueOnError)
+	named.SetOutput(io.Discard)
+	var vr gateway.VaultRequest
+	named.StringVar(&vr.Dir, "dir", "", "the directory of a directory vault, which the committer and the streamers reach")
+	named.StringVar(&vr.S3Endpoint, "s3-endpoint", "", "host:port of the S3-compatible store of an S3 vault")
+	named.StringVar(&vr.S3Bucket, "s3-bucket", "", "the S3 vault's bucket (created if absent)")
+	named.StringVar(&vr.S3Prefix, "s3-prefix", "", "the S3 vault's prefix in the bucket")
+	named.StringVar(&vr.S3AccessKey, "s3-access-key", "", "the store's access key; its secret is COFFER_VAULT_S3_SECRET_KEY, or in --s3-secret-key-file")
+	secretFile := named.String("s3-secret-key-file", "", "file holding the store's secret key")
+	caFile := named.String("s3-ca-file", "", "PEM file of the CAs the store's certificate is checked against (default the system's); the vault's record keeps them")
+	named.BoolVar(&vr.S3InsecureHTTP, "s3-insecure-http", false, "talk to the store over plain HTTP")
+	named.StringVar(&vr.ObjectLock, "object-lock", "", "make the S3 vault immutable with S3 Object Lock, in governance or compliance mode")
+	cf := a.addClientFlags(named)
+	cmd := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a named vault, or the default vault",
+		Long: `coffer vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B ...)
+creates a named vault, another place for backups (coffer protect --vault
+NAME): the committer creates it in its store, or opens the one there with
+the master key, and records it. Names are 2 to 50 letters, digits and
+hyphens. Its S3 secret key is in COFFER_VAULT_S3_SECRET_KEY or
+--s3-secret-key-file, never a flag. --object-lock makes it immutable, as
+below.
+
+coffer vault create [--object-lock governance|compliance] creates the
+default vault, which coffer up otherwise does at its first start; with
+--object-lock it is immutable (S3 Object Lock). Without NAME, its flags
+are those of coffer up that say where the vault is.
+
+` + vaultOpens,
+		Example: `  coffer vault create offsite --s3-endpoint s3.example.com:443 --s3-bucket coffer-offsite --s3-access-key AK
+  coffer vault create --object-lock governance --s3-endpoint minio:9000 --s3-bucket coffer-vault`,
+	}
+	return a.passthrough(cmd, func(ctx context.Context, args []string, flagOut io.Writer) error {
+		if wantsHelp(args) {
+			fmt.Fprintf(flagOut, "Flags of coffer vault create NAME (a named vault):\n%s\nFlags of coffer vault create (the default vault):\n", named.FlagUsages())
+		}
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return runVaultCreate(ctx, args, a.getenv, a.stdout, flagOut)
+		}
+		if err := named.Parse(args); err != nil {
+			fmt.Fprint(flagOut, named.FlagUsages())
+			return usagef("vault create NAME: %w", err)
+		}
+		if named.NArg() != 1 {
+			return usagef("unexpected argument %q\nusage: coffer vault create NAME (--dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K])", named.Arg(1))
+		}
+		c, err := a.newCLI(cf)
+		if err != nil {
+			return err
+		}
+		if vr.S3SecretKey, err = vaultSecret(a.getenv, *secretFile); err != nil {
+			return &usageError{err}
+		}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return usagef("read the S3 CA file: %w", err)
+			}
+			vr.S3CAPEM = string(pem)
+		}
+		return c.vaultCreate(ctx, named.Arg(0), vr)
+	})
 }
 
 // parseVaultFlags parses the settings every vault command shares and, if
@@ -75,13 +180,13 @@ func parseVaultFlags(name string, args []string, getenv func(string) string, std
 		own(f)
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, &usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if err := errors.Join(f.Err(), c.common.Validate()); err != nil {
-		return nil, err
+		return nil, &usageError{err}
 	}
 	return c, nil
 }
@@ -336,10 +441,7 @@ func runKeyRotate(ctx context.Context, args []string, getenv func(string) string
 // the vault's copy put back, and the command follows the job to its end
 // and prints what it did. It fails when a manifest could not be read,
 // naming it; everything else is put back anyway.
-func (c *cli) vaultRebuild(ctx context.Context, pos []string, prune bool) error {
-	if len(pos) != 1 || pos[0] != "rebuild" {
-		return errors.New("usage: coffer vault rebuild [--prune]")
-	}
+func (c *cli) vaultRebuild(ctx context.Context, prune bool) error {
 	var acc gateway.Accepted
 	if err := c.api.do(ctx, http.MethodPost, "/api/v1/catalog/rebuild", gateway.RebuildRequest{Prune: prune}, &acc); err != nil {
 		return err
@@ -386,13 +488,10 @@ func vaultSecret(getenv func(string) string, file string) (string, error) {
 // vaultCreate runs `coffer vault create NAME`: the committer creates the
 // vault in its store (or opens the one there with the master key) and
 // records it; the command follows the job to its end.
-func (c *cli) vaultCreate(ctx context.Context, pos []string, req gateway.VaultRequest) error {
-	if len(pos) != 1 {
-		return errors.New("usage: coffer vault create NAME --dir DIR | --s3-endpoint HOST:PORT --s3-bucket B [--s3-prefix P] [--s3-access-key K]")
-	}
-	req.Name = pos[0]
+func (c *cli) vaultCreate(ctx context.Context, name string, req gateway.VaultRequest) error {
+	req.Name = name
 	if err := daemon.ValidateVaultName(req.Name); err != nil {
-		return err
+		return &usageError{err}
 	}
 	if req.Dir != "" {
 		// the committer resolves it, maybe elsewhere: send it absolute
@@ -421,16 +520,10 @@ func (c *cli) vaultCreate(ctx context.Context, pos []string, req gateway.VaultRe
 }
 
 // vaultList runs `coffer vault list`.
-func (c *cli) vaultList(ctx context.Context, pos []string) error {
-	if len(pos) != 0 {
-		return errors.New("usage: coffer vault list")
-	}
+func (c *cli) vaultList(ctx context.Context) error {
 	var out []gateway.Vault
-	if err := c.api.do(ctx, http.MethodGet, "/api/v1/vaults", nil, &out); err != nil {
+	if done, err := c.get(ctx, "/api/v1/vaults", &out); done {
 		return err
-	}
-	if c.json {
-		return c.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTORE\tCREATED")

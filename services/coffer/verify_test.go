@@ -76,6 +76,9 @@ func TestVaultCheck(t *testing.T) {
 	if err == nil || !strings.Contains(out, "corrupt") || !strings.Contains(out, full.ID+"  sql1/"+db+", full taken") {
 		t.Errorf("full check of a corrupted chunk: %v\n%s\nwant the damage, naming %s of sql1/%s", err, out, full.ID, db)
 	}
+	if got := exitCode(err); got != exitFailed {
+		t.Errorf("a vault check that found damage: exit code %d; want %d", got, exitFailed)
+	}
 }
 
 // TestVerifyOnDemand: a test restore restores the latest moment and a
