@@ -54,6 +54,20 @@ func TestAlertOnFailedBackup(t *testing.T) {
 	if d, _ := got["detail"].(string); !strings.Contains(d, "backup-streamer") {
 		t.Errorf("alert detail %q; want the failure's reason and service", d)
 	}
+	// the CLI lists it open, and the rule that sent it
+	if open := cofferJSON[[]gateway.Alert](h, "alerts", "--open"); len(open) != 1 || open[0].Rule != "job_failed" || open[0].Database != db {
+		t.Errorf("coffer alerts --open = %+v; want the job_failed alert of %s", open, db)
+	}
+	if table := h.mustCoffer("alerts"); !strings.Contains(table, "OPEN") || !strings.Contains(table, "sql1/"+db) {
+		t.Errorf("coffer alerts:\n%s\nwant the open alert of sql1/%s", table, db)
+	}
+	h.eventually("the alerter's rules published", func() bool {
+		rules := cofferJSON[gateway.AlertRules](h, "alerts", "rules")
+		return rules.Published && len(rules.Channels) == 1 && rules.Channels[0].Kind == "json"
+	})
+	if table := h.mustCoffer("alerts", "rules"); !strings.Contains(table, "job_failed") || strings.Contains(table, hook.URL) {
+		t.Errorf("coffer alerts rules:\n%s\nwant the job_failed rule, and never the webhook's URL", table)
+	}
 
 	h.mustCoffer("backup", "sql1/"+db, "--type", "full", "--wait")
 	alerttest.Eventually(t, 30*time.Second, func() bool { return len(hook.Got()) >= 2 }, posts)

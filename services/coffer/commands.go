@@ -150,7 +150,7 @@ func (a *app) root() *cobra.Command {
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{a.instanceCmd(), a.dbCmd(), a.protectCmd(), a.unprotectCmd(), a.backupCmd(),
-		a.rpCmd(), a.restoreCmd(), a.verifyCmd(), a.jobsCmd(), a.policyCmd(), a.userCmd(), a.auditCmd()} {
+		a.rpCmd(), a.restoreCmd(), a.verifyCmd(), a.jobsCmd(), a.policyCmd(), a.userCmd(), a.auditCmd(), a.alertsCmd()} {
 		c.GroupID = "api"
 		root.AddCommand(c)
 	}
