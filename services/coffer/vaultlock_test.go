@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
 	"github.com/cofferhq/coffer/pkg/blob/s3store"
-	"github.com/cofferhq/coffer/pkg/miniotest"
 	"github.com/cofferhq/coffer/pkg/mssqlsim"
 	"github.com/cofferhq/coffer/pkg/vault"
 	"github.com/cofferhq/coffer/services/gateway"
@@ -135,13 +132,7 @@ func checkLocked(t *testing.T, store *s3store.Store, masterKey string, rp *gatew
 // locked until it expires, and restores exactly from it.
 func TestImmutableNamedVault(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
-	s3 := miniotest.Start(t)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(s3.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s3Args := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile,
-		"--s3-secret-key-file", secretFile}
+	s3, s3Args := namedS3(t)
 	for _, c := range []struct {
 		args []string
 		want string

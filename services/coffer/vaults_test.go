@@ -30,13 +30,7 @@ import (
 // every point of every vault.
 func TestSeveralVaults(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
-	s3 := miniotest.Start(t)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(s3.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s3Args := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile,
-		"--s3-secret-key-file", secretFile}
+	s3, s3Args := namedS3(t)
 	localDir := filepath.Join(t.TempDir(), "local2")
 
 	// refusals first: nothing may be created by them
@@ -295,4 +289,17 @@ func TestVaultsInURLMode(t *testing.T) {
 	if got, err := h.sim.ContentHash("after the loss", time.Time{}); err != nil || got != want {
 		t.Errorf("restored after the first vault was lost: content hash %s (%v); want %s", got, err, want)
 	}
+}
+
+// namedS3 starts a MinIO for a named vault and returns it with the flags
+// of coffer vault create NAME that reach it (the secret in a file).
+func namedS3(t *testing.T) (*miniotest.Server, []string) {
+	t.Helper()
+	s3 := miniotest.Start(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(s3.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s3, []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-ca-file", s3.CAFile,
+		"--s3-secret-key-file", secretFile}
 }
