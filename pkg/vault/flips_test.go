@@ -107,8 +107,10 @@ func TestThousandFlips(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(targets["manifest"]) != 3 || len(targets["key"]) != 2 || len(targets["chunk"]) < 20 {
-		t.Fatalf("the vault holds %d chunks, %d manifests, %d key records; want at least 20, 3, 2",
+	// about 24 chunks, by the vault's random key (its chunker's table):
+	// 19 in one run
+	if len(targets["manifest"]) != 3 || len(targets["key"]) != 2 || len(targets["chunk"]) < 12 {
+		t.Fatalf("the vault holds %d chunks, %d manifests, %d key records; want at least 12, 3, 2",
 			len(targets["chunk"]), len(targets["manifest"]), len(targets["key"]))
 	}
 	t.Logf("%d chunks in %d bytes of packs, %d manifests, %d key records", len(targets["chunk"]), sumLen(targets["chunk"]), len(targets["manifest"]), len(targets["key"]))
