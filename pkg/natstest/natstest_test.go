@@ -37,7 +37,13 @@ func TestClusterSurvivesANode(t *testing.T) {
 		t.Helper()
 		for k := from; k < to; k++ {
 			for {
-				_, err := js.Publish(ctx, "t.x", fmt.Appendf(nil, "%d", k))
+				// each try waits a while for its ack, not the whole
+				// test's time: a publish sent as its node died may never
+				// be answered; the message id makes a retry of a stored
+				// message a duplicate the stream drops
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := js.Publish(pctx, "t.x", fmt.Appendf(nil, "%d", k), jetstream.WithMsgID(fmt.Sprint(k)))
+				cancel()
 				if err == nil {
 					break
 				}
