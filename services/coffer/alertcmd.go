@@ -82,7 +82,11 @@ func (c *cli) alertRules(ctx context.Context) error {
 		if !r.Enabled {
 			on = "off"
 		}
-		rows = append(rows, []string{r.Name, on, show(strings.Join(r.Channels, ", ")), r.Description})
+		channels := strings.Join(r.Channels, ", ")
+		if channels == "" {
+			channels = "none (the alerter's --alert-webhook, --alert-mail-to)"
+		}
+		rows = append(rows, []string{r.Name, on, channels, r.Description})
 	}
 	c.table("RULE\tSTATE\tCHANNELS\tDESCRIPTION", rows)
 	rows = nil
