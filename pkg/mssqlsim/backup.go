@@ -532,6 +532,7 @@ func (i *Instance) streamError(devs []*device, err error) *Error {
 	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		i.cancelled.Add(1)
 		return newErr(3204, 16, "The backup or restore was aborted.")
 	case errors.Is(err, errConnectionDrop):
 		return newErr(3204, 16, "The backup or restore was aborted: the client connection was lost.")
