@@ -992,7 +992,7 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, jobFromProto(&j))
+	writeJSON(w, http.StatusOK, jobDetail(&j, s.cfg.Now()))
 }
 
 // chainBreaks finds, per database, the points whose chain is broken, keyed
