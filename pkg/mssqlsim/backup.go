@@ -450,7 +450,7 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 	streams := make([]io.Writer, len(writers))
 	for k, w := range writers {
 		streams[k] = &faultWriter{ctx: ctx, w: w, faults: faults, abort: m.abort, upload: devs[k].url,
-			rate: i.cfg.BackupRate, start: time.Now()}
+			rate: i.cfg.BackupRate, start: time.Now(), stalled: &i.stalled}
 	}
 	if media[0].FamilyCount == 0 {
 		media = nil // appending: the media headers are already there
