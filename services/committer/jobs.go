@@ -310,13 +310,12 @@ func (s *Service) jobCancel(ctx context.Context, e *cofferv1.JobCancelRequested)
 	if err != nil {
 		return err
 	}
-	var j cofferv1.Job
-	switch _, err := s.jobs.Get(ctx, catalog.Key(id), &j); {
-	case errors.Is(err, catalog.ErrNotFound):
-		s.log.WarnContext(ctx, "cancel of an unknown job ignored", slog.String(telemetry.JobIDKey, id))
-		return nil
-	case err != nil:
-		return fmt.Errorf("read job %s: %w", id, err)
+	j, err := s.recordedJob(ctx, id)
+	if err != nil || j == nil {
+		if j == nil && err == nil {
+			s.log.WarnContext(ctx, "cancel of an unknown job ignored", slog.String(telemetry.JobIDKey, id))
+		}
+		return err
 	}
 	by := cmp.Or(e.GetBy(), "unknown")
 	f := eventFacts(ctx, e.GetMeta())
@@ -333,15 +332,23 @@ func (s *Service) jobCancel(ctx context.Context, e *cofferv1.JobCancelRequested)
 	})
 }
 
+// recordedJob reads job id; nil (and no error) when it is not recorded.
+func (s *Service) recordedJob(ctx context.Context, id string) (*cofferv1.Job, error) {
+	j := &cofferv1.Job{}
+	switch _, err := s.jobs.Get(ctx, catalog.Key(id), j); {
+	case errors.Is(err, catalog.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read job %s: %w", id, err)
+	}
+	return j, nil
+}
+
 // cancelledBy returns who cancelled job id, "" when it is not cancelled.
 func (s *Service) cancelledBy(ctx context.Context, id string) (string, error) {
-	var j cofferv1.Job
-	_, err := s.jobs.Get(ctx, catalog.Key(id), &j)
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return "", fmt.Errorf("read job %s: %w", id, err)
-	}
-	if j.GetState() != cofferv1.JobState_JOB_STATE_CANCELLED {
-		return "", nil
+	j, err := s.recordedJob(ctx, id)
+	if err != nil || j.GetState() != cofferv1.JobState_JOB_STATE_CANCELLED {
+		return "", err
 	}
 	return cmp.Or(j.GetCancelledBy(), "unknown"), nil
 }
@@ -354,12 +361,8 @@ func (s *Service) jobLogged(ctx context.Context, e *cofferv1.JobLogged) error {
 	if err != nil {
 		return err
 	}
-	var j cofferv1.Job
-	switch _, err := s.jobs.Get(ctx, catalog.Key(id), &j); {
-	case errors.Is(err, catalog.ErrNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("read job %s: %w", id, err)
+	if j, err := s.recordedJob(ctx, id); err != nil || j == nil {
+		return err
 	}
 	return s.updateJob(ctx, id, func(j *cofferv1.Job) { addLogLines(j, e.GetLines()) })
 }

@@ -22,17 +22,12 @@ var cancellable = map[cofferv1.JobKind]bool{cofferv1.JobKind_JOB_KIND_BACKUP: tr
 // ended, cannot be cancelled, or can no longer be (an overwrite restore
 // that began changing the database).
 func (s *Service) cancelJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var j cofferv1.Job
-	if _, err := s.cat.Bucket(cofferv1.BucketJobs).Get(r.Context(), catalog.Key(id), &j); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "no job %q (it may not have been recorded yet)", id)
-			return
-		}
-		s.unavailable(w, r, err)
+	j, ok := s.readJob(w, r)
+	if !ok {
 		return
 	}
-	job := jobFromProto(&j)
+	id := r.PathValue("id")
+	job := jobFromProto(j)
 	switch {
 	case job.Done():
 		writeError(w, http.StatusConflict, "job %s already ended: %s", id, job.State)
@@ -53,6 +48,22 @@ func (s *Service) cancelJob(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Logger.InfoContext(r.Context(), "job cancel requested", "job_id", id, "by", by)
 	writeJSON(w, http.StatusAccepted, Accepted{JobID: id})
+}
+
+// readJob reads the job the request's path names ({id}); when it cannot,
+// it answers (404 for a job not recorded) and reports false.
+func (s *Service) readJob(w http.ResponseWriter, r *http.Request) (*cofferv1.Job, bool) {
+	id := r.PathValue("id")
+	j := &cofferv1.Job{}
+	if _, err := s.cat.Bucket(cofferv1.BucketJobs).Get(r.Context(), catalog.Key(id), j); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no job %q (it may not have been recorded yet)", id)
+			return nil, false
+		}
+		s.unavailable(w, r, err)
+		return nil, false
+	}
+	return j, true
 }
 
 // jobDetail is a job with its steps and log lines, as of now (the
