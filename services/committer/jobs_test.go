@@ -23,9 +23,13 @@ func TestJobSteps(t *testing.T) {
 	db := &cofferv1.DatabaseRef{Instance: "sql1", Database: "Sales"}
 	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	progress := func(job, step string, pct float64, at time.Time) {
-		e.publish(cofferv1.SubjectJobProgress, &cofferv1.JobProgress{Meta: event.Meta(event.ID("p", job, step), job, at),
-			Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: db, Step: step, Percent: pct}, event.ID("p", job, step))
-		e.settled()
+		id := event.ID("p", job, step, fmt.Sprint(pct))
+		e.publish(cofferv1.SubjectJobProgress, &cofferv1.JobProgress{Meta: event.Meta(id, job, at),
+			Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: db, Step: step, Percent: pct}, id)
+		waitFor(t, time.Minute, "progress "+step, func() bool {
+			j, err := e.job(job)
+			return err == nil && j.GetStep() == step && j.GetPercent() == pct
+		})
 	}
 	progress("jsteps", "fetch 1/2", 0, t0)
 	progress("jsteps", "fetch 1/2", 10, t0.Add(time.Second)) // the same step
@@ -68,7 +72,6 @@ func TestJobCancel(t *testing.T) {
 	cancel := func(job, by string) {
 		e.publish(cofferv1.SubjectJobCancel, &cofferv1.JobCancelRequested{Meta: event.Meta(event.ID("cancel", job, by), job, now), By: by},
 			event.ID("cancel", job, by))
-		e.settled()
 	}
 	queued := func(job string) {
 		e.publish(cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta(event.ID("q", job), job, now), Kind: cofferv1.JobKind_JOB_KIND_BACKUP,
@@ -76,7 +79,7 @@ func TestJobCancel(t *testing.T) {
 	}
 	failedBefore := e.count(cofferv1.SubjectJobFailed)
 	queued("jqueued")
-	e.settled()
+	e.waitJob("jqueued", cofferv1.JobState_JOB_STATE_QUEUED) // the gateway cancels a job it read
 	cancel("jqueued", "ann")
 	j := e.waitJob("jqueued", cofferv1.JobState_JOB_STATE_CANCELLED)
 	if j.GetCancelledBy() != "ann" || !strings.Contains(j.GetError(), "cancelled by ann before it started") {
@@ -89,14 +92,14 @@ func TestJobCancel(t *testing.T) {
 	queued("jrun")
 	e.publish(cofferv1.SubjectJobProgress, &cofferv1.JobProgress{Meta: event.Meta("p-jrun", "jrun", now), Kind: cofferv1.JobKind_JOB_KIND_BACKUP,
 		Database: db, Step: "backup", Percent: 5}, "p-jrun")
-	e.settled()
+	e.waitJob("jrun", cofferv1.JobState_JOB_STATE_RUNNING)
 	cancel("jrun", "bob")
-	j, err := e.job("jrun")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if j.GetState() != cofferv1.JobState_JOB_STATE_RUNNING || j.GetCancelRequestedBy() != "bob" {
-		t.Fatalf("running job %s, cancel asked by %q; want running, asked by bob", j.GetState(), j.GetCancelRequestedBy())
+	waitFor(t, time.Minute, "the cancel of jrun recorded", func() bool {
+		j, err := e.job("jrun")
+		return err == nil && j.GetCancelRequestedBy() == "bob"
+	})
+	if j, _ := e.job("jrun"); j.GetState() != cofferv1.JobState_JOB_STATE_RUNNING {
+		t.Fatalf("running job %s after a cancel request; want running until its streamer stops it", j.GetState())
 	}
 	e.publish(cofferv1.SubjectJobFailed, &cofferv1.JobFailed{Meta: event.Meta("f-jrun", "jrun", now.Add(time.Second)), Kind: cofferv1.JobKind_JOB_KIND_BACKUP,
 		Database: db, Reason: "cancelled by bob", Service: "backup-streamer", CancelledBy: "bob"}, "f-jrun")
@@ -115,6 +118,7 @@ func TestJobCancel(t *testing.T) {
 
 	cancel("jrun", "carl") // ended: as it was
 	cancel("jnobody", "carl")
+	e.settled()
 	if j, _ := e.job("jrun"); j.GetCancelledBy() != "bob" {
 		t.Errorf("a cancel after the end: cancelled by %q; want bob still", j.GetCancelledBy())
 	}
@@ -131,7 +135,7 @@ func TestJobLog(t *testing.T) {
 	e.start(committer.Config{})
 	t0 := time.Now()
 	e.publish(cofferv1.SubjectJobQueued, &cofferv1.JobQueued{Meta: event.Meta("q", "jlog", t0), Kind: cofferv1.JobKind_JOB_KIND_BACKUP}, "q")
-	e.settled()
+	e.waitJob("jlog", cofferv1.JobState_JOB_STATE_QUEUED)
 	line := func(at time.Duration, msg string) *cofferv1.JobLogLine {
 		return &cofferv1.JobLogLine{Time: timestamppb.New(t0.Add(at)), Level: "INFO", Service: "backup-streamer", Message: msg}
 	}
@@ -142,11 +146,14 @@ func TestJobLog(t *testing.T) {
 	logged("jlog", "l2", line(3*time.Second, strings.Repeat("x", 2000)))
 	logged("jlog", "l3", line(time.Second, "first")) // the first batch again
 	logged("jnobody", "l4", line(time.Second, "lost"))
+	var j *cofferv1.Job
+	waitFor(t, time.Minute, "the lines of jlog", func() bool {
+		var err error
+		j, err = e.job("jlog")
+		return err == nil && len(j.GetLog()) >= 3
+	})
 	e.settled()
-	j, err := e.job("jlog")
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, _ = e.job("jlog")
 	var got []string
 	for _, l := range j.GetLog() {
 		got = append(got, fmt.Sprintf("%.10s %d", l.GetMessage(), len(l.GetMessage())))
@@ -160,6 +167,11 @@ func TestJobLog(t *testing.T) {
 	for i := range 120 {
 		logged("jlog", fmt.Sprintf("m%d", i), line(time.Minute+time.Duration(i)*time.Millisecond, fmt.Sprintf("line %d", i)))
 	}
+	waitFor(t, time.Minute, "line 119 of jlog", func() bool {
+		var err error
+		j, err = e.job("jlog")
+		return err == nil && j.GetLog()[len(j.GetLog())-1].GetMessage() == "line 119"
+	})
 	e.settled()
 	j, _ = e.job("jlog")
 	if n := len(j.GetLog()); n != 100 || j.GetLog()[99].GetMessage() != "line 119" {
