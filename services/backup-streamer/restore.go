@@ -288,17 +288,17 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		fetched += f.rp.GetSize()
 	}
 
-	// the database being overwritten keeps what it has since its last log:
-	// a tail-log backup, kept as a recovery point, applied last when the
-	// restore goes to the latest moment
 	if existed {
 		// from here on a cancel would leave the database RESTORING, not
-		// usable: an overwrite runs to its end
+		// usable: an overwrite runs to its end, and says so at once
 		if !refuseCancel(ctx, "an overwrite restore cannot be cancelled once it began changing the database (its tail-log backup, then RESTORE): the database would be left unusable") {
 			return nil, fmt.Errorf("restore stopped: %w", context.Cause(ctx))
 		}
 		prog.report(fmt.Sprintf("restore 1/%d", n), 50, total, true)
 	}
+	// the database being overwritten keeps what it has since its last log:
+	// a tail-log backup, kept as a recovery point, applied last when the
+	// restore goes to the latest moment
 	var tailID string
 	if existed && req.GetOverwrite() && sameDatabase(src, tgt) {
 		tail, err := s.tailLog(ctx, log, jid, c, tgt, files[n-1].rp, req, job)
