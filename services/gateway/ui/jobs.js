@@ -82,7 +82,7 @@ export function JobDetail({ id, me }) {
       ${j.state === "running" ? row("progress", html`<progress max="100" value=${j.percent}></progress> ${Math.round(j.percent)}%`) : null}
       ${row("bytes", j.bytes ? fmtBytes(j.bytes) : "")}
       ${row("detail", j.detail)}
-      ${row("error", j.error, "bad")}
+      ${row("error", j.error, j.state === "cancelled" ? "warn" : "bad")}
       ${row("service", j.service)}
       ${row("cancel asked by", j.cancel_requested_by)}
       ${row("cancelled by", j.cancelled_by)}
