@@ -637,3 +637,17 @@ func TestRPO(t *testing.T) {
 		t.Errorf("out of RPO: %s; want %s", got, want)
 	}
 }
+
+// TestCancelledJobNoAlert: a job a person cancelled ends with a JobFailed
+// that says so (cancelled_by); it opens no alert, where the same failure
+// does.
+func TestCancelledJobNoAlert(t *testing.T) {
+	ev := jobFailed("c1", time.Now(), cofferv1.JobKind_JOB_KIND_BACKUP)
+	if got := alert.OnJobFailed(ev); len(got) != 1 || !got[0].Open {
+		t.Fatalf("a failed backup: %+v; want one alert opened", got)
+	}
+	ev.CancelledBy = "operator1"
+	if got := alert.OnJobFailed(ev); len(got) != 0 {
+		t.Errorf("a cancelled backup: %+v; want no alert", got)
+	}
+}

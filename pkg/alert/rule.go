@@ -99,8 +99,12 @@ var resolvable = map[cofferv1.JobKind]bool{
 
 // OnJobFailed opens a job_failed alert for the job's database (a
 // restore's target). A failure no success will clear (a delete, a
-// rebuild, a poison message, which names no database) is a notice.
+// rebuild, a poison message, which names no database) is a notice. A
+// job a person cancelled (cancelled_by) did not fail: no alert.
 func OnJobFailed(ev *cofferv1.JobFailed) []Change {
+	if ev.GetCancelledBy() != "" {
+		return nil
+	}
 	ref := ev.GetDatabase()
 	if ev.GetKind() == cofferv1.JobKind_JOB_KIND_RESTORE && ev.GetTarget().GetDatabase() != "" {
 		ref = ev.GetTarget()

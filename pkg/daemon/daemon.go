@@ -31,6 +31,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/joblog"
 	"github.com/cofferhq/coffer/pkg/metrics"
 	"github.com/cofferhq/coffer/pkg/telemetry"
 	"github.com/cofferhq/coffer/pkg/topology"
@@ -219,6 +220,22 @@ type Process struct {
 type Built struct {
 	Name   string
 	Runner Runner
+	// logs forwards the service's log lines about jobs; Go runs it
+	// beside the service
+	logs *joblog.Forwarder
+}
+
+// run runs the service and, beside it, the forwarder of its log lines
+// about jobs, which publishes what is left once the service stopped.
+func (b Built) run(ctx context.Context) error {
+	if b.logs == nil {
+		return b.Runner.Run(ctx)
+	}
+	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); b.logs.Run(fctx) }()
+	defer func() { stop(); <-done }()
+	return b.Runner.Run(ctx)
 }
 
 // Build sets up the streams and the catalog (topology.Setup), then builds
@@ -231,11 +248,16 @@ func Build(ctx context.Context, nc *nats.Conn, svcs []Configured, p Process) ([]
 	var cat *catalog.Catalog
 	out := make([]Built, 0, len(svcs))
 	for _, s := range svcs {
-		logger := p.Logger.With("service", s.Name)
-		b, err := NewBus(nc, s.Name, logger, p.TracerProvider)
+		base := p.Logger.With("service", s.Name)
+		b, err := NewBus(nc, s.Name, base, p.TracerProvider)
 		if err != nil {
 			return nil, nil, err
 		}
+		// the service's log lines about a job reach the job's record too;
+		// the bus's own do not, so a failing publish of lines logs nothing
+		// that would be forwarded again
+		fwd := joblog.New(b, s.Name, 0)
+		logger := slog.New(fwd.Handler(base.Handler()))
 		if cat == nil {
 			if cat, err = topology.Setup(ctx, b, p.Topology); err != nil {
 				return nil, nil, err
@@ -253,7 +275,7 @@ func Build(ctx context.Context, nc *nats.Conn, svcs []Configured, p Process) ([]
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", s.Name, err)
 		}
-		out = append(out, Built{Name: s.Name, Runner: r})
+		out = append(out, Built{Name: s.Name, Runner: r, logs: fwd})
 	}
 	return out, cat, nil
 }
@@ -286,7 +308,7 @@ func Go(built []Built) *Group {
 		go func() {
 			defer g.wg.Done()
 			pprof.Do(ctx, pprof.Labels(ProfileLabel, s.Name), func(ctx context.Context) {
-				if err := s.Runner.Run(ctx); err != nil {
+				if err := s.run(ctx); err != nil {
 					g.errc <- fmt.Errorf("%s: %w", s.Name, err)
 				}
 			})

@@ -450,7 +450,7 @@ func (i *Instance) writeBackup(ctx context.Context, db *Database, st *backupStmt
 	streams := make([]io.Writer, len(writers))
 	for k, w := range writers {
 		streams[k] = &faultWriter{ctx: ctx, w: w, faults: faults, abort: m.abort, upload: devs[k].url,
-			rate: i.cfg.BackupRate, start: time.Now()}
+			rate: i.cfg.BackupRate, start: time.Now(), stalled: &i.stalled}
 	}
 	if media[0].FamilyCount == 0 {
 		media = nil // appending: the media headers are already there
@@ -532,6 +532,7 @@ func (i *Instance) streamError(devs []*device, err error) *Error {
 	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		i.cancelled.Add(1)
 		return newErr(3204, 16, "The backup or restore was aborted.")
 	case errors.Is(err, errConnectionDrop):
 		return newErr(3204, 16, "The backup or restore was aborted: the client connection was lost.")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -94,6 +95,8 @@ type faultWriter struct {
 	upload bool   // the stream goes to URL
 	rate   float64
 	start  time.Time
+	// stalled counts the streams a FaultStall holds now (Stats.Stalled)
+	stalled *atomic.Int64
 }
 
 func (fw *faultWriter) Write(p []byte) (int, error) {
@@ -106,10 +109,20 @@ func (fw *faultWriter) Write(p []byte) (int, error) {
 				}
 				return 0, errConnectionDrop
 			case FaultStall:
+				if fw.stalled != nil {
+					fw.stalled.Add(1)
+				}
+				var err error
 				select {
 				case <-fw.ctx.Done():
-					return 0, fw.ctx.Err()
+					err = fw.ctx.Err()
 				case <-f.release:
+				}
+				if fw.stalled != nil {
+					fw.stalled.Add(-1)
+				}
+				if err != nil {
+					return 0, err
 				}
 			case FaultDiskFull:
 				if !fw.upload {

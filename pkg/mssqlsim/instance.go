@@ -187,6 +187,8 @@ type Instance struct {
 	batches     atomic.Int64 // batches run, for Stats
 	rowsSent    atomic.Int64 // result rows sent, for Stats
 	serialized  atomic.Int64 // backups refused with 3023, for Stats
+	cancelled   atomic.Int64 // backups a cancelled request stopped, for Stats
+	stalled     atomic.Int64 // backup streams a FaultStall holds now, for Stats
 	// maxURLParts is the most parts one URL takes (maxURLParts); a test
 	// lowers it to reach the limit without writing 50 GB.
 	maxURLParts atomic.Int64

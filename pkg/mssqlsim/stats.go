@@ -8,9 +8,16 @@ type Stats struct {
 	// Serialized counts backups refused because another backup of the
 	// database was running (3023).
 	Serialized int64
+	// Cancelled counts backups stopped because their request
+	// was cancelled (a TDS attention, as go-mssqldb sends when a query's
+	// context ends) or the connection closed: SQL Server's 3204.
+	Cancelled int64
+	// Stalled counts the backup streams a FaultStall holds now.
+	Stalled int64
 }
 
 // Stats returns the counts since the instance started.
 func (i *Instance) Stats() Stats {
-	return Stats{Batches: i.batches.Load(), RowsSent: i.rowsSent.Load(), Serialized: i.serialized.Load()}
+	return Stats{Batches: i.batches.Load(), RowsSent: i.rowsSent.Load(), Serialized: i.serialized.Load(), Cancelled: i.cancelled.Load(),
+		Stalled: i.stalled.Load()}
 }

@@ -25,7 +25,8 @@ type Access struct {
 	Service string
 	// Publishes are the subjects it stores events on (JetStream
 	// publishes). A service with consumers publishes JobFailed for its
-	// poison messages (daemon.NewBus).
+	// poison messages (daemon.NewBus); every service publishes JobLogged,
+	// its log lines about jobs (daemon.Build).
 	Publishes []string
 	// Consumes are the durable consumers it creates and pulls from.
 	Consumes []Consumer
@@ -52,6 +53,7 @@ var Services = []Access{
 	{
 		Service: "discovery",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectDatabaseDiscovered,
 			cofferv1.SubjectDatabaseChanged,
 			cofferv1.SubjectDatabaseDropped,
@@ -64,6 +66,7 @@ var Services = []Access{
 	{
 		Service: "autoprotect",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectProtectionRequested,
 			cofferv1.SubjectJobFailed,
 		},
@@ -74,6 +77,7 @@ var Services = []Access{
 	{
 		Service: "scheduler",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectProtectionConfigured,
 			cofferv1.SubjectProtectionFailed,
 			cofferv1.SubjectJobQueued,
@@ -90,6 +94,7 @@ var Services = []Access{
 	{
 		Service: "backup-streamer",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectBackupStreamed,
 			cofferv1.SubjectRestoreCompleted,
 			cofferv1.SubjectVerifyCompleted,
@@ -106,6 +111,7 @@ var Services = []Access{
 	{
 		Service: "committer",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectRecoveryPointCommitted,
 			cofferv1.SubjectJobFailed,
 			cofferv1.SubjectChainBroken,        // a deletion took the chain's tail
@@ -120,6 +126,7 @@ var Services = []Access{
 	{
 		Service: "gateway",
 		Publishes: []string{
+			cofferv1.SubjectJobLogged,
 			cofferv1.SubjectInstanceAddRequested,
 			cofferv1.SubjectDiscoverRequested,
 			cofferv1.SubjectAutoprotectRequested,
@@ -135,6 +142,7 @@ var Services = []Access{
 			cofferv1.SubjectRecoveryPointsUndelete,
 			cofferv1.SubjectCatalogRebuild,
 			cofferv1.SubjectVaultCreate,
+			cofferv1.SubjectJobCancel,
 		},
 		Writes: []string{cofferv1.BucketUsers, cofferv1.BucketAudit},
 		Reads: []string{
@@ -148,7 +156,7 @@ var Services = []Access{
 	},
 	{
 		Service:   "alerter",
-		Publishes: []string{cofferv1.SubjectJobFailed},
+		Publishes: []string{cofferv1.SubjectJobFailed, cofferv1.SubjectJobLogged},
 		Consumes:  []Consumer{{cofferv1.StreamEvents, "alerter"}, {cofferv1.StreamJobs, "alerter-jobs"}},
 		Writes:    []string{cofferv1.BucketAlerts, cofferv1.BucketAlertSettings, cofferv1.BucketAlertRules},
 		Reads:     []string{cofferv1.BucketProtected, cofferv1.BucketSchedule, cofferv1.BucketPolicies},

@@ -716,7 +716,7 @@ func (s *Service) ownJob(ctx context.Context, db *cofferv1.DatabaseRef, e mssql.
 		return false, fmt.Errorf("read job %s: %w", jid, err)
 	case j.GetDatabase().GetInstance() != db.GetInstance() || j.GetDatabase().GetDatabase() != db.GetDatabase():
 		return false, nil
-	case j.GetState() == cofferv1.JobState_JOB_STATE_FAILED:
+	case j.GetState() == cofferv1.JobState_JOB_STATE_FAILED, j.GetState() == cofferv1.JobState_JOB_STATE_CANCELLED:
 		return false, nil
 	case j.GetState() == cofferv1.JobState_JOB_STATE_SUCCEEDED:
 		// the job kept this backup, not one SQL Server took on an earlier

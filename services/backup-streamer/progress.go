@@ -51,6 +51,7 @@ func (p *progress) report(step string, percent float64, bytes int64, force bool)
 	p.mu.Unlock()
 
 	e := proto.CloneOf(p.base)
+	e.NoCancel = noCancel(p.ctx)
 	e.Meta = event.Meta(event.ID("progress", p.jid, step, strconv.Itoa(int(percent))), p.jid, now)
 	e.Step, e.Percent, e.Bytes = step, percent, bytes
 	if err := p.s.bus.Publish(p.ctx, cofferv1.SubjectJobProgress, e, e.Meta.EventId); err != nil {

@@ -288,6 +288,14 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		fetched += f.rp.GetSize()
 	}
 
+	if existed {
+		// from here on a cancel would leave the database RESTORING, not
+		// usable: an overwrite runs to its end, and says so at once
+		if !refuseCancel(ctx, "an overwrite restore cannot be cancelled once it began changing the database (its tail-log backup, then RESTORE): the database would be left unusable") {
+			return nil, fmt.Errorf("restore stopped: %w", context.Cause(ctx))
+		}
+		prog.report(fmt.Sprintf("restore 1/%d", n), 50, total, true)
+	}
 	// the database being overwritten keeps what it has since its last log:
 	// a tail-log backup, kept as a recovery point, applied last when the
 	// restore goes to the latest moment
@@ -369,6 +377,11 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 				if tailID != "" {
 					reason += fmt.Sprintf("; its tail-log backup is kept as recovery point %s, so nothing committed before the restore is lost", tailID)
 				}
+			} else if cancelledBy(ctx) != "" {
+				// a person stopped it: SQL Server leaves the database
+				// RESTORING, and so does coffer
+				return nil, fail("%v; database %q on instance %q is left as SQL Server left it (RESTORING): drop it, or restore to it again with overwrite",
+					context.Cause(ctx), tgt.GetDatabase(), tgt.GetInstance())
 			} else {
 				reason += s.dropPartial(ctx, log, c, tgt)
 			}

@@ -220,29 +220,13 @@ func (s *Service) sweepStaging(ctx context.Context) {
 func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 	switch m.Subject {
 	case cofferv1.SubjectWorkBackup:
-		var req cofferv1.BackupRequested
-		if err := m.Decode(&req); err != nil {
-			return err
-		}
-		return s.backup(ctx, m, &req)
+		return runWork(s, ctx, m, &cofferv1.BackupRequested{}, s.backup)
 	case cofferv1.SubjectWorkRestore:
-		var req cofferv1.RestoreRequested
-		if err := m.Decode(&req); err != nil {
-			return err
-		}
-		return s.restore(ctx, m, &req)
+		return runWork(s, ctx, m, &cofferv1.RestoreRequested{}, s.restore)
 	case cofferv1.SubjectWorkVerify:
-		var req cofferv1.VerifyRequested
-		if err := m.Decode(&req); err != nil {
-			return err
-		}
-		return s.verify(ctx, m, &req)
+		return runWork(s, ctx, m, &cofferv1.VerifyRequested{}, s.verify)
 	case cofferv1.SubjectWorkCopy:
-		var req cofferv1.CopyRequested
-		if err := m.Decode(&req); err != nil {
-			return err
-		}
-		return s.copyPoint(ctx, m, &req)
+		return runWork(s, ctx, m, &cofferv1.CopyRequested{}, s.copyPoint)
 	}
 	return bus.Permanent(fmt.Errorf("unexpected work subject %s", m.Subject))
 }
@@ -276,6 +260,19 @@ func (s *Service) settle(ctx context.Context, m *bus.Message, log *slog.Logger, 
 	if err == nil {
 		return nil
 	}
+	if by := cancelledBy(ctx); by != "" {
+		reason := context.Cause(ctx).Error()
+		if f := (*failure)(nil); errors.As(err, &f) && strings.HasPrefix(f.reason, reason) {
+			reason = f.reason // what the cancel left, said by the job
+		}
+		log.InfoContext(ctx, "job cancelled", slog.String("by", by))
+		jf := failed(reason)
+		jf.CancelledBy = by
+		if err := s.bus.Publish(context.WithoutCancel(ctx), cofferv1.SubjectJobFailed, jf, jf.Meta.EventId); err != nil {
+			return fmt.Errorf("publish job cancel: %w", err)
+		}
+		return nil
+	}
 	if ctx.Err() != nil {
 		log.InfoContext(ctx, "job interrupted; handing it back", slog.Any("error", err))
 		return err
@@ -303,14 +300,20 @@ func (s *Service) settle(ctx context.Context, m *bus.Message, log *slog.Logger, 
 // redelivered work message is not run again.
 func (s *Service) jobDone(ctx context.Context, id string) (bool, error) {
 	var j cofferv1.Job
-	_, err := s.jobs.Get(ctx, catalog.Key(id), &j)
+	// also for a job cancelled before it started here, which then fails
+	// at once as cancelled
+	_, err := s.jobs.Get(context.WithoutCancel(ctx), catalog.Key(id), &j)
 	switch {
 	case errors.Is(err, catalog.ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("read job %s: %w", id, err)
 	}
-	return j.State == cofferv1.JobState_JOB_STATE_SUCCEEDED || j.State == cofferv1.JobState_JOB_STATE_FAILED, nil
+	switch j.State {
+	case cofferv1.JobState_JOB_STATE_SUCCEEDED, cofferv1.JobState_JOB_STATE_FAILED, cofferv1.JobState_JOB_STATE_CANCELLED:
+		return true, nil
+	}
+	return false, nil
 }
 
 // client returns the connection pool to instance, opening the instance's

@@ -40,12 +40,22 @@ func (s *Service) verify(ctx context.Context, m *bus.Message, req *cofferv1.Veri
 		return err
 	}
 	s.cfg.Metrics.JobStarted(cofferv1.JobKind_JOB_KIND_VERIFY, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED)
+	jobFailed := func(reason string) *cofferv1.JobFailed {
+		return &cofferv1.JobFailed{
+			Meta:     event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
+			Kind:     cofferv1.JobKind_JOB_KIND_VERIFY,
+			Database: db,
+			Reason:   reason,
+			Service:  Name,
+		}
+	}
 	var results []*cofferv1.VerifyResult
 	var failed []string
 	for k, t := range req.GetTargets() {
 		res := s.verifyOne(ctx, log, jid, k, db, instance, t)
 		if ctx.Err() != nil {
-			return s.settle(ctx, m, log, fmt.Errorf("verification interrupted: %w", context.Cause(ctx)), nil)
+			// a shutdown hands it back; a person's cancel ends it (jobFailed)
+			return s.settle(ctx, m, log, fmt.Errorf("verification interrupted: %w", context.Cause(ctx)), jobFailed)
 		}
 		results = append(results, res)
 		if !res.GetPassed() {
@@ -60,15 +70,7 @@ func (s *Service) verify(ctx context.Context, m *bus.Message, req *cofferv1.Veri
 	if err == nil {
 		log.InfoContext(ctx, "verification passed", slog.Int("targets", len(results)))
 	}
-	return s.settle(ctx, m, log, err, func(reason string) *cofferv1.JobFailed {
-		return &cofferv1.JobFailed{
-			Meta:     event.Meta(event.ID("failed", jid, Name), jid, s.cfg.Now()),
-			Kind:     cofferv1.JobKind_JOB_KIND_VERIFY,
-			Database: db,
-			Reason:   reason,
-			Service:  Name,
-		}
-	})
+	return s.settle(ctx, m, log, err, jobFailed)
 }
 
 // verifyOne restores one target to a scratch database on instance, checks

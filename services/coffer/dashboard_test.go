@@ -298,7 +298,26 @@ func TestDashboard(t *testing.T) {
 	backupJob := strings.TrimSpace(notice[strings.Index(notice, "Jobs: ")+len("Jobs: "):])
 	b.open("#/jobs/"+backupJob, "#job")
 	b.waitText("#job-state-value", "succeeded")
+	// its steps, with their durations, and what the services logged
+	// about it
+	b.waitText("#job-steps tbody", "backup")
+	b.waitText("#job-log tbody", "backup streamed")
 	b.screenshot("backup-job")
+	if n := b.count("#job-cancel"); n != 0 {
+		t.Errorf("a succeeded job shows %d Cancel buttons; want none", n)
+	}
+
+	// a running backup (stalled inside SQL Server's BACKUP) is cancelled
+	// from its page, which asks first
+	stalled := stalledBackup(t, h, admin, "Sales")
+	b.open("#/jobs/"+stalled, "#job")
+	b.waitText("#job-state-value", "running")
+	b.click("#job-cancel")
+	b.waitText("#job-cancel-confirm", "Cancel job "+stalled+"?")
+	b.click("#job-cancel-yes")
+	b.waitText("#job-state-value", "cancelled")
+	b.waitText("#job", "cancelled by ada")
+	b.screenshot("cancelled-job")
 	if _, err := h.sim.Commit("Sales", 4); err != nil {
 		t.Fatal(err)
 	}
@@ -490,5 +509,35 @@ func TestDashboard(t *testing.T) {
 	b.open("#/alerts", "#alert-rules")
 	b.waitText(`#resolved-alerts`, "backup job failed for database [HR] on sql1")
 	b.screenshot("viewer-alerts")
+	// nor a Cancel button on a running job
+	stalled = stalledBackup(t, h, admin, "Sales")
+	b.open("#/jobs/"+stalled, "#job")
+	b.waitText("#job-state-value", "running")
+	if n := b.count("#job-cancel"); n != 0 {
+		t.Errorf("a viewer sees %d Cancel buttons on a running job; want none", n)
+	}
+	if err := newAPIClient(h.api, admin).do(t.Context(), "POST", "/api/v1/jobs/"+stalled+"/cancel", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.waitText("#job-state-value", "cancelled")
 	t.Logf("screenshots in %s", b.dir)
+}
+
+// stalledBackup starts a full backup of db on sql1 that stalls inside
+// SQL Server's BACKUP (after its first 16 pages), and returns its job
+// once the simulator holds it there. The stall ends with the test.
+func stalledBackup(t *testing.T, h *harness, token, db string) string {
+	t.Helper()
+	t.Cleanup(h.sim.InjectFault(mssqlsim.Fault{Kind: mssqlsim.FaultStall, Database: db, AfterBytes: 16 * mssqlsim.PageSize}))
+	var acc gateway.Accepted
+	c := newAPIClient(h.api, token)
+	if err := c.do(t.Context(), "POST", "/api/v1/backups", gateway.BackupRequest{Instance: "sql1", Database: db, Type: "full"}, &acc); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the backup stalled in BACKUP", func() bool { return h.sim.Stats().Stalled == 1 })
+	h.eventually("the stalled backup running", func() bool {
+		var j gateway.Job
+		return c.do(t.Context(), "GET", "/api/v1/jobs/"+acc.JobID, nil, &j) == nil && j.State == "running"
+	})
+	return acc.JobID
 }

@@ -55,6 +55,14 @@ func (s *Service) backupStreamed(ctx context.Context, e *cofferv1.BackupStreamed
 	f := eventFacts(ctx, e.GetMeta())
 	f.kind, f.database, f.backupType = cofferv1.JobKind_JOB_KIND_BACKUP, db, e.GetBackup().GetType()
 
+	if by, err := s.cancelledBy(ctx, jid); err != nil || by != "" {
+		if by != "" {
+			// the backup's chunks and draft are garbage now, as a failed
+			// backup's are
+			log.InfoContext(ctx, "backup of a cancelled job not committed", slog.String("cancelled_by", by))
+		}
+		return err
+	}
 	rp, err := s.commit(ctx, log, rpID, jid, e)
 	if r := (*rejection)(nil); errors.As(err, &r) {
 		span.SetStatus(codes.Error, r.reason)

@@ -37,6 +37,8 @@ var subjects = []string{
 	cofferv1.SubjectCatalogRebuild,
 	cofferv1.SubjectVaultCreate,
 	cofferv1.SubjectCopyStreamed,
+	cofferv1.SubjectJobCancel,
+	cofferv1.SubjectJobLogged,
 }
 
 // Service is the committer. Create it with New and run it with Run.
@@ -228,6 +230,18 @@ func (s *Service) handle(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return s.vaultCreate(ctx, &e)
+	case cofferv1.SubjectJobCancel:
+		var e cofferv1.JobCancelRequested
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.jobCancel(ctx, &e)
+	case cofferv1.SubjectJobLogged:
+		var e cofferv1.JobLogged
+		if err := m.Decode(&e); err != nil {
+			return err
+		}
+		return s.jobLogged(ctx, &e)
 	case cofferv1.SubjectCopyStreamed:
 		var e cofferv1.CopyStreamed
 		if err := m.Decode(&e); err != nil {

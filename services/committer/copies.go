@@ -120,6 +120,12 @@ func (s *Service) copyStreamed(ctx context.Context, e *cofferv1.CopyStreamed) er
 	f.kind, f.database = cofferv1.JobKind_JOB_KIND_COPY, e.GetDatabase()
 	log := s.log.With(slog.String(telemetry.JobIDKey, jid), slog.String(telemetry.RecoveryPointKey, e.GetRecoveryPoint()),
 		slog.String("vault", e.GetVault()))
+	if by, err := s.cancelledBy(ctx, jid); err != nil || by != "" {
+		if by != "" {
+			log.InfoContext(ctx, "copy of a cancelled job not committed", slog.String("cancelled_by", by))
+		}
+		return err
+	}
 	err = s.commitCopy(ctx, e)
 	if r := (*rejection)(nil); errors.As(err, &r) {
 		log.WarnContext(ctx, "copy not committed", slog.String("reason", r.reason))

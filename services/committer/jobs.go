@@ -1,9 +1,13 @@
 package committer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -13,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/pkg/bus"
 	"github.com/cofferhq/coffer/pkg/catalog"
 	"github.com/cofferhq/coffer/pkg/event"
+	"github.com/cofferhq/coffer/pkg/telemetry"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
@@ -30,8 +35,58 @@ type facts struct {
 	traceID    string
 }
 
+// Bounds of a job record's history: its last steps and log lines, each
+// line cut to maxLogLineLen bytes.
+const (
+	maxJobSteps    = 50
+	maxJobLogLines = 100
+	maxLogLineLen  = 512
+)
+
 func final(s cofferv1.JobState) bool {
-	return s == cofferv1.JobState_JOB_STATE_SUCCEEDED || s == cofferv1.JobState_JOB_STATE_FAILED
+	return s == cofferv1.JobState_JOB_STATE_SUCCEEDED || s == cofferv1.JobState_JOB_STATE_FAILED ||
+		s == cofferv1.JobState_JOB_STATE_CANCELLED
+}
+
+// stateOutcome names a final state as a step's outcome.
+var stateOutcome = map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded",
+	cofferv1.JobState_JOB_STATE_FAILED: "failed", cofferv1.JobState_JOB_STATE_CANCELLED: "cancelled"}
+
+// beginStep ends j's running step, if another, as done at at and begins
+// step, keeping the last maxJobSteps.
+func beginStep(j *cofferv1.Job, step string, at time.Time) {
+	if step == "" {
+		return
+	}
+	if n := len(j.Steps); n > 0 {
+		last := j.Steps[n-1]
+		if last.GetEndedAt() == nil && last.GetName() == step {
+			return
+		}
+		endStep(j, "done", at)
+	}
+	j.Steps = append(j.Steps, &cofferv1.JobStep{Name: step, BeganAt: timestamppb.New(at)})
+	if over := len(j.Steps) - maxJobSteps; over > 0 {
+		j.Steps = append(j.Steps[:0], j.Steps[over:]...)
+	}
+}
+
+// endStep ends j's running step, if any, with outcome at at.
+func endStep(j *cofferv1.Job, outcome string, at time.Time) {
+	n := len(j.Steps)
+	if n == 0 || j.Steps[n-1].GetEndedAt() != nil {
+		return
+	}
+	j.Steps[n-1].EndedAt, j.Steps[n-1].Outcome = timestamppb.New(at), outcome
+}
+
+// ended ends j's running step with j's final state.
+func ended(j *cofferv1.Job, f facts) {
+	at := f.at
+	if at.IsZero() && j.UpdatedAt != nil {
+		at = j.UpdatedAt.AsTime()
+	}
+	endStep(j, stateOutcome[j.State], at)
 }
 
 // fill sets what j does not know yet from f, and moves its times: created
@@ -87,6 +142,10 @@ func applyProgress(j *cofferv1.Job, e *cofferv1.JobProgress, f facts) {
 		j.Percent = e.GetPercent()
 		j.Bytes = e.GetBytes()
 		j.Step = e.GetStep()
+		beginStep(j, e.GetStep(), f.at)
+	}
+	if e.GetNoCancel() != "" {
+		j.NoCancel = e.GetNoCancel()
 	}
 }
 
@@ -98,8 +157,12 @@ func applyFailed(j *cofferv1.Job, e *cofferv1.JobFailed, f facts) {
 	}
 	fill(j, f)
 	j.State = cofferv1.JobState_JOB_STATE_FAILED
+	if by := e.GetCancelledBy(); by != "" {
+		j.State, j.CancelledBy = cofferv1.JobState_JOB_STATE_CANCELLED, by
+	}
 	j.Error = e.GetReason()
 	j.Service = e.GetService()
+	ended(j, f)
 }
 
 // applySucceeded records a success, with the recovery point a backup
@@ -117,6 +180,7 @@ func applySucceeded(j *cofferv1.Job, bytes int64, recoveryPoint string, f facts)
 	j.Bytes = bytes
 	j.Step = ""
 	j.RecoveryPoint = recoveryPoint
+	ended(j, f)
 }
 
 // updateJob reads job id (a new Job if there is none), lets apply change
@@ -233,4 +297,91 @@ func (s *Service) endFailed(ctx context.Context, jid string, f facts, reason str
 		return err
 	}
 	return s.bus.Publish(ctx, cofferv1.SubjectJobFailed, failed, failed.Meta.EventId)
+}
+
+// jobCancel records a person's request to cancel a job. A queued job is
+// cancelled at once, and its JobFailed (cancelled) published so that the
+// scheduler frees its slot; a running one is marked for the service
+// running it, which stops it and reports it cancelled. A job the
+// committer does not know, or one already ended, is left as it is: the
+// gateway answered the person already.
+func (s *Service) jobCancel(ctx context.Context, e *cofferv1.JobCancelRequested) error {
+	id, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	j, err := s.recordedJob(ctx, id)
+	if err != nil || j == nil {
+		if j == nil && err == nil {
+			s.log.WarnContext(ctx, "cancel of an unknown job ignored", slog.String(telemetry.JobIDKey, id))
+		}
+		return err
+	}
+	by := cmp.Or(e.GetBy(), "unknown")
+	f := eventFacts(ctx, e.GetMeta())
+	if j.GetState() == cofferv1.JobState_JOB_STATE_QUEUED {
+		failed := &cofferv1.JobFailed{Meta: event.Meta(event.ID("failed", id, Name), id, s.cfg.Now()),
+			Kind: j.GetKind(), Database: j.GetDatabase(), Target: j.GetTarget(), BackupType: j.GetBackupType(),
+			Reason: "cancelled by " + by + " before it started", Service: Name, CancelledBy: by}
+		return s.reportFailure(ctx, id, failed, f)
+	}
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) {
+		if j.GetState() == cofferv1.JobState_JOB_STATE_RUNNING && j.CancelRequestedBy == "" {
+			j.CancelRequestedBy = by
+		}
+	})
+}
+
+// recordedJob reads job id; nil (and no error) when it is not recorded.
+func (s *Service) recordedJob(ctx context.Context, id string) (*cofferv1.Job, error) {
+	j := &cofferv1.Job{}
+	switch _, err := s.jobs.Get(ctx, catalog.Key(id), j); {
+	case errors.Is(err, catalog.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// cancelledBy returns who cancelled job id, "" when it is not cancelled.
+func (s *Service) cancelledBy(ctx context.Context, id string) (string, error) {
+	j, err := s.recordedJob(ctx, id)
+	if err != nil || j.GetState() != cofferv1.JobState_JOB_STATE_CANCELLED {
+		return "", err
+	}
+	return cmp.Or(j.GetCancelledBy(), "unknown"), nil
+}
+
+// jobLogged adds log lines to their job's record, in time order, keeping
+// the last maxJobLogLines. Lines about a job the committer has not
+// recorded are dropped: a log line alone does not make a job.
+func (s *Service) jobLogged(ctx context.Context, e *cofferv1.JobLogged) error {
+	id, err := jobID(e.GetMeta())
+	if err != nil {
+		return err
+	}
+	if j, err := s.recordedJob(ctx, id); err != nil || j == nil {
+		return err
+	}
+	return s.updateJob(ctx, id, func(j *cofferv1.Job) { addLogLines(j, e.GetLines()) })
+}
+
+// addLogLines adds lines to j's log, but not a line it has already (of a
+// redelivered batch).
+func addLogLines(j *cofferv1.Job, lines []*cofferv1.JobLogLine) {
+	for _, l := range lines {
+		l = proto.CloneOf(l)
+		if len(l.Message) > maxLogLineLen {
+			l.Message = strings.ToValidUTF8(l.Message[:maxLogLineLen], "") + "…"
+		}
+		if slices.ContainsFunc(j.Log, func(o *cofferv1.JobLogLine) bool { return proto.Equal(o, l) }) {
+			continue // a redelivered batch
+		}
+		j.Log = append(j.Log, l)
+	}
+	slices.SortStableFunc(j.Log, func(a, b *cofferv1.JobLogLine) int { return a.GetTime().AsTime().Compare(b.GetTime().AsTime()) })
+	if over := len(j.Log) - maxJobLogLines; over > 0 {
+		j.Log = append(j.Log[:0], j.Log[over:]...)
+	}
 }

@@ -318,10 +318,41 @@ type Job struct {
 	TraceID       string     `json:"trace_id,omitempty"`
 	Created       *time.Time `json:"created,omitempty"`
 	Updated       *time.Time `json:"updated,omitempty"`
+	// CancelRequestedBy is who asked to cancel the running job, which
+	// stops soon; CancelledBy who cancelled it, once it is cancelled.
+	CancelRequestedBy string `json:"cancel_requested_by,omitempty"`
+	CancelledBy       string `json:"cancelled_by,omitempty"`
+	// NoCancel says why the running job can no longer be cancelled.
+	NoCancel string `json:"no_cancel,omitempty"`
+	// Steps and Log are the job's steps and log lines, oldest first, in
+	// GET /api/v1/jobs/{id} only.
+	Steps []JobStep    `json:"steps,omitempty"`
+	Log   []JobLogLine `json:"log,omitempty"`
+}
+
+// JobStep is one step of a job. Ended is unset while it runs; Seconds is
+// its duration (so far, while it runs); Outcome is done, or the job's
+// final state for its last step.
+type JobStep struct {
+	Name    string     `json:"name"`
+	Began   *time.Time `json:"began,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	Seconds float64    `json:"seconds"`
+	Outcome string     `json:"outcome,omitempty"`
+}
+
+// JobLogLine is one line a service logged about a job.
+type JobLogLine struct {
+	Time    *time.Time `json:"time,omitempty"`
+	Level   string     `json:"level"`
+	Service string     `json:"service"`
+	Message string     `json:"message"`
 }
 
 // Done reports whether the job has ended.
-func (j Job) Done() bool { return j.State == "succeeded" || j.State == "failed" }
+func (j Job) Done() bool {
+	return j.State == "succeeded" || j.State == "failed" || j.State == "cancelled"
+}
 
 func ts(t *timestamppb.Timestamp) *time.Time {
 	if t == nil {
@@ -365,10 +396,12 @@ func jobFromProto(j *cofferv1.Job) Job {
 	out := Job{
 		ID: j.GetId(), Kind: jobKinds[j.GetKind()],
 		State: map[cofferv1.JobState]string{cofferv1.JobState_JOB_STATE_QUEUED: "queued", cofferv1.JobState_JOB_STATE_RUNNING: "running",
-			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed"}[j.GetState()],
+			cofferv1.JobState_JOB_STATE_SUCCEEDED: "succeeded", cofferv1.JobState_JOB_STATE_FAILED: "failed",
+			cofferv1.JobState_JOB_STATE_CANCELLED: "cancelled"}[j.GetState()],
 		Instance: j.GetDatabase().GetInstance(), Database: j.GetDatabase().GetDatabase(), BackupType: backupTypeNames[j.GetBackupType()],
 		Detail: j.GetDetail(), Error: j.GetError(), Service: j.GetService(), Bytes: j.GetBytes(), Percent: j.GetPercent(),
 		Step: j.GetStep(), RecoveryPoint: j.GetRecoveryPoint(), TraceID: j.GetTraceId(), Created: ts(j.GetCreatedAt()), Updated: ts(j.GetUpdatedAt()),
+		CancelRequestedBy: j.GetCancelRequestedBy(), CancelledBy: j.GetCancelledBy(), NoCancel: j.GetNoCancel(),
 	}
 	if t := j.GetTarget(); t != nil && t.GetDatabase() != "" {
 		out.Target = t.GetInstance() + "/" + t.GetDatabase()

@@ -982,17 +982,9 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var j cofferv1.Job
-	if _, err := s.cat.Bucket(cofferv1.BucketJobs).Get(r.Context(), catalog.Key(id), &j); err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "no job %q (it may not have been recorded yet)", id)
-			return
-		}
-		s.unavailable(w, r, err)
-		return
+	if j, ok := s.readJob(w, r); ok {
+		writeJSON(w, http.StatusOK, jobDetail(j, s.cfg.Now()))
 	}
-	writeJSON(w, http.StatusOK, jobFromProto(&j))
 }
 
 // chainBreaks finds, per database, the points whose chain is broken, keyed

@@ -91,7 +91,7 @@ func TestOpenAPI(t *testing.T) {
 	types := []any{gateway.Error{}, gateway.ErrorBody{}, gateway.Instance{}, gateway.AddInstance{}, gateway.URLCheck{}, gateway.Autoprotect{},
 		gateway.Database{}, gateway.DatabaseRequest{}, gateway.BackupRequest{}, gateway.RecoveryPoint{}, gateway.RecoveryPointsRequest{},
 		gateway.RecoveryRange{}, gateway.RestoreRequest{}, gateway.Accepted{}, gateway.PlanStep{}, gateway.VerifyRequest{}, gateway.Verification{},
-		gateway.RebuildRequest{}, gateway.Job{}, gateway.Login{}, gateway.Whoami{}, gateway.User{}, gateway.Token{}, gateway.AddUser{},
+		gateway.RebuildRequest{}, gateway.Job{}, gateway.JobStep{}, gateway.JobLogLine{}, gateway.Login{}, gateway.Whoami{}, gateway.User{}, gateway.Token{}, gateway.AddUser{},
 		gateway.NewToken{}, gateway.AuditEntry{}, gateway.Alert{}, gateway.AlertRules{}, gateway.AlertRule{}, gateway.AlertChannel{},
 		policy.Policy{}}
 	for _, v := range types {

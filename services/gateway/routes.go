@@ -56,6 +56,7 @@ var routes = []route{
 
 	{"GET", "/api/v1/jobs", RoleViewer, (*Service).listJobs},
 	{"GET", "/api/v1/jobs/{id}", RoleViewer, (*Service).getJob},
+	{"POST", "/api/v1/jobs/{id}/cancel", RoleOperator, (*Service).cancelJob},
 
 	{"GET", "/api/v1/alerts", RoleViewer, (*Service).listAlerts},
 	{"GET", "/api/v1/alerts/rules", RoleViewer, (*Service).listAlertRules},

@@ -557,10 +557,10 @@ func (s *Service) endedJobs(ctx context.Context, st *cofferv1.ScheduleState, now
 			}
 			return nil, nil, err
 		}
-		// only failures: a success clears its pending job when its
-		// recovery point's commit reaches the schedule, together with the
-		// chain state it brings
-		if j.GetState() == cofferv1.JobState_JOB_STATE_FAILED {
+		// only failures (and cancels): a success clears its pending job
+		// when its recovery point's commit reaches the schedule, together
+		// with the chain state it brings
+		if j.GetState() == cofferv1.JobState_JOB_STATE_FAILED || j.GetState() == cofferv1.JobState_JOB_STATE_CANCELLED {
 			ended = append(ended, id)
 		}
 	}

@@ -1178,15 +1178,17 @@ func (x *RestoreRequested) GetFromVault() string {
 
 // JobProgress reports progress of a running job. streamer -> committer.
 type JobProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Kind          JobKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
-	Database      *DatabaseRef           `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
-	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	Percent       float64                `protobuf:"fixed64,5,opt,name=percent,proto3" json:"percent,omitempty"`
-	Step          string                 `protobuf:"bytes,6,opt,name=step,proto3" json:"step,omitempty"`
-	Target        *DatabaseRef           `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
-	BackupType    BackupType             `protobuf:"varint,8,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Meta       *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Kind       JobKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
+	Database   *DatabaseRef           `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
+	Bytes      int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Percent    float64                `protobuf:"fixed64,5,opt,name=percent,proto3" json:"percent,omitempty"`
+	Step       string                 `protobuf:"bytes,6,opt,name=step,proto3" json:"step,omitempty"`
+	Target     *DatabaseRef           `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
+	BackupType BackupType             `protobuf:"varint,8,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
+	// no_cancel says why the job can no longer be cancelled (Job.no_cancel).
+	NoCancel      string `protobuf:"bytes,9,opt,name=no_cancel,json=noCancel,proto3" json:"no_cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1275,6 +1277,13 @@ func (x *JobProgress) GetBackupType() BackupType {
 		return x.BackupType
 	}
 	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *JobProgress) GetNoCancel() string {
+	if x != nil {
+		return x.NoCancel
+	}
+	return ""
 }
 
 // BackupStreamed reports a backup whose chunks are all in the vault: the
@@ -1614,14 +1623,17 @@ func (x *RestoreCompleted) GetBytes() int64 {
 // JobFailed reports a job that failed, with the reason a person reads.
 // any service -> committer (jobs), gateway.
 type JobFailed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Kind          JobKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
-	Database      *DatabaseRef           `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	Service       string                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`
-	BackupType    BackupType             `protobuf:"varint,6,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
-	Target        *DatabaseRef           `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Meta       *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Kind       JobKind                `protobuf:"varint,2,opt,name=kind,proto3,enum=coffer.v1.JobKind" json:"kind,omitempty"`
+	Database   *DatabaseRef           `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
+	Reason     string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Service    string                 `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`
+	BackupType BackupType             `protobuf:"varint,6,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
+	Target     *DatabaseRef           `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
+	// cancelled_by is set when the job did not fail but was cancelled (by
+	// that person): the job ends CANCELLED, and no alert opens.
+	CancelledBy   string `protobuf:"bytes,8,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1705,6 +1717,123 @@ func (x *JobFailed) GetTarget() *DatabaseRef {
 	return nil
 }
 
+func (x *JobFailed) GetCancelledBy() string {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return ""
+}
+
+// JobCancelRequested asks to cancel a queued or running job. gateway ->
+// committer, which cancels a queued job at once and marks a running one
+// (Job.cancel_requested_by) for the service running it, which stops it.
+type JobCancelRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// by is the user who asked.
+	By            string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobCancelRequested) Reset() {
+	*x = JobCancelRequested{}
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobCancelRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobCancelRequested) ProtoMessage() {}
+
+func (x *JobCancelRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobCancelRequested.ProtoReflect.Descriptor instead.
+func (*JobCancelRequested) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JobCancelRequested) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *JobCancelRequested) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+// JobLogged carries lines the services logged about one job, batched.
+// any service -> committer (Job.log).
+type JobLogged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Lines         []*JobLogLine          `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobLogged) Reset() {
+	*x = JobLogged{}
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobLogged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobLogged) ProtoMessage() {}
+
+func (x *JobLogged) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobLogged.ProtoReflect.Descriptor instead.
+func (*JobLogged) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JobLogged) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *JobLogged) GetLines() []*JobLogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
 // JobQueued reports a job put on the work queue, so that it shows before a
 // worker takes it. scheduler, gateway -> committer (jobs).
 type JobQueued struct {
@@ -1721,7 +1850,7 @@ type JobQueued struct {
 
 func (x *JobQueued) Reset() {
 	*x = JobQueued{}
-	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1862,7 @@ func (x *JobQueued) String() string {
 func (*JobQueued) ProtoMessage() {}
 
 func (x *JobQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[20]
+	mi := &file_coffer_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1875,7 @@ func (x *JobQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobQueued.ProtoReflect.Descriptor instead.
 func (*JobQueued) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobQueued) GetMeta() *EventMeta {
@@ -1802,7 +1931,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1943,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[21]
+	mi := &file_coffer_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1956,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Envelope) GetMeta() *EventMeta {
@@ -1852,7 +1981,7 @@ type PolicyPutRequested struct {
 
 func (x *PolicyPutRequested) Reset() {
 	*x = PolicyPutRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1993,7 @@ func (x *PolicyPutRequested) String() string {
 func (*PolicyPutRequested) ProtoMessage() {}
 
 func (x *PolicyPutRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[22]
+	mi := &file_coffer_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2006,7 @@ func (x *PolicyPutRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyPutRequested.ProtoReflect.Descriptor instead.
 func (*PolicyPutRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PolicyPutRequested) GetMeta() *EventMeta {
@@ -1912,7 +2041,7 @@ type PolicyDeleteRequested struct {
 
 func (x *PolicyDeleteRequested) Reset() {
 	*x = PolicyDeleteRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2053,7 @@ func (x *PolicyDeleteRequested) String() string {
 func (*PolicyDeleteRequested) ProtoMessage() {}
 
 func (x *PolicyDeleteRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[23]
+	mi := &file_coffer_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2066,7 @@ func (x *PolicyDeleteRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDeleteRequested.ProtoReflect.Descriptor instead.
 func (*PolicyDeleteRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyDeleteRequested) GetMeta() *EventMeta {
@@ -1969,7 +2098,7 @@ type ChainBroken struct {
 
 func (x *ChainBroken) Reset() {
 	*x = ChainBroken{}
-	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2110,7 @@ func (x *ChainBroken) String() string {
 func (*ChainBroken) ProtoMessage() {}
 
 func (x *ChainBroken) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[24]
+	mi := &file_coffer_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2123,7 @@ func (x *ChainBroken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainBroken.ProtoReflect.Descriptor instead.
 func (*ChainBroken) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ChainBroken) GetMeta() *EventMeta {
@@ -2039,7 +2168,7 @@ type RecoveryPointsExpired struct {
 
 func (x *RecoveryPointsExpired) Reset() {
 	*x = RecoveryPointsExpired{}
-	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2180,7 @@ func (x *RecoveryPointsExpired) String() string {
 func (*RecoveryPointsExpired) ProtoMessage() {}
 
 func (x *RecoveryPointsExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[25]
+	mi := &file_coffer_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2193,7 @@ func (x *RecoveryPointsExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPointsExpired.ProtoReflect.Descriptor instead.
 func (*RecoveryPointsExpired) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RecoveryPointsExpired) GetMeta() *EventMeta {
@@ -2112,7 +2241,7 @@ type RecoveryPointsDeleteRequested struct {
 
 func (x *RecoveryPointsDeleteRequested) Reset() {
 	*x = RecoveryPointsDeleteRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2253,7 @@ func (x *RecoveryPointsDeleteRequested) String() string {
 func (*RecoveryPointsDeleteRequested) ProtoMessage() {}
 
 func (x *RecoveryPointsDeleteRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[26]
+	mi := &file_coffer_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2266,7 @@ func (x *RecoveryPointsDeleteRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPointsDeleteRequested.ProtoReflect.Descriptor instead.
 func (*RecoveryPointsDeleteRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecoveryPointsDeleteRequested) GetMeta() *EventMeta {
@@ -2197,7 +2326,7 @@ type RecoveryPointsUndeleteRequested struct {
 
 func (x *RecoveryPointsUndeleteRequested) Reset() {
 	*x = RecoveryPointsUndeleteRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2338,7 @@ func (x *RecoveryPointsUndeleteRequested) String() string {
 func (*RecoveryPointsUndeleteRequested) ProtoMessage() {}
 
 func (x *RecoveryPointsUndeleteRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[27]
+	mi := &file_coffer_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2351,7 @@ func (x *RecoveryPointsUndeleteRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPointsUndeleteRequested.ProtoReflect.Descriptor instead.
 func (*RecoveryPointsUndeleteRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecoveryPointsUndeleteRequested) GetMeta() *EventMeta {
@@ -2268,7 +2397,7 @@ type CatalogRebuildRequested struct {
 
 func (x *CatalogRebuildRequested) Reset() {
 	*x = CatalogRebuildRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2409,7 @@ func (x *CatalogRebuildRequested) String() string {
 func (*CatalogRebuildRequested) ProtoMessage() {}
 
 func (x *CatalogRebuildRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[28]
+	mi := &file_coffer_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2422,7 @@ func (x *CatalogRebuildRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogRebuildRequested.ProtoReflect.Descriptor instead.
 func (*CatalogRebuildRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CatalogRebuildRequested) GetMeta() *EventMeta {
@@ -2325,7 +2454,7 @@ type VaultCreateRequested struct {
 
 func (x *VaultCreateRequested) Reset() {
 	*x = VaultCreateRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2466,7 @@ func (x *VaultCreateRequested) String() string {
 func (*VaultCreateRequested) ProtoMessage() {}
 
 func (x *VaultCreateRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[29]
+	mi := &file_coffer_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2479,7 @@ func (x *VaultCreateRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultCreateRequested.ProtoReflect.Descriptor instead.
 func (*VaultCreateRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VaultCreateRequested) GetMeta() *EventMeta {
@@ -2383,7 +2512,7 @@ type VerifyTarget struct {
 
 func (x *VerifyTarget) Reset() {
 	*x = VerifyTarget{}
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2524,7 @@ func (x *VerifyTarget) String() string {
 func (*VerifyTarget) ProtoMessage() {}
 
 func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[30]
+	mi := &file_coffer_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2537,7 @@ func (x *VerifyTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTarget.ProtoReflect.Descriptor instead.
 func (*VerifyTarget) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyTarget) GetRecoveryPoints() []string {
@@ -2454,7 +2583,7 @@ type VerifyRequested struct {
 
 func (x *VerifyRequested) Reset() {
 	*x = VerifyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2595,7 @@ func (x *VerifyRequested) String() string {
 func (*VerifyRequested) ProtoMessage() {}
 
 func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[31]
+	mi := &file_coffer_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2608,7 @@ func (x *VerifyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequested.ProtoReflect.Descriptor instead.
 func (*VerifyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VerifyRequested) GetMeta() *EventMeta {
@@ -2525,7 +2654,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2666,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[32]
+	mi := &file_coffer_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2679,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *VerifyResult) GetRecoveryPoint() string {
@@ -2602,7 +2731,7 @@ type VerifyCompleted struct {
 
 func (x *VerifyCompleted) Reset() {
 	*x = VerifyCompleted{}
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2743,7 @@ func (x *VerifyCompleted) String() string {
 func (*VerifyCompleted) ProtoMessage() {}
 
 func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[33]
+	mi := &file_coffer_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2756,7 @@ func (x *VerifyCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCompleted.ProtoReflect.Descriptor instead.
 func (*VerifyCompleted) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *VerifyCompleted) GetMeta() *EventMeta {
@@ -2689,7 +2818,7 @@ type VaultChecked struct {
 
 func (x *VaultChecked) Reset() {
 	*x = VaultChecked{}
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2830,7 @@ func (x *VaultChecked) String() string {
 func (*VaultChecked) ProtoMessage() {}
 
 func (x *VaultChecked) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[34]
+	mi := &file_coffer_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2843,7 @@ func (x *VaultChecked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultChecked.ProtoReflect.Descriptor instead.
 func (*VaultChecked) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *VaultChecked) GetMeta() *EventMeta {
@@ -2795,7 +2924,7 @@ type URLCheckRequested struct {
 
 func (x *URLCheckRequested) Reset() {
 	*x = URLCheckRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[35]
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2936,7 @@ func (x *URLCheckRequested) String() string {
 func (*URLCheckRequested) ProtoMessage() {}
 
 func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[35]
+	mi := &file_coffer_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2949,7 @@ func (x *URLCheckRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckRequested.ProtoReflect.Descriptor instead.
 func (*URLCheckRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *URLCheckRequested) GetInstance() string {
@@ -2858,7 +2987,7 @@ type URLCheckResult struct {
 
 func (x *URLCheckResult) Reset() {
 	*x = URLCheckResult{}
-	mi := &file_coffer_v1_events_proto_msgTypes[36]
+	mi := &file_coffer_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2999,7 @@ func (x *URLCheckResult) String() string {
 func (*URLCheckResult) ProtoMessage() {}
 
 func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[36]
+	mi := &file_coffer_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3012,7 @@ func (x *URLCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLCheckResult.ProtoReflect.Descriptor instead.
 func (*URLCheckResult) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *URLCheckResult) GetInstance() string {
@@ -2950,7 +3079,7 @@ type CopyRequested struct {
 
 func (x *CopyRequested) Reset() {
 	*x = CopyRequested{}
-	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	mi := &file_coffer_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3091,7 @@ func (x *CopyRequested) String() string {
 func (*CopyRequested) ProtoMessage() {}
 
 func (x *CopyRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[37]
+	mi := &file_coffer_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3104,7 @@ func (x *CopyRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyRequested.ProtoReflect.Descriptor instead.
 func (*CopyRequested) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CopyRequested) GetMeta() *EventMeta {
@@ -3024,7 +3153,7 @@ type CopyStreamed struct {
 
 func (x *CopyStreamed) Reset() {
 	*x = CopyStreamed{}
-	mi := &file_coffer_v1_events_proto_msgTypes[38]
+	mi := &file_coffer_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3165,7 @@ func (x *CopyStreamed) String() string {
 func (*CopyStreamed) ProtoMessage() {}
 
 func (x *CopyStreamed) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_events_proto_msgTypes[38]
+	mi := &file_coffer_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3178,7 @@ func (x *CopyStreamed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyStreamed.ProtoReflect.Descriptor instead.
 func (*CopyStreamed) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_coffer_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CopyStreamed) GetMeta() *EventMeta {
@@ -3201,7 +3330,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"mark_after\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tmarkAfter\x12\x1d\n" +
 	"\n" +
-	"from_vault\x18\x11 \x01(\tR\tfromVault\"\xbf\x02\n" +
+	"from_vault\x18\x11 \x01(\tR\tfromVault\"\xdc\x02\n" +
 	"\vJobProgress\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -3211,7 +3340,8 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12.\n" +
 	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x126\n" +
 	"\vbackup_type\x18\b \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
-	"backupType\"\xb3\x03\n" +
+	"backupType\x12\x1b\n" +
+	"\tno_cancel\x18\t \x01(\tR\bnoCancel\"\xb3\x03\n" +
 	"\x0eBackupStreamed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x122\n" +
 	"\bdatabase\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\bdatabase\x121\n" +
@@ -3238,7 +3368,7 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12.\n" +
 	"\x06source\x18\x02 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06source\x12.\n" +
 	"\x06target\x18\x03 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12\x14\n" +
-	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\"\xab\x02\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\"\xce\x02\n" +
 	"\tJobFailed\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -3247,7 +3377,14 @@ const file_coffer_v1_events_proto_rawDesc = "" +
 	"\aservice\x18\x05 \x01(\tR\aservice\x126\n" +
 	"\vbackup_type\x18\x06 \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
 	"backupType\x12.\n" +
-	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\"\x91\x02\n" +
+	"\x06target\x18\a \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12!\n" +
+	"\fcancelled_by\x18\b \x01(\tR\vcancelledBy\"N\n" +
+	"\x12JobCancelRequested\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\"b\n" +
+	"\tJobLogged\x12(\n" +
+	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12+\n" +
+	"\x05lines\x18\x02 \x03(\v2\x15.coffer.v1.JobLogLineR\x05lines\"\x91\x02\n" +
 	"\tJobQueued\x12(\n" +
 	"\x04meta\x18\x01 \x01(\v2\x14.coffer.v1.EventMetaR\x04meta\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x122\n" +
@@ -3361,7 +3498,7 @@ func file_coffer_v1_events_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_events_proto_rawDescData
 }
 
-var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_coffer_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_coffer_v1_events_proto_goTypes = []any{
 	(*InstanceAddRequested)(nil),            // 0: coffer.v1.InstanceAddRequested
 	(*DiscoverRequested)(nil),               // 1: coffer.v1.DiscoverRequested
@@ -3383,131 +3520,137 @@ var file_coffer_v1_events_proto_goTypes = []any{
 	(*RecoveryPointCommitted)(nil),          // 17: coffer.v1.RecoveryPointCommitted
 	(*RestoreCompleted)(nil),                // 18: coffer.v1.RestoreCompleted
 	(*JobFailed)(nil),                       // 19: coffer.v1.JobFailed
-	(*JobQueued)(nil),                       // 20: coffer.v1.JobQueued
-	(*Envelope)(nil),                        // 21: coffer.v1.Envelope
-	(*PolicyPutRequested)(nil),              // 22: coffer.v1.PolicyPutRequested
-	(*PolicyDeleteRequested)(nil),           // 23: coffer.v1.PolicyDeleteRequested
-	(*ChainBroken)(nil),                     // 24: coffer.v1.ChainBroken
-	(*RecoveryPointsExpired)(nil),           // 25: coffer.v1.RecoveryPointsExpired
-	(*RecoveryPointsDeleteRequested)(nil),   // 26: coffer.v1.RecoveryPointsDeleteRequested
-	(*RecoveryPointsUndeleteRequested)(nil), // 27: coffer.v1.RecoveryPointsUndeleteRequested
-	(*CatalogRebuildRequested)(nil),         // 28: coffer.v1.CatalogRebuildRequested
-	(*VaultCreateRequested)(nil),            // 29: coffer.v1.VaultCreateRequested
-	(*VerifyTarget)(nil),                    // 30: coffer.v1.VerifyTarget
-	(*VerifyRequested)(nil),                 // 31: coffer.v1.VerifyRequested
-	(*VerifyResult)(nil),                    // 32: coffer.v1.VerifyResult
-	(*VerifyCompleted)(nil),                 // 33: coffer.v1.VerifyCompleted
-	(*VaultChecked)(nil),                    // 34: coffer.v1.VaultChecked
-	(*URLCheckRequested)(nil),               // 35: coffer.v1.URLCheckRequested
-	(*URLCheckResult)(nil),                  // 36: coffer.v1.URLCheckResult
-	(*CopyRequested)(nil),                   // 37: coffer.v1.CopyRequested
-	(*CopyStreamed)(nil),                    // 38: coffer.v1.CopyStreamed
-	(*EventMeta)(nil),                       // 39: coffer.v1.EventMeta
-	(*Instance)(nil),                        // 40: coffer.v1.Instance
-	(*DatabaseInfo)(nil),                    // 41: coffer.v1.DatabaseInfo
-	(*AutoprotectSetting)(nil),              // 42: coffer.v1.AutoprotectSetting
-	(*DatabaseRef)(nil),                     // 43: coffer.v1.DatabaseRef
-	(*ProtectedItem)(nil),                   // 44: coffer.v1.ProtectedItem
-	(BackupType)(0),                         // 45: coffer.v1.BackupType
-	(*timestamppb.Timestamp)(nil),           // 46: google.protobuf.Timestamp
-	(JobKind)(0),                            // 47: coffer.v1.JobKind
-	(*BackupMetadata)(nil),                  // 48: coffer.v1.BackupMetadata
-	(*ChunkRef)(nil),                        // 49: coffer.v1.ChunkRef
-	(*RecoveryPoint)(nil),                   // 50: coffer.v1.RecoveryPoint
-	(*PolicyRecord)(nil),                    // 51: coffer.v1.PolicyRecord
-	(*VaultRecord)(nil),                     // 52: coffer.v1.VaultRecord
+	(*JobCancelRequested)(nil),              // 20: coffer.v1.JobCancelRequested
+	(*JobLogged)(nil),                       // 21: coffer.v1.JobLogged
+	(*JobQueued)(nil),                       // 22: coffer.v1.JobQueued
+	(*Envelope)(nil),                        // 23: coffer.v1.Envelope
+	(*PolicyPutRequested)(nil),              // 24: coffer.v1.PolicyPutRequested
+	(*PolicyDeleteRequested)(nil),           // 25: coffer.v1.PolicyDeleteRequested
+	(*ChainBroken)(nil),                     // 26: coffer.v1.ChainBroken
+	(*RecoveryPointsExpired)(nil),           // 27: coffer.v1.RecoveryPointsExpired
+	(*RecoveryPointsDeleteRequested)(nil),   // 28: coffer.v1.RecoveryPointsDeleteRequested
+	(*RecoveryPointsUndeleteRequested)(nil), // 29: coffer.v1.RecoveryPointsUndeleteRequested
+	(*CatalogRebuildRequested)(nil),         // 30: coffer.v1.CatalogRebuildRequested
+	(*VaultCreateRequested)(nil),            // 31: coffer.v1.VaultCreateRequested
+	(*VerifyTarget)(nil),                    // 32: coffer.v1.VerifyTarget
+	(*VerifyRequested)(nil),                 // 33: coffer.v1.VerifyRequested
+	(*VerifyResult)(nil),                    // 34: coffer.v1.VerifyResult
+	(*VerifyCompleted)(nil),                 // 35: coffer.v1.VerifyCompleted
+	(*VaultChecked)(nil),                    // 36: coffer.v1.VaultChecked
+	(*URLCheckRequested)(nil),               // 37: coffer.v1.URLCheckRequested
+	(*URLCheckResult)(nil),                  // 38: coffer.v1.URLCheckResult
+	(*CopyRequested)(nil),                   // 39: coffer.v1.CopyRequested
+	(*CopyStreamed)(nil),                    // 40: coffer.v1.CopyStreamed
+	(*EventMeta)(nil),                       // 41: coffer.v1.EventMeta
+	(*Instance)(nil),                        // 42: coffer.v1.Instance
+	(*DatabaseInfo)(nil),                    // 43: coffer.v1.DatabaseInfo
+	(*AutoprotectSetting)(nil),              // 44: coffer.v1.AutoprotectSetting
+	(*DatabaseRef)(nil),                     // 45: coffer.v1.DatabaseRef
+	(*ProtectedItem)(nil),                   // 46: coffer.v1.ProtectedItem
+	(BackupType)(0),                         // 47: coffer.v1.BackupType
+	(*timestamppb.Timestamp)(nil),           // 48: google.protobuf.Timestamp
+	(JobKind)(0),                            // 49: coffer.v1.JobKind
+	(*BackupMetadata)(nil),                  // 50: coffer.v1.BackupMetadata
+	(*ChunkRef)(nil),                        // 51: coffer.v1.ChunkRef
+	(*RecoveryPoint)(nil),                   // 52: coffer.v1.RecoveryPoint
+	(*JobLogLine)(nil),                      // 53: coffer.v1.JobLogLine
+	(*PolicyRecord)(nil),                    // 54: coffer.v1.PolicyRecord
+	(*VaultRecord)(nil),                     // 55: coffer.v1.VaultRecord
 }
 var file_coffer_v1_events_proto_depIdxs = []int32{
-	39, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
-	40, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
-	39, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
-	41, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
-	39, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
-	41, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
-	41, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
-	39, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
-	39, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	42, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
-	39, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
-	39, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
-	44, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
-	39, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
-	43, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
-	39, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
-	39, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
-	45, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
-	39, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
-	45, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
-	39, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
-	43, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
-	46, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
-	46, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
-	39, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
-	47, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
-	43, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
-	43, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
-	45, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
-	39, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
-	43, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
-	48, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
-	49, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
+	41, // 0: coffer.v1.InstanceAddRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 1: coffer.v1.DiscoverRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 2: coffer.v1.InstanceHealthChanged.meta:type_name -> coffer.v1.EventMeta
+	42, // 3: coffer.v1.InstanceHealthChanged.instance:type_name -> coffer.v1.Instance
+	41, // 4: coffer.v1.DatabaseDiscovered.meta:type_name -> coffer.v1.EventMeta
+	43, // 5: coffer.v1.DatabaseDiscovered.database:type_name -> coffer.v1.DatabaseInfo
+	41, // 6: coffer.v1.DatabaseChanged.meta:type_name -> coffer.v1.EventMeta
+	43, // 7: coffer.v1.DatabaseChanged.database:type_name -> coffer.v1.DatabaseInfo
+	43, // 8: coffer.v1.DatabaseChanged.previous:type_name -> coffer.v1.DatabaseInfo
+	41, // 9: coffer.v1.DatabaseDropped.meta:type_name -> coffer.v1.EventMeta
+	41, // 10: coffer.v1.AutoprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	44, // 11: coffer.v1.AutoprotectRequested.setting:type_name -> coffer.v1.AutoprotectSetting
+	41, // 12: coffer.v1.ProtectionRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 13: coffer.v1.ProtectionRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 14: coffer.v1.ProtectionConfigured.meta:type_name -> coffer.v1.EventMeta
+	46, // 15: coffer.v1.ProtectionConfigured.item:type_name -> coffer.v1.ProtectedItem
+	41, // 16: coffer.v1.ProtectionFailed.meta:type_name -> coffer.v1.EventMeta
+	45, // 17: coffer.v1.ProtectionFailed.database:type_name -> coffer.v1.DatabaseRef
+	41, // 18: coffer.v1.UnprotectRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 19: coffer.v1.UnprotectRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 20: coffer.v1.BackupOnDemandRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 21: coffer.v1.BackupOnDemandRequested.database:type_name -> coffer.v1.DatabaseRef
+	47, // 22: coffer.v1.BackupOnDemandRequested.type:type_name -> coffer.v1.BackupType
+	41, // 23: coffer.v1.BackupRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 24: coffer.v1.BackupRequested.database:type_name -> coffer.v1.DatabaseRef
+	47, // 25: coffer.v1.BackupRequested.type:type_name -> coffer.v1.BackupType
+	41, // 26: coffer.v1.RestoreRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 27: coffer.v1.RestoreRequested.source:type_name -> coffer.v1.DatabaseRef
+	45, // 28: coffer.v1.RestoreRequested.target:type_name -> coffer.v1.DatabaseRef
+	48, // 29: coffer.v1.RestoreRequested.stop_at:type_name -> google.protobuf.Timestamp
+	48, // 30: coffer.v1.RestoreRequested.mark_after:type_name -> google.protobuf.Timestamp
+	41, // 31: coffer.v1.JobProgress.meta:type_name -> coffer.v1.EventMeta
+	49, // 32: coffer.v1.JobProgress.kind:type_name -> coffer.v1.JobKind
+	45, // 33: coffer.v1.JobProgress.database:type_name -> coffer.v1.DatabaseRef
+	45, // 34: coffer.v1.JobProgress.target:type_name -> coffer.v1.DatabaseRef
+	47, // 35: coffer.v1.JobProgress.backup_type:type_name -> coffer.v1.BackupType
+	41, // 36: coffer.v1.BackupStreamed.meta:type_name -> coffer.v1.EventMeta
+	45, // 37: coffer.v1.BackupStreamed.database:type_name -> coffer.v1.DatabaseRef
+	50, // 38: coffer.v1.BackupStreamed.backup:type_name -> coffer.v1.BackupMetadata
+	51, // 39: coffer.v1.BackupStreamed.chunks:type_name -> coffer.v1.ChunkRef
 	16, // 40: coffer.v1.BackupStreamed.stripes:type_name -> coffer.v1.BackupStripe
-	39, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
-	50, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
-	39, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
-	43, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
-	43, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
-	39, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
-	47, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
-	43, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
-	45, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
-	43, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
-	39, // 51: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
-	47, // 52: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
-	43, // 53: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
-	45, // 54: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
-	43, // 55: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
-	39, // 56: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
-	39, // 57: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
-	51, // 58: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
-	39, // 59: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 60: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
-	43, // 61: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
-	39, // 62: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
-	43, // 63: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
-	39, // 64: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 65: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	39, // 66: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 67: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
-	39, // 68: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
-	39, // 69: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
-	52, // 70: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
-	46, // 71: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
-	46, // 72: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
-	39, // 73: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 74: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
-	30, // 75: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
-	46, // 76: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
-	39, // 77: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
-	43, // 78: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
-	32, // 79: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
-	39, // 80: coffer.v1.VaultChecked.meta:type_name -> coffer.v1.EventMeta
-	39, // 81: coffer.v1.CopyRequested.meta:type_name -> coffer.v1.EventMeta
-	43, // 82: coffer.v1.CopyRequested.database:type_name -> coffer.v1.DatabaseRef
-	39, // 83: coffer.v1.CopyStreamed.meta:type_name -> coffer.v1.EventMeta
-	43, // 84: coffer.v1.CopyStreamed.database:type_name -> coffer.v1.DatabaseRef
-	85, // [85:85] is the sub-list for method output_type
-	85, // [85:85] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	41, // 41: coffer.v1.RecoveryPointCommitted.meta:type_name -> coffer.v1.EventMeta
+	52, // 42: coffer.v1.RecoveryPointCommitted.recovery_point:type_name -> coffer.v1.RecoveryPoint
+	41, // 43: coffer.v1.RestoreCompleted.meta:type_name -> coffer.v1.EventMeta
+	45, // 44: coffer.v1.RestoreCompleted.source:type_name -> coffer.v1.DatabaseRef
+	45, // 45: coffer.v1.RestoreCompleted.target:type_name -> coffer.v1.DatabaseRef
+	41, // 46: coffer.v1.JobFailed.meta:type_name -> coffer.v1.EventMeta
+	49, // 47: coffer.v1.JobFailed.kind:type_name -> coffer.v1.JobKind
+	45, // 48: coffer.v1.JobFailed.database:type_name -> coffer.v1.DatabaseRef
+	47, // 49: coffer.v1.JobFailed.backup_type:type_name -> coffer.v1.BackupType
+	45, // 50: coffer.v1.JobFailed.target:type_name -> coffer.v1.DatabaseRef
+	41, // 51: coffer.v1.JobCancelRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 52: coffer.v1.JobLogged.meta:type_name -> coffer.v1.EventMeta
+	53, // 53: coffer.v1.JobLogged.lines:type_name -> coffer.v1.JobLogLine
+	41, // 54: coffer.v1.JobQueued.meta:type_name -> coffer.v1.EventMeta
+	49, // 55: coffer.v1.JobQueued.kind:type_name -> coffer.v1.JobKind
+	45, // 56: coffer.v1.JobQueued.database:type_name -> coffer.v1.DatabaseRef
+	47, // 57: coffer.v1.JobQueued.backup_type:type_name -> coffer.v1.BackupType
+	45, // 58: coffer.v1.JobQueued.target:type_name -> coffer.v1.DatabaseRef
+	41, // 59: coffer.v1.Envelope.meta:type_name -> coffer.v1.EventMeta
+	41, // 60: coffer.v1.PolicyPutRequested.meta:type_name -> coffer.v1.EventMeta
+	54, // 61: coffer.v1.PolicyPutRequested.policy:type_name -> coffer.v1.PolicyRecord
+	41, // 62: coffer.v1.PolicyDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 63: coffer.v1.ChainBroken.meta:type_name -> coffer.v1.EventMeta
+	45, // 64: coffer.v1.ChainBroken.database:type_name -> coffer.v1.DatabaseRef
+	41, // 65: coffer.v1.RecoveryPointsExpired.meta:type_name -> coffer.v1.EventMeta
+	45, // 66: coffer.v1.RecoveryPointsExpired.database:type_name -> coffer.v1.DatabaseRef
+	41, // 67: coffer.v1.RecoveryPointsDeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 68: coffer.v1.RecoveryPointsDeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 69: coffer.v1.RecoveryPointsUndeleteRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 70: coffer.v1.RecoveryPointsUndeleteRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 71: coffer.v1.CatalogRebuildRequested.meta:type_name -> coffer.v1.EventMeta
+	41, // 72: coffer.v1.VaultCreateRequested.meta:type_name -> coffer.v1.EventMeta
+	55, // 73: coffer.v1.VaultCreateRequested.vault:type_name -> coffer.v1.VaultRecord
+	48, // 74: coffer.v1.VerifyTarget.stop_at:type_name -> google.protobuf.Timestamp
+	48, // 75: coffer.v1.VerifyTarget.at:type_name -> google.protobuf.Timestamp
+	41, // 76: coffer.v1.VerifyRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 77: coffer.v1.VerifyRequested.database:type_name -> coffer.v1.DatabaseRef
+	32, // 78: coffer.v1.VerifyRequested.targets:type_name -> coffer.v1.VerifyTarget
+	48, // 79: coffer.v1.VerifyResult.restored_to:type_name -> google.protobuf.Timestamp
+	41, // 80: coffer.v1.VerifyCompleted.meta:type_name -> coffer.v1.EventMeta
+	45, // 81: coffer.v1.VerifyCompleted.database:type_name -> coffer.v1.DatabaseRef
+	34, // 82: coffer.v1.VerifyCompleted.results:type_name -> coffer.v1.VerifyResult
+	41, // 83: coffer.v1.VaultChecked.meta:type_name -> coffer.v1.EventMeta
+	41, // 84: coffer.v1.CopyRequested.meta:type_name -> coffer.v1.EventMeta
+	45, // 85: coffer.v1.CopyRequested.database:type_name -> coffer.v1.DatabaseRef
+	41, // 86: coffer.v1.CopyStreamed.meta:type_name -> coffer.v1.EventMeta
+	45, // 87: coffer.v1.CopyStreamed.database:type_name -> coffer.v1.DatabaseRef
+	88, // [88:88] is the sub-list for method output_type
+	88, // [88:88] is the sub-list for method input_type
+	88, // [88:88] is the sub-list for extension type_name
+	88, // [88:88] is the sub-list for extension extendee
+	0,  // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_events_proto_init() }
@@ -3522,7 +3665,7 @@ func file_coffer_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_events_proto_rawDesc), len(file_coffer_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -52,6 +52,10 @@ const (
 	SubjectVaultChecked = "coffer.evt.vault.checked"
 	// SubjectVaultCreate carries VaultCreateRequested to the committer.
 	SubjectVaultCreate = "coffer.job.vault.create"
+	// SubjectJobCancel carries JobCancelRequested to the committer;
+	// SubjectJobLogged carries JobLogged, from any service, to it.
+	SubjectJobCancel = "coffer.job.cancel"
+	SubjectJobLogged = "coffer.job.logged"
 
 	SubjectWorkBackup  = "coffer.work.backup"
 	SubjectWorkRestore = "coffer.work.restore"

@@ -163,6 +163,9 @@ const (
 	JobState_JOB_STATE_RUNNING     JobState = 2
 	JobState_JOB_STATE_SUCCEEDED   JobState = 3
 	JobState_JOB_STATE_FAILED      JobState = 4
+	// JOB_STATE_CANCELLED: a person cancelled the job (POST
+	// /api/v1/jobs/{id}/cancel) and it stopped without its outcome.
+	JobState_JOB_STATE_CANCELLED JobState = 5
 )
 
 // Enum value maps for JobState.
@@ -173,6 +176,7 @@ var (
 		2: "JOB_STATE_RUNNING",
 		3: "JOB_STATE_SUCCEEDED",
 		4: "JOB_STATE_FAILED",
+		5: "JOB_STATE_CANCELLED",
 	}
 	JobState_value = map[string]int32{
 		"JOB_STATE_UNSPECIFIED": 0,
@@ -180,6 +184,7 @@ var (
 		"JOB_STATE_RUNNING":     2,
 		"JOB_STATE_SUCCEEDED":   3,
 		"JOB_STATE_FAILED":      4,
+		"JOB_STATE_CANCELLED":   5,
 	}
 )
 
@@ -1843,9 +1848,23 @@ type Job struct {
 	RecoveryPoint string                 `protobuf:"bytes,12,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
 	TraceId       string                 `protobuf:"bytes,13,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// service is where the job failed, when it failed.
-	Service       string       `protobuf:"bytes,14,opt,name=service,proto3" json:"service,omitempty"`
-	BackupType    BackupType   `protobuf:"varint,15,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
-	Target        *DatabaseRef `protobuf:"bytes,16,opt,name=target,proto3" json:"target,omitempty"`
+	Service    string       `protobuf:"bytes,14,opt,name=service,proto3" json:"service,omitempty"`
+	BackupType BackupType   `protobuf:"varint,15,opt,name=backup_type,json=backupType,proto3,enum=coffer.v1.BackupType" json:"backup_type,omitempty"`
+	Target     *DatabaseRef `protobuf:"bytes,16,opt,name=target,proto3" json:"target,omitempty"`
+	// steps is the history of the job's steps, oldest first, the last
+	// maxJobSteps (committer) of them; records from before it have none.
+	Steps []*JobStep `protobuf:"bytes,17,rep,name=steps,proto3" json:"steps,omitempty"`
+	// log is what the services logged about the job at info level and
+	// above, oldest first, the last maxJobLogLines (committer) of them.
+	Log []*JobLogLine `protobuf:"bytes,18,rep,name=log,proto3" json:"log,omitempty"`
+	// cancel_requested_by is who asked to cancel the running job; the
+	// service running it stops it.
+	CancelRequestedBy string `protobuf:"bytes,19,opt,name=cancel_requested_by,json=cancelRequestedBy,proto3" json:"cancel_requested_by,omitempty"`
+	// cancelled_by is who cancelled the job, when it is cancelled.
+	CancelledBy string `protobuf:"bytes,20,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
+	// no_cancel says why the running job can no longer be cancelled (an
+	// overwrite restore whose RESTORE began); empty while it can.
+	NoCancel      string `protobuf:"bytes,21,opt,name=no_cancel,json=noCancel,proto3" json:"no_cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1992,6 +2011,185 @@ func (x *Job) GetTarget() *DatabaseRef {
 	return nil
 }
 
+func (x *Job) GetSteps() []*JobStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Job) GetLog() []*JobLogLine {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *Job) GetCancelRequestedBy() string {
+	if x != nil {
+		return x.CancelRequestedBy
+	}
+	return ""
+}
+
+func (x *Job) GetCancelledBy() string {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return ""
+}
+
+func (x *Job) GetNoCancel() string {
+	if x != nil {
+		return x.NoCancel
+	}
+	return ""
+}
+
+// JobStep is one step of a job: when it began, and when it ended and how.
+type JobStep struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	BeganAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=began_at,json=beganAt,proto3" json:"began_at,omitempty"`
+	// ended_at is unset while the step runs.
+	EndedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// outcome is "done" when the next step began, or the job's final state
+	// (succeeded, failed, cancelled) for its last step.
+	Outcome       string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStep) Reset() {
+	*x = JobStep{}
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStep) ProtoMessage() {}
+
+func (x *JobStep) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStep.ProtoReflect.Descriptor instead.
+func (*JobStep) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *JobStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JobStep) GetBeganAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BeganAt
+	}
+	return nil
+}
+
+func (x *JobStep) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *JobStep) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+// JobLogLine is one line a service logged about a job.
+type JobLogLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// level is slog's: INFO, WARN, ERROR.
+	Level   string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Service string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	// message is the log message and its attributes (key=value), cut to
+	// a bounded length.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobLogLine) Reset() {
+	*x = JobLogLine{}
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobLogLine) ProtoMessage() {}
+
+func (x *JobLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobLogLine.ProtoReflect.Descriptor instead.
+func (*JobLogLine) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *JobLogLine) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *JobLogLine) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *JobLogLine) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *JobLogLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // PolicyRecord is a backup policy (bucket "policies", owned by the
 // scheduler). The policy itself is JSON as package policy reads it, so
 // that its rules live in one place.
@@ -2006,7 +2204,7 @@ type PolicyRecord struct {
 
 func (x *PolicyRecord) Reset() {
 	*x = PolicyRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2216,7 @@ func (x *PolicyRecord) String() string {
 func (*PolicyRecord) ProtoMessage() {}
 
 func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[14]
+	mi := &file_coffer_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2229,7 @@ func (x *PolicyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRecord.ProtoReflect.Descriptor instead.
 func (*PolicyRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PolicyRecord) GetName() string {
@@ -2067,7 +2265,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2277,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[15]
+	mi := &file_coffer_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2290,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PolicySet) GetPolicies() []*PolicyRecord {
@@ -2147,7 +2345,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2357,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[16]
+	mi := &file_coffer_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2370,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ScheduleState) GetDatabase() *DatabaseRef {
@@ -2329,7 +2527,7 @@ type SchedulerLease struct {
 
 func (x *SchedulerLease) Reset() {
 	*x = SchedulerLease{}
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2539,7 @@ func (x *SchedulerLease) String() string {
 func (*SchedulerLease) ProtoMessage() {}
 
 func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[17]
+	mi := &file_coffer_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2552,7 @@ func (x *SchedulerLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerLease.ProtoReflect.Descriptor instead.
 func (*SchedulerLease) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SchedulerLease) GetOwner() string {
@@ -2413,7 +2611,7 @@ type AlertState struct {
 
 func (x *AlertState) Reset() {
 	*x = AlertState{}
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2623,7 @@ func (x *AlertState) String() string {
 func (*AlertState) ProtoMessage() {}
 
 func (x *AlertState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[18]
+	mi := &file_coffer_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2636,7 @@ func (x *AlertState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertState.ProtoReflect.Descriptor instead.
 func (*AlertState) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AlertState) GetRule() string {
@@ -2567,7 +2765,7 @@ type AlertSettings struct {
 
 func (x *AlertSettings) Reset() {
 	*x = AlertSettings{}
-	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	mi := &file_coffer_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2777,7 @@ func (x *AlertSettings) String() string {
 func (*AlertSettings) ProtoMessage() {}
 
 func (x *AlertSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[19]
+	mi := &file_coffer_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2790,7 @@ func (x *AlertSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
 func (*AlertSettings) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlertSettings) GetRules() []*AlertRule {
@@ -2620,7 +2818,7 @@ type AlertRule struct {
 
 func (x *AlertRule) Reset() {
 	*x = AlertRule{}
-	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2830,7 @@ func (x *AlertRule) String() string {
 func (*AlertRule) ProtoMessage() {}
 
 func (x *AlertRule) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[20]
+	mi := &file_coffer_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2843,7 @@ func (x *AlertRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRule.ProtoReflect.Descriptor instead.
 func (*AlertRule) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AlertRule) GetName() string {
@@ -2677,7 +2875,7 @@ type AlertChannel struct {
 
 func (x *AlertChannel) Reset() {
 	*x = AlertChannel{}
-	mi := &file_coffer_v1_types_proto_msgTypes[21]
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2887,7 @@ func (x *AlertChannel) String() string {
 func (*AlertChannel) ProtoMessage() {}
 
 func (x *AlertChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[21]
+	mi := &file_coffer_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2900,7 @@ func (x *AlertChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertChannel.ProtoReflect.Descriptor instead.
 func (*AlertChannel) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AlertChannel) GetName() string {
@@ -2752,7 +2950,7 @@ type AlertRules struct {
 
 func (x *AlertRules) Reset() {
 	*x = AlertRules{}
-	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	mi := &file_coffer_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2962,7 @@ func (x *AlertRules) String() string {
 func (*AlertRules) ProtoMessage() {}
 
 func (x *AlertRules) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[22]
+	mi := &file_coffer_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2975,7 @@ func (x *AlertRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRules.ProtoReflect.Descriptor instead.
 func (*AlertRules) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AlertRules) GetRules() []*AlertRuleInfo {
@@ -2814,7 +3012,7 @@ type AlertRuleInfo struct {
 
 func (x *AlertRuleInfo) Reset() {
 	*x = AlertRuleInfo{}
-	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	mi := &file_coffer_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3024,7 @@ func (x *AlertRuleInfo) String() string {
 func (*AlertRuleInfo) ProtoMessage() {}
 
 func (x *AlertRuleInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[23]
+	mi := &file_coffer_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3037,7 @@ func (x *AlertRuleInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRuleInfo.ProtoReflect.Descriptor instead.
 func (*AlertRuleInfo) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AlertRuleInfo) GetName() string {
@@ -2888,7 +3086,7 @@ type AlertChannelInfo struct {
 
 func (x *AlertChannelInfo) Reset() {
 	*x = AlertChannelInfo{}
-	mi := &file_coffer_v1_types_proto_msgTypes[24]
+	mi := &file_coffer_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3098,7 @@ func (x *AlertChannelInfo) String() string {
 func (*AlertChannelInfo) ProtoMessage() {}
 
 func (x *AlertChannelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[24]
+	mi := &file_coffer_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3111,7 @@ func (x *AlertChannelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertChannelInfo.ProtoReflect.Descriptor instead.
 func (*AlertChannelInfo) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AlertChannelInfo) GetName() string {
@@ -2992,7 +3190,7 @@ type VaultRecord struct {
 
 func (x *VaultRecord) Reset() {
 	*x = VaultRecord{}
-	mi := &file_coffer_v1_types_proto_msgTypes[25]
+	mi := &file_coffer_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3202,7 @@ func (x *VaultRecord) String() string {
 func (*VaultRecord) ProtoMessage() {}
 
 func (x *VaultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[25]
+	mi := &file_coffer_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3215,7 @@ func (x *VaultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultRecord.ProtoReflect.Descriptor instead.
 func (*VaultRecord) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VaultRecord) GetName() string {
@@ -3116,7 +3314,7 @@ type VaultSet struct {
 
 func (x *VaultSet) Reset() {
 	*x = VaultSet{}
-	mi := &file_coffer_v1_types_proto_msgTypes[26]
+	mi := &file_coffer_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3326,7 @@ func (x *VaultSet) String() string {
 func (*VaultSet) ProtoMessage() {}
 
 func (x *VaultSet) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_types_proto_msgTypes[26]
+	mi := &file_coffer_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3339,7 @@ func (x *VaultSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaultSet.ProtoReflect.Descriptor instead.
 func (*VaultSet) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_coffer_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VaultSet) GetVaults() []*VaultRecord {
@@ -3319,7 +3517,7 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x06passed\x18\x04 \x01(\bR\x06passed\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12;\n" +
 	"\vrestored_to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"restoredTo\"\xc8\x04\n" +
+	"restoredTo\"\x8b\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.coffer.v1.JobKindR\x04kind\x12)\n" +
@@ -3340,7 +3538,23 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\aservice\x18\x0e \x01(\tR\aservice\x126\n" +
 	"\vbackup_type\x18\x0f \x01(\x0e2\x15.coffer.v1.BackupTypeR\n" +
 	"backupType\x12.\n" +
-	"\x06target\x18\x10 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\"q\n" +
+	"\x06target\x18\x10 \x01(\v2\x16.coffer.v1.DatabaseRefR\x06target\x12(\n" +
+	"\x05steps\x18\x11 \x03(\v2\x12.coffer.v1.JobStepR\x05steps\x12'\n" +
+	"\x03log\x18\x12 \x03(\v2\x15.coffer.v1.JobLogLineR\x03log\x12.\n" +
+	"\x13cancel_requested_by\x18\x13 \x01(\tR\x11cancelRequestedBy\x12!\n" +
+	"\fcancelled_by\x18\x14 \x01(\tR\vcancelledBy\x12\x1b\n" +
+	"\tno_cancel\x18\x15 \x01(\tR\bnoCancel\"\xa5\x01\n" +
+	"\aJobStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\bbegan_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\abeganAt\x125\n" +
+	"\bended_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x18\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\"\x86\x01\n" +
+	"\n" +
+	"JobLogLine\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"q\n" +
 	"\fPolicyRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04json\x18\x02 \x01(\tR\x04json\x129\n" +
@@ -3462,13 +3676,14 @@ const file_coffer_v1_types_proto_rawDesc = "" +
 	"\x0fJOB_KIND_VERIFY\x10\x06\x12\x14\n" +
 	"\x10JOB_KIND_REBUILD\x10\a\x12\x19\n" +
 	"\x15JOB_KIND_VAULT_CREATE\x10\b\x12\x11\n" +
-	"\rJOB_KIND_COPY\x10\t*\x81\x01\n" +
+	"\rJOB_KIND_COPY\x10\t*\x9a\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
-	"\x10JOB_STATE_FAILED\x10\x04*\x92\x01\n" +
+	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x05*\x92\x01\n" +
 	"\x0fProtectionState\x12 \n" +
 	"\x1cPROTECTION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPROTECTION_STATE_PROTECTED\x10\x01\x12 \n" +
@@ -3488,7 +3703,7 @@ func file_coffer_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_coffer_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_coffer_v1_types_proto_goTypes = []any{
 	(BackupType)(0),               // 0: coffer.v1.BackupType
 	(JobKind)(0),                  // 1: coffer.v1.JobKind
@@ -3508,81 +3723,88 @@ var file_coffer_v1_types_proto_goTypes = []any{
 	(*RecoveryPointCopy)(nil),     // 15: coffer.v1.RecoveryPointCopy
 	(*Verification)(nil),          // 16: coffer.v1.Verification
 	(*Job)(nil),                   // 17: coffer.v1.Job
-	(*PolicyRecord)(nil),          // 18: coffer.v1.PolicyRecord
-	(*PolicySet)(nil),             // 19: coffer.v1.PolicySet
-	(*ScheduleState)(nil),         // 20: coffer.v1.ScheduleState
-	(*SchedulerLease)(nil),        // 21: coffer.v1.SchedulerLease
-	(*AlertState)(nil),            // 22: coffer.v1.AlertState
-	(*AlertSettings)(nil),         // 23: coffer.v1.AlertSettings
-	(*AlertRule)(nil),             // 24: coffer.v1.AlertRule
-	(*AlertChannel)(nil),          // 25: coffer.v1.AlertChannel
-	(*AlertRules)(nil),            // 26: coffer.v1.AlertRules
-	(*AlertRuleInfo)(nil),         // 27: coffer.v1.AlertRuleInfo
-	(*AlertChannelInfo)(nil),      // 28: coffer.v1.AlertChannelInfo
-	(*VaultRecord)(nil),           // 29: coffer.v1.VaultRecord
-	(*VaultSet)(nil),              // 30: coffer.v1.VaultSet
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*JobStep)(nil),               // 18: coffer.v1.JobStep
+	(*JobLogLine)(nil),            // 19: coffer.v1.JobLogLine
+	(*PolicyRecord)(nil),          // 20: coffer.v1.PolicyRecord
+	(*PolicySet)(nil),             // 21: coffer.v1.PolicySet
+	(*ScheduleState)(nil),         // 22: coffer.v1.ScheduleState
+	(*SchedulerLease)(nil),        // 23: coffer.v1.SchedulerLease
+	(*AlertState)(nil),            // 24: coffer.v1.AlertState
+	(*AlertSettings)(nil),         // 25: coffer.v1.AlertSettings
+	(*AlertRule)(nil),             // 26: coffer.v1.AlertRule
+	(*AlertChannel)(nil),          // 27: coffer.v1.AlertChannel
+	(*AlertRules)(nil),            // 28: coffer.v1.AlertRules
+	(*AlertRuleInfo)(nil),         // 29: coffer.v1.AlertRuleInfo
+	(*AlertChannelInfo)(nil),      // 30: coffer.v1.AlertChannelInfo
+	(*VaultRecord)(nil),           // 31: coffer.v1.VaultRecord
+	(*VaultSet)(nil),              // 32: coffer.v1.VaultSet
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_coffer_v1_types_proto_depIdxs = []int32{
-	31, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
-	31, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
+	33, // 0: coffer.v1.EventMeta.time:type_name -> google.protobuf.Timestamp
+	33, // 1: coffer.v1.DatabaseInfo.create_date:type_name -> google.protobuf.Timestamp
 	6,  // 2: coffer.v1.DatabaseInfo.files:type_name -> coffer.v1.FileInfo
-	31, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
-	31, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
+	33, // 3: coffer.v1.Instance.registered_at:type_name -> google.protobuf.Timestamp
+	33, // 4: coffer.v1.Instance.discovered_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: coffer.v1.ProtectedItem.database:type_name -> coffer.v1.DatabaseRef
 	3,  // 6: coffer.v1.ProtectedItem.state:type_name -> coffer.v1.ProtectionState
-	31, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
+	33, // 7: coffer.v1.ProtectedItem.protected_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: coffer.v1.BackupMetadata.type:type_name -> coffer.v1.BackupType
-	31, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
-	31, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
+	33, // 9: coffer.v1.BackupMetadata.backup_start:type_name -> google.protobuf.Timestamp
+	33, // 10: coffer.v1.BackupMetadata.backup_finish:type_name -> google.protobuf.Timestamp
 	6,  // 11: coffer.v1.BackupMetadata.files:type_name -> coffer.v1.FileInfo
 	12, // 12: coffer.v1.BackupMetadata.marks:type_name -> coffer.v1.LogMark
-	31, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
+	33, // 13: coffer.v1.LogMark.time:type_name -> google.protobuf.Timestamp
 	5,  // 14: coffer.v1.RecoveryPoint.database:type_name -> coffer.v1.DatabaseRef
 	11, // 15: coffer.v1.RecoveryPoint.backup:type_name -> coffer.v1.BackupMetadata
-	31, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
-	31, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 16: coffer.v1.RecoveryPoint.committed_at:type_name -> google.protobuf.Timestamp
+	33, // 17: coffer.v1.RecoveryPoint.expires_at:type_name -> google.protobuf.Timestamp
 	16, // 18: coffer.v1.RecoveryPoint.verification:type_name -> coffer.v1.Verification
-	31, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
-	31, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
+	33, // 19: coffer.v1.RecoveryPoint.deleted_at:type_name -> google.protobuf.Timestamp
+	33, // 20: coffer.v1.RecoveryPoint.purge_after:type_name -> google.protobuf.Timestamp
 	15, // 21: coffer.v1.RecoveryPoint.copies:type_name -> coffer.v1.RecoveryPointCopy
-	31, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
-	31, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
-	31, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
-	31, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
+	33, // 22: coffer.v1.RecoveryPointCopy.due_at:type_name -> google.protobuf.Timestamp
+	33, // 23: coffer.v1.RecoveryPointCopy.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 24: coffer.v1.RecoveryPointCopy.committed_at:type_name -> google.protobuf.Timestamp
+	33, // 25: coffer.v1.Verification.at:type_name -> google.protobuf.Timestamp
+	33, // 26: coffer.v1.Verification.restored_to:type_name -> google.protobuf.Timestamp
 	1,  // 27: coffer.v1.Job.kind:type_name -> coffer.v1.JobKind
 	2,  // 28: coffer.v1.Job.state:type_name -> coffer.v1.JobState
 	5,  // 29: coffer.v1.Job.database:type_name -> coffer.v1.DatabaseRef
-	31, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	31, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 30: coffer.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	33, // 31: coffer.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 32: coffer.v1.Job.backup_type:type_name -> coffer.v1.BackupType
 	5,  // 33: coffer.v1.Job.target:type_name -> coffer.v1.DatabaseRef
-	31, // 34: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
-	18, // 35: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
-	5,  // 36: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
-	31, // 37: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
-	31, // 38: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
-	31, // 39: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
-	31, // 40: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
-	31, // 41: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
-	31, // 42: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
-	31, // 43: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
-	1,  // 44: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
-	31, // 45: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
-	31, // 46: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
-	31, // 47: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
-	24, // 48: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
-	25, // 49: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
-	27, // 50: coffer.v1.AlertRules.rules:type_name -> coffer.v1.AlertRuleInfo
-	28, // 51: coffer.v1.AlertRules.channels:type_name -> coffer.v1.AlertChannelInfo
-	31, // 52: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
-	29, // 53: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	18, // 34: coffer.v1.Job.steps:type_name -> coffer.v1.JobStep
+	19, // 35: coffer.v1.Job.log:type_name -> coffer.v1.JobLogLine
+	33, // 36: coffer.v1.JobStep.began_at:type_name -> google.protobuf.Timestamp
+	33, // 37: coffer.v1.JobStep.ended_at:type_name -> google.protobuf.Timestamp
+	33, // 38: coffer.v1.JobLogLine.time:type_name -> google.protobuf.Timestamp
+	33, // 39: coffer.v1.PolicyRecord.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 40: coffer.v1.PolicySet.policies:type_name -> coffer.v1.PolicyRecord
+	5,  // 41: coffer.v1.ScheduleState.database:type_name -> coffer.v1.DatabaseRef
+	33, // 42: coffer.v1.ScheduleState.next_full:type_name -> google.protobuf.Timestamp
+	33, // 43: coffer.v1.ScheduleState.next_differential:type_name -> google.protobuf.Timestamp
+	33, // 44: coffer.v1.ScheduleState.next_log:type_name -> google.protobuf.Timestamp
+	33, // 45: coffer.v1.ScheduleState.last_full_at:type_name -> google.protobuf.Timestamp
+	33, // 46: coffer.v1.ScheduleState.next_verify:type_name -> google.protobuf.Timestamp
+	33, // 47: coffer.v1.ScheduleState.last_backup_at:type_name -> google.protobuf.Timestamp
+	33, // 48: coffer.v1.SchedulerLease.expires:type_name -> google.protobuf.Timestamp
+	1,  // 49: coffer.v1.AlertState.kind:type_name -> coffer.v1.JobKind
+	33, // 50: coffer.v1.AlertState.opened_at:type_name -> google.protobuf.Timestamp
+	33, // 51: coffer.v1.AlertState.resolved_at:type_name -> google.protobuf.Timestamp
+	33, // 52: coffer.v1.AlertState.pending_since:type_name -> google.protobuf.Timestamp
+	26, // 53: coffer.v1.AlertSettings.rules:type_name -> coffer.v1.AlertRule
+	27, // 54: coffer.v1.AlertSettings.channels:type_name -> coffer.v1.AlertChannel
+	29, // 55: coffer.v1.AlertRules.rules:type_name -> coffer.v1.AlertRuleInfo
+	30, // 56: coffer.v1.AlertRules.channels:type_name -> coffer.v1.AlertChannelInfo
+	33, // 57: coffer.v1.VaultRecord.created_at:type_name -> google.protobuf.Timestamp
+	31, // 58: coffer.v1.VaultSet.vaults:type_name -> coffer.v1.VaultRecord
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_types_proto_init() }
@@ -3596,7 +3818,7 @@ func file_coffer_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_types_proto_rawDesc), len(file_coffer_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

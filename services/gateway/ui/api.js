@@ -121,7 +121,7 @@ export function Table({ head, children, id }) {
 }
 
 export function stateClass(state) {
-  return state === "failed" ? "bad" : state === "succeeded" ? "ok" : state === "running" ? "warn" : "";
+  return state === "failed" ? "bad" : state === "succeeded" ? "ok" : state === "running" || state === "cancelled" ? "warn" : "";
 }
 
 // zoneOffset is how far zone's wall clock is ahead of UTC at utcMs.

@@ -33,7 +33,7 @@ function page(hash, me) {
     case "instances": return html`<${Instances} me=${me} />`;
     case "databases": return html`<${Databases} me=${me} />`;
     case "db": return html`<${Database} me=${me} instance=${parts[1]} database=${parts.slice(2).join("/")} />`;
-    case "jobs": return parts[1] ? html`<${JobDetail} id=${parts[1]} />` : html`<${Jobs} />`;
+    case "jobs": return parts[1] ? html`<${JobDetail} me=${me} id=${parts[1]} />` : html`<${Jobs} />`;
     case "policies": return parts[1] ? html`<${PolicyEdit} me=${me} name=${parts[1]} />` : html`<${Policies} me=${me} />`;
     case "alerts": return html`<${Alerts} />`;
   }
