@@ -256,8 +256,11 @@ func (a *app) jobsCmd() *cobra.Command {
 	jobs.AddCommand(
 		a.leaf("list", "List jobs (as coffer jobs)", nargs(0, 0), func(ctx context.Context, c *cli, _ []string) error { return c.jobsList(ctx) }),
 		a.leaf("show ID", "Show a job", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error { return c.jobShow(ctx, args[0]) }),
-		a.leaf("wait ID", "Follow a job to its end; fail if it failed", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error {
+		a.leaf("wait ID", "Follow a job to its end; fail if it failed or was cancelled", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error {
 			return c.follow(ctx, gateway.Accepted{JobID: args[0]}, true)
+		}),
+		a.leaf("cancel ID", "Cancel a queued or running backup, restore, test restore or copy", nargs(1, 1), func(ctx context.Context, c *cli, args []string) error {
+			return c.jobCancel(ctx, args[0])
 		}),
 	)
 	return jobs

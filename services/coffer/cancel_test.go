@@ -55,15 +55,11 @@ func TestCancelBackup(t *testing.T) {
 		}
 		return false
 	})
-	status, body := h.apiCall("POST", "/api/v1/jobs/"+running.ID+"/cancel")
-	if status != http.StatusAccepted {
-		t.Fatalf("cancel %s: %d %s; want 202", running.ID, status, body)
+	// coffer jobs cancel asks, and follows the job to its end
+	if out := h.mustCoffer("jobs", "cancel", running.ID); !strings.Contains(out, "job "+running.ID+" cancelled") {
+		t.Errorf("coffer jobs cancel %s:\n%s\nwant it to say the job is cancelled", running.ID, out)
 	}
-	var got gateway.Job
-	h.eventually("the job cancelled", func() bool {
-		got = cofferJSON[gateway.Job](h, "jobs", "show", running.ID)
-		return got.Done()
-	})
+	got := cofferJSON[gateway.Job](h, "jobs", "show", running.ID)
 	if got.State != "cancelled" || got.CancelledBy == "" || !strings.Contains(got.Error, "cancelled by") {
 		t.Errorf("job %s: %s by %q (%s); want cancelled, and by whom", got.ID, got.State, got.CancelledBy, got.Error)
 	}
@@ -87,7 +83,17 @@ func TestCancelBackup(t *testing.T) {
 			t.Errorf("the cancelled job recorded recovery point %s", rp.ID)
 		}
 	}
-	status, body = h.apiCall("POST", "/api/v1/jobs/"+running.ID+"/cancel")
+	// waiting for it fails, as for a failed job; its steps are shown
+	if out, err := h.coffer("jobs", "wait", running.ID); exitCode(err) != exitFailed || !strings.Contains(err.Error(), "cancelled by") {
+		t.Errorf("coffer jobs wait on the cancelled job: %v (exit %d)\n%s\nwant exit %d, saying who cancelled it", err, exitCode(err), out, exitFailed)
+	}
+	if out := h.mustCoffer("jobs", "show", running.ID); !strings.Contains(out, "STEP") || !strings.Contains(out, "cancelled by:") {
+		t.Errorf("coffer jobs show of the cancelled job:\n%s\nwant its steps and who cancelled it", out)
+	}
+	if out, err := h.coffer("jobs", "cancel", running.ID); exitCode(err) != exitFailed {
+		t.Errorf("coffer jobs cancel of the cancelled job: %v (exit %d)\n%s\nwant it refused, exit %d", err, exitCode(err), out, exitFailed)
+	}
+	status, body := h.apiCall("POST", "/api/v1/jobs/"+running.ID+"/cancel")
 	var e gateway.Error
 	if status != http.StatusConflict || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code == "" {
 		t.Errorf("cancel of the cancelled job: %d %s; want 409 in the error shape", status, body)

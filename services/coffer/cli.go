@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -459,8 +460,8 @@ func (c *cli) follow(ctx context.Context, acc gateway.Accepted, wait bool) error
 			fmt.Fprintln(c.stdout, "succeeded")
 		}
 	}
-	if j.State == "failed" {
-		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	if err := jobOutcome(j); err != nil {
+		return err
 	}
 	return nil
 }
@@ -512,8 +513,8 @@ func (c *cli) waitChange(ctx context.Context, id string) error {
 	if c.json {
 		c.printJSON(j)
 	}
-	if j.State == "failed" {
-		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	if err := jobOutcome(j); err != nil {
+		return err
 	}
 	if !c.json {
 		fmt.Fprintln(c.stdout, j.Detail)
@@ -699,12 +700,55 @@ func (c *cli) jobShow(ctx context.Context, id string) error {
 	for _, kv := range [][2]string{{"job", j.ID}, {"kind", j.Kind + " " + j.BackupType}, {"database", jobDatabase(j)},
 		{"target", j.Target}, {"state", j.State}, {"detail", j.Detail}, {"progress", fmt.Sprintf("%.0f%% %s (%s)", j.Percent, j.Step, humanBytes(j.Bytes))},
 		{"recovery point", j.RecoveryPoint}, {"error", j.Error}, {"failed in", j.Service}, {"trace", j.TraceID},
+		{"cancel asked by", j.CancelRequestedBy}, {"cancelled by", j.CancelledBy}, {"cannot be cancelled", j.NoCancel},
 		{"created", fmtTime(j.Created)}, {"updated", fmtTime(j.Updated)}} {
 		if strings.TrimSpace(kv[1]) != "" {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(j.Steps) > 0 {
+		var rows [][]string
+		for _, st := range j.Steps {
+			rows = append(rows, []string{st.Name, fmtTime(st.Began), fmt.Sprintf("%.1fs", st.Seconds), show(st.Outcome)})
+		}
+		fmt.Fprintln(c.stdout)
+		c.table("STEP\tBEGAN\tTOOK\tOUTCOME", rows)
+	}
+	if len(j.Log) > 0 {
+		var rows [][]string
+		for _, l := range j.Log {
+			rows = append(rows, []string{fmtTime(l.Time), l.Level, l.Service, l.Message})
+		}
+		fmt.Fprintln(c.stdout)
+		c.table("TIME\tLEVEL\tSERVICE\tMESSAGE", rows)
+	}
+	return nil
+}
+
+// jobCancel asks for a job to be cancelled and follows it to its end: a
+// queued job ends at once, a running one as soon as the service running
+// it stops it. It fails when the job cannot be cancelled (it ended, or an
+// overwrite restore went past its point of no return).
+func (c *cli) jobCancel(ctx context.Context, id string) error {
+	var acc gateway.Accepted
+	if err := c.api.do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, &acc); err != nil {
+		return err
+	}
+	j, err := c.api.waitJob(ctx, id, c.poll, nil)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(j)
+	}
+	if j.State == "cancelled" {
+		fmt.Fprintf(c.stdout, "job %s cancelled: %s\n", j.ID, j.Error)
+		return nil
+	}
+	return fmt.Errorf("job %s %s before the cancel took effect: %s", j.ID, j.State, cmp.Or(j.Error, j.Detail))
 }
 
 // jobDatabase names a job's database; none for a job of no database (a
@@ -714,4 +758,16 @@ func jobDatabase(j gateway.Job) string {
 		return ""
 	}
 	return j.Instance + "/" + show(j.Database)
+}
+
+// jobOutcome is the error of a job that ended without succeeding: failed,
+// or cancelled (both exit with exitFailed).
+func jobOutcome(j gateway.Job) error {
+	switch j.State {
+	case "failed":
+		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	case "cancelled":
+		return fmt.Errorf("job %s cancelled by %s: %s", j.ID, show(j.CancelledBy), j.Error)
+	}
+	return nil
 }

@@ -461,8 +461,8 @@ func (c *cli) vaultRebuild(ctx context.Context, prune bool) error {
 		fmt.Fprintln(c.stdout, j.Detail)
 		fmt.Fprintln(c.stdout, "instances and protections are not in the vault: register the instances again (coffer instance add), then protect the databases as before")
 	}
-	if j.State == "failed" {
-		return fmt.Errorf("job %s failed: %s", j.ID, j.Error)
+	if err := jobOutcome(j); err != nil {
+		return err
 	}
 	return nil
 }
