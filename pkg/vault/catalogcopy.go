@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/pkg/blob"
@@ -62,14 +61,7 @@ func (v *Vault) DeleteCatalogCopy(ctx context.Context, name string) error {
 // ListCatalogCopies calls fn with the name of each catalog copy whose
 // name begins with prefix.
 func (v *Vault) ListCatalogCopies(ctx context.Context, prefix string, fn func(name string) error) error {
-	err := v.store.List(ctx, catalogPrefix+prefix, func(i blob.Info) error {
-		name := strings.TrimPrefix(i.Key, catalogPrefix)
-		if ValidateManifestID(name) != nil {
-			return nil // not a copy
-		}
-		return fn(name)
-	})
-	if err != nil {
+	if err := v.listIDs(ctx, catalogPrefix, prefix, fn); err != nil {
 		return fmt.Errorf("list catalog copies: %w", err)
 	}
 	return nil

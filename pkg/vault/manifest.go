@@ -415,17 +415,23 @@ func (v *Vault) decodeManifest(raw []byte, name, id string) (*Manifest, error) {
 // ListManifests calls fn with the id of every manifest, in lexical order,
 // stopping at and returning fn's first error.
 func (v *Vault) ListManifests(ctx context.Context, fn func(id string) error) error {
-	err := v.store.List(ctx, manifestsPrefix, func(i blob.Info) error {
-		id := strings.TrimPrefix(i.Key, manifestsPrefix)
-		if ValidateManifestID(id) != nil {
-			return nil // not a manifest
-		}
-		return fn(id)
-	})
-	if err != nil {
+	if err := v.listIDs(ctx, manifestsPrefix, "", fn); err != nil {
 		return fmt.Errorf("list manifests: %w", err)
 	}
 	return nil
+}
+
+// listIDs calls fn with the name, after dir, of each object under dir
+// whose name begins with prefix and is a valid manifest id; other
+// objects there are not the vault's.
+func (v *Vault) listIDs(ctx context.Context, dir, prefix string, fn func(id string) error) error {
+	return v.store.List(ctx, dir+prefix, func(i blob.Info) error {
+		id := strings.TrimPrefix(i.Key, dir)
+		if ValidateManifestID(id) != nil {
+			return nil
+		}
+		return fn(id)
+	})
 }
 
 // DeleteManifest removes manifest id; its chunks stay until garbage

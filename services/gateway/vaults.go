@@ -66,15 +66,12 @@ func (s *Service) createVault(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	rec := &cofferv1.VaultRecord{Name: req.Name, Dir: req.Dir, S3Endpoint: req.S3Endpoint, S3Bucket: req.S3Bucket,
 		S3Prefix: req.S3Prefix, S3AccessKey: req.S3AccessKey, S3InsecureHttp: req.S3InsecureHTTP, S3CaPem: []byte(req.S3CAPEM), CreatedAt: timestamppb.New(now)}
-	err := daemon.ValidateVaultRecord(rec)
-	if req.ObjectLock != "" {
-		mode, lerr := blob.ParseRetentionMode(req.ObjectLock)
-		rec.ObjectLock = string(mode)
-		err = errors.Join(err, lerr)
-		if lerr == nil && req.S3Endpoint == "" {
-			err = errors.Join(err, errors.New("a directory cannot be immutable; Object Lock needs an S3 vault"))
-		}
+	// the record keeps the mode as S3 spells it; a bad one is refused below
+	rec.ObjectLock = req.ObjectLock
+	if m, err := blob.ParseRetentionMode(req.ObjectLock); err == nil {
+		rec.ObjectLock = string(m)
 	}
+	err := daemon.ValidateVaultRecord(rec)
 	if req.S3SecretKey != "" && req.S3Endpoint == "" {
 		err = errors.Join(err, errors.New("an S3 secret key is for an S3 vault"))
 	}
