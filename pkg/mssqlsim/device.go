@@ -524,6 +524,8 @@ type rangeReader struct {
 	next   int64              // where the next range starts
 	queue  []chan rangeResult // ranges requested, in offset order
 	cur    []byte
+	buf    []byte   // the whole range cur is the rest of
+	spare  [][]byte // buffers of ranges read, for the next ranges
 	wg     sync.WaitGroup
 }
 
@@ -562,16 +564,23 @@ func (r *rangeReader) fill() {
 		r.next = end
 		ch := make(chan rangeResult, 1)
 		r.queue = append(r.queue, ch)
+		// a buffer of a range read before: ranges are all chunk bytes
+		// but the last, and making one per range costs more than the GET
+		var buf []byte
+		if n := len(r.spare); n > 0 {
+			buf, r.spare = r.spare[n-1], r.spare[:n-1]
+		}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			ch <- r.fetch(start, end)
+			ch <- r.fetch(start, end, buf)
 		}()
 	}
 }
 
-// fetch GETs bytes [start, end) of the object.
-func (r *rangeReader) fetch(start, end int64) rangeResult {
+// fetch GETs bytes [start, end) of the object, into buf if it is large
+// enough.
+func (r *rangeReader) fetch(start, end int64, buf []byte) rangeResult {
 	opts := minio.GetObjectOptions{}
 	if err := opts.SetRange(start, end-1); err != nil {
 		return rangeResult{err: err}
@@ -583,7 +592,11 @@ func (r *rangeReader) fetch(start, end int64) rangeResult {
 	defer body.Close()
 	// the range's length is known: one buffer of it, not one grown by
 	// doubling (which costs more than the request)
-	data := make([]byte, end-start)
+	data := buf[:0]
+	if int64(cap(data)) < end-start {
+		data = make([]byte, end-start)
+	}
+	data = data[:end-start]
 	n, err := io.ReadFull(body, data)
 	if err != nil {
 		err = fmt.Errorf("range %d-%d: got %d bytes: %w", start, end-1, n, err)
@@ -595,6 +608,10 @@ func (r *rangeReader) fetch(start, end int64) rangeResult {
 
 func (r *rangeReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
+		if r.buf != nil {
+			r.spare = append(r.spare, r.buf)
+			r.buf = nil
+		}
 		r.fill()
 		if len(r.queue) == 0 {
 			return 0, io.EOF
@@ -604,7 +621,7 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		if res.err != nil {
 			return 0, res.err
 		}
-		r.cur = res.data
+		r.cur, r.buf = res.data, res.data
 		r.fill()
 	}
 	n := copy(p, r.cur)

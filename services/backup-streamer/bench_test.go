@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,11 @@ import (
 //	                      compression on) into a store that drops the
 //	                      packs: the pipeline's ceiling on this machine, in
 //	                      this process, on the same bytes
+//	vault-ceiling-cpu-s/GiB
+//	                      CPU-seconds the benchmark's process used while
+//	                      the vault's writer stored the file into nothing,
+//	                      per GiB: the pipeline's own cost, with which
+//	                      backup-cpu-streamer-s/GiB compares
 //	ceiling-ratio         streamer-MB/s / vault-ceiling-MB/s
 //	vault-minio-MB/s      the same writer into a new vault in the same
 //	                      MinIO: the vault and MinIO without SQL Server,
@@ -99,8 +105,9 @@ import (
 // With COFFER_BENCH_PROFILE_DIR set, the streamer process writes a CPU
 // profile of the first full of each case there, as
 // streamer-<case>.pprof, and of its restore, as
-// streamer-<case>-restore.pprof (the benchmark's own -cpuprofile covers only the
-// simulator, NATS and the committer).
+// streamer-<case>-restore.pprof, and a CPU profile of the benchmark's own
+// process (the simulator, NATS and the committer) during that full and its
+// restore, as rest-<case>.pprof and rest-<case>-restore.pprof.
 func BenchmarkBackup1GiB(b *testing.B) {
 	for _, bc := range []struct {
 		name string
@@ -204,6 +211,10 @@ func benchBackup(b *testing.B, c benchCase) {
 			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+".pprof"))
 		}
 		before := bucketUsage(b, srv, "vault", prefix)
+		stopProfile := func() {}
+		if profileDir != "" && i == 0 {
+			stopProfile = profileSelf(b, filepath.Join(profileDir, "rest-"+strings.ReplaceAll(b.Name(), "/", "-")+".pprof"))
+		}
 		cpu := sampleCPU(b, p, srv)
 		b.StartTimer()
 
@@ -211,6 +222,7 @@ func benchBackup(b *testing.B, c benchCase) {
 		jid := e.backup(ctx, db, cofferv1.BackupType_BACKUP_TYPE_FULL)
 		j := e.waitJob(jid, jobTimeout)
 		elapsed += time.Since(start)
+		stopProfile()
 		backupCPU = backupCPU.add(sampleCPU(b, p, srv).sub(cpu))
 
 		b.StopTimer()
@@ -227,10 +239,14 @@ func benchBackup(b *testing.B, c benchCase) {
 		if profileDir != "" && i == 0 {
 			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
 		}
+		if profileDir != "" && i == 0 {
+			stopProfile = profileSelf(b, filepath.Join(profileDir, "rest-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
+		}
 		cpu = sampleCPU(b, p, srv)
 		start = time.Now()
 		j = e.waitJob(e.restore(ctx, db, fmt.Sprintf("Restored %d", i), false, rp.GetId()), jobTimeout)
 		restoring += time.Since(start)
+		stopProfile()
 		restoreCPU = restoreCPU.add(sampleCPU(b, p, srv).sub(cpu))
 		peak = p.mark()
 		succeeded(b, "restore", j, peak)
@@ -314,7 +330,17 @@ func benchBackup(b *testing.B, c benchCase) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ceilingMBs := mb(fi.Size(), writeVault(b, discardPacks{dir}, e.master, raw))
+	cpuBefore, err := cpuTime(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ceiling := writeVault(b, discardPacks{dir}, e.master, raw)
+	cpuAfter, err := cpuTime(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ceilingMBs := mb(fi.Size(), ceiling)
+	b.ReportMetric((cpuAfter-cpuBefore).Seconds()/(float64(fi.Size())/(1<<30)), "vault-ceiling-cpu-s/GiB")
 	vaultMBs := mb(fi.Size(), writeVault(b, newStore("writer"), e.master, raw))
 
 	b.ReportMetric(putMBs, "minio-put-MB/s")
@@ -323,6 +349,26 @@ func benchBackup(b *testing.B, c benchCase) {
 	b.ReportMetric(ceilingMBs, "vault-ceiling-MB/s")
 	b.ReportMetric(streamerMBs/ceilingMBs, "ceiling-ratio")
 	b.ReportMetric(vaultMBs, "vault-minio-MB/s")
+}
+
+// profileSelf writes a CPU profile of this process to path until the
+// function it returns is called.
+func profileSelf(b *testing.B, path string) (stop func()) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatalf("profile %s: %v (is go test's -cpuprofile set too?)", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // succeeded fails the benchmark unless job j succeeded, saying how much
