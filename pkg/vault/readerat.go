@@ -25,6 +25,13 @@ type ReaderAtOptions struct {
 	// takes free places in the cache or those of chunks already read, so
 	// it is cut short when the cache is full of chunks still to be read.
 	ReadAhead int
+	// Forward serves reads that go on where earlier ones ended, with
+	// those a little further ahead waiting their turn, from one
+	// sequential reader of the stream, as [Vault.NewReader] reads it:
+	// for a reader that reads the stream forward in ranges, several in
+	// flight, as SQL Server's RESTORE FROM URL does. Other reads use the
+	// cache.
+	Forward bool
 }
 
 // Defaults of ReaderAtOptions.
@@ -42,6 +49,7 @@ type ReaderAt struct {
 	err    error   // why chunks make no stream, if they do not
 	cache  int
 	ahead  int
+	fwd    *forward // nil unless ReaderAtOptions.Forward
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -107,6 +115,9 @@ func (v *Vault) NewReaderAt(ctx context.Context, chunks []ChunkRef, opt ReaderAt
 		seen:    make([]bool, len(chunks)),
 		changed: make(chan struct{}),
 	}
+	if opt.Forward {
+		r.fwd = newForward()
+	}
 	for i, c := range chunks {
 		// loadChunk checks the size only when it is not negative, and the
 		// offsets are only right if it checks.
@@ -137,6 +148,14 @@ func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	size := r.Size()
 	if off >= size {
 		return 0, io.EOF
+	}
+	if r.fwd != nil {
+		if n, ok := r.readForward(p, off, size); ok {
+			if n < len(p) {
+				return n, io.EOF
+			}
+			return n, nil
+		}
 	}
 	end := min(off+int64(len(p)), size)
 	// The first chunk that ends after off; zero-length chunks end where
@@ -417,6 +436,9 @@ func (r *ReaderAt) signalLocked() {
 // spare buffers: a reader kept for later, while another is read, holds
 // no memory. Later reads load what they need again.
 func (r *ReaderAt) Trim() {
+	if r.fwd != nil {
+		r.fwd.trim(false)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, e := range r.entries {
@@ -439,6 +461,9 @@ func (r *ReaderAt) Close() error {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	if r.fwd != nil {
+		r.fwd.trim(true)
+	}
 	r.cancel(errReaderClosed)
 	r.wg.Wait()
 	r.mu.Lock()

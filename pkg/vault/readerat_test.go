@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -92,6 +93,8 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 			{},
 			{CacheChunks: 1, ReadAhead: -1},
 			{CacheChunks: 2, ReadAhead: 8},
+			{Forward: true},
+			{Forward: true, CacheChunks: 1, ReadAhead: -1},
 		} {
 			r := f.open(t, opt)
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -153,7 +156,7 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 		}
 	})
 	t.Run("concurrent", func(t *testing.T) {
-		for _, opt := range []vault.ReaderAtOptions{{}, {CacheChunks: 2}} {
+		for _, opt := range []vault.ReaderAtOptions{{}, {CacheChunks: 2}, {Forward: true}} {
 			r := f.open(t, opt)
 			var wg sync.WaitGroup
 			for g := range 8 {
@@ -187,13 +190,15 @@ func testReaderAt(t *testing.T, f *readerAtFixture) {
 		}
 	})
 	t.Run("section reader", func(t *testing.T) {
-		r := f.open(t, vault.ReaderAtOptions{})
-		var buf bytes.Buffer
-		if _, err := io.Copy(&buf, io.NewSectionReader(r, 0, r.Size())); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf.Bytes(), f.data) {
-			t.Errorf("sequential read through a SectionReader differs")
+		for _, opt := range []vault.ReaderAtOptions{{}, {Forward: true}} {
+			r := f.open(t, opt)
+			var buf bytes.Buffer
+			if _, err := io.Copy(&buf, io.NewSectionReader(r, 0, r.Size())); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf.Bytes(), f.data) {
+				t.Errorf("sequential read through a SectionReader, %+v: differs", opt)
+			}
 		}
 	})
 	t.Run("repeated chunks", func(t *testing.T) {
@@ -259,35 +264,37 @@ func TestReaderAtDamage(t *testing.T) {
 		}, blob.ErrNotExist},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.damage(t)
-			defer putRaw(t, f.store, chunkKey(id), orig)
-			r := f.open(t, vault.ReaderAtOptions{})
+		for _, opt := range []vault.ReaderAtOptions{{}, {Forward: true}} {
+			t.Run(fmt.Sprintf("%s forward=%v", tt.name, opt.Forward), func(t *testing.T) {
+				tt.damage(t)
+				defer putRaw(t, f.store, chunkKey(id), orig)
+				r := f.open(t, opt)
 
-			// A range from the chunk before into the damaged one returns
-			// what precedes the damage, and the chunk's error.
-			buf := make([]byte, 200)
-			n, err := r.ReadAt(buf, start-100)
-			wantChunkError(t, err, id, tt.target)
-			if n != 100 || !bytes.Equal(buf[:n], f.data[start-100:start]) {
-				t.Errorf("ReadAt across the damage = %d bytes; want the 100 before it", n)
-			}
-			// Twice: a failure is not cached as data.
-			_, err = r.ReadAt(buf, end-50)
-			wantChunkError(t, err, id, tt.target)
-			if tt.target == vault.ErrCorrupt && !strings.Contains(err.Error(), "authentication") {
-				t.Errorf("error %q does not say the chunk fails authentication", err)
-			}
-			// The rest of the stream reads.
-			checkReadAt(t, r, f.data, 0, int(start))
-			checkReadAt(t, r, f.data, end, len(f.data)-int(end))
+				// A range from the chunk before into the damaged one returns
+				// what precedes the damage, and the chunk's error.
+				buf := make([]byte, 200)
+				n, err := r.ReadAt(buf, start-100)
+				wantChunkError(t, err, id, tt.target)
+				if n != 100 || !bytes.Equal(buf[:n], f.data[start-100:start]) {
+					t.Errorf("ReadAt across the damage = %d bytes; want the 100 before it", n)
+				}
+				// Twice: a failure is not cached as data.
+				_, err = r.ReadAt(buf, end-50)
+				wantChunkError(t, err, id, tt.target)
+				if tt.target == vault.ErrCorrupt && !strings.Contains(err.Error(), "authentication") {
+					t.Errorf("error %q does not say the chunk fails authentication", err)
+				}
+				// The rest of the stream reads.
+				checkReadAt(t, r, f.data, 0, int(start))
+				checkReadAt(t, r, f.data, end, len(f.data)-int(end))
 
-			wantChunkError(t, f.v.VerifyStream(t.Context(), f.refs), id, tt.target)
+				wantChunkError(t, f.v.VerifyStream(t.Context(), f.refs), id, tt.target)
 
-			// Repaired, the chunk reads: the reader tries it again.
-			putRaw(t, f.store, chunkKey(id), orig)
-			checkReadAt(t, r, f.data, start-100, 200)
-		})
+				// Repaired, the chunk reads: the reader tries it again.
+				putRaw(t, f.store, chunkKey(id), orig)
+				checkReadAt(t, r, f.data, start-100, 200)
+			})
+		}
 	}
 	if err := f.v.VerifyStream(t.Context(), f.refs); err != nil {
 		t.Errorf("VerifyStream of a whole stream: %v", err)
@@ -361,21 +368,23 @@ func TestReaderAtStops(t *testing.T) {
 			t.Errorf("second Close: %v", err)
 		}
 	})
-	t.Run("close during a read", func(t *testing.T) {
-		checkGoroutines(t)
-		v, s := stall()
-		r := v.NewReaderAt(t.Context(), f.refs, vault.ReaderAtOptions{ReadAhead: -1})
-		errc := make(chan error, 1)
-		go func() {
-			_, err := r.ReadAt(make([]byte, 10), f.refs[0].Size)
-			errc <- err
-		}()
-		<-s.started
-		r.Close()
-		if err := <-errc; err == nil || err == io.EOF {
-			t.Errorf("ReadAt cut by Close = %v; want an error", err)
-		}
-	})
+	for _, opt := range []vault.ReaderAtOptions{{ReadAhead: -1}, {ReadAhead: -1, Forward: true}} {
+		t.Run(fmt.Sprintf("close during a read, forward=%v", opt.Forward), func(t *testing.T) {
+			checkGoroutines(t)
+			v, s := stall()
+			r := v.NewReaderAt(t.Context(), f.refs, opt)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := r.ReadAt(make([]byte, 10), f.refs[0].Size)
+				errc <- err
+			}()
+			<-s.started
+			r.Close()
+			if err := <-errc; err == nil || err == io.EOF {
+				t.Errorf("ReadAt cut by Close = %v; want an error", err)
+			}
+		})
+	}
 	t.Run("cancel", func(t *testing.T) {
 		checkGoroutines(t)
 		v, s := stall()
@@ -430,5 +439,61 @@ func TestReaderAtGroups(t *testing.T) {
 	t.Logf("%d chunks read with %d ranged GETs", len(f.refs), gets)
 	if gets > int64(len(f.refs))/3 {
 		t.Errorf("%d ranged GETs for %d chunks; want chunks next to each other read together", gets, len(f.refs))
+	}
+}
+
+// TestReaderAtForward reads a packed stream as SQL Server's RESTORE FROM
+// URL does: its head and tail at once, then its body forward in ranges of
+// 1 MiB, four in flight, each range read in pieces of 32 KiB by its own
+// goroutine, as an HTTP handler copies it. With Forward, the ranges take
+// their turns on one sequential reader: no more GETs than a NewReader of
+// the whole stream makes, and three more (the head, the tail, the body's
+// start) at most; without it, the cache's GETs, for comparison.
+func TestReaderAtForward(t *testing.T) {
+	f := newPackedFixture(t, 4<<20)
+	store := f.store.(*countStore)
+	before := store.gets.Load()
+	if _, err := read(t, f.v, f.refs); err != nil {
+		t.Fatal(err)
+	}
+	sequential := store.gets.Load() - before
+
+	restore := func(opt vault.ReaderAtOptions) int64 {
+		t.Helper()
+		checkGoroutines(t)
+		r := f.v.NewReaderAt(t.Context(), f.refs, opt)
+		defer r.Close()
+		before := store.gets.Load()
+		size := int64(len(f.data))
+		var wg sync.WaitGroup
+		wg.Go(func() { checkReadAt(t, r, f.data, 0, 1<<20) })
+		wg.Go(func() { checkReadAt(t, r, f.data, size-64<<10, 64<<10) })
+		wg.Wait()
+		const span, inFlight, piece = 1 << 20, 4, 32 << 10
+		got := make([]byte, len(f.data))
+		sem := make(chan struct{}, inFlight)
+		for off := int64(4096); off < size; off += span {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				end := min(off+span, size)
+				sr := io.NewSectionReader(r, off, end-off)
+				if _, err := io.CopyBuffer(bytes.NewBuffer(got[off:off:end]), struct{ io.Reader }{sr}, make([]byte, piece)); err != nil {
+					t.Errorf("range %d-%d: %v", off, end-1, err)
+				}
+			})
+		}
+		wg.Wait()
+		if !bytes.Equal(got[4096:], f.data[4096:]) {
+			t.Fatalf("%+v: the stream read back differs", opt)
+		}
+		return store.gets.Load() - before
+	}
+	cached := restore(vault.ReaderAtOptions{CacheChunks: 8})
+	forward := restore(vault.ReaderAtOptions{CacheChunks: 8, Forward: true})
+	t.Logf("%d chunks: a sequential read made %d GETs; ranges through the cache %d, forward %d",
+		len(f.refs), sequential, cached, forward)
+	if forward > sequential+3 {
+		t.Errorf("forward: %d GETs; want at most %d, a sequential read's and three", forward, sequential+3)
 	}
 }

@@ -354,7 +354,7 @@ func (e *urlEndpoint) Open(ctx context.Context, bucket, key string) (s3endpoint.
 // CPU-seconds a GiB (290 MB/s). With 64 MiB and groups of 32 (see the
 // vault's readerAtGroup): 218 GETs, 1.2 s, 358 MB/s, the streamer's peak
 // RSS 245 MiB.
-const readerCacheBytes = 64 << 20
+const readerCacheBytes = 32 << 20
 
 // readerOptions sizes the cache and read-ahead of the reader of refs, one
 // of stripes objects read at once, by their chunks' mean size.
@@ -366,7 +366,7 @@ func readerOptions(refs []vault.ChunkRef, stripes int) vault.ReaderAtOptions {
 	mean := max(size/int64(max(len(refs), 1)), 1)
 	n := int(readerCacheBytes / int64(max(stripes, 1)) / mean)
 	n = max(n, 16)
-	return vault.ReaderAtOptions{CacheChunks: n, ReadAhead: max(n/3, 4)}
+	return vault.ReaderAtOptions{CacheChunks: n, ReadAhead: max(n/3, 4), Forward: true}
 }
 
 // List lists the objects a job may read (s3endpoint.Store).
