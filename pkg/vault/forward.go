@@ -30,8 +30,8 @@ type forward struct {
 	moved   time.Time // when a read last took or gave back r
 	// opened is where r was opened; moves counts the times it was opened
 	// in a row without reading much from it
-	opened  int64
-	moves   int
+	opened int64
+	moves  int
 	// streak: a read took r where the one before it left it, as the
 	// pieces of a range read in order do
 	streak  bool
