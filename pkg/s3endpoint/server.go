@@ -65,6 +65,14 @@ type Object interface {
 	Close() error
 }
 
+// Sectioner is an Object that serves a ranged GET better when it knows
+// the range: Section returns a reader of the n bytes from off, which the
+// server reads in order to the end, or until the client goes, and then
+// closes.
+type Sectioner interface {
+	Section(off, n int64) io.ReadCloser
+}
+
 // ObjectInfo describes an object.
 type ObjectInfo struct {
 	Key     string
@@ -786,7 +794,13 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, req request) error 
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	if _, err := io.Copy(w, io.NewSectionReader(obj, from, to-from+1)); err != nil {
+	var body io.Reader = io.NewSectionReader(obj, from, to-from+1)
+	if so, ok := obj.(Sectioner); ok {
+		sr := so.Section(from, to-from+1)
+		defer sr.Close()
+		body = sr
+	}
+	if _, err := io.Copy(w, body); err != nil {
 		// the status is sent: all that is left is to drop the connection
 		s.cfg.Logger.WarnContext(r.Context(), "s3 read failed mid-response", slog.String("object", req.bucket+"/"+req.key), slog.Any("error", err))
 		panic(http.ErrAbortHandler)

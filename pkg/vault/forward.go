@@ -11,52 +11,62 @@ import (
 // from one sequential reader of the stream (NewReader's: long ranged GETs
 // of up to maxGroup chunks, chunks kept sealed until they are near), as a
 // restore from URL reads a backup: forward, in ranges of MAXTRANSFERSIZE,
-// a few in flight, each read in pieces by its own request. The range after
-// the one being read waits for it, so the ranges take their turns on one
-// reader instead of each fetching and caching its own chunks: in
-// BenchmarkBackup1GiB/url, 218 GETs for the cache became about as few as
-// a disk-mode restore makes.
+// a few in flight, each read in pieces by its own request. The ranges
+// take their turns on the one reader, instead of each fetching and caching
+// its own chunks: a section (see [ReaderAt.Section]) that starts a little
+// ahead of another open section waits for it to get there.
 //
 // A read the reader cannot serve (behind it, far ahead, or while another
-// read uses it) goes to the cache as before. When the reader is idle, a
-// read elsewhere moves it: SQL Server reads a backup's head and tail
-// before its body.
+// read uses it) goes to the cache. The first of the open sections moves
+// the reader to where it reads, as does any read when no section is about
+// to go on from where the reader is: SQL Server reads a backup's head and
+// tail before its body.
 type forward struct {
-	mu      sync.Mutex
-	r       io.ReadCloser // reading from pos; nil when none is open
-	pos     int64
-	busy    bool      // a read is using r
-	stopped bool      // failed, trimmed or closed: reads go to the cache
-	moved   time.Time // when a read last took or gave back r
+	mu       sync.Mutex
+	r        io.ReadCloser // reading from pos; nil when none is open
+	pos      int64
+	busy     bool      // a read is using r
+	stopped  bool      // closed: reads go to the cache
+	progress time.Time // when a read last ended, or a section opened or closed
 	// opened is where r was opened; moves counts the times it was opened
-	// in a row without reading much from it
-	opened int64
-	moves  int
-	// streak: a read took r where the one before it left it, as the
-	// pieces of a range read in order do
-	streak  bool
-	changed chan struct{}
+	// in a row without reading forwardUseful from it
+	opened   int64
+	moves    int
+	sections map[*section]struct{} // open
+	changed  chan struct{}
+}
+
+// section is an open [ReaderAt.Section].
+type section struct {
+	r         *ReaderAt
+	next, end int64 // next is where its next read starts
 }
 
 const (
-	// forwardWindow is how far ahead of the reader a read waits for it:
-	// the ranges SQL Server keeps in flight, with room.
+	// forwardWindow is how far ahead of another open section a section
+	// waits for it: the ranges SQL Server keeps in flight, with room.
 	forwardWindow = 64 << 20
-	// forwardIdle is how long the reader may go unused, while reads go
-	// on where others ended, before a read waiting for it gives up and
-	// moves it; forwardGrace is that time after the reader was moved,
-	// before any read went on from it: reads at random wait no longer.
+	// forwardIdle is how long reads must have stopped before a read may
+	// move the reader while a section is about to go on from it;
+	// forwardStall how long a section waits for sections before it that
+	// read nothing.
 	forwardIdle  = 100 * time.Millisecond
-	forwardGrace = 5 * time.Millisecond
+	forwardStall = 2 * time.Second
 	// forwardMoves bounds how many times in a row reads may move the
 	// reader, each time reading less than forwardUseful from it: each
-	// move costs a ranged GET of a group, and a ReaderAt read at random
-	// is better served by the cache alone.
+	// move costs a ranged GET of a group, and reads at random are better
+	// served by the cache alone.
 	forwardMoves  = 8
 	forwardUseful = 1 << 20
+	// forwardShort: a section with less than this left to read does not
+	// move the reader (and lose what it has fetched ahead), as for a
+	// backup's tail that SQL Server reads with its head.
+	forwardShort = 256 << 10
 )
 
-func newForward() *forward { return &forward{changed: make(chan struct{})} }
+func newForward() *forward {
+	return &forward{sections: make(map[*section]struct{}), changed: make(chan struct{})}
+}
 
 // signalLocked wakes the reads waiting for the reader.
 func (f *forward) signalLocked() {
@@ -64,11 +74,37 @@ func (f *forward) signalLocked() {
 	f.changed = make(chan struct{})
 }
 
-// readForward reads p at off, off < size, from the sequential reader, and
-// reports whether it did; if not, the caller reads from the cache. A read
-// that fails is not an error here: the cache reads it again, and names the
-// chunk at fault.
-func (r *ReaderAt) readForward(p []byte, off, size int64) (int, bool) {
+// headingLocked reports whether a read is using the reader, or an open
+// section other than s is about to go on from where it is.
+func (f *forward) headingLocked(s *section) bool {
+	if f.busy {
+		return true
+	}
+	for t := range f.sections {
+		if t != s && t.next == f.pos && t.next < t.end {
+			return true
+		}
+	}
+	return false
+}
+
+// behindLocked reports whether an open section other than s has yet to
+// read up to where s reads next, and is less than forwardWindow before it:
+// s then waits its turn.
+func (f *forward) behindLocked(s *section) bool {
+	for t := range f.sections {
+		if t != s && t.next < t.end && t.next < s.next && s.next-t.next <= forwardWindow {
+			return true
+		}
+	}
+	return false
+}
+
+// readForward reads p at off, off < size, from the sequential reader, for
+// section s (nil for a plain ReadAt), and reports whether it did; if not,
+// the caller reads from the cache. A read that fails is not an error here:
+// the cache reads it again, and names the chunk at fault.
+func (r *ReaderAt) readForward(p []byte, off, size int64, s *section) (int, bool) {
 	f := r.fwd
 	f.mu.Lock()
 	for {
@@ -77,40 +113,31 @@ func (r *ReaderAt) readForward(p []byte, off, size int64) (int, bool) {
 			return 0, false
 		}
 		if !f.busy && off == f.pos && f.r != nil {
-			f.streak = f.streak || f.pos > f.opened
 			break
 		}
-		exhausted := f.moves >= forwardMoves && f.pos-f.opened < forwardUseful
-		grace := forwardGrace
-		if f.streak {
-			grace = forwardIdle
-		}
-		idle := time.Since(f.moved)
-		waiting := !exhausted && off > f.pos && off-f.pos <= forwardWindow && (f.busy || idle < grace)
-		if !waiting {
-			if f.busy || exhausted {
-				f.mu.Unlock()
+		if s != nil && f.behindLocked(s) && time.Since(f.progress) < forwardStall {
+			changed := f.changed
+			f.mu.Unlock()
+			t := time.NewTimer(forwardStall)
+			select {
+			case <-changed:
+			case <-t.C:
+			case <-r.ctx.Done():
+				t.Stop()
 				return 0, false
 			}
-			f.moveLocked(r, off)
-			break
-		}
-		wait := grace - idle
-		if f.busy {
-			wait = forwardIdle
-		}
-		changed := f.changed
-		f.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-r.ctx.Done():
 			t.Stop()
+			f.mu.Lock()
+			continue
+		}
+		exhausted := f.moves >= forwardMoves && f.pos-f.opened < forwardUseful
+		short := s != nil && s.end-off < forwardShort
+		if f.busy || exhausted || short || f.headingLocked(s) && time.Since(f.progress) < forwardIdle {
+			f.mu.Unlock()
 			return 0, false
 		}
-		t.Stop()
-		f.mu.Lock()
+		f.moveLocked(r, off)
+		break
 	}
 	f.busy = true
 	rd := f.r
@@ -122,14 +149,14 @@ func (r *ReaderAt) readForward(p []byte, off, size int64) (int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.busy = false
-	f.moved = time.Now()
+	f.progress = time.Now()
 	f.pos += int64(got)
+	if s != nil && err == nil {
+		s.next = off + int64(got)
+	}
 	if err != nil || f.stopped || f.pos == size {
 		rd.Close()
 		f.r = nil
-	}
-	if err != nil {
-		f.stopped = true
 	}
 	f.signalLocked()
 	return got, err == nil
@@ -147,11 +174,11 @@ func (f *forward) moveLocked(r *ReaderAt, off int64) {
 	i := sort.Search(len(r.chunks), func(i int) bool { return r.offs[i+1] > off })
 	f.r = &skipReader{r: r.v.NewReader(r.ctx, r.chunks[i:]), skip: off - r.offs[i]}
 	f.pos, f.opened = off, off
-	f.streak = false
+	f.progress = time.Now()
 }
 
-// trim closes the sequential reader unless a read is using it; a later
-// read opens it again. With stop, every later read goes to the cache.
+// trim closes the sequential reader unless a read is using it (which then
+// closes it); a later read opens it again, unless stop.
 func (f *forward) trim(stop bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -161,6 +188,58 @@ func (f *forward) trim(stop bool) {
 		f.r = nil
 	}
 	f.signalLocked()
+}
+
+// Section returns a reader of the n bytes of the stream from off (fewer if
+// the stream ends first), for a caller that reads them in order, such as
+// a server answering a ranged GET. With [ReaderAtOptions.Forward], while
+// it is open, the sections that start a little after where it reads next
+// wait for it to get there, and go on from the same sequential reader.
+// The caller must Close it.
+func (r *ReaderAt) Section(off, n int64) io.ReadCloser {
+	s := &section{r: r, next: off, end: off + max(n, 0)}
+	if r.fwd != nil {
+		r.fwd.mu.Lock()
+		r.fwd.sections[s] = struct{}{}
+		r.fwd.progress = time.Now()
+		r.fwd.signalLocked()
+		r.fwd.mu.Unlock()
+	}
+	return s
+}
+
+func (s *section) Read(p []byte) (int, error) {
+	if s.next >= s.end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), s.end-s.next)]
+	off := s.next
+	n, err := s.r.readAt(p, off, s)
+	if s.r.fwd != nil {
+		// as readForward does, under the lock, when it serves the read
+		s.r.fwd.mu.Lock()
+		s.next = off + int64(n)
+		s.r.fwd.progress = time.Now()
+		s.r.fwd.signalLocked()
+		s.r.fwd.mu.Unlock()
+	} else {
+		s.next = off + int64(n)
+	}
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (s *section) Close() error {
+	if s.r.fwd != nil {
+		s.r.fwd.mu.Lock()
+		delete(s.r.fwd.sections, s)
+		s.r.fwd.progress = time.Now()
+		s.r.fwd.signalLocked()
+		s.r.fwd.mu.Unlock()
+	}
+	return nil
 }
 
 // skipReader drops skip bytes of r before its first read.

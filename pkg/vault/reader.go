@@ -263,6 +263,11 @@ func (v *Vault) fetchGroup(ctx context.Context, refs []ChunkRef, bufs []*chunkBu
 		}
 	}
 	for i, ref := range refs {
+		if err := ctx.Err(); err != nil && !brought[i] {
+			// stopped: no GET for each chunk left
+			loaded(i, nil, &ChunkError{ID: ref.ID, Err: err})
+			continue
+		}
 		if !brought[i] {
 			plain, err := v.loadChunk(ctx, ref.ID, ref.Size, ref.StoredSize, bufs[i])
 			loaded(i, plain, err)

@@ -25,12 +25,13 @@ type ReaderAtOptions struct {
 	// takes free places in the cache or those of chunks already read, so
 	// it is cut short when the cache is full of chunks still to be read.
 	ReadAhead int
-	// Forward serves reads that go on where earlier ones ended, with
-	// those a little further ahead waiting their turn, from one
-	// sequential reader of the stream, as [Vault.NewReader] reads it:
-	// for a reader that reads the stream forward in ranges, several in
-	// flight, as SQL Server's RESTORE FROM URL does. Other reads use the
-	// cache.
+	// Forward serves reads that go on where earlier ones ended from one
+	// sequential reader of the stream, as [Vault.NewReader] reads it,
+	// the sections ([ReaderAt.Section]) a little further ahead waiting
+	// their turn: for a caller that reads the stream forward in ranges,
+	// several in flight, as SQL Server's RESTORE FROM URL does. Other
+	// reads use the cache. The sequential reader holds a few groups of
+	// sealed chunks and a few chunks of plaintext besides the cache.
 	Forward bool
 }
 
@@ -135,7 +136,10 @@ func (r *ReaderAt) Size() int64 { return r.offs[len(r.chunks)] }
 // ReadAt implements io.ReaderAt: it reads len(p) bytes of the stream from
 // off, or fewer with an error, io.EOF if the stream ends first. Concurrent
 // calls share the chunks they both need.
-func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
+func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) { return r.readAt(p, off, nil) }
+
+// readAt is ReadAt, for section s if not nil.
+func (r *ReaderAt) readAt(p []byte, off int64, s *section) (int, error) {
 	if err := context.Cause(r.ctx); err != nil {
 		return 0, fmt.Errorf("read vault stream: %w", err)
 	}
@@ -150,7 +154,7 @@ func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	if r.fwd != nil {
-		if n, ok := r.readForward(p, off, size); ok {
+		if n, ok := r.readForward(p, off, size, s); ok {
 			if n < len(p) {
 				return n, io.EOF
 			}
@@ -329,9 +333,10 @@ func (r *ReaderAt) readAhead(i int, end int64) {
 // groups of 64 evicted chunks the ranges in flight still wanted. In one
 // run each of BenchmarkBackup1GiB/url-4-stripes, restore went from 147
 // MB/s with groups of 64 to 179 with 16, MinIO's CPU from 5.8 to 4.3
-// s/GiB. Since the endpoint's cache doubled to 64 MiB, groups of 32 have
-// the room: BenchmarkBackup1GiB/url's restore made 218 GETs with them
-// against 353 with 16.
+// s/GiB. With the endpoint's cache doubled to 64 MiB, groups of 32 had the
+// room: BenchmarkBackup1GiB/url's restore made 218 GETs with them against
+// 353 with 16 (before the endpoint read forward, see
+// ReaderAtOptions.Forward).
 const readerAtGroup = 32
 
 // startLocked starts loading chunk i into a new entry, and with it, in the
