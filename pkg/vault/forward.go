@@ -58,10 +58,12 @@ const (
 	// served by the cache alone.
 	forwardMoves  = 8
 	forwardUseful = 1 << 20
-	// forwardShort: a section with less than this left to read does not
-	// move the reader (and lose what it has fetched ahead), as for a
-	// backup's tail that SQL Server reads with its head.
-	forwardShort = 256 << 10
+	// forwardLong: a section with less than this left to read moves the
+	// reader (losing what it has fetched ahead) only if another open
+	// section starts where it ends: ranges in flight one after the
+	// other, not a backup's head and tail, which SQL Server reads before
+	// its body, and again for each RESTORE HEADERONLY or FILELISTONLY.
+	forwardLong = 4 << 20
 )
 
 func newForward() *forward {
@@ -100,6 +102,16 @@ func (f *forward) behindLocked(s *section) bool {
 	return false
 }
 
+// followedLocked reports whether an open section starts where s ends.
+func (f *forward) followedLocked(s *section) bool {
+	for t := range f.sections {
+		if t != s && t.next == s.end {
+			return true
+		}
+	}
+	return false
+}
+
 // readForward reads p at off, off < size, from the sequential reader, for
 // section s (nil for a plain ReadAt), and reports whether it did; if not,
 // the caller reads from the cache. A read that fails is not an error here:
@@ -131,7 +143,7 @@ func (r *ReaderAt) readForward(p []byte, off, size int64, s *section) (int, bool
 			continue
 		}
 		exhausted := f.moves >= forwardMoves && f.pos-f.opened < forwardUseful
-		short := s != nil && s.end-off < forwardShort
+		short := s != nil && s.end-off < forwardLong && !f.followedLocked(s)
 		if f.busy || exhausted || short || f.headingLocked(s) && time.Since(f.progress) < forwardIdle {
 			f.mu.Unlock()
 			return 0, false
