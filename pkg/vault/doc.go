@@ -16,7 +16,9 @@
 // reassembles a stream, verifying every chunk before returning its bytes.
 // [Vault.NewReaderAt] reads a stream at any offset, as ranged GETs of a
 // RESTORE FROM URL do, through a precomputed offset table and a small cache
-// of verified chunks with read-ahead; [Vault.VerifyStream] reads a whole
+// of verified chunks with read-ahead; with [ReaderAtOptions.Forward], the
+// ranges read in order ([ReaderAt.Section]) take their turns on one
+// sequential reader instead. [Vault.VerifyStream] reads a whole
 // stream only to verify it, so that a restore over a database can start
 // knowing that every chunk it needs is there and sound.
 //
