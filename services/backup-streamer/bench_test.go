@@ -127,11 +127,12 @@ func BenchmarkBackup1GiB(b *testing.B) {
 // the streamer's memory does not grow with the database: its target is
 // backup-peak-RSS-MiB at most 256, as for 1 GiB. It reports streamer-MB/s,
 // restore-MB/s, objects/GiB and the peaks, as BenchmarkBackup1GiB defines
-// them. It takes about ten minutes and 25 GB of disk, so it runs only with
-// COFFER_BENCH_BIG=1; give go test a -timeout of an hour.
+// them. It takes a few minutes (145 s on a two-core machine) and 25 GB of
+// disk, so it runs only with COFFER_BENCH_BIG=1; give go test a -timeout
+// of an hour.
 func BenchmarkBackup10GiB(b *testing.B) {
 	if os.Getenv("COFFER_BENCH_BIG") != "1" {
-		b.Skip("set COFFER_BENCH_BIG=1 to run it (about ten minutes)")
+		b.Skip("set COFFER_BENCH_BIG=1 to run it (a few minutes, 25 GB of disk)")
 	}
 	const pages = 10 << 17
 	b.Run("disk", func(b *testing.B) { benchBackup(b, benchCase{pages: pages}) })
