@@ -190,6 +190,11 @@ func benchBackup(b *testing.B, c benchCase) {
 		}
 	}
 
+	// profilePath names a profile of this case: who ("streamer" or
+	// "rest") during what ("" for the first full, "-restore")
+	profilePath := func(who, what string) string {
+		return filepath.Join(profileDir, who+"-"+strings.ReplaceAll(b.Name(), "/", "-")+what+".pprof")
+	}
 	var size, objects, added int64
 	var elapsed, restoring, second time.Duration
 	var backupPeak, restorePeak procReply
@@ -209,12 +214,12 @@ func benchBackup(b *testing.B, c benchCase) {
 			prefix: prefix, staging: e.staging, caDir: caDir, stripeBytes: c.stripeBytes})
 		p.mark() // the peaks count from here
 		if profileDir != "" && i == 0 {
-			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+".pprof"))
+			p.profile(profilePath("streamer", ""))
 		}
 		before := bucketUsage(b, srv, "vault", prefix)
 		stopProfile := func() {}
 		if profileDir != "" && i == 0 {
-			stopProfile = profileSelf(b, filepath.Join(profileDir, "rest-"+strings.ReplaceAll(b.Name(), "/", "-")+".pprof"))
+			stopProfile = profileSelf(b, profilePath("rest", ""))
 		}
 		cpu := sampleCPU(b, p, srv)
 		b.StartTimer()
@@ -238,10 +243,10 @@ func benchBackup(b *testing.B, c benchCase) {
 		b.SetBytes(size)
 
 		if profileDir != "" && i == 0 {
-			p.profile(filepath.Join(profileDir, "streamer-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
+			p.profile(profilePath("streamer", "-restore"))
 		}
 		if profileDir != "" && i == 0 {
-			stopProfile = profileSelf(b, filepath.Join(profileDir, "rest-"+strings.ReplaceAll(b.Name(), "/", "-")+"-restore.pprof"))
+			stopProfile = profileSelf(b, profilePath("rest", "-restore"))
 		}
 		cpu = sampleCPU(b, p, srv)
 		start = time.Now()
