@@ -481,8 +481,9 @@ type setReader struct {
 	blocks  int
 	verify  bool
 	dec     *zstd.Decoder
-	buf     []byte
-	stored  []byte
+	buf     []byte // the block being read: stored, or raw
+	stored  []byte // the block as stored
+	raw     []byte // a compressed block, decompressed
 	off     int
 }
 
@@ -538,12 +539,13 @@ func (sr *setReader) nextBlock() error {
 		return errBlockChecksum{stripe: k + 1, block: sr.blocks}
 	}
 	if bh.flags&blockFlagZstd != 0 {
-		sr.buf, err = sr.dec.DecodeAll(stored, sr.buf[:0])
-		if err != nil || len(sr.buf) != int(bh.raw) {
+		sr.raw, err = sr.dec.DecodeAll(stored, sr.raw[:0])
+		if err != nil || len(sr.raw) != int(bh.raw) {
 			return fmt.Errorf("%w: block %d does not decompress", errMalformed, sr.blocks)
 		}
+		sr.buf = sr.raw
 	} else {
-		sr.buf = append(sr.buf[:0], stored...)
+		sr.buf = stored
 	}
 	sr.off = 0
 	sr.blocks++

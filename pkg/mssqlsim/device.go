@@ -23,6 +23,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cofferhq/coffer/pkg/tlsbatch"
 )
 
 // device is one backup device named in a BACKUP or RESTORE statement.
@@ -121,6 +123,9 @@ func (i *Instance) s3(d *device) (*minio.Core, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: i.cfg.TrustedCAs, MinVersion: tls.VersionTLS12}
+	// each Write's TLS records in one system call, as WinHTTP sends a
+	// buffer: a quarter less CPU on both ends (see tlsbatch)
+	tr.DialTLSContext = (&tlsbatch.Dialer{Config: tr.TLSClientConfig}).DialContext
 	c, err := minio.NewCore(d.host, &minio.Options{
 		Creds:     credentials.NewStaticV4(access, secret, ""),
 		Secure:    true,

@@ -36,6 +36,26 @@ var words = [...]string{
 	"Osaka", "Toronto", "Nairobi", "Lima", "Oslo", "Perth", "express", "standard",
 }
 
+// wordRecord is a word as a row holds it (a length byte, then the
+// letters), zero-padded to 16 bytes and read as two words.
+type wordRecord struct {
+	lo, hi uint64
+	len    uint8 // bytes of the record
+}
+
+var wordRecords = func() (out [len(words)]wordRecord) {
+	for i, w := range words {
+		if len(w) > 15 {
+			panic("mssqlsim: word " + w + " is longer than a record holds")
+		}
+		var b [16]byte
+		b[0] = byte(len(w))
+		copy(b[1:], w)
+		out[i] = wordRecord{lo: binary.LittleEndian.Uint64(b[:8]), hi: binary.LittleEndian.Uint64(b[8:]), len: uint8(1 + len(w))}
+	}
+	return out
+}()
+
 // rng is wyrand: fast, and good enough to make page contents look random.
 type rng uint64
 
@@ -77,9 +97,13 @@ func fillPage(p []byte, seed uint64, id, v uint32) {
 		binary.LittleEndian.PutUint32(row[20:], uint32(x>>40)%5000*25) // amount in cents
 		n := 24
 		for k := 0; k < 2; k++ {
-			w := words[(x>>(8*k+3))%uint64(len(words))]
-			row[n] = byte(len(w))
-			n += 1 + copy(row[n+1:], w)
+			// the word's length and letters, as two stores (the page
+			// past them is still zero, and rows end well before the
+			// slot array)
+			w := &wordRecords[(x>>(8*k+3))%uint64(len(words))]
+			binary.LittleEndian.PutUint64(row[n:], w.lo)
+			binary.LittleEndian.PutUint64(row[n+8:], w.hi)
+			n += int(w.len)
 		}
 		binary.LittleEndian.PutUint16(row[2:], uint16(n))
 		// slot array grows from the end of the page

@@ -330,14 +330,13 @@ func absolutePath(p string) bool {
 // readPages reads a full or differential body into d, reporting progress
 // in pages.
 func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source, prog *progress) (int, *Error) {
-	br := bufio.NewReaderSize(sr, 256<<10)
 	page := make([]byte, PageSize)
 	want := make([]byte, PageSize)
 	n := 0
 	for {
 		if src.set.HasTables && n == src.set.BodyPages {
 			// the user tables as of the backup replace the database's
-			tables, err := readTableSection(br)
+			tables, err := readTableSection(sr)
 			if err != nil {
 				return n, readError(dbName, src, err)
 			}
@@ -345,7 +344,7 @@ func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source
 			prog.finish()
 			return n, nil
 		}
-		if _, err := io.ReadFull(br, page); err != nil {
+		if _, err := io.ReadFull(sr, page); err != nil {
 			if errors.Is(err, io.EOF) {
 				// a backup without a table section holds no tables
 				d.tables = nil

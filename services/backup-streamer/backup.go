@@ -53,6 +53,9 @@ func (s *Service) backup(ctx context.Context, m *bus.Message, req *cofferv1.Back
 	sb, err := s.runBackup(ctx, log, jid, req, backupOptions{})
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectBackupStreamed, sb.event, sb.event.Meta.EventId)
+		// Unlinking a large file takes a while (a quarter of a second
+		// for 1 GiB): the committer commits meanwhile.
+		removeStaging(ctx, log, sb.staging...)
 	}
 	if err == nil {
 		s.cfg.Metrics.Transferred(cofferv1.JobKind_JOB_KIND_BACKUP, sb.event.GetBackup().GetType(), sb.event.GetSize(), time.Since(began))
@@ -156,10 +159,15 @@ func stagingName(jid string) string { return jid + ".bak" }
 type streamedBackup struct {
 	event *cofferv1.BackupStreamed
 	draft *vault.Manifest
+	// staging is the staging file the backup was read from, for the
+	// caller to remove once the event is out (none in URL mode); a
+	// tail-log backup's is kept for the restore that follows.
+	staging []string
 }
 
 // runBackup takes the backup into the staging directory while it streams
-// the file into the vault, and returns it, its draft stored.
+// the file into the vault, and returns it, its draft stored and its
+// staging file left for the caller to remove.
 func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.BackupRequested, opt backupOptions) (*streamedBackup, error) {
 	db := req.GetDatabase()
 	typ, ok := backupType(req.GetType())
@@ -282,8 +290,21 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		upSpan.End()
 		return nil, fail("backup of database %q on instance %q: %v", db.GetDatabase(), on, tailErr)
 	}
+	// SQL Server reads the header back from the file while the vault's
+	// writer stores what it holds
+	type header struct {
+		meta *cofferv1.BackupMetadata
+		err  error
+	}
+	hc := make(chan header, 1)
+	go func() {
+		meta, err := s.readHeader(ctx, c, jid, db, []string{remote})
+		hc <- header{meta, err}
+	}()
 	closed = true
-	if err := w.Close(); err != nil {
+	err = w.Close()
+	h := <-hc
+	if err != nil {
 		upSpan.RecordError(err)
 		upSpan.SetStatus(codes.Error, err.Error())
 		upSpan.End()
@@ -297,29 +318,27 @@ func (s *Service) runBackup(ctx context.Context, log *slog.Logger, jid string, r
 		attribute.Int("vault.chunks", len(res.Chunks)))
 	upSpan.End()
 
-	sb, err := s.streamed(ctx, log, c, jid, req, []string{remote}, []vault.Result{res}, chainBreak)
+	if h.err != nil {
+		return nil, h.err
+	}
+	sb, err := s.streamed(ctx, log, c, jid, req, h.meta, []vault.Result{res}, chainBreak)
 	if err != nil {
 		return nil, err
 	}
-	if opt.tail {
-		keep = true
-	} else if err := removeFile(local); err != nil {
-		log.ErrorContext(ctx, "staging file not removed", slog.String("path", local), slog.Any("error", err))
+	keep = true
+	if !opt.tail {
+		sb.staging = []string{local}
 	}
 	return sb, nil
 }
 
-// streamed reads what SQL Server says of the backup it wrote to files (a
-// staging path, or one URL per stripe), stores the draft of the streams
-// res the vault holds, one per file, and makes their BackupStreamed,
-// which names the draft: a backup's chunk list (about 80 bytes a chunk,
-// 8 MB for 100 GB) is too long for a message.
-func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, files []string, res []vault.Result, chainBreak string) (*streamedBackup, error) {
+// streamed takes what SQL Server says of the backup it wrote (meta, read
+// by readHeader from its files: a staging path, or one URL per stripe),
+// stores the draft of the streams res the vault holds, one per file, and
+// makes their BackupStreamed, which names the draft: a backup's chunk list
+// (about 80 bytes a chunk, 8 MB for 100 GB) is too long for a message.
+func (s *Service) streamed(ctx context.Context, log *slog.Logger, c *mssql.Client, jid string, req *cofferv1.BackupRequested, meta *cofferv1.BackupMetadata, res []vault.Result, chainBreak string) (*streamedBackup, error) {
 	db := req.GetDatabase()
-	meta, err := s.readHeader(ctx, c, jid, db, files)
-	if err != nil {
-		return nil, err
-	}
 	if meta.GetType() == cofferv1.BackupType_BACKUP_TYPE_LOG {
 		meta.Marks = s.marksIn(ctx, log, c, db.GetDatabase(), meta)
 	}

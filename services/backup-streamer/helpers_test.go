@@ -335,16 +335,18 @@ func (e *env) manifests() []string {
 	return ids
 }
 
-// stagingEmpty fails the test unless the staging directory is empty.
+// stagingEmpty fails the test unless the staging directory empties: a
+// backup's staging file is removed after its BackupStreamed is out, while
+// the committer commits it.
 func (e *env) stagingEmpty() {
 	e.t.Helper()
-	ents, err := os.ReadDir(e.staging)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, d := range ents {
-		e.t.Errorf("staging directory holds %s", d.Name())
-	}
+	waitFor(e.t, 30*time.Second, "the staging directory "+e.staging+" to empty", func() bool {
+		ents, err := os.ReadDir(e.staging)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return len(ents) == 0
+	})
 }
 
 // stagingModTime is when the staging directory last had a file created,

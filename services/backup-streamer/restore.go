@@ -47,10 +47,13 @@ func (s *Service) restore(ctx context.Context, m *bus.Message, req *cofferv1.Res
 	}
 	s.cfg.Metrics.JobStarted(cofferv1.JobKind_JOB_KIND_RESTORE, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED)
 	began := time.Now()
-	completed, err := s.runRestore(ctx, log, jid, req, tgt)
+	completed, left, err := s.runRestore(ctx, log, jid, req, tgt)
 	if err == nil {
 		err = s.publish(ctx, cofferv1.SubjectRestoreCompleted, completed, completed.Meta.EventId)
 	}
+	// Unlinking a large file takes a while (a quarter of a second for 1
+	// GiB): the last file restored is removed once the outcome is out.
+	removeStaging(ctx, log, left...)
 	if err == nil {
 		s.cfg.Metrics.Transferred(cofferv1.JobKind_JOB_KIND_RESTORE, cofferv1.BackupType_BACKUP_TYPE_UNSPECIFIED, completed.GetBytes(), time.Since(began))
 	}
@@ -136,9 +139,9 @@ func copyVaults(rp *cofferv1.RecoveryPoint) []string {
 	return out
 }
 
-// removeStaged removes f's staging files.
-func removeStaged(ctx context.Context, log *slog.Logger, f staged) {
-	for _, p := range f.local {
+// removeStaging removes staging files, and logs those it cannot.
+func removeStaging(ctx context.Context, log *slog.Logger, paths ...string) {
+	for _, p := range paths {
 		if err := removeFile(p); err != nil {
 			log.ErrorContext(ctx, "staging file not removed", slog.String("path", p), slog.Any("error", err))
 		}
@@ -148,12 +151,13 @@ func removeStaged(ctx context.Context, log *slog.Logger, f staged) {
 // runRestore reassembles every recovery point's backup file, each one
 // verified, before it runs any RESTORE, so that a damaged or missing chunk
 // stops the restore before data moves; then it restores them in order on
-// the target instance and returns the RestoreCompleted to publish.
-func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef) (*cofferv1.RestoreCompleted, error) {
+// the target instance and returns the RestoreCompleted to publish, and
+// the staging files left for the caller to remove once it is published.
+func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef) (*cofferv1.RestoreCompleted, []string, error) {
 	src := req.GetSource()
 	ids := req.GetRecoveryPoints()
 	if len(ids) == 0 {
-		return nil, fail("the restore names no recovery point")
+		return nil, nil, fail("the restore names no recovery point")
 	}
 	files := make([]staged, len(ids))
 	var total int64
@@ -162,22 +166,22 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		_, err := s.rps.Get(ctx, catalog.Key(src.GetInstance(), src.GetDatabase(), id), rp)
 		switch {
 		case errors.Is(err, catalog.ErrNotFound):
-			return nil, fail("recovery point %s of database %q on instance %q does not exist", id, src.GetDatabase(), src.GetInstance())
+			return nil, nil, fail("recovery point %s of database %q on instance %q does not exist", id, src.GetDatabase(), src.GetInstance())
 		case err != nil:
-			return nil, fmt.Errorf("read recovery point %s: %w", id, err)
+			return nil, nil, fmt.Errorf("read recovery point %s: %w", id, err)
 		}
 		typ := rp.GetBackup().GetType()
 		isFull := typ == cofferv1.BackupType_BACKUP_TYPE_FULL || typ == cofferv1.BackupType_BACKUP_TYPE_COPY_ONLY_FULL
 		if (i == 0) != isFull {
 			if i == 0 {
-				return nil, fail("a restore starts with a full backup; recovery point %s is a %s", id, typeName(typ))
+				return nil, nil, fail("a restore starts with a full backup; recovery point %s is a %s", id, typeName(typ))
 			}
-			return nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
+			return nil, nil, fail("recovery point %s is a full backup: only the first recovery point of a restore may be", id)
 		}
 		name := fmt.Sprintf("%s-%d.bak", jid, i+1)
 		files[i] = staged{rp: rp, from: req.GetFromVault()}
 		if _, err := sources(files[i]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, n := range mssql.StripeFileNames(name, int(rp.GetStripes())) {
 			files[i].local = append(files[i].local, filepath.Join(s.cfg.StagingDir, n))
@@ -186,21 +190,26 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		total += rp.GetSize()
 	}
 	if dir := req.GetToDirectory(); dir != "" {
-		return s.restoreToFiles(ctx, log, jid, req, files, total)
+		completed, err := s.restoreToFiles(ctx, log, jid, req, files, total)
+		return completed, nil, err
 	}
+	restored := false
 	defer func() {
+		if restored {
+			return
+		}
 		for _, f := range files {
-			removeStaged(ctx, log, f)
+			removeStaging(ctx, log, f.local...)
 		}
 	}()
 
 	c, err := s.client(ctx, tgt.GetInstance())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	existing, err := c.DatabaseName(ctx, tgt.GetDatabase())
 	if err != nil {
-		return nil, s.sqlFailure(ctx, err, "look up database %q on instance %q", tgt.GetDatabase(), tgt.GetInstance())
+		return nil, nil, s.sqlFailure(ctx, err, "look up database %q on instance %q", tgt.GetDatabase(), tgt.GetInstance())
 	}
 	existed := existing != ""
 	if existed {
@@ -210,7 +219,7 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		tgt = &cofferv1.DatabaseRef{Instance: tgt.GetInstance(), Database: existing}
 	}
 	if existed && !req.GetOverwrite() {
-		return nil, fail("database %q already exists on instance %q: restore under another name, or overwrite", tgt.GetDatabase(), tgt.GetInstance())
+		return nil, nil, fail("database %q already exists on instance %q: restore under another name, or overwrite", tgt.GetDatabase(), tgt.GetInstance())
 	}
 	if existed {
 		// SQL Server restores no database of an availability group
@@ -218,10 +227,10 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		// RESTORING
 		group, err := c.AvailabilityGroup(ctx, tgt.GetDatabase())
 		if err != nil {
-			return nil, s.sqlFailure(ctx, err, "check whether database %q is in an availability group", tgt.GetDatabase())
+			return nil, nil, s.sqlFailure(ctx, err, "check whether database %q is in an availability group", tgt.GetDatabase())
 		}
 		if group != "" {
-			return nil, fail("database %q on instance %q is in availability group %q, and SQL Server restores no database of a group; nothing was changed. "+
+			return nil, nil, fail("database %q on instance %q is in availability group %q, and SQL Server restores no database of a group; nothing was changed. "+
 				"Restore under another name, or remove it from the group on the primary (ALTER AVAILABILITY GROUP %s REMOVE DATABASE %s), restore, and join it to the group again",
 				tgt.GetDatabase(), tgt.GetInstance(), group, mssql.QuoteName(group), mssql.QuoteName(tgt.GetDatabase()))
 		}
@@ -229,21 +238,27 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 
 	url, err := s.urlMode(ctx, c, tgt.GetInstance())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !url {
-		return s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, nil)
-	}
-	// URL mode: SQL Server reads every backup from the streamer's
-	// endpoint, straight out of the vault
 	var completed *cofferv1.RestoreCompleted
-	var job *urlJob
-	err = s.withCredential(ctx, log, c, jid, func(j *urlJob) { job = j }, func() error {
-		var err error
-		completed, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, job)
-		return err
-	})
-	return completed, err
+	var left []string
+	if !url {
+		completed, left, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, nil)
+	} else {
+		// URL mode: SQL Server reads every backup from the streamer's
+		// endpoint, straight out of the vault
+		var job *urlJob
+		err = s.withCredential(ctx, log, c, jid, func(j *urlJob) { job = j }, func() error {
+			var err error
+			completed, left, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, job)
+			return err
+		})
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	restored = true
+	return completed, left, nil
 }
 
 // applyRestore restores files in order on instance c (the target's), the
@@ -251,9 +266,11 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 // mode (job nil) each file is first reassembled in the staging directory
 // and verified; in URL mode SQL Server reads each from the job's URLs,
 // and an overwrite first reads and authenticates every chunk, so that a
-// damaged vault changes nothing.
+// damaged vault changes nothing. Each file restored is removed from the
+// staging directory before the next is restored, but the last: it is
+// returned, for the caller to remove once the outcome is published.
 func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, c *mssql.Client,
-	tgt *cofferv1.DatabaseRef, files []staged, total int64, existed bool, job *urlJob) (*cofferv1.RestoreCompleted, error) {
+	tgt *cofferv1.DatabaseRef, files []staged, total int64, existed bool, job *urlJob) (*cofferv1.RestoreCompleted, []string, error) {
 	src := req.GetSource()
 	prog := s.newProgress(ctx, log, jid, &cofferv1.JobProgress{Kind: cofferv1.JobKind_JOB_KIND_RESTORE, Database: src, Target: tgt})
 	n := len(files)
@@ -263,7 +280,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 	if job != nil {
 		for i := range files {
 			if err := s.serveFile(ctx, jid, job, &files[i], i); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -281,9 +298,9 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
+				return nil, nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		fetched += f.rp.GetSize()
 	}
@@ -292,7 +309,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		// from here on a cancel would leave the database RESTORING, not
 		// usable: an overwrite runs to its end, and says so at once
 		if !refuseCancel(ctx, "an overwrite restore cannot be cancelled once it began changing the database (its tail-log backup, then RESTORE): the database would be left unusable") {
-			return nil, fmt.Errorf("restore stopped: %w", context.Cause(ctx))
+			return nil, nil, fmt.Errorf("restore stopped: %w", context.Cause(ctx))
 		}
 		prog.report(fmt.Sprintf("restore 1/%d", n), 50, total, true)
 	}
@@ -303,7 +320,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 	if existed && req.GetOverwrite() && sameDatabase(src, tgt) {
 		tail, err := s.tailLog(ctx, log, jid, c, tgt, files[n-1].rp, req, job)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if tail != nil {
 			tailID = tail.rp.GetId()
@@ -319,7 +336,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		stopAt = t.AsTime()
 	}
 	if (!stopAt.IsZero() || req.GetStopAtMark() != "" || req.GetStopBeforeMark() != "") && files[n-1].rp.GetBackup().GetType() != cofferv1.BackupType_BACKUP_TYPE_LOG {
-		return nil, fail("a restore can stop at a moment or mark only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
+		return nil, nil, fail("a restore can stop at a moment or mark only inside a log backup; recovery point %s is a %s", files[n-1].rp.GetId(), typeName(files[n-1].rp.GetBackup().GetType()))
 	}
 	// SQL Server reads STOPAT in its local time; convert before anything
 	// moves, since a moment may not be expressible
@@ -331,12 +348,12 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 			prev = files[n-2].rp.GetBackup()
 		}
 		if serverStop, err = policy.ServerTime(stopAt, prev, files[n-1].rp.GetBackup()); err != nil {
-			return nil, fail("restore to %s: %v", stopAt.UTC().Format(time.RFC3339), err)
+			return nil, nil, fail("restore to %s: %v", stopAt.UTC().Format(time.RFC3339), err)
 		}
 	}
 	moves, err := s.moves(ctx, c, req, tgt, files[0].remote, existed, jid)
 	if err != nil {
-		return nil, s.withDamage(job, err)
+		return nil, nil, s.withDamage(job, err)
 	}
 	var said []string // what SQL Server said of the last step, beside progress
 	for i, f := range files {
@@ -380,21 +397,24 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 			} else if cancelledBy(ctx) != "" {
 				// a person stopped it: SQL Server leaves the database
 				// RESTORING, and so does coffer
-				return nil, fail("%v; database %q on instance %q is left as SQL Server left it (RESTORING): drop it, or restore to it again with overwrite",
+				return nil, nil, fail("%v; database %q on instance %q is left as SQL Server left it (RESTORING): drop it, or restore to it again with overwrite",
 					context.Cause(ctx), tgt.GetDatabase(), tgt.GetInstance())
 			} else {
 				reason += s.dropPartial(ctx, log, c, tgt)
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
+				return nil, nil, fmt.Errorf("restore interrupted: %w", context.Cause(ctx))
 			}
-			return nil, fail("%s", reason)
+			return nil, nil, fail("%s", reason)
 		}
-		removeStaged(ctx, log, f)
+		if i < n-1 {
+			removeStaging(ctx, log, f.local...)
+		}
 	}
 	if !req.GetNoRecovery() {
 		if err := s.checkOnline(ctx, log, c, tgt, existed, tailID, said); err != nil {
-			return nil, err
+			removeStaging(ctx, log, files[n-1].local...)
+			return nil, nil, err
 		}
 	}
 	return &cofferv1.RestoreCompleted{
@@ -402,7 +422,7 @@ func (s *Service) applyRestore(ctx context.Context, log *slog.Logger, jid string
 		Source: src,
 		Target: tgt,
 		Bytes:  total,
-	}, nil
+	}, files[n-1].local, nil
 }
 
 // msgRestoreDone is RESTORE's "successfully processed N pages" message.

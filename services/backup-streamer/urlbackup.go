@@ -277,7 +277,11 @@ func (s *Service) backupToURL(ctx context.Context, log *slog.Logger, jid string,
 			job.siblings[name] = len(names)
 		}
 		s.url.mu.Unlock()
-		streamed, err = s.streamed(ctx, log, c, jid, req, urls, results, chainBreak)
+		meta, err := s.readHeader(ctx, c, jid, db, urls)
+		if err != nil {
+			return err
+		}
+		streamed, err = s.streamed(ctx, log, c, jid, req, meta, results, chainBreak)
 		return err
 	})
 	if err != nil {

@@ -97,7 +97,9 @@ func (s *Service) verifyOne(ctx context.Context, log *slog.Logger, jid string, k
 	}
 	rreq := &cofferv1.RestoreRequested{Meta: event.Meta(event.ID("verify-restore", jid, fmt.Sprint(k)), jid, s.cfg.Now()),
 		RecoveryPoints: ids, Source: db, Target: scratch, StopAt: t.GetStopAt()}
-	if _, err := s.runRestore(ctx, log, jid, rreq, scratch); err != nil {
+	_, left, err := s.runRestore(ctx, log, jid, rreq, scratch)
+	removeStaging(ctx, log, left...)
+	if err != nil {
 		res.Detail = "restore failed: " + err.Error()
 		return res
 	}
