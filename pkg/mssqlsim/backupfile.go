@@ -475,7 +475,7 @@ func (e errBlockChecksum) Error() string {
 // setReader reads a backup set's body back from its stripes, in order,
 // verifying block checksums when the set has them.
 type setReader struct {
-	stripes []*bufio.Reader
+	stripes []io.Reader
 	done    []bool
 	next    int
 	blocks  int
@@ -487,6 +487,10 @@ type setReader struct {
 	off     int
 }
 
+// inMemory is a reader that serves its reads out of memory (a URL's
+// ranges), which a buffer in front of it would only copy again.
+type inMemory interface{ servesFromMemory() }
+
 // newSetReader reads from readers positioned at each stripe's first block,
 // ordered by stripe sequence.
 func newSetReader(stripes []io.Reader, verify bool) (*setReader, error) {
@@ -496,7 +500,10 @@ func newSetReader(stripes []io.Reader, verify bool) (*setReader, error) {
 	}
 	sr := &setReader{verify: verify, dec: dec, done: make([]bool, len(stripes))}
 	for _, r := range stripes {
-		sr.stripes = append(sr.stripes, bufio.NewReaderSize(r, 256<<10))
+		if _, ok := r.(inMemory); !ok {
+			r = bufio.NewReaderSize(r, 256<<10)
+		}
+		sr.stripes = append(sr.stripes, r)
 	}
 	return sr, nil
 }

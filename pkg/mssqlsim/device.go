@@ -125,7 +125,7 @@ func (i *Instance) s3(d *device) (*minio.Core, error) {
 	tr.TLSClientConfig = &tls.Config{RootCAs: i.cfg.TrustedCAs, MinVersion: tls.VersionTLS12}
 	// each Write's TLS records in one system call, as WinHTTP sends a
 	// buffer: a quarter less CPU on both ends (see tlsbatch)
-	tr.DialTLSContext = (&tlsbatch.Dialer{Config: tr.TLSClientConfig}).DialContext
+	tr.DialTLSContext = (&tlsbatch.Dialer{Config: tr.TLSClientConfig, HandshakeTimeout: tr.TLSHandshakeTimeout}).DialContext
 	c, err := minio.NewCore(d.host, &minio.Options{
 		Creds:     credentials.NewStaticV4(access, secret, ""),
 		Secure:    true,
@@ -633,6 +633,8 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 	r.cur = r.cur[n:]
 	return n, nil
 }
+
+func (r *rangeReader) servesFromMemory() {}
 
 // Close stops the ranges in flight.
 func (r *rangeReader) Close() error {

@@ -27,6 +27,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // copySize is how much ReadFrom reads for each Write.
@@ -171,10 +172,13 @@ func (l *listener) Accept() (net.Conn, error) {
 // Dialer dials TLS connections that batch their writes, as
 // http.Transport's DialTLSContext: the connection it returns has
 // completed its handshake. Config's ServerName, when empty, is taken from
-// the address dialed.
+// the address dialed. (A Transport with DialTLSContext ignores its
+// TLSClientConfig and TLSHandshakeTimeout: give them here.)
 type Dialer struct {
 	Net    net.Dialer
 	Config *tls.Config
+	// HandshakeTimeout, if not zero, bounds the TLS handshake.
+	HandshakeTimeout time.Duration
 }
 
 // DialContext dials addr on network and completes the TLS handshake.
@@ -195,6 +199,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		cfg.ServerName = host
 	}
 	c := Client(raw, cfg)
+	if d.HandshakeTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.HandshakeTimeout)
+		defer cancel()
+	}
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, err

@@ -249,3 +249,37 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("GET from an untrusted server: %v; want an unknown authority", err)
 	}
 }
+
+// TestDialerHandshakeTimeout dials a server that accepts the connection
+// and never answers: the dial fails once HandshakeTimeout has passed.
+func TestDialerHandshakeTimeout(t *testing.T) {
+	_, ccfg := configs(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	d := &tlsbatch.Dialer{Config: ccfg, HandshakeTimeout: 100 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("dial: %v; want the handshake's deadline exceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dial did not return: no handshake timeout")
+	}
+}
