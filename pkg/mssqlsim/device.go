@@ -123,8 +123,8 @@ func (i *Instance) s3(d *device) (*minio.Core, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: i.cfg.TrustedCAs, MinVersion: tls.VersionTLS12}
-	// each Write's TLS records in one system call, as WinHTTP sends a
-	// buffer: a quarter less CPU on both ends (see tlsbatch)
+	// each Write's TLS records in one system call: a quarter less CPU on
+	// both ends (see tlsbatch), which share the machine in tests
 	tr.DialTLSContext = (&tlsbatch.Dialer{Config: tr.TLSClientConfig, HandshakeTimeout: tr.TLSHandshakeTimeout}).DialContext
 	c, err := minio.NewCore(d.host, &minio.Options{
 		Creds:     credentials.NewStaticV4(access, secret, ""),
