@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -50,4 +51,19 @@ func cpuTime(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * clockTick, nil
+}
+
+// ramStaging returns a new directory in /dev/shm, a filesystem in memory,
+// when it has room for need bytes; "" otherwise.
+func ramStaging(tb testing.TB, need int64) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err != nil || int64(st.Bavail)*st.Bsize < need {
+		return ""
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "coffer-bench-staging-")
+	if err != nil {
+		return ""
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

@@ -59,6 +59,8 @@ type envOptions struct {
 	// simHost is the loopback address the simulator listens on: default
 	// 127.0.0.1
 	simHost string
+	// staging is the staging directory: default a new temp dir
+	staging string
 }
 
 func newEnv(t testing.TB, opt envOptions) *env {
@@ -100,7 +102,11 @@ func newEnv(t testing.TB, opt envOptions) *env {
 	}
 	t.Cleanup(func() { inst.Close() })
 
-	e := &env{t: t, bus: n.Bus, cat: n.Catalog, store: store, vault: v, master: master, inst: inst, addr: addr, staging: t.TempDir(), tp: opt.tp}
+	staging := opt.staging
+	if staging == "" {
+		staging = t.TempDir()
+	}
+	e := &env{t: t, bus: n.Bus, cat: n.Catalog, store: store, vault: v, master: master, inst: inst, addr: addr, staging: staging, tp: opt.tp}
 	e.register(instName)
 	return e
 }
