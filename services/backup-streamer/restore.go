@@ -153,7 +153,7 @@ func removeStaging(ctx context.Context, log *slog.Logger, paths ...string) {
 // stops the restore before data moves; then it restores them in order on
 // the target instance and returns the RestoreCompleted to publish, and
 // the staging files left for the caller to remove once it is published.
-func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef) (*cofferv1.RestoreCompleted, []string, error) {
+func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, req *cofferv1.RestoreRequested, tgt *cofferv1.DatabaseRef) (completed *cofferv1.RestoreCompleted, left []string, err error) {
 	src := req.GetSource()
 	ids := req.GetRecoveryPoints()
 	if len(ids) == 0 {
@@ -190,13 +190,12 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 		total += rp.GetSize()
 	}
 	if dir := req.GetToDirectory(); dir != "" {
-		completed, err := s.restoreToFiles(ctx, log, jid, req, files, total)
+		completed, err = s.restoreToFiles(ctx, log, jid, req, files, total)
 		return completed, nil, err
 	}
-	restored := false
 	defer func() {
-		if restored {
-			return
+		if err == nil {
+			return // the last file is left to the caller
 		}
 		for _, f := range files {
 			removeStaging(ctx, log, f.local...)
@@ -240,24 +239,20 @@ func (s *Service) runRestore(ctx context.Context, log *slog.Logger, jid string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	var completed *cofferv1.RestoreCompleted
-	var left []string
 	if !url {
-		completed, left, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, nil)
-	} else {
-		// URL mode: SQL Server reads every backup from the streamer's
-		// endpoint, straight out of the vault
-		var job *urlJob
-		err = s.withCredential(ctx, log, c, jid, func(j *urlJob) { job = j }, func() error {
-			var err error
-			completed, left, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, job)
-			return err
-		})
+		return s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, nil)
 	}
+	// URL mode: SQL Server reads every backup from the streamer's
+	// endpoint, straight out of the vault
+	var job *urlJob
+	err = s.withCredential(ctx, log, c, jid, func(j *urlJob) { job = j }, func() error {
+		var err error
+		completed, left, err = s.applyRestore(ctx, log, jid, req, c, tgt, files, total, existed, job)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	restored = true
 	return completed, left, nil
 }
 
