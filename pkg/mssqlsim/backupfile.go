@@ -425,7 +425,27 @@ func scanSets(r io.Reader) (m mediaHeader, sets []backupSet, end int64, err erro
 
 func scanSetsAt(r io.Reader) (mediaHeader, []backupSet, int64, error) {
 	cr := &countingReader{r: r}
-	br := bufio.NewReaderSize(cr, 256<<10)
+	// A file is scanned as SQL Server scans one: only the frames are read,
+	// and each block's body is stepped over by seeking, not read.
+	seeker, seekable := r.(io.Seeker)
+	size := 256 << 10
+	if seekable {
+		size = 4 << 10
+	}
+	br := bufio.NewReaderSize(cr, size)
+	skip := func(n int) error {
+		if !seekable || n <= br.Buffered() {
+			_, err := br.Discard(n)
+			return err
+		}
+		at := cr.n - int64(br.Buffered()) + int64(n)
+		if _, err := seeker.Seek(at, io.SeekStart); err != nil {
+			return err
+		}
+		cr.n = at
+		br.Reset(cr)
+		return nil
+	}
 	var m mediaHeader
 	if err := readJSONFrame(br, frameMedia, &m); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -453,7 +473,7 @@ func scanSetsAt(r io.Reader) (mediaHeader, []backupSet, int64, error) {
 			if bh.end {
 				break
 			}
-			if _, err := br.Discard(int(bh.stored)); err != nil {
+			if err := skip(int(bh.stored)); err != nil {
 				return m, sets, end, fmt.Errorf("%w: %v", errMalformed, err)
 			}
 		}

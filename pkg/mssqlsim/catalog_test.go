@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/binary"
+	"io"
 	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -209,6 +212,8 @@ func TestHeaderOnly(t *testing.T) {
 			t.Errorf("set %d: FirstLSN %s LastLSN %s, msdb says %s %s", k+1, got.FirstLSN, got.LastLSN, msdb[k].First, msdb[k].Last)
 		}
 	}
+
+	scanSeekingAndStreaming(t, e.path("all.bak"))
 
 	e.exec("RESTORE DATABASE [r] FROM DISK = 'all.bak' WITH FILE = 1, NORECOVERY, " + e.moveTo("s", "r"))
 	e.exec("RESTORE DATABASE [r] FROM DISK = 'all.bak' WITH FILE = 2, NORECOVERY")
@@ -450,5 +455,37 @@ func TestLikePatterns(t *testing.T) {
 				t.Fatalf("LIKE %q: %q, want %q", tc.pattern, strings.Join(got, ","), tc.want)
 			}
 		})
+	}
+}
+
+// scanSeekingAndStreaming scans the backup file at path, and each of a
+// series of its prefixes, both from the file, which steps over block
+// bodies by seeking, and as a stream, which reads them: both must find
+// the same sets, the same end, and fail alike.
+func scanSeekingAndStreaming(t *testing.T, path string) {
+	t.Helper()
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.bak")
+	for _, n := range []int{len(whole), len(whole) - 1, len(whole) * 3 / 4, len(whole) / 2, len(whole) / 3, 100} {
+		if err := os.WriteFile(cut, whole[:n], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, sets1, end1, err1 := scanSets(f)
+		f.Close()
+		m2, sets2, end2, err2 := scanSets(struct{ io.Reader }{bytes.NewReader(whole[:n])})
+		if (err1 == nil) != (err2 == nil) || end1 != end2 || !reflect.DeepEqual(m1, m2) || !reflect.DeepEqual(sets1, sets2) {
+			t.Fatalf("%d of %d bytes: seeking found %d sets ending at %d (%v), streaming %d sets ending at %d (%v)",
+				n, len(whole), len(sets1), end1, err1, len(sets2), end2, err2)
+		}
+		if n == len(whole) && (err1 != nil || len(sets1) < 2) {
+			t.Fatalf("the whole file: %d sets, %v; want all of them", len(sets1), err1)
+		}
 	}
 }

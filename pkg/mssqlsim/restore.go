@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -328,51 +330,163 @@ func absolutePath(p string) bool {
 }
 
 // readPages reads a full or differential body into d, reporting progress
-// in pages.
+// in pages. As SQL Server reads a backup on one thread and writes the
+// database's files on others, reading overlaps checking: the pages are
+// read in batches, which workers check (checksum, and whether the page is
+// the one the database's seed makes), and applied to d in their order.
 func readPages(sr *setReader, d *dbData, verify bool, dbName string, src *source, prog *progress) (int, *Error) {
-	page := make([]byte, PageSize)
+	c := pageChecker{seed: d.seed, pages: len(d.versions), verify: verify, dbName: dbName}
+	const inFlight = 4
+	free := make(chan *pageBatch, inFlight+2)
+	for range cap(free) {
+		free <- &pageBatch{buf: make([]byte, batchPages*PageSize)}
+	}
+	queue := make(chan *pageBatch, inFlight)
+	var stop atomic.Bool
+	var workers sync.WaitGroup
+	go func() {
+		defer close(queue)
+		for n := 0; !stop.Load(); {
+			b := <-free
+			b.first, b.k, b.err, b.tables = n, 0, nil, false
+			b.done = make(chan struct{})
+			want := batchPages
+			if src.set.HasTables {
+				want = min(want, src.set.BodyPages-n)
+			}
+			for b.k < want {
+				p := b.buf[b.k*PageSize : (b.k+1)*PageSize]
+				if _, err := io.ReadFull(sr, p); err != nil {
+					b.err = err
+					break
+				}
+				b.k++
+			}
+			// the user tables follow the body's last page
+			b.tables = b.err == nil && src.set.HasTables && n+b.k == src.set.BodyPages
+			n += b.k
+			workers.Go(func() {
+				c.check(b)
+				close(b.done)
+			})
+			queue <- b
+			if b.err != nil || b.tables {
+				return
+			}
+		}
+	}()
+	n, e := applyPages(queue, free, d, &c, sr, src, prog)
+	if e != nil {
+		stop.Store(true)
+		for b := range queue {
+			// the reader finishes the batch it was reading, and may wait
+			// for a free one to do so
+			<-b.done
+			free <- b
+		}
+	}
+	workers.Wait()
+	return n, e
+}
+
+// batchPages is how many pages readPages reads and checks at once.
+const batchPages = 64
+
+// pageBatch is pages read in a row, from the body's page first.
+type pageBatch struct {
+	buf    []byte // batchPages pages
+	first  int
+	k      int   // pages read into buf
+	err    error // what ended reading after them, if anything
+	tables bool  // the user tables section comes next
+	res    [batchPages]pageResult
+	done   chan struct{} // closed once res holds the checks
+}
+
+// pageResult is what checking one page found.
+type pageResult struct {
+	err      *Error
+	id, ver  uint32
+	override []byte // the page, when the seed does not make it
+}
+
+// pageChecker checks pages of a database with the given seed and number
+// of pages; it is safe for concurrent use.
+type pageChecker struct {
+	seed   uint64
+	pages  int
+	verify bool
+	dbName string
+}
+
+func (c *pageChecker) check(b *pageBatch) {
 	want := make([]byte, PageSize)
+	for j := range b.k {
+		page := b.buf[j*PageSize : (j+1)*PageSize]
+		r := &b.res[j]
+		*r = pageResult{}
+		ph, ok := readPageHeader(page)
+		if !ok || int(ph.id) >= c.pages {
+			r.err = newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", b.first+j, c.dbName)
+			continue
+		}
+		if c.verify && !pageChecksumOK(page) {
+			r.err = newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", ph.id, c.dbName)
+			continue
+		}
+		r.id, r.ver = ph.id, ph.version
+		fillPage(want, c.seed, ph.id, ph.version)
+		if string(want) != string(page) {
+			// damage the backup did not detect: the page is restored as it
+			// was read, as SQL Server would without checksums
+			r.override = append([]byte(nil), page...)
+		}
+	}
+}
+
+// applyPages applies the batches of queue to d in order, returning each
+// to free, up to the first error, and reads the user tables section when
+// the body has one.
+func applyPages(queue <-chan *pageBatch, free chan<- *pageBatch, d *dbData, c *pageChecker, sr *setReader, src *source, prog *progress) (int, *Error) {
 	n := 0
-	for {
-		if src.set.HasTables && n == src.set.BodyPages {
+	for b := range queue {
+		<-b.done
+		for j := range b.k {
+			r := &b.res[j]
+			if r.err != nil {
+				return n, r.err
+			}
+			d.versions[r.id] = r.ver
+			d.dcm[r.id/pagesPerExtent] = true
+			if r.override != nil {
+				d.overrides[r.id] = r.override
+			} else {
+				delete(d.overrides, r.id)
+			}
+			n++
+			prog.step(int64(n))
+		}
+		switch {
+		case b.tables:
 			// the user tables as of the backup replace the database's
 			tables, err := readTableSection(sr)
 			if err != nil {
-				return n, readError(dbName, src, err)
+				return n, readError(c.dbName, src, err)
 			}
 			d.tables = tables
 			prog.finish()
 			return n, nil
+		case errors.Is(b.err, io.EOF):
+			// a backup without a table section holds no tables
+			d.tables = nil
+			prog.finish()
+			return n, nil
+		case b.err != nil:
+			return n, readError(c.dbName, src, b.err)
 		}
-		if _, err := io.ReadFull(sr, page); err != nil {
-			if errors.Is(err, io.EOF) {
-				// a backup without a table section holds no tables
-				d.tables = nil
-				prog.finish()
-				return n, nil
-			}
-			return n, readError(dbName, src, err)
-		}
-		ph, ok := readPageHeader(page)
-		if !ok || int(ph.id) >= len(d.versions) {
-			return n, newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", n, dbName)
-		}
-		if verify && !pageChecksumOK(page) {
-			return n, newErr(3183, 16, "RESTORE detected an error on page (1:%d) in database \"%s\" as read from the backup set.", ph.id, dbName)
-		}
-		d.versions[ph.id] = ph.version
-		d.dcm[ph.id/pagesPerExtent] = true
-		fillPage(want, d.seed, ph.id, ph.version)
-		if string(want) != string(page) {
-			// damage the backup did not detect: the page is restored as it
-			// was read, as SQL Server would without checksums
-			d.overrides[ph.id] = append([]byte(nil), page...)
-		} else {
-			delete(d.overrides, ph.id)
-		}
-		n++
-		prog.step(int64(n))
+		free <- b
 	}
+	return n, nil
 }
 
 func (i *Instance) restoreFull(ctx context.Context, st *restoreStmt, src *source, prog *progress) (int, *Error) {

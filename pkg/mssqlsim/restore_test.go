@@ -1,6 +1,9 @@
 package mssqlsim
 
 import (
+	"bytes"
+	"encoding/binary"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -676,5 +679,44 @@ func TestRestoredIdentity(t *testing.T) {
 	e.exec("RESTORE DATABASE [s] FROM DISK = 'f.bak' WITH REPLACE")
 	if got := e.recoveryStatus("s"); got.DatabaseGUID != src.DatabaseGUID || got.FamilyGUID != src.FamilyGUID {
 		t.Errorf("restore over the source: %+v, want its GUIDs %v %v", got, src.DatabaseGUID, src.FamilyGUID)
+	}
+}
+
+// TestRestoreDamagedEarly restores a database of many pages, which RESTORE
+// reads and checks in batches, from a backup without checksums whose
+// tenth page is no page at all: RESTORE stops at it with 3183, with
+// batches after it read and checked meanwhile, and the instance restores
+// the undamaged backup exactly afterwards.
+func TestRestoreDamagedEarly(t *testing.T) {
+	e := newEnv(t, Config{DefaultPages: 8192})
+	e.exec("CREATE DATABASE [s]")
+	if _, err := e.inst.Commit("s", 4000); err != nil {
+		t.Fatal(err)
+	}
+	want := e.hash("s")
+	e.exec("BACKUP DATABASE [s] TO DISK = 'good.bak'")
+	good, err := os.ReadFile(e.path("good.bak"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var magic [4]byte
+	binary.LittleEndian.PutUint32(magic[:], pageMagic)
+	bad := bytes.Clone(good)
+	at := 0
+	for range 10 {
+		k := bytes.Index(bad[at+1:], magic[:])
+		if k < 0 {
+			t.Fatal("fewer than 10 pages in the backup")
+		}
+		at += 1 + k
+	}
+	copy(bad[at:], "JUNK")
+	if err := os.WriteFile(e.path("bad.bak"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantAbnormal(t, e.db, 3183, "RESTORE DATABASE [r] FROM DISK = 'bad.bak' WITH "+e.moveTo("s", "r"))
+	e.exec("RESTORE DATABASE [r] FROM DISK = 'good.bak' WITH REPLACE, " + e.moveTo("s", "r"))
+	if got := e.hash("r"); got != want {
+		t.Fatalf("restored from the good backup after the bad one: hash %s, want %s", got, want)
 	}
 }
