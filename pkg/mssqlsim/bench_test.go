@@ -47,6 +47,9 @@ func BenchmarkRestoreFromDisk(b *testing.B) {
 	if err := inst.CreateDatabase("big", DatabaseOptions{Pages: pages}); err != nil {
 		b.Fatal(err)
 	}
+	if _, err := inst.Commit("big", 4*pages); err != nil {
+		b.Fatal(err)
+	}
 	st := &backupStmt{database: "big", targets: []target{{spec: "big.bak"}}, format: true}
 	if e := inst.backup(context.Background(), "sa", st, nopMessenger{}); e != nil {
 		b.Fatal(e)

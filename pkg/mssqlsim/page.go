@@ -69,6 +69,13 @@ func (r *rng) next() uint64 {
 // given seed into p, which must be PageSize long. The content is a pure
 // function of (seed, id, v).
 func fillPage(p []byte, seed uint64, id, v uint32) {
+	fillPageContent(p, seed, id, v)
+	binary.LittleEndian.PutUint32(p[offChecksum:], crc32.Checksum(p[pageHeaderSize:], castagnoli))
+}
+
+// fillPageContent is fillPage without the checksum: its 4 bytes are
+// left zero.
+func fillPageContent(p []byte, seed uint64, id, v uint32) {
 	clear(p)
 	r := rng(seed ^ uint64(id)*0x9e3779b97f4a7c15 ^ uint64(v)*0xc2b2ae3d27d4eb4f)
 	binary.LittleEndian.PutUint32(p[offMagic:], pageMagic)
@@ -78,7 +85,6 @@ func fillPage(p []byte, seed uint64, id, v uint32) {
 	if v == 0 {
 		// A page never written since the database was created is
 		// allocated and empty.
-		binary.LittleEndian.PutUint32(p[offChecksum:], crc32.Checksum(p[pageHeaderSize:], castagnoli))
 		return
 	}
 	// Pages fill to between 55% and 90%, like a table with some free space.
@@ -112,7 +118,6 @@ func fillPage(p []byte, seed uint64, id, v uint32) {
 		slots++
 	}
 	binary.LittleEndian.PutUint16(p[offSlots:], uint16(slots))
-	binary.LittleEndian.PutUint32(p[offChecksum:], crc32.Checksum(p[pageHeaderSize:], castagnoli))
 }
 
 // pageHeader is what a page says about itself.

@@ -50,6 +50,11 @@ func (v *Vault) compress(c Compression, dst, data []byte) ([]byte, byte) {
 	return v.enc.EncodeAll(data, dst[:0]), flagZstd
 }
 
+// zstdSlack is the room zstd's decoder wants past a frame's content to
+// decode its last block with its fast copies (16 bytes in klauspost's
+// decoder): without it the block takes the exact, slower copies.
+const zstdSlack = 64
+
 // decompress returns the plaintext of a chunk's payload compressed as
 // flags say, into plain's memory (grown as needed). wantSize, if not
 // negative, is the plaintext size the caller expects. Errors are plain
@@ -57,8 +62,8 @@ func (v *Vault) compress(c Compression, dst, data []byte) ([]byte, byte) {
 func (v *Vault) decompress(flags byte, payload, plain []byte, wantSize int64) ([]byte, error) {
 	switch flags {
 	case flagZstd:
-		if wantSize > int64(cap(plain)) {
-			plain = make([]byte, 0, wantSize)
+		if wantSize+zstdSlack > int64(cap(plain)) {
+			plain = make([]byte, 0, wantSize+zstdSlack)
 		}
 		out, err := v.dec.DecodeAll(payload, plain[:0])
 		if err != nil {
