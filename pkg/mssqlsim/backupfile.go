@@ -3,6 +3,7 @@ package mssqlsim
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -398,10 +399,21 @@ func readBlockHeader(r io.Reader) (blockHeader, error) {
 	if k[0] != frameBlock {
 		return blockHeader{}, fmt.Errorf("%w: block expected", errMalformed)
 	}
-	var h [13]byte
+	var h [blockHeaderSize - 1]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return blockHeader{}, fmt.Errorf("%w: %v", errMalformed, err)
 	}
+	return parseBlockHeader(h[:])
+}
+
+// Sizes of a block's frame header and of the end frame, kind byte included.
+const (
+	blockHeaderSize = 14
+	endFrameSize    = 9
+)
+
+// parseBlockHeader reads a block's frame header after its kind byte.
+func parseBlockHeader(h []byte) (blockHeader, error) {
 	bh := blockHeader{
 		raw:    binary.LittleEndian.Uint32(h[0:]),
 		stored: binary.LittleEndian.Uint32(h[4:]),
@@ -412,6 +424,29 @@ func readBlockHeader(r io.Reader) (blockHeader, error) {
 		return blockHeader{}, fmt.Errorf("%w: block of %d bytes", errMalformed, bh.raw)
 	}
 	return bh, nil
+}
+
+// skipBlocksAt steps over the blocks of a set's body that starts at at in
+// a file, reading only their frame headers, and returns where the body's
+// end frame ends: where the set's trailer starts.
+func skipBlocksAt(f io.ReaderAt, at int64) (int64, error) {
+	var h [blockHeaderSize]byte
+	for {
+		n, err := f.ReadAt(h[:], at)
+		switch {
+		case n >= endFrameSize && h[0] == frameEnd:
+			return at + endFrameSize, nil
+		case n >= 1 && h[0] != frameBlock && h[0] != frameEnd:
+			return 0, fmt.Errorf("%w: block expected", errMalformed)
+		case n < blockHeaderSize:
+			return 0, fmt.Errorf("%w: %v", errMalformed, cmp.Or(err, io.ErrUnexpectedEOF))
+		}
+		bh, err := parseBlockHeader(h[1:])
+		if err != nil {
+			return 0, err
+		}
+		at += blockHeaderSize + int64(bh.stored)
+	}
 }
 
 // scanSets reads the media header and every backup set's header and
@@ -426,26 +461,16 @@ func scanSets(r io.Reader) (m mediaHeader, sets []backupSet, end int64, err erro
 func scanSetsAt(r io.Reader) (mediaHeader, []backupSet, int64, error) {
 	cr := &countingReader{r: r}
 	// A file is scanned as SQL Server scans one: only the frames are read,
-	// and each block's body is stepped over by seeking, not read.
-	seeker, seekable := r.(io.Seeker)
+	// and each block's body is stepped over, not read.
+	f, isFile := r.(interface {
+		io.ReaderAt
+		io.Seeker
+	})
 	size := 256 << 10
-	if seekable {
+	if isFile {
 		size = 4 << 10
 	}
 	br := bufio.NewReaderSize(cr, size)
-	skip := func(n int) error {
-		if !seekable || n <= br.Buffered() {
-			_, err := br.Discard(n)
-			return err
-		}
-		at := cr.n - int64(br.Buffered()) + int64(n)
-		if _, err := seeker.Seek(at, io.SeekStart); err != nil {
-			return err
-		}
-		cr.n = at
-		br.Reset(cr)
-		return nil
-	}
 	var m mediaHeader
 	if err := readJSONFrame(br, frameMedia, &m); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -465,16 +490,28 @@ func scanSetsAt(r io.Reader) (mediaHeader, []backupSet, int64, error) {
 		}
 		s.Position = len(sets) + 1
 		s.bodyOffset = cr.n - int64(br.Buffered())
-		for {
-			bh, err := readBlockHeader(br)
+		if isFile {
+			at, err := skipBlocksAt(f, s.bodyOffset)
 			if err != nil {
 				return m, sets, end, err
 			}
-			if bh.end {
-				break
+			if _, err := f.Seek(at, io.SeekStart); err != nil {
+				return m, sets, end, err
 			}
-			if err := skip(int(bh.stored)); err != nil {
-				return m, sets, end, fmt.Errorf("%w: %v", errMalformed, err)
+			cr.n = at
+			br.Reset(cr)
+		} else {
+			for {
+				bh, err := readBlockHeader(br)
+				if err != nil {
+					return m, sets, end, err
+				}
+				if bh.end {
+					break
+				}
+				if _, err := br.Discard(int(bh.stored)); err != nil {
+					return m, sets, end, fmt.Errorf("%w: %v", errMalformed, err)
+				}
 			}
 		}
 		if err := readJSONFrame(br, frameTrailer, &s.setTrailer); err != nil {

@@ -77,6 +77,10 @@ type source struct {
 	devs  []*device
 	set   backupSet
 	media mediaHeader
+	// sets[k] is the set as devs[k] holds it (its stripe, where its body
+	// starts), as openSource found it: the body is read from there
+	// without scanning the device again
+	sets []backupSet
 }
 
 // openSource reads the set at position file from the devices.
@@ -109,6 +113,7 @@ func (i *Instance) openSource(ctx context.Context, st *restoreStmt) (*source, *E
 		if k == 0 || sets[file-1].StripeSeq == 1 {
 			src.set = sets[file-1]
 		}
+		src.sets = append(src.sets, sets[file-1])
 	}
 	if src.media.FamilyCount != len(devs) {
 		return nil, newErr(3132, 16, "The media set has %d media families but only %d are provided. All members must be provided.", src.media.FamilyCount, len(devs))
@@ -126,13 +131,8 @@ func (i *Instance) body(ctx context.Context, src *source, verify bool) (*setRead
 			c.Close()
 		}
 	}
-	for _, d := range src.devs {
-		_, sets, _, e := i.readSets(ctx, d)
-		if e != nil {
-			closeAll()
-			return nil, nil, e
-		}
-		s := sets[src.set.Position-1]
+	for k, d := range src.devs {
+		s := src.sets[k]
 		r, err := i.openReader(ctx, d, s.bodyOffset, src.media.MaxTransferSize)
 		if err != nil {
 			closeAll()
