@@ -387,6 +387,7 @@ type uploadWriter struct {
 	mu    sync.Mutex
 	parts []minio.CompletePart // uploaded, in the order they finished
 	err   error                // the first part that failed
+	spare [][]byte             // buffers of parts sent, for the next parts
 }
 
 // maxURLParts is the most parts SQL Server writes to one URL.
@@ -428,7 +429,7 @@ func (w *uploadWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = make([]byte, 0, w.partSize)
+			w.buf = w.spareBuf()
 		}
 		k := min(w.partSize-len(w.buf), len(p))
 		w.buf = append(w.buf, p[:k]...)
@@ -440,6 +441,20 @@ func (w *uploadWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// spareBuf returns an empty buffer for a part: one a sent part is done
+// with, as SQL Server cycles through its BUFFERCOUNT buffers, or a new
+// one while all are in flight.
+func (w *uploadWriter) spareBuf() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k := len(w.spare); k > 0 {
+		b := w.spare[k-1]
+		w.spare = w.spare[:k-1]
+		return b[:0]
+	}
+	return make([]byte, 0, w.partSize)
 }
 
 // failed returns the first part failure, if any.
@@ -484,6 +499,10 @@ func (w *uploadWriter) send() error {
 			return
 		}
 		w.parts = append(w.parts, minio.CompletePart{PartNumber: num, ETag: part.ETag})
+		// the server answered once it had the whole part: nothing reads
+		// the buffer any more (a failed request's transport still may,
+		// so its buffer is left to the collector)
+		w.spare = append(w.spare, body)
 	}()
 	return nil
 }
