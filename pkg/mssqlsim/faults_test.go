@@ -30,6 +30,15 @@ func TestFaults(t *testing.T) {
 		if n := errNumber(err); n != 0 {
 			t.Fatalf("got SQL error %d (%v), want a connection error", n, err)
 		}
+		// the server ends the dropped session's backup on its own time, as
+		// SQL Server does a killed session's: until then another backup of
+		// the database is refused with 3023
+		eventually(t, 10*time.Second, "the dropped backup to end", func() bool {
+			d, _ := inst.lookup("d")
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.activeBackups == 0
+		})
 		if n := backupsetRows(t, inst); n != 0 {
 			t.Errorf("backupset rows: got %d, want 0", n)
 		}
