@@ -26,6 +26,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -209,4 +210,16 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	return c, nil
+}
+
+// UseWith makes tr dial its HTTPS connections as batching Conns, with its
+// own TLSClientConfig and TLSHandshakeTimeout, and the dial timeout and
+// keep-alive of net/http's default transport. Through a proxy, tr makes
+// its own TLS connections, which do not batch.
+func UseWith(tr *http.Transport) {
+	tr.DialTLSContext = (&Dialer{
+		Net:              net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+		Config:           tr.TLSClientConfig,
+		HandshakeTimeout: tr.TLSHandshakeTimeout,
+	}).DialContext
 }

@@ -178,7 +178,8 @@ func TestReadFromBatches(t *testing.T) {
 }
 
 // TestHTTP serves HTTPS through NewListener and calls it through a
-// Dialer: a PUT's body and a GET's body of a few megabytes arrive whole.
+// Transport that UseWith set up: a PUT's body and a GET's body of a few
+// megabytes arrive whole.
 func TestHTTP(t *testing.T) {
 	scfg, ccfg := configs(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -204,8 +205,9 @@ func TestHTTP(t *testing.T) {
 	go hs.Serve(tlsbatch.NewListener(l, scfg))
 	t.Cleanup(func() { hs.Close() })
 
-	d := &tlsbatch.Dialer{Config: ccfg}
-	c := &http.Client{Transport: &http.Transport{DialTLSContext: d.DialContext}}
+	tr := &http.Transport{TLSClientConfig: ccfg}
+	tlsbatch.UseWith(tr)
+	c := &http.Client{Transport: tr}
 	url := "https://" + l.Addr().String() + "/object"
 	body := random(6<<20 + 5)
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPut, url, onlyReader{bytes.NewReader(body)})

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -150,11 +148,7 @@ func New(cfg Config) (*Store, error) {
 		// a pack's upload goes out in 256 KiB writes, not one system call
 		// per 16 KiB TLS record (see tlsbatch); through a proxy the
 		// Transport makes its own TLS connection from TLSClientConfig
-		tr.DialTLSContext = (&tlsbatch.Dialer{
-			Net:              net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
-			Config:           tr.TLSClientConfig,
-			HandshakeTimeout: tr.TLSHandshakeTimeout,
-		}).DialContext
+		tlsbatch.UseWith(tr)
 	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
